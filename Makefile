@@ -1,0 +1,65 @@
+# The README's contract: `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+HOST ?= 127.0.0.1
+# English is the source language; its text lives in the code and templates.
+LOCALES := zh nl
+CATALOGS := $(foreach l,$(LOCALES),translations/$(l)/LC_MESSAGES/messages.po)
+COMPILED := $(CATALOGS:.po=.mo)
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup system-deps translations compile-translations bench clean
+
+setup: $(STAMP) $(COMPILED)
+
+# Debian packages the portal needs at run and test time; installed only when missing.
+SYSTEM_PACKAGES :=
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po $(STAMP)
+	$(BIN)/pybabel compile -q -d translations -l $* --statistics
+
+compile-translations: $(COMPILED)
+
+# Extract every marked string (pages, emails in .html and .txt, Python), merge into each
+# catalog, then compile. New strings arrive untranslated; the catalog test fails until they are done.
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _l -k lazy_gettext --no-location --sort-output \
+	  --project=refund-portal -o translations/messages.pot .
+	for l in $(LOCALES); do \
+	  if [ -f translations/$$l/LC_MESSAGES/messages.po ]; then \
+	    $(BIN)/pybabel update -q --no-fuzzy-matching -i translations/messages.pot -d translations -l $$l; \
+	  else \
+	    $(BIN)/pybabel init -q -i translations/messages.pot -d translations -l $$l; \
+	  fi; \
+	done
+	$(BIN)/pybabel compile -q -d translations --statistics
+
+run: setup system-deps
+	$(BIN)/portal db upgrade
+	$(BIN)/portal demo
+	$(BIN)/portal run --host $(HOST) --port $(PORT)
+
+test: setup system-deps
+	$(BIN)/python -m pytest
+
+bench: setup
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache test-artifacts
+	find translations -name '*.mo' -delete

@@ -1,0 +1,95 @@
+"""The refund portal: a Flask app built by :func:`create_app`."""
+from __future__ import annotations
+
+from flask import Flask
+
+from portal import config as settings
+from portal.paths import PACKAGE_DIR, resource_dir
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: defaults, then ``PORTAL_*`` environment variables, then ``config``."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(resource_dir("templates")),
+        static_folder=str(PACKAGE_DIR / "static"),
+    )
+    app.config.from_mapping(settings.DEFAULTS)
+    app.config.from_prefixed_env("PORTAL")
+    if config:
+        app.config.from_mapping(config)
+    settings.finalize(app.config, _instance(app))
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(resource_dir("translations"))
+    app.config["BABEL_DEFAULT_LOCALE"] = app.config["DEFAULT_LOCALE"]
+    app.config["BABEL_DEFAULT_TIMEZONE"] = app.config["DEFAULT_TIMEZONE"]
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+
+    from portal.brand import load_brand
+
+    app.context_processor(lambda: {"brand": load_brand()})
+    return app
+
+
+def _instance(app: Flask):
+    from pathlib import Path
+
+    path = Path(app.instance_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def register_extensions(app: Flask) -> None:
+    from flask_talisman import Talisman
+
+    from portal import i18n
+    from portal import models  # noqa: F401  (the metadata Alembic compares against)
+    from portal.extensions import babel, csrf, db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"), render_as_batch=True,
+                     compare_type=True)
+    babel.init_app(app, locale_selector=i18n.select_locale)
+    csrf.init_app(app)
+    i18n.init_app(app)
+    Talisman(
+        app,
+        force_https=app.config["FORCE_HTTPS"],
+        frame_options="DENY",
+        strict_transport_security=True,  # sent only on HTTPS responses
+        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
+        session_cookie_samesite=app.config["SESSION_COOKIE_SAMESITE"],
+        referrer_policy="same-origin",
+        content_security_policy={
+            "default-src": "'self'",
+            "img-src": "'self' data:",
+            "style-src": "'self'",
+            "script-src": "'self'",
+            "object-src": "'none'",
+            "base-uri": "'none'",
+            "form-action": "'self'",
+            "frame-ancestors": "'none'",
+        },
+    )
+
+
+def register_blueprints(app: Flask) -> None:
+    from portal.main import bp as main_bp
+
+    app.register_blueprint(main_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from portal.main import errors
+
+    errors.init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    from portal import cli
+
+    cli.init_app(app)

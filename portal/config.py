@@ -1,0 +1,91 @@
+"""Settings: defaults here, then ``PORTAL_*`` environment variables, then an explicit mapping.
+
+Every setting is listed in README.md. Production (``PORTAL_ENV=production``) refuses to start
+on the defaults that are only safe on a developer's machine.
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+ENVIRONMENTS = ("development", "testing", "production")
+
+DEFAULTS: dict[str, object] = {
+    "ENV": "development",
+    # None means "derive": a SQLite file in the instance folder.
+    "DATABASE_URL": None,
+    # None means: development keeps a generated key in the instance folder; production refuses.
+    "SECRET_KEY": None,
+    "BASE_URL": "http://127.0.0.1:5000",
+    # None means "derive": instance/uploads, which is outside the web root.
+    "UPLOAD_DIR": None,
+    "POLICY_FILE": None,
+    "LANGUAGES": ("en", "zh", "nl"),
+    "DEFAULT_LOCALE": "en",
+    "DEFAULT_TIMEZONE": "UTC",
+    "FORCE_HTTPS": False,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,
+    "WTF_CSRF_TIME_LIMIT": 3600 * 8,
+    "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
+    "SQLALCHEMY_ECHO": False,
+}
+
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or incomplete; the message says what to set."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever spelling the operator gave."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def load_secret_key(instance_path: Path) -> str:
+    """A development key generated once and kept, so sessions survive restarts."""
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+def finalize(config: dict, instance_path: Path) -> None:
+    """Derive what was left unset and refuse what is unsafe for the environment."""
+    env = config["ENV"]
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"PORTAL_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}.")
+    problems = []
+    if env == "production":
+        key = config.get("SECRET_KEY")
+        if not key:
+            problems.append("PORTAL_SECRET_KEY is not set.")
+        elif len(str(key)) < MIN_SECRET_LENGTH:
+            problems.append(f"PORTAL_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters.")
+        if not str(config.get("BASE_URL", "")).startswith("https://"):
+            problems.append("PORTAL_BASE_URL must be the public https:// address of the portal.")
+        if not config.get("DATABASE_URL"):
+            problems.append("PORTAL_DATABASE_URL is not set (the embedded SQLite file is for development).")
+        if config.get("DEBUG"):
+            problems.append("debug mode is on.")
+        if problems:
+            raise ConfigError("Refusing to start in production: " + " ".join(problems))
+        config["SESSION_COOKIE_SECURE"] = True
+        config["FORCE_HTTPS"] = True
+    elif not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = load_secret_key(instance_path)
+
+    url = config.get("DATABASE_URL") or f"sqlite:///{instance_path / 'portal.sqlite3'}"
+    config["DATABASE_URL"] = normalize_database_url(str(url))
+    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
+    config["UPLOAD_DIR"] = str(Path(config.get("UPLOAD_DIR") or instance_path / "uploads").resolve())

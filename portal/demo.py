@@ -1,0 +1,95 @@
+"""Demo data relative to today: customers in every language, orders inside and outside each window."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal.domain import Channel, PaymentStatus, Plan, StaffRole
+from portal.models import Order, StaffUser
+from portal.money import Money
+from portal.orders.importing import upsert_orders
+from portal.orders.validation import OrderData
+from portal.passwords import hash_password
+
+DEMO_ADMIN_EMAIL = "admin@demo.example"
+
+# (number, email, name, locale, product, plan, amount, currency, days ago, channel, affiliate, commission)
+_ORDERS = [
+    ("DEMO-1001", "emily.clark@example.com", "Emily Clark", "en", "Team Workspace", "monthly", "29.00", "USD", 3, "web", None, None),
+    ("DEMO-1002", "emily.clark@example.com", "Emily Clark", "en", "Team Workspace", "monthly", "29.00", "USD", 33, "web", None, None),
+    ("DEMO-1003", "raj.patel@example.com", "Raj Patel", "en", "Analytics Pro", "annual", "588.00", "USD", 45, "web", "partnerhub", "58.80"),
+    ("DEMO-1004", "raj.patel@example.com", "Raj Patel", "en", "Storage Add-on", "one-time", "15.00", "USD", 2, "web", None, None),
+    ("DEMO-1005", "mia.wong@example.co.uk", "Mia Wong", "en", "Analytics Pro", "monthly", "49.00", "GBP", 13, "web", None, None),
+    ("DEMO-2001", "liu.yang@example.cn", "刘洋", "zh", "团队工作区", "monthly", "199.00", "CNY", 5, "web", None, None),
+    ("DEMO-2002", "liu.yang@example.cn", "刘洋", "zh", "Analytics Pro", "annual", "3999.00", "CNY", 60, "web", None, None),
+    ("DEMO-2003", "zhao.min@example.cn", "赵敏", "zh", "Analytics Pro", "annual", "3999.00", "CNY", 4, "reseller", "channelasia", "399.90"),
+    ("DEMO-2004", "zhao.min@example.cn", "赵敏", "zh", "Storage Add-on", "one-time", "99.00", "CNY", 12, "web", None, None),
+    ("DEMO-3001", "daan.jansen@example.nl", "Daan Jansen", "nl", "Team Workspace", "monthly", "27.00", "EUR", 1, "web", None, None),
+    ("DEMO-3002", "daan.jansen@example.nl", "Daan Jansen", "nl", "Analytics Pro", "annual", "540.00", "EUR", 120, "web", None, None),
+    ("DEMO-3003", "fleur.mulder@example.be", "Fleur Mulder", "nl", "Analytics Pro", "annual", "540.00", "EUR", 20, "reseller", None, None),
+    ("DEMO-3004", "fleur.mulder@example.be", "Fleur Mulder", "nl", "Storage Add-on", "one-time", "14.00", "EUR", 6, "web", None, None),
+    ("DEMO-4001", "kenji.ito@example.jp", "伊藤 健二", "en", "Team Workspace", "monthly", "4300", "JPY", 8, "web", None, None),
+]
+_CHARGED_BACK = {"DEMO-1002"}
+
+
+@dataclass
+class DemoResult:
+    seeded: bool
+    orders: int
+    admin_email: str
+    admin_password: str
+
+
+def _period(plan: str, purchased: datetime):
+    start = purchased.date()
+    if plan == "monthly":
+        month = start.month % 12 + 1
+        year = start.year + (start.month == 12)
+        day = min(start.day, 28)
+        return start, start.replace(year=year, month=month, day=day)
+    if plan == "annual":
+        return start, start.replace(year=start.year + 1, day=min(start.day, 28))
+    return None, None
+
+
+def demo_orders(now: datetime) -> list[OrderData]:
+    orders = []
+    for (number, email, name, locale, product, plan, amount, currency, days_ago, channel, affiliate,
+         commission) in _ORDERS:
+        purchased = (now - timedelta(days=days_ago, hours=2)).replace(second=0, microsecond=0)
+        start, end = _period(plan, purchased)
+        orders.append(OrderData(
+            order_number=number, customer_email=email, customer_name=name, locale=locale, product=product,
+            plan=Plan(plan), amount=Money.parse(amount, currency), purchased_at=purchased,
+            period_start=start, period_end=end, payment_reference="ch_demo_" + number.lower().replace("-", ""),
+            channel=Channel(channel), affiliate=affiliate,
+            affiliate_commission=Money.parse(commission, currency) if commission else None,
+        ))
+    return orders
+
+
+def seed_demo(session: Session, now: datetime | None = None) -> DemoResult:
+    """Seed an empty database; on a seeded one only give the demo admin a fresh password."""
+    now = now or datetime.now(timezone.utc)
+    password = secrets.token_urlsafe(12)
+    admin = session.scalar(select(StaffUser).where(StaffUser.email == DEMO_ADMIN_EMAIL))
+    if admin is None:
+        session.add(StaffUser(email=DEMO_ADMIN_EMAIL, name="Demo Admin", role=StaffRole.ADMIN,
+                              password_hash=hash_password(password)))
+    else:
+        admin.password_hash = hash_password(password)
+
+    seeded = False
+    if not session.scalar(select(func.count()).select_from(Order)):
+        upsert_orders(session, demo_orders(now))
+        for order in session.scalars(select(Order).where(Order.order_number.in_(_CHARGED_BACK))):
+            order.payment_status = PaymentStatus.CHARGED_BACK
+        seeded = True
+    session.commit()
+    count = session.scalar(select(func.count()).select_from(Order))
+    return DemoResult(seeded=seeded, orders=count, admin_email=DEMO_ADMIN_EMAIL, admin_password=password)

@@ -1,0 +1,6 @@
+"""Pages for everyone: home, language switch, health."""
+from flask import Blueprint
+
+bp = Blueprint("main", __name__)
+
+from portal.main import views  # noqa: E402,F401  (routes register on import)

@@ -1,0 +1,42 @@
+from urllib.parse import urlsplit
+
+from flask import abort, redirect, render_template, request, session, url_for
+from sqlalchemy import text
+
+from portal.domain import LOCALES
+from portal.extensions import db
+from portal.i18n import SESSION_KEY
+from portal.main import bp
+
+
+@bp.get("/")
+def home():
+    return render_template("main/home.html")
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this site: an open redirect would lend our name to phishing links.
+    if not target:
+        return url_for("main.home")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("main.home")
+    return target
+
+
+@bp.get("/language/<code>")
+def set_language(code: str):
+    if code not in LOCALES:
+        abort(404)
+    session[SESSION_KEY] = code
+    return redirect(_safe_next(request.args.get("next")))
+
+
+@bp.get("/healthz")
+def healthz():
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver error means "not reachable" to a load balancer
+        db.session.rollback()
+        return {"status": "unavailable", "database": type(exc).__name__}, 503
+    return {"status": "ok", "database": "ok"}

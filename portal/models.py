@@ -1,0 +1,182 @@
+"""The data model. Amounts are whole numbers of the currency's minor unit; times are UTC.
+
+Plain SQLAlchemy (no Flask), so domain services and their tests can use any Session.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Date, Enum, ForeignKey, Index, String, Text, event
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.database import Base, UTCDateTime, utcnow
+from portal.domain import Actor, Channel, PaymentStatus, Plan, Reason, RequestState, StaffRole
+from portal.money import Money
+
+
+def enum_column(enum_cls: type[StrEnum]) -> Enum:
+    # Store the values ("one-time"), not the member names, as plain VARCHAR on every database.
+    return Enum(enum_cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e],
+                validate_strings=True)
+
+
+# Crockford's alphabet without the letters people misread (I, L, O, U) or the digits 0 and 1.
+REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_reference() -> str:
+    return "RF-" + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
+
+
+class Customer(Base):
+    __tablename__ = "customer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Addresses are compared case-insensitively; the normalized form carries the uniqueness.
+    email: Mapped[str] = mapped_column(String(320))
+    email_normalized: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    locale: Mapped[str] = mapped_column(String(8), default="en")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    orders: Mapped[list["Order"]] = relationship(back_populates="customer", order_by="Order.purchased_at")
+
+    @staticmethod
+    def normalize_email(email: str) -> str:
+        return email.strip().lower()
+
+
+class Order(Base):
+    __tablename__ = "order"
+    __table_args__ = (
+        CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
+        CheckConstraint("affiliate_commission_minor >= 0", name="commission_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_number: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    product: Mapped[str] = mapped_column(String(200))
+    plan: Mapped[Plan] = mapped_column(enum_column(Plan))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    purchased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_start: Mapped[date | None] = mapped_column(Date)
+    period_end: Mapped[date | None] = mapped_column(Date)
+    payment_reference: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[Channel] = mapped_column(enum_column(Channel))
+    affiliate: Mapped[str | None] = mapped_column(String(128))
+    affiliate_commission_minor: Mapped[int | None] = mapped_column(BigInteger)
+    payment_status: Mapped[PaymentStatus] = mapped_column(enum_column(PaymentStatus), default=PaymentStatus.PAID)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="orders")
+    refund_requests: Mapped[list["RefundRequest"]] = relationship(back_populates="order",
+                                                                  order_by="RefundRequest.created_at")
+
+    @property
+    def amount(self) -> Money:
+        return Money.from_minor(self.amount_minor, self.currency)
+
+    @property
+    def affiliate_commission(self) -> Money | None:
+        if self.affiliate_commission_minor is None:
+            return None
+        return Money.from_minor(self.affiliate_commission_minor, self.currency)
+
+
+class RefundRequest(Base):
+    __tablename__ = "refund_request"
+    __table_args__ = (
+        # The staff queue reads oldest first within a state; keyset pagination walks this index.
+        Index("ix_refund_request_state_created", "state", "created_at", "id"),
+        CheckConstraint("amount_requested_minor >= 0", name="requested_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True, default=new_reference)
+    order_id: Mapped[int] = mapped_column(ForeignKey("order.id"), index=True)
+    state: Mapped[RequestState] = mapped_column(enum_column(RequestState), default=RequestState.RECEIVED)
+    reason: Mapped[Reason] = mapped_column(enum_column(Reason))
+    details: Mapped[str] = mapped_column(Text, default="")
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_requested_minor: Mapped[int] = mapped_column(BigInteger)
+    amount_approved_minor: Mapped[int | None] = mapped_column(BigInteger)
+    locale: Mapped[str] = mapped_column(String(8))
+    # The policy version and the decision as the customer was shown them when filing.
+    policy_version: Mapped[str | None] = mapped_column(String(32))
+    decision_snapshot: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="refund_requests")
+    documents: Mapped[list["Document"]] = relationship(back_populates="refund_request",
+                                                       order_by="Document.created_at")
+    events: Mapped[list["StatusEvent"]] = relationship(back_populates="refund_request",
+                                                       order_by="StatusEvent.id")
+
+    @property
+    def amount_requested(self) -> Money:
+        return Money.from_minor(self.amount_requested_minor, self.currency)
+
+
+class Document(Base):
+    __tablename__ = "document"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), index=True)
+    original_name: Mapped[str] = mapped_column(String(255))
+    # A random name under PORTAL_UPLOAD_DIR; never derived from what the customer sent.
+    stored_name: Mapped[str] = mapped_column(String(64), unique=True)
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    uploaded_by: Mapped[Actor] = mapped_column(enum_column(Actor), default=Actor.CUSTOMER)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    refund_request: Mapped[RefundRequest] = relationship(back_populates="documents")
+
+
+class StatusEvent(Base):
+    """The append-only timeline of a refund request: history is never edited."""
+
+    __tablename__ = "status_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), index=True)
+    actor: Mapped[Actor] = mapped_column(enum_column(Actor))
+    staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    from_state: Mapped[RequestState | None] = mapped_column(enum_column(RequestState))
+    to_state: Mapped[RequestState] = mapped_column(enum_column(RequestState))
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    refund_request: Mapped[RefundRequest] = relationship(back_populates="events")
+    staff_user: Mapped["StaffUser | None"] = relationship()
+
+
+class AppendOnlyError(RuntimeError):
+    pass
+
+
+@event.listens_for(StatusEvent, "before_update")
+@event.listens_for(StatusEvent, "before_delete")
+def _refuse_history_edits(mapper, connection, target):
+    raise AppendOnlyError("status events are append-only")
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[StaffRole] = mapped_column(enum_column(StaffRole))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,183 @@
+"""The orders import: all rows valid, then one transaction; or nothing at all.
+
+Takes a plain SQLAlchemy session; the CLI and the API wrap it.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import Iterable, TextIO
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from portal.markers import N_
+from portal.models import Customer, Order
+from portal.orders.validation import COLUMNS, REQUIRED, FieldError, OrderData, validate_order
+
+# Big enough to be fast, small enough for SQLite's limit on bound parameters.
+CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    line: int
+    error: FieldError
+
+    def render(self, translate=lambda s: s) -> str:
+        return f"line {self.line}, {self.error.column}: {self.error.render(translate)}"
+
+
+@dataclass
+class ImportResult:
+    errors: list[LineError] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    customers_created: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def read_orders(stream: TextIO) -> tuple[list[tuple[int, OrderData]], list[LineError]]:
+    """Parse and validate every row; errors carry the file's own line numbers (header is line 1)."""
+    reader = csv.DictReader(stream)
+    try:
+        header = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error):
+        return [], [LineError(1, FieldError("file", N_("the file is not UTF-8 encoded CSV"), {}))]
+    missing = [c for c in REQUIRED + ("period_start", "period_end", "affiliate", "affiliate_commission")
+               if c not in header]
+    if missing:
+        return [], [LineError(1, FieldError(c, N_("the header has no column “%(value)s”"), {"value": c}))
+                    for c in missing]
+
+    orders: list[tuple[int, OrderData]] = []
+    errors: list[LineError] = []
+    first_seen: dict[str, int] = {}
+    line = 1
+    try:
+        for row in reader:
+            line = reader.line_num
+            if None in row:
+                errors.append(LineError(line, FieldError("file", N_("the row has more fields than the header"), {})))
+                continue
+            number = (row.get("order_number") or "").strip()
+            if number and number in first_seen:
+                errors.append(LineError(line, FieldError(
+                    "order_number", N_("order number “%(value)s” is repeated (first on line %(line)s)"),
+                    {"value": number, "line": first_seen[number]})))
+                continue
+            if number:
+                first_seen[number] = line
+            order, row_errors = validate_order(row)
+            errors.extend(LineError(line, e) for e in row_errors)
+            if order is not None:
+                orders.append((line, order))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        errors.append(LineError(line + 1, FieldError("file", N_("the file cannot be read here: %(value)s"),
+                                                     {"value": str(exc)})))
+    return orders, errors
+
+
+def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _order_values(order: OrderData, customer_id: int) -> dict:
+    return {
+        "order_number": order.order_number,
+        "customer_id": customer_id,
+        "product": order.product,
+        "plan": order.plan,
+        "amount_minor": order.amount.minor,
+        "currency": order.amount.currency,
+        "purchased_at": order.purchased_at,
+        "period_start": order.period_start,
+        "period_end": order.period_end,
+        "payment_reference": order.payment_reference,
+        "channel": order.channel,
+        "affiliate": order.affiliate,
+        "affiliate_commission_minor": order.affiliate_commission.minor if order.affiliate_commission else None,
+    }
+
+
+_COMPARED = ("customer_id", "product", "plan", "amount_minor", "currency", "purchased_at", "period_start",
+             "period_end", "payment_reference", "channel", "affiliate", "affiliate_commission_minor")
+
+
+def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
+    """Create new customers and orders, update changed orders, leave identical ones alone.
+
+    Customers are created on first sight; a later import does not overwrite the name or the
+    language a customer already has, since the customer may have chosen it in the portal.
+    Runs inside the caller's transaction; the caller commits.
+    """
+    result = ImportResult()
+    by_email: dict[str, OrderData] = {}
+    for order in orders:
+        by_email.setdefault(order.email_normalized, order)
+
+    customer_ids: dict[str, int] = {}
+    emails = list(by_email)
+    for chunk in _chunks(emails):
+        for cid, email in session.execute(
+                select(Customer.id, Customer.email_normalized).where(Customer.email_normalized.in_(chunk))):
+            customer_ids[email] = cid
+    new_customers = [
+        {"email": o.customer_email, "email_normalized": email, "name": o.customer_name, "locale": o.locale}
+        for email, o in by_email.items() if email not in customer_ids
+    ]
+    for chunk in _chunks(new_customers):
+        rows = session.execute(insert(Customer).returning(Customer.id, Customer.email_normalized), chunk)
+        customer_ids.update({email: cid for cid, email in rows})
+    result.customers_created = len(new_customers)
+
+    existing: dict[str, dict] = {}
+    numbers = [o.order_number for o in orders]
+    columns = [getattr(Order, c) for c in _COMPARED]
+    for chunk in _chunks(numbers):
+        for row in session.execute(select(Order.id, Order.order_number, *columns)
+                                   .where(Order.order_number.in_(chunk))):
+            existing[row.order_number] = row._asdict()
+
+    to_insert, to_update = [], []
+    for order in orders:
+        values = _order_values(order, customer_ids[order.email_normalized])
+        current = existing.get(order.order_number)
+        if current is None:
+            to_insert.append(values)
+        elif any(current[c] != values[c] for c in _COMPARED):
+            to_update.append({"id": current["id"], **values})
+        else:
+            result.unchanged += 1
+    for chunk in _chunks(to_insert):
+        session.execute(insert(Order), chunk)
+    for chunk in _chunks(to_update):
+        # Bulk UPDATE by primary key: one executemany per chunk.
+        session.execute(update(Order), chunk)
+    result.created, result.updated = len(to_insert), len(to_update)
+    return result
+
+
+def import_orders(session: Session, stream: TextIO) -> ImportResult:
+    """Validate the whole file, then upsert it in one transaction; any fault changes nothing."""
+    parsed, errors = read_orders(stream)
+    if errors:
+        session.rollback()
+        return ImportResult(errors=errors)
+    try:
+        result = upsert_orders(session, [order for _, order in parsed])
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return result
+
+
+def import_orders_text(session: Session, text: str) -> ImportResult:
+    return import_orders(session, io.StringIO(text, newline=""))

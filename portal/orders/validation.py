@@ -1,0 +1,180 @@
+"""Validation of order rows as the billing system exports them. Pure: no Flask, no database.
+
+The CSV import and (later) the API use the same rules, so an order is accepted or refused
+the same way whichever door it comes through.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+
+from email_validator import EmailNotValidError, validate_email
+
+from portal.domain import LOCALES, Channel, Plan
+from portal.markers import N_
+from portal.money import Money, MoneyError, exponent, is_currency
+
+COLUMNS = (
+    "order_number", "customer_email", "customer_name", "locale", "product", "plan", "amount", "currency",
+    "purchased_at", "period_start", "period_end", "payment_reference", "channel", "affiliate",
+    "affiliate_commission",
+)
+REQUIRED = ("order_number", "customer_email", "customer_name", "locale", "product", "plan", "amount",
+            "currency", "purchased_at", "payment_reference", "channel")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One fault: where it is and a message marked for translation, with its parameters."""
+
+    column: str
+    message: str
+    params: dict
+
+    def render(self, translate=lambda s: s) -> str:
+        return translate(self.message) % self.params
+
+
+@dataclass(frozen=True, slots=True)
+class OrderData:
+    order_number: str
+    customer_email: str
+    customer_name: str
+    locale: str
+    product: str
+    plan: Plan
+    amount: Money
+    purchased_at: datetime
+    period_start: date | None
+    period_end: date | None
+    payment_reference: str
+    channel: Channel
+    affiliate: str | None
+    affiliate_commission: Money | None
+
+    @property
+    def email_normalized(self) -> str:
+        return self.customer_email.strip().lower()
+
+
+def _parse_timestamp(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        # The export is documented as UTC; a bare timestamp is read as such rather than refused.
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldError]]:
+    """Check one row; return the parsed order or every fault found in it."""
+    errors: list[FieldError] = []
+    get = {k: (row.get(k) or "").strip() for k in COLUMNS}
+
+    for column in REQUIRED:
+        if not get[column]:
+            errors.append(FieldError(column, N_("this field is required"), {}))
+    missing = {e.column for e in errors}
+
+    email = get["customer_email"]
+    if "customer_email" not in missing:
+        try:
+            validate_email(email, check_deliverability=False)
+        except EmailNotValidError:
+            errors.append(FieldError("customer_email", N_("“%(value)s” is not a valid email address"),
+                                     {"value": email}))
+
+    if "locale" not in missing and get["locale"] not in LOCALES:
+        errors.append(FieldError("locale", N_("unsupported language “%(value)s” (use %(choices)s)"),
+                                 {"value": get["locale"], "choices": ", ".join(LOCALES)}))
+
+    plan = None
+    if "plan" not in missing:
+        try:
+            plan = Plan(get["plan"])
+        except ValueError:
+            errors.append(FieldError("plan", N_("unknown plan “%(value)s” (use %(choices)s)"),
+                                     {"value": get["plan"], "choices": ", ".join(p.value for p in Plan)}))
+
+    channel = None
+    if "channel" not in missing:
+        try:
+            channel = Channel(get["channel"])
+        except ValueError:
+            errors.append(FieldError("channel", N_("unknown sales channel “%(value)s” (use %(choices)s)"),
+                                     {"value": get["channel"], "choices": ", ".join(c.value for c in Channel)}))
+
+    currency = get["currency"]
+    currency_ok = "currency" not in missing and is_currency(currency)
+    if "currency" not in missing and not currency_ok:
+        errors.append(FieldError("currency", N_("unknown currency “%(value)s” (use an ISO 4217 code)"),
+                                 {"value": currency}))
+
+    amount = _parse_amount(get, "amount", currency, currency_ok, errors) if "amount" not in missing else None
+
+    affiliate = get["affiliate"] or None
+    commission = None
+    if get["affiliate_commission"]:
+        commission = _parse_amount(get, "affiliate_commission", currency, currency_ok, errors)
+        if affiliate is None:
+            errors.append(FieldError("affiliate", N_("a commission needs the affiliate it is paid to"), {}))
+    elif affiliate is not None:
+        errors.append(FieldError("affiliate_commission", N_("the affiliate's commission is missing"), {}))
+
+    purchased_at = None
+    if "purchased_at" not in missing:
+        try:
+            purchased_at = _parse_timestamp(get["purchased_at"])
+        except ValueError:
+            errors.append(FieldError("purchased_at", N_("“%(value)s” is not an ISO 8601 date and time"),
+                                     {"value": get["purchased_at"]}))
+
+    period = {}
+    for column in ("period_start", "period_end"):
+        period[column] = None
+        if get[column]:
+            try:
+                period[column] = date.fromisoformat(get[column])
+            except ValueError:
+                errors.append(FieldError(column, N_("“%(value)s” is not an ISO 8601 date"), {"value": get[column]}))
+    start, end = period["period_start"], period["period_end"]
+    if plan in (Plan.MONTHLY, Plan.ANNUAL):
+        for column in ("period_start", "period_end"):
+            if not get[column]:
+                errors.append(FieldError(column, N_("a subscription needs the service period it pays for"), {}))
+        if start and end and end <= start:
+            errors.append(FieldError("period_end", N_("the service period ends before it starts"), {}))
+    elif plan is Plan.ONE_TIME and (get["period_start"] or get["period_end"]):
+        errors.append(FieldError("period_start", N_("a one-time purchase has no service period"), {}))
+
+    if errors:
+        return None, errors
+    return OrderData(
+        order_number=get["order_number"], customer_email=email, customer_name=get["customer_name"],
+        locale=get["locale"], product=get["product"], plan=plan, amount=amount, purchased_at=purchased_at,
+        period_start=start, period_end=end, payment_reference=get["payment_reference"], channel=channel,
+        affiliate=affiliate, affiliate_commission=commission,
+    ), []
+
+
+def _parse_amount(get, column, currency, currency_ok, errors) -> Money | None:
+    text = get[column]
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite():
+        errors.append(FieldError(column, N_("“%(value)s” is not an amount"), {"value": text}))
+        return None
+    if number < 0:
+        errors.append(FieldError(column, N_("the amount cannot be negative"), {}))
+        return None
+    if not currency_ok:
+        # The unknown currency is reported once, on its own column.
+        return None
+    try:
+        return Money.parse(text, currency)
+    except MoneyError:
+        errors.append(FieldError(column, N_("%(currency)s amounts have at most %(decimals)s decimals"),
+                                 {"currency": currency, "decimals": exponent(currency)}))
+        return None

@@ -1,0 +1,100 @@
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from portal.models import Customer, Order
+from portal.orders.importing import import_orders, import_orders_text
+
+
+def _count(session, model):
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def _import(session, path):
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return import_orders(session, f)
+
+
+def test_sample_imports_18_orders_and_a_second_import_changes_nothing(db_session, data_dir):
+    first = _import(db_session, data_dir / "orders.csv")
+    assert first.ok and first.created == 18 and first.customers_created == 15
+    before = {o.order_number: o.updated_at for o in db_session.scalars(select(Order))}
+
+    second = _import(db_session, data_dir / "orders.csv")
+    assert (second.created, second.updated, second.unchanged) == (0, 0, 18)
+    assert {o.order_number: o.updated_at for o in db_session.scalars(select(Order))} == before
+
+
+def test_amounts_are_kept_in_the_currencys_minor_units(db_session, data_dir):
+    _import(db_session, data_dir / "orders.csv")
+    yen = db_session.scalar(select(Order).where(Order.order_number == "ORD-40001"))
+    assert yen.amount_minor == 4300 and yen.amount.amount == Decimal("4300")
+    dollars = db_session.scalar(select(Order).where(Order.order_number == "ORD-10003"))
+    assert dollars.amount_minor == 58800 and str(dollars.amount) == "588.00 USD"
+    assert dollars.affiliate == "partnerhub" and dollars.affiliate_commission.amount == Decimal("58.80")
+
+
+def test_customers_are_matched_case_insensitively(db_session, data_dir):
+    _import(db_session, data_dir / "orders.csv")
+    changed = (data_dir / "orders.csv").read_text().replace("O.Brien@Example.COM", "o.brien@example.com")
+    changed = changed.replace("ORD-40003,", "ORD-40099,")
+    result = import_orders_text(db_session, changed)
+    assert result.customers_created == 0 and result.created == 1
+    orla = db_session.scalar(select(Customer).where(Customer.email_normalized == "o.brien@example.com"))
+    assert len(orla.orders) == 2
+
+
+def test_a_changed_row_updates_its_order(db_session, data_dir):
+    _import(db_session, data_dir / "orders.csv")
+    changed = (data_dir / "orders.csv").read_text().replace("ch_3QaB10001", "ch_corrected")
+    result = import_orders_text(db_session, changed)
+    assert (result.created, result.updated, result.unchanged) == (0, 1, 17)
+    order = db_session.scalar(select(Order).where(Order.order_number == "ORD-10001"))
+    assert order.payment_reference == "ch_corrected"
+
+
+def test_a_file_with_bad_rows_changes_nothing_and_names_every_fault(db_session, data_dir):
+    _import(db_session, data_dir / "orders.csv")
+    result = _import(db_session, data_dir / "orders-bad.csv")
+    assert not result.ok
+    assert [(e.line, e.error.column) for e in result.errors] == [
+        (3, "customer_email"), (4, "amount"), (5, "currency"), (6, "purchased_at"),
+        (7, "order_number"), (8, "locale"), (9, "amount"),
+    ]
+    rendered = [e.render() for e in result.errors]
+    assert "line 7, order_number: order number “ORD-90001” is repeated (first on line 2)" in rendered
+    assert "line 9, amount: JPY amounts have at most 0 decimals" in rendered
+    assert _count(db_session, Order) == 18  # the valid first row was not imported either
+    assert db_session.scalar(select(Order).where(Order.order_number == "ORD-90001")) is None
+
+
+def test_missing_columns_are_named_on_the_header_line(db_session):
+    result = import_orders_text(db_session, "order_number,customer_email\nX-1,a@example.com\n")
+    assert not result.ok
+    assert all(e.line == 1 for e in result.errors)
+    assert {e.error.column for e in result.errors} >= {"amount", "currency", "plan"}
+
+
+def test_subscription_without_period_and_affiliate_without_commission_are_refused(db_session, data_dir):
+    header = (data_dir / "orders.csv").read_text().splitlines()[0]
+    rows = [
+        "X-1,a@example.com,A,en,P,annual,10.00,USD,2026-11-01T00:00:00Z,,,ch_1,web,,",
+        "X-2,b@example.com,B,en,P,one-time,10.00,USD,2026-11-01T00:00:00Z,,,ch_2,web,partner,",
+        "X-3,c@example.com,C,en,P,monthly,10.00,USD,2026-11-01T00:00:00Z,2026-11-01,2026-10-01,ch_3,shop,,",
+    ]
+    result = import_orders_text(db_session, "\n".join([header, *rows]) + "\n")
+    faults = {(e.line, e.error.column) for e in result.errors}
+    assert {(2, "period_start"), (2, "period_end"), (3, "affiliate_commission"), (4, "period_end"),
+            (4, "channel")} <= faults
+    assert _count(db_session, Order) == 0
+
+
+def test_cli_import_reports_and_exits_nonzero_on_bad_file(runner, data_dir):
+    ok = runner.invoke(args=["orders", "import", str(data_dir / "orders.csv")])
+    assert ok.exit_code == 0, ok.output
+    assert "18 created" in ok.output
+    again = runner.invoke(args=["orders", "import", str(data_dir / "orders.csv")])
+    assert "0 created, 0 updated, 18 unchanged" in again.output
+    bad = runner.invoke(args=["orders", "import", str(data_dir / "orders-bad.csv")])
+    assert bad.exit_code == 1
+    assert "nothing was imported" in bad.output and "line 5, currency" in bad.output
