@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po $(STAMP)
-	$(BIN)/pybabel compile -q -d translations -l $* --statistics
+	$(BIN)/pybabel compile -d translations -l $* --statistics
 
 compile-translations: $(COMPILED)
 
@@ -44,10 +44,10 @@ translations: $(STAMP)
 	  if [ -f translations/$$l/LC_MESSAGES/messages.po ]; then \
 	    $(BIN)/pybabel update -q --no-fuzzy-matching -i translations/messages.pot -d translations -l $$l; \
 	  else \
-	    $(BIN)/pybabel init -q -i translations/messages.pot -d translations -l $$l; \
+	    $(BIN)/pybabel init -i translations/messages.pot -d translations -l $$l; \
 	  fi; \
 	done
-	$(BIN)/pybabel compile -q -d translations --statistics
+	$(BIN)/pybabel compile -d translations --statistics
 
 run: setup system-deps
 	$(BIN)/portal db upgrade

@@ -47,6 +47,15 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def engine_options(url: str) -> dict:
+    if url.startswith("postgresql"):
+        # psycopg prepares a statement after 5 runs and PostgreSQL may then keep a generic plan
+        # that scans instead of using the index (seen: 0.6 s instead of 10 ms per lookup in the
+        # orders import). Turning it off also keeps the portal usable behind PgBouncer.
+        return {"connect_args": {"prepare_threshold": None}, "pool_pre_ping": True}
+    return {}
+
+
 def load_secret_key(instance_path: Path) -> str:
     """A development key generated once and kept, so sessions survive restarts."""
     key_file = instance_path / "secret_key"
@@ -87,5 +96,6 @@ def finalize(config: dict, instance_path: Path) -> None:
     url = config.get("DATABASE_URL") or f"sqlite:///{instance_path / 'portal.sqlite3'}"
     config["DATABASE_URL"] = normalize_database_url(str(url))
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
-    config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(config["DATABASE_URL"]))
+    config["BASE_URL"] = str(config.get("BASE_URL") or DEFAULTS["BASE_URL"]).rstrip("/")
     config["UPLOAD_DIR"] = str(Path(config.get("UPLOAD_DIR") or instance_path / "uploads").resolve())

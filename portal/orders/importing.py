@@ -155,8 +155,10 @@ def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
             to_update.append({"id": current["id"], **values})
         else:
             result.unchanged += 1
+    connection = session.connection()
     for chunk in _chunks(to_insert):
-        session.execute(insert(Order), chunk)
+        # Core executemany: the ORM's bulk path costs three times as much per row here.
+        connection.execute(Order.__table__.insert(), chunk)
     for chunk in _chunks(to_update):
         # Bulk UPDATE by primary key: one executemany per chunk.
         session.execute(update(Order), chunk)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -58,6 +59,16 @@ class OrderData:
         return self.customer_email.strip().lower()
 
 
+@lru_cache(maxsize=65536)
+def _is_email(address: str) -> bool:
+    # Exports repeat a customer's address on every order; validating it once is enough.
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
 def _parse_timestamp(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
@@ -78,9 +89,7 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
 
     email = get["customer_email"]
     if "customer_email" not in missing:
-        try:
-            validate_email(email, check_deliverability=False)
-        except EmailNotValidError:
+        if not _is_email(email):
             errors.append(FieldError("customer_email", N_("“%(value)s” is not a valid email address"),
                                      {"value": email}))
 

@@ -1,0 +1,49 @@
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from portal.database import Base
+from portal.domain import Actor, Reason, RequestState
+from portal.extensions import db
+from portal.models import AppendOnlyError, RefundRequest, StatusEvent
+from portal.orders.importing import import_orders
+
+
+def test_migrations_create_exactly_the_models(app):
+    with app.app_context(), db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def _request(session, data_dir) -> RefundRequest:
+    with open(data_dir / "orders.csv", encoding="utf-8", newline="") as f:
+        import_orders(session, f)
+    from sqlalchemy import select
+
+    from portal.models import Order
+
+    order = session.scalar(select(Order).where(Order.order_number == "ORD-10001"))
+    request = RefundRequest(order=order, reason=Reason.NO_LONGER_NEEDED, currency="USD",
+                            amount_requested_minor=2900, locale="en")
+    session.add(request)
+    session.add(StatusEvent(refund_request=request, actor=Actor.CUSTOMER, to_state=RequestState.RECEIVED))
+    session.commit()
+    return request
+
+
+def test_references_are_unguessable_and_readable(db_session, data_dir):
+    request = _request(db_session, data_dir)
+    assert request.reference.startswith("RF-") and len(request.reference) == 11
+    assert not set(request.reference[3:]) & set("01ILOU")
+
+
+def test_the_timeline_is_append_only(db_session, data_dir):
+    request = _request(db_session, data_dir)
+    event = request.events[0]
+    event.note = "rewritten"
+    with pytest.raises(AppendOnlyError):
+        db_session.commit()
+    db_session.rollback()
+    db_session.delete(request.events[0])
+    with pytest.raises(AppendOnlyError):
+        db_session.commit()
