@@ -42,7 +42,7 @@ translations: $(STAMP)
 	  --project=refund-portal -o translations/messages.pot .
 	for l in $(LOCALES); do \
 	  if [ -f translations/$$l/LC_MESSAGES/messages.po ]; then \
-	    $(BIN)/pybabel update -q --no-fuzzy-matching -i translations/messages.pot -d translations -l $$l; \
+	    $(BIN)/pybabel update --no-fuzzy-matching -i translations/messages.pot -d translations -l $$l; \
 	  else \
 	    $(BIN)/pybabel init -i translations/messages.pot -d translations -l $$l; \
 	  fi; \

@@ -46,7 +46,7 @@ def _instance(app: Flask):
 def register_extensions(app: Flask) -> None:
     from flask_talisman import Talisman
 
-    from portal import i18n
+    from portal import i18n, policy_app
     from portal import models  # noqa: F401  (the metadata Alembic compares against)
     from portal.extensions import babel, csrf, db, migrate
 
@@ -56,6 +56,7 @@ def register_extensions(app: Flask) -> None:
     babel.init_app(app, locale_selector=i18n.select_locale)
     csrf.init_app(app)
     i18n.init_app(app)
+    policy_app.init_app(app)
     Talisman(
         app,
         force_https=app.config["FORCE_HTTPS"],
@@ -78,9 +79,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from portal.customer import bp as customer_bp
     from portal.main import bp as main_bp
 
     app.register_blueprint(main_bp)
+    app.register_blueprint(customer_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -58,6 +58,28 @@ def demo() -> None:
     click.echo("  try a customer lookup with order DEMO-1001 and emily.clark@example.com")
 
 
+policy_cli = click.Group("policy", help="The refund policy file.")
+
+
+@policy_cli.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def policy_check(file: str) -> None:
+    """Validate a policy file and name each problem."""
+    from portal.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        click.echo(f"{file}: {len(exc.problems)} problem(s)", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(1)
+    latest = policy.versions[-1]
+    click.echo(f"{file}: valid; {len(policy.versions)} version(s), latest {latest.id} effective "
+               f"{latest.effective_from.isoformat()} with {len(latest.clauses)} clauses.")
+
+
 def init_app(app) -> None:
     app.cli.add_command(orders_cli)
+    app.cli.add_command(policy_cli)
     app.cli.add_command(demo)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.database import Base, UTCDateTime, utcnow
 from portal.domain import Actor, Channel, PaymentStatus, Plan, Reason, RequestState, StaffRole
 from portal.money import Money
+from portal.policy.engine import Decision
 
 
 def enum_column(enum_cls: type[StrEnum]) -> Enum:
@@ -121,6 +122,15 @@ class RefundRequest(Base):
     @property
     def amount_requested(self) -> Money:
         return Money.from_minor(self.amount_requested_minor, self.currency)
+
+    def record_decision(self, decision: Decision) -> None:
+        """Keep the decision the customer was shown; a later policy change never rewrites it."""
+        self.policy_version = decision.policy_version
+        self.decision_snapshot = decision.to_snapshot()
+
+    @property
+    def decision_at_filing(self) -> Decision | None:
+        return Decision.from_snapshot(self.decision_snapshot) if self.decision_snapshot else None
 
 
 class Document(Base):

@@ -47,3 +47,24 @@ def test_the_timeline_is_append_only(db_session, data_dir):
     db_session.delete(request.events[0])
     with pytest.raises(AppendOnlyError):
         db_session.commit()
+
+
+def test_a_request_keeps_the_decision_it_was_filed_under(db_session, data_dir, tmp_path):
+    from datetime import datetime, timezone
+
+    from portal.policy import DEFAULT_POLICY, evaluate, load_policy
+
+    request = _request(db_session, data_dir)
+    filed_at = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    decision = evaluate(request.order, load_policy(), filed_at, request.reason)
+    request.record_decision(decision)
+    db_session.commit()
+
+    stricter = tmp_path / "stricter.toml"
+    stricter.write_text(DEFAULT_POLICY.read_text().replace("full_refund_days = 14", "full_refund_days = 3"))
+    assert evaluate(request.order, load_policy(stricter), filed_at, request.reason).outcome.value == "refused"
+
+    db_session.expire_all()
+    kept = db_session.get(RefundRequest, request.id)
+    assert kept.policy_version == "2026-01"
+    assert kept.decision_at_filing == decision and kept.decision_at_filing.outcome.value == "full"

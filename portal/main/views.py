@@ -1,3 +1,4 @@
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from flask import abort, redirect, render_template, request, session, url_for
@@ -7,11 +8,13 @@ from portal.domain import LOCALES
 from portal.extensions import db
 from portal.i18n import SESSION_KEY
 from portal.main import bp
+from portal.policy_app import version_in_force
 
 
 @bp.get("/")
 def home():
-    return render_template("main/home.html")
+    process = next(iter(version_in_force(datetime.now(timezone.utc)).of_kind("process")), None)
+    return render_template("main/home.html", process=process)
 
 
 def _safe_next(target: str | None) -> str:

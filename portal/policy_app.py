@@ -1,0 +1,53 @@
+"""Flask glue for the policy: load it once at start-up, and put decisions into the reader's words."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from babel.numbers import format_decimal
+from flask import current_app
+from flask_babel import format_datetime, gettext
+
+from portal.i18n import current_locale
+from portal.money import Money, format_money
+from portal.policy import Decision, Policy, load_policy
+from portal.policy.explain import explain
+from portal.policy.schema import PolicyVersion
+
+EXTENSION = "refund_policy"
+
+
+def init_app(app) -> None:
+    # A broken policy file stops the start with every problem named, rather than serving a wrong page.
+    app.extensions[EXTENSION] = load_policy(app.config.get("POLICY_FILE"))
+
+
+def current_policy() -> Policy:
+    return current_app.extensions[EXTENSION]
+
+
+def _format(value, locale: str):
+    if isinstance(value, Money):
+        return format_money(value, locale)
+    if isinstance(value, datetime):
+        return format_datetime(value, "medium")
+    if isinstance(value, int):
+        return format_decimal(value, locale=locale)
+    return value
+
+
+def explain_decision(decision: Decision) -> list[str]:
+    locale = current_locale()
+    return [gettext(s.message, **{k: _format(v, locale) for k, v in s.params.items()})
+            for s in explain(decision)]
+
+
+def clause_paragraphs(clause, locale: str) -> list[str]:
+    """The clause's public text in ``locale`` with its parameters written in, split into paragraphs."""
+    values = {k: format_decimal(v, locale=locale) if isinstance(v, int) and not isinstance(v, bool) else v
+              for k, v in clause.parameters().items()}
+    text = clause.text.get(locale).format_map(values)
+    return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def version_in_force(now: datetime) -> PolicyVersion:
+    return current_policy().version_for(now)
