@@ -15,7 +15,8 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP) $(COMPILED)
 
 # Debian packages the portal needs at run and test time; installed only when missing.
-SYSTEM_PACKAGES :=
+# chromium: the browser tests (Playwright drives Debian's build); fonts-noto-cjk: Chinese text in pages and screenshots.
+SYSTEM_PACKAGES := chromium fonts-noto-cjk
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -42,7 +43,7 @@ translations: $(STAMP)
 	  --project=refund-portal -o translations/messages.pot .
 	for l in $(LOCALES); do \
 	  if [ -f translations/$$l/LC_MESSAGES/messages.po ]; then \
-	    $(BIN)/pybabel update --no-fuzzy-matching -i translations/messages.pot -d translations -l $$l; \
+	    $(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i translations/messages.pot -d translations -l $$l; \
 	  else \
 	    $(BIN)/pybabel init -i translations/messages.pot -d translations -l $$l; \
 	  fi; \

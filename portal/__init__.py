@@ -48,9 +48,15 @@ def register_extensions(app: Flask) -> None:
 
     from portal import i18n, policy_app
     from portal import models  # noqa: F401  (the metadata Alembic compares against)
-    from portal.extensions import babel, csrf, db, migrate
+    from portal.extensions import babel, csrf, db, limiter, migrate
 
+    if app.config["PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        count = int(app.config["PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     db.init_app(app)
+    limiter.init_app(app)
     migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"), render_as_batch=True,
                      compare_type=True)
     babel.init_app(app, locale_selector=i18n.select_locale)

@@ -28,8 +28,16 @@ DEFAULTS: dict[str, object] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": False,
     "WTF_CSRF_TIME_LIMIT": 3600 * 8,
-    "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
+    # Five documents of 10 MB and the form around them; a single larger file is refused with a reason.
+    "MAX_CONTENT_LENGTH": 52 * 1024 * 1024,
     "SQLALCHEMY_ECHO": False,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_HEADERS_ENABLED": True,
+    "LOOKUP_RATE_LIMIT": "10 per minute;30 per hour",
+    "LOOKUP_ORDER_RATE_LIMIT": "10 per hour",
+    "MAGIC_LINK_RATE_LIMIT": "5 per hour",
+    # How many proxies in front set X-Forwarded-For/-Proto (0: none, the client talks to us directly).
+    "PROXY_COUNT": 0,
 }
 
 MIN_SECRET_LENGTH = 32

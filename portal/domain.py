@@ -104,3 +104,9 @@ class Actor(StrEnum):
     CUSTOMER = "customer"
     STAFF = "staff"
     SYSTEM = "system"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"

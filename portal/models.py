@@ -8,11 +8,13 @@ import secrets
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Date, Enum, ForeignKey, Index, String, Text, event
+from sqlalchemy import (JSON, BigInteger, CheckConstraint, Date, Enum, ForeignKey, Index, Integer, String, Text,
+                        event, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.database import Base, UTCDateTime, utcnow
-from portal.domain import Actor, Channel, PaymentStatus, Plan, Reason, RequestState, StaffRole
+from portal.domain import (CLOSED_STATES, Actor, Channel, OutboxStatus, PaymentStatus, Plan, Reason, RequestState,
+                           StaffRole)
 from portal.money import Money
 from portal.policy.engine import Decision
 
@@ -89,11 +91,17 @@ class Order(Base):
         return Money.from_minor(self.affiliate_commission_minor, self.currency)
 
 
+_OPEN_STATES_SQL = text("state NOT IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(CLOSED_STATES))))
+
+
 class RefundRequest(Base):
     __tablename__ = "refund_request"
     __table_args__ = (
         # The staff queue reads oldest first within a state; keyset pagination walks this index.
         Index("ix_refund_request_state_created", "state", "created_at", "id"),
+        # One open request per order, enforced by the database even when two submissions race.
+        Index("ux_refund_request_one_open_per_order", "order_id", unique=True,
+              sqlite_where=_OPEN_STATES_SQL, postgresql_where=_OPEN_STATES_SQL),
         CheckConstraint("amount_requested_minor >= 0", name="requested_not_negative"),
     )
 
@@ -110,10 +118,19 @@ class RefundRequest(Base):
     # The policy version and the decision as the customer was shown them when filing.
     policy_version: Mapped[str | None] = mapped_column(String(32))
     decision_snapshot: Mapped[dict | None] = mapped_column(JSON)
+    # The customer asked for review outside what the policy grants automatically.
+    review_requested: Mapped[bool] = mapped_column(default=False)
+    # SHA-256 of the secret in the tracking URL; the secret itself is never stored.
+    tracking_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The form's one-time key: a resubmitted form finds the request it already made.
+    submission_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    offer_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     order: Mapped[Order] = relationship(back_populates="refund_requests")
+    information_requests: Mapped[list["InformationRequest"]] = relationship(
+        back_populates="refund_request", order_by="InformationRequest.id")
     documents: Mapped[list["Document"]] = relationship(back_populates="refund_request",
                                                        order_by="Document.created_at")
     events: Mapped[list["StatusEvent"]] = relationship(back_populates="refund_request",
@@ -145,9 +162,13 @@ class Document(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     uploaded_by: Mapped[Actor] = mapped_column(enum_column(Actor), default=Actor.CUSTOMER)
+    information_request_id: Mapped[int | None] = mapped_column(ForeignKey("information_request.id"))
+    # The checklist item (e.g. "proof_of_purchase") this document answers, if any.
+    checklist_item: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     refund_request: Mapped[RefundRequest] = relationship(back_populates="documents")
+    information_request: Mapped["InformationRequest | None"] = relationship(back_populates="documents")
 
 
 class StatusEvent(Base):
@@ -190,3 +211,73 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InformationRequest(Base):
+    """Staff ask the customer for more: standard questions, custom text, or specific documents."""
+
+    __tablename__ = "information_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), index=True)
+    # [{"kind": "question" | "document", "key": "what_went_wrong" | "proof_of_purchase" | ..., "text": "..."}]
+    items: Mapped[list] = mapped_column(JSON)
+    message: Mapped[str] = mapped_column(Text, default="")
+    staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    reminder_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    refund_request: Mapped[RefundRequest] = relationship(back_populates="information_requests")
+    documents: Mapped[list[Document]] = relationship(back_populates="information_request", order_by="Document.id")
+
+
+class LookupFailure(Base):
+    """A failed order lookup: a fraud signal for staff, recorded whether or not the order exists."""
+
+    __tablename__ = "lookup_failure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_number: Mapped[str] = mapped_column(String(64), index=True)
+    client_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MagicLink(Base):
+    """A single-use sign-in link to all orders of an email address, stored as a hash."""
+
+    __tablename__ = "magic_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer: Mapped[Customer] = relationship()
+
+
+class OutboxMessage(Base):
+    """An email waiting to go out, stored in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (Index("ix_outbox_message_due", "status", "next_attempt_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(320))
+    locale: Mapped[str] = mapped_column(String(8))
+    variables: Mapped[dict] = mapped_column(JSON)
+    refund_request_id: Mapped[int | None] = mapped_column(ForeignKey("refund_request.id"), index=True)
+    status: Mapped[OutboxStatus] = mapped_column(enum_column(OutboxStatus), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Stable across retries, so a resent message is recognisably the same email.
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+    refund_request: Mapped[RefundRequest | None] = relationship()

@@ -1,7 +1,7 @@
 """Flask glue for the policy: load it once at start-up, and put decisions into the reader's words."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from babel.numbers import format_decimal
 from flask import current_app
@@ -20,6 +20,12 @@ def init_app(app) -> None:
     # A broken policy file stops the start with every problem named, rather than serving a wrong page.
     app.extensions[EXTENSION] = load_policy(app.config.get("POLICY_FILE"))
 
+    @app.context_processor
+    def process_promises():
+        # The promises pages repeat ("we decide within 2 business days") come from the policy in force.
+        version = version_in_force(datetime.now(timezone.utc))
+        return {"process": next(iter(version.of_kind("process")), None)}
+
 
 def current_policy() -> Policy:
     return current_app.extensions[EXTENSION]
@@ -29,7 +35,7 @@ def _format(value, locale: str):
     if isinstance(value, Money):
         return format_money(value, locale)
     if isinstance(value, datetime):
-        return format_datetime(value, "medium")
+        return format_datetime(value, "long")  # with the time zone: windows end at a precise minute
     if isinstance(value, int):
         return format_decimal(value, locale=locale)
     return value
@@ -43,10 +49,12 @@ def explain_decision(decision: Decision) -> list[str]:
 
 def clause_paragraphs(clause, locale: str) -> list[str]:
     """The clause's public text in ``locale`` with its parameters written in, split into paragraphs."""
-    values = {k: format_decimal(v, locale=locale) if isinstance(v, int) and not isinstance(v, bool) else v
-              for k, v in clause.parameters().items()}
-    text = clause.text.get(locale).format_map(values)
+    text = clause.render("text", locale, lambda n: format_decimal(n, locale=locale))
     return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def clause_title(clause, locale: str) -> str:
+    return clause.render("title", locale, lambda n: format_decimal(n, locale=locale))
 
 
 def version_in_force(now: datetime) -> PolicyVersion:

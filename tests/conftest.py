@@ -84,10 +84,19 @@ def app(migrated, tmp_path):
 
 @pytest.fixture
 def db_session(app):
+    """A plain session on the app's database, used outside any request.
+
+    It deliberately holds no app context open: one would be shared by every request the test
+    client makes (and with it ``g``), which no real browser ever sees.
+    """
+    from sqlalchemy.orm import Session
+
     from portal.extensions import db
 
     with app.app_context():
-        yield db.session
+        engine = db.engine
+    with Session(engine) as session:
+        yield session
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from portal.domain import Actor, Reason, RequestState
 from portal.extensions import db
 from portal.models import AppendOnlyError, RefundRequest, StatusEvent
 from portal.orders.importing import import_orders
+from portal.tokens import new_token
 
 
 def test_migrations_create_exactly_the_models(app):
@@ -24,7 +25,7 @@ def _request(session, data_dir) -> RefundRequest:
 
     order = session.scalar(select(Order).where(Order.order_number == "ORD-10001"))
     request = RefundRequest(order=order, reason=Reason.NO_LONGER_NEEDED, currency="USD",
-                            amount_requested_minor=2900, locale="en")
+                            amount_requested_minor=2900, locale="en", tracking_token_hash=new_token()[1])
     session.add(request)
     session.add(StatusEvent(refund_request=request, actor=Actor.CUSTOMER, to_state=RequestState.RECEIVED))
     session.commit()

@@ -1,10 +1,32 @@
 from datetime import datetime, timezone
 
-from flask import abort, render_template
+from flask import (abort, current_app, flash, redirect, render_template, request, send_from_directory, session,
+                   url_for)
+from flask_babel import gettext as _
+from sqlalchemy import select
 
 from portal.customer import bp
+from portal.customer import access, staging
+from portal.customer.forms import (AccessForm, AnswerForm, LookupForm, MagicLinkForm, OfferForm, RefundForm,
+                                   WithdrawForm)
+from portal.customer.presenters import filing_input, order_view, request_view
+from portal.database import utcnow
+from portal.domain import Reason
+from portal.extensions import db, limiter
 from portal.i18n import current_locale
-from portal.policy_app import clause_paragraphs, current_policy
+from portal.models import Document, RefundRequest
+from portal.policy_app import clause_paragraphs, clause_title, current_policy
+from portal.refunds import magic, service
+from portal.refunds.lookup import client_fingerprint, find_order, normalize_order_number
+from portal.tokens import hash_token
+
+
+def links() -> service.Links:
+    return service.Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+
+
+def _order_number_key() -> str:
+    return "order:" + normalize_order_number(request.form.get("order_number", ""))[:64]
 
 
 @bp.get("/policy", defaults={"version_id": None})
@@ -20,7 +42,184 @@ def policy(version_id: str | None):
         except KeyError:
             abort(404)
     locale = current_locale()
-    clauses = [(clause, clause_paragraphs(clause, locale)) for clause in version.clauses]
+    clauses = [(clause, clause_title(clause, locale), clause_paragraphs(clause, locale)) for clause in version.clauses]
     return render_template("customer/policy.html", policy=policy, version=version, current=current,
                            clauses=clauses, earlier=policy.earlier_than(current),
                            is_current=version.id == current.id)
+
+
+@bp.post("/lookup")
+@limiter.limit(lambda: current_app.config["LOOKUP_RATE_LIMIT"], key_func=lambda: "ip:" + (request.remote_addr or "-"))
+@limiter.limit(lambda: current_app.config["LOOKUP_ORDER_RATE_LIMIT"], key_func=_order_number_key)
+def lookup():
+    form = LookupForm()
+    if form.validate_on_submit():
+        order = find_order(db.session, form.order_number.data, form.email.data,
+                           client_fingerprint(request.remote_addr, current_app.config["SECRET_KEY"]))
+        if order is not None:
+            access.grant_order(order)
+            return redirect(url_for("customer.order_page", order_number=order.order_number))
+        form.order_number.errors.append(_("We could not find an order with that number and email address. "
+                                          "Check both and try again."))
+    return render_template("main/home.html", lookup_form=form, link_form=MagicLinkForm()), 200
+
+
+@bp.post("/access-link")
+@limiter.limit(lambda: current_app.config["MAGIC_LINK_RATE_LIMIT"], key_func=lambda: "ip:" + (request.remote_addr or "-"))
+def access_link():
+    form = MagicLinkForm()
+    if not form.validate_on_submit():
+        return render_template("main/home.html", lookup_form=LookupForm(), link_form=form)
+    magic.send_magic_link(db.session, form.email.data, base_url=current_app.config["BASE_URL"],
+                          locale=current_locale(), now=utcnow())
+    # The same answer whether or not the address has orders: nobody learns who our customers are.
+    flash(_("If we have orders for that address, we have sent it a link to them. The link works once, "
+            "for 30 minutes."), "success")
+    return redirect(url_for("main.home"))
+
+
+@bp.get("/access/<token>")
+def access_token(token: str):
+    # Move the secret out of the address bar and history at once; it is exchanged by a POST.
+    session[magic.SESSION_KEY] = token
+    return redirect(url_for("customer.access_confirm"), code=303)
+
+
+@bp.route("/access", methods=["GET", "POST"])
+def access_confirm():
+    form = AccessForm()
+    token = session.get(magic.SESSION_KEY)
+    if request.method == "POST" and form.validate_on_submit() and token:
+        session.pop(magic.SESSION_KEY, None)
+        customer = magic.redeem(db.session, token, now=utcnow())
+        if customer is not None:
+            access.grant_customer(customer.id, customer.locale)
+            return redirect(url_for("customer.orders"))
+        token = None
+    return render_template("customer/access.html", form=form, valid=bool(token))
+
+
+@bp.get("/orders")
+def orders():
+    return render_template("customer/orders.html", orders=[order_view(o) for o in access.visible_orders()])
+
+
+@bp.get("/orders/<order_number>")
+def order_page(order_number: str):
+    order = access.owned_order(order_number)
+    return render_template("customer/order.html", view=order_view(order), offer_form=OfferForm())
+
+
+@bp.route("/orders/<order_number>/refund", methods=["GET", "POST"])
+def refund_new(order_number: str):
+    order = access.owned_order(order_number)
+    existing = service.open_request(db.session, order)
+    if existing is not None:
+        return redirect(url_for("customer.request_page", reference=existing.reference))
+    view = order_view(order)
+    form = RefundForm()
+    scope = f"order:{order.id}"
+    if request.method == "GET":
+        form.submission_key.data = hash_token(str(utcnow().timestamp()) + session.get("_csrf", ""))[:32]
+        form.locale.data = current_locale()
+        form.reason.data = Reason.NO_LONGER_NEEDED.value
+        return render_template("customer/refund_new.html", form=form, view=view, staged=staging.staged(scope))
+
+    valid = form.validate_on_submit()
+    documents, rejected = staging.stage(scope, request.files.getlist(form.documents.name))
+    for problem in rejected:
+        form.documents.errors.append(_(problem.message, **problem.params))
+    if valid and not rejected:
+        try:
+            filed = service.file_refund(db.session, order, filing_input(form, order, documents),
+                                        policy=current_policy(), now=utcnow(), links=links(),
+                                        staging=staging.staging_dir(), upload_dir=staging.upload_dir())
+        except service.FilingError as error:
+            if error.existing is not None:
+                return redirect(url_for("customer.request_page", reference=error.existing.reference))
+            getattr(form, error.field, form.details).errors.append(_(error.message, **view.format(error.params)))
+        except ValueError as error:  # an amount that does not parse
+            form.partial_amount.errors.append(str(error))
+        else:
+            staging.clear(scope)
+            if filed.created:
+                flash(_("Your refund request %(reference)s has been received. We have sent a confirmation "
+                        "to your email address.", reference=filed.request.reference), "success")
+            return redirect(url_for("customer.request_page", reference=filed.request.reference), code=303)
+    return render_template("customer/refund_new.html", form=form, view=view, staged=staging.staged(scope)), 422
+
+
+@bp.post("/orders/<order_number>/offer")
+def offer_accept(order_number: str):
+    order = access.owned_order(order_number)
+    form = OfferForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        refund_request = service.accept_offer(db.session, order, form.offer_id.data, policy=current_policy(),
+                                              locale=current_locale(), now=utcnow(), links=links())
+    except KeyError:
+        abort(404)
+    flash(_("Thank you: we have noted your choice and our team will set it up for you."), "success")
+    return redirect(url_for("customer.request_page", reference=refund_request.reference), code=303)
+
+
+@bp.get("/track/<token>")
+def track(token: str):
+    refund_request = db.session.scalar(select(RefundRequest)
+                                       .where(RefundRequest.tracking_token_hash == hash_token(token)))
+    if refund_request is None:
+        abort(404)
+    access.grant_order(refund_request.order)
+    return redirect(url_for("customer.request_page", reference=refund_request.reference), code=303)
+
+
+@bp.get("/requests/<reference>")
+def request_page(reference: str):
+    refund_request = access.owned_request(reference)
+    return render_template("customer/request.html", view=request_view(refund_request), answer_form=AnswerForm(),
+                           withdraw_form=WithdrawForm(), staged=staging.staged(f"answer:{refund_request.id}"))
+
+
+@bp.post("/requests/<reference>/answer")
+def request_answer(reference: str):
+    refund_request = access.owned_request(reference)
+    form = AnswerForm()
+    scope = f"answer:{refund_request.id}"
+    slots = {key[len("item_"):]: f for key, f in request.files.items() if key.startswith("item_")}
+    valid = form.validate_on_submit()
+    documents, rejected = staging.stage(scope, request.files.getlist(form.documents.name), slots)
+    for problem in rejected:
+        form.documents.errors.append(_(problem.message, **problem.params))
+    if valid and not rejected:
+        try:
+            service.answer_information_request(db.session, refund_request, form.answer.data or "", documents,
+                                               now=utcnow(), links=links(), staging=staging.staging_dir(),
+                                               upload_dir=staging.upload_dir())
+        except service.FilingError as error:
+            getattr(form, error.field, form.answer).errors.append(_(error.message, **error.params))
+        else:
+            staging.clear(scope)
+            flash(_("Thank you, we have your answer. We will get back to you soon."), "success")
+            return redirect(url_for("customer.request_page", reference=reference), code=303)
+    return render_template("customer/request.html", view=request_view(refund_request), answer_form=form,
+                           withdraw_form=WithdrawForm(), staged=staging.staged(scope)), 422
+
+
+@bp.post("/requests/<reference>/withdraw")
+def request_withdraw(reference: str):
+    refund_request = access.owned_request(reference)
+    if not WithdrawForm().validate_on_submit():
+        abort(400)
+    service.withdraw_refund(db.session, refund_request, now=utcnow())
+    flash(_("You have withdrawn this refund request."), "success")
+    return redirect(url_for("customer.request_page", reference=reference), code=303)
+
+
+@bp.get("/documents/<int:document_id>")
+def document_download(document_id: int):
+    document = db.session.get(Document, document_id)
+    if document is None or not access.may_see(document.refund_request.order):
+        abort(404)
+    return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=True,
+                               download_name=document.original_name, mimetype=document.content_type)

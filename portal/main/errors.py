@@ -1,14 +1,23 @@
 from flask import render_template
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from portal.extensions import db
+from portal.refunds.states import InvalidTransition
 
 
 def init_app(app):
     @app.errorhandler(CSRFError)
     def csrf_error(error):
         return render_template("errors/csrf.html"), 400
+
+    @app.errorhandler(InvalidTransition)
+    def invalid_transition(error):
+        # Nothing was changed; say why in the reader's language.
+        db.session.rollback()
+        message = _(error.message, state=_(error.state.title), action=_(error.action.title))
+        return render_template("errors/http.html", error=None, code=409, message=message), 409
 
     @app.errorhandler(HTTPException)
     def http_error(error):

@@ -1,4 +1,3 @@
-from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from flask import abort, redirect, render_template, request, session, url_for
@@ -8,13 +7,13 @@ from portal.domain import LOCALES
 from portal.extensions import db
 from portal.i18n import SESSION_KEY
 from portal.main import bp
-from portal.policy_app import version_in_force
 
 
 @bp.get("/")
 def home():
-    process = next(iter(version_in_force(datetime.now(timezone.utc)).of_kind("process")), None)
-    return render_template("main/home.html", process=process)
+    from portal.customer.forms import LookupForm, MagicLinkForm
+
+    return render_template("main/home.html", lookup_form=LookupForm(), link_form=MagicLinkForm())
 
 
 def _safe_next(target: str | None) -> str:

@@ -10,8 +10,8 @@ from portal.markers import N_
 from portal.policy.engine import Basis, Decision
 
 _SENTENCES = {
-    Basis.WITHIN_FULL_WINDOW: N_("You asked within %(days)s days of purchase, so this order can be refunded in "
-                                 "full: %(amount)s. This window ends on %(window_end)s."),
+    Basis.WITHIN_FULL_WINDOW: N_("This order is within %(days)s days of purchase, so it can be refunded in full: "
+                                 "%(amount)s. This window ends on %(window_end)s."),
     Basis.PRORATED: N_("This order is past its %(full_days)s-day window for a full refund but within %(until_days)s "
                        "days of purchase: we refund the %(unused)s unused days of %(period)s, %(amount)s."),
     Basis.AFTER_WINDOW: N_("The %(days)s-day refund window for this order ended on %(window_end)s, so our policy "

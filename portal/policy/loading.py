@@ -10,7 +10,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from portal.domain import LOCALES
-from portal.policy.schema import CLAUSE_KINDS, Localized, PolicyFile, PolicyVersion
+from portal.domain import Plan
+from portal.policy.schema import CLAUSE_KINDS, Localized, Offer, PolicyFile, PolicyVersion
 
 DEFAULT_POLICY = Path(__file__).resolve().parent / "default_policy.toml"
 
@@ -29,6 +30,16 @@ class Policy:
     name: Localized
     versions: tuple[PolicyVersion, ...]
     source: str
+    offers: tuple[Offer, ...] = ()
+
+    def offers_for(self, plan: Plan) -> list[Offer]:
+        return [offer for offer in self.offers if plan in offer.plans]
+
+    def offer(self, offer_id: str) -> Offer:
+        for offer in self.offers:
+            if offer.id == offer_id:
+                return offer
+        raise KeyError(offer_id)
 
     def version_for(self, when: datetime) -> PolicyVersion:
         """The version in force at ``when``; an order older than every version gets the first."""
@@ -101,6 +112,11 @@ def _where(raw: dict, loc: tuple) -> str:
             parts.append(f"version {node.get('id', loc[i + 1] + 1)}")
             i += 2
             continue
+        if key == "offers" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
+            offer = raw["offers"][loc[i + 1]]
+            parts.append(f"offer {offer.get('id', '#' + str(loc[i + 1] + 1))}")
+            i += 2
+            continue
         if key == "clauses" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
             clause = node["clauses"][loc[i + 1]]
             parts.append(f"clause {clause.get('id', '#' + str(loc[i + 1] + 1))}")
@@ -153,7 +169,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         parsed = PolicyFile.model_validate(raw)
     except ValidationError as exc:
         raise PolicyError(source, _once(_describe(raw, e) for e in exc.errors())) from None
-    return Policy(name=parsed.name, versions=tuple(parsed.versions), source=source)
+    return Policy(name=parsed.name, versions=tuple(parsed.versions), source=source, offers=tuple(parsed.offers))
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

@@ -44,17 +44,28 @@ class _Clause(BaseModel):
     @model_validator(mode="after")
     def _text_names_only_parameters(self):
         known = set(self.parameters())
-        used_by_language = {}
-        for locale in LOCALES:
-            fields = {name for _, name, _, _ in string.Formatter().parse(self.text.get(locale)) if name}
-            unknown = fields - known
-            if unknown:
-                raise ValueError(f"the {locale} text names unknown parameter(s) {', '.join(sorted(unknown))}")
-            used_by_language[locale] = fields
-        if len({frozenset(v) for v in used_by_language.values()}) > 1:
-            detail = "; ".join(f"{k}: {', '.join(sorted(v)) or 'none'}" for k, v in used_by_language.items())
-            raise ValueError(f"the languages do not state the same parameters ({detail})")
+        for part in ("title", "text"):
+            used_by_language = {}
+            for locale in LOCALES:
+                written = getattr(self, part).get(locale)
+                try:
+                    fields = {name for _, name, _, _ in string.Formatter().parse(written) if name is not None}
+                except ValueError as exc:
+                    raise ValueError(f"the {locale} {part} has a broken placeholder ({exc})") from None
+                unknown = fields - known
+                if unknown:
+                    raise ValueError(f"the {locale} {part} names unknown parameter(s) {', '.join(sorted(unknown))}")
+                used_by_language[locale] = fields
+            if len({frozenset(v) for v in used_by_language.values()}) > 1:
+                detail = "; ".join(f"{k}: {', '.join(sorted(v)) or 'none'}" for k, v in used_by_language.items())
+                raise ValueError(f"the languages' {part}s do not state the same parameters ({detail})")
         return self
+
+    def render(self, part: str, locale: str, number=str) -> str:
+        """The title or text in ``locale`` with the parameters written in (``number`` formats ints)."""
+        values = {k: number(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                  for k, v in self.parameters().items()}
+        return getattr(self, part).get(locale).format_map(values)
 
 
 class EligibilityClause(_Clause):
@@ -124,6 +135,16 @@ Clause = Annotated[
 CLAUSE_KINDS = ("eligibility", "window", "documents", "review", "information", "process")
 
 
+class Offer(_Clause):
+    """An alternative to a refund the business offers (shown beside the refundable amount)."""
+
+    kind: Literal["extended_trial", "upgrade_discount", "account_credit", "personal_support"]
+    plans: list[Plan] = Field(default_factory=lambda: list(Plan))
+    days: int | None = Field(default=None, gt=0, le=3650)
+    percent: int | None = Field(default=None, gt=0, le=100)
+    months: int | None = Field(default=None, gt=0, le=120)
+
+
 class PolicyVersion(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -173,9 +194,13 @@ class PolicyFile(BaseModel):
     schema_version: Literal[1] = Field(alias="schema")
     name: Localized
     versions: list[PolicyVersion] = Field(min_length=1)
+    offers: list[Offer] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _ordered(self):
+        offer_ids = [o.id for o in self.offers]
+        if len(set(offer_ids)) != len(offer_ids):
+            raise ValueError("two offers share an id")
         ids = [v.id for v in self.versions]
         if len(set(ids)) != len(ids):
             raise ValueError("two versions share an id")

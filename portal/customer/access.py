@@ -1,0 +1,54 @@
+"""Which orders this browser session may see: those it looked up, or all of a signed-in email."""
+from __future__ import annotations
+
+from flask import abort, session
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.i18n import CUSTOMER_LOCALE_KEY
+from portal.models import Order, RefundRequest
+
+ORDERS_KEY = "orders"
+CUSTOMER_KEY = "customer_id"
+MAX_ORDERS = 50
+
+
+def grant_order(order: Order) -> None:
+    orders = [i for i in session.get(ORDERS_KEY, []) if i != order.id]
+    session[ORDERS_KEY] = (orders + [order.id])[-MAX_ORDERS:]
+    session.setdefault(CUSTOMER_LOCALE_KEY, order.customer.locale)
+
+
+def grant_customer(customer_id: int, locale: str) -> None:
+    session[CUSTOMER_KEY] = customer_id
+    session[CUSTOMER_LOCALE_KEY] = locale
+
+
+def may_see(order: Order) -> bool:
+    return order.id in session.get(ORDERS_KEY, []) or order.customer_id == session.get(CUSTOMER_KEY)
+
+
+def owned_order(order_number: str) -> Order:
+    """The order if this session may see it; otherwise 404, the same answer as for no such order."""
+    order = db.session.scalar(select(Order).where(Order.order_number == order_number))
+    if order is None or not may_see(order):
+        abort(404)
+    return order
+
+
+def owned_request(reference: str) -> RefundRequest:
+    request = db.session.scalar(select(RefundRequest).where(RefundRequest.reference == reference))
+    if request is None or not may_see(request.order):
+        abort(404)
+    return request
+
+
+def visible_orders() -> list[Order]:
+    ids = session.get(ORDERS_KEY, [])
+    customer_id = session.get(CUSTOMER_KEY)
+    query = select(Order).order_by(Order.purchased_at.desc())
+    if customer_id:
+        query = query.where((Order.customer_id == customer_id) | Order.id.in_(ids))
+    else:
+        query = query.where(Order.id.in_(ids))
+    return list(db.session.scalars(query))

@@ -1,0 +1,69 @@
+"""Customer forms. Labels and messages are marked for translation and resolved per request."""
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (BooleanField, HiddenField, MultipleFileField, RadioField, SelectChoice, SelectField, StringField,
+                     TextAreaField)
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
+
+from portal.domain import LOCALES, Reason
+from portal.i18n import NATIVE_NAMES
+
+
+class LookupForm(FlaskForm):
+    order_number = StringField(_l("Order number"), validators=[DataRequired(_l("Enter your order number.")),
+                                                              Length(max=64)],
+                               render_kw={"autocomplete": "off", "autocapitalize": "characters",
+                                          "spellcheck": "false"})
+    email = StringField(_l("Email address"), validators=[DataRequired(_l("Enter the email address you used to buy.")),
+                                                         Length(max=320)],
+                        render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"})
+
+
+class MagicLinkForm(FlaskForm):
+    email = StringField(_l("Email address"), validators=[DataRequired(_l("Enter your email address.")),
+                                                         Email(_l("Enter a valid email address.")), Length(max=320)],
+                        render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"})
+
+
+class AccessForm(FlaskForm):
+    pass
+
+
+def reason_choices():
+    return [SelectChoice(r.value, _l(r.title)) for r in Reason]
+
+
+class RefundForm(FlaskForm):
+    submission_key = HiddenField()
+    reason = RadioField(_l("Why are you asking for a refund?"), choices=[],
+                        validators=[InputRequired(_l("Choose a reason."))])
+    details = TextAreaField(_l("Tell us more (optional)"), validators=[Optional(), Length(max=5000)],
+                            render_kw={"rows": 5})
+    amount_choice = RadioField(_l("How much are you asking for?"), choices=[SelectChoice("full", _l("The full amount")),
+                                                                          SelectChoice("partial", _l("Part of it"))],
+                               default="full", validators=[InputRequired()])
+    partial_amount = StringField(_l("Amount"), validators=[Optional(), Length(max=32)],
+                                 render_kw={"inputmode": "decimal", "autocomplete": "off"})
+    review_requested = BooleanField(_l("Ask for a review: I understand the policy does not grant this refund, "
+                                       "and I would like the staff to look at my case."))
+    documents = MultipleFileField(_l("Documents (PDF, PNG, JPEG or WebP; up to 5 files of 10 MB)"),
+                                  render_kw={"accept": "application/pdf,image/png,image/jpeg,image/webp"})
+    locale = SelectField(_l("Language for updates"), choices=[SelectChoice(code, NATIVE_NAMES[code]) for code in LOCALES])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reason.choices = reason_choices()
+
+
+class AnswerForm(FlaskForm):
+    answer = TextAreaField(_l("Your answer"), validators=[Optional(), Length(max=5000)], render_kw={"rows": 6})
+    documents = MultipleFileField(_l("More documents (optional)"),
+                                  render_kw={"accept": "application/pdf,image/png,image/jpeg,image/webp"})
+
+
+class WithdrawForm(FlaskForm):
+    pass
+
+
+class OfferForm(FlaskForm):
+    offer_id = HiddenField(validators=[DataRequired()])

@@ -1,0 +1,199 @@
+"""Plain views of orders and requests for templates: everything formatted for the reader's locale."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from babel.numbers import format_decimal
+from flask_babel import format_date, format_datetime
+from flask_babel import gettext as _
+
+from portal.database import utcnow
+from portal.domain import Actor, Reason, RequestState
+from portal.extensions import db
+from portal.i18n import current_locale
+from portal.markers import N_
+from portal.models import Order, RefundRequest
+from portal.money import Money, MoneyError, format_money
+from portal.policy import Decision, Outcome
+from portal.policy_app import clause_title, current_policy, explain_decision
+from portal.refunds import service
+from portal.refunds.states import Action, allowed
+
+QUESTIONS = {
+    "what_went_wrong": N_("What went wrong?"),
+    "how_long_used": N_("How long have you used the product?"),
+    "tried_help": N_("Have you tried our help resources or contacted support?"),
+    "proof_of_purchase": N_("Proof of purchase (an invoice or receipt)"),
+    "bank_statement": N_("A bank statement showing the charge"),
+    "screenshot": N_("A screenshot of the problem"),
+}
+
+
+def money(value: Money) -> str:
+    return format_money(value, current_locale())
+
+
+@dataclass
+class OfferView:
+    id: str
+    title: str
+    text: str
+
+
+@dataclass
+class OrderView:
+    order: Order
+    decision: Decision
+    sentences: list[str]
+    clause_links: list[tuple[str, str]]
+    open_request: RefundRequest | None
+    past_requests: list[RefundRequest]
+    offers: list[OfferView] = field(default_factory=list)
+
+    @property
+    def amount(self) -> str:
+        return money(self.order.amount)
+
+    @property
+    def refundable(self) -> str:
+        return money(self.decision.amount)
+
+    @property
+    def requestable(self) -> str:
+        return money(service.most_requestable(self.decision))
+
+    @property
+    def purchased(self) -> str:
+        return format_datetime(self.order.purchased_at, "medium")
+
+    @property
+    def period(self) -> str | None:
+        if not self.order.period_start:
+            return None
+        return f"{format_date(self.order.period_start, 'medium')} – {format_date(self.order.period_end, 'medium')}"
+
+    @property
+    def outside_policy(self) -> bool:
+        return self.decision.outcome is Outcome.REFUSED
+
+    @property
+    def can_request(self) -> bool:
+        return self.open_request is None and self.decision.facts.remaining.minor > 0 and \
+            self.decision.basis.value != "charged_back"
+
+    def format(self, params: dict) -> dict:
+        return {k: money(v) if isinstance(v, Money) else v for k, v in params.items()}
+
+
+def order_view(order: Order) -> OrderView:
+    policy = current_policy()
+    decision = service.decide(db.session, order, policy, utcnow(), None)
+    version = policy.version_for(order.purchased_at)
+    locale = current_locale()
+    links = []
+    for clause_id in decision.clauses:
+        try:
+            links.append((clause_id, clause_title(version.clause(clause_id), locale)))
+        except KeyError:
+            continue
+    offers = [OfferView(o.id, o.render("title", locale, lambda n: format_decimal(n, locale=locale)),
+                        o.render("text", locale, lambda n: format_decimal(n, locale=locale)))
+              for o in policy.offers_for(order.plan)]
+    requests = list(order.refund_requests)
+    open_request = next((r for r in requests if r.state.is_open), None)
+    return OrderView(order, decision, explain_decision(decision), links, open_request,
+                     [r for r in requests if r is not open_request], offers)
+
+
+def filing_input(form, order: Order, documents) -> service.Filing:
+    amount = None
+    if form.amount_choice.data == "partial":
+        text = (form.partial_amount.data or "").strip().replace(",", ".")
+        if not text:
+            raise ValueError(_("Enter the amount you are asking for."))
+        try:
+            amount = Money.parse(text, order.currency)
+        except MoneyError:
+            example = str(Money.from_minor(1250, order.currency).amount)
+            raise ValueError(_("Enter the amount as a number, such as %(example)s.", example=example)) from None
+    return service.Filing(reason=Reason(form.reason.data), details=form.details.data or "",
+                          locale=form.locale.data, submission_key=form.submission_key.data or "",
+                          amount=amount, review_requested=bool(form.review_requested.data), documents=documents)
+
+
+NEXT_STEPS = {
+    RequestState.RECEIVED: N_("We have your request and will decide by %(due)s. We will email you as soon as we do."),
+    RequestState.IN_REVIEW: N_("Our team is reviewing your request and will decide by %(due)s."),
+    RequestState.AWAITING_CUSTOMER: N_("We need a little more information before we can decide. Please answer below."),
+    RequestState.APPROVED: N_("Approved: %(amount)s will reach your original payment method within %(payout)s "
+                              "business days."),
+    RequestState.REFUND_FAILED: N_("Your refund was approved but could not be completed yet. We are working on it "
+                                   "and will email you."),
+    RequestState.REFUNDED: N_("Refunded: %(amount)s was sent to your original payment method."),
+    RequestState.DECLINED: N_("We could not approve this request. The reason is in the timeline below."),
+    RequestState.WITHDRAWN: N_("You withdrew this request. You can file a new one from the order page."),
+    RequestState.RESOLVED_WITH_OFFER: N_("You chose an alternative to a refund. Our team will set it up for you."),
+}
+ACTORS = {Actor.CUSTOMER: N_("You"), Actor.STAFF: N_("Support team"), Actor.SYSTEM: N_("Refund portal")}
+
+
+@dataclass
+class TimelineEntry:
+    when: str
+    iso: str
+    title: str
+    actor: str
+    note: str
+    amount: str | None
+
+
+@dataclass
+class RequestView:
+    request: RefundRequest
+    state_title: str
+    next_step: str
+    timeline: list[TimelineEntry]
+    questions: list[dict]
+    information_message: str
+    decision_sentences: list[str]
+    can_withdraw: bool
+    can_answer: bool
+
+    @property
+    def amount_requested(self) -> str:
+        return money(self.request.amount_requested)
+
+    @property
+    def filed(self) -> str:
+        return format_datetime(self.request.created_at, "medium")
+
+
+def request_view(request: RefundRequest) -> RequestView:
+    policy = current_policy()
+    order = request.order
+    version = policy.version_for(order.purchased_at)
+    process = next(iter(version.of_kind("process")), None)
+    approved = Money.from_minor(request.amount_approved_minor or request.amount_requested_minor, request.currency)
+    payout = f"{process.payout_business_days_min}–{process.payout_business_days_max}" if process else "5–7"
+    next_step = _(NEXT_STEPS[request.state], due=format_date(service.decision_due(policy, order, request.created_at),
+                                                             "full"),
+                  amount=money(approved), payout=payout)
+    timeline = [TimelineEntry(format_datetime(e.created_at, "medium"), e.created_at.isoformat(), _(e.to_state.title),
+                              _(ACTORS[e.actor]), e.note if e.to_state is not RequestState.RESOLVED_WITH_OFFER else "",
+                              money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else None)
+                for e in request.events]
+    info = next((i for i in reversed(request.information_requests) if i.answered_at is None), None)
+    questions = []
+    if info is not None and request.state is RequestState.AWAITING_CUSTOMER:
+        for item in info.items:
+            standard = QUESTIONS.get(item.get("key"))
+            label = _(standard) if standard else item.get("text", "")
+            questions.append({"kind": item["kind"], "key": item.get("key", ""), "label": label})
+    snapshot = request.decision_at_filing
+    return RequestView(
+        request=request, state_title=_(request.state.title), next_step=next_step, timeline=timeline,
+        questions=questions, information_message=info.message if info is not None else "",
+        decision_sentences=explain_decision(snapshot) if snapshot else [],
+        can_withdraw=allowed(request.state, Action.WITHDRAW),
+        can_answer=request.state is RequestState.AWAITING_CUSTOMER,
+    )

@@ -1,0 +1,1 @@
+"""Email: the transactional outbox and (in the email kit) rendering and delivery."""

@@ -1,0 +1,1 @@
+"""Refund requests: the state machine and the services that move a request through it. No Flask here."""
