@@ -15,8 +15,9 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP) $(COMPILED)
 
 # Debian packages the portal needs at run and test time; installed only when missing.
-# chromium: the browser tests (Playwright drives Debian's build); fonts-noto-cjk: Chinese text in pages and screenshots.
-SYSTEM_PACKAGES := chromium fonts-noto-cjk
+# chromium: the browser tests (Playwright drives Debian's build); fonts-noto-cjk: Chinese text in pages
+# and screenshots; wrk: the load generator of the page benchmark.
+SYSTEM_PACKAGES := chromium fonts-noto-cjk wrk
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -8,7 +8,7 @@ language subtag ourselves.
 from __future__ import annotations
 
 from flask import current_app, request, session
-from flask_babel import format_date, format_datetime, get_locale
+from flask_babel import format_date, format_datetime, format_time, get_locale
 
 from portal.domain import LOCALES
 from portal.money import Money, format_money
@@ -52,10 +52,22 @@ def money(value: Money, locale: str | None = None) -> str:
     return format_money(value, locale or current_locale())
 
 
+def moment(value) -> str:
+    """A date with hours and minutes, no seconds: "Nov 1, 2026, 1:00 PM", "2026年11月1日 13:00".
+
+    Babel's "medium" datetime shows seconds, which read as noise on a receipt or a timeline.
+    """
+    date_part = format_date(value, "medium")
+    time_part = format_time(value, "short")
+    pattern = get_locale().datetime_formats["medium"]
+    return pattern.replace("{1}", date_part).replace("{0}", time_part)
+
+
 def init_app(app) -> None:
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["date"] = lambda value, fmt="long": format_date(value, fmt)
     app.jinja_env.filters["datetime"] = lambda value, fmt="medium": format_datetime(value, fmt)
+    app.jinja_env.filters["moment"] = moment
 
     @app.context_processor
     def locale_context():

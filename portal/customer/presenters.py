@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from babel.numbers import format_decimal
-from flask_babel import format_date, format_datetime
+from flask_babel import format_date
 from flask_babel import gettext as _
 
 from portal.database import utcnow
 from portal.domain import Actor, Reason, RequestState
 from portal.extensions import db
-from portal.i18n import current_locale
+from portal.i18n import current_locale, moment
 from portal.markers import N_
 from portal.models import Order, RefundRequest
 from portal.money import Money, MoneyError, format_money
@@ -64,7 +64,7 @@ class OrderView:
 
     @property
     def purchased(self) -> str:
-        return format_datetime(self.order.purchased_at, "medium")
+        return moment(self.order.purchased_at)
 
     @property
     def period(self) -> str | None:
@@ -165,7 +165,7 @@ class RequestView:
 
     @property
     def filed(self) -> str:
-        return format_datetime(self.request.created_at, "medium")
+        return moment(self.request.created_at)
 
 
 def request_view(request: RefundRequest) -> RequestView:
@@ -178,7 +178,7 @@ def request_view(request: RefundRequest) -> RequestView:
     next_step = _(NEXT_STEPS[request.state], due=format_date(service.decision_due(policy, order, request.created_at),
                                                              "full"),
                   amount=money(approved), payout=payout)
-    timeline = [TimelineEntry(format_datetime(e.created_at, "medium"), e.created_at.isoformat(), _(e.to_state.title),
+    timeline = [TimelineEntry(moment(e.created_at), e.created_at.isoformat(), _(e.to_state.title),
                               _(ACTORS[e.actor]), e.note if e.to_state is not RequestState.RESOLVED_WITH_OFFER else "",
                               money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else None)
                 for e in request.events]

@@ -1,0 +1,57 @@
+"""Rate limits kept in Redis, as a deployment with several gunicorn workers configures them.
+
+Redis is reached through a setting: PORTAL_TEST_REDIS_URL, or the machine's own server on
+127.0.0.1:6379 (database 15, which the test empties of limiter keys). When the setting is
+given and the server is unreachable, the test fails.
+"""
+import os
+
+import pytest
+import redis
+import time_machine
+
+from portal import create_app
+from tests.conftest import _test_config
+from tests.journey_helpers import import_samples, lookup
+
+
+@pytest.fixture
+def redis_url():
+    explicit = os.environ.get("PORTAL_TEST_REDIS_URL")
+    url = explicit or "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as error:
+        if explicit:
+            pytest.fail(f"PORTAL_TEST_REDIS_URL={url} is unreachable: {error}")
+        pytest.skip(f"no Redis at {url}; set PORTAL_TEST_REDIS_URL to run this test")
+    return url
+
+
+def test_lookup_limits_live_in_redis_and_survive_a_worker_restart(redis_url, migrated, db_session, tmp_path):
+    config = {**_test_config(migrated, tmp_path / "uploads"), "RATELIMIT_STORAGE_URI": redis_url}
+    import_samples(db_session)
+    server = redis.Redis.from_url(redis_url)
+    keys = "LIMITS:*"
+
+    def forget():
+        for key in server.scan_iter(keys):
+            server.delete(key)
+
+    forget()
+    try:
+        with time_machine.travel("2026-11-22T12:00:00Z", tick=True):
+            first_worker = create_app(config).test_client()
+            for attempt in range(10):
+                assert lookup(first_worker, "ORD-10001", f"guess{attempt}@example.com").status_code == 200
+            assert server.keys(keys), "the limiter wrote nothing to Redis"
+
+            # A new worker process starts with empty memory; the count it sees comes from Redis.
+            second_worker = create_app(config).test_client()
+            second_worker.get("/language/zh")
+            blocked = lookup(second_worker, "ORD-10001", "alice.m@example.com")
+            assert blocked.status_code == 429
+            assert "尝试次数过多" in blocked.get_data(as_text=True)
+    finally:
+        forget()
+        server.close()
