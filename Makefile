@@ -59,8 +59,9 @@ run: setup system-deps
 test: setup system-deps
 	$(BIN)/python -m pytest
 
-bench: setup
-	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+# Every bench script prints its figures; files starting with _ are helpers they start.
+bench: setup system-deps
+	for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache test-artifacts

@@ -7,8 +7,12 @@ language subtag ourselves.
 """
 from __future__ import annotations
 
-from flask import current_app, request, session
-from flask_babel import format_date, format_datetime, format_time, get_locale
+from functools import lru_cache
+
+from babel import support
+from flask import current_app, g, request, session
+from flask_babel import format_date, format_datetime, format_time, get_locale, get_translations
+from wtforms.i18n import messages_path
 
 from portal.domain import LOCALES
 from portal.money import Money, format_money
@@ -63,7 +67,29 @@ def moment(value) -> str:
     return pattern.replace("{1}", date_part).replace("{0}", time_part)
 
 
+def _translations():
+    # Flask-Babel resolves the domain, the locale and its cache key on every call; a page makes
+    # dozens of calls, so the answer is kept for the rest of the request.
+    translations = g.get("_portal_translations")
+    if translations is None:
+        translations = g._portal_translations = get_translations()
+    return translations
+
+
+@lru_cache(maxsize=None)
+def wtforms_translations(locale: str):
+    """WTForms' own messages ("Not a valid choice") in ``locale``, parsed once per process.
+
+    Flask-WTF would read the catalog file again for every request that builds a form.
+    """
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
+
+
 def init_app(app) -> None:
+    app.jinja_env.install_gettext_callables(
+        lambda text: _translations().ugettext(text),
+        lambda singular, plural, n: _translations().ungettext(singular, plural, n),
+        newstyle=True)
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["date"] = lambda value, fmt="long": format_date(value, fmt)
     app.jinja_env.filters["datetime"] = lambda value, fmt="medium": format_datetime(value, fmt)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from functools import lru_cache
 
+from babel import Locale
 from babel.numbers import format_currency, get_currency_precision, list_currencies
 
 
@@ -96,6 +97,11 @@ class Money:
         return f"{self.amount} {self.currency}"
 
 
+@lru_cache(maxsize=None)
+def _babel_locale(code: str) -> Locale:
+    return Locale.parse(code)  # parsing the code again for every amount on a page adds up
+
+
 def format_money(money: Money, locale: str) -> str:
     # Babel takes the currency's own decimals, so JPY shows no fraction and USD always two.
-    return format_currency(money.amount, money.currency, locale=locale)
+    return format_currency(money.amount, money.currency, locale=_babel_locale(str(locale)))

@@ -14,11 +14,15 @@ from portal.policy.explain import explain
 from portal.policy.schema import PolicyVersion
 
 EXTENSION = "refund_policy"
+RENDERED = "refund_policy.rendered"
 
 
 def init_app(app) -> None:
     # A broken policy file stops the start with every problem named, rather than serving a wrong page.
     app.extensions[EXTENSION] = load_policy(app.config.get("POLICY_FILE"))
+    # The policy never changes while the app runs, so each clause and offer is put into words once
+    # per language; the cache lives and dies with the policy it holds.
+    app.extensions[RENDERED] = {}
 
     @app.context_processor
     def process_promises():
@@ -47,14 +51,22 @@ def explain_decision(decision: Decision) -> list[str]:
             for s in explain(decision)]
 
 
+def rendered(part_of, part: str, locale: str) -> str:
+    """The title or text of a clause or offer in ``locale``, its parameters written in."""
+    cache = current_app.extensions[RENDERED]
+    key = (id(part_of), part, locale)
+    if key not in cache:
+        cache[key] = (part_of, part_of.render(part, locale, lambda n: format_decimal(n, locale=locale)))
+    return cache[key][1]
+
+
 def clause_paragraphs(clause, locale: str) -> list[str]:
     """The clause's public text in ``locale`` with its parameters written in, split into paragraphs."""
-    text = clause.render("text", locale, lambda n: format_decimal(n, locale=locale))
-    return [p.strip() for p in text.split("\n\n") if p.strip()]
+    return [p.strip() for p in rendered(clause, "text", locale).split("\n\n") if p.strip()]
 
 
 def clause_title(clause, locale: str) -> str:
-    return clause.render("title", locale, lambda n: format_decimal(n, locale=locale))
+    return rendered(clause, "title", locale)
 
 
 def version_in_force(now: datetime) -> PolicyVersion:

@@ -1,11 +1,11 @@
 """Customer forms. Labels and messages are marked for translation and resolved per request."""
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (BooleanField, HiddenField, MultipleFileField, RadioField, SelectChoice, SelectField, StringField,
                      TextAreaField)
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
 
 from portal.domain import LOCALES, Reason
+from portal.forms import FlaskForm
 from portal.i18n import NATIVE_NAMES
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from babel.numbers import format_decimal
 from flask_babel import format_date
 from flask_babel import gettext as _
 
@@ -15,7 +14,7 @@ from portal.markers import N_
 from portal.models import Order, RefundRequest
 from portal.money import Money, MoneyError, format_money
 from portal.policy import Decision, Outcome
-from portal.policy_app import clause_title, current_policy, explain_decision
+from portal.policy_app import clause_title, current_policy, explain_decision, rendered
 from portal.refunds import service
 from portal.refunds.states import Action, allowed
 
@@ -96,8 +95,7 @@ def order_view(order: Order) -> OrderView:
             links.append((clause_id, clause_title(version.clause(clause_id), locale)))
         except KeyError:
             continue
-    offers = [OfferView(o.id, o.render("title", locale, lambda n: format_decimal(n, locale=locale)),
-                        o.render("text", locale, lambda n: format_decimal(n, locale=locale)))
+    offers = [OfferView(o.id, rendered(o, "title", locale), rendered(o, "text", locale))
               for o in policy.offers_for(order.plan)]
     requests = list(order.refund_requests)
     open_request = next((r for r in requests if r.state.is_open), None)

@@ -107,7 +107,7 @@ def orders():
 @bp.get("/orders/<order_number>")
 def order_page(order_number: str):
     order = access.owned_order(order_number)
-    return render_template("customer/order.html", view=order_view(order), offer_form=OfferForm())
+    return render_template("customer/order.html", view=order_view(order))
 
 
 @bp.route("/orders/<order_number>/refund", methods=["GET", "POST"])

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,11 +73,10 @@ class Filed:
     created: bool  # False when a resubmitted form found the request it had already made
 
 
-def refunded_so_far(session: Session, order: Order) -> Money:
-    total = session.scalar(select(func.coalesce(func.sum(RefundRequest.amount_approved_minor), 0))
-                           .where(RefundRequest.order_id == order.id,
-                                  RefundRequest.state == RequestState.REFUNDED))
-    return Money.from_minor(total or 0, order.currency)
+def refunded_so_far(order: Order) -> Money:
+    # From the order's requests, which the order page loads anyway: one query fewer per page.
+    total = sum(r.amount_approved_minor or 0 for r in order.refund_requests if r.state is RequestState.REFUNDED)
+    return Money.from_minor(total, order.currency)
 
 
 def open_request(session: Session, order: Order) -> RefundRequest | None:
@@ -86,7 +85,7 @@ def open_request(session: Session, order: Order) -> RefundRequest | None:
 
 
 def decide(session: Session, order: Order, policy: Policy, now: datetime, reason: Reason | None) -> Decision:
-    return evaluate(order, policy, now, reason, refunded_so_far(session, order))
+    return evaluate(order, policy, now, reason, refunded_so_far(order))
 
 
 def decision_due(policy: Policy, order: Order, filed_at: datetime) -> datetime:

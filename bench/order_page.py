@@ -1,0 +1,203 @@
+"""The order page under gunicorn against a bare Flask page, and the memory a 10 MB upload costs.
+
+1. Requests per second of the order page (session lookup + policy decision + render) served by
+   gunicorn with 2 sync workers, next to a bare Flask app rendering a one-line template under
+   the same gunicorn settings, both measured in this run with wrk on 127.0.0.1.
+   Target: the order page reaches at least half the bare page's rate.
+2. The peak resident memory (VmHWM) of a gunicorn worker before and after it receives a refund
+   request with a 10 MB PDF. Target: it grows by less than 20 MB (the upload is streamed to disk).
+
+    .venv/bin/python bench/order_page.py [SECONDS]
+
+Needs wrk (Debian package; `make bench` installs it).
+"""
+from __future__ import annotations
+
+import http.cookiejar
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flask_migrate import upgrade  # noqa: E402
+from pypdf import PdfWriter  # noqa: E402
+
+from portal import create_app  # noqa: E402
+from portal.orders.importing import import_orders  # noqa: E402
+
+SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+ORDER = ("ORD-10003", "bob.tanaka@example.org")  # an annual order: a prorated decision, the costliest
+SECRET = "bench-secret-key-" + "x" * 32
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(folder: Path) -> dict:
+    env = {**os.environ, "PORTAL_ENV": "development", "PORTAL_SECRET_KEY": SECRET,
+           "PORTAL_DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
+           "PORTAL_UPLOAD_DIR": str(folder / "uploads"), "PORTAL_BASE_URL": "http://127.0.0.1"}
+    app = create_app({"ENV": "development", "SECRET_KEY": SECRET, "DATABASE_URL": env["PORTAL_DATABASE_URL"],
+                      "UPLOAD_DIR": env["PORTAL_UPLOAD_DIR"]})
+    with app.app_context():
+        upgrade()
+        from portal.extensions import db
+
+        with open(ROOT / "tests" / "data" / "orders.csv", encoding="utf-8", newline="") as f:
+            assert import_orders(db.session, f).ok
+        db.engine.dispose()
+    return env
+
+
+def gunicorn(target: str, port: int, env: dict, workers: int = 2, pythonpath: str | None = None):
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync",
+               "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    if pythonpath:
+        command += ["--pythonpath", pythonpath]
+    process = subprocess.Popen(command + [target], env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise SystemExit(f"gunicorn {target} did not start")
+
+
+def stop(process) -> None:
+    process.terminate()
+    process.wait(10)
+
+
+def opened_order_session(base: str) -> tuple[urllib.request.OpenerDirector, str]:
+    """Look the order up as a customer does and return the browser and its session cookie."""
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    home = browser.open(f"{base}/").read().decode()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', home).group(1)
+    data = urllib.parse.urlencode({"csrf_token": token, "order_number": ORDER[0], "email": ORDER[1]}).encode()
+    page = browser.open(f"{base}/lookup", data=data).read().decode()
+    assert "Refundable now" in page, "the lookup did not open the order"
+    cookie = next(c for c in jar if c.name == "session")
+    return browser, f"{cookie.name}={cookie.value}"
+
+
+def wrk(url: str, cookie: str | None = None) -> float:
+    command = ["wrk", "--threads", "2", "--connections", "8", "--duration", f"{SECONDS}s", "--latency"]
+    if cookie:
+        command += ["--header", f"Cookie: {cookie}"]
+    output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output:
+        raise SystemExit(f"wrk saw errors on {url}:\n{output}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+
+
+def worker_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def big_pdf(size: int) -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(595, 842)
+    writer.add_attachment("statement.bin", os.urandom(size))  # random bytes do not compress
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def multipart(fields: dict, name: str, filename: str, content: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                 "Content-Type: application/pdf\r\n\r\n".encode() + content + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def upload_growth(env: dict) -> tuple[float, float, int]:
+    port = free_port()
+    server = gunicorn("portal.wsgi:app", port, env, workers=1)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        browser, _ = opened_order_session(base)
+        for _ in range(20):  # warm the worker: templates, policy, database connections
+            form = browser.open(f"{base}/orders/{ORDER[0]}/refund").read().decode()
+        [worker] = worker_pids(server.pid)
+        before = peak_rss_mb(worker)
+        fields = {name: re.search(rf'name="{name}" type="hidden" value="([^"]*)"', form).group(1)
+                  for name in ("csrf_token", "submission_key")}
+        fields.update(reason="not_as_expected", details="", amount_choice="full", partial_amount="", locale="en")
+        content = big_pdf(10 * 1024 * 1024 - 4096)
+        body, content_type = multipart(fields, "documents", "statement.pdf", content)
+        request = urllib.request.Request(f"{base}/orders/{ORDER[0]}/refund", data=body,
+                                         headers={"Content-Type": content_type})
+        page = browser.open(request).read().decode()
+        assert "has been received" in page, "the 10 MB upload was not accepted"
+        stored = sorted((Path(env["PORTAL_UPLOAD_DIR"])).glob("*"), key=lambda p: p.stat().st_size)
+        assert stored and stored[-1].stat().st_size == len(content)
+        return before, peak_rss_mb(worker), len(content)
+    finally:
+        stop(server)
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: `make bench` installs it (Debian package wrk)")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        env = prepare(folder)
+        bare_port, portal_port = free_port(), free_port()
+
+        bare = gunicorn("_bare_app:app", bare_port, env, pythonpath=str(ROOT / "bench"))
+        try:
+            wrk(f"http://127.0.0.1:{bare_port}/")  # warm-up pass, not counted
+            bare_rate = wrk(f"http://127.0.0.1:{bare_port}/")
+        finally:
+            stop(bare)
+
+        portal = gunicorn("portal.wsgi:app", portal_port, env)
+        try:
+            _, cookie = opened_order_session(f"http://127.0.0.1:{portal_port}")
+            url = f"http://127.0.0.1:{portal_port}/orders/{ORDER[0]}"
+            wrk(url, cookie)
+            order_rate = wrk(url, cookie)
+        finally:
+            stop(portal)
+
+        print(f"gunicorn, 2 sync workers, wrk 2 threads x 8 connections, {SECONDS} s each")
+        print(f"  bare Flask one-line template : {bare_rate:8.0f} requests/s (baseline)")
+        print(f"  order page {ORDER[0]}       : {order_rate:8.0f} requests/s "
+              f"({order_rate / bare_rate:.2f}x baseline; target >= 0.50x)")
+
+        before, after, size = upload_growth(env)
+        print(f"10 MB upload ({size / 1_048_576:.1f} MiB PDF) through the refund form, 1 worker:")
+        print(f"  worker peak memory {before:.1f} MB before, {after:.1f} MB after: "
+              f"+{after - before:.1f} MB (target < 20 MB)")
+
+
+if __name__ == "__main__":
+    main()
