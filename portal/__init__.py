@@ -29,9 +29,10 @@ def create_app(config: dict | None = None) -> Flask:
     register_errorhandlers(app)
     register_commands(app)
 
-    from portal.brand import load_brand
+    from portal.brand import brand_for
+    from portal.i18n import current_locale
 
-    app.context_processor(lambda: {"brand": load_brand()})
+    app.context_processor(lambda: {"brand": brand_for(current_locale())})
     return app
 
 
@@ -63,6 +64,9 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     i18n.init_app(app)
     policy_app.init_app(app)
+    from portal.mail import app as mail_app
+
+    mail_app.init_app(app)
     Talisman(
         app,
         force_https=app.config["FORCE_HTTPS"],

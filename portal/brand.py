@@ -1,4 +1,8 @@
-"""The brand file (``emails/brand.toml``): one place for the company's name, address and colours."""
+"""The brand file (``emails/brand.toml``): one place for the company's name, address and colours.
+
+A value may be a table by language (``signature = { en = "…", zh = "…", nl = "…" }``);
+``brand_for(locale)`` picks the reader's language, falling back to English.
+"""
 from __future__ import annotations
 
 import tomllib
@@ -12,3 +16,10 @@ from portal.paths import resource_dir
 def load_brand() -> MappingProxyType:
     with open(resource_dir("emails") / "brand.toml", "rb") as f:
         return MappingProxyType(tomllib.load(f))
+
+
+@lru_cache(maxsize=None)
+def brand_for(locale: str, brand: MappingProxyType | None = None) -> MappingProxyType:
+    brand = load_brand() if brand is None else brand
+    return MappingProxyType({key: (value.get(locale) or value.get("en", "")) if isinstance(value, dict) else value
+                             for key, value in brand.items()})

@@ -79,7 +79,88 @@ def policy_check(file: str) -> None:
                f"{latest.effective_from.isoformat()} with {len(latest.clauses)} clauses.")
 
 
+outbox_cli = click.Group("outbox", help="Emails waiting to go out.")
+
+
+@outbox_cli.command("send")
+@click.option("--watch", is_flag=True, help="Keep running and send new messages as they are queued.")
+@click.option("--interval", type=float, default=None, help="Seconds between rounds with --watch.")
+@with_appcontext
+def outbox_send(watch: bool, interval: float | None) -> None:
+    """Deliver every due message (retries with backoff; dead after too many attempts)."""
+    import time
+
+    from portal.mail.app import deliver, transport
+
+    interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
+    click.echo(f"Delivering through {transport().describe()}.")
+    while True:
+        report = deliver(db.session)
+        if report.sent or report.retried or report.dead or not watch:
+            click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
+        if not watch:
+            break
+        db.session.remove()
+        time.sleep(interval)
+
+
+@outbox_cli.command("list")
+@click.option("--status", type=click.Choice(["pending", "sent", "dead"]), default=None)
+@with_appcontext
+def outbox_list(status: str | None) -> None:
+    """List messages, newest first."""
+    from sqlalchemy import select
+
+    from portal.domain import OutboxStatus
+    from portal.models import OutboxMessage
+
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200)
+    if status:
+        query = query.where(OutboxMessage.status == OutboxStatus(status))
+    for m in db.session.scalars(query):
+        click.echo(f"{m.id:>6} {m.status.value:<7} {m.message:<20} {m.locale} {m.recipient} "
+                   f"attempts={m.attempts} {m.last_error[:80]}")
+
+
+@outbox_cli.command("resend")
+@click.argument("message_id", type=int)
+@with_appcontext
+def outbox_resend(message_id: int) -> None:
+    """Queue a dead (or already sent) message again, with the same Message-ID."""
+    from datetime import datetime, timezone
+
+    from portal.mail.outbox import resend
+    from portal.models import OutboxMessage
+
+    message = db.session.get(OutboxMessage, message_id)
+    if message is None:
+        raise click.ClickException(f"no outbox message {message_id}")
+    resend(db.session, message, now=datetime.now(timezone.utc))
+    click.echo(f"message {message_id} queued again")
+
+
+emails_cli = click.Group("emails", help="The email kit.")
+
+
+@emails_cli.command("export")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--merge-tags", type=click.Choice(["mailchimp", "handlebars"]), default=None,
+              help="Write the templates with an ESP's merge tags in place of our variables.")
+@with_appcontext
+def emails_export(folder: str, merge_tags: str | None) -> None:
+    """Write the kit: every message rendered per language, the sources, the brand file, the variables."""
+    from pathlib import Path
+
+    from portal.mail.app import email_kit
+    from portal.mail.export import export_kit
+
+    written = export_kit(email_kit(), Path(folder), merge_tags=merge_tags)
+    click.echo(f"Wrote {len(written)} files to {folder}.")
+
+
 def init_app(app) -> None:
+    app.cli.add_command(outbox_cli)
+    app.cli.add_command(emails_cli)
     app.cli.add_command(orders_cli)
     app.cli.add_command(policy_cli)
     app.cli.add_command(demo)

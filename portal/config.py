@@ -38,6 +38,25 @@ DEFAULTS: dict[str, object] = {
     "MAGIC_LINK_RATE_LIMIT": "5 per hour",
     # How many proxies in front set X-Forwarded-For/-Proto (0: none, the client talks to us directly).
     "PROXY_COUNT": 0,
+    # Email. No MAIL_SERVER (the embedded default) writes each message as an .eml file into
+    # OUTBOX_DIR instead of sending it. The MAIL_* names are Flask-Mail's own settings.
+    "MAIL_SERVER": "",
+    "MAIL_PORT": 25,
+    "MAIL_USE_TLS": False,
+    "MAIL_USE_SSL": False,
+    "MAIL_USERNAME": None,
+    "MAIL_PASSWORD": None,
+    # None: the company name and support address from emails/brand.toml.
+    "MAIL_DEFAULT_SENDER": None,
+    # Flask-Mail would silently drop every message when TESTING is on; the suite talks to a real
+    # SMTP server instead, so sending is never suppressed.
+    "MAIL_SUPPRESS_SEND": False,
+    # Flask-Mail opens SMTP without a timeout; a hung server must not hang the worker.
+    "MAIL_TIMEOUT": 10,
+    # None means "derive": instance/outbox.
+    "OUTBOX_DIR": None,
+    "OUTBOX_MAX_ATTEMPTS": 8,
+    "OUTBOX_POLL_SECONDS": 2,
 }
 
 MIN_SECRET_LENGTH = 32
@@ -94,6 +113,8 @@ def finalize(config: dict, instance_path: Path) -> None:
             problems.append("PORTAL_DATABASE_URL is not set (the embedded SQLite file is for development).")
         if config.get("DEBUG"):
             problems.append("debug mode is on.")
+        if not config.get("MAIL_SERVER"):
+            problems.append("PORTAL_MAIL_SERVER is not set (emails written to files never reach customers).")
         if problems:
             raise ConfigError("Refusing to start in production: " + " ".join(problems))
         config["SESSION_COOKIE_SECURE"] = True
@@ -107,3 +128,4 @@ def finalize(config: dict, instance_path: Path) -> None:
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(config["DATABASE_URL"]))
     config["BASE_URL"] = str(config.get("BASE_URL") or DEFAULTS["BASE_URL"]).rstrip("/")
     config["UPLOAD_DIR"] = str(Path(config.get("UPLOAD_DIR") or instance_path / "uploads").resolve())
+    config["OUTBOX_DIR"] = str(Path(config.get("OUTBOX_DIR") or instance_path / "outbox").resolve())

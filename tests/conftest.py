@@ -70,16 +70,34 @@ def _empty_tables(engine) -> None:
 
 
 @pytest.fixture
-def app(migrated, tmp_path):
-    app = create_app(_test_config(migrated, tmp_path / "uploads"))
+def make_app(migrated, tmp_path):
+    """Build apps on the test database with settings of the test's own; tables start empty."""
+    made = []
+
+    def make(**overrides):
+        config = {**_test_config(migrated, tmp_path / "uploads"), "OUTBOX_DIR": str(tmp_path / "outbox"),
+                  **overrides}
+        app = create_app(config)
+        from portal.extensions import db
+
+        if not made:
+            with app.app_context():
+                _empty_tables(db.engine)
+        made.append(app)
+        return app
+
+    yield make
     from portal.extensions import db
 
-    with app.app_context():
-        _empty_tables(db.engine)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    for app in made:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture

@@ -100,17 +100,18 @@ def test_postgres_urls_use_psycopg_3(tmp_path):
     ({"SECRET_KEY": "short"}, "shorter than"),
     ({"BASE_URL": "http://refunds.example.com"}, "https://"),
     ({"DATABASE_URL": None}, "PORTAL_DATABASE_URL"),
+    ({"MAIL_SERVER": ""}, "PORTAL_MAIL_SERVER"),
 ])
 def test_production_refuses_unsafe_defaults(tmp_path, change, problem):
     config = {"ENV": "production", "SECRET_KEY": "s" * 48, "BASE_URL": "https://refunds.example.com",
-              "DATABASE_URL": "postgresql://db/portal", **change}
+              "DATABASE_URL": "postgresql://db/portal", "MAIL_SERVER": "smtp.example.com", **change}
     with pytest.raises(ConfigError, match=problem):
         finalize(config, tmp_path)
 
 
 def test_production_with_safe_settings_starts_with_secure_cookies(tmp_path):
     config = {"ENV": "production", "SECRET_KEY": "s" * 48, "BASE_URL": "https://refunds.example.com",
-              "DATABASE_URL": "postgresql://db/portal"}
+              "DATABASE_URL": "postgresql://db/portal", "MAIL_SERVER": "smtp.example.com"}
     finalize(config, tmp_path)
     assert config["SESSION_COOKIE_SECURE"] is True
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.domain import CLOSED_STATES, Actor, Reason, RequestState
+from portal.mail.kit import money_variable
 from portal.mail.outbox import queue_email
 from portal.markers import N_
 from portal.models import Document, InformationRequest, Order, RefundRequest, StatusEvent, new_reference
@@ -152,7 +153,7 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
     customer = order.customer
     queue_email(session, "acknowledgement", customer.email, filing.locale, {
         "customer_name": customer.name, "reference": request.reference, "order_number": order.order_number,
-        "product": order.product, "amount": str(amount.amount), "currency": amount.currency,
+        "product": order.product, "amount": money_variable(amount),
         "review": request.review_requested, "decision_due": decision_due(policy, order, now).isoformat(),
         "tracking_url": links.tracking(request.reference),
     }, refund_request=request, domain=links.domain)
