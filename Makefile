@@ -54,6 +54,9 @@ translations: $(STAMP)
 run: setup system-deps
 	$(BIN)/portal db upgrade
 	$(BIN)/portal demo
+	@# The outbox worker runs beside the web server and stops with it.
+	$(BIN)/portal outbox send --watch & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/portal run --host $(HOST) --port $(PORT)
 
 test: setup system-deps

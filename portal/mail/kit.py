@@ -31,7 +31,8 @@ from portal.money import Money, MoneyError, format_money
 TYPES = ("text", "bool", "int", "money", "date", "datetime", "url", "list")
 HTML_LANG = {"en": "en", "zh": "zh-Hans", "nl": "nl"}
 # The layout's own context; a message may not declare a variable by these names.
-GLOBALS = ("brand", "base_url", "support_url", "logo_url", "locale", "html_lang", "stylesheet")
+GLOBALS = ("brand", "base_url", "support_url", "logo_url", "locale", "html_lang", "stylesheet", "email_subject",
+           "email_preheader")
 
 
 class KitError(ValueError):
@@ -150,7 +151,7 @@ class EmailKit:
             block_context = html_template.new_context(context)
             subject = _plain("".join(html_template.blocks["subject"](block_context)))
             preheader = _plain("".join(html_template.blocks["preheader"](block_context)))
-            html = html_template.render(context)
+            html = html_template.render({**context, "email_subject": subject, "email_preheader": preheader})
             text = text_template.render(context)
         except UndefinedError as error:
             raise KitError(f"{message} ({locale}): the template uses an undeclared variable: {error.message}") from None
