@@ -49,7 +49,7 @@ def register_extensions(app: Flask) -> None:
 
     from portal import i18n, policy_app
     from portal import models  # noqa: F401  (the metadata Alembic compares against)
-    from portal.extensions import babel, csrf, db, limiter, migrate
+    from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
 
     if app.config["PROXY_COUNT"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -62,12 +62,13 @@ def register_extensions(app: Flask) -> None:
                      compare_type=True)
     babel.init_app(app, locale_selector=i18n.select_locale)
     csrf.init_app(app)
+    login_manager.init_app(app)
     i18n.init_app(app)
     policy_app.init_app(app)
     from portal.mail import app as mail_app
 
     mail_app.init_app(app)
-    Talisman(
+    app.extensions["talisman"] = Talisman(
         app,
         force_https=app.config["FORCE_HTTPS"],
         frame_options="DENY",
@@ -90,6 +91,9 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from portal.customer import bp as customer_bp
+    from portal.staff import bp as staff_bp
+
+    app.register_blueprint(staff_bp)
     from portal.main import bp as main_bp
 
     app.register_blueprint(main_bp)

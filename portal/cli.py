@@ -87,14 +87,25 @@ outbox_cli = click.Group("outbox", help="Emails waiting to go out.")
 @click.option("--interval", type=float, default=None, help="Seconds between rounds with --watch.")
 @with_appcontext
 def outbox_send(watch: bool, interval: float | None) -> None:
-    """Deliver every due message (retries with backoff; dead after too many attempts)."""
+    """Deliver every due message (retries with backoff; dead after too many attempts).
+
+    Each round also queues the reminders for information requests unanswered for three days.
+    """
     import time
+    from datetime import datetime, timezone
 
     from portal.mail.app import deliver, transport
 
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
     click.echo(f"Delivering through {transport().describe()}.")
+    from portal.refunds.service import Links
+    from portal.refunds.workflow import send_reminders
+
+    links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
     while True:
+        reminded = send_reminders(db.session, now=datetime.now(timezone.utc), links=links)
+        if reminded:
+            click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
         report = deliver(db.session)
         if report.sent or report.retried or report.dead or not watch:
             click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
@@ -158,7 +169,55 @@ def emails_export(folder: str, merge_tags: str | None) -> None:
     click.echo(f"Wrote {len(written)} files to {folder}.")
 
 
+staff_cli = click.Group("staff", help="Staff accounts.")
+
+
+@staff_cli.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["agent", "admin", "marketing"]), required=True)
+@click.option("--name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of a prompt.")
+@with_appcontext
+def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None:
+    """Create a staff account; the password is asked for (or read from stdin), never an argument."""
+    from portal.accounts import AccountError, create_staff
+    from portal.domain import StaffRole
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = create_staff(db.session, email, StaffRole(role), password, name)
+    except AccountError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"Created {user.role.value} {user.email}.")
+
+
+refunds_cli = click.Group("refunds", help="Refunds made.")
+
+
+@refunds_cli.command("export")
+@click.option("--since", required=True, help="First day to include, YYYY-MM-DD (UTC).")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+@with_appcontext
+def refunds_export(since: str, output) -> None:
+    """Write a CSV of the refunds made since a day, with their business costs, for accounting."""
+    from datetime import date
+
+    from portal.refunds.export import write_refunds_csv
+
+    try:
+        day = date.fromisoformat(since)
+    except ValueError:
+        raise click.BadParameter("use the form YYYY-MM-DD", param_hint="--since") from None
+    count = write_refunds_csv(db.session, day, output)
+    click.echo(f"{count} refund(s) since {day.isoformat()}", err=True)
+
+
 def init_app(app) -> None:
+    app.cli.add_command(staff_cli)
+    app.cli.add_command(refunds_cli)
     app.cli.add_command(outbox_cli)
     app.cli.add_command(emails_cli)
     app.cli.add_command(orders_cli)

@@ -57,6 +57,19 @@ DEFAULTS: dict[str, object] = {
     "OUTBOX_DIR": None,
     "OUTBOX_MAX_ATTEMPTS": 8,
     "OUTBOX_POLL_SECONDS": 2,
+    # Staff sign-in.
+    "LOGIN_RATE_LIMIT": "5 per minute;30 per hour",
+    "STAFF_IDLE_MINUTES": 30,
+    # Payments: "manual" (staff refund in the processor's dashboard and record the reference) or
+    # "stripe" (the official library refunds the order's charge).
+    "PAYMENT_GATEWAY": "manual",
+    "STRIPE_API_KEY": None,
+    "STRIPE_API_BASE": None,  # None: Stripe's own API
+    "STRIPE_TIMEOUT": 30,
+    "STRIPE_MAX_NETWORK_RETRIES": 2,
+    # What the processor keeps of a charge on a refund, for the business-cost figures.
+    "PROCESSOR_FEE_PERCENT": "2.9",
+    "PROCESSOR_FEE_FIXED_MINOR": 30,
 }
 
 MIN_SECRET_LENGTH = 32
@@ -113,6 +126,8 @@ def finalize(config: dict, instance_path: Path) -> None:
             problems.append("PORTAL_DATABASE_URL is not set (the embedded SQLite file is for development).")
         if config.get("DEBUG"):
             problems.append("debug mode is on.")
+        if config.get("PAYMENT_GATEWAY") == "stripe" and not config.get("STRIPE_API_KEY"):
+            problems.append("PORTAL_PAYMENT_GATEWAY is stripe but PORTAL_STRIPE_API_KEY is not set.")
         if not config.get("MAIL_SERVER"):
             problems.append("PORTAL_MAIL_SERVER is not set (emails written to files never reach customers).")
         if problems:
@@ -128,4 +143,6 @@ def finalize(config: dict, instance_path: Path) -> None:
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(config["DATABASE_URL"]))
     config["BASE_URL"] = str(config.get("BASE_URL") or DEFAULTS["BASE_URL"]).rstrip("/")
     config["UPLOAD_DIR"] = str(Path(config.get("UPLOAD_DIR") or instance_path / "uploads").resolve())
+    if config.get("PAYMENT_GATEWAY") not in ("manual", "stripe"):
+        raise ConfigError(f"PORTAL_PAYMENT_GATEWAY must be manual or stripe, not {config.get('PAYMENT_GATEWAY')!r}.")
     config["OUTBOX_DIR"] = str(Path(config.get("OUTBOX_DIR") or instance_path / "outbox").resolve())

@@ -106,6 +106,14 @@ class Actor(StrEnum):
     SYSTEM = "system"
 
 
+class RefundStatus(StrEnum):
+    """Where one attempt to move money stands at the payment processor."""
+
+    PENDING = "pending"  # sent, or about to be; the processor has not answered for sure
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 class OutboxStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"

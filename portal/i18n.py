@@ -94,6 +94,7 @@ def init_app(app) -> None:
     app.jinja_env.filters["date"] = lambda value, fmt="long": format_date(value, fmt)
     app.jinja_env.filters["datetime"] = lambda value, fmt="medium": format_datetime(value, fmt)
     app.jinja_env.filters["moment"] = moment
+    app.jinja_env.globals.update(money=money, moment=moment)
 
     @app.context_processor
     def locale_context():

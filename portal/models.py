@@ -13,8 +13,8 @@ from sqlalchemy import (JSON, BigInteger, CheckConstraint, Date, Enum, ForeignKe
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.database import Base, UTCDateTime, utcnow
-from portal.domain import (CLOSED_STATES, Actor, Channel, OutboxStatus, PaymentStatus, Plan, Reason, RequestState,
-                           StaffRole)
+from portal.domain import (CLOSED_STATES, Actor, Channel, OutboxStatus, PaymentStatus, Plan, Reason, RefundStatus,
+                           RequestState, StaffRole)
 from portal.money import Money
 from portal.policy.engine import Decision
 
@@ -99,6 +99,10 @@ class RefundRequest(Base):
     __table_args__ = (
         # The staff queue reads oldest first within a state; keyset pagination walks this index.
         Index("ix_refund_request_state_created", "state", "created_at", "id"),
+        # The queue's other filters and its unfiltered first page, each walked in the same order.
+        Index("ix_refund_request_created", "created_at", "id"),
+        Index("ix_refund_request_reason_created", "reason", "created_at", "id"),
+        Index("ix_refund_request_locale_created", "locale", "created_at", "id"),
         # One open request per order, enforced by the database even when two submissions race.
         Index("ux_refund_request_one_open_per_order", "order_id", unique=True,
               sqlite_where=_OPEN_STATES_SQL, postgresql_where=_OPEN_STATES_SQL),
@@ -125,6 +129,15 @@ class RefundRequest(Base):
     # The form's one-time key: a resubmitted form finds the request it already made.
     submission_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     offer_id: Mapped[str | None] = mapped_column(String(64))
+    # Since when the customer has been waiting for staff (filed or answered, no staff action
+    # since). None while nobody waits on staff: the overdue clock pauses while we wait on them.
+    awaiting_staff_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The clause a decline cites and the alternative it offers.
+    decline_clause: Mapped[str | None] = mapped_column(String(64))
+    alternative_offer_id: Mapped[str | None] = mapped_column(String(64))
+    # Which attempt at moving the money this is: a processor's refusal starts a new attempt (and
+    # a new idempotency key); a network error retries the same one.
+    processing_attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -135,6 +148,9 @@ class RefundRequest(Base):
                                                        order_by="Document.created_at")
     events: Mapped[list["StatusEvent"]] = relationship(back_populates="refund_request",
                                                        order_by="StatusEvent.id")
+    notes: Mapped[list["InternalNote"]] = relationship(back_populates="refund_request",
+                                                       order_by="InternalNote.id")
+    refunds: Mapped[list["Refund"]] = relationship(back_populates="refund_request", order_by="Refund.id")
 
     @property
     def amount_requested(self) -> Money:
@@ -200,6 +216,76 @@ def _refuse_history_edits(mapper, connection, target):
     raise AppendOnlyError("status events are append-only")
 
 
+class InternalNote(Base):
+    """A note staff keep on a request; the customer never sees it. Append-only, like the timeline."""
+
+    __tablename__ = "internal_note"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), index=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    refund_request: Mapped[RefundRequest] = relationship(back_populates="notes")
+    staff_user: Mapped["StaffUser"] = relationship()
+
+
+@event.listens_for(InternalNote, "before_update")
+@event.listens_for(InternalNote, "before_delete")
+def _refuse_note_edits(mapper, connection, target):
+    raise AppendOnlyError("internal notes are append-only")
+
+
+class Refund(Base):
+    """One attempt to send money back through a payment gateway, and what it cost the business."""
+
+    __tablename__ = "refund"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="refund_amount_positive"),
+        Index("ix_refund_order_status", "order_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), index=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("order.id"))
+    staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    gateway: Mapped[str] = mapped_column(String(16))
+    status: Mapped[RefundStatus] = mapped_column(enum_column(RefundStatus), default=RefundStatus.PENDING)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Sent with every call for this attempt: the processor answers a repeat with the first result.
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    processor_reference: Mapped[str] = mapped_column(String(128), default="")
+    processor_message: Mapped[str] = mapped_column(Text, default="")
+    # What the refund costs beyond its amount: the processor's fee on the refunded share (not
+    # returned by processors) and the affiliate commission to claw back.
+    fee_kept_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    commission_clawback_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    refund_request: Mapped[RefundRequest] = relationship(back_populates="refunds")
+    order: Mapped[Order] = relationship()
+
+    @property
+    def amount(self) -> Money:
+        return Money.from_minor(self.amount_minor, self.currency)
+
+
+class RequestStateCount(Base):
+    """How many requests are in each state, kept in step by every change of state.
+
+    Counting a million rows for every queue page would take longer than the page itself.
+    """
+
+    __tablename__ = "request_state_count"
+
+    state: Mapped[RequestState] = mapped_column(enum_column(RequestState), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class StaffUser(Base):
     __tablename__ = "staff_user"
 
@@ -211,6 +297,20 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # What Flask-Login asks of a user, without importing Flask into the models.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    def may(self, *roles: StaffRole) -> bool:
+        return self.active and self.role in roles
 
 
 class InformationRequest(Base):

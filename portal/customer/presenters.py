@@ -16,16 +16,9 @@ from portal.money import Money, MoneyError, format_money
 from portal.policy import Decision, Outcome
 from portal.policy_app import clause_title, current_policy, explain_decision, rendered
 from portal.refunds import service
+from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 
-QUESTIONS = {
-    "what_went_wrong": N_("What went wrong?"),
-    "how_long_used": N_("How long have you used the product?"),
-    "tried_help": N_("Have you tried our help resources or contacted support?"),
-    "proof_of_purchase": N_("Proof of purchase (an invoice or receipt)"),
-    "bank_statement": N_("A bank statement showing the charge"),
-    "screenshot": N_("A screenshot of the problem"),
-}
 
 
 def money(value: Money) -> str:
@@ -184,7 +177,7 @@ def request_view(request: RefundRequest) -> RequestView:
     questions = []
     if info is not None and request.state is RequestState.AWAITING_CUSTOMER:
         for item in info.items:
-            standard = QUESTIONS.get(item.get("key"))
+            standard = LABELS.get(item.get("key"))
             label = _(standard) if standard else item.get("text", "")
             questions.append({"kind": item["kind"], "key": item.get("key", ""), "label": label})
     snapshot = request.decision_at_filing

@@ -174,7 +174,11 @@ class EmailKit:
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
-        environment.install_gettext_translations(self._translations(locale), newstyle=True)
+        translations = self._translations(locale)
+        environment.install_gettext_translations(translations, newstyle=True)
+        # For values that may be standard texts (a standard question): translated when the catalog
+        # knows them, kept as written otherwise, and escaped like any value, never trusted as markup.
+        environment.filters["translated"] = lambda text: translations.gettext(str(text)) if text else ""
         return environment
 
     def _translations(self, locale: str):

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from portal.markers import N_
 from portal.models import Document, InformationRequest, Order, RefundRequest, StatusEvent, new_reference
 from portal.money import Money
 from portal.policy import Decision, Outcome, Policy, evaluate
-from portal.refunds.states import Action, transition
+from portal.refunds.states import Action, count_state, transition
 from portal.refunds.timing import add_business_days
 from portal.tokens import derived_token, hash_token
 from portal.uploads import StoredFile, move_into
@@ -66,6 +67,16 @@ class Links:
 
     def tracking(self, reference: str) -> str:
         return f"{self.base_url}/track/{self.tracking_token(reference)}"
+
+    def feedback_token(self, reference: str) -> str:
+        # Signed with the time it was made: the feedback page refuses it after 30 days.
+        return URLSafeTimedSerializer(self.secret, salt="feedback").dumps(reference)
+
+    def feedback(self, reference: str) -> str:
+        return f"{self.base_url}/feedback/{self.feedback_token(reference)}"
+
+    def policy_clause(self, clause_id: str) -> str:
+        return f"{self.base_url}/policy#{clause_id}"
 
 
 @dataclass
@@ -150,6 +161,7 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
                              sha256=stored.sha256, uploaded_by=Actor.CUSTOMER, created_at=now))
     session.add(StatusEvent(refund_request=request, actor=Actor.CUSTOMER, created_at=now, from_state=None,
                             to_state=RequestState.RECEIVED, amount_minor=amount.minor))
+    request.awaiting_staff_since = now
     customer = order.customer
     queue_email(session, "acknowledgement", customer.email, filing.locale, {
         "customer_name": customer.name, "reference": request.reference, "order_number": order.order_number,
@@ -164,6 +176,7 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
         session.rollback()
         raise FilingError("order", N_("There is already an open refund request for this order."),
                           existing=open_request(session, order)) from None
+    count_state(session, RequestState.RECEIVED, +1)
     for stored in filing.documents:
         move_into(stored, staging, upload_dir)
     session.commit()
@@ -188,6 +201,7 @@ def accept_offer(session: Session, order: Order, offer_id: str, *, policy: Polic
         session.add(request)
         session.add(StatusEvent(refund_request=request, actor=Actor.CUSTOMER, created_at=now,
                                 to_state=RequestState.RECEIVED))
+        count_state(session, RequestState.RECEIVED, +1)
         session.flush()
     request.offer_id = offer.id
     transition(session, request, Action.ACCEPT_OFFER, actor=Actor.CUSTOMER, note=offer.id, now=now)

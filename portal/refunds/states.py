@@ -10,12 +10,14 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from portal.database import utcnow
-from portal.domain import Actor, RequestState as S
+from portal.domain import CLOSED_STATES, Actor, RequestState as S
 from portal.markers import N_
-from portal.models import RefundRequest, StatusEvent
+from portal.models import RefundRequest, RequestStateCount, StatusEvent
 
 
 class Action(StrEnum):
@@ -76,6 +78,29 @@ def available_actions(state: S) -> list[Action]:
     return [action for action in Action if allowed(state, action)]
 
 
+def count_state(session: Session, state: S, delta: int) -> None:
+    """Keep the per-state counters of the staff queue in step, in the caller's transaction."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(RequestStateCount).values(state=state, count=delta)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[RequestStateCount.state],
+        set_={"count": RequestStateCount.count + statement.excluded.count}))
+
+
+def awaiting_staff_since(target: S, actor: Actor, before, now: datetime):
+    """When the overdue clock started: it runs while the customer waits on staff.
+
+    A customer's message starts it; a staff action restarts it if staff still owe the next step
+    (processing an approval, retrying a failed refund); it stops while we wait on the customer
+    and once the request is closed.
+    """
+    if target in CLOSED_STATES or target in (S.AWAITING_CUSTOMER, S.RESOLVED_WITH_OFFER):
+        return None
+    if actor is Actor.CUSTOMER or before is None:
+        return now
+    return now if actor is Actor.STAFF else before
+
+
 def transition(session: Session, request: RefundRequest, action: Action, *, actor: Actor,
                staff_user_id: int | None = None, note: str = "", amount_minor: int | None = None,
                now: datetime | None = None) -> StatusEvent:
@@ -85,17 +110,20 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
     if current not in sources:
         raise InvalidTransition(current, action)
     now = now or utcnow()
+    since = awaiting_staff_since(target, actor, request.awaiting_staff_since, now)
     result = session.execute(
         update(RefundRequest)
         .where(RefundRequest.id == request.id, RefundRequest.state == current)
-        .values(state=target, updated_at=now)
+        .values(state=target, updated_at=now, awaiting_staff_since=since)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         # Someone else moved it first; report the state it is really in.
         session.refresh(request, ["state"])
         raise InvalidTransition(request.state, action)
-    session.refresh(request, ["state", "updated_at"])
+    session.refresh(request, ["state", "updated_at", "awaiting_staff_since"])
+    count_state(session, current, -1)
+    count_state(session, target, +1)
     event = StatusEvent(refund_request=request, actor=actor, staff_user_id=staff_user_id, created_at=now,
                         from_state=current, to_state=target, amount_minor=amount_minor, note=note)
     session.add(event)

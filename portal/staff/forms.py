@@ -1,0 +1,80 @@
+"""Staff forms: labels and messages are marked for translation and resolved per request."""
+from flask_babel import lazy_gettext as _l
+from wtforms import (EmailField, PasswordField, SelectChoice, SelectField, SelectMultipleField, StringField,
+                     TextAreaField, widgets)
+from wtforms.validators import DataRequired, Email, Length, Optional
+
+from portal.domain import LOCALES, StaffRole
+from portal.forms import FlaskForm
+from portal.i18n import NATIVE_NAMES
+from portal.refunds.questions import DOCUMENTS, QUESTIONS
+
+
+class Checkboxes(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+class LoginForm(FlaskForm):
+    email = EmailField(_l("Email address"), validators=[DataRequired(_l("Enter your email address.")),
+                                                        Length(max=320)],
+                       render_kw={"autocomplete": "username"})
+    password = PasswordField(_l("Password"), validators=[DataRequired(_l("Enter your password.")),
+                                                         Length(max=500)],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class ActionForm(FlaskForm):
+    """A button that only needs its CSRF token (start the review, retry, resend)."""
+
+
+class AskForm(FlaskForm):
+    questions = Checkboxes(_l("Standard questions"), choices=[SelectChoice(k, _l(v)) for k, v in QUESTIONS.items()],
+                           validators=[Optional()])
+    documents = Checkboxes(_l("Documents to upload"), choices=[SelectChoice(k, _l(v)) for k, v in DOCUMENTS.items()],
+                           validators=[Optional()])
+    custom = StringField(_l("Your own question (optional)"), validators=[Optional(), Length(max=500)])
+    message = TextAreaField(_l("Message to the customer (optional)"), validators=[Optional(), Length(max=5000)])
+
+
+class ApproveForm(FlaskForm):
+    amount = StringField(_l("Amount to refund"), validators=[DataRequired(_l("Enter the amount.")), Length(max=32)],
+                         render_kw={"inputmode": "decimal"})
+    note = TextAreaField(_l("Message to the customer (optional)"), validators=[Optional(), Length(max=5000)])
+    override_reason = TextAreaField(_l("Reason for going above the policy (admins only)"),
+                                    validators=[Optional(), Length(max=2000)])
+
+
+class DeclineForm(FlaskForm):
+    clause = SelectField(_l("Policy clause the decision rests on"), choices=[],
+                         validators=[DataRequired(_l("Choose the policy clause the decision rests on."))])
+    offer = SelectField(_l("Alternative to offer"), choices=[], validators=[Optional()])
+    note = TextAreaField(_l("Explanation for the customer (optional)"), validators=[Optional(), Length(max=5000)])
+
+
+class ProcessForm(FlaskForm):
+    reference = StringField(_l("Processor's reference of the refund"), validators=[Optional(), Length(max=128)])
+
+
+class NoteForm(FlaskForm):
+    text = TextAreaField(_l("Internal note"), validators=[DataRequired(_l("The note is empty.")),
+                                                         Length(max=5000)])
+
+
+class TestSendForm(FlaskForm):
+    message = SelectField(_l("Message"), choices=[], validators=[DataRequired()])
+    locale = SelectField(_l("Language"), choices=[SelectChoice(code, NATIVE_NAMES[code]) for code in LOCALES],
+                         validators=[DataRequired()])
+    email = EmailField(_l("Send to"), validators=[DataRequired(_l("Enter your email address.")),
+                                                  Email(_l("Enter a valid email address.")), Length(max=320)])
+
+
+class StaffForm(FlaskForm):
+    email = EmailField(_l("Email address"), validators=[DataRequired(_l("Enter your email address.")),
+                                                        Email(_l("Enter a valid email address.")), Length(max=320)])
+    name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
+    role = SelectField(_l("Role"), choices=[SelectChoice(r.value, r.value) for r in StaffRole], validators=[DataRequired()])
+    password = PasswordField(_l("Password"), validators=[DataRequired(_l("Enter your password.")),
+                                                         Length(min=12, max=500, message=_l(
+                                                             "Use at least 12 characters."))],
+                             render_kw={"autocomplete": "new-password"})

@@ -1,0 +1,130 @@
+"""What the staff pages show, put into the reader's words and formats."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from portal.database import utcnow
+from portal.domain import RequestState, StaffRole
+from portal.extensions import db
+from portal.i18n import moment
+from portal.models import Order, Refund, RefundRequest, StaffUser
+from portal.money import Money
+from portal.policy import Decision
+from portal.policy_app import clause_title, current_policy, explain_decision, rendered
+from portal.refunds import workflow
+from portal.refunds.questions import LABELS
+from portal.refunds.signals import fraud_signals
+from portal.refunds.states import Action, allowed
+from portal.customer.presenters import money
+
+
+def _params(params: dict) -> dict:
+    return {k: money(v) if isinstance(v, Money) else (_(v.title) if isinstance(v, Enum) else v)
+            for k, v in params.items()}
+
+
+@dataclass
+class DecisionView:
+    title: str
+    outcome: str
+    amount: str
+    sentences: list[str]
+    clauses: list[tuple[str, str]]
+
+
+def decision_view(decision: Decision | None, title: str, locale: str) -> DecisionView | None:
+    if decision is None:
+        return None
+    version = current_policy().version_for(decision.as_of)
+    clauses = []
+    for clause_id in decision.clauses:
+        try:
+            clauses.append((clause_id, clause_title(version.clause(clause_id), locale)))
+        except KeyError:
+            clauses.append((clause_id, clause_id))
+    return DecisionView(title, decision.outcome.value, money(decision.amount), explain_decision(decision), clauses)
+
+
+@dataclass
+class RequestPage:
+    request: RefundRequest
+    order: Order
+    other_orders: list[Order]
+    refunds: list[Refund]
+    at_filing: DecisionView | None
+    now: DecisionView | None
+    policy_amount: Money
+    remaining: Money
+    signals: list[str]
+    timeline: list[dict]
+    notes: list[dict]
+    info_requests: list[dict]
+    actions: set[str] = field(default_factory=set)
+    clause_choices: list[tuple[str, str]] = field(default_factory=list)
+    offer_choices: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def amount_requested(self) -> str:
+        return money(self.request.amount_requested)
+
+    @property
+    def policy_amount_text(self) -> str:
+        return money(self.policy_amount)
+
+    @property
+    def approved_text(self) -> str:
+        return money(Money.from_minor(self.request.amount_approved_minor or 0, self.request.currency))
+
+    @property
+    def remaining_text(self) -> str:
+        return money(self.remaining)
+
+
+def request_page(request: RefundRequest, user: StaffUser, locale: str) -> RequestPage:
+    session = db.session
+    now = utcnow()
+    policy = current_policy()
+    order = request.order
+    other_orders = list(session.scalars(select(Order).where(Order.customer_id == order.customer_id,
+                                                            Order.id != order.id)
+                                        .order_by(Order.purchased_at.desc())))
+    refunds = list(session.scalars(select(Refund).join(Order, Refund.order_id == Order.id)
+                                   .where(Order.customer_id == order.customer_id).order_by(Refund.id.desc())))
+    current = workflow.decide(session, order, policy, now, request.reason)
+    staff_names = {u.id: u.name or u.email for u in session.scalars(select(StaffUser))}
+    timeline = [{"when": moment(e.created_at), "iso": e.created_at.isoformat(),
+                 "from": _(e.from_state.title) if e.from_state else "", "to": _(e.to_state.title),
+                 "who": staff_names.get(e.staff_user_id) or _(e.actor.value.capitalize()),
+                 "amount": money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else "",
+                 "note": e.note} for e in request.events]
+    notes = [{"when": moment(n.created_at), "who": staff_names.get(n.staff_user_id, ""), "text": n.text}
+             for n in request.notes]
+    infos = [{"when": moment(i.created_at), "items": [_(LABELS[it["key"]]) if it.get("key") in LABELS
+                                                      else it.get("text", "") for it in i.items],
+              "message": i.message, "answer": i.answer, "answered": moment(i.answered_at) if i.answered_at else "",
+              "reminded": moment(i.reminder_sent_at) if i.reminder_sent_at else ""}
+             for i in request.information_requests]
+    signals = [_(s.message, **_params(s.params)) for s in fraud_signals(session, request, now=now)]
+    acting = user.may(StaffRole.AGENT, StaffRole.ADMIN)
+    actions = {a.value for a in Action if acting and allowed(request.state, a)
+               and a in (Action.ASK_INFO, Action.START_REVIEW, Action.APPROVE, Action.DECLINE, Action.RETRY)}
+    if acting and request.state is RequestState.APPROVED:
+        actions.add("process")
+    if acting:
+        actions.add("note")
+    version = policy.version_for(order.purchased_at)
+    clause_choices = [(c.id, f"{clause_title(c, locale)} ({c.id})") for c in version.clauses
+                      if c.kind not in ("process",)]
+    offer_choices = [("", _("No alternative"))] + [(o.id, rendered(o, "title", locale))
+                                                   for o in policy.offers_for(order.plan)]
+    return RequestPage(
+        request=request, order=order, other_orders=other_orders, refunds=refunds,
+        at_filing=decision_view(request.decision_at_filing, _("When filed"), locale),
+        now=decision_view(current, _("Today"), locale),
+        policy_amount=workflow.policy_amount(session, request, policy, now),
+        remaining=workflow.remaining(session, order), signals=signals, timeline=timeline, notes=notes,
+        info_requests=infos, actions=actions, clause_choices=clause_choices, offer_choices=offer_choices)

@@ -1,0 +1,339 @@
+"""Staff pages: each route parses its input, calls one domain function and renders."""
+from __future__ import annotations
+
+from flask import abort, current_app, flash, redirect, render_template, request, send_from_directory, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+from wtforms import SelectChoice
+
+from portal.accounts import AccountError, create_staff, set_active
+from portal.customer import staging
+from portal.customer.presenters import money
+from portal.customer.views import links
+from portal.database import utcnow
+from portal.domain import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
+from portal.extensions import db
+from portal.i18n import current_locale, moment
+from portal.mail.app import email_kit
+from portal.mail.outbox import queue_email, resend
+from portal.models import Document, OutboxMessage, RefundRequest, StaffUser
+from portal.money import Money, MoneyError
+from portal.policy_app import current_policy
+from portal.refunds import workflow
+from portal.refunds.queue import QueueFilter, queue_page
+from portal.staff import bp
+from portal.staff.auth import roles_required
+from portal.staff.forms import (ActionForm, ApproveForm, AskForm, DeclineForm, NoteForm, ProcessForm, StaffForm,
+                                TestSendForm)
+from portal.staff.payments import current_fees, current_gateway
+from portal.staff.presenters import request_page
+
+ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
+KIT_READERS = (StaffRole.MARKETING, StaffRole.ADMIN)
+# Documents and email previews are shown in a frame of our own page, with nothing allowed to run.
+SANDBOXED = {"frame_options": "SAMEORIGIN",
+             "content_security_policy": {"default-src": "'none'", "img-src": "'self' data: https: http:",
+                                         "style-src": "'unsafe-inline'", "sandbox": ""}}
+
+
+def staff() -> workflow.Staff:
+    return workflow.Staff(user=current_user._get_current_object(), now=utcnow(), links=links(),
+                          policy=current_policy())
+
+
+def owned(reference: str) -> RefundRequest:
+    found = db.session.scalar(select(RefundRequest).where(RefundRequest.reference == reference))
+    if found is None:
+        abort(404)
+    return found
+
+
+def _enum(kind, value):
+    try:
+        return kind(value) if value else None
+    except ValueError:
+        return None
+
+
+# -- the queue ------------------------------------------------------------------------------------
+
+
+@bp.get("/queue")
+@roles_required(*ACTING)
+def queue():
+    args = request.args
+    f = QueueFilter(state=_enum(RequestState, args.get("state")), reason=_enum(Reason, args.get("reason")),
+                    locale=args.get("locale") if args.get("locale") in LOCALES else None,
+                    channel=_enum(Channel, args.get("channel")), overdue=args.get("overdue") == "1",
+                    search=args.get("q", "")[:320])
+    now = utcnow()
+    page = queue_page(db.session, f, now=now, cursor=args.get("after"))
+    kept = {k: v for k, v in args.items() if k != "after"}
+    next_url = url_for("staff.queue", after=page.next_cursor, **kept) if page.next_cursor else None
+    return render_template("staff/queue.html", page=page, f=f, now=now, money=money, moment=moment, next_url=next_url,
+                           states=list(RequestState), reasons=list(Reason), channels=list(Channel), locales=LOCALES)
+
+
+# -- one request ----------------------------------------------------------------------------------
+
+
+def _render_request(found: RefundRequest, status: int = 200, **forms):
+    view = request_page(found, current_user, current_locale())
+    decline_form = forms.get("decline_form") or DeclineForm()
+    decline_form.clause.choices = [SelectChoice(v, label) for v, label in view.clause_choices]
+    decline_form.offer.choices = [SelectChoice(v, label) for v, label in view.offer_choices]
+    approve_form = forms.get("approve_form") or ApproveForm()
+    if not approve_form.amount.data:
+        prefill = min(found.amount_requested, view.policy_amount) if view.policy_amount.minor else \
+            found.amount_requested
+        approve_form.amount.data = str(prefill.amount)
+    return render_template("staff/request.html", view=view, r=found, approve_form=approve_form,
+                           decline_form=decline_form, ask_form=forms.get("ask_form") or AskForm(),
+                           process_form=forms.get("process_form") or ProcessForm(),
+                           note_form=forms.get("note_form") or NoteForm(), action_form=ActionForm(),
+                           gateway=current_app.config["PAYMENT_GATEWAY"]), status
+
+
+def _refused(found: RefundRequest, form, error: workflow.WorkflowError, form_name: str):
+    params = {k: money(v) if isinstance(v, Money) else v for k, v in error.params.items()}
+    getattr(form, error.field, None) and getattr(form, error.field).errors.append(_(error.message, **params))
+    if not getattr(form, error.field, None):
+        flash(_(error.message, **params), "error")
+    db.session.rollback()
+    return _render_request(found, 422, **{form_name: form})
+
+
+def _done(found: RefundRequest, message: str):
+    flash(message, "success")
+    return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
+
+
+@bp.get("/requests/<reference>")
+@roles_required(*ACTING)
+def request_detail(reference: str):
+    return _render_request(owned(reference))
+
+
+@bp.post("/requests/<reference>/ask")
+@roles_required(*ACTING)
+def request_ask(reference: str):
+    found, form = owned(reference), AskForm()
+    if not form.validate_on_submit():
+        return _render_request(found, 422, ask_form=form)
+    try:
+        workflow.ask_for_information(db.session, found, staff(), questions=form.questions.data or [],
+                                     documents=form.documents.data or [], custom=form.custom.data or "",
+                                     message=form.message.data or "")
+    except workflow.WorkflowError as error:
+        return _refused(found, form, error, "ask_form")
+    return _done(found, _("The customer has been asked; the request waits for their answer."))
+
+
+@bp.post("/requests/<reference>/review")
+@roles_required(*ACTING)
+def request_review(reference: str):
+    found = owned(reference)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    workflow.start_review(db.session, found, staff())
+    return _done(found, _("The review has started."))
+
+
+@bp.post("/requests/<reference>/approve")
+@roles_required(*ACTING)
+def request_approve(reference: str):
+    found, form = owned(reference), ApproveForm()
+    if not form.validate_on_submit():
+        return _render_request(found, 422, approve_form=form)
+    try:
+        amount = Money.parse(form.amount.data, found.currency)
+    except (MoneyError, ValueError):
+        form.amount.errors.append(_("Enter an amount such as 12.50."))
+        return _render_request(found, 422, approve_form=form)
+    try:
+        workflow.approve(db.session, found, staff(), amount=amount, note=form.note.data or "",
+                         override_reason=form.override_reason.data or "")
+    except workflow.WorkflowError as error:
+        return _refused(found, form, error, "approve_form")
+    return _done(found, _("Approved: %(amount)s. The customer has been told.", amount=money(amount)))
+
+
+@bp.post("/requests/<reference>/decline")
+@roles_required(*ACTING)
+def request_decline(reference: str):
+    found, form = owned(reference), DeclineForm()
+    view_choices = request_page(found, current_user, current_locale())
+    form.clause.choices = [SelectChoice(v, label) for v, label in view_choices.clause_choices]
+    form.offer.choices = [SelectChoice(v, label) for v, label in view_choices.offer_choices]
+    if not form.validate_on_submit():
+        return _render_request(found, 422, decline_form=form)
+    try:
+        workflow.decline(db.session, found, staff(), clause_id=form.clause.data, offer_id=form.offer.data or "",
+                         note=form.note.data or "")
+    except workflow.WorkflowError as error:
+        return _refused(found, form, error, "decline_form")
+    return _done(found, _("Declined. The customer has been told, with the clause and the alternative."))
+
+
+@bp.post("/requests/<reference>/process")
+@roles_required(*ACTING)
+def request_process(reference: str):
+    found, form = owned(reference), ProcessForm()
+    if not form.validate_on_submit():
+        return _render_request(found, 422, process_form=form)
+    try:
+        refund = workflow.process_refund(db.session, found.id, staff(), current_gateway(),
+                                         reference=form.reference.data or "", fees=current_fees())
+    except workflow.WorkflowError as error:
+        return _refused(found, form, error, "process_form")
+    except workflow.GatewayProblem as error:
+        flash(_("The payment processor did not answer (%(problem)s). Nothing was refunded twice: try again "
+                "and the same refund is asked for.", problem=str(error)), "error")
+        return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
+    if refund.status.value == "failed":
+        flash(_("The processor refused the refund: %(problem)s", problem=refund.processor_message), "error")
+        return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
+    return _done(found, _("Refunded: %(amount)s (reference %(ref)s).", amount=money(refund.amount),
+                          ref=refund.processor_reference))
+
+
+@bp.post("/requests/<reference>/retry")
+@roles_required(*ACTING)
+def request_retry(reference: str):
+    found = owned(reference)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    workflow.retry_refund(db.session, found, staff())
+    return _done(found, _("The refund is approved again and can be processed."))
+
+
+@bp.post("/requests/<reference>/note")
+@roles_required(*ACTING)
+def request_note(reference: str):
+    found, form = owned(reference), NoteForm()
+    if not form.validate_on_submit():
+        return _render_request(found, 422, note_form=form)
+    workflow.add_note(db.session, found, staff(), form.text.data)
+    return _done(found, _("Note added."))
+
+
+@bp.get("/documents/<int:document_id>")
+@roles_required(*ACTING)
+def document_download(document_id: int):
+    document = db.session.get(Document, document_id) or abort(404)
+    return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=True,
+                               download_name=document.original_name, mimetype=document.content_type)
+
+
+@bp.get("/documents/<int:document_id>/view")
+@roles_required(*ACTING)
+def document_view(document_id: int):
+    document = db.session.get(Document, document_id) or abort(404)
+    return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=False,
+                               download_name=document.original_name, mimetype=document.content_type)
+
+
+document_view.talisman_view_options = SANDBOXED
+
+
+# -- the outbox -----------------------------------------------------------------------------------
+
+
+@bp.get("/outbox")
+@roles_required(*ACTING)
+def outbox():
+    status = _enum(OutboxStatus, request.args.get("status"))
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200)
+    if status:
+        query = query.where(OutboxMessage.status == status)
+    return render_template("staff/outbox.html", messages=list(db.session.scalars(query)), status=status,
+                           statuses=list(OutboxStatus), form=ActionForm(), moment=moment)
+
+
+@bp.post("/outbox/<int:message_id>/resend")
+@roles_required(*ACTING)
+def outbox_resend(message_id: int):
+    message = db.session.get(OutboxMessage, message_id) or abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    resend(db.session, message, now=utcnow())
+    flash(_("Message %(id)s is queued again.", id=message_id), "success")
+    return redirect(url_for("staff.outbox"), code=303)
+
+
+# -- the email gallery (marketing) ----------------------------------------------------------------
+
+
+@bp.get("/emails")
+@roles_required(*KIT_READERS)
+def emails():
+    kit = email_kit()
+    gallery = [(message, kit.spec(message), [(locale, kit.render_sample(message, locale)) for locale in LOCALES])
+               for message in kit.messages]
+    form = TestSendForm()
+    form.message.choices = [SelectChoice(m, m) for m in kit.messages]
+    return render_template("staff/emails.html", gallery=gallery, form=form)
+
+
+@bp.get("/emails/<message>/<locale>/preview")
+@roles_required(*KIT_READERS)
+def email_preview(message: str, locale: str):
+    kit = email_kit()
+    if message not in kit.messages or locale not in LOCALES:
+        abort(404)
+    return kit.render_sample(message, locale).html
+
+
+email_preview.talisman_view_options = SANDBOXED
+
+
+@bp.post("/emails/test-send")
+@roles_required(*KIT_READERS)
+def email_test_send():
+    kit = email_kit()
+    form = TestSendForm()
+    form.message.choices = [SelectChoice(m, m) for m in kit.messages]
+    if not form.validate_on_submit():
+        flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
+        return redirect(url_for("staff.emails"), code=303)
+    queue_email(db.session, form.message.data, form.email.data, form.locale.data,
+                kit.spec(form.message.data).samples(), domain=links().domain)
+    db.session.commit()
+    flash(_("A test of “%(message)s” is on its way to %(email)s.", message=form.message.data, email=form.email.data),
+          "success")
+    return redirect(url_for("staff.emails"), code=303)
+
+
+# -- staff accounts (admins) ----------------------------------------------------------------------
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@roles_required(StaffRole.ADMIN)
+def users():
+    form = StaffForm()
+    if form.validate_on_submit():
+        try:
+            created = create_staff(db.session, form.email.data, StaffRole(form.role.data), form.password.data,
+                                   form.name.data or "")
+        except AccountError as error:
+            getattr(form, error.field).errors.append(_(error.message))
+        else:
+            flash(_("Account created for %(email)s.", email=created.email), "success")
+            return redirect(url_for("staff.users"), code=303)
+    people = list(db.session.scalars(select(StaffUser).order_by(StaffUser.email)))
+    return render_template("staff/users.html", form=form, people=people, action_form=ActionForm(),
+                           moment=moment), (422 if form.errors else 200)
+
+
+@bp.post("/users/<int:user_id>/active")
+@roles_required(StaffRole.ADMIN)
+def user_toggle(user_id: int):
+    user = db.session.get(StaffUser, user_id) or abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if user.id == current_user.id:
+        flash(_("You cannot deactivate your own account."), "error")
+    else:
+        set_active(db.session, user, not user.active)
+    return redirect(url_for("staff.users"), code=303)
