@@ -8,9 +8,10 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal.database import utcnow
-from portal.domain import RequestState, StaffRole
+from portal.domain import Actor, RequestState, StaffRole
 from portal.extensions import db
 from portal.i18n import moment
+from portal.markers import N_
 from portal.models import Order, Refund, RefundRequest, StaffUser
 from portal.money import Money
 from portal.policy import Decision
@@ -20,6 +21,14 @@ from portal.refunds.questions import LABELS
 from portal.refunds.signals import fraud_signals
 from portal.refunds.states import Action, allowed
 from portal.customer.presenters import money
+
+
+ACTORS = {Actor.CUSTOMER: N_("Customer"), Actor.STAFF: N_("Staff"), Actor.SYSTEM: N_("Refund portal")}
+
+
+def label(item: dict) -> str:
+    standard = LABELS.get(item.get("key", ""))
+    return _(standard) if standard else item.get("text", "")
 
 
 def _params(params: dict) -> dict:
@@ -98,13 +107,12 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
     staff_names = {u.id: u.name or u.email for u in session.scalars(select(StaffUser))}
     timeline = [{"when": moment(e.created_at), "iso": e.created_at.isoformat(),
                  "from": _(e.from_state.title) if e.from_state else "", "to": _(e.to_state.title),
-                 "who": staff_names.get(e.staff_user_id) or _(e.actor.value.capitalize()),
+                 "who": staff_names.get(e.staff_user_id) or _(ACTORS[e.actor]),
                  "amount": money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else "",
                  "note": e.note} for e in request.events]
     notes = [{"when": moment(n.created_at), "who": staff_names.get(n.staff_user_id, ""), "text": n.text}
              for n in request.notes]
-    infos = [{"when": moment(i.created_at), "items": [_(LABELS[it["key"]]) if it.get("key") in LABELS
-                                                      else it.get("text", "") for it in i.items],
+    infos = [{"when": moment(i.created_at), "items": [label(item) for item in i.items],
               "message": i.message, "answer": i.answer, "answered": moment(i.answered_at) if i.answered_at else "",
               "reminded": moment(i.reminder_sent_at) if i.reminder_sent_at else ""}
              for i in request.information_requests]
