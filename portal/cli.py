@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -46,15 +47,21 @@ def orders_import(file: str) -> None:
 @click.command("demo")
 @with_appcontext
 def demo() -> None:
-    """Seed demo data on an empty database and print the staff login."""
-    from portal.demo import seed_demo
+    """Seed demo data on an empty database and print the staff logins."""
+    from portal.demo import DEMO_STAFF, seed_demo
+    from portal.policy_app import current_policy
+    from portal.refunds.service import Links
 
     if current_app.config["ENV"] == "production":
         raise click.ClickException("demo data is not for production")
-    result = seed_demo(db.session)
+    links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+    result = seed_demo(db.session, policy=current_policy(), links=links,
+                       folder=Path(current_app.config["UPLOAD_DIR"]))
     click.echo("Demo data seeded." if result.seeded else "Demo data already present; orders kept.")
-    click.echo(f"  orders: {result.orders}")
-    click.echo(f"  staff login: {result.admin_email} / {result.admin_password}")
+    click.echo(f"  orders: {result.orders}, refund requests filed: {result.requests}")
+    for email, _, role in DEMO_STAFF:
+        click.echo(f"  staff login ({role.value}): {email} / {result.admin_password}")
+    click.echo(f"  staff console: {current_app.config['BASE_URL']}/staff/")
     click.echo("  try a customer lookup with order DEMO-1001 and emily.clark@example.com")
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.domain import Channel, PaymentStatus, Plan, StaffRole
+from portal.domain import Channel, PaymentStatus, Plan, Reason, StaffRole
 from portal.models import Order, StaffUser
 from portal.money import Money
 from portal.orders.importing import upsert_orders
@@ -16,6 +17,9 @@ from portal.orders.validation import OrderData
 from portal.passwords import hash_password
 
 DEMO_ADMIN_EMAIL = "admin@demo.example"
+DEMO_STAFF = (("admin@demo.example", "Demo Admin", StaffRole.ADMIN),
+              ("agent@demo.example", "Demo Agent", StaffRole.AGENT),
+              ("marketing@demo.example", "Demo Marketing", StaffRole.MARKETING))
 
 # (number, email, name, locale, product, plan, amount, currency, days ago, channel, affiliate, commission)
 _ORDERS = [
@@ -43,6 +47,7 @@ class DemoResult:
     orders: int
     admin_email: str
     admin_password: str
+    requests: int = 0
 
 
 def _period(plan: str, purchased: datetime):
@@ -73,23 +78,67 @@ def demo_orders(now: datetime) -> list[OrderData]:
     return orders
 
 
-def seed_demo(session: Session, now: datetime | None = None) -> DemoResult:
-    """Seed an empty database; on a seeded one only give the demo admin a fresh password."""
+def seed_demo(session: Session, now: datetime | None = None, *, policy=None, links=None,
+              folder: Path | None = None) -> DemoResult:
+    """Seed an empty database; on a seeded one only give the demo staff a fresh password.
+
+    With a policy and links, refund requests are filed and moved along through the same
+    services the pages use, so the staff console opens on a realistic queue.
+    """
     now = now or datetime.now(timezone.utc)
     password = secrets.token_urlsafe(12)
-    admin = session.scalar(select(StaffUser).where(StaffUser.email == DEMO_ADMIN_EMAIL))
-    if admin is None:
-        session.add(StaffUser(email=DEMO_ADMIN_EMAIL, name="Demo Admin", role=StaffRole.ADMIN,
-                              password_hash=hash_password(password)))
-    else:
-        admin.password_hash = hash_password(password)
+    for email, name, role in DEMO_STAFF:
+        user = session.scalar(select(StaffUser).where(StaffUser.email == email))
+        if user is None:
+            session.add(StaffUser(email=email, name=name, role=role, password_hash=hash_password(password)))
+        else:
+            user.password_hash = hash_password(password)
 
     seeded = False
+    requests = 0
     if not session.scalar(select(func.count()).select_from(Order)):
         upsert_orders(session, demo_orders(now))
         for order in session.scalars(select(Order).where(Order.order_number.in_(_CHARGED_BACK))):
             order.payment_status = PaymentStatus.CHARGED_BACK
+        session.commit()
+        if policy is not None and links is not None:
+            requests = _seed_requests(session, now, policy, links, folder or Path("."))
         seeded = True
     session.commit()
     count = session.scalar(select(func.count()).select_from(Order))
-    return DemoResult(seeded=seeded, orders=count, admin_email=DEMO_ADMIN_EMAIL, admin_password=password)
+    return DemoResult(seeded=seeded, orders=count, admin_email=DEMO_ADMIN_EMAIL, admin_password=password,
+                      requests=requests)
+
+
+def _seed_requests(session: Session, now: datetime, policy, links, folder: Path) -> int:
+    from portal.payments import ManualGateway
+    from portal.refunds import service, workflow
+
+    agent = session.scalar(select(StaffUser).where(StaffUser.role == StaffRole.AGENT))
+
+    def order(number: str) -> Order:
+        return session.scalar(select(Order).where(Order.order_number == number))
+
+    def file(number: str, reason: Reason, days_ago: float, details: str, locale: str):
+        filing = service.Filing(reason=reason, details=details, locale=locale, submission_key="")
+        return service.file_refund(session, order(number), filing, policy=policy, now=now - timedelta(days=days_ago),
+                                   links=links, staging=folder, upload_dir=folder).request
+
+    def staff(days_ago: float) -> workflow.Staff:
+        return workflow.Staff(agent, now - timedelta(days=days_ago), links, policy)
+
+    waiting = file("DEMO-1001", Reason.TECHNICAL_PROBLEM, 2, "The dashboard stays blank since the last update.", "en")
+    asked = file("DEMO-2001", Reason.NOT_AS_EXPECTED, 3, "功能和演示中看到的不一样。", "zh")
+    workflow.ask_for_information(session, asked, staff(2.5), questions=["what_went_wrong", "how_long_used"],
+                                 documents=["screenshot"], message="")
+    refunded = file("DEMO-3001", Reason.NO_LONGER_NEEDED, 1, "We zijn overgestapt op een ander pakket.", "nl")
+    workflow.approve(session, refunded, staff(0.8), amount=Money.from_minor(2700, "EUR"))
+    workflow.process_refund(session, refunded.id, staff(0.7), ManualGateway(), reference="re_demo_3001")
+    approved = file("DEMO-4001", Reason.BILLING_ERROR, 0.5, "I was charged twice this month.", "en")
+    workflow.approve(session, approved, staff(0.2), amount=Money.from_minor(4300, "JPY"))
+    declined = file("DEMO-1003", Reason.NO_LONGER_NEEDED, 1.5, "", "en")
+    clause = declined.decision_at_filing.primary_clause
+    workflow.decline(session, declined, staff(1), clause_id=clause, offer_id="extended-trial",
+                     note="The team plan was used throughout the month.")
+    file("DEMO-3004", Reason.OTHER, 0.1, "Per ongeluk besteld.", "nl")
+    return 6
