@@ -7,6 +7,8 @@ connection is opened here with a timeout, and SMTP answers are sorted into "try 
 from __future__ import annotations
 
 import smtplib
+from email.charset import QP, Charset
+from email.mime.text import MIMEText
 from pathlib import Path
 
 from flask_mail import Connection, Message
@@ -16,8 +18,21 @@ from portal.mail.outbox import PermanentFailure, TemporaryFailure
 from portal.models import OutboxMessage
 
 
+class KitMessage(Message):
+    """Flask-Mail's message with its text parts in quoted-printable.
+
+    Flask-Mail sends UTF-8 bodies as raw 8-bit, and SMTP refuses lines over 998 bytes: an inlined
+    HTML table or a Chinese paragraph (3 bytes a character, no spaces) easily has them.
+    """
+
+    def _mimetext(self, text, subtype: str = "plain") -> MIMEText:
+        utf8 = Charset("utf-8")
+        utf8.body_encoding = QP
+        return MIMEText(text or "", _subtype=subtype, _charset=utf8)
+
+
 def build_message(outbox: OutboxMessage, rendered: Rendered, sender) -> Message:
-    message = Message(subject=rendered.subject, recipients=[outbox.recipient], body=rendered.text,
+    message = KitMessage(subject=rendered.subject, recipients=[outbox.recipient], body=rendered.text,
                       html=rendered.html, sender=sender,
                       extra_headers={"Content-Language": outbox.locale,
                                      # Transactional mail: out-of-office replies should not answer it.

@@ -1,0 +1,114 @@
+"""A request's whole life, in each language, as the customer's mailbox sees it (a real SMTP server)."""
+import re
+
+import pytest
+import time_machine
+
+from portal.domain import StaffRole
+from portal.extensions import db
+from portal.mail.app import deliver
+from tests.conftest import csrf_token
+from tests.journey_helpers import file_request, import_samples, lookup, outbox, png_bytes, post_multipart
+from tests.mail_helpers import SMTPServer, body
+from tests.staff_helpers import make_staff, sign_in, staff_post
+
+CUSTOMERS = {"en": ("ORD-10001", "alice.m@example.com", "$29.00", "12.00"),
+             "zh": ("ORD-20001", "zhang.wei@example.cn", "¥199.00", "99.00"),
+             "nl": ("ORD-30001", "sanne.devries@example.nl", "€\xa027,00", "13.50")}
+# A phrase of each message's subject in each language, straight from the catalogs' translations.
+SUBJECT_WORDS = {
+    "en": {"acknowledgement": "We have received your refund request", "information_request": "We need a few details",
+           "reply_received": "We have received your answer", "approval": "has been approved",
+           "refunded": "has been sent", "decline": "About your refund request", "magic_link": "Your link"},
+    "zh": {"acknowledgement": "我们已收到您的退款申请", "information_request": "一些信息",
+           "reply_received": "我们已收到您关于", "approval": "退款已获批准", "refunded": "退款已发出",
+           "decline": "关于您的退款申请", "magic_link": "您的订单链接"},
+    "nl": {"acknowledgement": "Wij hebben uw terugbetalingsaanvraag", "information_request": "enkele gegevens nodig",
+           "reply_received": "Wij hebben uw antwoord", "approval": "is goedgekeurd", "refunded": "is verstuurd",
+           "decline": "Over uw terugbetalingsaanvraag", "magic_link": "Uw link naar uw bestellingen"},
+}
+
+
+@pytest.fixture
+def smtp():
+    server = SMTPServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def act(client, ref, action, **fields):
+    return staff_post(client, f"/staff/requests/{ref}/{action}", f"/staff/requests/{ref}", **fields)
+
+
+@pytest.mark.parametrize("locale", ["en", "zh", "nl"])
+def test_every_message_of_a_request_life_arrives_in_the_customers_language(make_app, smtp, db_session, locale):
+    app = make_app(**smtp.settings)
+    number, email, paid, partial = CUSTOMERS[locale]
+    with time_machine.travel("2026-11-22T12:00:00Z", tick=True):
+        import_samples(db_session)
+        make_staff(db_session)
+        agent = app.test_client()
+        sign_in(agent, "agent@example.com")
+        customer = app.test_client()
+        customer.get(f"/language/{locale}")
+        customer.post("/access-link", data={"csrf_token": csrf_token(customer, "/"), "email": email})
+        lookup(customer, number, email)
+        reference = file_request(customer, number, locale=locale).headers["Location"].rsplit("/", 1)[1]
+        act(agent, reference, "ask", questions=["what_went_wrong"], documents=["screenshot"], message="")
+        token = csrf_token(customer, f"/requests/{reference}")
+        post_multipart(customer, f"/requests/{reference}/answer", {"csrf_token": token, "answer": "It broke."},
+                       {"item_screenshot": [("shot.png", png_bytes())]})
+        act(agent, reference, "approve", amount=partial)
+        act(agent, reference, "process", reference="re_life_1")
+        with app.app_context():
+            report = deliver(db.session)
+    # Six messages, the refunded one with lines SMTP would refuse as raw 8-bit (it went quoted-printable).
+    assert report.sent == 6 and report.dead == 0
+
+    received = smtp.inbox.find(email)
+    kinds = [m.message for m in outbox(db_session)]
+    assert kinds == ["magic_link", "acknowledgement", "information_request", "reply_received", "approval", "refunded"]
+    assert len(received) == 6 and len({m["Message-ID"] for m in received}) == 6
+    by_id = {m["Message-ID"]: m for m in received}
+    for stored in outbox(db_session):
+        message = by_id[stored.message_id]
+        assert message["Content-Language"] == locale
+        assert SUBJECT_WORDS[locale][stored.message] in message["Subject"], (stored.message, message["Subject"])
+        text, html = body(message, "plain"), body(message, "html")
+        links = re.findall(r'href="([^"]+)"', html)
+        assert links and all(link.startswith(("http://portal.test/", "https://")) for link in links)
+        assert f'<html lang="{ {"en": "en", "zh": "zh-Hans", "nl": "nl"}[locale] }"' in html
+        assert "http://portal.test/" in text
+    refunded = by_id[outbox(db_session, "refunded")[0].message_id]
+    amount = {"en": "$12.00", "zh": "¥99.00", "nl": "€\xa013,50"}[locale]
+    assert amount in body(refunded, "plain") and "re_life_1" in body(refunded, "plain")
+    # The links lead where they say: the tracking page, and a working single-use link to the orders.
+    tracking = outbox(db_session, "acknowledgement")[0].variables["tracking_url"]
+    stranger = app.test_client()
+    page = stranger.get(tracking.removeprefix("http://portal.test"), follow_redirects=True)
+    assert reference in page.get_data(as_text=True)
+    magic = outbox(db_session, "magic_link")[0].variables["link"]
+    assert app.test_client().get(magic.removeprefix("http://portal.test")).status_code == 303
+
+
+@pytest.mark.parametrize("locale", ["en", "zh", "nl"])
+def test_a_decline_and_a_failed_refund_arrive_in_the_customers_language(make_app, smtp, db_session, locale):
+    app = make_app(**smtp.settings)
+    number, email, _, _ = CUSTOMERS[locale]
+    with time_machine.travel("2026-11-22T12:00:00Z", tick=True):
+        import_samples(db_session)
+        make_staff(db_session)
+        agent = app.test_client()
+        sign_in(agent, "agent@example.com")
+        customer = app.test_client()
+        lookup(customer, number, email)
+        reference = file_request(customer, number, locale=locale).headers["Location"].rsplit("/", 1)[1]
+        act(agent, reference, "decline", clause="monthly", offer="personal-support", note="")
+        with app.app_context():
+            assert deliver(db.session).sent == 2
+    decline = next(m for m in smtp.inbox.find(email) if SUBJECT_WORDS[locale]["decline"] in m["Subject"])
+    html = body(decline, "html")
+    assert 'href="http://portal.test/policy#monthly"' in html
+    offer_title = outbox(db_session, "decline")[0].variables["alternative_title"]
+    assert offer_title and offer_title in html
