@@ -222,7 +222,30 @@ def refunds_export(since: str, output) -> None:
     click.echo(f"{count} refund(s) since {day.isoformat()}", err=True)
 
 
+receipts_cli = click.Group("receipts", help="PDF receipts of refunds.")
+
+
+@receipts_cli.command("issue")
+@with_appcontext
+def receipts_issue() -> None:
+    """Issue the receipt of every succeeded refund that has none yet (the outbox worker does it too)."""
+    from sqlalchemy import select
+
+    from portal.domain import RefundStatus
+    from portal.mail.app import receipt_for
+    from portal.models import Receipt, Refund
+
+    missing = db.session.scalars(select(Refund).outerjoin(Receipt, Receipt.refund_id == Refund.id)
+                                 .where(Refund.status == RefundStatus.SUCCEEDED, Receipt.id.is_(None))).all()
+    for refund in missing:
+        receipt = receipt_for(refund.refund_request)
+        db.session.commit()
+        click.echo(f"{receipt.number} for {refund.refund_request.reference}")
+    click.echo(f"{len(missing)} receipt(s) issued")
+
+
 def init_app(app) -> None:
+    app.cli.add_command(receipts_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(refunds_cli)
     app.cli.add_command(outbox_cli)

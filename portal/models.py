@@ -8,8 +8,8 @@ import secrets
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import (JSON, BigInteger, CheckConstraint, Date, Enum, ForeignKey, Index, Integer, String, Text,
-                        event, text)
+from sqlalchemy import (JSON, BigInteger, CheckConstraint, Date, Enum, ForeignKey, Index, Integer, LargeBinary, String,
+                        Text, event, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.database import Base, UTCDateTime, utcnow
@@ -103,6 +103,7 @@ class RefundRequest(Base):
         Index("ix_refund_request_created", "created_at", "id"),
         Index("ix_refund_request_reason_created", "reason", "created_at", "id"),
         Index("ix_refund_request_locale_created", "locale", "created_at", "id"),
+        Index("ix_refund_request_channel_created", "channel", "created_at", "id"),
         # One open request per order, enforced by the database even when two submissions race.
         Index("ux_refund_request_one_open_per_order", "order_id", unique=True,
               sqlite_where=_OPEN_STATES_SQL, postgresql_where=_OPEN_STATES_SQL),
@@ -132,6 +133,9 @@ class RefundRequest(Base):
     # Since when the customer has been waiting for staff (filed or answered, no staff action
     # since). None while nobody waits on staff: the overdue clock pauses while we wait on them.
     awaiting_staff_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The order's sales channel, copied here (it never changes) so the queue filters on it with an
+    # index of its own instead of joining a million orders.
+    channel: Mapped[Channel | None] = mapped_column(enum_column(Channel))
     # The clause a decline cites and the alternative it offers.
     decline_clause: Mapped[str | None] = mapped_column(String(64))
     alternative_offer_id: Mapped[str | None] = mapped_column(String(64))
@@ -272,6 +276,28 @@ class Refund(Base):
     @property
     def amount(self) -> Money:
         return Money.from_minor(self.amount_minor, self.currency)
+
+
+class Receipt(Base):
+    """The PDF credit note of a refund: issued once, kept byte for byte, never regenerated."""
+
+    __tablename__ = "receipt"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_id: Mapped[int] = mapped_column(ForeignKey("refund.id"), unique=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    locale: Mapped[str] = mapped_column(String(8))
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    refund: Mapped[Refund] = relationship()
+
+
+@event.listens_for(Receipt, "before_update")
+@event.listens_for(Receipt, "before_delete")
+def _refuse_receipt_edits(mapper, connection, target):
+    raise AppendOnlyError("an issued receipt never changes")
 
 
 class RequestStateCount(Base):

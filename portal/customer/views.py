@@ -14,6 +14,7 @@ from portal.database import utcnow
 from portal.domain import Reason
 from portal.extensions import db, limiter
 from portal.i18n import current_locale
+from portal.mail.app import issued_receipt, receipt_response
 from portal.models import Document, RefundRequest
 from portal.policy_app import clause_paragraphs, clause_title, current_policy
 from portal.refunds import magic, service
@@ -178,7 +179,14 @@ def track(token: str):
 def request_page(reference: str):
     refund_request = access.owned_request(reference)
     return render_template("customer/request.html", view=request_view(refund_request), answer_form=AnswerForm(),
-                           withdraw_form=WithdrawForm(), staged=staging.staged(f"answer:{refund_request.id}"))
+                           withdraw_form=WithdrawForm(), staged=staging.staged(f"answer:{refund_request.id}"),
+                           receipt=issued_receipt(refund_request))
+
+
+@bp.get("/requests/<reference>/receipt")
+def request_receipt(reference: str):
+    receipt = issued_receipt(access.owned_request(reference)) or abort(404)
+    return receipt_response(receipt)
 
 
 @bp.post("/requests/<reference>/answer")

@@ -4,17 +4,22 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask import current_app
+from sqlalchemy import select
 from flask_mail import Mail
 
 from portal.brand import load_brand
-from portal.mail.kit import EmailKit, KitError, Rendered
+from portal.domain import RefundStatus
+from portal.extensions import db
+from portal.mail.kit import Attachment, EmailKit, KitError, Rendered
 from portal.mail.outbox import DeliveryReport, PermanentFailure, deliver_due
 from portal.mail.transport import FileTransport, SMTPTransport
-from portal.models import OutboxMessage
+from portal.models import OutboxMessage, Receipt, Refund
 from portal.paths import resource_dir
+from portal.receipts import ReceiptRenderer, issue_receipt
 
 KIT = "email_kit"
 TRANSPORT = "email_transport"
+RECEIPTS = "receipt_renderer"
 
 mail = Mail()
 
@@ -41,9 +46,58 @@ def transport():
     return current_app.extensions[TRANSPORT]
 
 
+def receipt_renderer() -> ReceiptRenderer:
+    renderer = current_app.extensions.get(RECEIPTS)
+    if renderer is None:
+        renderer = current_app.extensions[RECEIPTS] = ReceiptRenderer(
+            resource_dir("templates") / "receipts", resource_dir("translations"), dict(load_brand()))
+    return renderer
+
+
+def clause_title_for(clause_id: str, locale: str) -> str:
+    from portal.policy_app import clause_title, current_policy
+
+    for version in reversed(current_policy().versions):
+        try:
+            return clause_title(version.clause(clause_id), locale)
+        except KeyError:
+            continue
+    return clause_id
+
+
+def receipt_for(request) -> Receipt | None:
+    """The request's receipt, issued now if the refund succeeded and none exists yet."""
+    refund = db.session.scalar(select(Refund).where(Refund.refund_request_id == request.id,
+                                                    Refund.status == RefundStatus.SUCCEEDED)
+                               .order_by(Refund.id.desc()))
+    if refund is None:
+        return None
+    return issue_receipt(db.session, refund, receipt_renderer(), clause_title_for)
+
+
+def issued_receipt(request) -> Receipt | None:
+    """The receipt if it has been issued already; pages never make one (that is the worker's job)."""
+    return db.session.scalar(select(Receipt).join(Refund, Receipt.refund_id == Refund.id)
+                             .where(Refund.refund_request_id == request.id).order_by(Receipt.id.desc()))
+
+
+def receipt_response(receipt: Receipt):
+    """The stored bytes, as a download: the same file every time it is asked for."""
+    response = current_app.response_class(receipt.pdf, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="{receipt.number}.pdf"'
+    response.headers["ETag"] = f'"{receipt.sha256}"'
+    response.headers["Cache-Control"] = "private, max-age=0"
+    return response
+
+
 def attachments_for(outbox: OutboxMessage) -> tuple:
-    """Files that go with a message (the receipt of a refunded request)."""
-    return ()
+    """Files that go with a message: the PDF receipt of a refunded request, issued here if need be."""
+    if outbox.message != "refunded" or outbox.refund_request is None:
+        return ()
+    receipt = receipt_for(outbox.refund_request)
+    if receipt is None:
+        return ()
+    return (Attachment(f"{receipt.number}.pdf", "application/pdf", receipt.pdf),)
 
 
 def render_outbox_message(outbox: OutboxMessage) -> Rendered:

@@ -100,7 +100,7 @@ def queue_page(session: Session, f: QueueFilter, *, now: datetime, cursor: str |
     if f.locale:
         query = query.where(RefundRequest.locale == f.locale)
     if f.channel:
-        query = query.where(Order.channel == f.channel)
+        query = query.where(RefundRequest.channel == f.channel)
     if f.overdue:
         query = query.where(RefundRequest.awaiting_staff_since <= now - OVERDUE_AFTER)
     term = f.search.strip()

@@ -148,7 +148,7 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
     request = RefundRequest(
         reference=new_reference(), order=order, state=RequestState.RECEIVED, reason=filing.reason,
         details=filing.details.strip(),
-        currency=order.currency, amount_requested_minor=amount.minor, locale=filing.locale,
+        currency=order.currency, amount_requested_minor=amount.minor, locale=filing.locale, channel=order.channel,
         review_requested=not decision.refundable, submission_key=filing.submission_key or None,
         created_at=now, updated_at=now,
     )
@@ -193,7 +193,7 @@ def accept_offer(session: Session, order: Order, offer_id: str, *, policy: Polic
     if request is None:
         decision = decide(session, order, policy, now, None)
         request = RefundRequest(reference=new_reference(), order=order, state=RequestState.RECEIVED,
-                                reason=Reason.OTHER, details="",
+                                reason=Reason.OTHER, details="", channel=order.channel,
                                 currency=order.currency, amount_requested_minor=0, locale=locale,
                                 created_at=now, updated_at=now)
         request.tracking_token_hash = hash_token(links.tracking_token(request.reference))

@@ -15,7 +15,7 @@ from portal.database import utcnow
 from portal.domain import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
 from portal.extensions import db
 from portal.i18n import current_locale, moment
-from portal.mail.app import email_kit
+from portal.mail.app import email_kit, issued_receipt, receipt_response
 from portal.mail.outbox import queue_email, resend
 from portal.models import Document, OutboxMessage, RefundRequest, StaffUser
 from portal.money import Money, MoneyError
@@ -216,6 +216,13 @@ def request_note(reference: str):
         return _render_request(found, 422, note_form=form)
     workflow.add_note(db.session, found, staff(), form.text.data)
     return _done(found, _("Note added."))
+
+
+@bp.get("/requests/<reference>/receipt")
+@roles_required(*ACTING)
+def request_receipt(reference: str):
+    receipt = issued_receipt(owned(reference)) or abort(404)
+    return receipt_response(receipt)
 
 
 @bp.get("/documents/<int:document_id>")
