@@ -15,15 +15,20 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP) $(COMPILED)
 
 # Debian packages the portal needs at run and test time; installed only when missing.
-# chromium: the browser tests (Playwright drives Debian's build); fonts-noto-cjk: Chinese text in pages
-# and screenshots; wrk: the load generator of the page benchmark.
-SYSTEM_PACKAGES := chromium fonts-noto-cjk wrk
+# chromium: the browser tests (Playwright drives Debian's build); fonts-noto-cjk and fonts-noto-core:
+# Chinese, Latin and Greek text in pages, screenshots and PDF receipts; libpango-1.0-0,
+# libpangoft2-1.0-0: WeasyPrint's text layout; libharfbuzz-subset0: WeasyPrint's fast font
+# subsetting (without it a Chinese receipt takes seconds); poppler-utils: pdftoppm, to look at
+# receipts in the tests; wrk: the load generator of the page benchmark.
+SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-core libpango-1.0-0 libpangoft2-1.0-0 \
+	libharfbuzz-subset0 poppler-utils wrk
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	  $$SUDO fc-cache -f; \
 	fi
 
 $(STAMP): pyproject.toml

@@ -74,6 +74,9 @@ def rows(n: int):
         if created > NOW - timedelta(days=3) and state not in OPEN:
             state = RequestState.RECEIVED
         waiting = created if state in (RequestState.RECEIVED, RequestState.IN_REVIEW) else None
+        acted = created + timedelta(hours=rng.randrange(1, 48)) if state is not RequestState.RECEIVED else None
+        closed = state in (RequestState.REFUNDED, RequestState.DECLINED, RequestState.WITHDRAWN,
+                           RequestState.RESOLVED_WITH_OFFER)
         orders.append({"id": i + 1, "order_number": f"ORD-{i + 1:08d}", "customer_id": i // 4 + 1,
                        "product": "Team Workspace", "plan": "monthly", "amount_minor": 2900, "currency": "USD",
                        "purchased_at": created - timedelta(days=3), "payment_reference": f"ch_{i}",
@@ -84,7 +87,11 @@ def rows(n: int):
                          "reason": list(Reason)[rng.randrange(5)].value, "details": "",
                          "currency": "USD", "amount_requested_minor": 2900, "locale": ("en", "zh", "nl")[i % 3],
                          "review_requested": False, "tracking_token_hash": f"{i:064d}", "processing_attempt": 1,
-                         "awaiting_staff_since": waiting, "created_at": created, "updated_at": created})
+                         "awaiting_staff_since": waiting, "created_at": created, "updated_at": created,
+                         "acknowledged_at": created + timedelta(seconds=rng.randrange(2, 90)),
+                         "first_staff_action_at": acted,
+                         "resolved_at": acted + timedelta(hours=rng.randrange(1, 72)) if closed else None,
+                         "amount_approved_minor": 2900 if state is RequestState.REFUNDED else None})
     return customers, orders, requests
 
 

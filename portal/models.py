@@ -139,6 +139,10 @@ class RefundRequest(Base):
     # The clause a decline cites and the alternative it offers.
     decline_clause: Mapped[str | None] = mapped_column(String(64))
     alternative_offer_id: Mapped[str | None] = mapped_column(String(64))
+    # Milestones for the insights: the acknowledgement delivered, the first staff action, closed.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_staff_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Which attempt at moving the money this is: a processor's refusal starts a new attempt (and
     # a new idempotency key); a network error retries the same one.
     processing_attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
@@ -298,6 +302,23 @@ class Receipt(Base):
 @event.listens_for(Receipt, "before_delete")
 def _refuse_receipt_edits(mapper, connection, target):
     raise AppendOnlyError("an issued receipt never changes")
+
+
+class Feedback(Base):
+    """What a refunded customer told us: one answer per refund request."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (CheckConstraint("rating BETWEEN 1 AND 5", name="rating_one_to_five"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), unique=True)
+    rating: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    come_back: Mapped[str] = mapped_column(String(8))  # yes | maybe | no
+    locale: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    refund_request: Mapped[RefundRequest] = relationship()
 
 
 class RequestStateCount(Base):

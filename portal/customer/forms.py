@@ -67,3 +67,18 @@ class WithdrawForm(FlaskForm):
 
 class OfferForm(FlaskForm):
     offer_id = HiddenField(validators=[DataRequired()])
+
+
+class FeedbackForm(FlaskForm):
+    rating = RadioField(_l("How would you rate the way we handled your refund?"),
+                        choices=[SelectChoice(str(n), str(n)) for n in range(5, 0, -1)],
+                        validators=[InputRequired(_l("Choose a rating from 1 to 5."))])
+    comment = TextAreaField(_l("What could we have done better? (optional)"), validators=[Optional(), Length(max=5000)])
+    come_back = RadioField(_l("Would you consider coming back?"), choices=[],
+                           validators=[InputRequired(_l("Choose an answer."))])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from portal.refunds.feedback import COME_BACK
+
+        self.come_back.choices = [SelectChoice(key, _l(label)) for key, label in COME_BACK.items()]

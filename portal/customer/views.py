@@ -7,16 +7,17 @@ from sqlalchemy import select
 
 from portal.customer import bp
 from portal.customer import access, staging
-from portal.customer.forms import (AccessForm, AnswerForm, LookupForm, MagicLinkForm, OfferForm, RefundForm,
-                                   WithdrawForm)
+from portal.customer.forms import (AccessForm, AnswerForm, FeedbackForm, LookupForm, MagicLinkForm, OfferForm,
+                                   RefundForm, WithdrawForm)
 from portal.customer.presenters import filing_input, order_view, request_view
 from portal.database import utcnow
 from portal.domain import Reason
 from portal.extensions import db, limiter
-from portal.i18n import current_locale
+from portal.i18n import CUSTOMER_LOCALE_KEY, current_locale
 from portal.mail.app import issued_receipt, receipt_response
 from portal.models import Document, RefundRequest
 from portal.policy_app import clause_paragraphs, clause_title, current_policy
+from portal.refunds import feedback as feedback_domain
 from portal.refunds import magic, service
 from portal.refunds.lookup import client_fingerprint, find_order, normalize_order_number
 from portal.tokens import hash_token
@@ -231,3 +232,30 @@ def document_download(document_id: int):
         abort(404)
     return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=True,
                                download_name=document.original_name, mimetype=document.content_type)
+
+
+@bp.route("/feedback/<token>", methods=["GET", "POST"])
+def feedback(token: str):
+    try:
+        refund_request = feedback_domain.request_for_token(db.session, current_app.config["SECRET_KEY"], token,
+                                                           now=utcnow())
+    except feedback_domain.LinkExpired as expired:
+        if expired.request is not None:
+            session.setdefault(CUSTOMER_LOCALE_KEY, expired.request.locale)
+        return render_template("customer/feedback_expired.html"), 410
+    if refund_request is None:
+        abort(404)
+    # The page speaks the language of the email that brought the customer, unless they chose another.
+    session.setdefault(CUSTOMER_LOCALE_KEY, refund_request.locale)
+    if feedback_domain.existing_feedback(db.session, refund_request) is not None:
+        return render_template("customer/feedback_thanks.html", already=True)
+    form = FeedbackForm()
+    if form.validate_on_submit():
+        try:
+            feedback_domain.leave_feedback(db.session, refund_request, rating=int(form.rating.data),
+                                           comment=form.comment.data or "", come_back=form.come_back.data,
+                                           now=utcnow())
+        except feedback_domain.AlreadyAnswered:
+            return render_template("customer/feedback_thanks.html", already=True)
+        return render_template("customer/feedback_thanks.html", already=False)
+    return render_template("customer/feedback.html", form=form, r=refund_request), (422 if form.errors else 200)

@@ -112,6 +112,10 @@ def render_outbox_message(outbox: OutboxMessage) -> Rendered:
 
 def send_outbox_message(outbox: OutboxMessage) -> None:
     transport().send(outbox, render_outbox_message(outbox))
+    if outbox.message == "acknowledgement" and outbox.refund_request is not None \
+            and outbox.refund_request.acknowledged_at is None:
+        # The insights' time to acknowledge runs until the email has really left.
+        outbox.refund_request.acknowledged_at = datetime.now(timezone.utc)
 
 
 def deliver(session, *, limit: int | None = None) -> DeliveryReport:

@@ -111,17 +111,22 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
         raise InvalidTransition(current, action)
     now = now or utcnow()
     since = awaiting_staff_since(target, actor, request.awaiting_staff_since, now)
+    milestones = {}
+    if actor is Actor.STAFF and request.first_staff_action_at is None:
+        milestones["first_staff_action_at"] = now
+    if target in CLOSED_STATES:
+        milestones["resolved_at"] = now
     result = session.execute(
         update(RefundRequest)
         .where(RefundRequest.id == request.id, RefundRequest.state == current)
-        .values(state=target, updated_at=now, awaiting_staff_since=since)
+        .values(state=target, updated_at=now, awaiting_staff_since=since, **milestones)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         # Someone else moved it first; report the state it is really in.
         session.refresh(request, ["state"])
         raise InvalidTransition(request.state, action)
-    session.refresh(request, ["state", "updated_at", "awaiting_staff_since"])
+    session.refresh(request, ["state", "updated_at", "awaiting_staff_since", "first_staff_action_at", "resolved_at"])
     count_state(session, current, -1)
     count_state(session, target, +1)
     event = StatusEvent(refund_request=request, actor=actor, staff_user_id=staff_user_id, created_at=now,

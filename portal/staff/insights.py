@@ -1,0 +1,129 @@
+"""The insights page and its CSV downloads: the same tables, so a download matches the page."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, time, timedelta, timezone
+
+from flask import Response, abort, render_template, request
+from flask_babel import format_date, format_decimal, format_percent
+from flask_babel import gettext as _
+
+from portal.charts import stacked_bars
+from portal.database import utcnow
+from portal.domain import Plan, Reason
+from portal.extensions import db
+from portal.i18n import moment, money
+from portal.insights import compute
+from portal.markers import N_
+from portal.staff import bp
+from portal.staff.auth import roles_required
+from portal.staff.views import ACTING
+
+SIGNALS = {"failed_lookups": N_("Failed lookups of the order number"),
+           "repeat_refunds": N_("Customer refunded in the last 365 days"),
+           "shared_document": N_("A document shared with another customer"),
+           "payment_status": N_("Order charged back or already refunded"),
+           "above_refundable": N_("Asked outside the policy (review)")}
+OUTCOMES = {"approved": N_("Approved"), "declined": N_("Declined"), "saved": N_("Resolved with an offer"),
+            "withdrawn": N_("Withdrawn"), "open": N_("Still open")}
+TIMINGS = {"acknowledge": N_("Time to acknowledge"), "first_action": N_("Time to first staff action"),
+           "resolution": N_("Time to resolution")}
+
+
+def _range() -> tuple[date, date]:
+    def day(name: str, default: date) -> date:
+        try:
+            return date.fromisoformat(request.args.get(name, ""))
+        except ValueError:
+            return default
+    today = utcnow().date()
+    end = day("to", today)
+    start = day("from", end - timedelta(days=89))
+    return (start, end) if start <= end else (end, start)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 3600:
+        return _("%(minutes)s min", minutes=format_decimal(round(seconds / 60)))
+    return _("%(hours)s h", hours=format_decimal(round(seconds / 3600, 1)))
+
+
+def _rate(part: int, whole: int) -> str:
+    return format_percent(part / whole, "#,##0.0%") if whole else "–"
+
+
+def tables(ins) -> dict[str, tuple[str, list[str], list[list[str]]]]:
+    weeks = sorted({w for w, _, _ in ins.reasons_weekly})
+    by = {(w, r): n for w, r, n in ins.reasons_weekly}
+    decided = sum(ins.decisions.values())
+    return {
+        "reasons": (_("Requests per reason per week"), [_("Week")] + [_(r.title) for r in Reason],
+                    [[format_date(date.fromisoformat(w), "medium")] + [str(by.get((w, r), 0)) for r in Reason]
+                     for w in weeks]),
+        "decisions": (_("Outcomes"), [_("Outcome"), _("Requests"), _("Share")],
+                      [[_(label), str(ins.decisions.get(key, 0)), _rate(ins.decisions.get(key, 0), decided)]
+                       for key, label in OUTCOMES.items()]),
+        "refunded": (_("Amounts refunded"), [_("Currency"), _("Refunds"), _("Amount")],
+                     [[currency, str(count), money(total)] for currency, count, total in ins.refunded]),
+        "timings": (_("Median times"), [_("Measure"), _("Median")],
+                    [[_(label), _duration(ins.timings.get(key))] for key, label in TIMINGS.items()]),
+        "refund_rate": (_("Refund rate per product and plan"), [_("Product"), _("Plan"), _("Orders"), _("Refunded"),
+                                                                 _("Refund rate")],
+                        [[product, _(Plan(plan).title), str(orders), str(refunds or 0), _rate(refunds or 0, orders)]
+                         for product, plan, orders, refunds in ins.refund_rate]),
+        "saved": (_("Saved with an alternative, by reason"), [_("Reason"), _("Requests"), _("Saved"), _("Saved rate")],
+                  [[_(reason.title), str(total), str(kept), _rate(kept, total)] for reason, total, kept in ins.saved]),
+        "signals": (_("Fraud signals"), [_("Signal"), _("Requests")],
+                    [[_(label), str(ins.signals.get(key, 0))] for key, label in SIGNALS.items()]),
+        "billing_errors": (_("Billing errors"), [_("Reference"), _("Filed"), _("State"), _("Amount requested"),
+                                                 _("Order")],
+                           [[ref, moment(when), _(state.title), money(amount), number]
+                            for ref, when, state, amount, number in ins.billing_error_list]),
+        "feedback": (_("Latest feedback"), [_("Date"), _("Rating"), _("Comment"), _("Reference")],
+                     [[moment(when), str(rating), comment, ref] for when, rating, comment, ref in ins.comments]),
+        "overdue": (_("Overdue requests"), [_("Reference"), _("Waiting since")],
+                    [[ref, moment(since)] for ref, since in ins.overdue_oldest]),
+    }
+
+
+def _compute():
+    start, end = _range()
+    begin = datetime.combine(start, time.min, tzinfo=timezone.utc)
+    finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    return start, end, compute(db.session, begin, finish, now=utcnow())
+
+
+@bp.get("/insights")
+@roles_required(*ACTING)
+def insights():
+    start, end, ins = _compute()
+    all_tables = tables(ins)
+    title, headers, rows = all_tables["reasons"]
+    weeks = sorted({week for week, _reason, _count in ins.reasons_weekly})
+    series = [(headers[i + 1], [int(row[i + 1]) for row in rows]) for i in range(len(Reason))]
+    chart = stacked_bars(title, _("A bar per week from %(start)s to %(end)s; each colour is a reason. The table "
+                                  "below holds the same numbers.", start=format_date(start), end=format_date(end)),
+                         weeks, series)
+    return render_template("staff/insights.html", ins=ins, tables=all_tables, chart=chart, start=start, end=end,
+                           rate=_rate)
+
+
+@bp.get("/insights.csv")
+@roles_required(*ACTING)
+def insights_csv():
+    start, end, ins = _compute()
+    name = request.args.get("table", "")
+    all_tables = tables(ins)
+    if name not in all_tables:
+        abort(404)
+    _title, headers, rows = all_tables[name]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(headers)
+    writer.writerows(rows)
+    response = Response(out.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}-{start}-{end}.csv"'
+    return response

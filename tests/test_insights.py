@@ -1,0 +1,142 @@
+"""Feedback after a refund, and the insights the team reads."""
+import csv
+import io
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+from sqlalchemy import func, select
+
+from portal.database import utcnow
+from portal.domain import StaffRole
+from portal.extensions import db
+from portal.insights import compute
+from portal.mail.app import deliver
+from portal.models import Feedback
+from tests.conftest import csrf_token
+from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox
+from tests.staff_helpers import make_staff, sign_in, staff_post
+
+NOW = "2026-11-22T12:00:00Z"
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=True) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def agent(app, db_session):
+    import_samples(db_session)
+    make_staff(db_session)
+    client = app.test_client()
+    sign_in(client, "agent@example.com")
+    return client
+
+
+def file(app, number, email, **fields):
+    customer = app.test_client()
+    lookup(customer, number, email)
+    return file_request(customer, number, **fields).headers["Location"].rsplit("/", 1)[1]
+
+
+def act(client, ref, action, **fields):
+    return staff_post(client, f"/staff/requests/{ref}/{action}", f"/staff/requests/{ref}", **fields)
+
+
+def refunded(app, agent, number="ORD-20001", email="zhang.wei@example.cn", locale="zh"):
+    reference = file(app, number, email, locale=locale)
+    act(agent, reference, "approve", amount="10.00")
+    act(agent, reference, "process", reference="re_fb")
+    return reference
+
+
+def test_feedback_is_left_once_in_the_customers_language(app, agent, db_session):
+    refunded(app, agent)
+    link = outbox(db_session, "refunded")[0].variables["feedback_url"].removeprefix("http://portal.test")
+    visitor = app.test_client()  # no lookup needed: the signed link is enough
+    page = visitor.get(link).get_data(as_text=True)
+    assert '<html lang="zh-Hans"' in page and "您如何评价我们处理您退款的方式？" in page
+    token = csrf_token(visitor, link)
+    missing = visitor.post(link, data={"csrf_token": token, "comment": "Fast <b>and</b> kind", "come_back": "yes"})
+    assert missing.status_code == 422 and "Fast &lt;b&gt;and&lt;/b&gt; kind" in missing.get_data(as_text=True)
+    done = visitor.post(link, data={"csrf_token": token, "rating": "4", "comment": "Fast and kind",
+                                    "come_back": "maybe"})
+    assert done.status_code == 200 and "感谢" in done.get_data(as_text=True)
+    again = visitor.post(link, data={"csrf_token": token, "rating": "1", "comment": "changed", "come_back": "no"})
+    assert "我们已收到您对此申请的反馈" in again.get_data(as_text=True)
+    [feedback] = db_session.scalars(select(Feedback)).all()
+    assert (feedback.rating, feedback.comment, feedback.come_back, feedback.locale) == (4, "Fast and kind", "maybe",
+                                                                                        "zh")
+
+
+def test_a_feedback_link_expires_after_30_days_with_a_friendly_page(app, agent, db_session, frozen):
+    refunded(app, agent, "ORD-30001", "sanne.devries@example.nl", "nl")
+    link = outbox(db_session, "refunded")[0].variables["feedback_url"].removeprefix("http://portal.test")
+    assert app.test_client().get(link[:-3] + "abc").status_code == 404  # a forged signature
+    frozen.shift(timedelta(days=31))
+    expired = app.test_client().get(link)
+    assert expired.status_code == 410 and "Deze link is verlopen" in expired.get_data(as_text=True)
+
+
+def test_only_a_refunded_request_takes_feedback(app, agent, db_session):
+    from portal.refunds.service import Links
+
+    reference = file(app, "ORD-10001", "alice.m@example.com")
+    token = Links("http://portal.test", app.config["SECRET_KEY"]).feedback_token(reference)
+    assert app.test_client().get(f"/feedback/{token}").status_code == 404
+
+
+def test_the_insights_show_every_figure_and_the_csv_matches_the_page(app, agent, db_session, frozen):
+    billing = file(app, "ORD-10001", "alice.m@example.com", reason="billing_error")
+    frozen.shift(timedelta(hours=2))
+    sign_in(agent, "agent@example.com")  # each shift of the clock outlasts the idle limit of a staff session
+    declined = file(app, "ORD-20001", "zhang.wei@example.cn", locale="zh", reason="not_as_expected")
+    act(agent, declined, "decline", clause="monthly", offer="")
+    done = file(app, "ORD-30001", "sanne.devries@example.nl", locale="nl")
+    act(agent, done, "approve", amount="27.00")
+    frozen.shift(timedelta(hours=3))
+    sign_in(agent, "agent@example.com")
+    act(agent, done, "process", reference="re_ins")
+    with app.app_context():
+        deliver(db.session)
+    link = outbox(db_session, "refunded")[0].variables["feedback_url"].removeprefix("http://portal.test")
+    visitor = app.test_client()
+    visitor.post(link, data={"csrf_token": csrf_token(visitor, link), "rating": "5", "comment": "Top",
+                             "come_back": "yes"})
+    frozen.shift(timedelta(days=2))
+    sign_in(agent, "agent@example.com")
+
+    with app.app_context():
+        now = utcnow()
+        ins = compute(db.session, now - timedelta(days=30), now, now=now)
+    assert ins.decisions == {"approved": 1, "declined": 1, "open": 1}
+    assert ins.approval_rate == 0.5 and ins.billing_errors == 1 and ins.overdue == 1
+    assert [(c, n, str(m.amount)) for c, n, m in ins.refunded] == [("EUR", 1, "27.00")]
+    assert ins.timings["acknowledge"] is not None and ins.timings["acknowledge"] < 60 * 60 * 6
+    assert ins.timings["resolution"] == pytest.approx(1.5 * 3600, abs=60)  # the middle of 0 h (decline) and 3 h
+    assert ins.feedback_average == 5.0 and ins.comments[0][2] == "Top"
+    assert sum(n for _, _, n in ins.reasons_weekly) == 3
+
+    page = agent.get("/staff/insights").get_data(as_text=True)
+    assert "Billing errors: 1 in this period" in page and billing in page
+    assert '<svg xmlns="http://www.w3.org/2000/svg"' in page and "<desc id=\"chart-desc\">" in page
+    assert "5.0 / 5" in page and "50.0%" in page
+    for name in ("reasons", "decisions", "refunded", "timings", "billing_errors", "feedback", "saved", "signals",
+                 "refund_rate", "overdue"):
+        response = agent.get(f"/staff/insights.csv?table={name}")
+        assert response.status_code == 200 and response.mimetype == "text/csv"
+        rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+        section = re.search(rf'<section class="card" aria-labelledby="t-{name}">(.*?)</section>', page, re.S).group(1)
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", section, re.S)]
+        import html as html_module
+
+        assert [html_module.unescape(c) for c in cells] == [c for row in rows for c in row], name
+    assert agent.get("/staff/insights.csv?table=nope").status_code == 404
+    assert db_session.scalar(select(func.count()).select_from(Feedback)) == 1
+    make_staff(db_session, "m@example.com", StaffRole.MARKETING)
+    marketing = app.test_client()
+    sign_in(marketing, "m@example.com")
+    assert marketing.get("/staff/insights").status_code == 403
