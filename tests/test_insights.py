@@ -53,23 +53,33 @@ def refunded(app, agent, number="ORD-20001", email="zhang.wei@example.cn", local
     return reference
 
 
-def test_feedback_is_left_once_in_the_customers_language(app, agent, db_session):
-    refunded(app, agent)
+FEEDBACK = {"en": ("ORD-10001", "alice.m@example.com", "How would you rate the way we handled your refund?",
+                   "Your feedback has reached our team.", "We already have your feedback on this request."),
+            "zh": ("ORD-20001", "zhang.wei@example.cn", "您如何评价我们处理您退款的方式？", "感谢",
+                   "我们已收到您对此申请的反馈"),
+            "nl": ("ORD-30001", "sanne.devries@example.nl", "Hoe beoordeelt u de manier waarop wij uw terugbetaling",
+                   "Uw feedback is bij ons team aangekomen.", "Wij hebben uw feedback over deze aanvraag al.")}
+
+
+@pytest.mark.parametrize("locale", FEEDBACK)
+def test_feedback_is_left_once_in_the_customers_language(app, agent, db_session, locale):
+    number, email, question, thanks, already = FEEDBACK[locale]
+    refunded(app, agent, number, email, locale)
     link = outbox(db_session, "refunded")[0].variables["feedback_url"].removeprefix("http://portal.test")
     visitor = app.test_client()  # no lookup needed: the signed link is enough
     page = visitor.get(link).get_data(as_text=True)
-    assert '<html lang="zh-Hans"' in page and "您如何评价我们处理您退款的方式？" in page
+    assert f'<html lang="{ {"en": "en", "zh": "zh-Hans", "nl": "nl"}[locale] }"' in page and question in page
     token = csrf_token(visitor, link)
     missing = visitor.post(link, data={"csrf_token": token, "comment": "Fast <b>and</b> kind", "come_back": "yes"})
     assert missing.status_code == 422 and "Fast &lt;b&gt;and&lt;/b&gt; kind" in missing.get_data(as_text=True)
     done = visitor.post(link, data={"csrf_token": token, "rating": "4", "comment": "Fast and kind",
                                     "come_back": "maybe"})
-    assert done.status_code == 200 and "感谢" in done.get_data(as_text=True)
+    assert done.status_code == 200 and thanks in done.get_data(as_text=True)
     again = visitor.post(link, data={"csrf_token": token, "rating": "1", "comment": "changed", "come_back": "no"})
-    assert "我们已收到您对此申请的反馈" in again.get_data(as_text=True)
+    assert already in again.get_data(as_text=True)
     [feedback] = db_session.scalars(select(Feedback)).all()
     assert (feedback.rating, feedback.comment, feedback.come_back, feedback.locale) == (4, "Fast and kind", "maybe",
-                                                                                        "zh")
+                                                                                        locale)
 
 
 def test_a_feedback_link_expires_after_30_days_with_a_friendly_page(app, agent, db_session, frozen):
