@@ -96,6 +96,17 @@ def make_app(migrated, tmp_path):
 
 
 @pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 for the duration of a test."""
+    from tests.mail_helpers import SMTPServer
+
+    server = SMTPServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def app(make_app):
     return make_app()
 

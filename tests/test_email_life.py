@@ -9,7 +9,7 @@ from portal.extensions import db
 from portal.mail.app import deliver
 from tests.conftest import csrf_token
 from tests.journey_helpers import file_request, import_samples, lookup, outbox, png_bytes, post_multipart
-from tests.mail_helpers import SMTPServer, body
+from tests.mail_helpers import body
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
 CUSTOMERS = {"en": ("ORD-10001", "alice.m@example.com", "$29.00", "12.00"),
@@ -29,16 +29,16 @@ SUBJECT_WORDS = {
 }
 
 
-@pytest.fixture
-def smtp():
-    server = SMTPServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 def act(client, ref, action, **fields):
     return staff_post(client, f"/staff/requests/{ref}/{action}", f"/staff/requests/{ref}", **fields)
+
+
+def agent_and_customer(app, db_session):
+    import_samples(db_session)
+    make_staff(db_session)
+    agent = app.test_client()
+    sign_in(agent, "agent@example.com")
+    return agent, app.test_client()
 
 
 @pytest.mark.parametrize("locale", ["en", "zh", "nl"])
@@ -46,11 +46,7 @@ def test_every_message_of_a_request_life_arrives_in_the_customers_language(make_
     app = make_app(**smtp.settings)
     number, email, paid, partial = CUSTOMERS[locale]
     with time_machine.travel("2026-11-22T12:00:00Z", tick=True):
-        import_samples(db_session)
-        make_staff(db_session)
-        agent = app.test_client()
-        sign_in(agent, "agent@example.com")
-        customer = app.test_client()
+        agent, customer = agent_and_customer(app, db_session)
         customer.get(f"/language/{locale}")
         customer.post("/access-link", data={"csrf_token": csrf_token(customer, "/"), "email": email})
         lookup(customer, number, email)
@@ -93,15 +89,12 @@ def test_every_message_of_a_request_life_arrives_in_the_customers_language(make_
 
 
 @pytest.mark.parametrize("locale", ["en", "zh", "nl"])
-def test_a_decline_and_a_failed_refund_arrive_in_the_customers_language(make_app, smtp, db_session, locale):
+def test_a_decline_with_its_clause_and_alternative_arrives_in_the_customers_language(make_app, smtp, db_session,
+                                                                                      locale):
     app = make_app(**smtp.settings)
     number, email, _, _ = CUSTOMERS[locale]
     with time_machine.travel("2026-11-22T12:00:00Z", tick=True):
-        import_samples(db_session)
-        make_staff(db_session)
-        agent = app.test_client()
-        sign_in(agent, "agent@example.com")
-        customer = app.test_client()
+        agent, customer = agent_and_customer(app, db_session)
         lookup(customer, number, email)
         reference = file_request(customer, number, locale=locale).headers["Location"].rsplit("/", 1)[1]
         act(agent, reference, "decline", clause="monthly", offer="personal-support", note="")

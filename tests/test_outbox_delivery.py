@@ -24,14 +24,6 @@ SUBJECT_STARTS = {"en": "We have received your refund request RF-", "zh": "æˆ‘ä»
 
 
 @pytest.fixture
-def smtp():
-    server = SMTPServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def mail_app(make_app, smtp):
     return make_app(**smtp.settings)
 

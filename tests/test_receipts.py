@@ -17,7 +17,6 @@ from portal.mail.app import deliver
 from portal.models import Customer, Order, OutboxMessage, Receipt
 from portal.money import Money, format_money
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox
-from tests.mail_helpers import SMTPServer
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -27,14 +26,6 @@ CASES = {
     "zh": ("ORD-20001", "zhang.wei@example.cn", "199.00", "月度套餐"),
     "nl": ("ORD-30001", "sanne.devries@example.nl", "27.00", "Maandabonnementen"),
 }
-
-
-@pytest.fixture
-def smtp():
-    server = SMTPServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -182,12 +182,10 @@ class EmailKit:
         return environment
 
     def _translations(self, locale: str):
-        if locale == "en":
-            return NullTranslations()  # English is the source language
-        translations = Translations.load(str(self.translations_dir), [locale])
-        if not isinstance(translations, Translations):
-            raise KitError(f"no compiled catalog for {locale!r} in {self.translations_dir}")
-        return translations
+        try:
+            return load_catalog(self.translations_dir, locale)
+        except LookupError as error:
+            raise KitError(str(error)) from None
 
     @lru_cache(maxsize=None)
     def _globals(self, locale: str) -> dict:
@@ -245,6 +243,16 @@ class EmailKit:
 @lru_cache(maxsize=None)
 def _babel_locale(code: str) -> Locale:
     return Locale.parse(code)
+
+
+def load_catalog(translations_dir: Path, locale: str):
+    """The compiled catalog of ``locale`` (English, the source language, needs none)."""
+    if locale == "en":
+        return NullTranslations()
+    translations = Translations.load(str(translations_dir), [locale])
+    if not isinstance(translations, Translations):
+        raise LookupError(f"no compiled catalog for {locale!r} in {translations_dir}")
+    return translations
 
 
 def _parse_money(text: str) -> Money:

@@ -15,12 +15,12 @@ from pathlib import Path
 from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_decimal
-from babel.support import NullTranslations, Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.domain import RefundStatus
+from portal.mail.kit import load_catalog
 from portal.markers import N_
 from portal.models import Receipt, Refund
 from portal.money import Money, format_money
@@ -79,8 +79,7 @@ class ReceiptRenderer:
         environment = Environment(loader=FileSystemLoader(self.templates), undefined=StrictUndefined,
                                   autoescape=select_autoescape(["html"]), extensions=["jinja2.ext.i18n"],
                                   trim_blocks=True, lstrip_blocks=True)
-        translations = (NullTranslations() if locale == "en"
-                        else Translations.load(str(self.translations_dir), [locale]))
+        translations = load_catalog(self.translations_dir, locale)
         environment.install_gettext_translations(translations, newstyle=True)
         babel_locale = Locale.parse(locale)
         environment.filters["money"] = lambda money: format_money(money, locale)
