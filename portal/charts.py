@@ -14,7 +14,7 @@ def stacked_bars(title: str, description: str, columns: list[str], series: list[
     totals = [sum(values[i] for _, values in series) for i in range(len(columns))] or [0]
     peak = max(totals) or 1
     step = (width - left - 10) / max(len(columns), 1)
-    bar = max(step * 0.7, 2)
+    bar = min(max(step * 0.7, 2), 48)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
              f'aria-labelledby="chart-title chart-desc" class="chart">',
              f'<title id="chart-title">{escape(title)}</title><desc id="chart-desc">{escape(description)}</desc>']

@@ -55,8 +55,18 @@ def _rate(part: int, whole: int) -> str:
     return format_percent(part / whole, "#,##0.0%") if whole else "–"
 
 
+def weeks_between(start: date, end: date) -> list[str]:
+    """Every week (its Monday) the range touches, so a quiet week shows as an empty bar."""
+    monday = start - timedelta(days=start.weekday())
+    weeks = []
+    while monday <= end:
+        weeks.append(monday.isoformat())
+        monday += timedelta(days=7)
+    return weeks
+
+
 def tables(ins) -> dict[str, tuple[str, list[str], list[list[str]]]]:
-    weeks = sorted({w for w, _, _ in ins.reasons_weekly})
+    weeks = weeks_between(ins.start.date(), (ins.end - timedelta(seconds=1)).date())
     by = {(w, r): n for w, r, n in ins.reasons_weekly}
     decided = sum(ins.decisions.values())
     return {
@@ -102,7 +112,7 @@ def insights():
     start, end, ins = _compute()
     all_tables = tables(ins)
     title, headers, rows = all_tables["reasons"]
-    weeks = sorted({week for week, _reason, _count in ins.reasons_weekly})
+    weeks = weeks_between(start, end)
     series = [(headers[i + 1], [int(row[i + 1]) for row in rows]) for i in range(len(Reason))]
     chart = stacked_bars(title, _("A bar per week from %(start)s to %(end)s; each colour is a reason. The table "
                                   "below holds the same numbers.", start=format_date(start), end=format_date(end)),
