@@ -10,8 +10,6 @@ import pytest
 import redis
 import time_machine
 
-from portal import create_app
-from tests.conftest import _test_config
 from tests.journey_helpers import import_samples, lookup
 
 
@@ -28,8 +26,7 @@ def redis_url():
     return url
 
 
-def test_lookup_limits_live_in_redis_and_survive_a_worker_restart(redis_url, migrated, db_session, tmp_path):
-    config = {**_test_config(migrated, tmp_path / "uploads"), "RATELIMIT_STORAGE_URI": redis_url}
+def test_lookup_limits_live_in_redis_and_survive_a_worker_restart(redis_url, make_app, db_session):
     import_samples(db_session)
     server = redis.Redis.from_url(redis_url)
     keys = "LIMITS:*"
@@ -41,13 +38,13 @@ def test_lookup_limits_live_in_redis_and_survive_a_worker_restart(redis_url, mig
     forget()
     try:
         with time_machine.travel("2026-11-22T12:00:00Z", tick=True):
-            first_worker = create_app(config).test_client()
+            first_worker = make_app(RATELIMIT_STORAGE_URI=redis_url).test_client()
             for attempt in range(10):
                 assert lookup(first_worker, "ORD-10001", f"guess{attempt}@example.com").status_code == 200
             assert server.keys(keys), "the limiter wrote nothing to Redis"
 
             # A new worker process starts with empty memory; the count it sees comes from Redis.
-            second_worker = create_app(config).test_client()
+            second_worker = make_app(RATELIMIT_STORAGE_URI=redis_url).test_client()
             second_worker.get("/language/zh")
             blocked = lookup(second_worker, "ORD-10001", "alice.m@example.com")
             assert blocked.status_code == 429
