@@ -7,6 +7,7 @@ from flask import current_app
 from sqlalchemy import select
 from flask_mail import Mail
 
+from portal import rollups
 from portal.brand import load_brand
 from portal.domain import RefundStatus
 from portal.extensions import db
@@ -116,6 +117,7 @@ def send_outbox_message(outbox: OutboxMessage) -> None:
             and outbox.refund_request.acknowledged_at is None:
         # The insights' time to acknowledge runs until the email has really left.
         outbox.refund_request.acknowledged_at = datetime.now(timezone.utc)
+        rollups.milestone(db.session, outbox.refund_request, "acknowledge", outbox.refund_request.acknowledged_at)
 
 
 def deliver(session, *, limit: int | None = None) -> DeliveryReport:

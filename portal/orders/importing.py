@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from portal.markers import N_
+from portal import rollups
 from portal.models import Customer, Order
 from portal.orders.validation import COLUMNS, REQUIRED, FieldError, OrderData, validate_order
 
@@ -163,6 +164,10 @@ def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
         # Bulk UPDATE by primary key: one executemany per chunk.
         session.execute(update(Order), chunk)
     result.created, result.updated = len(to_insert), len(to_update)
+    changed_days = {v["purchased_at"].date() for v in to_insert + to_update}
+    changed_days |= {existing[v["order_number"]]["purchased_at"].date()
+                     for v in to_update if existing.get(v["order_number"], {}).get("purchased_at")}
+    rollups.orders_changed(session, changed_days)
     return result
 
 

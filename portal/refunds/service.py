@@ -23,6 +23,8 @@ from portal.markers import N_
 from portal.models import Document, InformationRequest, Order, RefundRequest, StatusEvent, new_reference
 from portal.money import Money
 from portal.policy import Decision, Outcome, Policy, evaluate
+from portal import rollups
+from portal.refunds.signals import filing_signals
 from portal.refunds.states import Action, count_state, transition
 from portal.refunds.timing import add_business_days
 from portal.tokens import derived_token, hash_token
@@ -177,6 +179,8 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
         raise FilingError("order", N_("There is already an open refund request for this order."),
                           existing=open_request(session, order)) from None
     count_state(session, RequestState.RECEIVED, +1)
+    rollups.request_filed(session, request, filing_signals(session, order, [d.sha256 for d in filing.documents],
+                                                           now=now))
     for stored in filing.documents:
         move_into(stored, staging, upload_dir)
     session.commit()
@@ -202,6 +206,7 @@ def accept_offer(session: Session, order: Order, offer_id: str, *, policy: Polic
         session.add(StatusEvent(refund_request=request, actor=Actor.CUSTOMER, created_at=now,
                                 to_state=RequestState.RECEIVED))
         count_state(session, RequestState.RECEIVED, +1)
+        rollups.request_filed(session, request)
         session.flush()
     request.offer_id = offer.id
     transition(session, request, Action.ACCEPT_OFFER, actor=Actor.CUSTOMER, note=offer.id, now=now)

@@ -69,3 +69,22 @@ def fraud_signals(session: Session, request: RefundRequest, *, now: datetime) ->
         signals.append(Signal("payment_status", N_("The payment processor marks this order as %(status)s."),
                               {"status": order.payment_status}))
     return signals
+
+
+def filing_signals(session: Session, order: Order, document_hashes: list[str], *, now: datetime) -> list[str]:
+    """The signals a new request raises as it is filed, for the insights' daily counts."""
+    raised = []
+    if session.scalar(select(LookupFailure.id).where(LookupFailure.order_number == order.order_number).limit(1)):
+        raised.append("failed_lookups")
+    if session.scalar(select(Refund.id).join(Order, Refund.order_id == Order.id)
+                      .where(Order.customer_id == order.customer_id, Refund.status == RefundStatus.SUCCEEDED,
+                             Refund.completed_at >= now - YEAR).limit(1)):
+        raised.append("repeat_refunds")
+    if document_hashes and session.scalar(
+            select(Document.id).join(RefundRequest, Document.refund_request_id == RefundRequest.id)
+            .join(Order, RefundRequest.order_id == Order.id)
+            .where(Document.sha256.in_(document_hashes), Order.customer_id != order.customer_id).limit(1)):
+        raised.append("shared_document")
+    if order.payment_status is not PaymentStatus.PAID:
+        raised.append("payment_status")
+    return raised

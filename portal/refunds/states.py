@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from portal.database import utcnow
 from portal.domain import CLOSED_STATES, Actor, RequestState as S
 from portal.markers import N_
+from portal import rollups
 from portal.models import RefundRequest, RequestStateCount, StatusEvent
 
 
@@ -129,6 +130,10 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
     session.refresh(request, ["state", "updated_at", "awaiting_staff_since", "first_staff_action_at", "resolved_at"])
     count_state(session, current, -1)
     count_state(session, target, +1)
+    rollups.state_changed(session, request, current, target)
+    for measure, column in (("first_action", "first_staff_action_at"), ("resolution", "resolved_at")):
+        if column in milestones:
+            rollups.milestone(session, request, measure, now)
     event = StatusEvent(refund_request=request, actor=actor, staff_user_id=staff_user_id, created_at=now,
                         from_state=current, to_state=target, amount_minor=amount_minor, note=note)
     session.add(event)

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from portal.domain import Actor, RefundStatus, RequestState, StaffRole
+from portal import rollups
 from portal.mail.kit import money_variable
 from portal.mail.outbox import queue_email
 from portal.markers import N_
@@ -274,6 +275,8 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
         _queue(session, request, "refund_failed", staff.links, amount=money_variable(amount))
         session.commit()
         return refund
+    first_for_order = not session.scalar(select(Refund.id).where(
+        Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED).limit(1))
     refund.status = RefundStatus.SUCCEEDED
     refund.processor_reference = answer.reference
     refund.completed_at = staff.now
@@ -281,6 +284,7 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
     refund.commission_clawback_minor = _share(amount, order.amount, order.affiliate_commission_minor or 0)
     transition(session, request, Action.MARK_REFUNDED, actor=Actor.STAFF, staff_user_id=staff.user.id,
                note=answer.reference, amount_minor=amount.minor, now=staff.now)
+    rollups.order_refunded(session, refund, first_for_order)
     _queue(session, request, "refunded", staff.links, order_number=order.order_number,
            amount=money_variable(amount), refunded_on=staff.now.date().isoformat(), method=ORIGINAL_METHOD,
            processor_reference=answer.reference, feedback_url=staff.links.feedback(request.reference))
