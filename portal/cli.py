@@ -244,7 +244,22 @@ def receipts_issue() -> None:
     click.echo(f"{len(missing)} receipt(s) issued")
 
 
+insights_cli = click.Group("insights", help="The figures behind /staff/insights.")
+
+
+@insights_cli.command("rebuild")
+@with_appcontext
+def insights_rebuild() -> None:
+    """Recount the daily rollups from the requests, orders and refunds (after loading data by hand)."""
+    from portal import rollups
+
+    rollups.rebuild(db.session)
+    db.session.commit()
+    click.echo("Rollups rebuilt.")
+
+
 def init_app(app) -> None:
+    app.cli.add_command(insights_cli)
     app.cli.add_command(receipts_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(refunds_cli)
