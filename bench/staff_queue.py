@@ -14,7 +14,6 @@ replaced).
 """
 from __future__ import annotations
 
-import io
 import os
 import random
 import statistics

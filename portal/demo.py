@@ -127,7 +127,7 @@ def _seed_requests(session: Session, now: datetime, policy, links, folder: Path)
     def staff(days_ago: float) -> workflow.Staff:
         return workflow.Staff(agent, now - timedelta(days=days_ago), links, policy)
 
-    waiting = file("DEMO-1001", Reason.TECHNICAL_PROBLEM, 2, "The dashboard stays blank since the last update.", "en")
+    file("DEMO-1001", Reason.TECHNICAL_PROBLEM, 2, "The dashboard stays blank since the last update.", "en")
     asked = file("DEMO-2001", Reason.NOT_AS_EXPECTED, 3, "功能和演示中看到的不一样。", "zh")
     workflow.ask_for_information(session, asked, staff(2.5), questions=["what_went_wrong", "how_long_used"],
                                  documents=["screenshot"], message="")

@@ -96,6 +96,15 @@ def make_app(migrated, tmp_path):
 
 
 @pytest.fixture
+def orders(db_session):
+    """The sample orders imported, and the session to read them with."""
+    from tests.journey_helpers import import_samples
+
+    import_samples(db_session)
+    return db_session
+
+
+@pytest.fixture
 def smtp():
     """A real SMTP server (aiosmtpd) on 127.0.0.1 for the duration of a test."""
     from tests.mail_helpers import SMTPServer

@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 from portal.domain import Actor, RequestState
 from portal.models import InformationRequest
 from portal.refunds.states import Action, transition
-from tests.journey_helpers import import_samples, latest_request, outbox, pdf_bytes, png_bytes
+from tests.journey_helpers import latest_request, outbox, pdf_bytes, png_bytes
 
 pytestmark = pytest.mark.browser
 
@@ -58,12 +58,6 @@ def live_server(app):
     server.shutdown()
     thread.join(5)
     server.server_close()
-
-
-@pytest.fixture
-def orders(db_session):
-    import_samples(db_session)
-    return db_session
 
 
 @pytest.fixture(autouse=True)
@@ -125,7 +119,7 @@ def test_the_whole_journey_in_a_real_browser(page, orders, locale):
 
     page.goto("/")
     if locale != "en":
-        page.locator(f".language-switch a[hreflang]").nth(("en", "zh", "nl").index(locale)).click()
+        page.locator(".language-switch a[hreflang]").nth(("en", "zh", "nl").index(locale)).click()
     assert page.locator("html").get_attribute("lang") == {"en": "en", "zh": "zh-Hans", "nl": "nl"}[locale]
     check_page(page, f"{locale}-1-home")
 

@@ -1,7 +1,5 @@
 """The customer's journey through the pages: find the order, read the decision, file, track."""
-import io
 import re
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -9,19 +7,13 @@ import time_machine
 from sqlalchemy import func, select
 
 from portal.domain import Actor, RequestState
-from portal.models import Document, InformationRequest, LookupFailure, RefundRequest, StatusEvent
+from portal.models import Document, InformationRequest, LookupFailure, RefundRequest
 from portal.refunds.states import Action, transition
 from tests.conftest import csrf_token
-from tests.journey_helpers import (file_request, import_samples, latest_request, lookup, outbox, page_text,
+from tests.journey_helpers import (file_request, latest_request, lookup, outbox, page_text,
                                    pdf_bytes, png_bytes, post_multipart)
 
 NOW = "2026-11-22T12:00:00Z"
-
-
-@pytest.fixture
-def orders(db_session):
-    import_samples(db_session)
-    return db_session
 
 
 @pytest.fixture(autouse=True)

@@ -42,7 +42,7 @@ def test_every_message_renders_in_every_language_with_the_layout_conventions(kit
     assert f'<html lang="{ {"en": "en", "zh": "zh-Hans", "nl": "nl"}[locale] }"' in html
     assert '<meta name="color-scheme" content="light dark">' in html
     assert 'role="presentation"' in html and 'width="600"' in html
-    assert f'class="preheader" style="display: none;' in html and rendered.preheader.split()[0] in html
+    assert 'class="preheader" style="display: none;' in html and rendered.preheader.split()[0] in html
     assert "@media (prefers-color-scheme: dark)" in html and "@media only screen and (max-width: 620px)" in html
     assert re.search(r'<p style="[^"]*font-size: 16px', html), "the stylesheet was not inlined"
     assert "<link" not in html

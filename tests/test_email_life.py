@@ -4,7 +4,6 @@ import re
 import pytest
 import time_machine
 
-from portal.domain import StaffRole
 from portal.extensions import db
 from portal.mail.app import deliver
 from tests.conftest import csrf_token

@@ -15,7 +15,7 @@ from portal.insights import compute
 from portal.mail.app import deliver
 from portal.models import Feedback
 from tests.conftest import csrf_token
-from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox
+from tests.journey_helpers import file_request, import_samples, lookup, outbox
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
 NOW = "2026-11-22T12:00:00Z"

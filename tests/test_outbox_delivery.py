@@ -5,7 +5,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import time_machine
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.domain import OutboxStatus

@@ -11,12 +11,11 @@ from PIL import Image
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
-from portal.domain import StaffRole
 from portal.extensions import db
 from portal.mail.app import deliver
-from portal.models import Customer, Order, OutboxMessage, Receipt
+from portal.models import Order, OutboxMessage, Receipt
 from portal.money import Money, format_money
-from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox
+from tests.journey_helpers import file_request, import_samples, latest_request, lookup
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -9,9 +9,9 @@ import time_machine
 from sqlalchemy import func, select
 
 from portal.domain import Actor, RefundStatus, RequestState, StaffRole
-from portal.models import InternalNote, LookupFailure, Refund, RefundRequest, RequestStateCount, StatusEvent
+from portal.models import InternalNote, Refund, RefundRequest, RequestStateCount, StatusEvent
 from tests.conftest import csrf_token
-from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox, pdf_bytes, post_multipart
+from tests.journey_helpers import file_request, latest_request, lookup, outbox, pdf_bytes, post_multipart
 from tests.staff_helpers import PASSWORD, make_staff, sign_in, staff_post
 
 NOW = "2026-11-22T12:00:00Z"
@@ -21,12 +21,6 @@ NOW = "2026-11-22T12:00:00Z"
 def frozen():
     with time_machine.travel(NOW, tick=True) as traveller:
         yield traveller
-
-
-@pytest.fixture
-def orders(db_session):
-    import_samples(db_session)
-    return db_session
 
 
 @pytest.fixture

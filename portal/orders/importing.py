@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from portal.markers import N_
 from portal import rollups
 from portal.models import Customer, Order
-from portal.orders.validation import COLUMNS, REQUIRED, FieldError, OrderData, validate_order
+from portal.orders.validation import REQUIRED, FieldError, OrderData, validate_order
 
 # Big enough to be fast, small enough for SQLite's limit on bound parameters.
 CHUNK = 500
