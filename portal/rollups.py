@@ -135,8 +135,12 @@ def _rebuild_orders(session: Session, days: set[date] | None) -> None:
         session.execute(delete(InsightOrderDay))
     rows = [{"day": _as_date(d), "product": product, "plan": plan, "orders": n, "refunded": r}
             for d, product, plan, n, r in session.execute(query)]
+    _insert_all(session, InsightOrderDay, rows)
+
+
+def _insert_all(session: Session, model, rows: list[dict]) -> None:
     for chunk in range(0, len(rows), 10_000):
-        session.execute(insert(InsightOrderDay), rows[chunk:chunk + 10_000])
+        session.execute(insert(model), rows[chunk:chunk + 10_000])
 
 
 def _as_date(value) -> date:
@@ -158,8 +162,7 @@ def rebuild(session: Session) -> None:
             for d, reason, o, review, n in session.execute(
                 select(day, RefundRequest.reason, state_outcome, RefundRequest.review_requested, func.count())
                 .group_by(day, RefundRequest.reason, state_outcome, RefundRequest.review_requested))]
-    for chunk in range(0, len(rows), 10_000):
-        session.execute(insert(InsightDay), rows[chunk:chunk + 10_000])
+    _insert_all(session, InsightDay, rows)
 
     session.execute(delete(InsightDuration))
     histogram: dict[tuple, int] = {}
@@ -171,8 +174,7 @@ def rebuild(session: Session) -> None:
             key = (created.date(), measure, bucket((at - created).total_seconds()))
             histogram[key] = histogram.get(key, 0) + 1
     rows = [{"day": d, "measure": m, "bucket": b, "count": n} for (d, m, b), n in histogram.items()]
-    for chunk in range(0, len(rows), 10_000):
-        session.execute(insert(InsightDuration), rows[chunk:chunk + 10_000])
+    _insert_all(session, InsightDuration, rows)
 
     session.execute(delete(InsightRefundDay))
     refund_day = func.date(Refund.completed_at)
@@ -180,6 +182,5 @@ def rebuild(session: Session) -> None:
             for d, c, n, total in session.execute(
                 select(refund_day, Refund.currency, func.count(), func.sum(Refund.amount_minor))
                 .where(Refund.status == RefundStatus.SUCCEEDED).group_by(refund_day, Refund.currency))]
-    for chunk in range(0, len(rows), 10_000):
-        session.execute(insert(InsightRefundDay), rows[chunk:chunk + 10_000])
+    _insert_all(session, InsightRefundDay, rows)
     _rebuild_orders(session, None)

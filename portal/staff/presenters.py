@@ -93,6 +93,15 @@ class RequestPage:
         return money(self.remaining)
 
 
+def decline_choices(order: Order, locale: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The clauses a decline may cite (all but the process) and the offers it may make."""
+    policy = current_policy()
+    version = policy.version_for(order.purchased_at)
+    clauses = [(c.id, f"{clause_title(c, locale)} ({c.id})") for c in version.clauses if c.kind != "process"]
+    offers = [("", _("No alternative"))] + [(o.id, rendered(o, "title", locale)) for o in policy.offers_for(order.plan)]
+    return clauses, offers
+
+
 def request_page(request: RefundRequest, user: StaffUser, locale: str) -> RequestPage:
     session = db.session
     now = utcnow()
@@ -124,11 +133,7 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
         actions.add("process")
     if acting:
         actions.add("note")
-    version = policy.version_for(order.purchased_at)
-    clause_choices = [(c.id, f"{clause_title(c, locale)} ({c.id})") for c in version.clauses
-                      if c.kind not in ("process",)]
-    offer_choices = [("", _("No alternative"))] + [(o.id, rendered(o, "title", locale))
-                                                   for o in policy.offers_for(order.plan)]
+    clause_choices, offer_choices = decline_choices(order, locale)
     return RequestPage(
         request=request, order=order, other_orders=other_orders, refunds=refunds,
         at_filing=decision_view(request.decision_at_filing, _("When filed"), locale),

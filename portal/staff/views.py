@@ -27,7 +27,7 @@ from portal.staff.auth import roles_required
 from portal.staff.forms import (ActionForm, ApproveForm, AskForm, DeclineForm, NoteForm, ProcessForm, StaffForm,
                                 TestSendForm)
 from portal.staff.payments import current_fees, current_gateway
-from portal.staff.presenters import request_page
+from portal.staff.presenters import decline_choices, request_page
 
 ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
 KIT_READERS = (StaffRole.MARKETING, StaffRole.ADMIN)
@@ -97,8 +97,10 @@ def _render_request(found: RefundRequest, status: int = 200, **forms):
 
 def _refused(found: RefundRequest, form, error: workflow.WorkflowError, form_name: str):
     params = {k: money(v) if isinstance(v, Money) else v for k, v in error.params.items()}
-    getattr(form, error.field, None) and getattr(form, error.field).errors.append(_(error.message, **params))
-    if not getattr(form, error.field, None):
+    field = getattr(form, error.field, None)
+    if field is not None:
+        field.errors.append(_(error.message, **params))
+    else:
         flash(_(error.message, **params), "error")
     db.session.rollback()
     return _render_request(found, 422, **{form_name: form})
@@ -163,9 +165,9 @@ def request_approve(reference: str):
 @roles_required(*ACTING)
 def request_decline(reference: str):
     found, form = owned(reference), DeclineForm()
-    view_choices = request_page(found, current_user, current_locale())
-    form.clause.choices = [SelectChoice(v, label) for v, label in view_choices.clause_choices]
-    form.offer.choices = [SelectChoice(v, label) for v, label in view_choices.offer_choices]
+    clauses, offers = decline_choices(found.order, current_locale())
+    form.clause.choices = [SelectChoice(v, label) for v, label in clauses]
+    form.offer.choices = [SelectChoice(v, label) for v, label in offers]
     if not form.validate_on_submit():
         return _render_request(found, 422, decline_form=form)
     try:
