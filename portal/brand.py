@@ -6,6 +6,7 @@ A value may be a table by language (``signature = { en = "…", zh = "…", nl =
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
 
@@ -18,8 +19,12 @@ def load_brand() -> MappingProxyType:
         return MappingProxyType(tomllib.load(f))
 
 
+def localized(brand: Mapping, locale: str) -> dict:
+    """The brand with each per-language value resolved for ``locale`` (English when missing)."""
+    return {key: (value.get(locale) or value.get("en", "")) if isinstance(value, Mapping) else value
+            for key, value in brand.items()}
+
+
 @lru_cache(maxsize=None)
-def brand_for(locale: str, brand: MappingProxyType | None = None) -> MappingProxyType:
-    brand = load_brand() if brand is None else brand
-    return MappingProxyType({key: (value.get(locale) or value.get("en", "")) if isinstance(value, dict) else value
-                             for key, value in brand.items()})
+def brand_for(locale: str) -> MappingProxyType:
+    return MappingProxyType(localized(load_brand(), locale))

@@ -9,6 +9,9 @@ from enum import StrEnum
 from portal.markers import N_
 
 LOCALES = ("en", "zh", "nl")
+# The tag written into <html lang> of pages, emails and receipts: the script matters for Chinese
+# fonts (SC, not JP glyphs).
+HTML_LANG = {"en": "en", "zh": "zh-Hans", "nl": "nl"}
 
 
 class Plan(StrEnum):

@@ -14,14 +14,12 @@ from flask import current_app, g, request, session
 from flask_babel import format_date, format_datetime, format_time, get_locale, get_translations
 from wtforms.i18n import messages_path
 
-from portal.domain import LOCALES
+from portal.domain import HTML_LANG, LOCALES
 from portal.money import Money, format_money
 
 SESSION_KEY = "locale"
 CUSTOMER_LOCALE_KEY = "customer_locale"
 
-# The tag written into <html lang>: the script matters for Chinese fonts (SC, not JP glyphs).
-HTML_LANG = {"en": "en", "zh": "zh-Hans", "nl": "nl"}
 NATIVE_NAMES = {"en": "English", "zh": "中文", "nl": "Nederlands"}
 
 

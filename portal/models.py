@@ -297,6 +297,10 @@ class Receipt(Base):
 
     refund: Mapped[Refund] = relationship()
 
+    @property
+    def filename(self) -> str:
+        return f"{self.number}.pdf"
+
 
 @event.listens_for(Receipt, "before_update")
 @event.listens_for(Receipt, "before_delete")

@@ -85,7 +85,7 @@ def issued_receipt(request) -> Receipt | None:
 def receipt_response(receipt: Receipt):
     """The stored bytes, as a download: the same file every time it is asked for."""
     response = current_app.response_class(receipt.pdf, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = f'attachment; filename="{receipt.number}.pdf"'
+    response.headers["Content-Disposition"] = f'attachment; filename="{receipt.filename}"'
     response.headers["ETag"] = f'"{receipt.sha256}"'
     response.headers["Cache-Control"] = "private, max-age=0"
     return response
@@ -98,7 +98,7 @@ def attachments_for(outbox: OutboxMessage) -> tuple:
     receipt = receipt_for(outbox.refund_request)
     if receipt is None:
         return ()
-    return (Attachment(f"{receipt.number}.pdf", "application/pdf", receipt.pdf),)
+    return (Attachment(receipt.filename, "application/pdf", receipt.pdf),)
 
 
 def render_outbox_message(outbox: OutboxMessage) -> Rendered:

@@ -25,11 +25,11 @@ from babel.support import NullTranslations, Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError
 from markupsafe import Markup
 
-from portal.domain import LOCALES
+from portal.brand import localized
+from portal.domain import HTML_LANG, LOCALES
 from portal.money import Money, MoneyError, format_money
 
 TYPES = ("text", "bool", "int", "money", "date", "datetime", "url", "list")
-HTML_LANG = {"en": "en", "zh": "zh-Hans", "nl": "nl"}
 # The layout's own context; a message may not declare a variable by these names.
 GLOBALS = ("brand", "base_url", "support_url", "logo_url", "locale", "html_lang", "stylesheet", "email_subject",
            "email_preheader")
@@ -190,8 +190,7 @@ class EmailKit:
     @lru_cache(maxsize=None)
     def _globals(self, locale: str) -> dict:
         return {
-            "brand": {key: (value.get(locale) or value.get("en", "")) if isinstance(value, Mapping) else value
-                      for key, value in self.brand.items()},
+            "brand": localized(self.brand, locale),
             "base_url": self.base_url,
             "support_url": self.absolute(self.brand.get("support_url", "/")),
             "logo_url": self.absolute(self.brand["logo_url"]) if self.brand.get("logo_url") else "",

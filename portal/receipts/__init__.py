@@ -19,13 +19,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.domain import RefundStatus
+from portal.brand import localized
+from portal.domain import HTML_LANG, RefundStatus
 from portal.mail.kit import load_catalog
 from portal.markers import N_
 from portal.models import Receipt, Refund
 from portal.money import Money, format_money
 
-HTML_LANG = {"en": "en", "zh": "zh-Hans", "nl": "nl"}
 PDF_VARIANT = "pdf/a-3b"
 
 
@@ -89,8 +89,7 @@ class ReceiptRenderer:
         return environment
 
     def html(self, data: ReceiptData) -> str:
-        brand = {k: (v.get(data.locale) or v.get("en", "")) if isinstance(v, dict) else v
-                 for k, v in self.brand.items()}
+        brand = localized(self.brand, data.locale)
         return self._environment(data.locale).get_template("receipt.html").render(
             r=data, brand=brand, html_lang=HTML_LANG.get(data.locale, data.locale), stylesheet=self.stylesheet)
 

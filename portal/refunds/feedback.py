@@ -16,6 +16,11 @@ LINK_LIFETIME = timedelta(days=30)
 COME_BACK = {"yes": N_("Yes"), "maybe": N_("Maybe"), "no": N_("No")}
 
 
+def feedback_serializer(secret: str) -> URLSafeTimedSerializer:
+    """Signs feedback links with the time they were made, so they can expire."""
+    return URLSafeTimedSerializer(secret, salt="feedback")
+
+
 class LinkExpired(Exception):
     """The link was ours but is over 30 days old; ``request`` says whose it was (for the language)."""
 
@@ -30,7 +35,7 @@ class AlreadyAnswered(Exception):
 
 def request_for_token(session: Session, secret: str, token: str, *, now: datetime) -> RefundRequest | None:
     """The refunded request a feedback link names; None for a forged link, LinkExpired after 30 days."""
-    serializer = URLSafeTimedSerializer(secret, salt="feedback")
+    serializer = feedback_serializer(secret)
     try:
         reference = serializer.loads(token, max_age=int(LINK_LIFETIME.total_seconds()))
     except SignatureExpired as expired:

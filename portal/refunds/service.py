@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,6 +23,7 @@ from portal.models import Document, InformationRequest, Order, RefundRequest, St
 from portal.money import Money
 from portal.policy import Decision, Outcome, Policy, evaluate
 from portal import rollups
+from portal.refunds.feedback import feedback_serializer
 from portal.refunds.signals import filing_signals
 from portal.refunds.states import Action, count_state, transition
 from portal.refunds.timing import add_business_days
@@ -72,7 +72,7 @@ class Links:
 
     def feedback_token(self, reference: str) -> str:
         # Signed with the time it was made: the feedback page refuses it after 30 days.
-        return URLSafeTimedSerializer(self.secret, salt="feedback").dumps(reference)
+        return feedback_serializer(self.secret).dumps(reference)
 
     def feedback(self, reference: str) -> str:
         return f"{self.base_url}/feedback/{self.feedback_token(reference)}"
