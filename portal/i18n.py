@@ -7,11 +7,14 @@ language subtag ourselves.
 """
 from __future__ import annotations
 
+from datetime import date, datetime
 from functools import lru_cache
 
-from babel import support
+from babel import Locale, dates, support
 from flask import current_app, g, request, session
-from flask_babel import format_date, format_datetime, format_time, get_locale, get_translations
+from flask_babel import format_date, format_datetime, get_locale, get_translations
+from jinja2 import pass_eval_context
+from markupsafe import Markup
 from wtforms.i18n import messages_path
 
 from portal.domain import HTML_LANG, LOCALES
@@ -59,10 +62,28 @@ def moment(value) -> str:
 
     Babel's "medium" datetime shows seconds, which read as noise on a receipt or a timeline.
     """
-    date_part = format_date(value, "medium")
-    time_part = format_time(value, "short")
-    pattern = get_locale().datetime_formats["medium"]
+    return _moment(value, current_locale(), current_app.config["BABEL_DEFAULT_TIMEZONE"])
+
+
+def day(value: date, fmt: str = "medium") -> str:
+    """A calendar date (no time, no time zone) in the reader's locale."""
+    return _day(value, fmt, current_locale())
+
+
+# A page repeats the same few dates, and a date's text in a language never changes: Babel's
+# pattern parsing is done once per (date, language) rather than on every page.
+@lru_cache(maxsize=8192)
+def _moment(value: datetime, locale: str, zone: str) -> str:
+    local = value.astimezone(dates.get_timezone(zone)) if value.tzinfo else value
+    date_part = dates.format_date(local, "medium", locale=locale)
+    time_part = dates.format_time(local, "short", locale=locale)
+    pattern = Locale.parse(locale).datetime_formats["medium"]
     return pattern.replace("{1}", date_part).replace("{0}", time_part)
+
+
+@lru_cache(maxsize=8192)
+def _day(value: date, fmt: str, locale: str) -> str:
+    return dates.format_date(value, fmt, locale=locale)
 
 
 def _translations():
@@ -88,6 +109,18 @@ def init_app(app) -> None:
         lambda text: _translations().ugettext(text),
         lambda singular, plural, n: _translations().ungettext(singular, plural, n),
         newstyle=True)
+
+    @pass_eval_context
+    def translate(eval_ctx, string: str, **variables) -> str:
+        # Jinja's newstyle gettext, reached in one call instead of three nested context calls (a
+        # page makes dozens): the translation is trusted markup, the variables are escaped, and
+        # the string is always %-formatted so a broken placeholder fails at once.
+        text = _translations().ugettext(string)
+        if eval_ctx.autoescape:
+            text = Markup(text)
+        return text % variables
+
+    app.jinja_env.globals.update(_=translate, gettext=translate)
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["date"] = lambda value, fmt="long": format_date(value, fmt)
     app.jinja_env.filters["datetime"] = lambda value, fmt="medium": format_datetime(value, fmt)

@@ -104,4 +104,11 @@ def _babel_locale(code: str) -> Locale:
 
 def format_money(money: Money, locale: str) -> str:
     # Babel takes the currency's own decimals, so JPY shows no fraction and USD always two.
-    return format_currency(money.amount, money.currency, locale=_babel_locale(str(locale)))
+    return _formatted(money.minor, money.currency, str(locale))
+
+
+@lru_cache(maxsize=8192)
+def _formatted(minor: int, currency: str, locale: str) -> str:
+    # Babel re-reads the locale's pattern on every call; a page shows the same few amounts
+    # again and again, and an amount's text in a language never changes.
+    return format_currency(Money.from_minor(minor, currency).amount, currency, locale=_babel_locale(locale))

@@ -15,6 +15,8 @@ from portal.policy.schema import PolicyVersion
 
 EXTENSION = "refund_policy"
 RENDERED = "refund_policy.rendered"
+SENTENCES = "refund_policy.sentences"
+SENTENCE_CACHE_SIZE = 10_000
 
 
 def init_app(app) -> None:
@@ -23,6 +25,7 @@ def init_app(app) -> None:
     # The policy never changes while the app runs, so each clause and offer is put into words once
     # per language; the cache lives and dies with the policy it holds.
     app.extensions[RENDERED] = {}
+    app.extensions[SENTENCES] = {}
 
     @app.context_processor
     def process_promises():
@@ -47,8 +50,20 @@ def _format(value, locale: str):
 
 def explain_decision(decision: Decision) -> list[str]:
     locale = current_locale()
-    return [gettext(s.message, **{k: _format(v, locale) for k, v in s.params.items()})
-            for s in explain(decision)]
+    cache = current_app.extensions[SENTENCES]
+    sentences = []
+    for s in explain(decision):
+        # Orders share a handful of windows and amounts; each sentence is put into words once
+        # per language (the cache is bounded: a policy has few clauses, amounts repeat).
+        key = (locale, s.message, tuple(sorted(s.params.items())))
+        text = cache.get(key)
+        if text is None:
+            text = gettext(s.message, **{k: _format(v, locale) for k, v in s.params.items()})
+            if len(cache) >= SENTENCE_CACHE_SIZE:
+                cache.clear()
+            cache[key] = text
+        sentences.append(text)
+    return sentences
 
 
 def rendered(part_of, part: str, locale: str) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from flask_babel import format_date
 from flask_babel import gettext as _
@@ -9,7 +10,7 @@ from flask_babel import gettext as _
 from portal.database import utcnow
 from portal.domain import Actor, Reason, RequestState
 from portal.extensions import db
-from portal.i18n import current_locale, moment
+from portal.i18n import current_locale, day, moment
 from portal.markers import N_
 from portal.models import Order, RefundRequest
 from portal.money import Money, MoneyError, format_money
@@ -42,33 +43,33 @@ class OrderView:
     past_requests: list[RefundRequest]
     offers: list[OfferView] = field(default_factory=list)
 
-    @property
+    @cached_property
     def amount(self) -> str:
         return money(self.order.amount)
 
-    @property
+    @cached_property
     def refundable(self) -> str:
         return money(self.decision.amount)
 
-    @property
+    @cached_property
     def requestable(self) -> str:
         return money(service.most_requestable(self.decision))
 
-    @property
+    @cached_property
     def purchased(self) -> str:
         return moment(self.order.purchased_at)
 
-    @property
+    @cached_property
     def period(self) -> str | None:
         if not self.order.period_start:
             return None
-        return f"{format_date(self.order.period_start, 'medium')} – {format_date(self.order.period_end, 'medium')}"
+        return f"{day(self.order.period_start)} – {day(self.order.period_end)}"
 
-    @property
+    @cached_property
     def outside_policy(self) -> bool:
         return self.decision.outcome is Outcome.REFUSED
 
-    @property
+    @cached_property
     def can_request(self) -> bool:
         return self.open_request is None and self.decision.facts.remaining.minor > 0 and \
             self.decision.basis.value != "charged_back"
