@@ -98,6 +98,15 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(main_bp)
     app.register_blueprint(customer_bp)
+    from portal.api import bp as api_bp
+    from portal.extensions import csrf
+    from portal.webhooks.views import bp as webhooks_bp
+
+    # Token- and signature-authenticated machine endpoints: no cookies, so no CSRF to guard against.
+    csrf.exempt(api_bp)
+    csrf.exempt(webhooks_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

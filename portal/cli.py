@@ -201,6 +201,51 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
     click.echo(f"Created {user.role.value} {user.email}.")
 
 
+@staff_cli.command("token")
+@click.argument("email")
+@click.option("--name", required=True, help="What will use the token, such as 'helpdesk'.")
+@with_appcontext
+def staff_token(email: str, name: str) -> None:
+    """Make an API token that acts as this staff member; it is printed once and stored hashed."""
+    from portal.accounts import AccountError, create_api_token
+    from portal.database import utcnow
+
+    try:
+        record, token = create_api_token(db.session, email, name, now=utcnow())
+    except AccountError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"Token {record.id} ({record.name}) for {record.staff_user.email}, "
+               f"role {record.staff_user.role.value}. It is shown only now:", err=True)
+    click.echo(token)
+
+
+@staff_cli.command("tokens")
+@with_appcontext
+def staff_tokens() -> None:
+    """List API tokens (their first characters only) and whether they are revoked."""
+    from sqlalchemy import select
+
+    from portal.models import ApiToken
+
+    for record in db.session.scalars(select(ApiToken).order_by(ApiToken.id)):
+        state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
+        used = f"{record.last_used_at:%Y-%m-%d %H:%M}" if record.last_used_at else "never"
+        click.echo(f"{record.id}\t{record.prefix}…\t{record.staff_user.email}\t{record.name}\t{state}\tlast used {used}")
+
+
+@staff_cli.command("revoke-token")
+@click.argument("token_id", type=int)
+@with_appcontext
+def staff_revoke_token(token_id: int) -> None:
+    """Revoke an API token at once (see `portal staff tokens` for the ids)."""
+    from portal.accounts import revoke_api_token
+    from portal.database import utcnow
+
+    if revoke_api_token(db.session, token_id, now=utcnow()) is None:
+        raise click.ClickException(f"There is no token {token_id}.")
+    click.echo(f"Token {token_id} is revoked.")
+
+
 refunds_cli = click.Group("refunds", help="Refunds made.")
 
 

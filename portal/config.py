@@ -67,6 +67,14 @@ DEFAULTS: dict[str, object] = {
     "STRIPE_API_BASE": None,  # None: Stripe's own API
     "STRIPE_TIMEOUT": 30,
     "STRIPE_MAX_NETWORK_RETRIES": 2,
+    # The signing secret of the /webhooks/stripe endpoint (whsec_…); None refuses every event.
+    "STRIPE_WEBHOOK_SECRET": None,
+    # How old a signed Stripe event may be: Stripe's own default tolerance against replays.
+    "STRIPE_WEBHOOK_TOLERANCE": 300,
+    # The JSON API: requests per token (or per client without one).
+    "API_RATE_LIMIT": "600 per minute",
+    # Outgoing webhooks: how long a subscriber may take to answer.
+    "WEBHOOK_TIMEOUT": 10,
     # What the processor keeps of a charge on a refund, for the business-cost figures.
     "PROCESSOR_FEE_PERCENT": "2.9",
     "PROCESSOR_FEE_FIXED_MINOR": 30,

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (JSON, BigInteger, CheckConstraint, Date, Enum, ForeignKey, Index, Integer, LargeBinary, String,
-                        Text, event, text)
+                        Text, UniqueConstraint, event, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.database import Base, UTCDateTime, utcnow
@@ -470,15 +470,90 @@ class MagicLink(Base):
     customer: Mapped[Customer] = relationship()
 
 
+class ApiToken(Base):
+    """A staff member's key to the JSON API; only its hash is kept, the token is shown once."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The first characters, shown in lists so a token can be recognised without being stored.
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    staff_user: Mapped[StaffUser] = relationship()
+
+
+class IdempotencyRecord(Base):
+    """The first answer to an API write sent with an ``Idempotency-Key``; a repeat gets it back."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("staff_user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    # What was asked (method, path, body): the same key with another request is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # None while the first request is still running.
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ProcessorEvent(Base):
+    """A webhook event from the payment processor, stored once (by its id) before it is acted on."""
+
+    __tablename__ = "processor_event"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(64))
+    # The charge the event is about: an event that arrives before its charge's order waits on it.
+    charge: Mapped[str] = mapped_column(String(255), default="", index=True)
+    # When the processor made the event (its own clock), and when we received and handled it.
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(Text, default="")
+
+
+class WebhookSubscription(Base):
+    """An endpoint of another system that receives signed JSON events for every state change."""
+
+    __tablename__ = "webhook_subscription"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    # The shared secret the signature is made with; the subscriber keeps a copy to check it.
+    secret: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class OutboxMessage(Base):
-    """An email waiting to go out, stored in the same transaction as the change that caused it."""
+    """An email or a webhook event waiting to go out, stored in the same transaction as the change
+    that caused it."""
 
     __tablename__ = "outbox_message"
     __table_args__ = (Index("ix_outbox_message_due", "status", "next_attempt_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # "email", or "webhook": then ``message`` is the event type, ``recipient`` the endpoint's
+    # URL and ``variables`` the event itself.
+    channel: Mapped[str] = mapped_column(String(16), default="email", server_default="email")
+    webhook_subscription_id: Mapped[int | None] = mapped_column(ForeignKey("webhook_subscription.id"))
     message: Mapped[str] = mapped_column(String(64))
-    recipient: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(2000))
     locale: Mapped[str] = mapped_column(String(8))
     variables: Mapped[dict] = mapped_column(JSON)
     refund_request_id: Mapped[int | None] = mapped_column(ForeignKey("refund_request.id"), index=True)
@@ -492,3 +567,4 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
 
     refund_request: Mapped[RefundRequest | None] = relationship()
+    webhook_subscription: Mapped[WebhookSubscription | None] = relationship()

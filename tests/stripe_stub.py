@@ -108,7 +108,8 @@ class StripeStub:
                                f"({charge['amount'] - charge['refunded']})", code="amount_too_large", param="amount")
         charge["refunded"] += amount
         refund = {"id": f"re_stub{len(self.refunds) + 1:04d}", "object": "refund", "amount": amount,
-                  "charge": params["charge"], "currency": charge["currency"], "status": "succeeded",
+                  "charge": params["charge"], "currency": charge["currency"],
+                  "status": "pending" if failure == "pending" else "succeeded",
                   "metadata": {k[9:-1]: v for k, v in params.items() if k.startswith("metadata[")},
                   "created": int(time.time())}
         self.refunds.append(refund)

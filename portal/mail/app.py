@@ -17,6 +17,7 @@ from portal.mail.transport import FileTransport, SMTPTransport
 from portal.models import OutboxMessage, Receipt, Refund
 from portal.paths import resource_dir
 from portal.receipts import ReceiptRenderer, issue_receipt
+from portal.webhooks import outgoing
 
 KIT = "email_kit"
 TRANSPORT = "email_transport"
@@ -112,6 +113,9 @@ def render_outbox_message(outbox: OutboxMessage) -> Rendered:
 
 
 def send_outbox_message(outbox: OutboxMessage) -> None:
+    if outbox.channel == "webhook":
+        outgoing.deliver(outbox, timeout=float(current_app.config["WEBHOOK_TIMEOUT"]))
+        return
     transport().send(outbox, render_outbox_message(outbox))
     if outbox.message == "acknowledgement" and outbox.refund_request is not None \
             and outbox.refund_request.acknowledged_at is None:

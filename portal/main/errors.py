@@ -1,4 +1,4 @@
-from flask import render_template
+from flask import render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -24,6 +24,12 @@ def init_app(app):
         # JSON clients (and the health check) keep Werkzeug's own answers.
         if error.code is None or error.code < 400:
             return error
+        if request.path.startswith("/api/"):
+            # Addresses no API route matched: the API's problem documents, not a customer page.
+            from portal.api import problem_response
+
+            return problem_response(error.code, headers={k: v for k, v in error.get_headers()
+                                                         if k.lower() == "allow"})
         return render_template("errors/http.html", error=error), error.code
 
     @app.errorhandler(500)

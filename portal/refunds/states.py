@@ -18,6 +18,7 @@ from portal.database import utcnow
 from portal.domain import CLOSED_STATES, Actor, RequestState as S
 from portal.markers import N_
 from portal import rollups
+from portal.webhooks import outgoing
 from portal.models import RefundRequest, RequestStateCount, StatusEvent
 
 
@@ -32,6 +33,7 @@ class Action(StrEnum):
     RETRY = "retry"
     WITHDRAW = "withdraw"
     ACCEPT_OFFER = "accept_offer"
+    RECORD_REFUND = "record_refund"
 
     @property
     def title(self) -> str:
@@ -41,6 +43,7 @@ class Action(StrEnum):
             Action.DECLINE: N_("decline"), Action.MARK_REFUNDED: N_("mark as refunded"),
             Action.MARK_FAILED: N_("mark the refund as failed"), Action.RETRY: N_("retry the refund"),
             Action.WITHDRAW: N_("withdraw"), Action.ACCEPT_OFFER: N_("accept an offer"),
+            Action.RECORD_REFUND: N_("record a refund made in the payment processor"),
         }[self]
 
 
@@ -57,6 +60,9 @@ TRANSITIONS: dict[Action, tuple[frozenset[S], S]] = {
     Action.RETRY: (frozenset({S.REFUND_FAILED}), S.APPROVED),
     Action.WITHDRAW: (_DECIDABLE, S.WITHDRAWN),
     Action.ACCEPT_OFFER: (_DECIDABLE, S.RESOLVED_WITH_OFFER),
+    # The processor reports a refund made outside the portal (in its dashboard): the request is
+    # refunded whatever step it had reached, since the money has already gone back.
+    Action.RECORD_REFUND: (_DECIDABLE | {S.APPROVED, S.REFUND_FAILED}, S.REFUNDED),
 }
 
 
@@ -137,4 +143,5 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
     event = StatusEvent(refund_request=request, actor=actor, staff_user_id=staff_user_id, created_at=now,
                         from_state=current, to_state=target, amount_minor=amount_minor, note=note)
     session.add(event)
+    outgoing.state_changed(session, request, current, target, event)
     return event

@@ -272,24 +272,48 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
         request.processing_attempt += 1  # the next try is a new attempt with a new key
         transition(session, request, Action.MARK_FAILED, actor=Actor.STAFF, staff_user_id=staff.user.id,
                    note=str(error)[:500], amount_minor=amount.minor, now=staff.now)
-        _queue(session, request, "refund_failed", staff.links, amount=money_variable(amount))
+        queue_failed_email(session, request, refund, links=staff.links)
+        session.commit()
+        return refund
+    refund.processor_reference = answer.reference
+    if answer.status == "pending":
+        # Accepted but not yet done (some payment methods take days): the request stays approved
+        # and the processor's webhook completes it (portal/webhooks/stripe_events.py).
+        refund.processor_message = "pending at the processor"
         session.commit()
         return refund
     first_for_order = not session.scalar(select(Refund.id).where(
         Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED).limit(1))
-    refund.status = RefundStatus.SUCCEEDED
-    refund.processor_reference = answer.reference
-    refund.completed_at = staff.now
-    refund.fee_kept_minor = _share(amount, order.amount, fees.on(order))
-    refund.commission_clawback_minor = _share(amount, order.amount, order.affiliate_commission_minor or 0)
+    settle(refund, fees, now=staff.now)
     transition(session, request, Action.MARK_REFUNDED, actor=Actor.STAFF, staff_user_id=staff.user.id,
                note=answer.reference, amount_minor=amount.minor, now=staff.now)
     rollups.order_refunded(session, refund, first_for_order)
-    _queue(session, request, "refunded", staff.links, order_number=order.order_number,
-           amount=money_variable(amount), refunded_on=staff.now.date().isoformat(), method=ORIGINAL_METHOD,
-           processor_reference=answer.reference, feedback_url=staff.links.feedback(request.reference))
+    queue_refunded_email(session, request, refund, links=staff.links, now=staff.now)
     session.commit()
     return refund
+
+
+def settle(refund: Refund, fees: Fees, *, now: datetime) -> None:
+    """The refund succeeded: record it with what it cost the business beyond its amount."""
+    order = refund.order
+    amount = Money.from_minor(refund.amount_minor, refund.currency)
+    refund.status = RefundStatus.SUCCEEDED
+    refund.completed_at = now
+    refund.fee_kept_minor = _share(amount, order.amount, fees.on(order))
+    refund.commission_clawback_minor = _share(amount, order.amount, order.affiliate_commission_minor or 0)
+
+
+def queue_refunded_email(session: Session, request: RefundRequest, refund: Refund, *, links: Links,
+                         now: datetime) -> None:
+    _queue(session, request, "refunded", links, order_number=request.order.order_number,
+           amount=money_variable(Money.from_minor(refund.amount_minor, refund.currency)),
+           refunded_on=now.date().isoformat(), method=ORIGINAL_METHOD,
+           processor_reference=refund.processor_reference, feedback_url=links.feedback(request.reference))
+
+
+def queue_failed_email(session: Session, request: RefundRequest, refund: Refund, *, links: Links) -> None:
+    _queue(session, request, "refund_failed", links,
+           amount=money_variable(Money.from_minor(refund.amount_minor, refund.currency)))
 
 
 def retry_refund(session: Session, request: RefundRequest, staff: Staff) -> None:

@@ -1,0 +1,218 @@
+"""The JSON API under /api/v1: staff API tokens, problem documents, idempotent writes.
+
+Each route is declared with :func:`operation`, which registers it with Flask and with the
+OpenAPI document (``portal.api.spec``), authenticates the bearer token, checks the staff role,
+validates the query and the body with the operation's pydantic models, turns the workflow's
+refusals into problem documents, and keeps the first answer of every write sent with an
+``Idempotency-Key``.
+"""
+from __future__ import annotations
+
+import hashlib
+from functools import wraps
+
+from flask import Blueprint, Response, current_app, g, request
+from flask_babel import gettext as _
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from portal.api import idempotency
+from portal.api.schemas import FieldProblem, Problem
+from portal.api.spec import PROBLEM_TITLES, Operation
+from portal.database import utcnow
+from portal.domain import StaffRole
+from portal.extensions import db, limiter
+from portal.refunds import workflow
+from portal.refunds.states import InvalidTransition
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+OPERATIONS: list[Operation] = []
+ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
+PROBLEM_BASE = "/api/v1/reference#problem-"
+
+
+class ApiProblem(Exception):
+    def __init__(self, status: int, detail: str | None = None, errors: list[FieldProblem] | None = None,
+                 headers: dict | None = None):
+        super().__init__(detail or PROBLEM_TITLES.get(status, ""))
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def _titles() -> dict[int, str]:
+    return {400: _("Bad request"), 401: _("Not authenticated"), 403: _("Not allowed"), 404: _("Not found"),
+            405: _("Method not allowed"), 409: _("Conflict with the current state"), 413: _("Too large"),
+            422: _("Invalid input"), 429: _("Too many requests"),
+            503: _("The payment processor did not answer")}
+
+
+def problem_body(status: int, detail: str | None = None, errors: list[FieldProblem] | None = None) -> dict:
+    title = _titles().get(status) or PROBLEM_TITLES.get(status) or "Error"
+    return Problem(type=f"{PROBLEM_BASE}{status}", title=title, status=status, detail=detail,
+                   errors=errors).model_dump(mode="json", exclude_none=True)
+
+
+def problem_response(status: int, detail: str | None = None, errors: list[FieldProblem] | None = None,
+                     headers: dict | None = None) -> Response:
+    response = current_app.json.response(problem_body(status, detail, errors))
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    response.headers.update(headers or {})
+    return response
+
+
+@bp.errorhandler(ApiProblem)
+def _api_problem(error: ApiProblem):
+    db.session.rollback()
+    return problem_response(error.status, error.detail, error.errors, error.headers)
+
+
+@bp.errorhandler(HTTPException)
+def _http_problem(error: HTTPException):
+    # 404/405 of the blueprint's own routes, 413 and Flask-Limiter's 429 come here as JSON too.
+    db.session.rollback()
+    headers = {k: v for k, v in error.get_headers() if k.lower() in ("allow", "retry-after")}
+    detail = error.description if error.code == 429 else None
+    return problem_response(error.code or 500, detail, headers=headers)
+
+
+# -- authentication -------------------------------------------------------------------------------
+
+
+def _bearer() -> str:
+    scheme, _sep, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def client_key() -> str:
+    # Per token when there is one (hashed: the limiter's storage never holds a usable secret).
+    token = _bearer()
+    if token:
+        return "api-token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    return "api-ip:" + (request.remote_addr or "-")
+
+
+def authenticated_staff():
+    from portal.accounts import staff_for_token
+
+    user = staff_for_token(db.session, _bearer(), now=utcnow()) if _bearer() else None
+    if user is None:
+        # One answer for a missing, unknown, revoked or disabled token.
+        raise ApiProblem(401, _("Send a valid API token as “Authorization: Bearer …”."),
+                         headers={"WWW-Authenticate": 'Bearer realm="refund-portal"'})
+    return user
+
+
+# -- operations -----------------------------------------------------------------------------------
+
+
+def _field(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def parse(model: type[BaseModel], data, *, json: bool):
+    try:
+        if json:
+            return model.model_validate_json(data or b"{}")  # no body: as if {} were sent
+        return model.model_validate(data)
+    except ValidationError as error:
+        if json and any(e["type"] == "json_invalid" for e in error.errors()):
+            raise ApiProblem(400, _("The body is not valid JSON.")) from None
+        raise ApiProblem(422, _("Some fields are not valid."),
+                         errors=[FieldProblem(field=_field(e["loc"]), message=e["msg"]) for e in error.errors()]
+                         ) from None
+
+
+def _answer(op: Operation, result) -> tuple[int, dict]:
+    if isinstance(result, BaseModel):
+        return op.status, result.model_dump(mode="json")
+    return op.status, result
+
+
+def _run(op: Operation, view, user, path: dict) -> tuple[int, dict]:
+    kwargs = dict(path)
+    if op.query is not None:
+        kwargs["query"] = parse(op.query, request.args.to_dict(), json=False)
+    if op.body is not None:
+        kwargs["body"] = parse(op.body, request.get_data(), json=True)
+    try:
+        return _answer(op, view(user, **kwargs))
+    except ApiProblem as error:
+        db.session.rollback()
+        return error.status, problem_body(error.status, error.detail, error.errors)
+    except InvalidTransition as error:
+        db.session.rollback()  # nothing was changed
+        return 409, problem_body(409, _(error.message, state=_(error.state.title), action=_(error.action.title)))
+    except workflow.WorkflowError as error:
+        db.session.rollback()
+        params = {k: str(v) for k, v in error.params.items()}
+        message = _(error.message, **params)
+        return 422, problem_body(422, message, [FieldProblem(field=error.field, message=message)])
+    except workflow.NotAllowed:
+        db.session.rollback()
+        return 403, problem_body(403, _("Your role does not allow this."))
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not (0 < len(key) <= 255) or not all(33 <= ord(c) <= 126 for c in key):
+        raise ApiProblem(400, _("An Idempotency-Key is 1 to 255 visible ASCII characters."))
+    return key
+
+
+def _respond(status: int, body: dict, replayed: bool = False) -> Response:
+    response = current_app.json.response(body)
+    response.status_code = status
+    if status >= 400:
+        response.mimetype = "application/problem+json"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def operation(method: str, rule: str, *, summary: str, tag: str, roles=ACTING, body=None, query=None,
+              response=None, status: int = 200, errors: tuple[int, ...] = (), description: str = ""):
+    def decorate(view):
+        op = Operation(endpoint=view.__name__, method=method, rule=rule, summary=summary,
+                       description=description or (view.__doc__ or "").strip(), tag=tag, roles=tuple(roles),
+                       body=body, query=query, response=response, status=status, errors=errors)
+        OPERATIONS.append(op)
+
+        @wraps(view)
+        def handle(**path):
+            user = authenticated_staff()
+            if not user.may(*op.roles):
+                raise ApiProblem(403, _("Your role does not allow this."))
+            g.api_user = user
+            key = _idempotency_key() if op.writes else None
+            if key is None:
+                return _respond(*_run(op, view, user, path))
+            print_ = idempotency.fingerprint(method, request.full_path, request.get_data())
+            try:
+                claimed = idempotency.claim(db.session, user.id, key, print_, now=utcnow())
+            except idempotency.KeyReused:
+                raise ApiProblem(422, _("This Idempotency-Key was already used for a different request.")) from None
+            except idempotency.InProgress:
+                raise ApiProblem(409, _("A request with this Idempotency-Key is still being processed.")) from None
+            if isinstance(claimed, idempotency.Replay):
+                return _respond(claimed.status, claimed.body, replayed=True)
+            try:
+                answer = _run(op, view, user, path)
+            except BaseException:
+                idempotency.release(db.session, claimed)
+                raise
+            idempotency.store(db.session, claimed, *answer)
+            return _respond(*answer)
+
+        limited = limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=client_key)(handle)
+        bp.add_url_rule(rule, endpoint=view.__name__, view_func=limited, methods=[method])
+        return view
+
+    return decorate
+
+
+from portal.api import views  # noqa: E402,F401  (registers the operations)

@@ -1,0 +1,83 @@
+"""``Idempotency-Key`` for API writes: the first answer is kept and a repeat gets it back.
+
+The key is claimed (a row with no answer yet) and committed before the write runs, so two
+concurrent requests with one key never both act: the second is told the first is still
+running. A claim left behind by a crashed worker is taken over after a minute. No Flask here.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.models import IdempotencyRecord
+
+ABANDONED_AFTER = timedelta(minutes=1)
+KEPT_FOR = timedelta(days=1)
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+
+
+@dataclass(frozen=True)
+class Replay:
+    status: int
+    body: dict
+
+
+class InProgress(Exception):
+    """The first request with this key has not answered yet."""
+
+
+class KeyReused(Exception):
+    """The key was used before for a different request."""
+
+
+def claim(session: Session, staff_user_id: int, key: str, print_: str, *, now: datetime) -> IdempotencyRecord | Replay:
+    """Either the stored answer to replay, or a fresh claim to answer into with :func:`store`."""
+    for _attempt in range(2):
+        found = session.scalar(select(IdempotencyRecord).where(IdempotencyRecord.staff_user_id == staff_user_id,
+                                                               IdempotencyRecord.key == key))
+        if found is not None:
+            if found.fingerprint != print_:
+                raise KeyReused(key)
+            if found.status_code is not None:
+                return Replay(found.status_code, found.response or {})
+            if now - found.created_at < ABANDONED_AFTER:
+                raise InProgress(key)
+            session.delete(found)  # its request died before answering; this one takes over
+            session.flush()
+        record = IdempotencyRecord(staff_user_id=staff_user_id, key=key, fingerprint=print_, created_at=now)
+        session.add(record)
+        try:
+            session.commit()
+            return record
+        except IntegrityError:
+            session.rollback()  # a concurrent request claimed it first: look again
+    raise InProgress(key)
+
+
+def store(session: Session, record: IdempotencyRecord, status: int, body: dict) -> None:
+    session.rollback()  # whatever the write left uncommitted is not ours to commit
+    record = session.merge(record)
+    record.status_code = status
+    record.response = body
+    session.commit()
+
+
+def release(session: Session, record: IdempotencyRecord) -> None:
+    """The write failed unexpectedly: forget the claim so the client can try again."""
+    session.rollback()
+    session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record.id))
+    session.commit()
+
+
+def prune(session: Session, *, now: datetime) -> int:
+    result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - KEPT_FOR))
+    session.commit()
+    return result.rowcount

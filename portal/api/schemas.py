@@ -1,0 +1,294 @@
+"""The JSON API's shapes: pydantic models that validate what comes in and describe what goes out.
+
+The OpenAPI document is generated from these same classes (``portal.api.spec``), so the
+reference can never drift from what the API accepts. Amounts travel as decimal strings in the
+currency's major unit ("12.50", "1500" for yen), never as floats.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from portal.domain import Channel, PaymentStatus, Plan, Reason, RefundStatus, RequestState
+from portal.refunds.questions import DOCUMENTS, QUESTIONS
+
+Amount = Annotated[str, Field(pattern=r"^\d{1,15}(\.\d{1,4})?$", examples=["12.50"],
+                              description="An amount in the currency's major unit, as a decimal string.")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])]
+QuestionKey = Literal[tuple(QUESTIONS)]  # type: ignore[valid-type]
+DocumentKey = Literal[tuple(DOCUMENTS)]  # type: ignore[valid-type]
+
+
+class Input(BaseModel):
+    # An unknown field is a typo the caller wants to hear about, not something to drop silently.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where the fault is, such as `amount` or `orders.3.currency`.")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+
+class RequestListQuery(Query):
+    state: RequestState | None = None
+    reason: Reason | None = None
+    locale: Literal["en", "zh", "nl"] | None = None
+    channel: Channel | None = None
+    overdue: bool = Field(False, description="Only requests nobody on staff has acted on for 24 hours.")
+    q: Annotated[str, Field(max_length=320)] = Field(
+        "", description="A reference (RF-…), an order number or the customer's email address.")
+    cursor: Annotated[str, Field(max_length=200)] | None = Field(
+        None, description="The `next_cursor` of the previous page.")
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+
+
+class RequestSummary(BaseModel):
+    reference: str
+    state: RequestState
+    reason: Reason
+    locale: str
+    channel: Channel | None
+    order_number: str
+    customer_name: str
+    customer_email: str
+    amount_requested: Amount
+    currency: Currency
+    created_at: datetime
+    overdue: bool
+
+
+class RequestPage(BaseModel):
+    items: list[RequestSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    counts: dict[str, int] = Field(description="Requests per state, over all requests.")
+
+
+class OrderOut(BaseModel):
+    order_number: str
+    customer_email: str
+    customer_name: str
+    customer_locale: str
+    product: str
+    plan: Plan
+    amount: Amount
+    currency: Currency
+    purchased_at: datetime
+    period_start: date | None
+    period_end: date | None
+    payment_reference: str
+    payment_status: PaymentStatus
+    channel: Channel
+
+
+class ClauseOut(BaseModel):
+    id: str
+    title: str
+
+
+class DecisionOut(BaseModel):
+    outcome: str = Field(description="What the policy grants: full, prorated, review or refused.")
+    basis: str
+    amount: Amount
+    documents_required: bool
+    policy_version: str | None
+    clauses: list[ClauseOut]
+
+
+class EventOut(BaseModel):
+    at: datetime
+    actor: str
+    from_state: RequestState | None
+    to_state: RequestState
+    amount: Amount | None
+    note: str
+
+
+class InformationRequestOut(BaseModel):
+    asked_at: datetime
+    items: list[dict[str, str]]
+    message: str
+    answered_at: datetime | None
+    answer: str
+
+
+class RefundOut(BaseModel):
+    status: RefundStatus
+    amount: Amount
+    currency: Currency
+    gateway: str
+    processor_reference: str
+    attempt: int
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class NoteOut(BaseModel):
+    at: datetime
+    author: str
+    text: str
+
+
+class DocumentOut(BaseModel):
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    uploaded_by: str
+    created_at: datetime
+
+
+class RequestDetail(RequestSummary):
+    details: str
+    review_requested: bool
+    amount_approved: Amount | None
+    decline_clause: str | None
+    alternative_offer_id: str | None
+    offer_id: str | None
+    updated_at: datetime
+    order: OrderOut
+    decision_at_filing: DecisionOut | None
+    decision_now: DecisionOut
+    allowed_actions: list[str] = Field(description="What staff may do next from this state.")
+    timeline: list[EventOut]
+    information_requests: list[InformationRequestOut]
+    refunds: list[RefundOut]
+    documents: list[DocumentOut]
+    notes: list[NoteOut]
+
+
+# -- actions --------------------------------------------------------------------------------------
+
+
+class AskInput(Input):
+    questions: list[QuestionKey] = Field(default_factory=list)
+    documents: list[DocumentKey] = Field(default_factory=list)
+    custom: Annotated[str, Field(max_length=2000)] = ""
+    message: Annotated[str, Field(max_length=4000)] = ""
+
+
+class ApproveInput(Input):
+    amount: Amount
+    note: Annotated[str, Field(max_length=2000)] = ""
+    override_reason: Annotated[str, Field(max_length=2000)] = Field(
+        "", description="Required (and only allowed for admins) above what the policy grants.")
+
+
+class DeclineInput(Input):
+    clause_id: Annotated[str, Field(min_length=1, max_length=64)]
+    offer_id: Annotated[str, Field(max_length=64)] = ""
+    note: Annotated[str, Field(max_length=2000)] = ""
+
+
+class ProcessInput(Input):
+    processor_reference: Annotated[str, Field(max_length=128)] = Field(
+        "", description="With the manual gateway: the reference of the refund made in the processor.")
+
+
+class NoteInput(Input):
+    text: Annotated[str, Field(min_length=1, max_length=4000)]
+
+
+class Empty(Input):
+    pass
+
+
+# -- orders ---------------------------------------------------------------------------------------
+
+Text = Annotated[str, Field(max_length=2000)]
+
+
+class OrderInput(Input):
+    """One order, with the columns and rules of the CSV import."""
+
+    order_number: Text
+    customer_email: Text
+    customer_name: Text
+    locale: Text
+    product: Text
+    plan: Text
+    amount: Text
+    currency: Text
+    purchased_at: Text = Field(description="ISO 8601 with a time zone, such as 2026-10-01T09:30:00Z.")
+    period_start: Text = ""
+    period_end: Text = ""
+    payment_reference: Text
+    channel: Text
+    affiliate: Text = ""
+    affiliate_commission: Text = ""
+
+
+class OrdersInput(Input):
+    orders: Annotated[list[OrderInput], Field(min_length=1, max_length=1000)]
+
+
+class OrdersResult(BaseModel):
+    created: int
+    updated: int
+    unchanged: int
+    customers_created: int
+
+
+# -- insights -------------------------------------------------------------------------------------
+
+
+class InsightsQuery(Query):
+    start: date | None = Field(None, description="First day, inclusive (default: 90 days ago).")
+    end: date | None = Field(None, description="Last day, inclusive (default: today).")
+
+
+class MoneyTotal(BaseModel):
+    currency: Currency
+    count: int
+    amount: Amount
+
+
+class ReasonWeek(BaseModel):
+    week: date
+    reason: Reason
+    count: int
+
+
+class SavedByReason(BaseModel):
+    reason: Reason
+    requests: int
+    saved: int
+
+
+class InsightsOut(BaseModel):
+    start: date
+    end: date
+    decisions: dict[str, int]
+    approval_rate: float | None
+    decline_rate: float | None
+    reasons_weekly: list[ReasonWeek]
+    refunded: list[MoneyTotal]
+    median_seconds: dict[str, float | None] = Field(
+        description="Median time to acknowledge, to the first staff action and to resolution.")
+    overdue: int
+    saved: list[SavedByReason]
+    feedback_count: int
+    feedback_average: float | None
+    signals: dict[str, int]
+    billing_errors: int

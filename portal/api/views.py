@@ -1,0 +1,195 @@
+"""The API's routes: each parses (the decorator does), calls one domain function, answers."""
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+
+from flask import current_app, render_template
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from portal.api import ApiProblem, OPERATIONS, bp, operation, presenters
+from portal.api import schemas as s
+from portal.api.spec import document
+from portal.customer.views import links
+from portal.database import utcnow
+from portal.domain import StaffRole
+from portal.extensions import db
+from portal.insights import compute
+from portal.models import RefundRequest
+from portal.money import Money, MoneyError
+from portal.orders.importing import upsert_order_rows
+from portal.policy_app import current_policy
+from portal.refunds import workflow
+from portal.refunds.queue import QueueFilter, queue_page
+from portal.staff.payments import current_fees, current_gateway
+
+REQUESTS = "Refund requests"
+ADMIN = (StaffRole.ADMIN,)
+READERS = (StaffRole.AGENT, StaffRole.ADMIN)
+
+
+def _staff(user) -> workflow.Staff:
+    return workflow.Staff(user=user, now=utcnow(), links=links(), policy=current_policy())
+
+
+def _request(reference: str) -> RefundRequest:
+    found = db.session.scalar(select(RefundRequest).where(RefundRequest.reference == reference.upper()))
+    if found is None:
+        raise ApiProblem(404, _("There is no refund request %(reference)s.", reference=reference))
+    return found
+
+
+def _detail(found: RefundRequest) -> s.RequestDetail:
+    db.session.expire_all()  # the workflow committed: read what is stored now
+    return presenters.request_detail(db.session, db.session.get(RefundRequest, found.id), current_policy(), utcnow())
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+@operation("GET", "/requests", summary="List refund requests", tag=REQUESTS, query=s.RequestListQuery,
+           response=s.RequestPage)
+def list_requests(user, query: s.RequestListQuery):
+    """Oldest first, with the staff queue's filters. Follow `next_cursor` for the next page."""
+    f = QueueFilter(state=query.state, reason=query.reason, locale=query.locale, channel=query.channel,
+                    overdue=query.overdue, search=query.q)
+    now = utcnow()
+    return presenters.request_page(queue_page(db.session, f, now=now, cursor=query.cursor, size=query.limit), now)
+
+
+@operation("GET", "/requests/<reference>", summary="Read a refund request", tag=REQUESTS,
+           response=s.RequestDetail, errors=(404,))
+def read_request(user, reference: str):
+    """The request with its order, the decision at filing and today, timeline, questions, refunds and notes."""
+    return presenters.request_detail(db.session, _request(reference), current_policy(), utcnow())
+
+
+# -- staff actions (the same workflow as the console) ---------------------------------------------
+
+
+@operation("POST", "/requests/<reference>/information-requests", summary="Ask the customer for more information",
+           tag=REQUESTS, body=s.AskInput, response=s.RequestDetail, errors=(404, 409))
+def ask(user, reference: str, body: s.AskInput):
+    """Standard questions, document checklist items and custom text; the customer is emailed."""
+    found = _request(reference)
+    workflow.ask_for_information(db.session, found, _staff(user), questions=list(body.questions),
+                                 documents=list(body.documents), custom=body.custom, message=body.message)
+    return _detail(found)
+
+
+@operation("POST", "/requests/<reference>/review", summary="Start the review", tag=REQUESTS, body=s.Empty,
+           response=s.RequestDetail, errors=(404, 409))
+def review(user, reference: str, body: s.Empty):
+    """Move a received request into review."""
+    found = _request(reference)
+    workflow.start_review(db.session, found, _staff(user))
+    return _detail(found)
+
+
+@operation("POST", "/requests/<reference>/approve", summary="Approve a refund request", tag=REQUESTS,
+           body=s.ApproveInput, response=s.RequestDetail, errors=(404, 409))
+def approve(user, reference: str, body: s.ApproveInput):
+    """Full or partial. Above what the policy grants only an admin may approve, with a reason."""
+    found = _request(reference)
+    try:
+        amount = Money.parse(body.amount, found.currency)
+    except (MoneyError, ValueError):
+        raise ApiProblem(422, _("Enter an amount such as 12.50."),
+                         errors=[s.FieldProblem(field="amount", message=_("Enter an amount such as 12.50."))]) from None
+    workflow.approve(db.session, found, _staff(user), amount=amount, note=body.note,
+                     override_reason=body.override_reason)
+    return _detail(found)
+
+
+@operation("POST", "/requests/<reference>/decline", summary="Decline a refund request", tag=REQUESTS,
+           body=s.DeclineInput, response=s.RequestDetail, errors=(404, 409))
+def decline(user, reference: str, body: s.DeclineInput):
+    """Cite the policy clause and, where one fits, offer an alternative."""
+    found = _request(reference)
+    workflow.decline(db.session, found, _staff(user), clause_id=body.clause_id, offer_id=body.offer_id,
+                     note=body.note)
+    return _detail(found)
+
+
+@operation("POST", "/requests/<reference>/process", summary="Send the approved refund", tag=REQUESTS,
+           body=s.ProcessInput, response=s.RequestDetail, errors=(404, 409, 503))
+def process(user, reference: str, body: s.ProcessInput):
+    """Through the configured payment gateway, exactly once; never above what is left of the payment."""
+    found = _request(reference)
+    try:
+        workflow.process_refund(db.session, found.id, _staff(user), current_gateway(),
+                                reference=body.processor_reference, fees=current_fees())
+    except workflow.GatewayProblem as error:
+        raise ApiProblem(503, _("The payment processor did not answer (%(problem)s). Nothing was refunded "
+                                "twice: try again and the same refund is asked for.", problem=str(error))) from None
+    return _detail(found)
+
+
+@operation("POST", "/requests/<reference>/retry", summary="Retry a failed refund", tag=REQUESTS, body=s.Empty,
+           response=s.RequestDetail, errors=(404, 409))
+def retry(user, reference: str, body: s.Empty):
+    """Back to approved after the processor refused, so it can be processed again."""
+    found = _request(reference)
+    workflow.retry_refund(db.session, found, _staff(user))
+    return _detail(found)
+
+
+@operation("POST", "/requests/<reference>/notes", summary="Add an internal note", tag=REQUESTS, body=s.NoteInput,
+           response=s.RequestDetail, status=201, errors=(404,))
+def add_note(user, reference: str, body: s.NoteInput):
+    """Visible to staff only; notes are never edited or deleted."""
+    found = _request(reference)
+    workflow.add_note(db.session, found, _staff(user), body.text)
+    return _detail(found)
+
+
+# -- orders and insights --------------------------------------------------------------------------
+
+
+@operation("POST", "/orders", summary="Create or update orders", tag="Orders", roles=ADMIN, body=s.OrdersInput,
+           response=s.OrdersResult)
+def upsert_orders(user, body: s.OrdersInput):
+    """The CSV import's columns and rules. One invalid order changes nothing and every fault is named."""
+    result = upsert_order_rows(db.session, [order.model_dump() for order in body.orders])
+    if result.errors:
+        raise ApiProblem(422, _("No order was saved: %(count)s fault(s) found.", count=len(result.errors)),
+                         errors=[s.FieldProblem(field=f"orders.{e.line}.{e.error.column}", message=e.error.render(_))
+                                 for e in result.errors])
+    return s.OrdersResult(created=result.created, updated=result.updated, unchanged=result.unchanged,
+                          customers_created=result.customers_created)
+
+
+@operation("GET", "/insights", summary="Insights figures", tag="Insights", roles=READERS, query=s.InsightsQuery,
+           response=s.InsightsOut)
+def insights(user, query: s.InsightsQuery):
+    """The figures of the staff insights page for a range of days (90 days by default)."""
+    today = utcnow().date()
+    end = query.end or today
+    start = query.start or end - timedelta(days=89)
+    if start > end or (end - start).days > 3660:
+        raise ApiProblem(422, _("Choose a start on or before the end, at most ten years apart."),
+                         errors=[s.FieldProblem(field="start", message=_("Choose a start on or before the end, "
+                                                                         "at most ten years apart."))])
+    begin = datetime.combine(start, time.min, tzinfo=timezone.utc)
+    finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    return presenters.insights(compute(db.session, begin, finish, now=utcnow()), start, end)
+
+
+# -- the description ------------------------------------------------------------------------------
+
+
+def openapi() -> dict:
+    return document(OPERATIONS, title="Refund portal API", version="1.0.0",
+                    server=current_app.config["BASE_URL"].rstrip("/") + "/api/v1",
+                    description="Read and move refund requests, upsert orders and read insights. Every write "
+                                "accepts an Idempotency-Key header; errors are RFC 9457 problem documents.")
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return openapi()
+
+
+@bp.get("/reference")
+def reference():
+    return render_template("api/reference.html", spec=openapi())

@@ -1,0 +1,34 @@
+"""The Stripe endpoint: verify the signature against the raw body, then store and act once."""
+from __future__ import annotations
+
+import json
+
+import stripe
+from flask import Blueprint, abort, current_app, jsonify, request
+
+from portal.customer.views import links
+from portal.database import utcnow
+from portal.extensions import db
+from portal.staff.payments import current_fees
+from portal.webhooks import stripe_events
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+@bp.post("/stripe")
+def stripe_webhook():
+    secret = current_app.config["STRIPE_WEBHOOK_SECRET"]
+    if not secret:
+        abort(404)  # not configured: there is no endpoint to talk to
+    payload = request.get_data()  # the raw bytes: the signature is over exactly these
+    try:
+        text = payload.decode("utf-8")
+        stripe.WebhookSignature.verify_header(text, request.headers.get("Stripe-Signature"), secret,
+                                              int(current_app.config["STRIPE_WEBHOOK_TOLERANCE"]))
+        event = json.loads(text)
+    except (UnicodeDecodeError, ValueError, stripe.SignatureVerificationError):
+        return jsonify(error="The signature does not match this body, or it is too old."), 400
+    if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
+        return jsonify(error="Not a Stripe event."), 400
+    outcome = stripe_events.receive(db.session, event, now=utcnow(), links=links(), fees=current_fees())
+    return jsonify(received=True, outcome=outcome)
