@@ -1,7 +1,7 @@
 """The API's routes: each parses (the decorator does), calls one domain function, answers."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from flask import current_app, render_template
 from flask_babel import gettext as _
@@ -165,13 +165,14 @@ def insights(user, query: s.InsightsQuery):
     """The figures of the staff insights page for a range of days (90 days by default)."""
     today = utcnow().date()
     end = query.end or today
-    start = query.start or end - timedelta(days=89)
+    start = query.start or (end - timedelta(days=89) if end > date.min + timedelta(days=89) else date.min)
     if start > end or (end - start).days > 3660:
         raise ApiProblem(422, _("Choose a start on or before the end, at most ten years apart."),
                          errors=[s.FieldProblem(field="start", message=_("Choose a start on or before the end, "
                                                                          "at most ten years apart."))])
     begin = datetime.combine(start, time.min, tzinfo=timezone.utc)
-    finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    finish = datetime.combine(end, time.min, tzinfo=timezone.utc) + timedelta(days=1) \
+        if end < date.max else datetime.max.replace(tzinfo=timezone.utc)
     return presenters.insights(compute(db.session, begin, finish, now=utcnow()), start, end)
 
 

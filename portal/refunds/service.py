@@ -29,6 +29,7 @@ from portal.refunds.states import Action, count_state, transition
 from portal.refunds.timing import add_business_days
 from portal.tokens import derived_token, hash_token
 from portal.uploads import StoredFile, move_into
+from portal.webhooks import outgoing
 
 
 class FilingError(Exception):
@@ -161,8 +162,9 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
         session.add(Document(refund_request=request, original_name=stored.original_name,
                              stored_name=stored.stored_name, content_type=stored.content_type, size=stored.size,
                              sha256=stored.sha256, uploaded_by=Actor.CUSTOMER, created_at=now))
-    session.add(StatusEvent(refund_request=request, actor=Actor.CUSTOMER, created_at=now, from_state=None,
-                            to_state=RequestState.RECEIVED, amount_minor=amount.minor))
+    opened = StatusEvent(refund_request=request, actor=Actor.CUSTOMER, created_at=now, from_state=None,
+                         to_state=RequestState.RECEIVED, amount_minor=amount.minor)
+    session.add(opened)
     request.awaiting_staff_since = now
     customer = order.customer
     queue_email(session, "acknowledgement", customer.email, filing.locale, {
@@ -179,6 +181,7 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
         raise FilingError("order", N_("There is already an open refund request for this order."),
                           existing=open_request(session, order)) from None
     count_state(session, RequestState.RECEIVED, +1)
+    outgoing.state_changed(session, request, None, RequestState.RECEIVED, opened)
     rollups.request_filed(session, request, filing_signals(session, order, [d.sha256 for d in filing.documents],
                                                            now=now))
     for stored in filing.documents:
@@ -203,11 +206,13 @@ def accept_offer(session: Session, order: Order, offer_id: str, *, policy: Polic
         request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
         request.record_decision(decision)
         session.add(request)
-        session.add(StatusEvent(refund_request=request, actor=Actor.CUSTOMER, created_at=now,
-                                to_state=RequestState.RECEIVED))
+        opened = StatusEvent(refund_request=request, actor=Actor.CUSTOMER, created_at=now,
+                             to_state=RequestState.RECEIVED)
+        session.add(opened)
         count_state(session, RequestState.RECEIVED, +1)
         rollups.request_filed(session, request)
         session.flush()
+        outgoing.state_changed(session, request, None, RequestState.RECEIVED, opened)
     request.offer_id = offer.id
     transition(session, request, Action.ACCEPT_OFFER, actor=Actor.CUSTOMER, note=offer.id, now=now)
     session.commit()

@@ -78,3 +78,10 @@ class StaffForm(FlaskForm):
                                                          Length(min=12, max=500, message=_l(
                                                              "Use at least 12 characters."))],
                              render_kw={"autocomplete": "new-password"})
+
+
+class WebhookForm(FlaskForm):
+    url = StringField(_l("Endpoint address"), validators=[DataRequired(_l("Enter the endpoint's address.")),
+                                                          Length(max=2000)],
+                      render_kw={"placeholder": "https://helpdesk.example.com/hooks/refunds", "inputmode": "url"})
+    description = StringField(_l("What it is for"), validators=[Optional(), Length(max=200)])

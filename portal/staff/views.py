@@ -17,7 +17,7 @@ from portal.extensions import db
 from portal.i18n import current_locale, moment
 from portal.mail.app import email_kit, issued_receipt, receipt_response
 from portal.mail.outbox import queue_email, resend
-from portal.models import Document, OutboxMessage, RefundRequest, StaffUser
+from portal.models import Document, OutboxMessage, RefundRequest, StaffUser, WebhookSubscription
 from portal.money import Money, MoneyError
 from portal.policy_app import current_policy
 from portal.refunds import workflow
@@ -25,9 +25,10 @@ from portal.refunds.queue import QueueFilter, queue_page
 from portal.staff import bp
 from portal.staff.auth import roles_required
 from portal.staff.forms import (ActionForm, ApproveForm, AskForm, DeclineForm, NoteForm, ProcessForm, StaffForm,
-                                TestSendForm)
+                                TestSendForm, WebhookForm)
 from portal.staff.payments import current_fees, current_gateway
 from portal.staff.presenters import decline_choices, request_page
+from portal.webhooks import outgoing
 
 ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
 KIT_READERS = (StaffRole.MARKETING, StaffRole.ADMIN)
@@ -193,6 +194,10 @@ def request_process(reference: str):
         flash(_("The payment processor did not answer (%(problem)s). Nothing was refunded twice: try again "
                 "and the same refund is asked for.", problem=str(error)), "error")
         return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
+    if refund.status.value == "pending":
+        flash(_("The processor accepted the refund and is completing it. The request becomes refunded as soon as "
+                "the processor confirms."), "success")
+        return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
     if refund.status.value == "failed":
         flash(_("The processor refused the refund: %(problem)s", problem=refund.processor_message), "error")
         return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
@@ -346,3 +351,35 @@ def user_toggle(user_id: int):
     else:
         set_active(db.session, user, not user.active)
     return redirect(url_for("staff.users"), code=303)
+
+
+# -- outgoing webhooks ----------------------------------------------------------------------------
+
+
+@bp.route("/webhooks", methods=["GET", "POST"])
+@roles_required(StaffRole.ADMIN)
+def webhooks():
+    form = WebhookForm()
+    created = None
+    if form.validate_on_submit():
+        try:
+            created = outgoing.subscribe(db.session, form.url.data, form.description.data or "",
+                                         created_by=current_user.id, now=utcnow(),
+                                         require_https=current_app.config["ENV"] == "production")
+        except outgoing.SubscriptionError as error:
+            form.url.errors.append(_(error.message))
+    endpoints = list(db.session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id.desc())))
+    # The secret is shown once, on the answer to the form that made it.
+    return render_template("staff/webhooks.html", form=form, endpoints=endpoints, created=created,
+                           action_form=ActionForm(), moment=moment), (422 if form.errors else 200)
+
+
+@bp.post("/webhooks/<int:subscription_id>/deactivate")
+@roles_required(StaffRole.ADMIN)
+def webhook_deactivate(subscription_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    subscription = db.session.get(WebhookSubscription, subscription_id) or abort(404)
+    outgoing.deactivate(db.session, subscription)
+    flash(_("The endpoint receives no more events."), "success")
+    return redirect(url_for("staff.webhooks"), code=303)

@@ -65,15 +65,16 @@ def deactivate(session: Session, subscription: WebhookSubscription) -> None:
     session.commit()
 
 
-def state_changed(session: Session, request: RefundRequest, before: RequestState, after: RequestState,
+def state_changed(session: Session, request: RefundRequest, before: RequestState | None, after: RequestState,
                   event: StatusEvent) -> None:
-    """Queue the event for every active endpoint, in the caller's transaction."""
+    """Queue the event for every active endpoint, in the caller's transaction (``before`` is None
+    when the request was just filed)."""
     subscriptions = session.scalars(select(WebhookSubscription).where(WebhookSubscription.active.is_(True))).all()
     if not subscriptions:
         return
     order = request.order
     amount = Money.from_minor(event.amount_minor, request.currency) if event.amount_minor else None
-    data = {"reference": request.reference, "order_number": order.order_number, "from_state": before.value,
+    data = {"reference": request.reference, "order_number": order.order_number, "from_state": before.value if before else None,
             "to_state": after.value, "actor": event.actor.value, "note": event.note,
             "amount": str(amount.amount) if amount else None, "currency": request.currency,
             "occurred_at": event.created_at.isoformat()}

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from portal import rollups
 from portal.domain import CLOSED_STATES, Actor, PaymentStatus, Reason, RefundStatus, RequestState
 from portal.mail.kit import money_variable
-from portal.markers import N_
 from portal.models import Order, ProcessorEvent, Refund, RefundRequest, StatusEvent, new_reference
 from portal.money import Money
 from portal.orders.importing import upsert_orders
@@ -30,12 +29,12 @@ from portal.refunds import workflow
 from portal.refunds.service import Links
 from portal.refunds.states import Action, count_state, transition
 from portal.tokens import hash_token
+from portal.webhooks import outgoing
 
 PROVIDER = "stripe"
 ORDER_EVENTS = ("charge.succeeded", "invoice.paid")
 REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed")
 HANDLED = ORDER_EVENTS + REFUND_EVENTS + ("charge.refunded", "charge.dispute.created")
-DASHBOARD_NOTE = N_("Refunded in the payment processor")
 
 
 def _when(timestamp) -> datetime:
@@ -83,7 +82,7 @@ def _act(session: Session, stored: ProcessorEvent, *, now: datetime, links: Link
     if kind in ORDER_EVENTS:
         outcome = _upsert_order(session, kind, obj)
         if outcome.startswith("order"):
-            outcome += _replay_waiting(session, stored.charge, now=now, links=links, fees=fees)
+            outcome += _replay_waiting(session, stored, now=now, links=links, fees=fees)
     elif kind in REFUND_EVENTS:
         outcome = _reconcile_refund(session, obj, now=now, links=links, fees=fees)
     elif kind == "charge.refunded":
@@ -98,9 +97,13 @@ def _act(session: Session, stored: ProcessorEvent, *, now: datetime, links: Link
     return outcome
 
 
-def _replay_waiting(session: Session, charge: str, *, now: datetime, links: Links, fees: workflow.Fees) -> str:
+def _replay_waiting(session: Session, order_event: ProcessorEvent, *, now: datetime, links: Links,
+                    fees: workflow.Fees) -> str:
+    """The events that came before their charge's order, handled now in the order Stripe made them."""
     waiting = session.scalars(select(ProcessorEvent).where(
-        ProcessorEvent.provider == PROVIDER, ProcessorEvent.charge == charge, ProcessorEvent.processed_at.is_(None))
+        ProcessorEvent.provider == PROVIDER, ProcessorEvent.charge == order_event.charge,
+        ProcessorEvent.processed_at.is_(None), ProcessorEvent.id != order_event.id,
+        ProcessorEvent.type.not_in(ORDER_EVENTS))
         .order_by(ProcessorEvent.occurred_at, ProcessorEvent.id)).all()
     for event in waiting:
         _act(session, event, now=now, links=links, fees=fees)
@@ -240,11 +243,13 @@ def _dashboard_refund(session: Session, order: Order, refund: dict, *, now: date
                                 created_at=now, updated_at=now)
         request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
         session.add(request)
-        session.add(StatusEvent(refund_request=request, actor=Actor.SYSTEM, created_at=now,
-                                to_state=RequestState.RECEIVED, note=DASHBOARD_NOTE))
+        opened = StatusEvent(refund_request=request, actor=Actor.SYSTEM, created_at=now,
+                             to_state=RequestState.RECEIVED)
+        session.add(opened)
         count_state(session, RequestState.RECEIVED, +1)
         rollups.request_filed(session, request)
         session.flush()
+        outgoing.state_changed(session, request, None, RequestState.RECEIVED, opened)
     found = Refund(refund_request=request, order=order, gateway=PROVIDER, status=RefundStatus.PENDING,
                    amount_minor=int(refund.get("amount") or 0), currency=order.currency,
                    attempt=request.processing_attempt, idempotency_key=f"stripe-{refund['id']}",
