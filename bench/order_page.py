@@ -195,8 +195,8 @@ def main() -> None:
         print(f"  bare Flask one-line template : {bare_rate:8.0f} requests/s (baseline)")
         print(f"  order page {ORDER[0]}       : {order_rate:8.0f} requests/s "
               f"({order_rate / bare_rate:.2f}x baseline; target >= 0.50x)")
-    print(f"  stricter baseline, the template compiled once: {compiled_rate:8.0f} requests/s "
-          f"(order page {order_rate / compiled_rate:.2f}x)")
+        print(f"  stricter baseline, the template compiled once: {compiled_rate:8.0f} requests/s "
+              f"(order page {order_rate / compiled_rate:.2f}x)")
 
         before, after, size = upload_growth(env)
         print(f"10 MB upload ({size / 1_048_576:.1f} MiB PDF) through the refund form, 1 worker:")
