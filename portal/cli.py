@@ -63,6 +63,8 @@ def demo() -> None:
         click.echo(f"  staff login ({role.value}): {email} / {result.admin_password}")
     click.echo(f"  staff console: {current_app.config['BASE_URL']}/staff/")
     click.echo("  try a customer lookup with order DEMO-1001 and emily.clark@example.com")
+    click.echo(f"  JSON API: {current_app.config['BASE_URL']}/api/v1/reference; make a token with "
+               f"`portal staff token {result.admin_email} --name demo`")
 
 
 policy_cli = click.Group("policy", help="The refund policy file.")
@@ -96,11 +98,13 @@ outbox_cli = click.Group("outbox", help="Emails waiting to go out.")
 def outbox_send(watch: bool, interval: float | None) -> None:
     """Deliver every due message (retries with backoff; dead after too many attempts).
 
-    Each round also queues the reminders for information requests unanswered for three days.
+    Each round also queues the reminders for information requests unanswered for three days and
+    forgets API idempotency keys older than a day.
     """
     import time
     from datetime import datetime, timezone
 
+    from portal.api.idempotency import prune
     from portal.mail.app import deliver, transport
 
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
@@ -111,6 +115,7 @@ def outbox_send(watch: bool, interval: float | None) -> None:
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
     while True:
         reminded = send_reminders(db.session, now=datetime.now(timezone.utc), links=links)
+        prune(db.session, now=datetime.now(timezone.utc))
         if reminded:
             click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
         report = deliver(db.session)

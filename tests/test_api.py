@@ -222,3 +222,11 @@ def test_the_openapi_document_and_its_reference_page(client):
     assert "<script" not in html and "cdn" not in html.lower()
     # Unknown API addresses answer in JSON, not with the customer's HTML error page.
     assert client.get("/api/v1/nothing-here").mimetype == "application/problem+json"
+
+
+def test_the_outbox_worker_forgets_idempotency_keys_after_a_day(app, api, runner, db_session):
+    reference = filed(app)
+    api.post(f"/requests/{reference}/review", **{"Idempotency-Key": "old"})
+    with time_machine.travel("2026-11-23T13:00:00Z"):
+        assert runner.invoke(args=["outbox", "send"]).exit_code == 0
+    assert db_session.scalar(select(func.count(IdempotencyRecord.id))) == 0
