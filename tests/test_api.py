@@ -100,6 +100,8 @@ def test_problems_name_what_is_wrong(app, api, runner, db_session):
     reference = filed(app)
     missing = api.get("/requests/RF-NOPE2345")
     assert missing.status_code == 404 and missing.json["title"] == "Not found"
+    in_chinese = api.client.get("/api/v1/requests/RF-NOPE2345", headers=api.headers(**{"Accept-Language": "zh-CN"}))
+    assert in_chinese.json["title"] == "未找到" and "RF-NOPE2345" in in_chinese.json["detail"]
 
     bad_json = api.client.post(f"/api/v1/requests/{reference}/approve", data="{not json",
                                content_type="application/json", headers=api.headers())

@@ -212,6 +212,7 @@ def _reconcile_refund(session: Session, refund: dict, *, now: datetime, links: L
         ours = _dashboard_refund(session, order, refund, now=now, links=links, fees=fees)
     else:
         _lock(session, ours.order_id)
+        session.refresh(ours)  # as it is now that no one else is changing it
     ours.processor_reference = ours.processor_reference or refund["id"]
     if ours.status is not RefundStatus.PENDING:
         # Settled before; an older or repeated report does not move it back.
