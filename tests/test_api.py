@@ -232,3 +232,53 @@ def test_the_outbox_worker_forgets_idempotency_keys_after_a_day(app, api, runner
     with time_machine.travel("2026-11-23T13:00:00Z"):
         assert runner.invoke(args=["outbox", "send"]).exit_code == 0
     assert db_session.scalar(select(func.count(IdempotencyRecord.id))) == 0
+
+
+def test_concurrent_repeats_of_one_key_act_once(app, api, db_session):
+    import threading
+
+    reference = filed(app)
+    start = threading.Barrier(10)
+    answers = []
+
+    def caller():
+        client = Api(app.test_client(), api.token)
+        start.wait()
+        answer = client.post(f"/requests/{reference}/approve", {"amount": "29.00"}, **{"Idempotency-Key": "same"})
+        answers.append((answer.status_code, answer.headers.get("Idempotent-Replayed"), answer.json))
+
+    threads = [threading.Thread(target=caller) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    fresh = [a for a in answers if a[0] == 200 and not a[1]]
+    assert len(answers) == 10 and len(fresh) == 1
+    # The others were told the first was still running, or got its answer again.
+    assert all((status == 409 and "still being processed" in body["detail"]) or (status == 200 and body == fresh[0][2])
+               for status, _replayed, body in answers)
+    assert db_session.scalar(select(func.count(StatusEvent.id)).where(StatusEvent.to_state == "approved")) == 1
+
+
+def test_a_processor_outage_answers_503_and_the_retry_refunds_once(make_app, runner, db_session):
+    from tests.stripe_stub import StripeStub
+
+    stub = StripeStub().start()
+    try:
+        app = make_app(PAYMENT_GATEWAY="stripe", STRIPE_API_KEY="sk_test_portal", STRIPE_API_BASE=stub.url,
+                       STRIPE_MAX_NETWORK_RETRIES=0, STRIPE_TIMEOUT=5)
+        import_samples(db_session)
+        stub.add_charge("ch_3QaB10001", 2900, "USD")
+        make_staff(db_session, "agent@example.com", StaffRole.AGENT)
+        api = Api(app.test_client(), new_token(app.test_cli_runner(), "agent@example.com"))
+        reference = filed(app)
+        api.post(f"/requests/{reference}/approve", {"amount": "29.00"})
+        stub.failures.append("server_error")
+        down = api.post(f"/requests/{reference}/process")
+        assert down.status_code == 503 and down.mimetype == "application/problem+json"
+        assert latest_request(db_session).state is RequestState.APPROVED
+        again = api.post(f"/requests/{reference}/process")
+        assert again.status_code == 200 and again.json["state"] == "refunded"
+        assert stub.refunded("ch_3QaB10001") == 2900 and len(again.json["refunds"]) == 1
+    finally:
+        stub.stop()
