@@ -129,3 +129,35 @@ def document(operations: list[Operation], *, title: str, version: str, server: s
                                "the role of its staff member."}},
         },
     }
+
+
+def describe(schema: dict) -> str:
+    """A JSON Schema in a few words, for the reference page: "integer, 1 to 100, default 50"."""
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        return " or ".join(describe(variant) for variant in schema["anyOf"])
+    if "enum" in schema:
+        return "one of " + ", ".join(str(v) for v in schema["enum"])
+    if "const" in schema:
+        return f"exactly {schema['const']}"
+    kind = schema.get("type", "any")
+    if kind == "array":
+        words = [f"list of {describe(schema.get('items', {}))}"]
+    elif kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        words = [f"map of {describe(schema['additionalProperties'])}"]
+    else:
+        words = [f"{kind} ({schema['format']})" if "format" in schema else str(kind)]
+    for low, high, unit in (("minimum", "maximum", ""), ("minLength", "maxLength", " characters"),
+                            ("minItems", "maxItems", " items")):
+        if low in schema and high in schema:
+            words.append(f"{schema[low]} to {schema[high]}{unit}")
+        elif high in schema:
+            words.append(f"at most {schema[high]}{unit}")
+        elif low in schema:
+            words.append(f"at least {schema[low]}{unit}")
+    if "pattern" in schema:
+        words.append(f"matching {schema['pattern']}")
+    if "default" in schema and schema["default"] not in (None, "", []):
+        words.append(f"default {schema['default']}")
+    return ", ".join(words)

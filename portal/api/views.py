@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from portal.api import ApiProblem, OPERATIONS, bp, operation, presenters
 from portal.api import schemas as s
-from portal.api.spec import document
+from portal.api.spec import describe, document
 from portal.customer.views import links
 from portal.database import utcnow
 from portal.domain import StaffRole
@@ -193,4 +193,4 @@ def openapi_json():
 
 @bp.get("/reference")
 def reference():
-    return render_template("api/reference.html", spec=openapi())
+    return render_template("api/reference.html", spec=openapi(), describe=describe)
