@@ -282,3 +282,15 @@ def test_a_processor_outage_answers_503_and_the_retry_refunds_once(make_app, run
         assert stub.refunded("ch_3QaB10001") == 2900 and len(again.json["refunds"]) == 1
     finally:
         stub.stop()
+
+
+def test_nul_characters_are_refused_at_the_door(app, api, db_session):
+    # PostgreSQL cannot store NUL in text; the portal answers before any query is made.
+    reference = filed(app)
+    assert api.get("/requests/RF-AB\x00CD").status_code == 404
+    assert api.get("/requests", q="bob\x00@example.org").status_code == 400
+    note = api.post(f"/requests/{reference}/notes", {"text": "fine\u0000not"})
+    assert note.status_code == 422 and note.json["errors"][0]["field"] == "text"
+    make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+    customer = app.test_client()
+    assert lookup(customer, "ORD-10001\x00", "alice.m@example.com").status_code == 400

@@ -98,3 +98,10 @@ def test_cli_import_reports_and_exits_nonzero_on_bad_file(runner, data_dir):
     bad = runner.invoke(args=["orders", "import", str(data_dir / "orders-bad.csv")])
     assert bad.exit_code == 1
     assert "nothing was imported" in bad.output and "line 5, currency" in bad.output
+
+
+def test_a_nul_character_is_refused_with_its_line_and_column(db_session, data_dir):
+    text = (data_dir / "orders.csv").read_text(encoding="utf-8").replace("Alice Moreau", "Alice\x00Moreau", 1)
+    result = import_orders_text(db_session, text)
+    assert [(e.line, e.error.column) for e in result.errors] == [(2, "customer_name")]
+    assert db_session.scalar(select(func.count(Order.id))) == 0

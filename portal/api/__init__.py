@@ -112,17 +112,31 @@ def _field(loc: tuple) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
+def _nul_fields(value, path: str = "") -> list[str]:
+    if isinstance(value, str):
+        return [path or "body"] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _nul_fields(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [f for i, v in enumerate(value) for f in _nul_fields(v, f"{path}.{i}" if path else str(i))]
+    return []
+
+
 def parse(model: type[BaseModel], data, *, json: bool):
     try:
-        if json:
-            return model.model_validate_json(data or b"{}")  # no body: as if {} were sent
-        return model.model_validate(data)
+        parsed = model.model_validate_json(data or b"{}") if json else model.model_validate(data)
     except ValidationError as error:
         if json and any(e["type"] == "json_invalid" for e in error.errors()):
             raise ApiProblem(400, _("The body is not valid JSON.")) from None
         raise ApiProblem(422, _("Some fields are not valid."),
                          errors=[FieldProblem(field=_field(e["loc"]), message=e["msg"]) for e in error.errors()]
                          ) from None
+    faulty = _nul_fields(parsed.model_dump())
+    if faulty:  # the database refuses NUL in text; no one types it
+        raise ApiProblem(422, _("Some fields are not valid."),
+                         errors=[FieldProblem(field=f, message=_("Text may not contain NUL characters."))
+                                 for f in faulty])
+    return parsed
 
 
 def _answer(op: Operation, result) -> tuple[int, dict]:

@@ -1,4 +1,4 @@
-from flask import render_template, request
+from flask import abort, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -8,6 +8,19 @@ from portal.refunds.states import InvalidTransition
 
 
 def init_app(app):
+    @app.before_request
+    def refuse_nul_characters():
+        # No text anyone types contains NUL, and PostgreSQL refuses it in every text column (a 500
+        # deep in a query); say "bad request" at the door instead, for pages and API alike.
+        if "\x00" in request.path:
+            abort(404)  # no page or resource has such an address
+        values = list(request.args.values())
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            values += request.form.values()
+            values += [f.filename or "" for f in request.files.values()]
+        if any("\x00" in value for value in values):
+            abort(400)
+
     @app.errorhandler(CSRFError)
     def csrf_error(error):
         return render_template("errors/csrf.html"), 400

@@ -85,6 +85,10 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
     for column in REQUIRED:
         if not get[column]:
             errors.append(FieldError(column, N_("this field is required"), {}))
+    for column, value in get.items():
+        if "\x00" in value:  # a corrupt export; the database could not store it either
+            errors.append(FieldError(column, N_("contains a NUL character"), {}))
+            get[column] = ""
     missing = {e.column for e in errors}
 
     email = get["customer_email"]
