@@ -1,5 +1,7 @@
 """schemathesis against the OpenAPI document: generated requests to every operation find no
 server error and no answer that breaks the document (status, content type, body schema)."""
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -39,7 +41,7 @@ def test_the_api_keeps_to_its_document(api_schema, admin_token):
     assert len(operations) == 11
     for operation in operations:
         @given(case=operation.as_strategy())
-        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=int(os.environ.get("PORTAL_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def keeps_to_the_document(case):
             # positive_data_acceptance is left out: a 422 also answers business rules that no schema
             # can state (more than the policy grants, cents on a yen amount, a start after the end).
