@@ -240,3 +240,19 @@ def test_a_refund_that_fails_at_the_processor_fails_the_request(make_app, stripe
     request = latest_request(db_session)
     assert request.state is RequestState.REFUND_FAILED and request.processing_attempt == 2
     assert [m.message for m in outbox(db_session, "refund_failed")] == ["refund_failed"]
+
+
+def test_refunds_from_webhooks_keep_the_insights_in_step(hook_app, db_session):
+    from portal import rollups
+    from tests.test_insights import rollup_snapshot
+
+    client = hook_app.test_client()
+    send(client, event("refund.created", refund_obj("re_dash_9", "pending", amount=900)))
+    send(client, event("refund.updated", refund_obj("re_dash_9", "succeeded", amount=900)))
+    send(client, event("refund.created", refund_obj("re_dash_10", "succeeded", amount=2000,
+                                                    charge="ch_3QaB10003")))
+    kept = rollup_snapshot(db_session)
+    assert kept["insight_refund_day"], "the refunds are counted"
+    rollups.rebuild(db_session)
+    db_session.commit()
+    assert rollup_snapshot(db_session) == kept
