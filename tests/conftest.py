@@ -116,6 +116,16 @@ def smtp():
 
 
 @pytest.fixture
+def stripe_stub():
+    """A stateful Stripe look-alike on 127.0.0.1 (tests/stripe_stub.py)."""
+    from tests.stripe_stub import StripeStub
+
+    stub = StripeStub().start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
 def app(make_app):
     return make_app()
 

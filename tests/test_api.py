@@ -260,28 +260,23 @@ def test_concurrent_repeats_of_one_key_act_once(app, api, db_session):
     assert db_session.scalar(select(func.count(StatusEvent.id)).where(StatusEvent.to_state == "approved")) == 1
 
 
-def test_a_processor_outage_answers_503_and_the_retry_refunds_once(make_app, runner, db_session):
-    from tests.stripe_stub import StripeStub
-
-    stub = StripeStub().start()
-    try:
-        app = make_app(PAYMENT_GATEWAY="stripe", STRIPE_API_KEY="sk_test_portal", STRIPE_API_BASE=stub.url,
-                       STRIPE_MAX_NETWORK_RETRIES=0, STRIPE_TIMEOUT=5)
-        import_samples(db_session)
-        stub.add_charge("ch_3QaB10001", 2900, "USD")
-        make_staff(db_session, "agent@example.com", StaffRole.AGENT)
-        api = Api(app.test_client(), new_token(app.test_cli_runner(), "agent@example.com"))
-        reference = filed(app)
-        api.post(f"/requests/{reference}/approve", {"amount": "29.00"})
-        stub.failures.append("server_error")
-        down = api.post(f"/requests/{reference}/process")
-        assert down.status_code == 503 and down.mimetype == "application/problem+json"
-        assert latest_request(db_session).state is RequestState.APPROVED
-        again = api.post(f"/requests/{reference}/process")
-        assert again.status_code == 200 and again.json["state"] == "refunded"
-        assert stub.refunded("ch_3QaB10001") == 2900 and len(again.json["refunds"]) == 1
-    finally:
-        stub.stop()
+def test_a_processor_outage_answers_503_and_the_retry_refunds_once(make_app, stripe_stub, db_session):
+    stub = stripe_stub
+    app = make_app(PAYMENT_GATEWAY="stripe", STRIPE_API_KEY="sk_test_portal", STRIPE_API_BASE=stub.url,
+                   STRIPE_MAX_NETWORK_RETRIES=0, STRIPE_TIMEOUT=5)
+    import_samples(db_session)
+    stub.add_charge("ch_3QaB10001", 2900, "USD")
+    make_staff(db_session, "agent@example.com", StaffRole.AGENT)
+    api = Api(app.test_client(), new_token(app.test_cli_runner(), "agent@example.com"))
+    reference = filed(app)
+    api.post(f"/requests/{reference}/approve", {"amount": "29.00"})
+    stub.failures.append("server_error")
+    down = api.post(f"/requests/{reference}/process")
+    assert down.status_code == 503 and down.mimetype == "application/problem+json"
+    assert latest_request(db_session).state is RequestState.APPROVED
+    again = api.post(f"/requests/{reference}/process")
+    assert again.status_code == 200 and again.json["state"] == "refunded"
+    assert stub.refunded("ch_3QaB10001") == 2900 and len(again.json["refunds"]) == 1
 
 
 def test_nul_characters_are_refused_at_the_door(app, api, db_session):

@@ -18,7 +18,6 @@ from portal.refunds.service import Links
 from portal.refunds.states import InvalidTransition
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox
 from tests.staff_helpers import make_staff, sign_in, staff_post
-from tests.stripe_stub import StripeStub
 
 NOW = "2026-11-22T12:00:00Z"
 
@@ -27,13 +26,6 @@ NOW = "2026-11-22T12:00:00Z"
 def frozen():
     with time_machine.travel(NOW, tick=True):
         yield
-
-
-@pytest.fixture
-def stripe_stub():
-    stub = StripeStub().start()
-    yield stub
-    stub.stop()
 
 
 @pytest.fixture

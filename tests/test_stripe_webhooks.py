@@ -11,7 +11,6 @@ from portal.domain import PaymentStatus, RefundStatus, RequestState, StaffRole
 from portal.models import Order, ProcessorEvent, Refund, RefundRequest
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox, page_text, pdf_bytes
 from tests.staff_helpers import make_staff, sign_in, staff_post
-from tests.stripe_stub import StripeStub
 
 NOW = "2026-11-22T12:00:00Z"
 SECRET = "whsec_test_portal"
@@ -181,13 +180,8 @@ def test_a_dispute_marks_the_order_charged_back_and_an_older_charge_event_does_n
 
 
 @pytest.fixture
-def stripe_stub():
-    stub = StripeStub().start()
-    yield stub
-    stub.stop()
-
-
-def test_a_pending_refund_becomes_refunded_only_when_stripe_says_succeeded(make_app, stripe_stub, db_session):
+def pending(make_app, stripe_stub, db_session):
+    """ORD-10001 approved and processed through Stripe, which answered that the refund is pending."""
     app = make_app(PAYMENT_GATEWAY="stripe", STRIPE_API_KEY="sk_test_portal", STRIPE_API_BASE=stripe_stub.url,
                    STRIPE_MAX_NETWORK_RETRIES=0, STRIPE_TIMEOUT=5, STRIPE_WEBHOOK_SECRET=SECRET)
     import_samples(db_session)
@@ -202,13 +196,16 @@ def test_a_pending_refund_becomes_refunded_only_when_stripe_says_succeeded(make_
     page = f"/staff/requests/{reference}"
     staff_post(agent, f"{page}/approve", page, amount="29.00")
     staff_post(agent, f"{page}/process", page)
+    return app, stripe_stub.refunds[0]
 
+
+def test_a_pending_refund_becomes_refunded_only_when_stripe_says_succeeded(pending, db_session):
+    app, stub_refund = pending
     request = latest_request(db_session)
     refund = db_session.scalar(select(Refund))
     assert request.state is RequestState.APPROVED and refund.status is RefundStatus.PENDING
     assert not outbox(db_session, "refunded")
 
-    stub_refund = stripe_stub.refunds[0]
     hook = app.test_client()
     send(hook, event("refund.created", {**stub_refund, "status": "pending"}))
     assert latest_request(db_session).state is RequestState.APPROVED
@@ -220,22 +217,9 @@ def test_a_pending_refund_becomes_refunded_only_when_stripe_says_succeeded(make_
     assert db_session.scalar(select(func.count(Refund.id))) == 1  # recognised as ours, not a dashboard refund
 
 
-def test_a_refund_that_fails_at_the_processor_fails_the_request(make_app, stripe_stub, db_session):
-    app = make_app(PAYMENT_GATEWAY="stripe", STRIPE_API_KEY="sk_test_portal", STRIPE_API_BASE=stripe_stub.url,
-                   STRIPE_MAX_NETWORK_RETRIES=0, STRIPE_TIMEOUT=5, STRIPE_WEBHOOK_SECRET=SECRET)
-    import_samples(db_session)
-    stripe_stub.add_charge(CHARGE, 2900, "USD")
-    stripe_stub.failures.append("pending")
-    make_staff(db_session, "agent@example.com", StaffRole.AGENT)
-    customer = app.test_client()
-    lookup(customer, "ORD-10001", "alice.m@example.com")
-    reference = file_request(customer, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
-    agent = app.test_client()
-    sign_in(agent, "agent@example.com")
-    page = f"/staff/requests/{reference}"
-    staff_post(agent, f"{page}/approve", page, amount="29.00")
-    staff_post(agent, f"{page}/process", page)
-    send(app.test_client(), event("refund.failed", {**stripe_stub.refunds[0], "status": "failed",
+def test_a_refund_that_fails_at_the_processor_fails_the_request(pending, db_session):
+    app, stub_refund = pending
+    send(app.test_client(), event("refund.failed", {**stub_refund, "status": "failed",
                                                     "failure_reason": "expired_or_canceled_card"}))
     request = latest_request(db_session)
     assert request.state is RequestState.REFUND_FAILED and request.processing_attempt == 2

@@ -179,6 +179,10 @@ def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
 def import_orders(session: Session, stream: TextIO) -> ImportResult:
     """Validate the whole file, then upsert it in one transaction; any fault changes nothing."""
     parsed, errors = read_orders(stream)
+    return _all_or_nothing(session, parsed, errors)
+
+
+def _all_or_nothing(session: Session, parsed: list[tuple[int, OrderData]], errors: list[LineError]) -> ImportResult:
     if errors:
         session.rollback()
         return ImportResult(errors=errors)
@@ -202,13 +206,4 @@ def upsert_order_rows(session: Session, rows: list[dict]) -> ImportResult:
     first_seen: dict[str, int] = {}
     for index, row in enumerate(rows):
         _check_row({k: "" if v is None else str(v) for k, v in row.items()}, index, first_seen, orders, errors)
-    if errors:
-        session.rollback()
-        return ImportResult(errors=errors)
-    try:
-        result = upsert_orders(session, [order for _, order in orders])
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return result
+    return _all_or_nothing(session, orders, errors)

@@ -190,6 +190,26 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
     return Filed(request, created=True)
 
 
+def open_on_behalf(session: Session, order: Order, *, actor: Actor, locale: str, amount_minor: int, now: datetime,
+                   links: Links, decision: Decision | None = None) -> RefundRequest:
+    """A request opened without the filing form: for an offer the customer took, or a refund made
+    in the payment processor's dashboard, so the outcome has a request and a tracking page."""
+    request = RefundRequest(reference=new_reference(), order=order, state=RequestState.RECEIVED, reason=Reason.OTHER,
+                            details="", channel=order.channel, currency=order.currency,
+                            amount_requested_minor=amount_minor, locale=locale, created_at=now, updated_at=now)
+    request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
+    if decision is not None:
+        request.record_decision(decision)
+    session.add(request)
+    opened = StatusEvent(refund_request=request, actor=actor, created_at=now, to_state=RequestState.RECEIVED)
+    session.add(opened)
+    count_state(session, RequestState.RECEIVED, +1)
+    rollups.request_filed(session, request)
+    session.flush()
+    outgoing.state_changed(session, request, None, RequestState.RECEIVED, opened)
+    return request
+
+
 def accept_offer(session: Session, order: Order, offer_id: str, *, policy: Policy, locale: str, now: datetime,
                  links: Links) -> RefundRequest:
     """The customer takes an alternative instead of a refund: recorded as a request resolved with an offer."""
@@ -198,21 +218,8 @@ def accept_offer(session: Session, order: Order, offer_id: str, *, policy: Polic
         raise KeyError(offer_id)
     request = open_request(session, order)
     if request is None:
-        decision = decide(session, order, policy, now, None)
-        request = RefundRequest(reference=new_reference(), order=order, state=RequestState.RECEIVED,
-                                reason=Reason.OTHER, details="", channel=order.channel,
-                                currency=order.currency, amount_requested_minor=0, locale=locale,
-                                created_at=now, updated_at=now)
-        request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
-        request.record_decision(decision)
-        session.add(request)
-        opened = StatusEvent(refund_request=request, actor=Actor.CUSTOMER, created_at=now,
-                             to_state=RequestState.RECEIVED)
-        session.add(opened)
-        count_state(session, RequestState.RECEIVED, +1)
-        rollups.request_filed(session, request)
-        session.flush()
-        outgoing.state_changed(session, request, None, RequestState.RECEIVED, opened)
+        request = open_on_behalf(session, order, actor=Actor.CUSTOMER, locale=locale, amount_minor=0, now=now,
+                                 links=links, decision=decide(session, order, policy, now, None))
     request.offer_id = offer.id
     transition(session, request, Action.ACCEPT_OFFER, actor=Actor.CUSTOMER, note=offer.id, now=now)
     session.commit()

@@ -19,17 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal import rollups
-from portal.domain import CLOSED_STATES, Actor, PaymentStatus, Reason, RefundStatus, RequestState
-from portal.mail.kit import money_variable
-from portal.models import Order, ProcessorEvent, Refund, RefundRequest, StatusEvent, new_reference
+from portal.domain import CLOSED_STATES, Actor, PaymentStatus, RefundStatus, RequestState
+from portal.models import Order, ProcessorEvent, Refund, RefundRequest
 from portal.money import Money
 from portal.orders.importing import upsert_orders
 from portal.orders.validation import validate_order
 from portal.refunds import workflow
-from portal.refunds.service import Links
-from portal.refunds.states import Action, count_state, transition
-from portal.tokens import hash_token
-from portal.webhooks import outgoing
+from portal.refunds.service import Links, open_on_behalf
+from portal.refunds.states import Action, transition
 
 PROVIDER = "stripe"
 ORDER_EVENTS = ("charge.succeeded", "invoice.paid")
@@ -237,20 +234,8 @@ def _dashboard_refund(session: Session, order: Order, refund: dict, *, now: date
     request = session.scalar(select(RefundRequest).where(RefundRequest.order_id == order.id,
                                                          RefundRequest.state.not_in(CLOSED_STATES)))
     if request is None:
-        # Opened on the customer's behalf so the refund shows on their tracking page.
-        request = RefundRequest(reference=new_reference(), order=order, state=RequestState.RECEIVED,
-                                reason=Reason.OTHER, details="", channel=order.channel, currency=order.currency,
-                                amount_requested_minor=int(refund.get("amount") or 0), locale=order.customer.locale,
-                                created_at=now, updated_at=now)
-        request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
-        session.add(request)
-        opened = StatusEvent(refund_request=request, actor=Actor.SYSTEM, created_at=now,
-                             to_state=RequestState.RECEIVED)
-        session.add(opened)
-        count_state(session, RequestState.RECEIVED, +1)
-        rollups.request_filed(session, request)
-        session.flush()
-        outgoing.state_changed(session, request, None, RequestState.RECEIVED, opened)
+        request = open_on_behalf(session, order, actor=Actor.SYSTEM, locale=order.customer.locale,
+                                 amount_minor=int(refund.get("amount") or 0), now=now, links=links)
     found = Refund(refund_request=request, order=order, gateway=PROVIDER, status=RefundStatus.PENDING,
                    amount_minor=int(refund.get("amount") or 0), currency=order.currency,
                    attempt=request.processing_attempt, idempotency_key=f"stripe-{refund['id']}",
