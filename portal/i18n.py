@@ -7,7 +7,7 @@ language subtag ourselves.
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from functools import lru_cache
 
 from babel import Locale, dates, support
@@ -74,7 +74,8 @@ def day(value: date, fmt: str = "medium") -> str:
 # pattern parsing is done once per (date, language) rather than on every page.
 @lru_cache(maxsize=8192)
 def _moment(value: datetime, locale: str, zone: str) -> str:
-    local = value.astimezone(dates.get_timezone(zone)) if value.tzinfo else value
+    aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # stored times are UTC
+    local = aware.astimezone(dates.get_timezone(zone))
     date_part = dates.format_date(local, "medium", locale=locale)
     time_part = dates.format_time(local, "short", locale=locale)
     pattern = Locale.parse(locale).datetime_formats["medium"]

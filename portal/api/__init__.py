@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from functools import wraps
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 from flask_babel import gettext as _
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
@@ -201,7 +201,6 @@ def operation(method: str, rule: str, *, summary: str, tag: str, roles=ACTING, b
             user = authenticated_staff()
             if not user.may(*op.roles):
                 raise ApiProblem(403, _("Your role does not allow this."))
-            g.api_user = user
             key = _idempotency_key() if op.writes else None
             if key is None:
                 return _respond(*_run(op, view, user, path))
