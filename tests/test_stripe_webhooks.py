@@ -240,3 +240,12 @@ def test_refunds_from_webhooks_keep_the_insights_in_step(hook_app, db_session):
     rollups.rebuild(db_session)
     db_session.commit()
     assert rollup_snapshot(db_session) == kept
+
+
+def test_admins_see_what_the_processor_sent_and_what_waits(hook_app, db_session):
+    send(hook_app.test_client(), event("refund.created", refund_obj("re_wait", "succeeded", charge="ch_unknown")))
+    make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+    admin = hook_app.test_client()
+    sign_in(admin, "admin@example.com")
+    text = page_text(admin.get("/staff/webhooks"))
+    assert "refund.created" in text and "ch_unknown" in text and "Waiting" in text

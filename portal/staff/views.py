@@ -17,7 +17,7 @@ from portal.extensions import db
 from portal.i18n import current_locale, moment
 from portal.mail.app import email_kit, issued_receipt, receipt_response
 from portal.mail.outbox import queue_email, resend
-from portal.models import Document, OutboxMessage, RefundRequest, StaffUser, WebhookSubscription
+from portal.models import Document, OutboxMessage, ProcessorEvent, RefundRequest, StaffUser, WebhookSubscription
 from portal.money import Money, MoneyError
 from portal.policy_app import current_policy
 from portal.refunds import workflow
@@ -369,8 +369,9 @@ def webhooks():
         except outgoing.SubscriptionError as error:
             form.url.errors.append(_(error.message))
     endpoints = list(db.session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id.desc())))
+    events = list(db.session.scalars(select(ProcessorEvent).order_by(ProcessorEvent.id.desc()).limit(100)))
     # The secret is shown once, on the answer to the form that made it.
-    return render_template("staff/webhooks.html", form=form, endpoints=endpoints, created=created,
+    return render_template("staff/webhooks.html", form=form, endpoints=endpoints, created=created, events=events,
                            action_form=ActionForm(), moment=moment), (422 if form.errors else 200)
 
 
