@@ -289,3 +289,25 @@ def test_nul_characters_are_refused_at_the_door(app, api, db_session):
     make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
     customer = app.test_client()
     assert lookup(customer, "ORD-10001\x00", "alice.m@example.com").status_code == 400
+
+
+def test_ask_and_decline_through_the_api(app, api, db_session):
+    first = filed(app)
+    asked = api.post(f"/requests/{first}/information-requests",
+                     {"questions": ["what_went_wrong"], "documents": ["screenshot"], "custom": "Which browser?"})
+    assert asked.status_code == 200 and asked.json["state"] == "awaiting_customer"
+    items = asked.json["information_requests"][0]["items"]
+    assert [i["key"] for i in items] == ["what_went_wrong", "custom", "screenshot"]
+    assert outbox(db_session, "information_request")
+    assert api.post(f"/requests/{first}/information-requests", {"questions": ["favourite_colour"]}).status_code == 422
+
+    second = filed(app, "ORD-10003", "bob.tanaka@example.org")
+    declined = api.post(f"/requests/{second}/decline", {"clause_id": "annual", "offer_id": "extended-trial"})
+    assert declined.status_code == 200, declined.json
+    assert (declined.json["state"], declined.json["decline_clause"], declined.json["alternative_offer_id"]) == \
+        ("declined", "annual", "extended-trial")
+    assert outbox(db_session, "decline")
+    unknown = api.post(f"/requests/{first}/decline", {"clause_id": "no-such-clause"})
+    assert unknown.status_code == 422 and unknown.json["errors"][0]["field"] == "clause_id"
+    manual = api.post(f"/requests/{first}/process", {})  # the manual gateway needs the processor's reference
+    assert manual.status_code == 422 and manual.json["errors"][0]["field"] == "processor_reference"

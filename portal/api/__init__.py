@@ -29,6 +29,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 OPERATIONS: list[Operation] = []
 ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
 PROBLEM_BASE = "/api/v1/reference#problem-"
+# The workflow names fields as the console's forms do; the API's bodies name a few differently.
+API_FIELDS = {"clause": "clause_id", "offer": "offer_id", "reference": "processor_reference"}
 
 
 class ApiProblem(Exception):
@@ -163,7 +165,8 @@ def _run(op: Operation, view, user, path: dict) -> tuple[int, dict]:
         db.session.rollback()
         params = {k: str(v) for k, v in error.params.items()}
         message = _(error.message, **params)
-        return 422, problem_body(422, message, [FieldProblem(field=error.field, message=message)])
+        field = API_FIELDS.get(error.field, error.field)
+        return 422, problem_body(422, message, [FieldProblem(field=field, message=message)])
     except workflow.NotAllowed:
         db.session.rollback()
         return 403, problem_body(403, _("Your role does not allow this."))
