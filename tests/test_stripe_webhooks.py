@@ -249,3 +249,20 @@ def test_admins_see_what_the_processor_sent_and_what_waits(hook_app, db_session)
     sign_in(admin, "admin@example.com")
     text = page_text(admin.get("/staff/webhooks"))
     assert "refund.created" in text and "ch_unknown" in text and "Waiting" in text
+
+
+def test_charge_refunded_reconciles_each_refund_and_marks_a_full_refund(hook_app, db_session):
+    charge = {"id": CHARGE, "object": "charge", "amount": 2900, "amount_refunded": 2900, "refunded": True,
+              "currency": "usd", "refunds": {"data": [refund_obj("re_a", "succeeded", amount=900),
+                                                      refund_obj("re_b", "succeeded", amount=2000)]}}
+    body = event("charge.refunded", charge)
+    client = hook_app.test_client()
+    send(client, body)
+    send(client, event("refund.updated", refund_obj("re_b", "succeeded", amount=2000)))  # told again, apart
+    assert sorted(db_session.scalars(select(Refund.amount_minor))) == [900, 2000]
+    assert db_session.scalar(select(Order.payment_status).where(Order.payment_reference == CHARGE)) \
+        is PaymentStatus.REFUNDED
+    requests = db_session.scalars(select(RefundRequest).order_by(RefundRequest.id)).all()
+    # The first refund closed the request it opened; the second opened and closed another.
+    assert [(r.state, r.amount_approved_minor) for r in requests] == [(RequestState.REFUNDED, 900),
+                                                                      (RequestState.REFUNDED, 2000)]
