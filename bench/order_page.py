@@ -4,7 +4,8 @@
    gunicorn with 2 sync workers, next to a bare Flask app rendering a one-line template under
    the same gunicorn settings, both measured in this run with wrk on 127.0.0.1. A second, stricter
    baseline renders the line from a template compiled once (the first recompiles its string).
-   Target: the order page reaches at least half the bare page's rate.
+   Target: the order page reaches at least half the bare page's rate. Also printed: the CPU one
+   worker spends per request on each page, which varies less from run to run.
 2. The peak resident memory (VmHWM) of a gunicorn worker before and after it receives a refund
    request with a 10 MB PDF. Target: it grows by less than 20 MB (the upload is streamed to disk).
 
@@ -120,6 +121,32 @@ def peak_rss_mb(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cpu_per_request(target: str, path: str, env: dict, *, cookie_from_lookup: bool = False,
+                    pythonpath: str | None = None) -> float:
+    """Milliseconds of one gunicorn worker's CPU per request, one connection at a time: steadier
+    than requests per second, which move with whatever else the machine is doing."""
+    port = free_port()
+    server = gunicorn(target, port, env, workers=1, pythonpath=pythonpath)
+    try:
+        cookie = opened_order_session(f"http://127.0.0.1:{port}")[1] if cookie_from_lookup else None
+        [worker] = worker_pids(server.pid)
+        command = ["wrk", "--threads", "1", "--connections", "1", "--duration", f"{SECONDS}s"]
+        if cookie:
+            command += ["--header", f"Cookie: {cookie}"]
+        before = cpu_seconds(worker)
+        output = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+                                check=True).stdout
+        used = cpu_seconds(worker) - before
+        return used / int(re.search(r"(\d+) requests in", output).group(1)) * 1000
+    finally:
+        stop(server)
+
+
 def big_pdf(size: int) -> bytes:
     writer = PdfWriter()
     writer.add_blank_page(595, 842)
@@ -197,6 +224,11 @@ def main() -> None:
               f"({order_rate / bare_rate:.2f}x baseline; target >= 0.50x)")
         print(f"  stricter baseline, the template compiled once: {compiled_rate:8.0f} requests/s "
               f"(order page {order_rate / compiled_rate:.2f}x)")
+
+        bare_cpu = cpu_per_request("_bare_app:app", "/", env, pythonpath=str(ROOT / "bench"))
+        order_cpu = cpu_per_request("portal.wsgi:app", f"/orders/{ORDER[0]}", env, cookie_from_lookup=True)
+        print(f"  worker CPU per request, one connection: bare {bare_cpu:.2f} ms, order page {order_cpu:.2f} ms "
+              f"({bare_cpu / order_cpu:.2f}x; the steadier figure to follow)")
 
         before, after, size = upload_growth(env)
         print(f"10 MB upload ({size / 1_048_576:.1f} MiB PDF) through the refund form, 1 worker:")
