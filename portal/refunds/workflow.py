@@ -282,25 +282,26 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
         refund.processor_message = "pending at the processor"
         session.commit()
         return refund
-    first_for_order = not session.scalar(select(Refund.id).where(
-        Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED).limit(1))
-    settle(refund, fees, now=staff.now)
+    settle(session, refund, fees, now=staff.now)
     transition(session, request, Action.MARK_REFUNDED, actor=Actor.STAFF, staff_user_id=staff.user.id,
                note=answer.reference, amount_minor=amount.minor, now=staff.now)
-    rollups.order_refunded(session, refund, first_for_order)
     queue_refunded_email(session, request, refund, links=staff.links, now=staff.now)
     session.commit()
     return refund
 
 
-def settle(refund: Refund, fees: Fees, *, now: datetime) -> None:
-    """The refund succeeded: record it with what it cost the business beyond its amount."""
+def settle(session: Session, refund: Refund, fees: Fees, *, now: datetime) -> None:
+    """The refund succeeded: record it with what it cost the business beyond its amount, and count it
+    in the insights' rollups (whichever door the news came through: our call or the processor's)."""
     order = refund.order
     amount = Money.from_minor(refund.amount_minor, refund.currency)
+    first_for_order = not session.scalar(select(Refund.id).where(
+        Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED).limit(1))
     refund.status = RefundStatus.SUCCEEDED
     refund.completed_at = now
     refund.fee_kept_minor = _share(amount, order.amount, fees.on(order))
     refund.commission_clawback_minor = _share(amount, order.amount, order.affiliate_commission_minor or 0)
+    rollups.order_refunded(session, refund, first_for_order)
 
 
 def queue_refunded_email(session: Session, request: RefundRequest, refund: Refund, *, links: Links,

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal import rollups
 from portal.domain import CLOSED_STATES, Actor, PaymentStatus, RefundStatus, RequestState
 from portal.models import Order, ProcessorEvent, Refund, RefundRequest
 from portal.money import Money
@@ -31,7 +30,6 @@ from portal.refunds.states import Action, transition
 PROVIDER = "stripe"
 ORDER_EVENTS = ("charge.succeeded", "invoice.paid")
 REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed")
-HANDLED = ORDER_EVENTS + REFUND_EVENTS + ("charge.refunded", "charge.dispute.created")
 
 
 def _when(timestamp) -> datetime:
@@ -248,10 +246,7 @@ def _dashboard_refund(session: Session, order: Order, refund: dict, *, now: date
 
 def _succeeded(session: Session, refund: Refund, *, now: datetime, links: Links, fees: workflow.Fees) -> None:
     request = refund.refund_request
-    order = refund.order
-    first_for_order = not session.scalar(select(Refund.id).where(
-        Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED).limit(1))
-    workflow.settle(refund, fees, now=now)
+    workflow.settle(session, refund, fees, now=now)
     if request.state is RequestState.APPROVED:
         transition(session, request, Action.MARK_REFUNDED, actor=Actor.SYSTEM, note=refund.processor_reference,
                    amount_minor=refund.amount_minor, now=now)
@@ -261,7 +256,6 @@ def _succeeded(session: Session, refund: Refund, *, now: datetime, links: Links,
                    amount_minor=refund.amount_minor, now=now)
     else:
         return  # a closed request (declined, withdrawn): the refund is on the order; staff see it
-    rollups.order_refunded(session, refund, first_for_order)
     workflow.queue_refunded_email(session, request, refund, links=links, now=now)
 
 
