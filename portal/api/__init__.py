@@ -43,24 +43,15 @@ class ApiProblem(Exception):
         self.headers = headers or {}
 
 
-def _titles() -> dict[int, str]:
-    return {400: _("Bad request"), 401: _("Not authenticated"), 403: _("Not allowed"), 404: _("Not found"),
-            405: _("Method not allowed"), 409: _("Conflict with the current state"), 413: _("Too large"),
-            422: _("Invalid input"), 429: _("Too many requests"),
-            503: _("The payment processor did not answer")}
-
-
 def problem_body(status: int, detail: str | None = None, errors: list[FieldProblem] | None = None) -> dict:
-    title = _titles().get(status) or PROBLEM_TITLES.get(status) or "Error"
+    title = _(PROBLEM_TITLES[status]) if status in PROBLEM_TITLES else "Error"
     return Problem(type=f"{PROBLEM_BASE}{status}", title=title, status=status, detail=detail,
                    errors=errors).model_dump(mode="json", exclude_none=True)
 
 
 def problem_response(status: int, detail: str | None = None, errors: list[FieldProblem] | None = None,
                      headers: dict | None = None) -> Response:
-    response = current_app.json.response(problem_body(status, detail, errors))
-    response.status_code = status
-    response.mimetype = "application/problem+json"
+    response = _respond(status, problem_body(status, detail, errors))
     response.headers.update(headers or {})
     return response
 

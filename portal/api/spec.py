@@ -13,11 +13,12 @@ from pydantic.json_schema import models_json_schema
 
 from portal.api.schemas import Problem
 from portal.domain import StaffRole
+from portal.markers import N_
 
 PROBLEM_TITLES = {
-    400: "Bad request", 401: "Not authenticated", 403: "Not allowed", 404: "Not found",
-    409: "Conflict with the current state", 422: "Invalid input", 429: "Too many requests",
-    503: "The payment processor did not answer",
+    400: N_("Bad request"), 401: N_("Not authenticated"), 403: N_("Not allowed"), 404: N_("Not found"),
+    405: N_("Method not allowed"), 409: N_("Conflict with the current state"), 413: N_("Too large"),
+    422: N_("Invalid input"), 429: N_("Too many requests"), 503: N_("The payment processor did not answer"),
 }
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 _PATH_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
