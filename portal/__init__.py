@@ -5,11 +5,16 @@ from flask import Flask
 
 from portal import config as settings
 from portal.paths import PACKAGE_DIR, resource_dir
+from portal.templating import LocalizedEnvironment
+
+
+class PortalFlask(Flask):
+    jinja_environment = LocalizedEnvironment
 
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: defaults, then ``PORTAL_*`` environment variables, then ``config``."""
-    app = Flask(
+    app = PortalFlask(
         __name__,
         instance_relative_config=True,
         template_folder=str(resource_dir("templates")),
@@ -47,7 +52,7 @@ def _instance(app: Flask):
 def register_extensions(app: Flask) -> None:
     from flask_talisman import Talisman
 
-    from portal import i18n, policy_app
+    from portal import i18n, policy_app, templating
     from portal import models  # noqa: F401  (the metadata Alembic compares against)
     from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
 
@@ -62,8 +67,14 @@ def register_extensions(app: Flask) -> None:
                      compare_type=True)
     babel.init_app(app, locale_selector=i18n.select_locale)
     csrf.init_app(app)
-    login_manager.init_app(app)
+    # current_user reaches templates as Flask-Login's lazy proxy, not through its context processor,
+    # which would load the user for every page, customers' pages included.
+    login_manager.init_app(app, add_context_processor=False)
+    from flask_login import current_user
+
+    app.jinja_env.globals["current_user"] = current_user
     i18n.init_app(app)
+    templating.init_app(app)
     policy_app.init_app(app)
     from portal.mail import app as mail_app
 

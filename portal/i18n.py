@@ -50,7 +50,13 @@ def select_locale() -> str:
 
 
 def current_locale() -> str:
-    return str(get_locale() or "en")
+    return _code(get_locale())
+
+
+@lru_cache(maxsize=64)
+def _code(locale: Locale | None) -> str:
+    # A page asks for the code a dozen times; Babel builds the string anew each time.
+    return str(locale or "en")
 
 
 def money(value: Money, locale: str | None = None) -> str:
@@ -105,22 +111,28 @@ def wtforms_translations(locale: str):
     return support.Translations.load(messages_path(), [locale], domain="wtforms")
 
 
+def translator(catalog):
+    """The pages' ``_``: Jinja's newstyle gettext, reached in one call instead of three nested
+    context calls. The translation is trusted markup, the variables are escaped, and the string is
+    always %-formatted so a broken placeholder fails at once. ``catalog()`` gives the translations.
+    """
+    @pass_eval_context
+    def translate(eval_ctx, string: str, **variables) -> str:
+        text = catalog().ugettext(string)
+        if eval_ctx.autoescape:
+            text = Markup(text)
+        return text % variables
+
+    return translate
+
+
 def init_app(app) -> None:
     app.jinja_env.install_gettext_callables(
         lambda text: _translations().ugettext(text),
         lambda singular, plural, n: _translations().ungettext(singular, plural, n),
         newstyle=True)
 
-    @pass_eval_context
-    def translate(eval_ctx, string: str, **variables) -> str:
-        # Jinja's newstyle gettext, reached in one call instead of three nested context calls (a
-        # page makes dozens): the translation is trusted markup, the variables are escaped, and
-        # the string is always %-formatted so a broken placeholder fails at once.
-        text = _translations().ugettext(string)
-        if eval_ctx.autoescape:
-            text = Markup(text)
-        return text % variables
-
+    translate = translator(_translations)
     app.jinja_env.globals.update(_=translate, gettext=translate)
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["date"] = lambda value, fmt="long": format_date(value, fmt)
