@@ -298,3 +298,35 @@ def test_the_session_cookie_is_httponly_and_lax(client, orders):
     response = lookup(client, "ORD-10001", "alice.m@example.com")
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_the_order_page_follows_the_order_s_requests(client, orders, app):
+    """The order page leads to the open request, lists earlier ones, and counts what was refunded."""
+    from tests.staff_helpers import make_staff, sign_in, staff_post
+
+    lookup(client, "ORD-10001", "alice.m@example.com")
+    first = file_request(client, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
+    page = visible_text(client.get("/orders/ORD-10001"))
+    assert f"Follow your request {first}" in page and "Ask for a refund" not in page
+
+    client.post(f"/requests/{first}/withdraw", data={"csrf_token": csrf_token(client, f"/requests/{first}")})
+    page = visible_text(client.get("/orders/ORD-10001"))
+    assert "Earlier requests for this order" in page and f"{first} · Withdrawn" in page
+    assert "Refundable now: $29.00" in page
+
+    second = file_request(client, "ORD-10001", amount_choice="partial", partial_amount="10.50")
+    second = second.headers["Location"].rsplit("/", 1)[1]
+    make_staff(orders, "agent@example.com")
+    agent = app.test_client()
+    sign_in(agent, "agent@example.com")
+    for action, fields in (("approve", {"amount": "10.50"}), ("process", {"reference": "re_part"})):
+        response = staff_post(agent, f"/staff/requests/{second}/{action}", f"/staff/requests/{second}", **fields)
+        assert response.status_code == 303
+    page = visible_text(client.get("/orders/ORD-10001"))
+    assert f"{first} · Withdrawn" in page and f"{second} · Refunded" in page
+    assert page.index(f"{first} · Withdrawn") < page.index(f"{second} · Refunded")  # oldest first
+    assert "Refundable now: $18.50" in page  # what was paid less what was refunded
+
+
+def visible_text(response) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)).split())

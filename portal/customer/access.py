@@ -10,6 +10,7 @@ from sqlalchemy.orm import joinedload
 from portal.extensions import db
 from portal.i18n import CUSTOMER_LOCALE_KEY
 from portal.models import Order, RefundRequest
+from portal.orders.summary import OrderSummary, order_summary
 
 ORDERS_KEY = "orders"
 CUSTOMER_KEY = "customer_id"
@@ -27,7 +28,7 @@ def grant_customer(customer_id: int, locale: str) -> None:
     session[CUSTOMER_LOCALE_KEY] = locale
 
 
-def may_see(order: Order) -> bool:
+def may_see(order: Order | OrderSummary) -> bool:
     return order.id in session.get(ORDERS_KEY, []) or order.customer_id == session.get(CUSTOMER_KEY)
 
 
@@ -41,6 +42,14 @@ def _order_by_number():
 def owned_order(order_number: str) -> Order:
     """The order if this session may see it; otherwise 404, the same answer as for no such order."""
     order = db.session.scalars(_order_by_number(), {"number": order_number}).unique().first()
+    if order is None or not may_see(order):
+        abort(404)
+    return order
+
+
+def owned_order_summary(order_number: str) -> OrderSummary:
+    """The order as read-only data for its page, under the same rule as :func:`owned_order`."""
+    order = order_summary(db.session, order_number)
     if order is None or not may_see(order):
         abort(404)
     return order

@@ -13,6 +13,7 @@ from portal.extensions import db
 from portal.i18n import current_locale, day, moment
 from portal.markers import N_
 from portal.models import Order, RefundRequest
+from portal.orders.summary import OrderSummary, RequestSummary
 from portal.money import Money, MoneyError, format_money
 from portal.policy import Decision, Outcome
 from portal.policy_app import clause_title, current_policy, explain_decision, rendered
@@ -35,12 +36,12 @@ class OfferView:
 
 @dataclass
 class OrderView:
-    order: Order
+    order: Order | OrderSummary
     decision: Decision
     sentences: list[str]
     clause_links: list[tuple[str, str]]
-    open_request: RefundRequest | None
-    past_requests: list[RefundRequest]
+    open_request: RefundRequest | RequestSummary | None
+    past_requests: list[RefundRequest | RequestSummary]
     offers: list[OfferView] = field(default_factory=list)
 
     @cached_property
@@ -78,7 +79,7 @@ class OrderView:
         return {k: money(v) if isinstance(v, Money) else v for k, v in params.items()}
 
 
-def order_view(order: Order) -> OrderView:
+def order_view(order: Order | OrderSummary) -> OrderView:
     policy = current_policy()
     decision = service.decide(db.session, order, policy, utcnow(), None)
     version = policy.version_for(order.purchased_at)

@@ -108,7 +108,7 @@ def orders():
 
 @bp.get("/orders/<order_number>")
 def order_page(order_number: str):
-    order = access.owned_order(order_number)
+    order = access.owned_order_summary(order_number)
     return render_template("customer/order.html", view=order_view(order))
 
 

@@ -20,6 +20,7 @@ from portal.mail.kit import money_variable
 from portal.mail.outbox import queue_email
 from portal.markers import N_
 from portal.models import Document, InformationRequest, Order, RefundRequest, StatusEvent, new_reference
+from portal.orders.summary import OrderSummary
 from portal.money import Money
 from portal.policy import Decision, Outcome, Policy, evaluate
 from portal import rollups
@@ -88,7 +89,7 @@ class Filed:
     created: bool  # False when a resubmitted form found the request it had already made
 
 
-def refunded_so_far(order: Order) -> Money:
+def refunded_so_far(order: Order | OrderSummary) -> Money:
     # From the order's requests, which the order page loads anyway: one query fewer per page.
     total = sum(r.amount_approved_minor or 0 for r in order.refund_requests if r.state is RequestState.REFUNDED)
     return Money.from_minor(total, order.currency)
@@ -99,7 +100,7 @@ def open_request(session: Session, order: Order) -> RefundRequest | None:
                                                       RefundRequest.state.not_in(CLOSED_STATES)))
 
 
-def decide(session: Session, order: Order, policy: Policy, now: datetime, reason: Reason | None) -> Decision:
+def decide(session: Session, order: Order | OrderSummary, policy: Policy, now: datetime, reason: Reason | None) -> Decision:
     return evaluate(order, policy, now, reason, refunded_so_far(order))
 
 

@@ -1,0 +1,73 @@
+"""An order as its page reads it: plain data from one query, for the portal's busiest page.
+
+The order page only reads: the order, its refund requests' references, states and refunded
+amounts, and the policy decision. Loading ORM objects for that cost as much as deciding and
+rendering together (the identity map and the row loaders are rebuilt for every query), so the
+page reads rows into frozen dataclasses. Anything that changes an order loads the ORM model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from portal.domain import Channel, PaymentStatus, Plan, RequestState
+from portal.models import Order, RefundRequest
+from portal.money import Money
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    reference: str
+    state: RequestState
+    amount_approved_minor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSummary:
+    """The fields of :class:`portal.models.Order` that the page and the policy engine read."""
+
+    id: int
+    order_number: str
+    customer_id: int
+    product: str
+    plan: Plan
+    amount_minor: int
+    currency: str
+    purchased_at: datetime
+    period_start: date | None
+    period_end: date | None
+    channel: Channel
+    payment_status: PaymentStatus
+    refund_requests: tuple[RequestSummary, ...]  # oldest first, as on the model
+
+    @property
+    def amount(self) -> Money:
+        return Money.from_minor(self.amount_minor, self.currency)
+
+
+ORDER_FIELDS = tuple(name for name in OrderSummary.__dataclass_fields__ if name != "refund_requests")
+REQUEST_FIELDS = tuple(RequestSummary.__dataclass_fields__)
+
+
+@cache
+def _statement():
+    orders, requests = Order.__table__, RefundRequest.__table__
+    return (select(*(orders.c[name] for name in ORDER_FIELDS),
+                   *(requests.c[name].label(f"request_{name}") for name in REQUEST_FIELDS))
+            .outerjoin(requests, requests.c.order_id == orders.c.id)
+            .where(orders.c.order_number == bindparam("number"))
+            .order_by(requests.c.created_at, requests.c.id))
+
+
+def order_summary(session: Session, order_number: str) -> OrderSummary | None:
+    rows = session.execute(_statement(), {"number": order_number}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    requests = tuple(RequestSummary(*row[len(ORDER_FIELDS):]) for row in rows
+                     if row[len(ORDER_FIELDS)] is not None)
+    return OrderSummary(*first[:len(ORDER_FIELDS)], refund_requests=requests)
