@@ -33,11 +33,6 @@ def create_app(config: dict | None = None) -> Flask:
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
-
-    from portal.brand import brand_for
-    from portal.i18n import current_locale
-
-    app.context_processor(lambda: {"brand": brand_for(current_locale())})
     return app
 
 

@@ -63,17 +63,17 @@ def money(value: Money, locale: str | None = None) -> str:
     return format_money(value, locale or current_locale())
 
 
-def moment(value) -> str:
+def moment(value, locale: str | None = None) -> str:
     """A date with hours and minutes, no seconds: "Nov 1, 2026, 1:00 PM", "2026年11月1日 13:00".
 
     Babel's "medium" datetime shows seconds, which read as noise on a receipt or a timeline.
     """
-    return _moment(value, current_locale(), current_app.config["BABEL_DEFAULT_TIMEZONE"])
+    return _moment(value, locale or current_locale(), current_app.config["BABEL_DEFAULT_TIMEZONE"])
 
 
-def day(value: date, fmt: str = "medium") -> str:
+def day(value: date, fmt: str = "medium", locale: str | None = None) -> str:
     """A calendar date (no time, no time zone) in the reader's locale."""
-    return _day(value, fmt, current_locale())
+    return _day(value, fmt, locale or current_locale())
 
 
 # A page repeats the same few dates, and a date's text in a language never changes: Babel's
@@ -140,8 +140,10 @@ def init_app(app) -> None:
     app.jinja_env.filters["moment"] = moment
     app.jinja_env.globals.update(money=money, moment=moment)
 
+    from portal.brand import brand_for
+
     @app.context_processor
     def locale_context():
         code = current_locale()
-        return {"locale": code, "html_lang": HTML_LANG.get(code, code), "html_langs": HTML_LANG,
+        return {"locale": code, "brand": brand_for(code), "html_lang": HTML_LANG.get(code, code), "html_langs": HTML_LANG,
                 "native_names": NATIVE_NAMES, "locales": LOCALES}

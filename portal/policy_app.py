@@ -48,8 +48,8 @@ def _format(value, locale: str):
     return value
 
 
-def explain_decision(decision: Decision) -> list[str]:
-    locale = current_locale()
+def explain_decision(decision: Decision, locale: str | None = None) -> list[str]:
+    locale = locale or current_locale()
     cache = current_app.extensions[SENTENCES]
     sentences = []
     for s in explain(decision):

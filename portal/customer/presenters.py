@@ -43,28 +43,29 @@ class OrderView:
     open_request: RefundRequest | RequestSummary | None
     past_requests: list[RefundRequest | RequestSummary]
     offers: list[OfferView] = field(default_factory=list)
+    locale: str = "en"  # the reader's, asked for once
 
     @cached_property
     def amount(self) -> str:
-        return money(self.order.amount)
+        return format_money(self.order.amount, self.locale)
 
     @cached_property
     def refundable(self) -> str:
-        return money(self.decision.amount)
+        return format_money(self.decision.amount, self.locale)
 
     @cached_property
     def requestable(self) -> str:
-        return money(service.most_requestable(self.decision))
+        return format_money(service.most_requestable(self.decision), self.locale)
 
     @cached_property
     def purchased(self) -> str:
-        return moment(self.order.purchased_at)
+        return moment(self.order.purchased_at, self.locale)
 
     @cached_property
     def period(self) -> str | None:
         if not self.order.period_start:
             return None
-        return f"{day(self.order.period_start)} – {day(self.order.period_end)}"
+        return f"{day(self.order.period_start, locale=self.locale)} – {day(self.order.period_end, locale=self.locale)}"
 
     @cached_property
     def outside_policy(self) -> bool:
@@ -76,7 +77,7 @@ class OrderView:
             self.decision.basis.value != "charged_back"
 
     def format(self, params: dict) -> dict:
-        return {k: money(v) if isinstance(v, Money) else v for k, v in params.items()}
+        return {k: format_money(v, self.locale) if isinstance(v, Money) else v for k, v in params.items()}
 
 
 def order_view(order: Order | OrderSummary) -> OrderView:
@@ -94,8 +95,8 @@ def order_view(order: Order | OrderSummary) -> OrderView:
               for o in policy.offers_for(order.plan)]
     requests = list(order.refund_requests)
     open_request = next((r for r in requests if r.state.is_open), None)
-    return OrderView(order, decision, explain_decision(decision), links, open_request,
-                     [r for r in requests if r is not open_request], offers)
+    return OrderView(order, decision, explain_decision(decision, locale), links, open_request,
+                     [r for r in requests if r is not open_request], offers, locale)
 
 
 def filing_input(form, order: Order, documents) -> service.Filing:
