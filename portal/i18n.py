@@ -17,6 +17,7 @@ from jinja2 import pass_eval_context
 from markupsafe import Markup
 from wtforms.i18n import messages_path
 
+from portal.brand import brand_for
 from portal.domain import HTML_LANG, LOCALES
 from portal.money import Money, format_money
 
@@ -140,10 +141,8 @@ def init_app(app) -> None:
     app.jinja_env.filters["moment"] = moment
     app.jinja_env.globals.update(money=money, moment=moment)
 
-    from portal.brand import brand_for
-
     @app.context_processor
     def locale_context():
         code = current_locale()
-        return {"locale": code, "brand": brand_for(code), "html_lang": HTML_LANG.get(code, code), "html_langs": HTML_LANG,
-                "native_names": NATIVE_NAMES, "locales": LOCALES}
+        return {"locale": code, "brand": brand_for(code), "html_lang": HTML_LANG.get(code, code),
+                "html_langs": HTML_LANG, "native_names": NATIVE_NAMES, "locales": LOCALES}

@@ -31,7 +31,7 @@ class LocalizedEnvironment(Environment):
     Each language gets an overlay of this environment with a template cache of its own, in which
     ``_("Refund policy")`` is compiled in as the translated text (trusted markup, as at run time),
     and ``_("Order %(number)s", number=…)`` as its translated pattern, formatted while rendering
-    with its variables escaped. Outside a request, or with no locale, templates compile as usual.
+    with its variables escaped. Outside a request, templates compile as usual and translate while rendering.
     """
 
     locale: str | None = None  # set on the per-language overlays only
@@ -55,9 +55,9 @@ class LocalizedEnvironment(Environment):
         return super().compile(source, name, filename, raw, defer_init)
 
     def _localized(self) -> LocalizedEnvironment | None:
-        if self.locale is not None:
-            return None  # this is a language's overlay already
-        locale = get_locale()  # None outside an app context
+        if self.locale is not None or not has_request_context():
+            return None  # a language's overlay already, or no reader to choose a language for
+        locale = get_locale()
         if locale is None:
             return None
         code = str(locale)

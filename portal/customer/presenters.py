@@ -65,7 +65,8 @@ class OrderView:
     def period(self) -> str | None:
         if not self.order.period_start:
             return None
-        return f"{day(self.order.period_start, locale=self.locale)} – {day(self.order.period_end, locale=self.locale)}"
+        start, end = (day(d, locale=self.locale) for d in (self.order.period_start, self.order.period_end))
+        return f"{start} – {end}"
 
     @cached_property
     def outside_policy(self) -> bool:
