@@ -9,11 +9,16 @@ import re
 from pathlib import Path
 
 import pytest
+import time_machine
 from sqlalchemy import create_engine, text
 
 from portal import create_app
 from portal.config import normalize_database_url
 from portal.database import Base
+
+# Where the clock stands in modules that mark themselves with usefixtures("frozen"): the
+# sample orders' policy windows are judged from this minute. It ticks on from there.
+NOW = "2026-11-22T12:00:00Z"
 
 # Copies of ../shared/samples, so the suite does not depend on what sits beside the clone.
 DATA = Path(__file__).resolve().parent / "data"
@@ -170,3 +175,9 @@ def csrf_token(client, url: str) -> str:
     match = CSRF_RE.search(html)
     assert match, f"no CSRF token on {url}"
     return match.group(1) or match.group(2)
+
+
+@pytest.fixture
+def frozen():
+    with time_machine.travel(NOW, tick=True) as traveller:
+        yield traveller

@@ -10,13 +10,8 @@ from portal.models import ApiToken, IdempotencyRecord, Order, Refund, StatusEven
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox, pdf_bytes
 from tests.staff_helpers import make_staff
 
-NOW = "2026-11-22T12:00:00Z"
+pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=True):
-        yield
 
 
 def new_token(runner, email: str, name: str = "helpdesk") -> str:

@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 
 import pytest
-import time_machine
 from babel.support import Translations
 from werkzeug.serving import make_server
 
@@ -21,12 +20,11 @@ from portal.models import InformationRequest
 from portal.refunds.states import Action, transition
 from tests.journey_helpers import latest_request, outbox, pdf_bytes, png_bytes
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("frozen")]  # the clock stands at conftest.NOW
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
-NOW = "2026-11-22T12:00:00Z"
 # Debian's Chromium without the services a headless test has no use for (and no network for).
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
@@ -59,11 +57,6 @@ def live_server(app):
     thread.join(5)
     server.server_close()
 
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=True):
-        yield
 
 
 @pytest.fixture

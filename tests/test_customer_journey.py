@@ -13,13 +13,8 @@ from tests.conftest import csrf_token
 from tests.journey_helpers import (file_request, latest_request, lookup, outbox, page_text,
                                    pdf_bytes, png_bytes, post_multipart)
 
-NOW = "2026-11-22T12:00:00Z"
+pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=True):
-        yield
 
 
 def test_an_order_is_found_by_number_and_email_in_any_case_and_spacing(client, orders):

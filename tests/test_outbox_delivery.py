@@ -4,7 +4,6 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import time_machine
 from sqlalchemy.orm import Session
 
 from portal.domain import OutboxStatus
@@ -15,7 +14,7 @@ from portal.models import OutboxMessage
 from tests.journey_helpers import file_request, import_samples, lookup, outbox
 from tests.mail_helpers import HungServer, SMTPServer, body
 
-NOW = "2026-11-22T12:00:00Z"
+pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 CUSTOMERS = {"en": ("ORD-10001", "alice.m@example.com"), "zh": ("ORD-20001", "zhang.wei@example.cn"),
              "nl": ("ORD-30001", "sanne.devries@example.nl")}
 SUBJECT_STARTS = {"en": "We have received your refund request RF-", "zh": "我们已收到您的退款申请 RF-",
@@ -26,11 +25,6 @@ SUBJECT_STARTS = {"en": "We have received your refund request RF-", "zh": "我�
 def mail_app(make_app, smtp):
     return make_app(**smtp.settings)
 
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=True) as traveller:
-        yield traveller
 
 
 def run_worker(app):

@@ -3,7 +3,6 @@ import threading
 from datetime import datetime, timezone
 
 import pytest
-import time_machine
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
@@ -19,13 +18,8 @@ from portal.refunds.states import InvalidTransition
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
-NOW = "2026-11-22T12:00:00Z"
+pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=True):
-        yield
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import re
 from datetime import timedelta
 
 import pytest
-import time_machine
 from sqlalchemy import func, select
 
 from portal.domain import Actor, RefundStatus, RequestState, StaffRole
@@ -14,13 +13,8 @@ from tests.conftest import csrf_token
 from tests.journey_helpers import file_request, latest_request, lookup, outbox, pdf_bytes, post_multipart
 from tests.staff_helpers import PASSWORD, make_staff, sign_in, staff_post
 
-NOW = "2026-11-22T12:00:00Z"
+pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=True) as traveller:
-        yield traveller
 
 
 @pytest.fixture

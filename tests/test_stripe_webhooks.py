@@ -4,7 +4,6 @@ import time
 
 import pytest
 import stripe
-import time_machine
 from sqlalchemy import func, select
 
 from portal.domain import PaymentStatus, RefundStatus, RequestState, StaffRole
@@ -12,15 +11,10 @@ from portal.models import Order, ProcessorEvent, Refund, RefundRequest
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox, page_text, pdf_bytes
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
-NOW = "2026-11-22T12:00:00Z"
+pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 SECRET = "whsec_test_portal"
 CHARGE = "ch_3QaB10001"  # ORD-10001, $29.00
 
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=True):
-        yield
 
 
 @pytest.fixture
