@@ -11,7 +11,6 @@ measured in the same run, is GET /healthz, a page that asks the database one que
 """
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import sys
@@ -30,10 +29,10 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from portal import create_app, rollups  # noqa: E402
 from portal.accounts import create_staff  # noqa: E402
-from portal.config import engine_options, normalize_database_url  # noqa: E402
+from portal.config import engine_options  # noqa: E402
 from portal.domain import StaffRole  # noqa: E402
 from portal.models import Feedback, Refund, RefundRequest  # noqa: E402
-from staff_queue import NOW, migrate, seed  # noqa: E402
+from staff_queue import NOW, databases, migrate, seed  # noqa: E402
 
 SIZES = [int(a) for a in sys.argv[1:]] or [10_000, 1_000_000]
 
@@ -101,12 +100,10 @@ def measure(url: str, n: int) -> None:
 
 
 def main() -> None:
-    pg = os.environ.get("PORTAL_BENCH_DATABASE_URL")
     with tempfile.TemporaryDirectory() as tmp:
         for n in SIZES:
-            measure(f"sqlite:///{Path(tmp) / f'insights-{n}.sqlite3'}", n)
-            if pg:
-                measure(normalize_database_url(pg), n)
+            for url in databases(Path(tmp), f"insights-{n}"):
+                measure(url, n)
 
 
 if __name__ == "__main__":

@@ -172,13 +172,20 @@ def measure(url: str, n: int) -> None:
     engine.dispose()
 
 
-def main() -> None:
+def databases(folder: Path, name: str):
+    """Where a bench measures: a SQLite file in ``folder``, then PostgreSQL when
+    PORTAL_BENCH_DATABASE_URL names one."""
+    yield f"sqlite:///{folder / f'{name}.sqlite3'}"
     pg = os.environ.get("PORTAL_BENCH_DATABASE_URL")
+    if pg:
+        yield normalize_database_url(pg)
+
+
+def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in SIZES:
-            measure(f"sqlite:///{Path(tmp) / f'queue-{n}.sqlite3'}", n)
-            if pg:
-                measure(normalize_database_url(pg), n)
+            for url in databases(Path(tmp), f"queue-{n}"):
+                measure(url, n)
 
 
 if __name__ == "__main__":
