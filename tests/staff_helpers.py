@@ -6,6 +6,7 @@ import re
 from portal.accounts import create_staff
 from portal.domain import StaffRole
 from tests.conftest import csrf_token
+from tests.journey_helpers import file_request, lookup
 
 PASSWORD = "correct horse battery staple"
 
@@ -27,3 +28,20 @@ def staff_post(client, url: str, page: str, /, **fields):
     for key, value in fields.items():
         data[key] = value
     return client.post(url, data=data)
+
+
+def approved_in_full(app, session, number: str = "ORD-10001", email: str = "alice.m@example.com",
+                     amount: str = "29.00"):
+    """The customer files for ``number`` and a signed-in agent approves ``amount``.
+
+    Returns the agent's browser and the request's reference.
+    """
+    make_staff(session, "agent@example.com", StaffRole.AGENT)
+    customer = app.test_client()
+    lookup(customer, number, email)
+    reference = file_request(customer, number).headers["Location"].rsplit("/", 1)[1]
+    agent = app.test_client()
+    sign_in(agent, "agent@example.com")
+    page = f"/staff/requests/{reference}"
+    assert staff_post(agent, f"{page}/approve", page, amount=amount).status_code == 303
+    return agent, reference

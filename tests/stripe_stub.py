@@ -62,6 +62,11 @@ class StripeStub:
         self.server.shutdown()
         self.server.server_close()
 
+    def portal_settings(self, **more) -> dict:
+        """The portal's configuration for refunding through this stub: no retries, a short timeout."""
+        return {"PAYMENT_GATEWAY": "stripe", "STRIPE_API_KEY": "sk_test_portal", "STRIPE_API_BASE": self.url,
+                "STRIPE_MAX_NETWORK_RETRIES": 0, "STRIPE_TIMEOUT": 5, **more}
+
     def add_charge(self, charge_id: str, amount: int, currency: str) -> None:
         self.charges[charge_id] = {"amount": amount, "currency": currency.lower(), "refunded": 0}
 

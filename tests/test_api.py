@@ -257,8 +257,7 @@ def test_concurrent_repeats_of_one_key_act_once(app, api, db_session):
 
 def test_a_processor_outage_answers_503_and_the_retry_refunds_once(make_app, stripe_stub, db_session):
     stub = stripe_stub
-    app = make_app(PAYMENT_GATEWAY="stripe", STRIPE_API_KEY="sk_test_portal", STRIPE_API_BASE=stub.url,
-                   STRIPE_MAX_NETWORK_RETRIES=0, STRIPE_TIMEOUT=5)
+    app = make_app(**stub.portal_settings())
     import_samples(db_session)
     stub.add_charge("ch_3QaB10001", 2900, "USD")
     make_staff(db_session, "agent@example.com", StaffRole.AGENT)

@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from portal.config import engine_options
-from portal.domain import RefundStatus, RequestState, StaffRole
+from portal.domain import RefundStatus, RequestState
 from portal.extensions import db
 from portal.models import Refund, RefundRequest, StaffUser, StatusEvent
 from portal.payments import StripeGateway
@@ -15,8 +15,8 @@ from portal.policy import load_policy
 from portal.refunds import workflow
 from portal.refunds.service import Links
 from portal.refunds.states import InvalidTransition
-from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox
-from tests.staff_helpers import make_staff, sign_in, staff_post
+from tests.journey_helpers import import_samples, latest_request, outbox
+from tests.staff_helpers import approved_in_full, staff_post
 
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 
@@ -24,8 +24,7 @@ pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.N
 
 @pytest.fixture
 def stripe_app(make_app, stripe_stub):
-    return make_app(PAYMENT_GATEWAY="stripe", STRIPE_API_KEY="sk_test_portal", STRIPE_API_BASE=stripe_stub.url,
-                    STRIPE_MAX_NETWORK_RETRIES=0, STRIPE_TIMEOUT=5)
+    return make_app(**stripe_stub.portal_settings())
 
 
 @pytest.fixture
@@ -33,14 +32,7 @@ def approved(stripe_app, stripe_stub, db_session):
     """ORD-10001 ($29.00, charge ch_3QaB10001) filed and approved in full, and an agent signed in."""
     import_samples(db_session)
     stripe_stub.add_charge("ch_3QaB10001", 2900, "USD")
-    make_staff(db_session, "agent@example.com", StaffRole.AGENT)
-    customer = stripe_app.test_client()
-    lookup(customer, "ORD-10001", "alice.m@example.com")
-    reference = file_request(customer, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
-    agent = stripe_app.test_client()
-    sign_in(agent, "agent@example.com")
-    assert act(agent, reference, "approve", amount="29.00").status_code == 303
-    return agent, reference
+    return approved_in_full(stripe_app, db_session)
 
 
 def act(client, ref, action, **fields):

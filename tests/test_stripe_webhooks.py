@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from portal.domain import PaymentStatus, RefundStatus, RequestState, StaffRole
 from portal.models import Order, ProcessorEvent, Refund, RefundRequest
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox, page_text, pdf_bytes
-from tests.staff_helpers import make_staff, sign_in, staff_post
+from tests.staff_helpers import approved_in_full, make_staff, sign_in, staff_post
 
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 SECRET = "whsec_test_portal"
@@ -176,19 +176,12 @@ def test_a_dispute_marks_the_order_charged_back_and_an_older_charge_event_does_n
 @pytest.fixture
 def pending(make_app, stripe_stub, db_session):
     """ORD-10001 approved and processed through Stripe, which answered that the refund is pending."""
-    app = make_app(PAYMENT_GATEWAY="stripe", STRIPE_API_KEY="sk_test_portal", STRIPE_API_BASE=stripe_stub.url,
-                   STRIPE_MAX_NETWORK_RETRIES=0, STRIPE_TIMEOUT=5, STRIPE_WEBHOOK_SECRET=SECRET)
+    app = make_app(**stripe_stub.portal_settings(STRIPE_WEBHOOK_SECRET=SECRET))
     import_samples(db_session)
     stripe_stub.add_charge(CHARGE, 2900, "USD")
     stripe_stub.failures.append("pending")
-    make_staff(db_session, "agent@example.com", StaffRole.AGENT)
-    customer = app.test_client()
-    lookup(customer, "ORD-10001", "alice.m@example.com")
-    reference = file_request(customer, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
-    agent = app.test_client()
-    sign_in(agent, "agent@example.com")
+    agent, reference = approved_in_full(app, db_session)
     page = f"/staff/requests/{reference}"
-    staff_post(agent, f"{page}/approve", page, amount="29.00")
     staff_post(agent, f"{page}/process", page)
     return app, stripe_stub.refunds[0]
 
