@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from portal.config import engine_options, normalize_database_url
-from portal.database import Base
+from portal.core.database import Base
 from portal.orders.importing import import_orders
 from portal.orders.validation import COLUMNS
 

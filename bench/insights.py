@@ -27,11 +27,12 @@ import time_machine  # noqa: E402
 from sqlalchemy import create_engine, insert, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from portal import create_app, rollups  # noqa: E402
-from portal.accounts import create_staff  # noqa: E402
+from portal import create_app  # noqa: E402
+from portal.insights import rollups
+from portal.accounts.staff import create_staff  # noqa: E402
 from portal.config import engine_options  # noqa: E402
-from portal.domain import StaffRole  # noqa: E402
-from portal.models import Feedback, Refund, RefundRequest  # noqa: E402
+from portal.core.vocabulary import StaffRole  # noqa: E402
+from portal.refunds.models import Feedback, Refund, RefundRequest  # noqa: E402
 from staff_queue import NOW, databases, migrate, seed  # noqa: E402
 
 SIZES = [int(a) for a in sys.argv[1:]] or [10_000, 1_000_000]
@@ -84,7 +85,7 @@ def measure(url: str, n: int) -> None:
     app = create_app({"ENV": "testing", "SECRET_KEY": "bench" * 10, "DATABASE_URL": url, "WTF_CSRF_ENABLED": False})
     with time_machine.travel(NOW, tick=True):
         with app.app_context():
-            from portal.extensions import db
+            from portal.web.extensions import db
 
             create_staff(db.session, "bench@example.com", StaffRole.AGENT, "bench-password-long")
         client = app.test_client()

@@ -63,7 +63,7 @@ def prepare(folder: Path) -> dict:
                       "UPLOAD_DIR": env["PORTAL_UPLOAD_DIR"]})
     with app.app_context():
         upgrade()
-        from portal.extensions import db
+        from portal.web.extensions import db
 
         with open(ROOT / "tests" / "data" / "orders.csv", encoding="utf-8", newline="") as f:
             assert import_orders(db.session, f).ok

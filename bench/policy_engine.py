@@ -12,8 +12,8 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from portal.domain import Channel, PaymentStatus, Plan, Reason
-from portal.money import Money
+from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
+from portal.core.money import Money
 from portal.policy import evaluate, load_policy
 from portal.policy.engine import OrderTerms as Terms
 

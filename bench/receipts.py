@@ -27,8 +27,8 @@ CLAUSES = {"en": "Monthly plans", "zh": "月度套餐", "nl": "Maandabonnementen
 
 
 def sample(locale: str):
-    from portal.money import Money
-    from portal.receipts import ReceiptData, ReceiptLine
+    from portal.core.money import Money
+    from portal.refunds.receipts import ReceiptData, ReceiptLine
 
     currency = {"en": "USD", "zh": "CNY", "nl": "EUR"}[locale]
     return ReceiptData(
@@ -43,9 +43,9 @@ def sample(locale: str):
 
 
 def renderer():
-    from portal.brand import load_brand
-    from portal.paths import resource_dir
-    from portal.receipts import ReceiptRenderer
+    from portal.core.brand import load_brand
+    from portal.core.paths import resource_dir
+    from portal.refunds.receipts import ReceiptRenderer
 
     return ReceiptRenderer(resource_dir("templates") / "receipts", resource_dir("translations"), dict(load_brand()))
 

@@ -32,8 +32,9 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from portal import create_app  # noqa: E402
 from portal.config import engine_options, normalize_database_url  # noqa: E402
-from portal.domain import Channel, Reason, RequestState  # noqa: E402
-from portal.models import Customer, Order, RefundRequest, RequestStateCount  # noqa: E402
+from portal.core.vocabulary import Channel, Reason, RequestState  # noqa: E402
+from portal.orders.models import Customer, Order  # noqa: E402
+from portal.refunds.models import RefundRequest, RequestStateCount
 from portal.refunds.queue import QueueFilter, queue_page  # noqa: E402
 
 SIZES = [int(a) for a in sys.argv[1:]] or [10_000, 1_000_000]
@@ -54,7 +55,7 @@ def migrate(url: str) -> None:
     app = create_app({"ENV": "testing", "SECRET_KEY": "bench" * 10, "DATABASE_URL": url})
     with app.app_context():
         upgrade()
-        from portal.extensions import db
+        from portal.web.extensions import db
 
         db.engine.dispose()
 

@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from portal.extensions import db
+from portal.web.extensions import db
 
 
 def _create_app():
@@ -49,8 +49,8 @@ def orders_import(file: str) -> None:
 def demo() -> None:
     """Seed demo data on an empty database and print the staff logins."""
     from portal.demo import DEMO_STAFF, seed_demo
-    from portal.policy_app import current_policy
-    from portal.refunds.service import Links
+    from portal.web.policy import current_policy
+    from portal.refunds.filing import Links
 
     if current_app.config["ENV"] == "production":
         raise click.ClickException("demo data is not for production")
@@ -105,12 +105,12 @@ def outbox_send(watch: bool, interval: float | None) -> None:
     from datetime import datetime, timezone
 
     from portal.api.idempotency import prune
-    from portal.mail.app import deliver, transport
+    from portal.web.mail import deliver, transport
 
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
     click.echo(f"Delivering through {transport().describe()}.")
-    from portal.refunds.service import Links
-    from portal.refunds.workflow import send_reminders
+    from portal.refunds.filing import Links
+    from portal.refunds.decisions import send_reminders
 
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
     while True:
@@ -134,8 +134,8 @@ def outbox_list(status: str | None) -> None:
     """List messages, newest first."""
     from sqlalchemy import select
 
-    from portal.domain import OutboxStatus
-    from portal.models import OutboxMessage
+    from portal.core.vocabulary import OutboxStatus
+    from portal.outbox.models import OutboxMessage
 
     query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200)
     if status:
@@ -152,8 +152,8 @@ def outbox_resend(message_id: int) -> None:
     """Queue a dead (or already sent) message again, with the same Message-ID."""
     from datetime import datetime, timezone
 
-    from portal.mail.outbox import resend
-    from portal.models import OutboxMessage
+    from portal.outbox.queue import resend
+    from portal.outbox.models import OutboxMessage
 
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
@@ -174,8 +174,8 @@ def emails_export(folder: str, merge_tags: str | None) -> None:
     """Write the kit: every message rendered per language, the sources, the brand file, the variables."""
     from pathlib import Path
 
-    from portal.mail.app import email_kit
-    from portal.mail.export import export_kit
+    from portal.web.mail import email_kit
+    from portal.outbox.export import export_kit
 
     written = export_kit(email_kit(), Path(folder), merge_tags=merge_tags)
     click.echo(f"Wrote {len(written)} files to {folder}.")
@@ -192,8 +192,8 @@ staff_cli = click.Group("staff", help="Staff accounts.")
 @with_appcontext
 def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None:
     """Create a staff account; the password is asked for (or read from stdin), never an argument."""
-    from portal.accounts import AccountError, create_staff
-    from portal.domain import StaffRole
+    from portal.accounts.staff import AccountError, create_staff
+    from portal.core.vocabulary import StaffRole
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -212,8 +212,8 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
 @with_appcontext
 def staff_token(email: str, name: str) -> None:
     """Make an API token that acts as this staff member; it is printed once and stored hashed."""
-    from portal.accounts import AccountError, create_api_token
-    from portal.database import utcnow
+    from portal.accounts.staff import AccountError, create_api_token
+    from portal.core.database import utcnow
 
     try:
         record, token = create_api_token(db.session, email, name, now=utcnow())
@@ -230,7 +230,7 @@ def staff_tokens() -> None:
     """List API tokens (their first characters only) and whether they are revoked."""
     from sqlalchemy import select
 
-    from portal.models import ApiToken
+    from portal.accounts.models import ApiToken
 
     for record in db.session.scalars(select(ApiToken).order_by(ApiToken.id)):
         state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
@@ -243,8 +243,8 @@ def staff_tokens() -> None:
 @with_appcontext
 def staff_revoke_token(token_id: int) -> None:
     """Revoke an API token at once (see `portal staff tokens` for the ids)."""
-    from portal.accounts import revoke_api_token
-    from portal.database import utcnow
+    from portal.accounts.staff import revoke_api_token
+    from portal.core.database import utcnow
 
     if revoke_api_token(db.session, token_id, now=utcnow()) is None:
         raise click.ClickException(f"There is no token {token_id}.")
@@ -281,9 +281,9 @@ def receipts_issue() -> None:
     """Issue the receipt of every succeeded refund that has none yet (the outbox worker does it too)."""
     from sqlalchemy import select
 
-    from portal.domain import RefundStatus
-    from portal.mail.app import receipt_for
-    from portal.models import Receipt, Refund
+    from portal.core.vocabulary import RefundStatus
+    from portal.web.mail import receipt_for
+    from portal.refunds.models import Receipt, Refund
 
     missing = db.session.scalars(select(Refund).outerjoin(Receipt, Receipt.refund_id == Refund.id)
                                  .where(Refund.status == RefundStatus.SUCCEEDED, Receipt.id.is_(None))).all()
@@ -301,7 +301,7 @@ insights_cli = click.Group("insights", help="The figures behind /staff/insights.
 @with_appcontext
 def insights_rebuild() -> None:
     """Recount the daily rollups from the requests, orders and refunds (after loading data by hand)."""
-    from portal import rollups
+    from portal.insights import rollups
 
     rollups.rebuild(db.session)
     db.session.commit()

@@ -9,12 +9,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.domain import Channel, PaymentStatus, Plan, Reason, StaffRole
-from portal.models import Order, StaffUser
-from portal.money import Money
+from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason, StaffRole
+from portal.accounts.models import StaffUser
+from portal.orders.models import Order
+from portal.core.money import Money
 from portal.orders.importing import upsert_orders
 from portal.orders.validation import OrderData
-from portal.passwords import hash_password
+from portal.accounts.passwords import hash_password
 
 DEMO_ADMIN_EMAIL = "admin@demo.example"
 DEMO_STAFF = (("admin@demo.example", "Demo Admin", StaffRole.ADMIN),
@@ -112,7 +113,7 @@ def seed_demo(session: Session, now: datetime | None = None, *, policy=None, lin
 
 def _seed_requests(session: Session, now: datetime, policy, links, folder: Path) -> int:
     from portal.payments import ManualGateway
-    from portal.refunds import service, workflow
+    from portal.refunds import filing, decisions
 
     agent = session.scalar(select(StaffUser).where(StaffUser.role == StaffRole.AGENT))
 
@@ -120,25 +121,25 @@ def _seed_requests(session: Session, now: datetime, policy, links, folder: Path)
         return session.scalar(select(Order).where(Order.order_number == number))
 
     def file(number: str, reason: Reason, days_ago: float, details: str, locale: str):
-        filing = service.Filing(reason=reason, details=details, locale=locale, submission_key="")
-        return service.file_refund(session, order(number), filing, policy=policy, now=now - timedelta(days=days_ago),
+        filing = filing.Filing(reason=reason, details=details, locale=locale, submission_key="")
+        return filing.file_refund(session, order(number), filing, policy=policy, now=now - timedelta(days=days_ago),
                                    links=links, staging=folder, upload_dir=folder).request
 
-    def staff(days_ago: float) -> workflow.Staff:
-        return workflow.Staff(agent, now - timedelta(days=days_ago), links, policy)
+    def staff(days_ago: float) -> decisions.Staff:
+        return decisions.Staff(agent, now - timedelta(days=days_ago), links, policy)
 
     file("DEMO-1001", Reason.TECHNICAL_PROBLEM, 2, "The dashboard stays blank since the last update.", "en")
     asked = file("DEMO-2001", Reason.NOT_AS_EXPECTED, 3, "功能和演示中看到的不一样。", "zh")
-    workflow.ask_for_information(session, asked, staff(2.5), questions=["what_went_wrong", "how_long_used"],
+    decisions.ask_for_information(session, asked, staff(2.5), questions=["what_went_wrong", "how_long_used"],
                                  documents=["screenshot"], message="")
     refunded = file("DEMO-3001", Reason.NO_LONGER_NEEDED, 1, "We zijn overgestapt op een ander pakket.", "nl")
-    workflow.approve(session, refunded, staff(0.8), amount=Money.from_minor(2700, "EUR"))
-    workflow.process_refund(session, refunded.id, staff(0.7), ManualGateway(), reference="re_demo_3001")
+    decisions.approve(session, refunded, staff(0.8), amount=Money.from_minor(2700, "EUR"))
+    decisions.process_refund(session, refunded.id, staff(0.7), ManualGateway(), reference="re_demo_3001")
     approved = file("DEMO-4001", Reason.BILLING_ERROR, 0.5, "I was charged twice this month.", "en")
-    workflow.approve(session, approved, staff(0.2), amount=Money.from_minor(4300, "JPY"))
+    decisions.approve(session, approved, staff(0.2), amount=Money.from_minor(4300, "JPY"))
     declined = file("DEMO-1003", Reason.NO_LONGER_NEEDED, 1.5, "", "en")
     clause = declined.decision_at_filing.primary_clause
-    workflow.decline(session, declined, staff(1), clause_id=clause, offer_id="extended-trial",
+    decisions.decline(session, declined, staff(1), clause_id=clause, offer_id="extended-trial",
                      note="The team plan was used throughout the month.")
     file("DEMO-3004", Reason.OTHER, 0.1, "Per ongeluk besteld.", "nl")
     return 6

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from portal import create_app
 from portal.config import normalize_database_url
-from portal.database import Base
+from portal.core.database import Base
 
 # Where the clock stands in modules that mark themselves with usefixtures("frozen"): the
 # sample orders' policy windows are judged from this minute. It ticks on from there.
@@ -46,7 +46,7 @@ def migrated(database_url, tmp_path_factory):
 
     with app.app_context():
         upgrade()
-        from portal.extensions import db
+        from portal.web.extensions import db
 
         db.engine.dispose()
     return database_url
@@ -83,7 +83,7 @@ def make_app(migrated, tmp_path):
         config = {**_test_config(migrated, tmp_path / "uploads"), "OUTBOX_DIR": str(tmp_path / "outbox"),
                   **overrides}
         app = create_app(config)
-        from portal.extensions import db
+        from portal.web.extensions import db
 
         if not made:
             with app.app_context():
@@ -92,7 +92,7 @@ def make_app(migrated, tmp_path):
         return app
 
     yield make
-    from portal.extensions import db
+    from portal.web.extensions import db
 
     for app in made:
         with app.app_context():
@@ -144,7 +144,7 @@ def db_session(app):
     """
     from sqlalchemy.orm import Session
 
-    from portal.extensions import db
+    from portal.web.extensions import db
 
     with app.app_context():
         engine = db.engine

@@ -7,7 +7,8 @@ from sqlalchemy import select
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
-from portal.models import OutboxMessage, RefundRequest
+from portal.outbox.models import OutboxMessage
+from portal.refunds.models import RefundRequest
 from portal.orders.importing import import_orders
 from tests.conftest import DATA, csrf_token
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from portal.accounts import create_staff
-from portal.domain import StaffRole
+from portal.accounts.staff import create_staff
+from portal.core.vocabulary import StaffRole
 from tests.conftest import csrf_token
 from tests.journey_helpers import file_request, lookup
 

@@ -5,8 +5,11 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from portal.domain import RequestState, StaffRole
-from portal.models import ApiToken, IdempotencyRecord, Order, Refund, StatusEvent
+from portal.core.vocabulary import RequestState, StaffRole
+from portal.accounts.models import ApiToken
+from portal.api.idempotency import IdempotencyRecord
+from portal.orders.models import Order
+from portal.refunds.models import Refund, StatusEvent
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox, pdf_bytes
 from tests.staff_helpers import make_staff
 

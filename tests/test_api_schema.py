@@ -6,7 +6,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from portal.domain import StaffRole
+from portal.core.vocabulary import StaffRole
 from tests.journey_helpers import file_request, import_samples, lookup, pdf_bytes
 from tests.staff_helpers import make_staff
 

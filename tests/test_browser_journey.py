@@ -15,8 +15,8 @@ import pytest
 from babel.support import Translations
 from werkzeug.serving import make_server
 
-from portal.domain import Actor, RequestState
-from portal.models import InformationRequest
+from portal.core.vocabulary import Actor, RequestState
+from portal.refunds.models import InformationRequest
 from portal.refunds.states import Action, transition
 from tests.journey_helpers import latest_request, outbox, pdf_bytes, png_bytes
 

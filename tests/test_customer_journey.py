@@ -6,8 +6,10 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from portal.domain import Actor, RequestState
-from portal.models import Document, InformationRequest, LookupFailure, RefundRequest
+from portal.core.vocabulary import Actor, RequestState
+from portal.documents.models import Document
+from portal.orders.models import LookupFailure
+from portal.refunds.models import InformationRequest, RefundRequest
 from portal.refunds.states import Action, transition
 from tests.conftest import csrf_token
 from tests.journey_helpers import (file_request, latest_request, lookup, outbox, page_text,

@@ -4,8 +4,8 @@ import re
 import pytest
 import time_machine
 
-from portal.extensions import db
-from portal.mail.app import deliver
+from portal.web.extensions import db
+from portal.web.mail import deliver
 from tests.conftest import csrf_token
 from tests.journey_helpers import file_request, import_samples, lookup, outbox, png_bytes, post_multipart
 from tests.mail_helpers import body

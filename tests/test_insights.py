@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from portal.database import utcnow
-from portal.domain import StaffRole
-from portal.extensions import db
-from portal.insights import compute
-from portal.mail.app import deliver
-from portal.models import Feedback
+from portal.core.database import utcnow
+from portal.core.vocabulary import StaffRole
+from portal.web.extensions import db
+from portal.insights.figures import compute
+from portal.web.mail import deliver
+from portal.refunds.models import Feedback
 from tests.conftest import csrf_token
 from tests.journey_helpers import file_request, import_samples, lookup, outbox
 from tests.staff_helpers import make_staff, sign_in, staff_post
@@ -86,7 +86,7 @@ def test_a_feedback_link_expires_after_30_days_with_a_friendly_page(app, agent, 
 
 
 def test_only_a_refunded_request_takes_feedback(app, agent, db_session):
-    from portal.refunds.service import Links
+    from portal.refunds.filing import Links
 
     reference = file(app, "ORD-10001", "alice.m@example.com")
     token = Links("http://portal.test", app.config["SECRET_KEY"]).feedback_token(reference)
@@ -149,7 +149,7 @@ def test_the_insights_show_every_figure_and_the_csv_matches_the_page(app, agent,
 
 def test_the_rollups_equal_a_rebuild_from_the_requests(app, agent, db_session, frozen):
     """What every change keeps in step must be what recounting everything gives."""
-    from portal import rollups
+    from portal.insights import rollups
 
     first = file(app, "ORD-10001", "alice.m@example.com", reason="billing_error")
     second = refunded(app, agent, "ORD-30001", "sanne.devries@example.nl", "nl")
@@ -165,7 +165,7 @@ def test_the_rollups_equal_a_rebuild_from_the_requests(app, agent, db_session, f
 
 def rollup_snapshot(session) -> dict:
     """Every non-empty rollup row, comparable between the incremental counts and a rebuild."""
-    from portal.models import InsightDay, InsightDuration, InsightOrderDay, InsightRefundDay
+    from portal.insights.models import InsightDay, InsightDuration, InsightOrderDay, InsightRefundDay
 
     session.expire_all()
     return {model.__tablename__: sorted(tuple(getattr(row, c.key) for c in model.__table__.columns)
@@ -175,7 +175,7 @@ def rollup_snapshot(session) -> dict:
 
 
 def test_median_of_a_histogram():
-    from portal.rollups import bucket, bucket_middle, median_of
+    from portal.insights.rollups import bucket, bucket_middle, median_of
 
     assert [bucket(s) for s in (0, 59, 60, 3599, 3600, 172_799, 172_800)] == [0, 11, 12, 70, 71, 258, 259]
     assert median_of({}) is None

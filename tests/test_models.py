@@ -2,12 +2,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from portal.database import Base
-from portal.domain import Actor, Reason, RequestState
-from portal.extensions import db
-from portal.models import AppendOnlyError, RefundRequest, StatusEvent
+from portal.core.database import Base
+from portal.core.vocabulary import Actor, Reason, RequestState
+from portal.web.extensions import db
+from portal.refunds.models import AppendOnlyError, RefundRequest, StatusEvent
 from portal.orders.importing import import_orders
-from portal.tokens import new_token
+from portal.core.tokens import new_token
 
 
 def test_migrations_create_exactly_the_models(app):
@@ -21,7 +21,7 @@ def _request(session, data_dir) -> RefundRequest:
         import_orders(session, f)
     from sqlalchemy import select
 
-    from portal.models import Order
+    from portal.orders.models import Order
 
     order = session.scalar(select(Order).where(Order.order_number == "ORD-10001"))
     request = RefundRequest(order=order, reason=Reason.NO_LONGER_NEEDED, currency="USD",

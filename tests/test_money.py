@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from portal.money import Money, MoneyError, format_money
+from portal.core.money import Money, MoneyError, format_money
 
 
 def test_minor_units_follow_the_currency():

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from portal.models import Customer, Order
+from portal.orders.models import Customer, Order
 from portal.orders.importing import import_orders, import_orders_text
 
 

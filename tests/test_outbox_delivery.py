@@ -6,11 +6,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy.orm import Session
 
-from portal.domain import OutboxStatus
-from portal.extensions import db
-from portal.mail.app import deliver
-from portal.mail.outbox import claim_next, queue_email, resend
-from portal.models import OutboxMessage
+from portal.core.vocabulary import OutboxStatus
+from portal.web.extensions import db
+from portal.web.mail import deliver
+from portal.outbox.queue import claim_next, queue_email, resend
+from portal.outbox.models import OutboxMessage
 from tests.journey_helpers import file_request, import_samples, lookup, outbox
 from tests.mail_helpers import HungServer, SMTPServer, body
 

@@ -9,9 +9,9 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from portal.domain import OutboxStatus, StaffRole
-from portal.models import OutboxMessage, WebhookSubscription
-from portal.webhooks.outgoing import SIGNATURE_HEADER, verify
+from portal.core.vocabulary import OutboxStatus, StaffRole
+from portal.outbox.models import OutboxMessage, WebhookSubscription
+from portal.outbox.webhooks import SIGNATURE_HEADER, verify
 from tests.journey_helpers import file_request, import_samples, lookup, pdf_bytes
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
@@ -58,8 +58,8 @@ def receiver():
 
 
 def deliver(app):
-    from portal.extensions import db
-    from portal.mail.app import deliver as deliver_outbox
+    from portal.web.extensions import db
+    from portal.web.mail import deliver as deliver_outbox
 
     with app.app_context():
         return deliver_outbox(db.session)

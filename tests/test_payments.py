@@ -7,13 +7,14 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from portal.config import engine_options
-from portal.domain import RefundStatus, RequestState
-from portal.extensions import db
-from portal.models import Refund, RefundRequest, StaffUser, StatusEvent
+from portal.core.vocabulary import RefundStatus, RequestState
+from portal.web.extensions import db
+from portal.accounts.models import StaffUser
+from portal.refunds.models import Refund, RefundRequest, StatusEvent
 from portal.payments import StripeGateway
 from portal.policy import load_policy
-from portal.refunds import workflow
-from portal.refunds.service import Links
+from portal.refunds import decisions
+from portal.refunds.filing import Links
 from portal.refunds.states import InvalidTransition
 from tests.journey_helpers import import_samples, latest_request, outbox
 from tests.staff_helpers import approved_in_full, staff_post
@@ -120,7 +121,7 @@ def test_the_processor_refuses_more_than_is_left_of_the_charge(approved, stripe_
 
 def test_the_stub_is_stripe_like_about_keys(stripe_stub):
     """The stub must hold Stripe's own rules, or the tests above would prove nothing."""
-    from portal.money import Money
+    from portal.core.money import Money
     from portal.payments import GatewayUnavailable, RefundDeclined
 
     stripe_stub.add_charge("ch_1", 1000, "EUR")
@@ -158,10 +159,10 @@ def test_twenty_concurrent_process_calls_make_one_gateway_call(approved, stripe_
 
     def worker():
         with Session(engine) as session:
-            staff = workflow.Staff(session.get(StaffUser, user_id), datetime.now(timezone.utc), links, policy)
+            staff = decisions.Staff(session.get(StaffUser, user_id), datetime.now(timezone.utc), links, policy)
             start.wait()
             try:
-                workflow.process_refund(session, request_id, staff, gateway)
+                decisions.process_refund(session, request_id, staff, gateway)
                 outcomes.append("refunded")
             except InvalidTransition:
                 outcomes.append("409")

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portal.domain import Channel, PaymentStatus, Plan, Reason
-from portal.money import Money, exponent
+from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
+from portal.core.money import Money, exponent
 from portal.policy import Basis, Decision, Outcome, evaluate, load_policy
 from portal.policy.engine import prorated_amount
 from tests.policy_helpers import AS_OF, Terms, sample_orders

@@ -11,10 +11,12 @@ from PIL import Image
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
-from portal.extensions import db
-from portal.mail.app import deliver
-from portal.models import Order, OutboxMessage, Receipt
-from portal.money import Money, format_money
+from portal.web.extensions import db
+from portal.web.mail import deliver
+from portal.orders.models import Order
+from portal.outbox.models import OutboxMessage
+from portal.refunds.models import Receipt
+from portal.core.money import Money, format_money
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
@@ -126,8 +128,8 @@ def test_a_resent_email_attaches_the_same_receipt_and_issues_no_second_one(make_
         with app.app_context():
             deliver(db.session)
             message = db.session.scalar(select(OutboxMessage).where(OutboxMessage.message == "refunded"))
-            from portal.mail.outbox import resend
-            from portal.database import utcnow
+            from portal.outbox.queue import resend
+            from portal.core.database import utcnow
 
             resend(db.session, message, now=utcnow())
             deliver(db.session)

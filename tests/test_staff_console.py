@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from portal.domain import Actor, RefundStatus, RequestState, StaffRole
-from portal.models import InternalNote, Refund, RefundRequest, RequestStateCount, StatusEvent
+from portal.core.vocabulary import Actor, RefundStatus, RequestState, StaffRole
+from portal.refunds.models import InternalNote, Refund, RefundRequest, RequestStateCount, StatusEvent
 from tests.conftest import csrf_token
 from tests.journey_helpers import file_request, latest_request, lookup, outbox, pdf_bytes, post_multipart
 from tests.staff_helpers import PASSWORD, make_staff, sign_in, staff_post
@@ -48,7 +48,7 @@ def test_staff_create_reads_the_password_from_stdin_and_stores_an_argon2_hash(ru
     result = runner.invoke(args=["staff", "create", "Lead@Example.com", "--role", "admin", "--password-stdin"],
                            input=PASSWORD + "\n")
     assert result.exit_code == 0, result.output
-    from portal.models import StaffUser
+    from portal.accounts.models import StaffUser
 
     user = db_session.scalar(select(StaffUser))
     assert user.email == "lead@example.com" and user.role is StaffRole.ADMIN
@@ -293,7 +293,7 @@ def test_the_queue_pages_by_keyset(app, agent, orders):
     queue_module.PAGE_SIZE, saved = 2, queue_module.PAGE_SIZE
     try:
         from portal.refunds.queue import QueueFilter, queue_page
-        from portal.database import utcnow
+        from portal.core.database import utcnow
 
         first = queue_page(orders, QueueFilter(), now=utcnow(), size=2)
         second = queue_page(orders, QueueFilter(), now=utcnow(), cursor=first.next_cursor, size=2)

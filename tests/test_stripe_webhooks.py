@@ -6,8 +6,9 @@ import pytest
 import stripe
 from sqlalchemy import func, select
 
-from portal.domain import PaymentStatus, RefundStatus, RequestState, StaffRole
-from portal.models import Order, ProcessorEvent, Refund, RefundRequest
+from portal.core.vocabulary import PaymentStatus, RefundStatus, RequestState, StaffRole
+from portal.orders.models import Order
+from portal.refunds.models import ProcessorEvent, Refund, RefundRequest
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox, page_text, pdf_bytes
 from tests.staff_helpers import approved_in_full, make_staff, sign_in, staff_post
 
@@ -214,7 +215,7 @@ def test_a_refund_that_fails_at_the_processor_fails_the_request(pending, db_sess
 
 
 def test_refunds_from_webhooks_keep_the_insights_in_step(hook_app, db_session):
-    from portal import rollups
+    from portal.insights import rollups
     from tests.test_insights import rollup_snapshot
 
     client = hook_app.test_client()

@@ -19,10 +19,10 @@ from werkzeug.exceptions import HTTPException
 from portal.api import idempotency
 from portal.api.schemas import FieldProblem, Problem
 from portal.api.spec import PROBLEM_TITLES, Operation
-from portal.database import utcnow
-from portal.domain import StaffRole
-from portal.extensions import db, limiter
-from portal.refunds import workflow
+from portal.core.database import utcnow
+from portal.core.vocabulary import StaffRole
+from portal.web.extensions import db, limiter
+from portal.refunds import decisions
 from portal.refunds.states import InvalidTransition
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -88,7 +88,7 @@ def client_key() -> str:
 
 
 def authenticated_staff():
-    from portal.accounts import staff_for_token
+    from portal.accounts.staff import staff_for_token
 
     user = staff_for_token(db.session, _bearer(), now=utcnow()) if _bearer() else None
     if user is None:
@@ -152,13 +152,13 @@ def _run(op: Operation, view, user, path: dict) -> tuple[int, dict]:
     except InvalidTransition as error:
         db.session.rollback()  # nothing was changed
         return 409, problem_body(409, _(error.message, state=_(error.state.title), action=_(error.action.title)))
-    except workflow.WorkflowError as error:
+    except decisions.WorkflowError as error:
         db.session.rollback()
         params = {k: str(v) for k, v in error.params.items()}
         message = _(error.message, **params)
         field = API_FIELDS.get(error.field, error.field)
         return 422, problem_body(422, message, [FieldProblem(field=field, message=message)])
-    except workflow.NotAllowed:
+    except decisions.NotAllowed:
         db.session.rollback()
         return 403, problem_body(403, _("Your role does not allow this."))
 

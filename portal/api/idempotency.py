@@ -10,11 +10,29 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint, delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from portal.models import IdempotencyRecord
+from portal.core.database import Base, UTCDateTime, utcnow
+
+class IdempotencyRecord(Base):
+    """The first answer to an API write sent with an ``Idempotency-Key``; a repeat gets it back."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("staff_user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    # What was asked (method, path, body): the same key with another request is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # None while the first request is still running.
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 
 ABANDONED_AFTER = timedelta(minutes=1)
 KEPT_FOR = timedelta(days=1)

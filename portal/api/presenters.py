@@ -7,12 +7,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.api import schemas as s
-from portal.domain import RequestState
-from portal.insights import Insights
-from portal.models import Order, RefundRequest, StaffUser
-from portal.money import Money
+from portal.core.vocabulary import RequestState
+from portal.insights.figures import Insights
+from portal.accounts.models import StaffUser
+from portal.orders.models import Order
+from portal.refunds.models import RefundRequest
+from portal.core.money import Money
 from portal.policy import Decision, Policy
-from portal.refunds import workflow
+from portal.refunds import decisions
 from portal.refunds.queue import OVERDUE_AFTER, QueuePage
 from portal.refunds.states import Action, allowed
 
@@ -75,7 +77,7 @@ def request_detail(session: Session, r: RefundRequest, policy: Policy, now: date
         alternative_offer_id=r.alternative_offer_id, offer_id=r.offer_id, updated_at=r.updated_at,
         order=order(r.order),
         decision_at_filing=decision(at_filing, policy, r.order.purchased_at) if at_filing else None,
-        decision_now=decision(workflow.decide(session, r.order, policy, now, r.reason), policy,
+        decision_now=decision(decisions.decide(session, r.order, policy, now, r.reason), policy,
                               r.order.purchased_at),
         allowed_actions=_actions(r.state),
         timeline=[s.EventOut(at=e.created_at, actor=names.get(e.staff_user_id) or e.actor.value,

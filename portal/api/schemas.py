@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from portal.domain import Channel, PaymentStatus, Plan, Reason, RefundStatus, RequestState
+from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason, RefundStatus, RequestState
 from portal.refunds.questions import DOCUMENTS, QUESTIONS
 
 Amount = Annotated[str, Field(pattern=r"^\d{1,15}(\.\d{1,4})?$", examples=["12.50"],

@@ -11,25 +11,25 @@ from portal.api import ApiProblem, OPERATIONS, bp, operation, presenters
 from portal.api import schemas as s
 from portal.api.spec import describe, document
 from portal.customer.views import links
-from portal.database import utcnow
-from portal.domain import StaffRole
-from portal.extensions import db
-from portal.insights import compute
-from portal.models import RefundRequest
-from portal.money import Money, MoneyError
+from portal.core.database import utcnow
+from portal.core.vocabulary import StaffRole
+from portal.web.extensions import db
+from portal.insights.figures import compute
+from portal.refunds.models import RefundRequest
+from portal.core.money import Money, MoneyError
 from portal.orders.importing import upsert_order_rows
-from portal.policy_app import current_policy
-from portal.refunds import workflow
+from portal.web.policy import current_policy
+from portal.refunds import decisions
 from portal.refunds.queue import QueueFilter, queue_page
-from portal.staff.payments import current_fees, current_gateway
+from portal.web.payments import current_fees, current_gateway
 
 REQUESTS = "Refund requests"
 ADMIN = (StaffRole.ADMIN,)
 READERS = (StaffRole.AGENT, StaffRole.ADMIN)
 
 
-def _staff(user) -> workflow.Staff:
-    return workflow.Staff(user=user, now=utcnow(), links=links(), policy=current_policy())
+def _staff(user) -> decisions.Staff:
+    return decisions.Staff(user=user, now=utcnow(), links=links(), policy=current_policy())
 
 
 def _request(reference: str) -> RefundRequest:
@@ -72,7 +72,7 @@ def read_request(user, reference: str):
 def ask(user, reference: str, body: s.AskInput):
     """Standard questions, document checklist items and custom text; the customer is emailed."""
     found = _request(reference)
-    workflow.ask_for_information(db.session, found, _staff(user), questions=list(body.questions),
+    decisions.ask_for_information(db.session, found, _staff(user), questions=list(body.questions),
                                  documents=list(body.documents), custom=body.custom, message=body.message)
     return _detail(found)
 
@@ -82,7 +82,7 @@ def ask(user, reference: str, body: s.AskInput):
 def review(user, reference: str, body: s.Empty):
     """Move a received request into review."""
     found = _request(reference)
-    workflow.start_review(db.session, found, _staff(user))
+    decisions.start_review(db.session, found, _staff(user))
     return _detail(found)
 
 
@@ -96,7 +96,7 @@ def approve(user, reference: str, body: s.ApproveInput):
     except (MoneyError, ValueError):
         raise ApiProblem(422, _("Enter an amount such as 12.50."),
                          errors=[s.FieldProblem(field="amount", message=_("Enter an amount such as 12.50."))]) from None
-    workflow.approve(db.session, found, _staff(user), amount=amount, note=body.note,
+    decisions.approve(db.session, found, _staff(user), amount=amount, note=body.note,
                      override_reason=body.override_reason)
     return _detail(found)
 
@@ -106,7 +106,7 @@ def approve(user, reference: str, body: s.ApproveInput):
 def decline(user, reference: str, body: s.DeclineInput):
     """Cite the policy clause and, where one fits, offer an alternative."""
     found = _request(reference)
-    workflow.decline(db.session, found, _staff(user), clause_id=body.clause_id, offer_id=body.offer_id,
+    decisions.decline(db.session, found, _staff(user), clause_id=body.clause_id, offer_id=body.offer_id,
                      note=body.note)
     return _detail(found)
 
@@ -117,9 +117,9 @@ def process(user, reference: str, body: s.ProcessInput):
     """Through the configured payment gateway, exactly once; never above what is left of the payment."""
     found = _request(reference)
     try:
-        workflow.process_refund(db.session, found.id, _staff(user), current_gateway(),
+        decisions.process_refund(db.session, found.id, _staff(user), current_gateway(),
                                 reference=body.processor_reference, fees=current_fees())
-    except workflow.GatewayProblem as error:
+    except decisions.GatewayProblem as error:
         raise ApiProblem(503, _("The payment processor did not answer (%(problem)s). Nothing was refunded "
                                 "twice: try again and the same refund is asked for.", problem=str(error))) from None
     return _detail(found)
@@ -130,7 +130,7 @@ def process(user, reference: str, body: s.ProcessInput):
 def retry(user, reference: str, body: s.Empty):
     """Back to approved after the processor refused, so it can be processed again."""
     found = _request(reference)
-    workflow.retry_refund(db.session, found, _staff(user))
+    decisions.retry_refund(db.session, found, _staff(user))
     return _detail(found)
 
 
@@ -139,7 +139,7 @@ def retry(user, reference: str, body: s.Empty):
 def add_note(user, reference: str, body: s.NoteInput):
     """Visible to staff only; notes are never edited or deleted."""
     found = _request(reference)
-    workflow.add_note(db.session, found, _staff(user), body.text)
+    decisions.add_note(db.session, found, _staff(user), body.text)
     return _detail(found)
 
 

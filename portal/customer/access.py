@@ -7,9 +7,10 @@ from flask import abort, session
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
-from portal.extensions import db
-from portal.i18n import CUSTOMER_LOCALE_KEY
-from portal.models import Order, RefundRequest
+from portal.web.extensions import db
+from portal.web.i18n import CUSTOMER_LOCALE_KEY
+from portal.orders.models import Order
+from portal.refunds.models import RefundRequest
 from portal.orders.summary import OrderSummary, order_summary
 
 ORDERS_KEY = "orders"

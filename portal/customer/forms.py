@@ -4,9 +4,9 @@ from wtforms import (BooleanField, HiddenField, MultipleFileField, RadioField, S
                      TextAreaField)
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
 
-from portal.domain import LOCALES, Reason
-from portal.forms import FlaskForm
-from portal.i18n import NATIVE_NAMES
+from portal.core.vocabulary import LOCALES, Reason
+from portal.web.forms import FlaskForm
+from portal.web.i18n import NATIVE_NAMES
 
 
 class LookupForm(FlaskForm):

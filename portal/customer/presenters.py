@@ -7,17 +7,18 @@ from functools import cached_property
 from flask_babel import format_date
 from flask_babel import gettext as _
 
-from portal.database import utcnow
-from portal.domain import Actor, Reason, RequestState
-from portal.extensions import db
-from portal.i18n import current_locale, day, moment
-from portal.markers import N_
-from portal.models import Order, RefundRequest
+from portal.core.database import utcnow
+from portal.core.vocabulary import Actor, Reason, RequestState
+from portal.web.extensions import db
+from portal.web.i18n import current_locale, day, moment
+from portal.core.markers import N_
+from portal.orders.models import Order
+from portal.refunds.models import RefundRequest
 from portal.orders.summary import OrderSummary, RequestSummary
-from portal.money import Money, MoneyError, format_money
+from portal.core.money import Money, MoneyError, format_money
 from portal.policy import Decision, Outcome
-from portal.policy_app import clause_title, current_policy, explain_decision, rendered
-from portal.refunds import service
+from portal.web.policy import clause_title, current_policy, explain_decision, rendered
+from portal.refunds import filing
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 
@@ -55,7 +56,7 @@ class OrderView:
 
     @cached_property
     def requestable(self) -> str:
-        return format_money(service.most_requestable(self.decision), self.locale)
+        return format_money(filing.most_requestable(self.decision), self.locale)
 
     @cached_property
     def purchased(self) -> str:
@@ -83,7 +84,7 @@ class OrderView:
 
 def order_view(order: Order | OrderSummary) -> OrderView:
     policy = current_policy()
-    decision = service.decide(db.session, order, policy, utcnow(), None)
+    decision = filing.decide(db.session, order, policy, utcnow(), None)
     version = policy.version_for(order.purchased_at)
     locale = current_locale()
     links = []
@@ -100,7 +101,7 @@ def order_view(order: Order | OrderSummary) -> OrderView:
                      [r for r in requests if r is not open_request], offers, locale)
 
 
-def filing_input(form, order: Order, documents) -> service.Filing:
+def filing_input(form, order: Order, documents) -> filing.Filing:
     amount = None
     if form.amount_choice.data == "partial":
         text = (form.partial_amount.data or "").strip().replace(",", ".")
@@ -111,7 +112,7 @@ def filing_input(form, order: Order, documents) -> service.Filing:
         except MoneyError:
             example = str(Money.from_minor(1250, order.currency).amount)
             raise ValueError(_("Enter the amount as a number, such as %(example)s.", example=example)) from None
-    return service.Filing(reason=Reason(form.reason.data), details=form.details.data or "",
+    return filing.Filing(reason=Reason(form.reason.data), details=form.details.data or "",
                           locale=form.locale.data, submission_key=form.submission_key.data or "",
                           amount=amount, review_requested=bool(form.review_requested.data), documents=documents)
 
@@ -170,7 +171,7 @@ def request_view(request: RefundRequest) -> RequestView:
     process = next(iter(version.of_kind("process")), None)
     approved = Money.from_minor(request.amount_approved_minor or request.amount_requested_minor, request.currency)
     payout = f"{process.payout_business_days_min}–{process.payout_business_days_max}" if process else "5–7"
-    next_step = _(NEXT_STEPS[request.state], due=format_date(service.decision_due(policy, order, request.created_at),
+    next_step = _(NEXT_STEPS[request.state], due=format_date(filing.decision_due(policy, order, request.created_at),
                                                              "full"),
                   amount=money(approved), payout=payout)
     timeline = [TimelineEntry(moment(e.created_at), e.created_at.isoformat(), _(e.to_state.title),

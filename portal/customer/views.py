@@ -6,25 +6,27 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal.customer import bp
-from portal.customer import access, staging
-from portal.customer.forms import (AccessForm, AnswerForm, FeedbackForm, LookupForm, MagicLinkForm, OfferForm,
-                                   RefundForm, WithdrawForm)
+from portal.customer import access
+from portal.web import staging
+from portal.customer.forms import AccessForm, AnswerForm, FeedbackForm, LookupForm, MagicLinkForm, OfferForm, RefundForm, WithdrawForm
 from portal.customer.presenters import filing_input, order_view, request_view
-from portal.database import utcnow
-from portal.domain import Reason
-from portal.extensions import db, limiter
-from portal.i18n import CUSTOMER_LOCALE_KEY, current_locale
-from portal.mail.app import issued_receipt, receipt_response
-from portal.models import Document, RefundRequest
-from portal.policy_app import clause_paragraphs, clause_title, current_policy
+from portal.core.database import utcnow
+from portal.core.vocabulary import Reason
+from portal.web.extensions import db, limiter
+from portal.web.i18n import CUSTOMER_LOCALE_KEY, current_locale
+from portal.web.mail import issued_receipt, receipt_response
+from portal.documents.models import Document
+from portal.refunds.models import RefundRequest
+from portal.web.policy import clause_paragraphs, clause_title, current_policy
 from portal.refunds import feedback as feedback_domain
-from portal.refunds import magic, service
-from portal.refunds.lookup import client_fingerprint, find_order, normalize_order_number
-from portal.tokens import hash_token
+from portal.orders import magic
+from portal.refunds import filing
+from portal.orders.lookup import client_fingerprint, find_order, normalize_order_number
+from portal.core.tokens import hash_token
 
 
-def links() -> service.Links:
-    return service.Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+def links() -> filing.Links:
+    return filing.Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
 
 
 def _order_number_key() -> str:
@@ -115,7 +117,7 @@ def order_page(order_number: str):
 @bp.route("/orders/<order_number>/refund", methods=["GET", "POST"])
 def refund_new(order_number: str):
     order = access.owned_order(order_number)
-    existing = service.open_request(db.session, order)
+    existing = filing.open_request(db.session, order)
     if existing is not None:
         return redirect(url_for("customer.request_page", reference=existing.reference))
     view = order_view(order)
@@ -133,10 +135,10 @@ def refund_new(order_number: str):
         form.documents.errors.append(_(problem.message, **problem.params))
     if valid and not rejected:
         try:
-            filed = service.file_refund(db.session, order, filing_input(form, order, documents),
+            filed = filing.file_refund(db.session, order, filing_input(form, order, documents),
                                         policy=current_policy(), now=utcnow(), links=links(),
                                         staging=staging.staging_dir(), upload_dir=staging.upload_dir())
-        except service.FilingError as error:
+        except filing.FilingError as error:
             if error.existing is not None:
                 return redirect(url_for("customer.request_page", reference=error.existing.reference))
             getattr(form, error.field, form.details).errors.append(_(error.message, **view.format(error.params)))
@@ -158,7 +160,7 @@ def offer_accept(order_number: str):
     if not form.validate_on_submit():
         abort(400)
     try:
-        refund_request = service.accept_offer(db.session, order, form.offer_id.data, policy=current_policy(),
+        refund_request = filing.accept_offer(db.session, order, form.offer_id.data, policy=current_policy(),
                                               locale=current_locale(), now=utcnow(), links=links())
     except KeyError:
         abort(404)
@@ -202,10 +204,10 @@ def request_answer(reference: str):
         form.documents.errors.append(_(problem.message, **problem.params))
     if valid and not rejected:
         try:
-            service.answer_information_request(db.session, refund_request, form.answer.data or "", documents,
+            filing.answer_information_request(db.session, refund_request, form.answer.data or "", documents,
                                                now=utcnow(), links=links(), staging=staging.staging_dir(),
                                                upload_dir=staging.upload_dir())
-        except service.FilingError as error:
+        except filing.FilingError as error:
             getattr(form, error.field, form.answer).errors.append(_(error.message, **error.params))
         else:
             staging.clear(scope)
@@ -220,7 +222,7 @@ def request_withdraw(reference: str):
     refund_request = access.owned_request(reference)
     if not WithdrawForm().validate_on_submit():
         abort(400)
-    service.withdraw_refund(db.session, refund_request, now=utcnow())
+    filing.withdraw_refund(db.session, refund_request, now=utcnow())
     flash(_("You have withdrawn this refund request."), "success")
     return redirect(url_for("customer.request_page", reference=reference), code=303)
 

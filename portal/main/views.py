@@ -3,9 +3,9 @@ from urllib.parse import urlsplit
 from flask import abort, redirect, render_template, request, session, url_for
 from sqlalchemy import text
 
-from portal.domain import LOCALES
-from portal.extensions import db
-from portal.i18n import SESSION_KEY
+from portal.core.vocabulary import LOCALES
+from portal.web.extensions import db
+from portal.web.i18n import SESSION_KEY
 from portal.main import bp
 
 

@@ -12,9 +12,9 @@ from typing import Iterable, TextIO
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from portal.markers import N_
-from portal import rollups
-from portal.models import Customer, Order
+from portal.core.markers import N_
+from portal.insights import rollups
+from portal.orders.models import Customer, Order
 from portal.orders.validation import REQUIRED, FieldError, OrderData, validate_order
 
 # Big enough to be fast, small enough for SQLite's limit on bound parameters.

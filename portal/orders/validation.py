@@ -12,9 +12,9 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-from portal.domain import LOCALES, Channel, Plan
-from portal.markers import N_
-from portal.money import Money, MoneyError, exponent, is_currency
+from portal.core.vocabulary import LOCALES, Channel, Plan
+from portal.core.markers import N_
+from portal.core.money import Money, MoneyError, exponent, is_currency
 
 COLUMNS = (
     "order_number", "customer_email", "customer_name", "locale", "product", "plan", "amount", "currency",

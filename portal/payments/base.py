@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from portal.money import Money
+from portal.core.money import Money
 
 
 class RefundDeclined(Exception):

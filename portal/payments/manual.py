@@ -1,7 +1,7 @@
 """The default gateway: staff reverse the charge in the processor's dashboard and record it here."""
 from __future__ import annotations
 
-from portal.money import Money
+from portal.core.money import Money
 from portal.payments.base import GatewayRefund, RefundDeclined
 
 

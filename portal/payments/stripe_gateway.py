@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import stripe
 
-from portal.money import Money
+from portal.core.money import Money
 from portal.payments.base import GatewayRefund, GatewayUnavailable, RefundDeclined
 
 

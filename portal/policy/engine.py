@@ -11,8 +11,8 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from portal.domain import Channel, PaymentStatus, Plan, Reason
-from portal.money import Money
+from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
+from portal.core.money import Money
 from portal.policy.loading import Policy
 from portal.policy.schema import PolicyVersion, WindowClause
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portal.markers import N_
+from portal.core.markers import N_
 from portal.policy.engine import Basis, Decision
 
 _SENTENCES = {

@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from portal.domain import LOCALES, Channel, PaymentStatus, Plan, Reason
+from portal.core.vocabulary import LOCALES, Channel, PaymentStatus, Plan, Reason
 
 ID_PATTERN = r"^[a-z][a-z0-9-]*$"
 

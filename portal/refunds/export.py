@@ -8,9 +8,10 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from portal.domain import RefundStatus
-from portal.models import Order, Refund
-from portal.money import Money
+from portal.core.vocabulary import RefundStatus
+from portal.orders.models import Order
+from portal.refunds.models import Refund
+from portal.core.money import Money
 
 COLUMNS = ["refunded_at", "refund_request", "order_number", "customer_email", "currency", "amount", "gateway",
            "processor_reference", "processor_fee_kept", "affiliate", "affiliate_commission_clawback"]

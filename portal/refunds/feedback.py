@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.domain import RequestState
-from portal.markers import N_
-from portal.models import Feedback, RefundRequest
+from portal.core.vocabulary import RequestState
+from portal.core.markers import N_
+from portal.refunds.models import Feedback, RefundRequest
 
 LINK_LIFETIME = timedelta(days=30)
 COME_BACK = {"yes": N_("Yes"), "maybe": N_("Maybe"), "no": N_("No")}

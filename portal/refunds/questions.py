@@ -1,5 +1,5 @@
 """What staff can ask a customer: the standard questions and the documents, by stable key."""
-from portal.markers import N_
+from portal.core.markers import N_
 
 QUESTIONS = {
     "what_went_wrong": N_("What went wrong?"),

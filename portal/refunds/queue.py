@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from portal.domain import Channel, Reason, RequestState
-from portal.models import Customer, Order, RefundRequest, RequestStateCount
-from portal.money import Money
-from portal.refunds.lookup import normalize_order_number
+from portal.core.vocabulary import Channel, Reason, RequestState
+from portal.orders.models import Customer, Order
+from portal.refunds.models import RefundRequest, RequestStateCount
+from portal.core.money import Money
+from portal.orders.lookup import normalize_order_number
 
 OVERDUE_AFTER = timedelta(hours=24)
 PAGE_SIZE = 50

@@ -14,12 +14,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from portal.database import utcnow
-from portal.domain import CLOSED_STATES, Actor, RequestState as S
-from portal.markers import N_
-from portal import rollups
-from portal.webhooks import outgoing
-from portal.models import RefundRequest, RequestStateCount, StatusEvent
+from portal.core.database import utcnow
+from portal.core.vocabulary import CLOSED_STATES, Actor, RequestState as S
+from portal.core.markers import N_
+from portal.insights import rollups
+from portal.outbox import webhooks
+from portal.refunds.models import RefundRequest, RequestStateCount, StatusEvent
 
 
 class Action(StrEnum):
@@ -143,5 +143,5 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
     event = StatusEvent(refund_request=request, actor=actor, staff_user_id=staff_user_id, created_at=now,
                         from_state=current, to_state=target, amount_minor=amount_minor, note=note)
     session.add(event)
-    outgoing.state_changed(session, request, current, target, event)
+    webhooks.state_changed(session, request, current, target, event)
     return event

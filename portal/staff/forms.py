@@ -4,9 +4,9 @@ from wtforms import (EmailField, PasswordField, SelectChoice, SelectField, Selec
                      TextAreaField, widgets)
 from wtforms.validators import DataRequired, Email, Length, Optional
 
-from portal.domain import LOCALES, StaffRole
-from portal.forms import FlaskForm
-from portal.i18n import NATIVE_NAMES
+from portal.core.vocabulary import LOCALES, StaffRole
+from portal.web.forms import FlaskForm
+from portal.web.i18n import NATIVE_NAMES
 from portal.refunds.questions import DOCUMENTS, QUESTIONS
 
 

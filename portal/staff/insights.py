@@ -9,13 +9,13 @@ from flask import Response, abort, render_template, request
 from flask_babel import format_date, format_decimal, format_percent
 from flask_babel import gettext as _
 
-from portal.charts import stacked_bars
-from portal.database import utcnow
-from portal.domain import Plan, Reason
-from portal.extensions import db
-from portal.i18n import moment, money
-from portal.insights import compute
-from portal.markers import N_
+from portal.insights.charts import stacked_bars
+from portal.core.database import utcnow
+from portal.core.vocabulary import Plan, Reason
+from portal.web.extensions import db
+from portal.web.i18n import moment, money
+from portal.insights.figures import compute
+from portal.core.markers import N_
 from portal.staff import bp
 from portal.staff.auth import roles_required
 from portal.staff.views import ACTING

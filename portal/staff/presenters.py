@@ -7,18 +7,20 @@ from enum import Enum
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from portal.database import utcnow
-from portal.domain import Actor, RequestState, StaffRole
-from portal.extensions import db
-from portal.i18n import moment
-from portal.markers import N_
-from portal.models import Order, Refund, RefundRequest, StaffUser
-from portal.money import Money
+from portal.core.database import utcnow
+from portal.core.vocabulary import Actor, RequestState, StaffRole
+from portal.web.extensions import db
+from portal.web.i18n import moment
+from portal.core.markers import N_
+from portal.accounts.models import StaffUser
+from portal.orders.models import Order
+from portal.refunds.models import Refund, RefundRequest
+from portal.core.money import Money
 from portal.policy import Decision
-from portal.policy_app import clause_title, current_policy, explain_decision, rendered
-from portal.refunds import workflow
+from portal.web.policy import clause_title, current_policy, explain_decision, rendered
+from portal.refunds import decisions
 from portal.refunds.questions import LABELS
-from portal.refunds.signals import fraud_signals
+from portal.refunds.fraud import fraud_signals
 from portal.refunds.states import Action, allowed
 from portal.customer.presenters import money
 
@@ -112,7 +114,7 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
                                         .order_by(Order.purchased_at.desc())))
     refunds = list(session.scalars(select(Refund).join(Order, Refund.order_id == Order.id)
                                    .where(Order.customer_id == order.customer_id).order_by(Refund.id.desc())))
-    current = workflow.decide(session, order, policy, now, request.reason)
+    current = decisions.decide(session, order, policy, now, request.reason)
     staff_names = {u.id: u.name or u.email for u in session.scalars(select(StaffUser))}
     timeline = [{"when": moment(e.created_at), "iso": e.created_at.isoformat(),
                  "from": _(e.from_state.title) if e.from_state else "", "to": _(e.to_state.title),
@@ -138,6 +140,6 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
         request=request, order=order, other_orders=other_orders, refunds=refunds,
         at_filing=decision_view(request.decision_at_filing, _("When filed"), locale),
         now=decision_view(current, _("Today"), locale),
-        policy_amount=workflow.policy_amount(session, request, policy, now),
-        remaining=workflow.remaining(session, order), signals=signals, timeline=timeline, notes=notes,
+        policy_amount=decisions.policy_amount(session, request, policy, now),
+        remaining=decisions.remaining(session, order), signals=signals, timeline=timeline, notes=notes,
         info_requests=infos, actions=actions, clause_choices=clause_choices, offer_choices=offer_choices)

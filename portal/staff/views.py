@@ -7,28 +7,30 @@ from flask_login import current_user
 from sqlalchemy import select
 from wtforms import SelectChoice
 
-from portal.accounts import AccountError, create_staff, set_active
-from portal.customer import staging
+from portal.accounts.staff import AccountError, create_staff, set_active
+from portal.web import staging
 from portal.customer.presenters import money
 from portal.customer.views import links
-from portal.database import utcnow
-from portal.domain import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
-from portal.extensions import db
-from portal.i18n import current_locale, moment
-from portal.mail.app import email_kit, issued_receipt, receipt_response
-from portal.mail.outbox import queue_email, resend
-from portal.models import Document, OutboxMessage, ProcessorEvent, RefundRequest, StaffUser, WebhookSubscription
-from portal.money import Money, MoneyError
-from portal.policy_app import current_policy
-from portal.refunds import workflow
+from portal.core.database import utcnow
+from portal.core.vocabulary import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
+from portal.web.extensions import db
+from portal.web.i18n import current_locale, moment
+from portal.web.mail import email_kit, issued_receipt, receipt_response
+from portal.outbox.queue import queue_email, resend
+from portal.accounts.models import StaffUser
+from portal.documents.models import Document
+from portal.outbox.models import OutboxMessage, WebhookSubscription
+from portal.refunds.models import ProcessorEvent, RefundRequest
+from portal.core.money import Money, MoneyError
+from portal.web.policy import current_policy
+from portal.refunds import decisions
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.staff import bp
 from portal.staff.auth import roles_required
-from portal.staff.forms import (ActionForm, ApproveForm, AskForm, DeclineForm, NoteForm, ProcessForm, StaffForm,
-                                TestSendForm, WebhookForm)
-from portal.staff.payments import current_fees, current_gateway
+from portal.staff.forms import ActionForm, ApproveForm, AskForm, DeclineForm, NoteForm, ProcessForm, StaffForm, TestSendForm, WebhookForm
+from portal.web.payments import current_fees, current_gateway
 from portal.staff.presenters import decline_choices, request_page
-from portal.webhooks import outgoing
+from portal.outbox import webhooks as outgoing
 
 ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
 KIT_READERS = (StaffRole.MARKETING, StaffRole.ADMIN)
@@ -38,8 +40,8 @@ SANDBOXED = {"frame_options": "SAMEORIGIN",
                                          "style-src": "'unsafe-inline'", "sandbox": ""}}
 
 
-def staff() -> workflow.Staff:
-    return workflow.Staff(user=current_user._get_current_object(), now=utcnow(), links=links(),
+def staff() -> decisions.Staff:
+    return decisions.Staff(user=current_user._get_current_object(), now=utcnow(), links=links(),
                           policy=current_policy())
 
 
@@ -96,7 +98,7 @@ def _render_request(found: RefundRequest, status: int = 200, **forms):
                            gateway=current_app.config["PAYMENT_GATEWAY"]), status
 
 
-def _refused(found: RefundRequest, form, error: workflow.WorkflowError, form_name: str):
+def _refused(found: RefundRequest, form, error: decisions.WorkflowError, form_name: str):
     params = {k: money(v) if isinstance(v, Money) else v for k, v in error.params.items()}
     field = getattr(form, error.field, None)
     if field is not None:
@@ -125,10 +127,10 @@ def request_ask(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, ask_form=form)
     try:
-        workflow.ask_for_information(db.session, found, staff(), questions=form.questions.data or [],
+        decisions.ask_for_information(db.session, found, staff(), questions=form.questions.data or [],
                                      documents=form.documents.data or [], custom=form.custom.data or "",
                                      message=form.message.data or "")
-    except workflow.WorkflowError as error:
+    except decisions.WorkflowError as error:
         return _refused(found, form, error, "ask_form")
     return _done(found, _("The customer has been asked; the request waits for their answer."))
 
@@ -139,7 +141,7 @@ def request_review(reference: str):
     found = owned(reference)
     if not ActionForm().validate_on_submit():
         abort(400)
-    workflow.start_review(db.session, found, staff())
+    decisions.start_review(db.session, found, staff())
     return _done(found, _("The review has started."))
 
 
@@ -155,9 +157,9 @@ def request_approve(reference: str):
         form.amount.errors.append(_("Enter an amount such as 12.50."))
         return _render_request(found, 422, approve_form=form)
     try:
-        workflow.approve(db.session, found, staff(), amount=amount, note=form.note.data or "",
+        decisions.approve(db.session, found, staff(), amount=amount, note=form.note.data or "",
                          override_reason=form.override_reason.data or "")
-    except workflow.WorkflowError as error:
+    except decisions.WorkflowError as error:
         return _refused(found, form, error, "approve_form")
     return _done(found, _("Approved: %(amount)s. The customer has been told.", amount=money(amount)))
 
@@ -172,9 +174,9 @@ def request_decline(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, decline_form=form)
     try:
-        workflow.decline(db.session, found, staff(), clause_id=form.clause.data, offer_id=form.offer.data or "",
+        decisions.decline(db.session, found, staff(), clause_id=form.clause.data, offer_id=form.offer.data or "",
                          note=form.note.data or "")
-    except workflow.WorkflowError as error:
+    except decisions.WorkflowError as error:
         return _refused(found, form, error, "decline_form")
     return _done(found, _("Declined. The customer has been told, with the clause and the alternative."))
 
@@ -186,11 +188,11 @@ def request_process(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, process_form=form)
     try:
-        refund = workflow.process_refund(db.session, found.id, staff(), current_gateway(),
+        refund = decisions.process_refund(db.session, found.id, staff(), current_gateway(),
                                          reference=form.reference.data or "", fees=current_fees())
-    except workflow.WorkflowError as error:
+    except decisions.WorkflowError as error:
         return _refused(found, form, error, "process_form")
-    except workflow.GatewayProblem as error:
+    except decisions.GatewayProblem as error:
         flash(_("The payment processor did not answer (%(problem)s). Nothing was refunded twice: try again "
                 "and the same refund is asked for.", problem=str(error)), "error")
         return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
@@ -211,7 +213,7 @@ def request_retry(reference: str):
     found = owned(reference)
     if not ActionForm().validate_on_submit():
         abort(400)
-    workflow.retry_refund(db.session, found, staff())
+    decisions.retry_refund(db.session, found, staff())
     return _done(found, _("The refund is approved again and can be processed."))
 
 
@@ -221,7 +223,7 @@ def request_note(reference: str):
     found, form = owned(reference), NoteForm()
     if not form.validate_on_submit():
         return _render_request(found, 422, note_form=form)
-    workflow.add_note(db.session, found, staff(), form.text.data)
+    decisions.add_note(db.session, found, staff(), form.text.data)
     return _done(found, _("Note added."))
 
 

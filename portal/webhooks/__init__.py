@@ -1,2 +1,1 @@
-"""Webhooks both ways: Stripe's events coming in (stripe_events.py, views.py) and our own state
-changes going out to subscribers (outgoing.py)."""
+"""Stripe's webhook events coming in; what they do lives in ``portal.refunds.reconciliation``."""

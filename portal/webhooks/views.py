@@ -7,10 +7,10 @@ import stripe
 from flask import Blueprint, abort, current_app, jsonify, request
 
 from portal.customer.views import links
-from portal.database import utcnow
-from portal.extensions import db
-from portal.staff.payments import current_fees
-from portal.webhooks import stripe_events
+from portal.core.database import utcnow
+from portal.web.extensions import db
+from portal.web.payments import current_fees
+from portal.refunds import reconciliation
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -30,5 +30,5 @@ def stripe_webhook():
         return jsonify(error="The signature does not match this body, or it is too old."), 400
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
         return jsonify(error="Not a Stripe event."), 400
-    outcome = stripe_events.receive(db.session, event, now=utcnow(), links=links(), fees=current_fees())
+    outcome = reconciliation.receive(db.session, event, now=utcnow(), links=links(), fees=current_fees())
     return jsonify(received=True, outcome=outcome)

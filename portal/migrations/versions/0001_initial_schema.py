@@ -8,7 +8,7 @@ Create Date: 2026-11-22 11:32:02.142556
 from alembic import op
 import sqlalchemy as sa
 
-import portal.database
+import portal.core.database
 
 
 # revision identifiers, used by Alembic.
@@ -26,7 +26,7 @@ def upgrade():
     sa.Column('email_normalized', sa.String(length=320), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('locale', sa.String(length=8), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customer')),
     sa.UniqueConstraint('email_normalized', name=op.f('uq_customer_email_normalized'))
     )
@@ -37,8 +37,8 @@ def upgrade():
     sa.Column('password_hash', sa.String(length=255), nullable=False),
     sa.Column('role', sa.Enum('agent', 'admin', 'marketing', name='staffrole', native_enum=False, length=32), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
-    sa.Column('last_login_at', portal.database.UTCDateTime(), nullable=True),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
+    sa.Column('last_login_at', portal.core.database.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_staff_user')),
     sa.UniqueConstraint('email', name=op.f('uq_staff_user_email'))
     )
@@ -50,7 +50,7 @@ def upgrade():
     sa.Column('plan', sa.Enum('monthly', 'annual', 'one-time', name='plan', native_enum=False, length=32), nullable=False),
     sa.Column('amount_minor', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
-    sa.Column('purchased_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('purchased_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.Column('period_start', sa.Date(), nullable=True),
     sa.Column('period_end', sa.Date(), nullable=True),
     sa.Column('payment_reference', sa.String(length=128), nullable=False),
@@ -58,8 +58,8 @@ def upgrade():
     sa.Column('affiliate', sa.String(length=128), nullable=True),
     sa.Column('affiliate_commission_minor', sa.BigInteger(), nullable=True),
     sa.Column('payment_status', sa.Enum('paid', 'charged_back', 'refunded', name='paymentstatus', native_enum=False, length=32), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.CheckConstraint('affiliate_commission_minor >= 0', name=op.f('ck_order_commission_not_negative')),
     sa.CheckConstraint('amount_minor >= 0', name=op.f('ck_order_amount_not_negative')),
     sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_order_customer_id_customer')),
@@ -82,8 +82,8 @@ def upgrade():
     sa.Column('locale', sa.String(length=8), nullable=False),
     sa.Column('policy_version', sa.String(length=32), nullable=True),
     sa.Column('decision_snapshot', sa.JSON(), nullable=True),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.CheckConstraint('amount_requested_minor >= 0', name=op.f('ck_refund_request_requested_not_negative')),
     sa.ForeignKeyConstraint(['order_id'], ['order.id'], name=op.f('fk_refund_request_order_id_order')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_refund_request')),
@@ -102,7 +102,7 @@ def upgrade():
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('uploaded_by', sa.Enum('customer', 'staff', 'system', name='actor', native_enum=False, length=32), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['refund_request_id'], ['refund_request.id'], name=op.f('fk_document_refund_request_id_refund_request')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_document')),
     sa.UniqueConstraint('stored_name', name=op.f('uq_document_stored_name'))
@@ -116,7 +116,7 @@ def upgrade():
     sa.Column('refund_request_id', sa.Integer(), nullable=False),
     sa.Column('actor', sa.Enum('customer', 'staff', 'system', name='actor', native_enum=False, length=32), nullable=False),
     sa.Column('staff_user_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.Column('from_state', sa.Enum('received', 'awaiting_customer', 'in_review', 'approved', 'refund_failed', 'refunded', 'declined', 'withdrawn', 'resolved_with_offer', name='requeststate', native_enum=False, length=32), nullable=True),
     sa.Column('to_state', sa.Enum('received', 'awaiting_customer', 'in_review', 'approved', 'refund_failed', 'refunded', 'declined', 'withdrawn', 'resolved_with_offer', name='requeststate', native_enum=False, length=32), nullable=False),
     sa.Column('amount_minor', sa.BigInteger(), nullable=True),

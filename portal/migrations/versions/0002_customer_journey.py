@@ -9,7 +9,7 @@ import secrets
 
 from alembic import op
 import sqlalchemy as sa
-import portal.database
+import portal.core.database
 
 
 # revision identifiers, used by Alembic.
@@ -25,7 +25,7 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('order_number', sa.String(length=64), nullable=False),
     sa.Column('client_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_lookup_failure'))
     )
     with op.batch_alter_table('lookup_failure', schema=None) as batch_op:
@@ -35,9 +35,9 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('customer_id', sa.Integer(), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
-    sa.Column('expires_at', portal.database.UTCDateTime(), nullable=False),
-    sa.Column('used_at', portal.database.UTCDateTime(), nullable=True),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', portal.core.database.UTCDateTime(), nullable=False),
+    sa.Column('used_at', portal.core.database.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_magic_link_customer_id_customer')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_magic_link')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_magic_link_token_hash'))
@@ -51,10 +51,10 @@ def upgrade():
     sa.Column('items', sa.JSON(), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
     sa.Column('staff_user_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
-    sa.Column('answered_at', portal.database.UTCDateTime(), nullable=True),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
+    sa.Column('answered_at', portal.core.database.UTCDateTime(), nullable=True),
     sa.Column('answer', sa.Text(), nullable=False),
-    sa.Column('reminder_sent_at', portal.database.UTCDateTime(), nullable=True),
+    sa.Column('reminder_sent_at', portal.core.database.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['refund_request_id'], ['refund_request.id'], name=op.f('fk_information_request_refund_request_id_refund_request')),
     sa.ForeignKeyConstraint(['staff_user_id'], ['staff_user.id'], name=op.f('fk_information_request_staff_user_id_staff_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_information_request'))
@@ -71,10 +71,10 @@ def upgrade():
     sa.Column('refund_request_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.Enum('pending', 'sent', 'dead', name='outboxstatus', native_enum=False, length=32), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('next_attempt_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.Column('message_id', sa.String(length=255), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
-    sa.Column('sent_at', portal.database.UTCDateTime(), nullable=True),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
+    sa.Column('sent_at', portal.core.database.UTCDateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['refund_request_id'], ['refund_request.id'], name=op.f('fk_outbox_message_refund_request_id_refund_request')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_message')),

@@ -7,7 +7,7 @@ Create Date: 2026-11-23 17:36:30.827951
 """
 from alembic import op
 import sqlalchemy as sa
-import portal.database
+import portal.core.database
 
 
 # revision identifiers, used by Alembic.
@@ -29,7 +29,7 @@ def upgrade():
     sa.Column('refund_request_id', sa.Integer(), nullable=False),
     sa.Column('staff_user_id', sa.Integer(), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['refund_request_id'], ['refund_request.id'], name=op.f('fk_internal_note_refund_request_id_refund_request')),
     sa.ForeignKeyConstraint(['staff_user_id'], ['staff_user.id'], name=op.f('fk_internal_note_staff_user_id_staff_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_internal_note'))
@@ -52,8 +52,8 @@ def upgrade():
     sa.Column('processor_message', sa.Text(), nullable=False),
     sa.Column('fee_kept_minor', sa.BigInteger(), nullable=False),
     sa.Column('commission_clawback_minor', sa.BigInteger(), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
-    sa.Column('completed_at', portal.database.UTCDateTime(), nullable=True),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
+    sa.Column('completed_at', portal.core.database.UTCDateTime(), nullable=True),
     sa.CheckConstraint('amount_minor > 0', name=op.f('ck_refund_refund_amount_positive')),
     sa.ForeignKeyConstraint(['order_id'], ['order.id'], name=op.f('fk_refund_order_id_order')),
     sa.ForeignKeyConstraint(['refund_request_id'], ['refund_request.id'], name=op.f('fk_refund_refund_request_id_refund_request')),
@@ -67,7 +67,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_refund_refund_request_id'), ['refund_request_id'], unique=False)
 
     with op.batch_alter_table('refund_request', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('awaiting_staff_since', portal.database.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('awaiting_staff_since', portal.core.database.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('decline_clause', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('alternative_offer_id', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('processing_attempt', sa.Integer(), server_default='1', nullable=False))

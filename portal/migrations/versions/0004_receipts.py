@@ -7,7 +7,7 @@ Create Date: 2026-11-23 18:16:39.528969
 """
 from alembic import op
 import sqlalchemy as sa
-import portal.database
+import portal.core.database
 
 
 # revision identifiers, used by Alembic.
@@ -26,7 +26,7 @@ def upgrade():
     sa.Column('locale', sa.String(length=8), nullable=False),
     sa.Column('pdf', sa.LargeBinary(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['refund_id'], ['refund.id'], name=op.f('fk_receipt_refund_id_refund')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_receipt')),
     sa.UniqueConstraint('number', name=op.f('uq_receipt_number')),

@@ -7,7 +7,7 @@ Create Date: 2026-11-23 18:24:09.198316
 """
 from alembic import op
 import sqlalchemy as sa
-import portal.database
+import portal.core.database
 
 
 # revision identifiers, used by Alembic.
@@ -26,7 +26,7 @@ def upgrade():
     sa.Column('comment', sa.Text(), nullable=False),
     sa.Column('come_back', sa.String(length=8), nullable=False),
     sa.Column('locale', sa.String(length=8), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.CheckConstraint('rating BETWEEN 1 AND 5', name=op.f('ck_feedback_rating_one_to_five')),
     sa.ForeignKeyConstraint(['refund_request_id'], ['refund_request.id'], name=op.f('fk_feedback_refund_request_id_refund_request')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback')),
@@ -36,9 +36,9 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_feedback_created_at'), ['created_at'], unique=False)
 
     with op.batch_alter_table('refund_request', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('acknowledged_at', portal.database.UTCDateTime(), nullable=True))
-        batch_op.add_column(sa.Column('first_staff_action_at', portal.database.UTCDateTime(), nullable=True))
-        batch_op.add_column(sa.Column('resolved_at', portal.database.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('acknowledged_at', portal.core.database.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('first_staff_action_at', portal.core.database.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('resolved_at', portal.core.database.UTCDateTime(), nullable=True))
 
     # ### end Alembic commands ###
     # The milestones of requests made before: from the timeline and the outbox they left behind.

@@ -7,7 +7,7 @@ Create Date: 2026-11-23 18:48:09.633372
 """
 from alembic import op
 import sqlalchemy as sa
-import portal.database
+import portal.core.database
 
 
 # revision identifiers, used by Alembic.
@@ -61,7 +61,7 @@ def upgrade():
     # start counting from here, since they record what was true at filing.
     from sqlalchemy.orm import Session
 
-    from portal import rollups
+    from portal.insights import rollups
 
     session = Session(bind=op.get_bind())
     rollups.rebuild(session)

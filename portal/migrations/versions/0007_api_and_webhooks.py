@@ -7,7 +7,7 @@ Create Date: 2026-11-23 19:46:43.506681
 """
 from alembic import op
 import sqlalchemy as sa
-import portal.database
+import portal.core.database
 
 
 # revision identifiers, used by Alembic.
@@ -25,10 +25,10 @@ def upgrade():
     sa.Column('event_id', sa.String(length=255), nullable=False),
     sa.Column('type', sa.String(length=64), nullable=False),
     sa.Column('charge', sa.String(length=255), nullable=False),
-    sa.Column('occurred_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('occurred_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('received_at', portal.database.UTCDateTime(), nullable=False),
-    sa.Column('processed_at', portal.database.UTCDateTime(), nullable=True),
+    sa.Column('received_at', portal.core.database.UTCDateTime(), nullable=False),
+    sa.Column('processed_at', portal.core.database.UTCDateTime(), nullable=True),
     sa.Column('outcome', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_processor_event')),
     sa.UniqueConstraint('provider', 'event_id', name=op.f('uq_processor_event_provider'))
@@ -42,9 +42,9 @@ def upgrade():
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('prefix', sa.String(length=16), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
-    sa.Column('last_used_at', portal.database.UTCDateTime(), nullable=True),
-    sa.Column('revoked_at', portal.database.UTCDateTime(), nullable=True),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
+    sa.Column('last_used_at', portal.core.database.UTCDateTime(), nullable=True),
+    sa.Column('revoked_at', portal.core.database.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['staff_user_id'], ['staff_user.id'], name=op.f('fk_api_token_staff_user_id_staff_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_token')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_api_token_token_hash'))
@@ -59,7 +59,7 @@ def upgrade():
     sa.Column('fingerprint', sa.String(length=64), nullable=False),
     sa.Column('status_code', sa.Integer(), nullable=True),
     sa.Column('response', sa.JSON(), nullable=True),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['staff_user_id'], ['staff_user.id'], name=op.f('fk_idempotency_record_staff_user_id_staff_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_idempotency_record')),
     sa.UniqueConstraint('staff_user_id', 'key', name=op.f('uq_idempotency_record_staff_user_id'))
@@ -74,7 +74,7 @@ def upgrade():
     sa.Column('secret', sa.String(length=100), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', portal.database.UTCDateTime(), nullable=False),
+    sa.Column('created_at', portal.core.database.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['created_by_id'], ['staff_user.id'], name=op.f('fk_webhook_subscription_created_by_id_staff_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_subscription'))
     )

@@ -1,0 +1,122 @@
+"""The app factory: settings, extensions, blueprints, error handlers and commands, in that order."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from flask_login import current_user
+from flask_talisman import Talisman
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+# Every feature's models, so the metadata (and Alembic's comparison) knows every table.
+import portal.accounts.models  # noqa: F401
+import portal.api.idempotency  # noqa: F401
+import portal.documents.models  # noqa: F401
+import portal.insights.models  # noqa: F401
+import portal.orders.models  # noqa: F401
+import portal.outbox.models  # noqa: F401
+import portal.refunds.models  # noqa: F401
+from portal import cli
+from portal import config as settings
+from portal.api import bp as api_bp
+from portal.core.paths import PACKAGE_DIR, resource_dir
+from portal.customer import bp as customer_bp
+from portal.main import bp as main_bp
+from portal.staff import bp as staff_bp
+from portal.web import errors, i18n, mail, policy, templating
+from portal.web.extensions import babel, csrf, db, limiter, login_manager, migrate
+from portal.web.templating import LocalizedEnvironment
+from portal.webhooks.views import bp as webhooks_bp
+
+
+class PortalFlask(Flask):
+    jinja_environment = LocalizedEnvironment
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: defaults, then ``PORTAL_*`` environment variables, then ``config``."""
+    app = PortalFlask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(resource_dir("templates")),
+        static_folder=str(PACKAGE_DIR / "static"),
+    )
+    app.config.from_mapping(settings.DEFAULTS)
+    app.config.from_prefixed_env("PORTAL")
+    if config:
+        app.config.from_mapping(config)
+    settings.finalize(app.config, _instance(app))
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(resource_dir("translations"))
+    app.config["BABEL_DEFAULT_LOCALE"] = app.config["DEFAULT_LOCALE"]
+    app.config["BABEL_DEFAULT_TIMEZONE"] = app.config["DEFAULT_TIMEZONE"]
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def _instance(app: Flask) -> Path:
+    path = Path(app.instance_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def register_extensions(app: Flask) -> None:
+
+    if app.config["PROXY_COUNT"]:
+        count = int(app.config["PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+    db.init_app(app)
+    limiter.init_app(app)
+    migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"), render_as_batch=True,
+                     compare_type=True)
+    babel.init_app(app, locale_selector=i18n.select_locale)
+    csrf.init_app(app)
+    # current_user reaches templates as Flask-Login's lazy proxy, not through its context processor,
+    # which would load the user for every page, customers' pages included.
+    login_manager.init_app(app, add_context_processor=False)
+    app.jinja_env.globals["current_user"] = current_user
+    i18n.init_app(app)
+    templating.init_app(app)
+    policy.init_app(app)
+    mail.init_app(app)
+    app.extensions["talisman"] = Talisman(
+        app,
+        force_https=app.config["FORCE_HTTPS"],
+        frame_options="DENY",
+        strict_transport_security=True,  # sent only on HTTPS responses
+        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
+        session_cookie_samesite=app.config["SESSION_COOKIE_SAMESITE"],
+        referrer_policy="same-origin",
+        content_security_policy={
+            "default-src": "'self'",
+            "img-src": "'self' data:",
+            "style-src": "'self'",
+            "script-src": "'self'",
+            "object-src": "'none'",
+            "base-uri": "'none'",
+            "form-action": "'self'",
+            "frame-ancestors": "'none'",
+        },
+    )
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(staff_bp)
+    app.register_blueprint(main_bp)
+    app.register_blueprint(customer_bp)
+    # Token- and signature-authenticated machine endpoints: no cookies, so no CSRF to guard against.
+    csrf.exempt(api_bp)
+    csrf.exempt(webhooks_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(webhooks_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    errors.init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    cli.init_app(app)

@@ -1,0 +1,123 @@
+"""The vocabulary of the portal: one name per concept, used in code, templates and catalogs.
+
+Plain enums with translatable titles; nothing here imports Flask.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+from portal.core.markers import N_
+
+LOCALES = ("en", "zh", "nl")
+# The tag written into <html lang> of pages, emails and receipts: the script matters for Chinese
+# fonts (SC, not JP glyphs).
+HTML_LANG = {"en": "en", "zh": "zh-Hans", "nl": "nl"}
+
+
+class Plan(StrEnum):
+    MONTHLY = "monthly"
+    ANNUAL = "annual"
+    ONE_TIME = "one-time"
+
+    @property
+    def title(self) -> str:
+        return {Plan.MONTHLY: N_("Monthly plan"), Plan.ANNUAL: N_("Annual plan"),
+                Plan.ONE_TIME: N_("One-time purchase")}[self]
+
+
+class Channel(StrEnum):
+    WEB = "web"
+    RESELLER = "reseller"
+
+    @property
+    def title(self) -> str:
+        return {Channel.WEB: N_("Bought online"), Channel.RESELLER: N_("Bought through a reseller")}[self]
+
+
+class PaymentStatus(StrEnum):
+    PAID = "paid"
+    CHARGED_BACK = "charged_back"
+    REFUNDED = "refunded"
+
+    @property
+    def title(self) -> str:
+        return {PaymentStatus.PAID: N_("Paid"), PaymentStatus.CHARGED_BACK: N_("Charged back"),
+                PaymentStatus.REFUNDED: N_("Refunded")}[self]
+
+
+class Reason(StrEnum):
+    TECHNICAL_PROBLEM = "technical_problem"
+    NOT_AS_EXPECTED = "not_as_expected"
+    BILLING_ERROR = "billing_error"
+    NO_LONGER_NEEDED = "no_longer_needed"
+    OTHER = "other"
+
+    @property
+    def title(self) -> str:
+        return {
+            Reason.TECHNICAL_PROBLEM: N_("A technical problem"),
+            Reason.NOT_AS_EXPECTED: N_("Not what I expected"),
+            Reason.BILLING_ERROR: N_("Billing error or duplicate charge"),
+            Reason.NO_LONGER_NEEDED: N_("No longer needed"),
+            Reason.OTHER: N_("Something else"),
+        }[self]
+
+
+class RequestState(StrEnum):
+    RECEIVED = "received"
+    AWAITING_CUSTOMER = "awaiting_customer"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    REFUND_FAILED = "refund_failed"
+    REFUNDED = "refunded"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+    RESOLVED_WITH_OFFER = "resolved_with_offer"
+
+    @property
+    def title(self) -> str:
+        return {
+            RequestState.RECEIVED: N_("Received"),
+            RequestState.AWAITING_CUSTOMER: N_("Waiting for your reply"),
+            RequestState.IN_REVIEW: N_("In review"),
+            RequestState.APPROVED: N_("Approved"),
+            RequestState.REFUND_FAILED: N_("Refund delayed"),
+            RequestState.REFUNDED: N_("Refunded"),
+            RequestState.DECLINED: N_("Declined"),
+            RequestState.WITHDRAWN: N_("Withdrawn"),
+            RequestState.RESOLVED_WITH_OFFER: N_("Resolved with an offer"),
+        }[self]
+
+    @property
+    def is_open(self) -> bool:
+        return self not in CLOSED_STATES
+
+
+CLOSED_STATES = frozenset({RequestState.REFUNDED, RequestState.DECLINED, RequestState.WITHDRAWN,
+                           RequestState.RESOLVED_WITH_OFFER})
+
+
+class StaffRole(StrEnum):
+    AGENT = "agent"
+    ADMIN = "admin"
+    MARKETING = "marketing"
+
+
+class Actor(StrEnum):
+    CUSTOMER = "customer"
+    STAFF = "staff"
+    SYSTEM = "system"
+
+
+class RefundStatus(StrEnum):
+    """Where one attempt to move money stands at the payment processor."""
+
+    PENDING = "pending"  # sent, or about to be; the processor has not answered for sure
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"

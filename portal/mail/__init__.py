@@ -1,1 +1,0 @@
-"""Email: the transactional outbox and (in the email kit) rendering and delivery."""

@@ -1,0 +1,42 @@
+"""“Email me a link to all my orders”: single-use, 30 minutes, stored only as a hash."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from portal.outbox.queue import queue_email
+from portal.orders.models import Customer, MagicLink
+from portal.core.tokens import hash_token, new_token
+
+LIFETIME = timedelta(minutes=30)
+SESSION_KEY = "magic_link_token"
+
+
+def send_magic_link(session: Session, email: str, *, base_url: str, locale: str, now: datetime) -> bool:
+    """Queue a link if the address has orders; the caller answers the same either way."""
+    customer = session.scalar(select(Customer).where(Customer.email_normalized == Customer.normalize_email(email)))
+    if customer is None:
+        return False
+    token, token_hash = new_token()
+    session.add(MagicLink(customer=customer, token_hash=token_hash, created_at=now, expires_at=now + LIFETIME))
+    # The customer's own language, not the language of whoever typed the address.
+    queue_email(session, "magic_link", customer.email, customer.locale or locale, {
+        "customer_name": customer.name, "link": f"{base_url}/access/{token}",
+        "expires_minutes": int(LIFETIME.total_seconds() // 60),
+    }, domain=base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0])
+    session.commit()
+    return True
+
+
+def redeem(session: Session, token: str, *, now: datetime) -> Customer | None:
+    """Exchange a valid, unused, unexpired token for its customer; a second use finds nothing."""
+    link = session.scalar(select(MagicLink).where(MagicLink.token_hash == hash_token(token)))
+    if link is None or link.used_at is not None or link.expires_at <= now:
+        return None
+    # Compare-and-set, so two tabs racing with the same link cannot both get in.
+    used = session.execute(update(MagicLink).where(MagicLink.id == link.id, MagicLink.used_at.is_(None))
+                           .values(used_at=now).execution_options(synchronize_session=False))
+    session.commit()
+    return link.customer if used.rowcount == 1 else None

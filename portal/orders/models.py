@@ -1,0 +1,100 @@
+"""Customers and the orders they paid for. Amounts are whole numbers of the currency's minor unit."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.core.database import Base, UTCDateTime, enum_column, utcnow
+from portal.core.money import Money
+from portal.core.vocabulary import Channel, PaymentStatus, Plan
+
+if TYPE_CHECKING:
+    from portal.refunds.models import RefundRequest
+
+
+class Customer(Base):
+    __tablename__ = "customer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Addresses are compared case-insensitively; the normalized form carries the uniqueness.
+    email: Mapped[str] = mapped_column(String(320))
+    email_normalized: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    locale: Mapped[str] = mapped_column(String(8), default="en")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    orders: Mapped[list["Order"]] = relationship(back_populates="customer", order_by="Order.purchased_at")
+
+    @staticmethod
+    def normalize_email(email: str) -> str:
+        return email.strip().lower()
+
+
+class Order(Base):
+    __tablename__ = "order"
+    __table_args__ = (
+        CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
+        CheckConstraint("affiliate_commission_minor >= 0", name="commission_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_number: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    product: Mapped[str] = mapped_column(String(200))
+    plan: Mapped[Plan] = mapped_column(enum_column(Plan))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    purchased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_start: Mapped[date | None] = mapped_column(Date)
+    period_end: Mapped[date | None] = mapped_column(Date)
+    payment_reference: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[Channel] = mapped_column(enum_column(Channel))
+    affiliate: Mapped[str | None] = mapped_column(String(128))
+    affiliate_commission_minor: Mapped[int | None] = mapped_column(BigInteger)
+    payment_status: Mapped[PaymentStatus] = mapped_column(enum_column(PaymentStatus), default=PaymentStatus.PAID)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="orders")
+    refund_requests: Mapped[list["RefundRequest"]] = relationship(back_populates="order",
+                                                                  order_by="RefundRequest.created_at")
+
+    @property
+    def amount(self) -> Money:
+        return Money.from_minor(self.amount_minor, self.currency)
+
+    @property
+    def affiliate_commission(self) -> Money | None:
+        if self.affiliate_commission_minor is None:
+            return None
+        return Money.from_minor(self.affiliate_commission_minor, self.currency)
+
+
+class LookupFailure(Base):
+    """A failed order lookup: a fraud signal for staff, recorded whether or not the order exists."""
+
+    __tablename__ = "lookup_failure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_number: Mapped[str] = mapped_column(String(64), index=True)
+    client_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MagicLink(Base):
+    """A single-use sign-in link to all orders of an email address, stored as a hash."""
+
+    __tablename__ = "magic_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer: Mapped[Customer] = relationship()
+

@@ -1,0 +1,292 @@
+"""The email kit: one rendering API for the app, the previews, the test sends and the export.
+
+``EmailKit.render(message, locale, **variables)`` gives the subject, preheader, HTML and plain
+text of a message in the recipient's language. The templates live in ``emails/`` (Jinja with
+gettext, one shared layout, one stylesheet inlined by css-inline at render time) and
+``emails/messages.toml`` declares each message's variables with sample values. A variable
+that is missing or undeclared is an error, never a blank. Nothing here imports Flask.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+
+import css_inline
+from babel import Locale
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
+from babel.support import NullTranslations, Translations
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError
+from markupsafe import Markup
+
+from portal.core.brand import localized
+from portal.core.vocabulary import HTML_LANG, LOCALES
+from portal.core.money import Money, MoneyError, format_money
+
+TYPES = ("text", "bool", "int", "money", "date", "datetime", "url", "list")
+# The layout's own context; a message may not declare a variable by these names.
+GLOBALS = ("brand", "base_url", "support_url", "logo_url", "locale", "html_lang", "stylesheet", "email_subject",
+           "email_preheader")
+
+
+class KitError(ValueError):
+    """A message that cannot be rendered as asked: unknown message, bad or missing variables."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    type: str
+    sample: object
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    name: str
+    description: str
+    variables: dict[str, Variable]
+
+    def samples(self) -> dict[str, object]:
+        return {name: variable.sample for name, variable in self.variables.items()}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    attachments: tuple[Attachment, ...] = field(default=())
+
+
+def load_specs(root: Path) -> dict[str, MessageSpec]:
+    with open(root / "messages.toml", "rb") as f:
+        data = tomllib.load(f)
+    specs = {}
+    for name, entry in data.items():
+        variables = {}
+        for var_name, var in entry.get("variables", {}).items():
+            if var_name in GLOBALS:
+                raise KitError(f"{name}: the variable {var_name!r} is reserved for the layout")
+            if var.get("type") not in TYPES:
+                raise KitError(f"{name}.{var_name}: type must be one of {', '.join(TYPES)}")
+            if "sample" not in var:
+                raise KitError(f"{name}.{var_name}: a sample value is required")
+            variables[var_name] = Variable(var_name, var["type"], var["sample"], var.get("description", ""))
+        specs[name] = MessageSpec(name, entry.get("description", ""), variables)
+    return specs
+
+
+class EmailKit:
+    def __init__(self, root: Path, translations_dir: Path, *, base_url: str, brand: Mapping):
+        self.root = Path(root)
+        self.translations_dir = Path(translations_dir)
+        self.base_url = base_url.rstrip("/")
+        self.brand = brand
+        self.specs = load_specs(self.root)
+        self.stylesheet = (self.root / "styles.css").read_text(encoding="utf-8")
+        # @media rules (mobile, dark mode) stay in the <style> block; remote stylesheets are never fetched.
+        self._inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True,
+                                              load_remote_stylesheets=False)
+
+    @property
+    def messages(self) -> list[str]:
+        return list(self.specs)
+
+    def spec(self, message: str) -> MessageSpec:
+        try:
+            return self.specs[message]
+        except KeyError:
+            raise KitError(f"there is no message called {message!r}") from None
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def render(self, message: str, locale: str, *, attachments=(), **variables) -> Rendered:
+        spec = self.spec(message)
+        if locale not in LOCALES:
+            raise KitError(f"{message}: {locale!r} is not one of the kit's languages ({', '.join(LOCALES)})")
+        missing = sorted(set(spec.variables) - set(variables))
+        unknown = sorted(set(variables) - set(spec.variables))
+        if missing:
+            raise KitError(f"{message}: missing variable(s) {', '.join(missing)}")
+        if unknown:
+            raise KitError(f"{message}: undeclared variable(s) {', '.join(unknown)}")
+        context = {name: self._format(spec.variables[name], value, locale) for name, value in variables.items()}
+        return self._render(message, locale, context, tuple(attachments))
+
+    def render_sample(self, message: str, locale: str) -> Rendered:
+        return self.render(message, locale, **self.spec(message).samples())
+
+    def render_merge_tags(self, message: str, locale: str, style: str) -> Rendered:
+        """The message with an ESP's merge tags (``*|AMOUNT|*``, ``{{amount}}``) where our values go."""
+        tag = MERGE_TAGS[style]
+        context = {name: MergeTag(tag(name)) for name in self.spec(message).variables}
+        for name, variable in self.spec(message).variables.items():
+            if variable.type == "bool":
+                context[name] = bool(variable.sample)  # a condition cannot be a tag; keep the sample's branch
+            elif variable.type == "list":
+                context[name] = [MergeTag(tag(name))]
+        return self._render(message, locale, context, ())
+
+    def _render(self, message: str, locale: str, context: dict, attachments: tuple) -> Rendered:
+        environment = self._environment(locale)
+        context = {**self._globals(locale), **context}
+        try:
+            html_template = environment.get_template(f"messages/{message}.html")
+            text_template = environment.get_template(f"messages/{message}.txt")
+            block_context = html_template.new_context(context)
+            subject = _plain("".join(html_template.blocks["subject"](block_context)))
+            preheader = _plain("".join(html_template.blocks["preheader"](block_context)))
+            html = html_template.render({**context, "email_subject": subject, "email_preheader": preheader})
+            text = text_template.render(context)
+        except UndefinedError as error:
+            raise KitError(f"{message} ({locale}): the template uses an undeclared variable: {error.message}") from None
+        except TemplateNotFound as error:
+            raise KitError(f"{message}: the template {error.name} is missing") from None
+        except KeyError as error:
+            raise KitError(f"{message}: the template has no {error} block") from None
+        return Rendered(subject, preheader, self._inliner.inline(html), _tidy_text(text), attachments)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @lru_cache(maxsize=None)
+    def _environment(self, locale: str) -> Environment:
+        environment = Environment(
+            loader=FileSystemLoader(self.root),
+            autoescape=lambda name: bool(name and name.endswith(".html")),
+            undefined=StrictUndefined,
+            extensions=["jinja2.ext.i18n"],
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        translations = self._translations(locale)
+        environment.install_gettext_translations(translations, newstyle=True)
+        # For values that may be standard texts (a standard question): translated when the catalog
+        # knows them, kept as written otherwise, and escaped like any value, never trusted as markup.
+        environment.filters["translated"] = lambda text: translations.gettext(str(text)) if text else ""
+        return environment
+
+    def _translations(self, locale: str):
+        try:
+            return load_catalog(self.translations_dir, locale)
+        except LookupError as error:
+            raise KitError(str(error)) from None
+
+    @lru_cache(maxsize=None)
+    def _globals(self, locale: str) -> dict:
+        return {
+            "brand": localized(self.brand, locale),
+            "base_url": self.base_url,
+            "support_url": self.absolute(self.brand.get("support_url", "/")),
+            "logo_url": self.absolute(self.brand["logo_url"]) if self.brand.get("logo_url") else "",
+            "locale": locale,
+            "html_lang": HTML_LANG.get(locale, locale),
+            "stylesheet": Markup(self.stylesheet),
+        }
+
+    def absolute(self, url: str) -> str:
+        if url.startswith(("https://", "http://")):
+            return url
+        if url.startswith("/"):
+            return self.base_url + url
+        raise KitError(f"{url!r} is neither an absolute URL nor a path on the portal")
+
+    def _format(self, variable: Variable, value, locale: str):
+        kind, name = variable.type, variable.name
+        try:
+            if kind == "text":
+                return "" if value is None else str(value)
+            if kind == "bool":
+                if not isinstance(value, bool):
+                    raise TypeError("expected true or false")
+                return value
+            if kind == "int":
+                return format_decimal(int(value), locale=_babel_locale(locale))
+            if kind == "money":
+                money = value if isinstance(value, Money) else _parse_money(str(value))
+                return format_money(money, locale)
+            if kind == "date":
+                day = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+                return format_date(day, "long", locale=_babel_locale(locale))
+            if kind == "datetime":
+                moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=timezone.utc)
+                return format_datetime(moment, "long", tzinfo=timezone.utc, locale=_babel_locale(locale))
+            if kind == "url":
+                return self.absolute(str(value))
+            if kind == "list":
+                if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                    raise TypeError("expected a list")
+                return [str(item) for item in value]
+        except (TypeError, ValueError, InvalidOperation, MoneyError) as error:
+            raise KitError(f"the variable {name!r} ({kind}) cannot take {value!r}: {error}") from None
+        raise KitError(f"unknown type {kind!r}")
+
+
+@lru_cache(maxsize=None)
+def _babel_locale(code: str) -> Locale:
+    return Locale.parse(code)
+
+
+def load_catalog(translations_dir: Path, locale: str):
+    """The compiled catalog of ``locale`` (English, the source language, needs none)."""
+    if locale == "en":
+        return NullTranslations()
+    translations = Translations.load(str(translations_dir), [locale])
+    if not isinstance(translations, Translations):
+        raise LookupError(f"no compiled catalog for {locale!r} in {translations_dir}")
+    return translations
+
+
+def _parse_money(text: str) -> Money:
+    """'29.00 USD' (the form the outbox stores) into Money with the currency's minor units."""
+    amount, _, currency = text.strip().partition(" ")
+    if not currency:
+        raise ValueError("expected an amount and a currency code, such as '29.00 USD'")
+    Decimal(amount)
+    return Money.parse(amount, currency.strip())
+
+
+def money_variable(money: Money) -> str:
+    """How a Money travels in an outbox message's variables (JSON)."""
+    return f"{money.amount} {money.currency}"
+
+
+def _plain(text: str) -> str:
+    """A subject or preheader as plain text: entities decoded, whitespace and newlines folded."""
+    return " ".join(Markup(text).unescape().split())
+
+
+def _tidy_text(text: str) -> str:
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip() + "\n"
+
+
+class MergeTag(str):
+    """A value that prints as an ESP merge tag, unescaped and unformatted."""
+
+    def __html__(self) -> str:
+        return str(self)
+
+
+MERGE_TAGS = {
+    "mailchimp": lambda name: f"*|{name.upper()}|*",
+    "handlebars": lambda name: "{{" + name + "}}",
+}

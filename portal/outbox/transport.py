@@ -1,0 +1,118 @@
+"""How a rendered message leaves: over SMTP with Flask-Mail, or as an .eml file.
+
+Flask-Mail opens its SMTP connection without a timeout and has no retry of its own, so the
+connection is opened here with a timeout, and SMTP answers are sorted into "try again later"
+(4xx, connection problems) and "give up" (5xx).
+"""
+from __future__ import annotations
+
+import smtplib
+from email.charset import QP, Charset
+from email.mime.text import MIMEText
+from pathlib import Path
+
+from flask_mail import Connection, Message
+
+from portal.outbox.kit import Rendered
+from portal.outbox.queue import PermanentFailure, TemporaryFailure
+from portal.outbox.models import OutboxMessage
+
+
+class KitMessage(Message):
+    """Flask-Mail's message with its text parts in quoted-printable.
+
+    Flask-Mail sends UTF-8 bodies as raw 8-bit, and SMTP refuses lines over 998 bytes: an inlined
+    HTML table or a Chinese paragraph (3 bytes a character, no spaces) easily has them.
+    """
+
+    def _mimetext(self, text, subtype: str = "plain") -> MIMEText:
+        utf8 = Charset("utf-8")
+        utf8.body_encoding = QP
+        return MIMEText(text or "", _subtype=subtype, _charset=utf8)
+
+
+def build_message(outbox: OutboxMessage, rendered: Rendered, sender) -> Message:
+    message = KitMessage(subject=rendered.subject, recipients=[outbox.recipient], body=rendered.text,
+                      html=rendered.html, sender=sender,
+                      extra_headers={"Content-Language": outbox.locale,
+                                     # Transactional mail: out-of-office replies should not answer it.
+                                     "Auto-Submitted": "auto-generated"})
+    message.msgId = outbox.message_id
+    for attachment in rendered.attachments:
+        message.attach(attachment.filename, attachment.content_type, attachment.data)
+    return message
+
+
+class _TimeoutConnection(Connection):
+    def __init__(self, mail, timeout: float):
+        super().__init__(mail)
+        self.timeout = timeout
+
+    def configure_host(self):
+        mail = self.mail
+        if mail.use_ssl:
+            host = smtplib.SMTP_SSL(mail.server, mail.port, timeout=self.timeout)
+        else:
+            host = smtplib.SMTP(mail.server, mail.port, timeout=self.timeout)
+        host.set_debuglevel(int(mail.debug))
+        if mail.use_tls:
+            host.starttls()
+        if mail.username and mail.password:
+            host.login(mail.username, mail.password)
+        return host
+
+
+class SMTPTransport:
+    def __init__(self, mail_state, *, sender, timeout: float):
+        self.mail = mail_state
+        self.sender = sender
+        self.timeout = timeout
+
+    def describe(self) -> str:
+        return f"SMTP {self.mail.server}:{self.mail.port}"
+
+    def send(self, outbox: OutboxMessage, rendered: Rendered) -> None:
+        message = build_message(outbox, rendered, self.sender)
+        try:
+            with _TimeoutConnection(self.mail, self.timeout) as connection:
+                connection.send(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            codes = [code for code, _ in error.recipients.values()]
+            failure = PermanentFailure if codes and all(code >= 500 for code in codes) else TemporaryFailure
+            raise failure(f"recipient refused: {error.recipients}") from None
+        except smtplib.SMTPAuthenticationError as error:
+            # The server's settings are wrong, not the message: keep it until they are fixed.
+            raise TemporaryFailure(f"SMTP login failed: {error.smtp_code} {error.smtp_error!r}") from None
+        except smtplib.SMTPResponseException as error:
+            failure = PermanentFailure if error.smtp_code >= 500 else TemporaryFailure
+            raise failure(f"SMTP {error.smtp_code} {error.smtp_error!r}") from None
+        except (smtplib.SMTPException, OSError) as error:  # refused, reset, timed out, disconnected
+            raise TemporaryFailure(f"{type(error).__name__}: {error}") from None
+
+
+class FileTransport:
+    """The embedded default: each message becomes ``OUTBOX_DIR/<id>-<message>.eml``.
+
+    A retry rewrites the same file, so there is never a second copy of one email.
+    """
+
+    def __init__(self, folder: Path, *, sender):
+        self.folder = Path(folder)
+        self.sender = sender
+
+    def describe(self) -> str:
+        return f"files in {self.folder}"
+
+    def path_for(self, outbox: OutboxMessage) -> Path:
+        return self.folder / f"{outbox.id:06d}-{outbox.message}.eml"
+
+    def send(self, outbox: OutboxMessage, rendered: Rendered) -> None:
+        message = build_message(outbox, rendered, self.sender)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.path_for(outbox)
+            partial = path.with_suffix(".eml.partial")
+            partial.write_bytes(message.as_bytes())
+            partial.replace(path)
+        except OSError as error:
+            raise TemporaryFailure(f"could not write the file: {error}") from None

@@ -1,0 +1,131 @@
+"""Outgoing webhooks: signed JSON events for every state change, delivered through the outbox.
+
+An admin registers an endpoint and gets its secret once. Each state change queues one outbox
+message per active endpoint in the transaction that made the change; the outbox worker posts
+it and retries with the same backoff as emails. The event id stays the same across retries,
+so the subscriber can ignore a repeat. No Flask here.
+
+Signature: ``Portal-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the secret>``,
+the scheme Stripe uses, so subscribers can check freshness as well as origin.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.core.vocabulary import OutboxStatus, RequestState
+from portal.outbox.queue import PermanentFailure, TemporaryFailure
+from portal.core.markers import N_
+from portal.outbox.models import OutboxMessage, WebhookSubscription
+from portal.refunds.models import RefundRequest, StatusEvent
+from portal.core.money import Money
+
+STATE_CHANGED = "refund_request.state_changed"
+SIGNATURE_HEADER = "Portal-Signature"
+
+
+class SubscriptionError(ValueError):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def subscribe(session: Session, url: str, description: str, *, created_by: int | None, now: datetime,
+              require_https: bool) -> WebhookSubscription:
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SubscriptionError(N_("Enter the endpoint's full address, starting with https://."))
+    if require_https and parts.scheme != "https":
+        raise SubscriptionError(N_("Endpoints must use https://."))
+    subscription = WebhookSubscription(url=url, description=description.strip()[:200],
+                                       secret="whsec_" + secrets.token_urlsafe(32), active=True,
+                                       created_by_id=created_by, created_at=now)
+    session.add(subscription)
+    session.commit()
+    return subscription
+
+
+def deactivate(session: Session, subscription: WebhookSubscription) -> None:
+    subscription.active = False
+    # What was queued for it will not be wanted any more.
+    for message in session.scalars(select(OutboxMessage).where(
+            OutboxMessage.webhook_subscription_id == subscription.id, OutboxMessage.status == OutboxStatus.PENDING)):
+        message.status = OutboxStatus.DEAD
+        message.last_error = "endpoint deactivated"
+    session.commit()
+
+
+def state_changed(session: Session, request: RefundRequest, before: RequestState | None, after: RequestState,
+                  event: StatusEvent) -> None:
+    """Queue the event for every active endpoint, in the caller's transaction (``before`` is None
+    when the request was just filed)."""
+    subscriptions = session.scalars(select(WebhookSubscription).where(WebhookSubscription.active.is_(True))).all()
+    if not subscriptions:
+        return
+    order = request.order
+    amount = Money.from_minor(event.amount_minor, request.currency) if event.amount_minor else None
+    data = {"reference": request.reference, "order_number": order.order_number, "from_state": before.value if before else None,
+            "to_state": after.value, "actor": event.actor.value, "note": event.note,
+            "amount": str(amount.amount) if amount else None, "currency": request.currency,
+            "occurred_at": event.created_at.isoformat()}
+    for subscription in subscriptions:
+        event_id = "evt_" + uuid.uuid4().hex
+        session.add(OutboxMessage(channel="webhook", webhook_subscription=subscription, message=STATE_CHANGED,
+                                  recipient=subscription.url, locale="en", refund_request=request,
+                                  variables={"id": event_id, "type": STATE_CHANGED,
+                                             "created": event.created_at.isoformat(), "data": data},
+                                  status=OutboxStatus.PENDING, attempts=0, message_id=event_id))
+
+
+def body_of(message: OutboxMessage) -> bytes:
+    # The same bytes on every attempt: the body is the stored event, serialized one way.
+    return json.dumps(message.variables, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode("ascii") + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300, now: float | None = None) -> bool:
+    """What a subscriber does with the header (and what the tests do)."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        return False
+    if abs((now or time.time()) - timestamp) > tolerance:
+        return False
+    expected = signature(secret, timestamp, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+def deliver(message: OutboxMessage, *, timeout: float) -> None:
+    """POST the event; raise TemporaryFailure to retry later or PermanentFailure to give up."""
+    subscription = message.webhook_subscription
+    if subscription is None or not subscription.active:
+        raise PermanentFailure("the endpoint is no longer active")
+    body = body_of(message)
+    headers = {"Content-Type": "application/json", "User-Agent": "refund-portal-webhooks/1",
+               SIGNATURE_HEADER: signature(subscription.secret, int(time.time()), body),
+               "Portal-Event-Id": message.message_id, "Portal-Event-Type": message.message}
+    try:
+        answer = requests.post(subscription.url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as error:
+        raise TemporaryFailure(f"{type(error).__name__}: {error}") from None
+    if 200 <= answer.status_code < 300:
+        return
+    if answer.status_code == 410:  # the subscriber says the endpoint is gone for good
+        raise PermanentFailure("410 Gone")
+    raise TemporaryFailure(f"HTTP {answer.status_code}: {answer.text[:200]}")

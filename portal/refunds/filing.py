@@ -1,0 +1,267 @@
+"""What customers do to refund requests: file, take an offer, answer questions, withdraw.
+
+Each service runs the whole change and commits once; the emails it queues are committed with
+it (the outbox), so a change that fails sends nothing. No Flask here: the web layer passes in
+what it knows (the time, the policy, how to build links).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.core.vocabulary import CLOSED_STATES, Actor, Reason, RequestState
+from portal.outbox.kit import money_variable
+from portal.outbox.queue import queue_email
+from portal.core.markers import N_
+from portal.documents.models import Document
+from portal.orders.models import Order
+from portal.refunds.models import InformationRequest, RefundRequest, StatusEvent, new_reference
+from portal.orders.summary import OrderSummary
+from portal.core.money import Money
+from portal.policy import Decision, Outcome, Policy, evaluate
+from portal.insights import rollups
+from portal.refunds.feedback import feedback_serializer
+from portal.refunds.fraud import filing_signals
+from portal.refunds.states import Action, count_state, transition
+from portal.refunds.timing import add_business_days
+from portal.core.tokens import derived_token, hash_token
+from portal.documents.uploads import StoredFile, move_into
+from portal.outbox import webhooks
+
+
+class FilingError(Exception):
+    """The request cannot be filed as given; ``field`` says which input, ``message`` why."""
+
+    def __init__(self, field: str, message: str, existing: RefundRequest | None = None, **params):
+        super().__init__(message % params if params else message)
+        self.field = field
+        self.message = message
+        self.params = params
+        self.existing = existing
+
+
+@dataclass
+class Filing:
+    reason: Reason
+    details: str
+    locale: str
+    submission_key: str
+    amount: Money | None = None  # None: the most the customer can ask for
+    review_requested: bool = False
+    documents: list[StoredFile] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Links:
+    """Absolute links for emails, from the public base URL and the secret that signs tracking links."""
+
+    base_url: str
+    secret: str
+
+    @property
+    def domain(self) -> str:
+        return urlsplit(self.base_url).hostname or "refunds.invalid"
+
+    def tracking_token(self, reference: str) -> str:
+        return derived_token(self.secret, "track", reference)
+
+    def tracking(self, reference: str) -> str:
+        return f"{self.base_url}/track/{self.tracking_token(reference)}"
+
+    def feedback_token(self, reference: str) -> str:
+        # Signed with the time it was made: the feedback page refuses it after 30 days.
+        return feedback_serializer(self.secret).dumps(reference)
+
+    def feedback(self, reference: str) -> str:
+        return f"{self.base_url}/feedback/{self.feedback_token(reference)}"
+
+    def policy_clause(self, clause_id: str) -> str:
+        return f"{self.base_url}/policy#{clause_id}"
+
+
+@dataclass
+class Filed:
+    request: RefundRequest
+    created: bool  # False when a resubmitted form found the request it had already made
+
+
+def refunded_so_far(order: Order | OrderSummary) -> Money:
+    # From the order's requests, which the order page loads anyway: one query fewer per page.
+    total = sum(r.amount_approved_minor or 0 for r in order.refund_requests if r.state is RequestState.REFUNDED)
+    return Money.from_minor(total, order.currency)
+
+
+def open_request(session: Session, order: Order) -> RefundRequest | None:
+    return session.scalar(select(RefundRequest).where(RefundRequest.order_id == order.id,
+                                                      RefundRequest.state.not_in(CLOSED_STATES)))
+
+
+def decide(session: Session, order: Order | OrderSummary, policy: Policy, now: datetime, reason: Reason | None) -> Decision:
+    return evaluate(order, policy, now, reason, refunded_so_far(order))
+
+
+def decision_due(policy: Policy, order: Order, filed_at: datetime) -> datetime:
+    process = next(iter(policy.version_for(order.purchased_at).of_kind("process")), None)
+    return add_business_days(filed_at, process.decision_business_days if process else 2)
+
+
+def most_requestable(decision: Decision) -> Money:
+    """What the customer may ask for: the policy amount, or what remains to refund when asking for review."""
+    return decision.amount if decision.outcome is not Outcome.REFUSED else decision.facts.remaining
+
+
+def _check(filing: Filing, decision: Decision) -> Money:
+    if decision.outcome is Outcome.REFUSED:
+        if decision.facts.remaining.minor == 0 or decision.basis.value == "charged_back":
+            raise FilingError("reason", N_("This order cannot be refunded: it has been charged back or "
+                                           "refunded in full already."))
+        if not filing.review_requested:
+            raise FilingError("review_requested", N_("Our policy does not grant a refund for this order. "
+                                                     "Tick “Ask for a review” to have our staff look at it."))
+    maximum = most_requestable(decision)
+    amount = filing.amount if filing.amount is not None else maximum
+    if amount.currency != maximum.currency:
+        raise FilingError("amount", N_("The amount must be in %(currency)s."), currency=maximum.currency)
+    if amount.minor <= 0:
+        raise FilingError("amount", N_("The amount must be more than zero."))
+    if maximum < amount:
+        raise FilingError("amount", N_("You can ask for at most %(maximum)s."), maximum=maximum)
+    if decision.documents_required and not filing.documents:
+        raise FilingError("documents", N_("Please attach proof of purchase (an invoice or bank statement): "
+                                          "our policy requires it for this order."))
+    return amount
+
+
+def file_refund(session: Session, order: Order, filing: Filing, *, policy: Policy, now: datetime, links: Links,
+                staging: Path, upload_dir: Path) -> Filed:
+    """File a refund request for ``order``: state received, first event, acknowledgement queued."""
+    if filing.submission_key:
+        earlier = session.scalar(select(RefundRequest).where(RefundRequest.submission_key == filing.submission_key))
+        if earlier is not None:
+            return Filed(earlier, created=False)
+    existing = open_request(session, order)
+    if existing is not None:
+        raise FilingError("order", N_("There is already an open refund request for this order."), existing=existing)
+
+    decision = decide(session, order, policy, now, filing.reason)
+    amount = _check(filing, decision)
+    request = RefundRequest(
+        reference=new_reference(), order=order, state=RequestState.RECEIVED, reason=filing.reason,
+        details=filing.details.strip(),
+        currency=order.currency, amount_requested_minor=amount.minor, locale=filing.locale, channel=order.channel,
+        review_requested=not decision.refundable, submission_key=filing.submission_key or None,
+        created_at=now, updated_at=now,
+    )
+    request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
+    request.record_decision(decision)
+    session.add(request)
+    for stored in filing.documents:
+        session.add(Document(refund_request=request, original_name=stored.original_name,
+                             stored_name=stored.stored_name, content_type=stored.content_type, size=stored.size,
+                             sha256=stored.sha256, uploaded_by=Actor.CUSTOMER, created_at=now))
+    opened = StatusEvent(refund_request=request, actor=Actor.CUSTOMER, created_at=now, from_state=None,
+                         to_state=RequestState.RECEIVED, amount_minor=amount.minor)
+    session.add(opened)
+    request.awaiting_staff_since = now
+    customer = order.customer
+    queue_email(session, "acknowledgement", customer.email, filing.locale, {
+        "customer_name": customer.name, "reference": request.reference, "order_number": order.order_number,
+        "product": order.product, "amount": money_variable(amount),
+        "review": request.review_requested, "decision_due": decision_due(policy, order, now).isoformat(),
+        "tracking_url": links.tracking(request.reference),
+    }, refund_request=request, domain=links.domain)
+    try:
+        session.flush()
+    except IntegrityError:
+        # Two submissions raced past the check above; the database kept exactly one.
+        session.rollback()
+        raise FilingError("order", N_("There is already an open refund request for this order."),
+                          existing=open_request(session, order)) from None
+    count_state(session, RequestState.RECEIVED, +1)
+    webhooks.state_changed(session, request, None, RequestState.RECEIVED, opened)
+    rollups.request_filed(session, request, filing_signals(session, order, [d.sha256 for d in filing.documents],
+                                                           now=now))
+    for stored in filing.documents:
+        move_into(stored, staging, upload_dir)
+    session.commit()
+    return Filed(request, created=True)
+
+
+def open_on_behalf(session: Session, order: Order, *, actor: Actor, locale: str, amount_minor: int, now: datetime,
+                   links: Links, decision: Decision | None = None) -> RefundRequest:
+    """A request opened without the filing form: for an offer the customer took, or a refund made
+    in the payment processor's dashboard, so the outcome has a request and a tracking page."""
+    request = RefundRequest(reference=new_reference(), order=order, state=RequestState.RECEIVED, reason=Reason.OTHER,
+                            details="", channel=order.channel, currency=order.currency,
+                            amount_requested_minor=amount_minor, locale=locale, created_at=now, updated_at=now)
+    request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
+    if decision is not None:
+        request.record_decision(decision)
+    session.add(request)
+    opened = StatusEvent(refund_request=request, actor=actor, created_at=now, to_state=RequestState.RECEIVED)
+    session.add(opened)
+    count_state(session, RequestState.RECEIVED, +1)
+    rollups.request_filed(session, request)
+    session.flush()
+    webhooks.state_changed(session, request, None, RequestState.RECEIVED, opened)
+    return request
+
+
+def accept_offer(session: Session, order: Order, offer_id: str, *, policy: Policy, locale: str, now: datetime,
+                 links: Links) -> RefundRequest:
+    """The customer takes an alternative instead of a refund: recorded as a request resolved with an offer."""
+    offer = policy.offer(offer_id)
+    if order.plan not in offer.plans:
+        raise KeyError(offer_id)
+    request = open_request(session, order)
+    if request is None:
+        request = open_on_behalf(session, order, actor=Actor.CUSTOMER, locale=locale, amount_minor=0, now=now,
+                                 links=links, decision=decide(session, order, policy, now, None))
+    request.offer_id = offer.id
+    transition(session, request, Action.ACCEPT_OFFER, actor=Actor.CUSTOMER, note=offer.id, now=now)
+    session.commit()
+    return request
+
+
+def answer_information_request(session: Session, request: RefundRequest, answer: str,
+                               documents: list[StoredFile], *, now: datetime, links: Links,
+                               staging: Path, upload_dir: Path) -> None:
+    """The customer answers staff's questions with text and documents; the request goes back to review."""
+    info = session.scalar(select(InformationRequest).where(InformationRequest.refund_request_id == request.id,
+                                                           InformationRequest.answered_at.is_(None))
+                          .order_by(InformationRequest.id.desc()))
+    missing = [item["key"] for item in (info.items if info else []) if item.get("kind") == "document"
+               and item["key"] not in {stored.checklist_item for stored in documents}]
+    if not answer.strip() and not documents:
+        raise FilingError("answer", N_("Please write an answer or attach a document."))
+    if missing:
+        raise FilingError("documents", N_("Please attach every document asked for."))
+    transition(session, request, Action.ANSWER, actor=Actor.CUSTOMER, note=answer.strip(), now=now)
+    if info is not None:
+        info.answered_at = now
+        info.answer = answer.strip()
+    for stored in documents:
+        session.add(Document(refund_request=request, information_request=info, checklist_item=stored.checklist_item,
+                             original_name=stored.original_name, stored_name=stored.stored_name,
+                             content_type=stored.content_type, size=stored.size, sha256=stored.sha256,
+                             uploaded_by=Actor.CUSTOMER, created_at=now))
+    customer = request.order.customer
+    queue_email(session, "reply_received", customer.email, request.locale, {
+        "customer_name": customer.name, "reference": request.reference,
+        "tracking_url": links.tracking(request.reference),
+    }, refund_request=request, domain=links.domain)
+    session.flush()
+    for stored in documents:
+        move_into(stored, staging, upload_dir)
+    session.commit()
+
+
+def withdraw_refund(session: Session, request: RefundRequest, *, now: datetime) -> None:
+    transition(session, request, Action.WITHDRAW, actor=Actor.CUSTOMER, now=now)
+    session.commit()

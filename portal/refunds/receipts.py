@@ -1,0 +1,141 @@
+"""PDF receipts (credit notes) for refunds: rendered by WeasyPrint, issued once, kept byte for byte.
+
+``ReceiptRenderer`` turns a ``ReceiptData`` into PDF bytes in the customer's language;
+``issue_receipt`` stores the PDF of a succeeded refund the first time it is asked for and
+returns the stored one every later time. No Flask here: the outbox worker and the pages call in.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+
+from babel import Locale
+from babel.dates import format_date
+from babel.numbers import format_decimal
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.core.brand import localized
+from portal.core.vocabulary import HTML_LANG, RefundStatus
+from portal.outbox.kit import load_catalog
+from portal.core.markers import N_
+from portal.refunds.models import Receipt, Refund
+from portal.core.money import Money, format_money
+
+PDF_VARIANT = "pdf/a-3b"
+
+
+@dataclass(frozen=True)
+class ReceiptLine:
+    when: date
+    amount: Money
+    reference: str
+
+
+@dataclass(frozen=True)
+class ReceiptData:
+    number: str
+    issued: date
+    locale: str
+    customer_name: str
+    customer_email: str
+    order_number: str
+    product: str
+    plan: str  # a msgid: the plan's title
+    period: tuple[date, date] | None
+    paid: Money
+    payment_reference: str
+    purchased: date
+    amount: Money
+    method: str  # a msgid
+    processor_reference: str
+    refunded_on: date
+    request_reference: str
+    clause: str  # the clause's title in the customer's language
+    clause_id: str
+    earlier: list[ReceiptLine] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> Money:
+        total = self.amount
+        for line in self.earlier:
+            total = total + line.amount
+        return self.paid - total
+
+
+class ReceiptRenderer:
+    def __init__(self, templates: Path, translations_dir: Path, brand: dict):
+        self.templates = Path(templates)
+        self.translations_dir = Path(translations_dir)
+        self.brand = brand
+        self.stylesheet = (self.templates / "receipt.css").read_text(encoding="utf-8")
+
+    @lru_cache(maxsize=None)
+    def _environment(self, locale: str) -> Environment:
+        environment = Environment(loader=FileSystemLoader(self.templates), undefined=StrictUndefined,
+                                  autoescape=select_autoescape(["html"]), extensions=["jinja2.ext.i18n"],
+                                  trim_blocks=True, lstrip_blocks=True)
+        translations = load_catalog(self.translations_dir, locale)
+        environment.install_gettext_translations(translations, newstyle=True)
+        babel_locale = Locale.parse(locale)
+        environment.filters["money"] = lambda money: format_money(money, locale)
+        environment.filters["day"] = lambda day: format_date(day, "long", locale=babel_locale)
+        environment.filters["translated"] = lambda text: translations.gettext(text)
+        environment.filters["number"] = lambda n: format_decimal(n, locale=babel_locale)
+        return environment
+
+    def html(self, data: ReceiptData) -> str:
+        brand = localized(self.brand, data.locale)
+        return self._environment(data.locale).get_template("receipt.html").render(
+            r=data, brand=brand, html_lang=HTML_LANG.get(data.locale, data.locale), stylesheet=self.stylesheet)
+
+    def pdf(self, data: ReceiptData) -> bytes:
+        from weasyprint import HTML  # imported when the first receipt is made, not at app start
+
+        return HTML(string=self.html(data), base_url=str(self.templates)).write_pdf(
+            pdf_variant=PDF_VARIANT, custom_metadata=True)
+
+
+def receipt_data(refund: Refund, number: str, issued: date, clause_title) -> ReceiptData:
+    request = refund.refund_request
+    order = refund.order
+    earlier = [ReceiptLine(r.completed_at.date(), r.amount, r.processor_reference)
+               for r in order_refunds(refund) if r.id != refund.id and r.id < refund.id]
+    decision = request.decision_at_filing
+    clause_id = decision.primary_clause if decision else ""
+    return ReceiptData(
+        number=number, issued=issued, locale=request.locale, customer_name=order.customer.name,
+        customer_email=order.customer.email, order_number=order.order_number, product=order.product,
+        plan=order.plan.title, period=(order.period_start, order.period_end) if order.period_start else None,
+        paid=order.amount, payment_reference=order.payment_reference, purchased=order.purchased_at.date(),
+        amount=refund.amount, method=N_("Your original payment method"), processor_reference=refund.processor_reference,
+        refunded_on=refund.completed_at.date(), request_reference=request.reference,
+        clause=clause_title(clause_id, request.locale) if clause_id else "", clause_id=clause_id, earlier=earlier)
+
+
+def order_refunds(refund: Refund) -> list[Refund]:
+    session = Session.object_session(refund)
+    return list(session.scalars(select(Refund).where(Refund.order_id == refund.order_id,
+                                                     Refund.status == RefundStatus.SUCCEEDED).order_by(Refund.id)))
+
+
+def issue_receipt(session: Session, refund: Refund, renderer: ReceiptRenderer, clause_title,
+                  now: datetime | None = None) -> Receipt:
+    """The refund's receipt: made and stored the first time, the same bytes every time after."""
+    existing = session.scalar(select(Receipt).where(Receipt.refund_id == refund.id))
+    if existing is not None:
+        return existing
+    if refund.status is not RefundStatus.SUCCEEDED:
+        raise ValueError("a receipt is issued only for a refund that succeeded")
+    now = now or datetime.now(timezone.utc)
+    number = f"RC-{refund.completed_at.year}-{refund.id:06d}"
+    pdf = renderer.pdf(receipt_data(refund, number, now.date(), clause_title))
+    receipt = Receipt(refund_id=refund.id, number=number, locale=refund.refund_request.locale, pdf=pdf,
+                      sha256=hashlib.sha256(pdf).hexdigest(), created_at=now)
+    session.add(receipt)
+    session.flush()
+    return receipt

@@ -1,0 +1,51 @@
+from flask import abort, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from portal.web.extensions import db
+from portal.refunds.states import InvalidTransition
+
+
+def init_app(app):
+    @app.before_request
+    def refuse_nul_characters():
+        # No text anyone types contains NUL, and PostgreSQL refuses it in every text column (a 500
+        # deep in a query); say "bad request" at the door instead, for pages and API alike.
+        if "\x00" in request.path:
+            abort(404)  # no page or resource has such an address
+        values = list(request.args.values())
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            values += request.form.values()
+            values += [f.filename or "" for f in request.files.values()]
+        if any("\x00" in value for value in values):
+            abort(400)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return render_template("errors/csrf.html"), 400
+
+    @app.errorhandler(InvalidTransition)
+    def invalid_transition(error):
+        # Nothing was changed; say why in the reader's language.
+        db.session.rollback()
+        message = _(error.message, state=_(error.state.title), action=_(error.action.title))
+        return render_template("errors/http.html", error=None, code=409, message=message), 409
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        # JSON clients (and the health check) keep Werkzeug's own answers.
+        if error.code is None or error.code < 400:
+            return error
+        if request.path.startswith("/api/"):
+            # Addresses no API route matched: the API's problem documents, not a customer page.
+            from portal.api import problem_response
+
+            return problem_response(error.code, headers={k: v for k, v in error.get_headers()
+                                                         if k.lower() == "allow"})
+        return render_template("errors/http.html", error=error), error.code
+
+    @app.errorhandler(500)
+    def internal_error(error):
+        db.session.rollback()
+        return render_template("errors/http.html", error=None), 500

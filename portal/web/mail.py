@@ -1,0 +1,130 @@
+"""Flask glue for the email kit and the outbox: one kit and one transport per app."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import current_app
+from sqlalchemy import select
+from flask_mail import Mail
+
+from portal.insights import rollups
+from portal.core.brand import load_brand
+from portal.core.vocabulary import RefundStatus
+from portal.web.extensions import db
+from portal.outbox.kit import Attachment, EmailKit, KitError, Rendered
+from portal.outbox.queue import DeliveryReport, PermanentFailure, deliver_due
+from portal.outbox.transport import FileTransport, SMTPTransport
+from portal.outbox.models import OutboxMessage
+from portal.refunds.models import Receipt, Refund
+from portal.core.paths import resource_dir
+from portal.refunds.receipts import ReceiptRenderer, issue_receipt
+from portal.outbox import webhooks
+
+KIT = "email_kit"
+TRANSPORT = "email_transport"
+RECEIPTS = "receipt_renderer"
+
+mail = Mail()
+
+
+def init_app(app) -> None:
+    brand = load_brand()
+    if not app.config.get("MAIL_DEFAULT_SENDER"):
+        app.config["MAIL_DEFAULT_SENDER"] = (brand["company_name"], brand["support_email"])
+    state = mail.init_app(app)
+    app.extensions[KIT] = EmailKit(resource_dir("emails"), resource_dir("translations"),
+                                   base_url=app.config["BASE_URL"], brand=brand)
+    sender = app.config["MAIL_DEFAULT_SENDER"]
+    if app.config.get("MAIL_SERVER"):
+        app.extensions[TRANSPORT] = SMTPTransport(state, sender=sender, timeout=float(app.config["MAIL_TIMEOUT"]))
+    else:
+        app.extensions[TRANSPORT] = FileTransport(app.config["OUTBOX_DIR"], sender=sender)
+
+
+def email_kit() -> EmailKit:
+    return current_app.extensions[KIT]
+
+
+def transport():
+    return current_app.extensions[TRANSPORT]
+
+
+def receipt_renderer() -> ReceiptRenderer:
+    renderer = current_app.extensions.get(RECEIPTS)
+    if renderer is None:
+        renderer = current_app.extensions[RECEIPTS] = ReceiptRenderer(
+            resource_dir("templates") / "receipts", resource_dir("translations"), dict(load_brand()))
+    return renderer
+
+
+def clause_title_for(clause_id: str, locale: str) -> str:
+    from portal.web.policy import clause_title, current_policy
+
+    for version in reversed(current_policy().versions):
+        try:
+            return clause_title(version.clause(clause_id), locale)
+        except KeyError:
+            continue
+    return clause_id
+
+
+def receipt_for(request) -> Receipt | None:
+    """The request's receipt, issued now if the refund succeeded and none exists yet."""
+    refund = db.session.scalar(select(Refund).where(Refund.refund_request_id == request.id,
+                                                    Refund.status == RefundStatus.SUCCEEDED)
+                               .order_by(Refund.id.desc()))
+    if refund is None:
+        return None
+    return issue_receipt(db.session, refund, receipt_renderer(), clause_title_for)
+
+
+def issued_receipt(request) -> Receipt | None:
+    """The receipt if it has been issued already; pages never make one (that is the worker's job)."""
+    return db.session.scalar(select(Receipt).join(Refund, Receipt.refund_id == Refund.id)
+                             .where(Refund.refund_request_id == request.id).order_by(Receipt.id.desc()))
+
+
+def receipt_response(receipt: Receipt):
+    """The stored bytes, as a download: the same file every time it is asked for."""
+    response = current_app.response_class(receipt.pdf, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="{receipt.filename}"'
+    response.headers["ETag"] = f'"{receipt.sha256}"'
+    response.headers["Cache-Control"] = "private, max-age=0"
+    return response
+
+
+def attachments_for(outbox: OutboxMessage) -> tuple:
+    """Files that go with a message: the PDF receipt of a refunded request, issued here if need be."""
+    if outbox.message != "refunded" or outbox.refund_request is None:
+        return ()
+    receipt = receipt_for(outbox.refund_request)
+    if receipt is None:
+        return ()
+    return (Attachment(receipt.filename, "application/pdf", receipt.pdf),)
+
+
+def render_outbox_message(outbox: OutboxMessage) -> Rendered:
+    try:
+        return email_kit().render(outbox.message, outbox.locale, attachments=attachments_for(outbox),
+                                  **outbox.variables)
+    except KitError as error:
+        # A template or its declaration is wrong: retrying the same render cannot help. The message
+        # waits, dead and visible to staff, until someone fixes the kit and sends it again.
+        raise PermanentFailure(str(error)) from None
+
+
+def send_outbox_message(outbox: OutboxMessage) -> None:
+    if outbox.channel == "webhook":
+        webhooks.deliver(outbox, timeout=float(current_app.config["WEBHOOK_TIMEOUT"]))
+        return
+    transport().send(outbox, render_outbox_message(outbox))
+    if outbox.message == "acknowledgement" and outbox.refund_request is not None \
+            and outbox.refund_request.acknowledged_at is None:
+        # The insights' time to acknowledge runs until the email has really left.
+        outbox.refund_request.acknowledged_at = datetime.now(timezone.utc)
+        rollups.milestone(db.session, outbox.refund_request, "acknowledge", outbox.refund_request.acknowledged_at)
+
+
+def deliver(session, *, limit: int | None = None) -> DeliveryReport:
+    return deliver_due(session, send_outbox_message, clock=lambda: datetime.now(timezone.utc),
+                       max_attempts=int(current_app.config["OUTBOX_MAX_ATTEMPTS"]), limit=limit)

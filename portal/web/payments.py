@@ -1,0 +1,23 @@
+"""The payment gateway this deployment uses, built from the settings."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flask import current_app
+
+from portal.payments import ManualGateway, StripeGateway
+from portal.refunds.decisions import Fees
+
+
+def current_gateway():
+    config = current_app.config
+    if config["PAYMENT_GATEWAY"] == "stripe":
+        return StripeGateway(config["STRIPE_API_KEY"], api_base=config.get("STRIPE_API_BASE"),
+                             timeout=float(config["STRIPE_TIMEOUT"]),
+                             max_network_retries=int(config["STRIPE_MAX_NETWORK_RETRIES"]))
+    return ManualGateway()
+
+
+def current_fees() -> Fees:
+    return Fees(percent=Decimal(str(current_app.config["PROCESSOR_FEE_PERCENT"])),
+                fixed_minor=int(current_app.config["PROCESSOR_FEE_FIXED_MINOR"]))

@@ -1,0 +1,88 @@
+"""Flask glue for the policy: load it once at start-up, and put decisions into the reader's words."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from babel.numbers import format_decimal
+from flask import current_app
+from flask_babel import format_datetime, gettext
+
+from portal.web.i18n import current_locale
+from portal.core.money import Money, format_money
+from portal.policy import Decision, Policy, load_policy
+from portal.policy.explain import explain
+from portal.policy.schema import PolicyVersion
+
+EXTENSION = "refund_policy"
+RENDERED = "refund_policy.rendered"
+SENTENCES = "refund_policy.sentences"
+SENTENCE_CACHE_SIZE = 10_000
+
+
+def init_app(app) -> None:
+    # A broken policy file stops the start with every problem named, rather than serving a wrong page.
+    app.extensions[EXTENSION] = load_policy(app.config.get("POLICY_FILE"))
+    # The policy never changes while the app runs, so each clause and offer is put into words once
+    # per language; the cache lives and dies with the policy it holds.
+    app.extensions[RENDERED] = {}
+    app.extensions[SENTENCES] = {}
+
+    @app.context_processor
+    def process_promises():
+        # The promises pages repeat ("we decide within 2 business days") come from the policy in force.
+        version = version_in_force(datetime.now(timezone.utc))
+        return {"process": next(iter(version.of_kind("process")), None)}
+
+
+def current_policy() -> Policy:
+    return current_app.extensions[EXTENSION]
+
+
+def _format(value, locale: str):
+    if isinstance(value, Money):
+        return format_money(value, locale)
+    if isinstance(value, datetime):
+        return format_datetime(value, "long")  # with the time zone: windows end at a precise minute
+    if isinstance(value, int):
+        return format_decimal(value, locale=locale)
+    return value
+
+
+def explain_decision(decision: Decision, locale: str | None = None) -> list[str]:
+    locale = locale or current_locale()
+    cache = current_app.extensions[SENTENCES]
+    sentences = []
+    for s in explain(decision):
+        # Orders share a handful of windows and amounts; each sentence is put into words once
+        # per language (the cache is bounded: a policy has few clauses, amounts repeat).
+        key = (locale, s.message, tuple(sorted(s.params.items())))
+        text = cache.get(key)
+        if text is None:
+            text = gettext(s.message, **{k: _format(v, locale) for k, v in s.params.items()})
+            if len(cache) >= SENTENCE_CACHE_SIZE:
+                cache.clear()
+            cache[key] = text
+        sentences.append(text)
+    return sentences
+
+
+def rendered(part_of, part: str, locale: str) -> str:
+    """The title or text of a clause or offer in ``locale``, its parameters written in."""
+    cache = current_app.extensions[RENDERED]
+    key = (id(part_of), part, locale)
+    if key not in cache:
+        cache[key] = (part_of, part_of.render(part, locale, lambda n: format_decimal(n, locale=locale)))
+    return cache[key][1]
+
+
+def clause_paragraphs(clause, locale: str) -> list[str]:
+    """The clause's public text in ``locale`` with its parameters written in, split into paragraphs."""
+    return [p.strip() for p in rendered(clause, "text", locale).split("\n\n") if p.strip()]
+
+
+def clause_title(clause, locale: str) -> str:
+    return rendered(clause, "title", locale)
+
+
+def version_in_force(now: datetime) -> PolicyVersion:
+    return current_policy().version_for(now)
