@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 # Every feature's models, so the metadata (and Alembic's comparison) knows every table.
 import portal.accounts.models  # noqa: F401
-import portal.api.idempotency  # noqa: F401
+import portal.core.idempotency  # noqa: F401
 import portal.documents.models  # noqa: F401
 import portal.insights.models  # noqa: F401
 import portal.orders.models  # noqa: F401

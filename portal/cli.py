@@ -50,7 +50,7 @@ def demo() -> None:
     """Seed demo data on an empty database and print the staff logins."""
     from portal.demo import DEMO_STAFF, seed_demo
     from portal.web.policy import current_policy
-    from portal.refunds.filing import Links
+    from portal.refunds.links import Links
 
     if current_app.config["ENV"] == "production":
         raise click.ClickException("demo data is not for production")
@@ -104,12 +104,12 @@ def outbox_send(watch: bool, interval: float | None) -> None:
     import time
     from datetime import datetime, timezone
 
-    from portal.api.idempotency import prune
+    from portal.core.idempotency import prune
     from portal.web.mail import deliver, transport
 
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
     click.echo(f"Delivering through {transport().describe()}.")
-    from portal.refunds.filing import Links
+    from portal.refunds.links import Links
     from portal.refunds.decisions import send_reminders
 
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])

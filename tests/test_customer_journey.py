@@ -182,7 +182,7 @@ def test_withdrawing_twice_answers_409_and_changes_nothing(client, orders):
     assert client.post(f"/requests/{reference}/withdraw", data={"csrf_token": token}).status_code == 303
     again = client.post(f"/requests/{reference}/withdraw", data={"csrf_token": token})
     assert again.status_code == 409
-    assert "This request is “Withdrawn”, so it is not possible to withdraw it now." in again.get_data(as_text=True)
+    assert "This request is “Withdrawn”: it can no longer be withdrawn." in again.get_data(as_text=True)
     request = latest_request(orders)
     assert request.state is RequestState.WITHDRAWN and len(request.events) == 2
 

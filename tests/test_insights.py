@@ -86,7 +86,7 @@ def test_a_feedback_link_expires_after_30_days_with_a_friendly_page(app, agent, 
 
 
 def test_only_a_refunded_request_takes_feedback(app, agent, db_session):
-    from portal.refunds.filing import Links
+    from portal.refunds.links import Links
 
     reference = file(app, "ORD-10001", "alice.m@example.com")
     token = Links("http://portal.test", app.config["SECRET_KEY"]).feedback_token(reference)

@@ -14,7 +14,7 @@ from portal.refunds.models import Refund, RefundRequest, StatusEvent
 from portal.payments import StripeGateway
 from portal.policy import load_policy
 from portal.refunds import decisions
-from portal.refunds.filing import Links
+from portal.refunds.links import Links
 from portal.refunds.states import InvalidTransition
 from tests.journey_helpers import import_samples, latest_request, outbox
 from tests.staff_helpers import approved_in_full, staff_post

@@ -172,7 +172,7 @@ def test_a_wrong_state_action_answers_409_and_changes_nothing(app, agent, orders
     before = orders.scalar(select(func.count()).select_from(StatusEvent))
     response = act(agent, reference, "process", reference="re_1")
     assert response.status_code == 409
-    assert "This request is “Received”, so it is not possible to mark as refunded it now." in \
+    assert "This request is “Received”: it cannot be refunded now." in \
         response.get_data(as_text=True)
     assert act(agent, reference, "retry").status_code == 409
     orders.expire_all()

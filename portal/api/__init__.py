@@ -16,11 +16,12 @@ from flask_babel import gettext as _
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from portal.api import idempotency
+from portal.core import idempotency
 from portal.api.schemas import FieldProblem, Problem
 from portal.api.spec import PROBLEM_TITLES, Operation
 from portal.core.database import utcnow
 from portal.core.vocabulary import StaffRole
+from portal.web import errors
 from portal.web.extensions import db, limiter
 from portal.refunds import decisions
 from portal.refunds.states import InvalidTransition
@@ -54,6 +55,10 @@ def problem_response(status: int, detail: str | None = None, errors: list[FieldP
     response = _respond(status, problem_body(status, detail, errors))
     response.headers.update(headers or {})
     return response
+
+
+# Addresses under /api/ that match no route are answered as problem documents, not pages.
+bp.record_once(lambda state: errors.answer_under(state.app, "/api/", problem_response))
 
 
 @bp.errorhandler(ApiProblem)
@@ -151,7 +156,7 @@ def _run(op: Operation, view, user, path: dict) -> tuple[int, dict]:
         return error.status, problem_body(error.status, error.detail, error.errors)
     except InvalidTransition as error:
         db.session.rollback()  # nothing was changed
-        return 409, problem_body(409, _(error.message, state=_(error.state.title), action=_(error.action.title)))
+        return 409, problem_body(409, _(error.message, state=_(error.state.title)))
     except decisions.WorkflowError as error:
         db.session.rollback()
         params = {k: str(v) for k, v in error.params.items()}

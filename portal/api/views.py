@@ -10,7 +10,7 @@ from sqlalchemy import select
 from portal.api import ApiProblem, OPERATIONS, bp, operation, presenters
 from portal.api import schemas as s
 from portal.api.spec import describe, document
-from portal.customer.views import links
+from portal.web.links import links
 from portal.core.database import utcnow
 from portal.core.vocabulary import StaffRole
 from portal.web.extensions import db

@@ -5,24 +5,8 @@ from wtforms import (BooleanField, HiddenField, MultipleFileField, RadioField, S
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
 
 from portal.core.vocabulary import LOCALES, Reason
-from portal.web.forms import FlaskForm
+from portal.web.forms import FlaskForm, LookupForm, MagicLinkForm  # noqa: F401  (the customer pages use them too)
 from portal.web.i18n import NATIVE_NAMES
-
-
-class LookupForm(FlaskForm):
-    order_number = StringField(_l("Order number"), validators=[DataRequired(_l("Enter your order number.")),
-                                                              Length(max=64)],
-                               render_kw={"autocomplete": "off", "autocapitalize": "characters",
-                                          "spellcheck": "false"})
-    email = StringField(_l("Email address"), validators=[DataRequired(_l("Enter the email address you used to buy.")),
-                                                         Length(max=320)],
-                        render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"})
-
-
-class MagicLinkForm(FlaskForm):
-    email = StringField(_l("Email address"), validators=[DataRequired(_l("Enter your email address.")),
-                                                         Email(_l("Enter a valid email address.")), Length(max=320)],
-                        render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"})
 
 
 class AccessForm(FlaskForm):

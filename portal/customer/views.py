@@ -23,10 +23,7 @@ from portal.orders import magic
 from portal.refunds import filing
 from portal.orders.lookup import client_fingerprint, find_order, normalize_order_number
 from portal.core.tokens import hash_token
-
-
-def links() -> filing.Links:
-    return filing.Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+from portal.web.links import links
 
 
 def _order_number_key() -> str:

@@ -5,13 +5,13 @@ from sqlalchemy import text
 
 from portal.core.vocabulary import LOCALES
 from portal.web.extensions import db
+from portal.web.forms import LookupForm, MagicLinkForm
 from portal.web.i18n import SESSION_KEY
 from portal.main import bp
 
 
 @bp.get("/")
 def home():
-    from portal.customer.forms import LookupForm, MagicLinkForm
 
     return render_template("main/home.html", lookup_form=LookupForm(), link_form=MagicLinkForm())
 

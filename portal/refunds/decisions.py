@@ -28,7 +28,8 @@ from portal.core.money import Money
 from portal.payments.base import Gateway, GatewayUnavailable, RefundDeclined
 from portal.policy import Outcome, Policy
 from portal.refunds.questions import DOCUMENTS, QUESTIONS, item_label
-from portal.refunds.filing import Links, decide
+from portal.refunds.filing import decide
+from portal.refunds.links import Links
 from portal.refunds.states import Action, InvalidTransition, transition
 
 PAYOUT_DAYS = (5, 7)

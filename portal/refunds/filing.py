@@ -26,11 +26,11 @@ from portal.orders.summary import OrderSummary
 from portal.core.money import Money
 from portal.policy import Decision, Outcome, Policy, evaluate
 from portal.insights import rollups
-from portal.refunds.feedback import feedback_serializer
 from portal.refunds.fraud import filing_signals
 from portal.refunds.states import Action, count_state, transition
 from portal.refunds.timing import add_business_days
-from portal.core.tokens import derived_token, hash_token
+from portal.core.tokens import hash_token
+from portal.refunds.links import Links
 from portal.documents.uploads import StoredFile, move_into
 from portal.outbox import webhooks
 
@@ -55,34 +55,6 @@ class Filing:
     amount: Money | None = None  # None: the most the customer can ask for
     review_requested: bool = False
     documents: list[StoredFile] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Links:
-    """Absolute links for emails, from the public base URL and the secret that signs tracking links."""
-
-    base_url: str
-    secret: str
-
-    @property
-    def domain(self) -> str:
-        return urlsplit(self.base_url).hostname or "refunds.invalid"
-
-    def tracking_token(self, reference: str) -> str:
-        return derived_token(self.secret, "track", reference)
-
-    def tracking(self, reference: str) -> str:
-        return f"{self.base_url}/track/{self.tracking_token(reference)}"
-
-    def feedback_token(self, reference: str) -> str:
-        # Signed with the time it was made: the feedback page refuses it after 30 days.
-        return feedback_serializer(self.secret).dumps(reference)
-
-    def feedback(self, reference: str) -> str:
-        return f"{self.base_url}/feedback/{self.feedback_token(reference)}"
-
-    def policy_clause(self, clause_id: str) -> str:
-        return f"{self.base_url}/policy#{clause_id}"
 
 
 @dataclass

@@ -25,7 +25,8 @@ from portal.core.money import Money
 from portal.orders.importing import upsert_orders
 from portal.orders.validation import validate_order
 from portal.refunds import decisions
-from portal.refunds.filing import Links, open_on_behalf
+from portal.refunds.filing import open_on_behalf
+from portal.refunds.links import Links
 from portal.refunds.states import Action, transition
 
 PROVIDER = "stripe"

@@ -66,15 +66,36 @@ TRANSITIONS: dict[Action, tuple[frozenset[S], S]] = {
 }
 
 
+# One whole sentence per action, so each language can order it as it must ("approved" and the
+# state's own title are not glued into an English frame at run time).
+REFUSALS: dict[Action, str] = {
+    Action.ASK_INFO: N_("This request is “%(state)s”: the customer cannot be asked for more information now."),
+    Action.ANSWER: N_("This request is “%(state)s”: it is not waiting for an answer now."),
+    Action.START_REVIEW: N_("This request is “%(state)s”: its review cannot be started now."),
+    Action.APPROVE: N_("This request is “%(state)s”: it cannot be approved now."),
+    Action.DECLINE: N_("This request is “%(state)s”: it cannot be declined now."),
+    Action.MARK_REFUNDED: N_("This request is “%(state)s”: it cannot be refunded now."),
+    Action.MARK_FAILED: N_("This request is “%(state)s”: its refund cannot be marked as failed now."),
+    Action.RETRY: N_("This request is “%(state)s”: its refund cannot be retried now."),
+    Action.WITHDRAW: N_("This request is “%(state)s”: it can no longer be withdrawn."),
+    Action.ACCEPT_OFFER: N_("This request is “%(state)s”: an offer can no longer be accepted for it."),
+    Action.RECORD_REFUND: N_("This request is “%(state)s”: a refund made in the payment processor cannot be "
+                             "recorded on it."),
+}
+
+
 class InvalidTransition(Exception):
     """The action is not allowed from the request's current state; nothing was changed."""
-
-    message = N_("This request is “%(state)s”, so it is not possible to %(action)s it now.")
 
     def __init__(self, state: S, action: Action):
         super().__init__(f"cannot {action.value} a request in state {state.value}")
         self.state = state
         self.action = action
+
+    @property
+    def message(self) -> str:
+        """The sentence to show, with ``%(state)s`` for the state's translated title."""
+        return REFUSALS[self.action]
 
 
 def allowed(state: S, action: Action) -> bool:

@@ -22,7 +22,7 @@ from portal.refunds import decisions
 from portal.refunds.questions import LABELS
 from portal.refunds.fraud import fraud_signals
 from portal.refunds.states import Action, allowed
-from portal.customer.presenters import money
+from portal.web.i18n import money
 
 
 ACTORS = {Actor.CUSTOMER: N_("Customer"), Actor.STAFF: N_("Staff"), Actor.SYSTEM: N_("Refund portal")}

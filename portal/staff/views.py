@@ -9,8 +9,8 @@ from wtforms import SelectChoice
 
 from portal.accounts.staff import AccountError, create_staff, set_active
 from portal.web import staging
-from portal.customer.presenters import money
-from portal.customer.views import links
+from portal.web.i18n import money
+from portal.web.links import links
 from portal.core.database import utcnow
 from portal.core.vocabulary import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
 from portal.web.extensions import db

@@ -7,6 +7,14 @@ from portal.web.extensions import db
 from portal.refunds.states import InvalidTransition
 
 
+PREFIX_RESPONDERS = "error_responders"
+
+
+def answer_under(app, prefix: str, respond) -> None:
+    """Errors under ``prefix`` that no blueprint handled are answered by ``respond(code, headers=…)``."""
+    app.extensions.setdefault(PREFIX_RESPONDERS, {})[prefix] = respond
+
+
 def init_app(app):
     @app.before_request
     def refuse_nul_characters():
@@ -29,7 +37,7 @@ def init_app(app):
     def invalid_transition(error):
         # Nothing was changed; say why in the reader's language.
         db.session.rollback()
-        message = _(error.message, state=_(error.state.title), action=_(error.action.title))
+        message = _(error.message, state=_(error.state.title))
         return render_template("errors/http.html", error=None, code=409, message=message), 409
 
     @app.errorhandler(HTTPException)
@@ -37,12 +45,11 @@ def init_app(app):
         # JSON clients (and the health check) keep Werkzeug's own answers.
         if error.code is None or error.code < 400:
             return error
-        if request.path.startswith("/api/"):
-            # Addresses no API route matched: the API's problem documents, not a customer page.
-            from portal.api import problem_response
-
-            return problem_response(error.code, headers={k: v for k, v in error.get_headers()
-                                                         if k.lower() == "allow"})
+        for prefix, respond in app.extensions.get(PREFIX_RESPONDERS, {}).items():
+            if request.path.startswith(prefix):
+                # Addresses no route of that part matched, answered in its own format (the API's
+                # problem documents, not a customer page).
+                return respond(error.code, headers={k: v for k, v in error.get_headers() if k.lower() == "allow"})
         return render_template("errors/http.html", error=error), error.code
 
     @app.errorhandler(500)

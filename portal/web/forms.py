@@ -1,5 +1,9 @@
-"""The base of every form: Flask-WTF (CSRF) with WTForms' messages translated from a cached catalog."""
+"""The base of every form (Flask-WTF with CSRF, WTForms' messages translated from a cached catalog),
+and the two forms that more than one blueprint shows: the order lookup and "email me a link"."""
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm as _FlaskForm
+from wtforms import StringField
+from wtforms.validators import DataRequired, Email, Length
 
 from portal.web.i18n import current_locale, wtforms_translations
 
@@ -8,3 +12,19 @@ class FlaskForm(_FlaskForm):
     class Meta:
         def get_translations(self, form):
             return wtforms_translations(current_locale())
+
+
+class LookupForm(FlaskForm):
+    order_number = StringField(_l("Order number"), validators=[DataRequired(_l("Enter your order number.")),
+                                                              Length(max=64)],
+                               render_kw={"autocomplete": "off", "autocapitalize": "characters",
+                                          "spellcheck": "false"})
+    email = StringField(_l("Email address"), validators=[DataRequired(_l("Enter the email address you used to buy.")),
+                                                         Length(max=320)],
+                        render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"})
+
+
+class MagicLinkForm(FlaskForm):
+    email = StringField(_l("Email address"), validators=[DataRequired(_l("Enter your email address.")),
+                                                         Email(_l("Enter a valid email address.")), Length(max=320)],
+                        render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"})

@@ -6,7 +6,7 @@ import json
 import stripe
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from portal.customer.views import links
+from portal.web.links import links
 from portal.core.database import utcnow
 from portal.web.extensions import db
 from portal.web.payments import current_fees
