@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 from portal.core.vocabulary import OutboxStatus
 from portal.web.extensions import db
 from portal.web.mail import deliver
-from portal.outbox.queue import claim_next, queue_email, resend
+from portal.outbox.queue import queue_email, resend
+from portal.outbox.worker import claim_next
 from portal.outbox.models import OutboxMessage
 from tests.journey_helpers import file_request, import_samples, lookup, outbox
 from tests.mail_helpers import HungServer, SMTPServer, body

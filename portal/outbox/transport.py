@@ -14,7 +14,7 @@ from pathlib import Path
 from flask_mail import Connection, Message
 
 from portal.outbox.kit import Rendered
-from portal.outbox.queue import PermanentFailure, TemporaryFailure
+from portal.outbox.worker import PermanentFailure, TemporaryFailure
 from portal.outbox.models import OutboxMessage
 
 

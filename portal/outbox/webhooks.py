@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.core.vocabulary import OutboxStatus, RequestState
-from portal.outbox.queue import PermanentFailure, TemporaryFailure
+from portal.outbox.worker import PermanentFailure, TemporaryFailure
 from portal.core.markers import N_
 from portal.outbox.models import OutboxMessage, WebhookSubscription
 from portal.refunds.models import RefundRequest, StatusEvent

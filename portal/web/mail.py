@@ -12,7 +12,7 @@ from portal.core.brand import load_brand
 from portal.core.vocabulary import RefundStatus
 from portal.web.extensions import db
 from portal.outbox.kit import Attachment, EmailKit, KitError, Rendered
-from portal.outbox.queue import DeliveryReport, PermanentFailure, deliver_due
+from portal.outbox.worker import DeliveryReport, PermanentFailure, deliver_due
 from portal.outbox.transport import FileTransport, SMTPTransport
 from portal.outbox.models import OutboxMessage
 from portal.refunds.models import Receipt, Refund
