@@ -18,9 +18,9 @@ sys.path.insert(0, str(ROOT))
 from jinja2 import Environment  # noqa: E402
 
 from portal.core.brand import load_brand  # noqa: E402
+from portal.core.paths import resource_dir  # noqa: E402
 from portal.core.vocabulary import LOCALES  # noqa: E402
 from portal.outbox.kit import EmailKit  # noqa: E402
-from portal.core.paths import resource_dir  # noqa: E402
 
 SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
 

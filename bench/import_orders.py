@@ -14,7 +14,7 @@ import random
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -30,7 +30,7 @@ ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 
 def write_orders(path: Path, rows: int) -> None:
     rng = random.Random(7)
-    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
     plans = [("monthly", "29.00", "USD"), ("annual", "588.00", "USD"), ("one-time", "15.00", "EUR"),
              ("monthly", "4300", "JPY"), ("annual", "3999.00", "CNY")]
     with open(path, "w", newline="", encoding="utf-8") as f:

@@ -26,14 +26,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 import time_machine  # noqa: E402
 from sqlalchemy import create_engine, insert, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
+from staff_queue import NOW, databases, migrate, seed  # noqa: E402
 
 from portal import create_app  # noqa: E402
-from portal.insights import rollups
 from portal.accounts.staff import create_staff  # noqa: E402
 from portal.config import engine_options  # noqa: E402
 from portal.core.vocabulary import StaffRole  # noqa: E402
+from portal.insights import rollups  # noqa: E402
 from portal.refunds.models import Feedback, Refund, RefundRequest  # noqa: E402
-from staff_queue import NOW, databases, migrate, seed  # noqa: E402
 
 SIZES = [int(a) for a in sys.argv[1:]] or [10_000, 1_000_000]
 

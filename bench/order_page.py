@@ -76,7 +76,7 @@ def gunicorn(target: str, port: int, env: dict, workers: int = 2, pythonpath: st
                "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
     if pythonpath:
         command += ["--pythonpath", pythonpath]
-    process = subprocess.Popen(command + [target], env=env, cwd=ROOT)
+    process = subprocess.Popen([*command, target], env=env, cwd=ROOT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -110,7 +110,7 @@ def wrk(url: str, cookie: str | None = None) -> float:
     command = ["wrk", "--threads", "2", "--connections", "8", "--duration", f"{SECONDS}s", "--latency"]
     if cookie:
         command += ["--header", f"Cookie: {cookie}"]
-    output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output:
         raise SystemExit(f"wrk saw errors on {url}:\n{output}")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
@@ -144,7 +144,7 @@ def cpu_per_request(target: str, path: str, env: dict, *, cookie_from_lookup: bo
         if cookie:
             command += ["--header", f"Cookie: {cookie}"]
         before = cpu_seconds(worker)
-        output = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+        output = subprocess.run([*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
                                 check=True).stdout
         used = cpu_seconds(worker) - before
         return used / int(re.search(r"(\d+) requests in", output).group(1)) * 1000

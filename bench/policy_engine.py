@@ -10,10 +10,10 @@ from __future__ import annotations
 import random
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
 from portal.core.money import Money
+from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
 from portal.policy import evaluate, load_policy
 from portal.policy.engine import OrderTerms as Terms
 
@@ -22,7 +22,7 @@ COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 
 def make_orders(count: int) -> list[Terms]:
     rng = random.Random(3)
-    as_of = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+    as_of = datetime(2026, 11, 22, 12, tzinfo=UTC)
     prices = {Plan.MONTHLY: ("29.00", "USD"), Plan.ANNUAL: ("3999.00", "CNY"), Plan.ONE_TIME: ("4300", "JPY")}
     orders = []
     for _ in range(count):
@@ -43,11 +43,11 @@ def main() -> None:
     policy = load_policy()
     orders = make_orders(COUNT)
     reasons = list(Reason)
-    as_of = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+    as_of = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
     started = time.perf_counter()
     for order in orders:
-        (as_of - order.purchased_at).days
+        _ = (as_of - order.purchased_at).days
     baseline = time.perf_counter() - started
 
     started = time.perf_counter()

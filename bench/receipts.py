@@ -74,7 +74,7 @@ def main() -> None:
     for locale in LOCALES:
         data = sample(locale)
         sizes[locale] = len(r.pdf(data))
-        warm[locale] = statistics.median(_times(lambda: r.pdf(data), 15))
+        warm[locale] = statistics.median(_times(lambda data=data: r.pdf(data), 15))
     print(f"baseline: a one-line page to PDF {baseline * 1000:.0f} ms (median of 15)")
     print("warm, median of 15 receipts:")
     for locale in LOCALES:

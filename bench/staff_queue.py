@@ -20,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,11 +34,11 @@ from portal import create_app  # noqa: E402
 from portal.config import engine_options, normalize_database_url  # noqa: E402
 from portal.core.vocabulary import Channel, Reason, RequestState  # noqa: E402
 from portal.orders.models import Customer, Order  # noqa: E402
-from portal.refunds.models import RefundRequest, RequestStateCount
+from portal.refunds.models import RefundRequest, RequestStateCount  # noqa: E402
 from portal.refunds.queue import QueueFilter, queue_page  # noqa: E402
 
 SIZES = [int(a) for a in sys.argv[1:]] or [10_000, 1_000_000]
-NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 STATES = [RequestState.REFUNDED] * 5 + [RequestState.DECLINED] * 2 + [
     RequestState.RECEIVED, RequestState.IN_REVIEW, RequestState.AWAITING_CUSTOMER, RequestState.APPROVED,
     RequestState.WITHDRAWN, RequestState.RESOLVED_WITH_OFFER, RequestState.REFUND_FAILED]
@@ -165,7 +165,7 @@ def measure(url: str, n: int) -> None:
               f"{baseline:.2f} ms")
         worst = 0.0
         for label, (f, cursor) in cases.items():
-            ms = median_ms(lambda: queue_page(session, f, now=NOW, cursor=cursor))
+            ms = median_ms(lambda f=f, cursor=cursor: queue_page(session, f, now=NOW, cursor=cursor))
             worst = max(worst, ms)
             rows_found = len(queue_page(session, f, now=NOW, cursor=cursor).rows)
             print(f"  {label:<28} {ms:7.2f} ms  ({ms / baseline:5.1f}x baseline, {rows_found} rows)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import click
@@ -49,8 +50,8 @@ def orders_import(file: str) -> None:
 def demo() -> None:
     """Seed demo data on an empty database and print the staff logins."""
     from portal.demo import DEMO_STAFF, seed_demo
-    from portal.web.policy import current_policy
     from portal.refunds.links import Links
+    from portal.web.policy import current_policy
 
     if current_app.config["ENV"] == "production":
         raise click.ClickException("demo data is not for production")
@@ -102,20 +103,20 @@ def outbox_send(watch: bool, interval: float | None) -> None:
     forgets API idempotency keys older than a day.
     """
     import time
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from portal.core.idempotency import prune
     from portal.web.mail import deliver, transport
 
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
     click.echo(f"Delivering through {transport().describe()}.")
-    from portal.refunds.links import Links
     from portal.refunds.decisions import send_reminders
+    from portal.refunds.links import Links
 
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
     while True:
-        reminded = send_reminders(db.session, now=datetime.now(timezone.utc), links=links)
-        prune(db.session, now=datetime.now(timezone.utc))
+        reminded = send_reminders(db.session, now=datetime.now(UTC), links=links)
+        prune(db.session, now=datetime.now(UTC))
         if reminded:
             click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
         report = deliver(db.session)
@@ -150,15 +151,15 @@ def outbox_list(status: str | None) -> None:
 @with_appcontext
 def outbox_resend(message_id: int) -> None:
     """Queue a dead (or already sent) message again, with the same Message-ID."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from portal.outbox.queue import resend
     from portal.outbox.models import OutboxMessage
+    from portal.outbox.queue import resend
 
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
         raise click.ClickException(f"no outbox message {message_id}")
-    resend(db.session, message, now=datetime.now(timezone.utc))
+    resend(db.session, message, now=datetime.now(UTC))
     click.echo(f"message {message_id} queued again")
 
 
@@ -174,8 +175,8 @@ def emails_export(folder: str, merge_tags: str | None) -> None:
     """Write the kit: every message rendered per language, the sources, the brand file, the variables."""
     from pathlib import Path
 
-    from portal.web.mail import email_kit
     from portal.outbox.export import export_kit
+    from portal.web.mail import email_kit
 
     written = export_kit(email_kit(), Path(folder), merge_tags=merge_tags)
     click.echo(f"Wrote {len(written)} files to {folder}.")
@@ -282,8 +283,8 @@ def receipts_issue() -> None:
     from sqlalchemy import select
 
     from portal.core.vocabulary import RefundStatus
-    from portal.web.mail import receipt_for
     from portal.refunds.models import Receipt, Refund
+    from portal.web.mail import receipt_for
 
     missing = db.session.scalars(select(Refund).outerjoin(Receipt, Receipt.refund_id == Refund.id)
                                  .where(Refund.status == RefundStatus.SUCCEEDED, Receipt.id.is_(None))).all()

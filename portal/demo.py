@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason, StaffRole
 from portal.accounts.models import StaffUser
-from portal.orders.models import Order
-from portal.core.money import Money
-from portal.orders.importing import upsert_orders
-from portal.orders.validation import OrderData
 from portal.accounts.passwords import hash_password
+from portal.core.money import Money
+from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason, StaffRole
+from portal.orders.importing import upsert_orders
+from portal.orders.models import Order
+from portal.orders.validation import OrderData
 
 DEMO_ADMIN_EMAIL = "admin@demo.example"
 DEMO_STAFF = (("admin@demo.example", "Demo Admin", StaffRole.ADMIN),
@@ -86,7 +86,7 @@ def seed_demo(session: Session, now: datetime | None = None, *, policy=None, lin
     With a policy and links, refund requests are filed and moved along through the same
     services the pages use, so the staff console opens on a realistic queue.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     password = secrets.token_urlsafe(12)
     for email, name, role in DEMO_STAFF:
         user = session.scalar(select(StaffUser).where(StaffUser.email == email))
@@ -113,7 +113,7 @@ def seed_demo(session: Session, now: datetime | None = None, *, policy=None, lin
 
 def _seed_requests(session: Session, now: datetime, policy, links, folder: Path) -> int:
     from portal.payments import ManualGateway
-    from portal.refunds import filing, decisions
+    from portal.refunds import decisions, filing
 
     agent = session.scalar(select(StaffUser).where(StaffUser.role == StaffRole.AGENT))
 
@@ -121,8 +121,8 @@ def _seed_requests(session: Session, now: datetime, policy, links, folder: Path)
         return session.scalar(select(Order).where(Order.order_number == number))
 
     def file(number: str, reason: Reason, days_ago: float, details: str, locale: str):
-        filing = filing.Filing(reason=reason, details=details, locale=locale, submission_key="")
-        return filing.file_refund(session, order(number), filing, policy=policy, now=now - timedelta(days=days_ago),
+        submitted = filing.Filing(reason=reason, details=details, locale=locale, submission_key="")
+        return filing.file_refund(session, order(number), submitted, policy=policy, now=now - timedelta(days=days_ago),
                                    links=links, staging=folder, upload_dir=folder).request
 
     def staff(days_ago: float) -> decisions.Staff:

@@ -7,9 +7,9 @@ from sqlalchemy import select
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
+from portal.orders.importing import import_orders
 from portal.outbox.models import OutboxMessage
 from portal.refunds.models import RefundRequest
-from portal.orders.importing import import_orders
 from tests.conftest import DATA, csrf_token
 
 

@@ -1,13 +1,13 @@
 import csv
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from portal.policy.engine import OrderTerms
 from portal.orders.validation import validate_order
+from portal.policy.engine import OrderTerms
 
 DATA = Path(__file__).resolve().parent / "data"
-AS_OF = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 class Terms(OrderTerms):

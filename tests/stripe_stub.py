@@ -54,7 +54,7 @@ class StripeStub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}"
 
-    def start(self) -> "StripeStub":
+    def start(self) -> StripeStub:
         self.thread.start()
         return self
 

@@ -5,9 +5,9 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from portal.core.vocabulary import RequestState, StaffRole
 from portal.accounts.models import ApiToken
 from portal.core.idempotency import IdempotencyRecord
+from portal.core.vocabulary import RequestState, StaffRole
 from portal.orders.models import Order
 from portal.refunds.models import Refund, StatusEvent
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox, pdf_bytes

@@ -12,8 +12,16 @@ from portal.orders.models import LookupFailure
 from portal.refunds.models import InformationRequest, RefundRequest
 from portal.refunds.states import Action, transition
 from tests.conftest import csrf_token
-from tests.journey_helpers import (file_request, latest_request, lookup, outbox, page_text,
-                                   pdf_bytes, png_bytes, post_multipart)
+from tests.journey_helpers import (
+    file_request,
+    latest_request,
+    lookup,
+    outbox,
+    page_text,
+    pdf_bytes,
+    png_bytes,
+    post_multipart,
+)
 
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 
@@ -32,8 +40,10 @@ def test_unknown_orders_and_wrong_emails_look_exactly_the_same(client, orders):
     unknown = lookup(client, "ORD-99999", "alice.m@example.com")
     wrong_email = lookup(client, "ORD-10001", "someone@example.com")
     assert unknown.status_code == wrong_email.status_code == 200
-    strip = lambda r: page_text(r).replace("ORD-99999", "X").replace("ORD-10001", "X").replace(
-        "alice.m@example.com", "E").replace("someone@example.com", "E")
+    def strip(r):
+        return page_text(r).replace("ORD-99999", "X").replace("ORD-10001", "X").replace(
+            "alice.m@example.com", "E").replace("someone@example.com", "E")
+
     assert strip(unknown) == strip(wrong_email)
     assert "We could not find an order with that number and email address." in unknown.get_data(as_text=True)
     failures = orders.scalars(select(LookupFailure.order_number)).all()

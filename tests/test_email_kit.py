@@ -9,9 +9,9 @@ import pytest
 from jinja2 import meta
 
 from portal.core.brand import load_brand
+from portal.core.paths import resource_dir
 from portal.core.vocabulary import LOCALES
 from portal.outbox.kit import GLOBALS, EmailKit, KitError
-from portal.core.paths import resource_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

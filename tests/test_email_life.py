@@ -43,7 +43,7 @@ def agent_and_customer(app, db_session):
 @pytest.mark.parametrize("locale", ["en", "zh", "nl"])
 def test_every_message_of_a_request_life_arrives_in_the_customers_language(make_app, smtp, db_session, locale):
     app = make_app(**smtp.settings)
-    number, email, paid, partial = CUSTOMERS[locale]
+    number, email, _paid, partial = CUSTOMERS[locale]
     with time_machine.travel("2026-11-22T12:00:00Z", tick=True):
         agent, customer = agent_and_customer(app, db_session)
         customer.get(f"/language/{locale}")

@@ -9,10 +9,10 @@ from sqlalchemy import func, select
 
 from portal.core.database import utcnow
 from portal.core.vocabulary import StaffRole
-from portal.web.extensions import db
 from portal.insights.figures import compute
-from portal.web.mail import deliver
 from portal.refunds.models import Feedback
+from portal.web.extensions import db
+from portal.web.mail import deliver
 from tests.conftest import csrf_token
 from tests.journey_helpers import file_request, import_samples, lookup, outbox
 from tests.staff_helpers import make_staff, sign_in, staff_post

@@ -1,13 +1,15 @@
+from datetime import UTC
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from portal.core.database import Base
-from portal.core.vocabulary import Actor, Reason, RequestState
-from portal.web.extensions import db
-from portal.refunds.models import AppendOnlyError, RefundRequest, StatusEvent
-from portal.orders.importing import import_orders
 from portal.core.tokens import new_token
+from portal.core.vocabulary import Actor, Reason, RequestState
+from portal.orders.importing import import_orders
+from portal.refunds.models import AppendOnlyError, RefundRequest, StatusEvent
+from portal.web.extensions import db
 
 
 def test_migrations_create_exactly_the_models(app):
@@ -51,12 +53,12 @@ def test_the_timeline_is_append_only(db_session, data_dir):
 
 
 def test_a_request_keeps_the_decision_it_was_filed_under(db_session, data_dir, tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from portal.policy import DEFAULT_POLICY, evaluate, load_policy
 
     request = _request(db_session, data_dir)
-    filed_at = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    filed_at = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     decision = evaluate(request.order, load_policy(), filed_at, request.reason)
     request.record_decision(decision)
     db_session.commit()

@@ -2,8 +2,8 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from portal.orders.models import Customer, Order
 from portal.orders.importing import import_orders, import_orders_text
+from portal.orders.models import Customer, Order
 
 
 def _count(session, model):

@@ -1,17 +1,17 @@
 """Delivery through a real SMTP server (aiosmtpd): nothing lost, nothing sent twice, nothing hangs."""
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session
 
 from portal.core.vocabulary import OutboxStatus
-from portal.web.extensions import db
-from portal.web.mail import deliver
+from portal.outbox.models import OutboxMessage
 from portal.outbox.queue import queue_email, resend
 from portal.outbox.worker import claim_next
-from portal.outbox.models import OutboxMessage
+from portal.web.extensions import db
+from portal.web.mail import deliver
 from tests.journey_helpers import file_request, import_samples, lookup, outbox
 from tests.mail_helpers import HungServer, SMTPServer, body
 
@@ -151,7 +151,7 @@ def test_without_smtp_messages_are_written_as_eml_files_once(make_app, db_sessio
     assert b"Message-ID: <" in content and b"Content-Language: en" in content
     message = outbox(db_session)[0]
     with app.app_context():
-        resend(db.session, db.session.get(OutboxMessage, message.id), now=datetime.now(timezone.utc))
+        resend(db.session, db.session.get(OutboxMessage, message.id), now=datetime.now(UTC))
     assert run_worker(app).sent == 1
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 3  # the same file, rewritten
 
@@ -173,7 +173,7 @@ def test_two_workers_never_claim_the_same_message(app, db_session):
     db_session.commit()
     with app.app_context():
         engine = db.engine
-    now = datetime.now(timezone.utc) + timedelta(seconds=1)
+    now = datetime.now(UTC) + timedelta(seconds=1)
     with Session(engine) as first, Session(engine) as second:
         one = claim_next(first, now)
         other = claim_next(second, now)

@@ -2,7 +2,7 @@
 import json
 import re
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -15,7 +15,7 @@ from portal.outbox.webhooks import SIGNATURE_HEADER, verify
 from tests.journey_helpers import file_request, import_samples, lookup, pdf_bytes
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 class Receiver:

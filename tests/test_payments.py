@@ -1,21 +1,21 @@
 """Moving money: the Stripe gateway against a stateful local stub, retries, and concurrency."""
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from portal.accounts.models import StaffUser
 from portal.config import engine_options
 from portal.core.vocabulary import RefundStatus, RequestState
-from portal.web.extensions import db
-from portal.accounts.models import StaffUser
-from portal.refunds.models import Refund, RefundRequest, StatusEvent
 from portal.payments import StripeGateway
 from portal.policy import load_policy
 from portal.refunds import decisions
 from portal.refunds.links import Links
+from portal.refunds.models import Refund, RefundRequest, StatusEvent
 from portal.refunds.states import InvalidTransition
+from portal.web.extensions import db
 from tests.journey_helpers import import_samples, latest_request, outbox
 from tests.staff_helpers import approved_in_full, staff_post
 
@@ -143,7 +143,7 @@ def test_the_stub_is_stripe_like_about_keys(stripe_stub):
 
 
 def test_twenty_concurrent_process_calls_make_one_gateway_call(approved, stripe_stub, stripe_app, db_session):
-    agent, reference = approved
+    _agent, reference = approved
     with stripe_app.app_context():
         url = db.engine.url
     # One connection per caller, as twenty web workers would have: the app's pool holds fifteen.
@@ -159,7 +159,7 @@ def test_twenty_concurrent_process_calls_make_one_gateway_call(approved, stripe_
 
     def worker():
         with Session(engine) as session:
-            staff = decisions.Staff(session.get(StaffUser, user_id), datetime.now(timezone.utc), links, policy)
+            staff = decisions.Staff(session.get(StaffUser, user_id), datetime.now(UTC), links, policy)
             start.wait()
             try:
                 decisions.process_refund(session, request_id, staff, gateway)

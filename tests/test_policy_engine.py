@@ -1,12 +1,12 @@
 """The engine against the decisions the sample policy tables for orders.csv, and its edges."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
 from portal.core.money import Money, exponent
+from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
 from portal.policy import Basis, Decision, Outcome, evaluate, load_policy
 from portal.policy.engine import prorated_amount
 from tests.policy_helpers import AS_OF, Terms, sample_orders
@@ -51,7 +51,7 @@ def test_prorated_decisions_state_the_days_used(number, used, unused):
 
 def test_the_monthly_window_ends_to_the_minute():
     order = ORDERS["ORD-40001"]  # bought 2026-11-08T01:00Z
-    end = datetime(2026, 11, 22, 1, 0, tzinfo=timezone.utc)
+    end = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
     before = evaluate(order, POLICY, end - timedelta(minutes=1), Reason.NO_LONGER_NEEDED)
     at = evaluate(order, POLICY, end, Reason.NO_LONGER_NEEDED)
     assert before.outcome is Outcome.FULL and before.amount == Money.parse("4300", "JPY")
@@ -60,7 +60,7 @@ def test_the_monthly_window_ends_to_the_minute():
 
 def test_yen_are_prorated_to_whole_yen():
     order = Terms(Plan.ANNUAL, Channel.WEB, Money.parse("10000", "JPY"),
-                  datetime(2026, 9, 1, 9, 0, tzinfo=timezone.utc), datetime(2026, 9, 1).date(),
+                  datetime(2026, 9, 1, 9, 0, tzinfo=UTC), datetime(2026, 9, 1).date(),
                   datetime(2027, 9, 1).date())
     decision = evaluate(order, POLICY, AS_OF, Reason.NO_LONGER_NEEDED)
     # 10000 × 282 ÷ 365 = 7726.02… → 7726 yen, rounded down.
@@ -101,12 +101,12 @@ def test_a_partly_refunded_order_gets_at_most_what_remains():
 
 def test_an_order_is_judged_by_the_version_in_force_when_it_was_bought():
     # Bought under 2025-01, which had no prorated refunds for annual plans.
-    order = ORDERS["ORD-10003"].but(purchased_at=datetime(2025, 9, 1, 16, 40, tzinfo=timezone.utc),
+    order = ORDERS["ORD-10003"].but(purchased_at=datetime(2025, 9, 1, 16, 40, tzinfo=UTC),
                                     period_start=datetime(2025, 9, 1).date(),
                                     period_end=datetime(2026, 9, 1).date())
-    decision = evaluate(order, POLICY, datetime(2025, 11, 22, 12, 0, tzinfo=timezone.utc), Reason.NO_LONGER_NEEDED)
+    decision = evaluate(order, POLICY, datetime(2025, 11, 22, 12, 0, tzinfo=UTC), Reason.NO_LONGER_NEEDED)
     assert decision.policy_version == "2025-01" and decision.outcome is Outcome.REFUSED
-    technical = evaluate(order, POLICY, datetime(2025, 11, 22, tzinfo=timezone.utc), Reason.TECHNICAL_PROBLEM)
+    technical = evaluate(order, POLICY, datetime(2025, 11, 22, tzinfo=UTC), Reason.TECHNICAL_PROBLEM)
     assert technical.outcome is Outcome.REFUSED  # the technical clause came only in 2026-01
 
 
@@ -133,7 +133,7 @@ def orders(draw):
     currency = draw(st.sampled_from(CURRENCIES))
     paid = Money.from_minor(draw(st.integers(min_value=0, max_value=10**9)), currency)
     plan = draw(st.sampled_from(list(Plan)))
-    bought = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=draw(st.integers(0, 400 * 24 * 60)))
+    bought = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=draw(st.integers(0, 400 * 24 * 60)))
     start = end = None
     if plan is not Plan.ONE_TIME:
         start = bought.date()

@@ -11,12 +11,12 @@ from PIL import Image
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
-from portal.web.extensions import db
-from portal.web.mail import deliver
+from portal.core.money import Money, format_money
 from portal.orders.models import Order
 from portal.outbox.models import OutboxMessage
 from portal.refunds.models import Receipt
-from portal.core.money import Money, format_money
+from portal.web.extensions import db
+from portal.web.mail import deliver
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
@@ -128,12 +128,12 @@ def test_a_resent_email_attaches_the_same_receipt_and_issues_no_second_one(make_
         with app.app_context():
             deliver(db.session)
             message = db.session.scalar(select(OutboxMessage).where(OutboxMessage.message == "refunded"))
-            from portal.outbox.queue import resend
             from portal.core.database import utcnow
+            from portal.outbox.queue import resend
 
             resend(db.session, message, now=utcnow())
             deliver(db.session)
-    attachments = [list(m.iter_attachments())[0].get_content() for m in smtp.inbox.messages
+    attachments = [next(iter(m.iter_attachments())).get_content() for m in smtp.inbox.messages
                    if list(m.iter_attachments())]
     assert len(attachments) == 2 and attachments[0] == attachments[1]
     assert db_session.scalar(select(func.count()).select_from(Receipt)) == 1

@@ -292,8 +292,8 @@ def test_the_queue_pages_by_keyset(app, agent, orders):
                                                  ("ORD-30001", "sanne.devries@example.nl")]]
     queue_module.PAGE_SIZE, saved = 2, queue_module.PAGE_SIZE
     try:
-        from portal.refunds.queue import QueueFilter, queue_page
         from portal.core.database import utcnow
+        from portal.refunds.queue import QueueFilter, queue_page
 
         first = queue_page(orders, QueueFilter(), now=utcnow(), size=2)
         second = queue_page(orders, QueueFilter(), now=utcnow(), cursor=first.next_cursor, size=2)

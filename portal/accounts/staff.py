@@ -8,11 +8,11 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.core.vocabulary import StaffRole
-from portal.core.markers import N_
 from portal.accounts.models import ApiToken, StaffUser
 from portal.accounts.passwords import hash_password
+from portal.core.markers import N_
 from portal.core.tokens import hash_token
+from portal.core.vocabulary import StaffRole
 
 MIN_PASSWORD = 12
 

@@ -6,15 +6,15 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.accounts.models import StaffUser
 from portal.api import schemas as s
+from portal.core.money import Money
 from portal.core.vocabulary import RequestState
 from portal.insights.figures import Insights
-from portal.accounts.models import StaffUser
 from portal.orders.models import Order
-from portal.refunds.models import RefundRequest
-from portal.core.money import Money
 from portal.policy import Decision, Policy
 from portal.refunds import decisions
+from portal.refunds.models import RefundRequest
 from portal.refunds.queue import OVERDUE_AFTER, QueuePage
 from portal.refunds.states import Action, allowed
 
@@ -60,7 +60,7 @@ def _actions(state: RequestState) -> list[str]:
                if allowed(state, a)]
     if state is RequestState.APPROVED:
         actions.append("process")
-    return actions + ["note"]
+    return [*actions, "note"]
 
 
 def request_detail(session: Session, r: RefundRequest, policy: Policy, now: datetime) -> s.RequestDetail:

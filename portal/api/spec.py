@@ -12,8 +12,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from portal.api.schemas import Problem
-from portal.core.vocabulary import StaffRole
 from portal.core.markers import N_
+from portal.core.vocabulary import StaffRole
 
 PROBLEM_TITLES = {
     400: N_("Bad request"), 401: N_("Not authenticated"), 403: N_("Not allowed"), 404: N_("Not found"),

@@ -1,27 +1,27 @@
 """The API's routes: each parses (the decorator does), calls one domain function, answers."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from flask import current_app, render_template
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from portal.api import ApiProblem, OPERATIONS, bp, operation, presenters
+from portal.api import OPERATIONS, ApiProblem, bp, operation, presenters
 from portal.api import schemas as s
 from portal.api.spec import describe, document
-from portal.web.links import links
 from portal.core.database import utcnow
-from portal.core.vocabulary import StaffRole
-from portal.web.extensions import db
-from portal.insights.figures import compute
-from portal.refunds.models import RefundRequest
 from portal.core.money import Money, MoneyError
+from portal.core.vocabulary import StaffRole
+from portal.insights.figures import compute
 from portal.orders.importing import upsert_order_rows
-from portal.web.policy import current_policy
 from portal.refunds import decisions
+from portal.refunds.models import RefundRequest
 from portal.refunds.queue import QueueFilter, queue_page
+from portal.web.extensions import db
+from portal.web.links import links
 from portal.web.payments import current_fees, current_gateway
+from portal.web.policy import current_policy
 
 REQUESTS = "Refund requests"
 ADMIN = (StaffRole.ADMIN,)
@@ -170,9 +170,9 @@ def insights(user, query: s.InsightsQuery):
         raise ApiProblem(422, _("Choose a start on or before the end, at most ten years apart."),
                          errors=[s.FieldProblem(field="start", message=_("Choose a start on or before the end, "
                                                                          "at most ten years apart."))])
-    begin = datetime.combine(start, time.min, tzinfo=timezone.utc)
-    finish = datetime.combine(end, time.min, tzinfo=timezone.utc) + timedelta(days=1) \
-        if end < date.max else datetime.max.replace(tzinfo=timezone.utc)
+    begin = datetime.combine(start, time.min, tzinfo=UTC)
+    finish = datetime.combine(end, time.min, tzinfo=UTC) + timedelta(days=1) \
+        if end < date.max else datetime.max.replace(tzinfo=UTC)
     return presenters.insights(compute(db.session, begin, finish, now=utcnow()), start, end)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from types import MappingProxyType
 
 from portal.core.paths import resource_dir
@@ -25,6 +25,6 @@ def localized(brand: Mapping, locale: str) -> dict:
             for key, value in brand.items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def brand_for(locale: str) -> MappingProxyType:
     return MappingProxyType(localized(load_brand(), locale))

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from portal.core.database import Base, UTCDateTime, utcnow
 
+
 class IdempotencyRecord(Base):
     """The first answer to an API write sent with an ``Idempotency-Key``; a repeat gets it back."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from babel import Locale
 from babel.numbers import format_currency, get_currency_precision, list_currencies
@@ -21,7 +21,7 @@ class MoneyError(ValueError):
         self.code = code
 
 
-@lru_cache(maxsize=None)
+@cache
 def known_currencies() -> frozenset[str]:
     return frozenset(list_currencies())
 
@@ -30,7 +30,7 @@ def is_currency(code: str) -> bool:
     return code in known_currencies()
 
 
-@lru_cache(maxsize=None)
+@cache
 def exponent(currency: str) -> int:
     """Decimals of the currency's minor unit: 2 for USD, 0 for JPY."""
     if not is_currency(currency):
@@ -38,7 +38,7 @@ def exponent(currency: str) -> int:
     return get_currency_precision(currency)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-exponent(currency))
 
@@ -49,11 +49,11 @@ class Money:
     currency: str
 
     @classmethod
-    def from_minor(cls, minor: int, currency: str) -> "Money":
+    def from_minor(cls, minor: int, currency: str) -> Money:
         return cls(Decimal(int(minor)).scaleb(-exponent(currency)).quantize(_quantum(currency)), currency)
 
     @classmethod
-    def parse(cls, text: str, currency: str) -> "Money":
+    def parse(cls, text: str, currency: str) -> Money:
         """Parse a major-unit amount such as ``"29.00"``; refuse extra decimals rather than round."""
         try:
             amount = Decimal(text.strip())
@@ -70,23 +70,23 @@ class Money:
     def minor(self) -> int:
         return int(self.amount.scaleb(exponent(self.currency)))
 
-    def __add__(self, other: "Money") -> "Money":
+    def __add__(self, other: Money) -> Money:
         self._same_currency(other)
         return Money(self.amount + other.amount, self.currency)
 
-    def __sub__(self, other: "Money") -> "Money":
+    def __sub__(self, other: Money) -> Money:
         self._same_currency(other)
         return Money(self.amount - other.amount, self.currency)
 
-    def __lt__(self, other: "Money") -> bool:
+    def __lt__(self, other: Money) -> bool:
         self._same_currency(other)
         return self.amount < other.amount
 
-    def __le__(self, other: "Money") -> bool:
+    def __le__(self, other: Money) -> bool:
         self._same_currency(other)
         return self.amount <= other.amount
 
-    def _same_currency(self, other: "Money") -> None:
+    def _same_currency(self, other: Money) -> None:
         if self.currency != other.currency:
             raise MoneyError("currency", f"cannot combine {self.currency} and {other.currency}")
 
@@ -97,7 +97,7 @@ class Money:
         return f"{self.amount} {self.currency}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _babel_locale(code: str) -> Locale:
     return Locale.parse(code)  # parsing the code again for every amount on a page adds up
 

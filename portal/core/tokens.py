@@ -25,5 +25,5 @@ def derived_token(secret: str, purpose: str, subject: str) -> str:
 
     Rotating the secret key invalidates such links; the order lookup still reaches the request.
     """
-    mac = hmac.new(secret.encode("utf-8"), f"{purpose}:{subject}".encode("utf-8"), hashlib.sha256).digest()
+    mac = hmac.new(secret.encode("utf-8"), f"{purpose}:{subject}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")

@@ -7,11 +7,11 @@ from flask import abort, session
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
+from portal.orders.models import Order
+from portal.orders.summary import OrderSummary, order_summary
+from portal.refunds.models import RefundRequest
 from portal.web.extensions import db
 from portal.web.i18n import CUSTOMER_LOCALE_KEY
-from portal.orders.models import Order
-from portal.refunds.models import RefundRequest
-from portal.orders.summary import OrderSummary, order_summary
 
 ORDERS_KEY = "orders"
 CUSTOMER_KEY = "customer_id"
@@ -20,7 +20,7 @@ MAX_ORDERS = 50
 
 def grant_order(order: Order) -> None:
     orders = [i for i in session.get(ORDERS_KEY, []) if i != order.id]
-    session[ORDERS_KEY] = (orders + [order.id])[-MAX_ORDERS:]
+    session[ORDERS_KEY] = [*orders, order.id][-MAX_ORDERS:]
     session.setdefault(CUSTOMER_LOCALE_KEY, order.customer.locale)
 
 

@@ -1,8 +1,16 @@
 """Customer forms. Labels and messages are marked for translation and resolved per request."""
 from flask_babel import lazy_gettext as _l
-from wtforms import (BooleanField, HiddenField, MultipleFileField, RadioField, SelectChoice, SelectField, StringField,
-                     TextAreaField)
-from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    MultipleFileField,
+    RadioField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from portal.core.vocabulary import LOCALES, Reason
 from portal.web.forms import FlaskForm, LookupForm, MagicLinkForm  # noqa: F401  (the customer pages use them too)

@@ -8,20 +8,19 @@ from flask_babel import format_date
 from flask_babel import gettext as _
 
 from portal.core.database import utcnow
-from portal.core.vocabulary import Actor, Reason, RequestState
-from portal.web.extensions import db
-from portal.web.i18n import current_locale, day, moment
 from portal.core.markers import N_
-from portal.orders.models import Order
-from portal.refunds.models import RefundRequest
-from portal.orders.summary import OrderSummary, RequestSummary
 from portal.core.money import Money, MoneyError, format_money
+from portal.core.vocabulary import Actor, Reason, RequestState
+from portal.orders.models import Order
+from portal.orders.summary import OrderSummary, RequestSummary
 from portal.policy import Decision, Outcome
-from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 from portal.refunds import filing
+from portal.refunds.models import RefundRequest
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
-
+from portal.web.extensions import db
+from portal.web.i18n import current_locale, day, moment
+from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 
 
 def money(value: Money) -> str:

@@ -1,29 +1,36 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from flask import (abort, current_app, flash, redirect, render_template, request, send_from_directory, session,
-                   url_for)
+from flask import abort, current_app, flash, redirect, render_template, request, send_from_directory, session, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from portal.customer import bp
-from portal.customer import access
-from portal.web import staging
-from portal.customer.forms import AccessForm, AnswerForm, FeedbackForm, LookupForm, MagicLinkForm, OfferForm, RefundForm, WithdrawForm
-from portal.customer.presenters import filing_input, order_view, request_view
 from portal.core.database import utcnow
+from portal.core.tokens import hash_token
 from portal.core.vocabulary import Reason
+from portal.customer import access, bp
+from portal.customer.forms import (
+    AccessForm,
+    AnswerForm,
+    FeedbackForm,
+    LookupForm,
+    MagicLinkForm,
+    OfferForm,
+    RefundForm,
+    WithdrawForm,
+)
+from portal.customer.presenters import filing_input, order_view, request_view
+from portal.documents.models import Document
+from portal.orders import magic
+from portal.orders.lookup import client_fingerprint, find_order, normalize_order_number
+from portal.refunds import feedback as feedback_domain
+from portal.refunds import filing
+from portal.refunds.models import RefundRequest
+from portal.web import staging
 from portal.web.extensions import db, limiter
 from portal.web.i18n import CUSTOMER_LOCALE_KEY, current_locale
-from portal.web.mail import issued_receipt, receipt_response
-from portal.documents.models import Document
-from portal.refunds.models import RefundRequest
-from portal.web.policy import clause_paragraphs, clause_title, current_policy
-from portal.refunds import feedback as feedback_domain
-from portal.orders import magic
-from portal.refunds import filing
-from portal.orders.lookup import client_fingerprint, find_order, normalize_order_number
-from portal.core.tokens import hash_token
 from portal.web.links import links
+from portal.web.mail import issued_receipt, receipt_response
+from portal.web.policy import clause_paragraphs, clause_title, current_policy
 
 
 def _order_number_key() -> str:
@@ -34,7 +41,7 @@ def _order_number_key() -> str:
 @bp.get("/policy/<version_id>")
 def policy(version_id: str | None):
     policy = current_policy()
-    current = policy.version_for(datetime.now(timezone.utc))
+    current = policy.version_for(datetime.now(UTC))
     if version_id is None:
         version = current
     else:

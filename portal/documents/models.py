@@ -32,5 +32,5 @@ class Document(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     refund_request: Mapped[RefundRequest] = relationship(back_populates="documents")
-    information_request: Mapped["InformationRequest | None"] = relationship(back_populates="documents")
+    information_request: Mapped[InformationRequest | None] = relationship(back_populates="documents")
 

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from portal.core.money import Money
 from portal.core.vocabulary import Reason, RequestState
 from portal.insights.models import InsightDay, InsightDuration, InsightOrderDay, InsightRefundDay, InsightSignalDay
+from portal.insights.rollups import MEASURES, median_of
 from portal.orders.models import Order
 from portal.refunds.models import Feedback, RefundRequest
-from portal.core.money import Money
-from portal.insights.rollups import MEASURES, median_of
 
 OVERDUE_AFTER = timedelta(hours=24)
 APPROVED_STATES = (RequestState.APPROVED, RequestState.REFUNDED, RequestState.REFUND_FAILED)

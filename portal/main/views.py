@@ -4,10 +4,10 @@ from flask import abort, redirect, render_template, request, session, url_for
 from sqlalchemy import text
 
 from portal.core.vocabulary import LOCALES
+from portal.main import bp
 from portal.web.extensions import db
 from portal.web.forms import LookupForm, MagicLinkForm
 from portal.web.i18n import SESSION_KEY
-from portal.main import bp
 
 
 @bp.get("/")

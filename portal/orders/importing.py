@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, TextIO
+from typing import TextIO
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -50,7 +51,7 @@ def read_orders(stream: TextIO) -> tuple[list[tuple[int, OrderData]], list[LineE
         header = reader.fieldnames or []
     except (UnicodeDecodeError, csv.Error):
         return [], [LineError(1, FieldError("file", N_("the file is not UTF-8 encoded CSV"), {}))]
-    missing = [c for c in REQUIRED + ("period_start", "period_end", "affiliate", "affiliate_commission")
+    missing = [c for c in (*REQUIRED, "period_start", "period_end", "affiliate", "affiliate_commission")
                if c not in header]
     if missing:
         return [], [LineError(1, FieldError(c, N_("the header has no column “%(value)s”"), {"value": c}))

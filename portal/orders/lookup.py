@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from portal.core.database import utcnow
-from portal.orders.models import Customer, LookupFailure, Order
 from portal.core.tokens import same
+from portal.orders.models import Customer, LookupFailure, Order
 
 # Compared against when no order matched, so both paths do the same work.
 _NOBODY = "\x00" * 32

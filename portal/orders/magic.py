@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from portal.outbox.queue import queue_email
-from portal.orders.models import Customer, MagicLink
 from portal.core.tokens import hash_token, new_token
+from portal.orders.models import Customer, MagicLink
+from portal.outbox.queue import queue_email
 
 LIFETIME = timedelta(minutes=30)
 SESSION_KEY = "magic_link_token"

@@ -26,7 +26,7 @@ class Customer(Base):
     locale: Mapped[str] = mapped_column(String(8), default="en")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    orders: Mapped[list["Order"]] = relationship(back_populates="customer", order_by="Order.purchased_at")
+    orders: Mapped[list[Order]] = relationship(back_populates="customer", order_by="Order.purchased_at")
 
     @staticmethod
     def normalize_email(email: str) -> str:
@@ -59,7 +59,7 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     customer: Mapped[Customer] = relationship(back_populates="orders")
-    refund_requests: Mapped[list["RefundRequest"]] = relationship(back_populates="order",
+    refund_requests: Mapped[list[RefundRequest]] = relationship(back_populates="order",
                                                                   order_by="RefundRequest.created_at")
 
     @property

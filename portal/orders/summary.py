@@ -14,10 +14,10 @@ from functools import cache
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from portal.core.money import Money
 from portal.core.vocabulary import Channel, PaymentStatus, Plan, RequestState
 from portal.orders.models import Order
 from portal.refunds.models import RefundRequest
-from portal.core.money import Money
 
 
 @dataclass(frozen=True, slots=True)

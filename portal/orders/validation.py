@@ -6,15 +6,15 @@ the same way whichever door it comes through.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-from portal.core.vocabulary import LOCALES, Channel, Plan
 from portal.core.markers import N_
 from portal.core.money import Money, MoneyError, exponent, is_currency
+from portal.core.vocabulary import LOCALES, Channel, Plan
 
 COLUMNS = (
     "order_number", "customer_email", "customer_name", "locale", "product", "plan", "amount", "currency",
@@ -73,8 +73,8 @@ def _parse_timestamp(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         # The export is documented as UTC; a bare timestamp is read as such rather than refused.
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldError]]:
@@ -92,10 +92,9 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
     missing = {e.column for e in errors}
 
     email = get["customer_email"]
-    if "customer_email" not in missing:
-        if not _is_email(email):
-            errors.append(FieldError("customer_email", N_("“%(value)s” is not a valid email address"),
-                                     {"value": email}))
+    if "customer_email" not in missing and not _is_email(email):
+        errors.append(FieldError("customer_email", N_("“%(value)s” is not a valid email address"),
+                                 {"value": email}))
 
     if "locale" not in missing and get["locale"] not in LOCALES:
         errors.append(FieldError("locale", N_("unsupported language “%(value)s” (use %(choices)s)"),

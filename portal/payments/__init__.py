@@ -3,4 +3,4 @@ from portal.payments.base import Gateway, GatewayRefund, GatewayUnavailable, Ref
 from portal.payments.manual import ManualGateway
 from portal.payments.stripe_gateway import StripeGateway
 
-__all__ = ["Gateway", "GatewayRefund", "GatewayUnavailable", "RefundDeclined", "ManualGateway", "StripeGateway"]
+__all__ = ["Gateway", "GatewayRefund", "GatewayUnavailable", "ManualGateway", "RefundDeclined", "StripeGateway"]

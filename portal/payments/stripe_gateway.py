@@ -39,6 +39,6 @@ class StripeGateway:
         return GatewayRefund(reference=refund.id, status=refund.status)
 
 
-def _message(error: "stripe.StripeError") -> str:
+def _message(error: stripe.StripeError) -> str:
     return getattr(error, "user_message", None) or str(error) or type(error).__name__
 

@@ -2,5 +2,14 @@
 from portal.policy.engine import Basis, Decision, Outcome, evaluate
 from portal.policy.loading import DEFAULT_POLICY, Policy, PolicyError, load_policy, parse_policy
 
-__all__ = ["Basis", "Decision", "Outcome", "evaluate", "DEFAULT_POLICY", "Policy", "PolicyError", "load_policy",
-           "parse_policy"]
+__all__ = [
+           "DEFAULT_POLICY",
+           "Basis",
+           "Decision",
+           "Outcome",
+           "Policy",
+           "PolicyError",
+           "evaluate",
+           "load_policy",
+           "parse_policy",
+]

@@ -11,8 +11,8 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
 from portal.core.money import Money
+from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
 from portal.policy.loading import Policy
 from portal.policy.schema import PolicyVersion, WindowClause
 
@@ -116,7 +116,7 @@ class Decision:
         })
 
     @classmethod
-    def from_snapshot(cls, data: dict) -> "Decision":
+    def from_snapshot(cls, data: dict) -> Decision:
         def money(value):
             return Money.from_minor(0, value["currency"]) if value is None else \
                 Money.parse(value["amount"], value["currency"])

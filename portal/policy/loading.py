@@ -9,8 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from portal.core.vocabulary import LOCALES
-from portal.core.vocabulary import Plan
+from portal.core.vocabulary import LOCALES, Plan
 from portal.policy.schema import CLAUSE_KINDS, Localized, Offer, PolicyFile, PolicyVersion
 
 DEFAULT_POLICY = Path(__file__).resolve().parent / "default_policy.toml"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 from datetime import datetime
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -129,7 +129,7 @@ class ProcessClause(_Clause):
 
 
 Clause = Annotated[
-    Union[EligibilityClause, WindowClause, DocumentsClause, ReviewClause, InformationClause, ProcessClause],
+    EligibilityClause | WindowClause | DocumentsClause | ReviewClause | InformationClause | ProcessClause,
     Field(discriminator="kind"),
 ]
 CLAUSE_KINDS = ("eligibility", "window", "documents", "review", "information", "process")

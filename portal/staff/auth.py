@@ -8,13 +8,13 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
-from portal.core.database import utcnow
-from portal.core.vocabulary import StaffRole
-from portal.web.extensions import db, limiter, login_manager
 from portal.accounts.models import StaffUser
 from portal.accounts.passwords import hash_password, needs_rehash, verify_password
+from portal.core.database import utcnow
+from portal.core.vocabulary import StaffRole
 from portal.staff import bp
 from portal.staff.forms import LoginForm
+from portal.web.extensions import db, limiter, login_manager
 
 SEEN_KEY = "staff_seen"
 # Checked against when the email is unknown, so a wrong address costs the same time as a wrong password.

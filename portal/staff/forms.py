@@ -1,13 +1,21 @@
 """Staff forms: labels and messages are marked for translation and resolved per request."""
 from flask_babel import lazy_gettext as _l
-from wtforms import (EmailField, PasswordField, SelectChoice, SelectField, SelectMultipleField, StringField,
-                     TextAreaField, widgets)
+from wtforms import (
+    EmailField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+    widgets,
+)
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from portal.core.vocabulary import LOCALES, StaffRole
+from portal.refunds.questions import DOCUMENTS, QUESTIONS
 from portal.web.forms import FlaskForm
 from portal.web.i18n import NATIVE_NAMES
-from portal.refunds.questions import DOCUMENTS, QUESTIONS
 
 
 class Checkboxes(SelectMultipleField):

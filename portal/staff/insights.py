@@ -3,22 +3,22 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from flask import Response, abort, render_template, request
 from flask_babel import format_date, format_decimal, format_percent
 from flask_babel import gettext as _
 
-from portal.insights.charts import stacked_bars
 from portal.core.database import utcnow
-from portal.core.vocabulary import Plan, Reason
-from portal.web.extensions import db
-from portal.web.i18n import moment, money
-from portal.insights.figures import compute
 from portal.core.markers import N_
+from portal.core.vocabulary import Plan, Reason
+from portal.insights.charts import stacked_bars
+from portal.insights.figures import compute
 from portal.staff import bp
 from portal.staff.auth import roles_required
 from portal.staff.views import ACTING
+from portal.web.extensions import db
+from portal.web.i18n import moment, money
 
 SIGNALS = {"failed_lookups": N_("Failed lookups of the order number"),
            "repeat_refunds": N_("Customer refunded in the last 365 days"),
@@ -101,8 +101,8 @@ def tables(ins) -> dict[str, tuple[str, list[str], list[list[str]]]]:
 
 def _compute():
     start, end = _range()
-    begin = datetime.combine(start, time.min, tzinfo=timezone.utc)
-    finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    begin = datetime.combine(start, time.min, tzinfo=UTC)
+    finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
     return start, end, compute(db.session, begin, finish, now=utcnow())
 
 

@@ -7,23 +7,21 @@ from enum import Enum
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from portal.core.database import utcnow
-from portal.core.vocabulary import Actor, RequestState, StaffRole
-from portal.web.extensions import db
-from portal.web.i18n import moment
-from portal.core.markers import N_
 from portal.accounts.models import StaffUser
-from portal.orders.models import Order
-from portal.refunds.models import Refund, RefundRequest
+from portal.core.database import utcnow
+from portal.core.markers import N_
 from portal.core.money import Money
+from portal.core.vocabulary import Actor, RequestState, StaffRole
+from portal.orders.models import Order
 from portal.policy import Decision
-from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 from portal.refunds import decisions
-from portal.refunds.questions import LABELS
 from portal.refunds.fraud import fraud_signals
+from portal.refunds.models import Refund, RefundRequest
+from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
-from portal.web.i18n import money
-
+from portal.web.extensions import db
+from portal.web.i18n import moment, money
+from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 
 ACTORS = {Actor.CUSTOMER: N_("Customer"), Actor.STAFF: N_("Staff"), Actor.SYSTEM: N_("Refund portal")}
 

@@ -7,30 +7,39 @@ from flask_login import current_user
 from sqlalchemy import select
 from wtforms import SelectChoice
 
-from portal.accounts.staff import AccountError, create_staff, set_active
-from portal.web import staging
-from portal.web.i18n import money
-from portal.web.links import links
-from portal.core.database import utcnow
-from portal.core.vocabulary import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
-from portal.web.extensions import db
-from portal.web.i18n import current_locale, moment
-from portal.web.mail import email_kit, issued_receipt, receipt_response
-from portal.outbox.queue import queue_email, resend
 from portal.accounts.models import StaffUser
-from portal.documents.models import Document
-from portal.outbox.models import OutboxMessage, WebhookSubscription
-from portal.refunds.models import ProcessorEvent, RefundRequest
+from portal.accounts.staff import AccountError, create_staff, set_active
+from portal.core.database import utcnow
 from portal.core.money import Money, MoneyError
-from portal.web.policy import current_policy
+from portal.core.vocabulary import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
+from portal.documents.models import Document
+from portal.outbox import webhooks as outgoing
+from portal.outbox.models import OutboxMessage, WebhookSubscription
+from portal.outbox.queue import queue_email, resend
 from portal.refunds import decisions
+from portal.refunds.models import ProcessorEvent, RefundRequest
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.staff import bp
 from portal.staff.auth import roles_required
-from portal.staff.forms import ActionForm, ApproveForm, AskForm, DeclineForm, NoteForm, ProcessForm, StaffForm, TestSendForm, WebhookForm
-from portal.web.payments import current_fees, current_gateway
+from portal.staff.forms import (
+    ActionForm,
+    ApproveForm,
+    AskForm,
+    DeclineForm,
+    NoteForm,
+    ProcessForm,
+    StaffForm,
+    TestSendForm,
+    WebhookForm,
+)
 from portal.staff.presenters import decline_choices, request_page
-from portal.outbox import webhooks as outgoing
+from portal.web import staging
+from portal.web.extensions import db
+from portal.web.i18n import current_locale, moment, money
+from portal.web.links import links
+from portal.web.mail import email_kit, issued_receipt, receipt_response
+from portal.web.payments import current_fees, current_gateway
+from portal.web.policy import current_policy
 
 ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
 KIT_READERS = (StaffRole.MARKETING, StaffRole.ADMIN)

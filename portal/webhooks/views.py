@@ -6,11 +6,11 @@ import json
 import stripe
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from portal.web.links import links
 from portal.core.database import utcnow
-from portal.web.extensions import db
-from portal.web.payments import current_fees
 from portal.refunds import reconciliation
+from portal.web.extensions import db
+from portal.web.links import links
+from portal.web.payments import current_fees
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 

@@ -1,15 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22 11:32:02.142556
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import portal.core.database
-
 
 # revision identifiers, used by Alembic.
 revision = '0001'

@@ -7,10 +7,10 @@ Create Date: 2026-11-22 11:52:31.181102
 """
 import secrets
 
-from alembic import op
 import sqlalchemy as sa
-import portal.core.database
+from alembic import op
 
+import portal.core.database
 
 # revision identifiers, used by Alembic.
 revision = '0002'

@@ -5,10 +5,10 @@ Revises: 0002
 Create Date: 2026-11-23 17:36:30.827951
 
 """
-from alembic import op
 import sqlalchemy as sa
-import portal.core.database
+from alembic import op
 
+import portal.core.database
 
 # revision identifiers, used by Alembic.
 revision = '0003'

@@ -5,10 +5,10 @@ Revises: 0003
 Create Date: 2026-11-23 18:16:39.528969
 
 """
-from alembic import op
 import sqlalchemy as sa
-import portal.core.database
+from alembic import op
 
+import portal.core.database
 
 # revision identifiers, used by Alembic.
 revision = '0004'

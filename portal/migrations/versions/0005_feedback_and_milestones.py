@@ -5,10 +5,10 @@ Revises: 0004
 Create Date: 2026-11-23 18:24:09.198316
 
 """
-from alembic import op
 import sqlalchemy as sa
-import portal.core.database
+from alembic import op
 
+import portal.core.database
 
 # revision identifiers, used by Alembic.
 revision = '0005'

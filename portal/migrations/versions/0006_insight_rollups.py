@@ -5,10 +5,8 @@ Revises: 0005
 Create Date: 2026-11-23 18:48:09.633372
 
 """
-from alembic import op
 import sqlalchemy as sa
-import portal.core.database
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0006'

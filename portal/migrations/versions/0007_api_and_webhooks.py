@@ -5,10 +5,10 @@ Revises: 0006
 Create Date: 2026-11-23 19:46:43.506681
 
 """
-from alembic import op
 import sqlalchemy as sa
-import portal.core.database
+from alembic import op
 
+import portal.core.database
 
 # revision identifiers, used by Alembic.
 revision = '0007'
