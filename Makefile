@@ -10,7 +10,7 @@ CATALOGS := $(foreach l,$(LOCALES),translations/$(l)/LC_MESSAGES/messages.po)
 COMPILED := $(CATALOGS:.po=.mo)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps translations compile-translations bench clean
+.PHONY: run test lint setup system-deps translations compile-translations bench clean
 
 setup: $(STAMP) $(COMPILED)
 
@@ -67,10 +67,18 @@ run: setup system-deps
 test: setup system-deps
 	$(BIN)/python -m pytest
 
+# The tools that keep the layout so (configured in pyproject.toml): lint and format, types (strict
+# on the domain packages), import contracts. `ruff check --fix` and `ruff format` repair most findings.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
 # Every bench script prints its figures; files starting with _ are helpers they start.
 bench: setup system-deps
 	for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache test-artifacts
+	rm -rf $(VENV) instance .pytest_cache test-artifacts .mypy_cache .ruff_cache .grimp_cache .import_linter_cache
 	find translations -name '*.mo' -delete
