@@ -20,7 +20,7 @@ class Plan(StrEnum):
     ONE_TIME = "one-time"
 
     @property
-    def title(self) -> str:
+    def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
         return {Plan.MONTHLY: N_("Monthly plan"), Plan.ANNUAL: N_("Annual plan"),
                 Plan.ONE_TIME: N_("One-time purchase")}[self]
 
@@ -30,7 +30,7 @@ class Channel(StrEnum):
     RESELLER = "reseller"
 
     @property
-    def title(self) -> str:
+    def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
         return {Channel.WEB: N_("Bought online"), Channel.RESELLER: N_("Bought through a reseller")}[self]
 
 
@@ -40,7 +40,7 @@ class PaymentStatus(StrEnum):
     REFUNDED = "refunded"
 
     @property
-    def title(self) -> str:
+    def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
         return {PaymentStatus.PAID: N_("Paid"), PaymentStatus.CHARGED_BACK: N_("Charged back"),
                 PaymentStatus.REFUNDED: N_("Refunded")}[self]
 
@@ -53,7 +53,7 @@ class Reason(StrEnum):
     OTHER = "other"
 
     @property
-    def title(self) -> str:
+    def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
         return {
             Reason.TECHNICAL_PROBLEM: N_("A technical problem"),
             Reason.NOT_AS_EXPECTED: N_("Not what I expected"),
@@ -75,7 +75,7 @@ class RequestState(StrEnum):
     RESOLVED_WITH_OFFER = "resolved_with_offer"
 
     @property
-    def title(self) -> str:
+    def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
         return {
             RequestState.RECEIVED: N_("Received"),
             RequestState.AWAITING_CUSTOMER: N_("Waiting for your reply"),

@@ -9,7 +9,7 @@ class ManualGateway:
     name = "manual"
 
     def refund(self, *, charge: str, amount: Money, idempotency_key: str, reference: str = "",
-               metadata: dict | None = None) -> GatewayRefund:
+               metadata: dict[str, str] | None = None) -> GatewayRefund:
         reference = reference.strip()
         if not reference:
             # Nothing was sent anywhere: the staff member must say where the money went.

@@ -6,10 +6,15 @@ with the same key, which Stripe answers with the first result.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import stripe
 
 from portal.core.money import Money
 from portal.payments.base import GatewayRefund, GatewayUnavailable, RefundDeclined
+
+if TYPE_CHECKING:
+    from stripe._base_address import BaseAddresses  # the TypedDict StripeClient takes; not re-exported
 
 
 class StripeGateway:
@@ -17,15 +22,16 @@ class StripeGateway:
 
     def __init__(self, api_key: str, *, api_base: str | None = None, timeout: float = 30.0,
                  max_network_retries: int = 2):
-        base = {"api": api_base} if api_base else None
+        base: BaseAddresses | None = {"api": api_base} if api_base else None
         self.client = stripe.StripeClient(
             api_key, base_addresses=base, max_network_retries=max_network_retries,
             # The library waits 80 s by default; a staff member's click should not.
             http_client=stripe.new_default_http_client(timeout=timeout))
 
     def refund(self, *, charge: str, amount: Money, idempotency_key: str, reference: str = "",
-               metadata: dict | None = None) -> GatewayRefund:
-        params = {"charge": charge, "amount": amount.minor, "metadata": metadata or {}}
+               metadata: dict[str, str] | None = None) -> GatewayRefund:
+        params: stripe.params.RefundCreateParams = {
+            "charge": charge, "amount": amount.minor, "metadata": metadata or {}}
         try:
             refund = self.client.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
         except (stripe.APIConnectionError, stripe.RateLimitError) as error:
