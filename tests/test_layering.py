@@ -30,12 +30,6 @@ DOMAIN_PACKAGES = [
 ]
 WATCHED = ("flask", "werkzeug")
 
-# Modules that still load Flask today, each with the reason; a strict xfail below keeps each
-# entry honest: the day the module stops loading Flask, that test fails until the entry is removed.
-KNOWN_TO_LOAD_FLASK = {
-    "portal.outbox.transport": "builds Flask-Mail messages, and flask_mail imports Flask (issue 15)",
-}
-
 # Run in the child: import the package, then every module in it (skipping the ones named after
 # the package), and name, for each module, the watched packages that importing it loaded.
 CHILD = """
@@ -82,21 +76,11 @@ def _import_fresh(target: str, skip: tuple[str, ...] | list[str] = (), env: dict
 
 @pytest.mark.parametrize("package", DOMAIN_PACKAGES)
 def test_domain_package_loads_no_flask(package):
-    skip = [name for name in KNOWN_TO_LOAD_FLASK if name.startswith(package + ".")]
-    report = _import_fresh(package, skip)
+    report = _import_fresh(package)
     assert len(report["modules"]) > 1, f"no module found in {package}"
     assert not report["culprits"], (
         f"importing these modules of {package} loaded {', '.join(WATCHED)}: {report['culprits']}"
     )
-    assert report["loaded"] == []
-
-
-@pytest.mark.parametrize(
-    "module",
-    [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=why)) for name, why in KNOWN_TO_LOAD_FLASK.items()],
-)
-def test_known_exception_loads_no_flask(module):
-    report = _import_fresh(module)
     assert report["loaded"] == []
 
 

@@ -7,18 +7,18 @@ from flask import current_app
 from sqlalchemy import select
 from flask_mail import Mail
 
-from portal.insights import rollups
 from portal.core.brand import load_brand
 from portal.core.vocabulary import RefundStatus
 from portal.web.extensions import db
 from portal.outbox.kit import Attachment, EmailKit, KitError, Rendered
 from portal.outbox.worker import DeliveryReport, PermanentFailure, deliver_due
-from portal.outbox.transport import FileTransport, SMTPTransport
+from portal.web.transport import FileTransport, SMTPTransport
 from portal.outbox.models import OutboxMessage
 from portal.refunds.models import Receipt, Refund
 from portal.core.paths import resource_dir
 from portal.refunds.receipts import ReceiptRenderer, issue_receipt
 from portal.outbox import webhooks
+from portal.refunds import lifecycle
 
 KIT = "email_kit"
 TRANSPORT = "email_transport"
@@ -122,7 +122,8 @@ def send_outbox_message(outbox: OutboxMessage) -> None:
             and outbox.refund_request.acknowledged_at is None:
         # The insights' time to acknowledge runs until the email has really left.
         outbox.refund_request.acknowledged_at = datetime.now(timezone.utc)
-        rollups.milestone(db.session, outbox.refund_request, "acknowledge", outbox.refund_request.acknowledged_at)
+        lifecycle.milestone_reached.send(db.session, request=outbox.refund_request, measure="acknowledge",
+                                         at=outbox.refund_request.acknowledged_at)
 
 
 def deliver(session, *, limit: int | None = None) -> DeliveryReport:
