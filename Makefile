@@ -45,11 +45,11 @@ compile-translations: $(COMPILED)
 # Extract every marked string (pages, emails in .html and .txt, Python), merge into each
 # catalog, then compile. New strings arrive untranslated; the catalog test fails until they are done.
 translations: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _l -k lazy_gettext --no-location --sort-output \
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _l -k lazy_gettext --no-location --sort-output --width=120 \
 	  --project=refund-portal -o translations/messages.pot .
 	for l in $(LOCALES); do \
 	  if [ -f translations/$$l/LC_MESSAGES/messages.po ]; then \
-	    $(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i translations/messages.pot -d translations -l $$l; \
+	    $(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete --width=120 -i translations/messages.pot -d translations -l $$l; \
 	  else \
 	    $(BIN)/pybabel init -i translations/messages.pot -d translations -l $$l; \
 	  fi; \

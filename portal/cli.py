@@ -2,18 +2,38 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC
+import time
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import select
 
+from portal import create_app
+from portal.accounts.models import ApiToken
+from portal.accounts.staff import AccountError, create_api_token, create_staff, revoke_api_token
+from portal.core.database import utcnow
+from portal.core.idempotency import prune
+from portal.core.vocabulary import OutboxStatus, RefundStatus, StaffRole
+from portal.demo import DEMO_STAFF, seed_demo
+from portal.insights import rollups
+from portal.orders.importing import import_orders
+from portal.outbox.export import export_kit
+from portal.outbox.models import OutboxMessage
+from portal.outbox.queue import resend
+from portal.policy import PolicyError, load_policy
+from portal.refunds.decisions import send_reminders
+from portal.refunds.export import write_refunds_csv
+from portal.refunds.links import Links
+from portal.refunds.models import Receipt, Refund
 from portal.web.extensions import db
+from portal.web.mail import deliver, email_kit, receipt_for, transport
+from portal.web.policy import current_policy
 
 
 def _create_app():
-    from portal import create_app
 
     return create_app()
 
@@ -32,15 +52,16 @@ orders_cli = click.Group("orders", help="Orders from the billing system.")
 @with_appcontext
 def orders_import(file: str) -> None:
     """Import orders from a CSV export: every row valid, or nothing changes."""
-    from portal.orders.importing import import_orders
 
     with open(file, encoding="utf-8-sig", newline="") as stream:
         result = import_orders(db.session, stream)
     if not result.ok:
+        db.session.rollback()
         click.echo(f"Refused: {len(result.errors)} problem(s) found; nothing was imported.", err=True)
         for error in result.errors:
             click.echo(f"  {error.render()}", err=True)
         sys.exit(1)
+    db.session.commit()
     click.echo(f"Imported: {result.created} created, {result.updated} updated, {result.unchanged} unchanged "
                f"({result.customers_created} new customers).")
 
@@ -49,9 +70,6 @@ def orders_import(file: str) -> None:
 @with_appcontext
 def demo() -> None:
     """Seed demo data on an empty database and print the staff logins."""
-    from portal.demo import DEMO_STAFF, seed_demo
-    from portal.refunds.links import Links
-    from portal.web.policy import current_policy
 
     if current_app.config["ENV"] == "production":
         raise click.ClickException("demo data is not for production")
@@ -75,7 +93,6 @@ policy_cli = click.Group("policy", help="The refund policy file.")
 @click.argument("file", type=click.Path(dir_okay=False))
 def policy_check(file: str) -> None:
     """Validate a policy file and name each problem."""
-    from portal.policy import PolicyError, load_policy
 
     try:
         policy = load_policy(file)
@@ -102,21 +119,17 @@ def outbox_send(watch: bool, interval: float | None) -> None:
     Each round also queues the reminders for information requests unanswered for three days and
     forgets API idempotency keys older than a day.
     """
-    import time
-    from datetime import datetime
 
-    from portal.core.idempotency import prune
-    from portal.web.mail import deliver, transport
 
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
     click.echo(f"Delivering through {transport().describe()}.")
-    from portal.refunds.decisions import send_reminders
-    from portal.refunds.links import Links
 
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
     while True:
         reminded = send_reminders(db.session, now=datetime.now(UTC), links=links)
+        db.session.commit()
         prune(db.session, now=datetime.now(UTC))
+        db.session.commit()
         if reminded:
             click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
         report = deliver(db.session)
@@ -133,10 +146,7 @@ def outbox_send(watch: bool, interval: float | None) -> None:
 @with_appcontext
 def outbox_list(status: str | None) -> None:
     """List messages, newest first."""
-    from sqlalchemy import select
 
-    from portal.core.vocabulary import OutboxStatus
-    from portal.outbox.models import OutboxMessage
 
     query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200)
     if status:
@@ -151,15 +161,13 @@ def outbox_list(status: str | None) -> None:
 @with_appcontext
 def outbox_resend(message_id: int) -> None:
     """Queue a dead (or already sent) message again, with the same Message-ID."""
-    from datetime import datetime
 
-    from portal.outbox.models import OutboxMessage
-    from portal.outbox.queue import resend
 
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
         raise click.ClickException(f"no outbox message {message_id}")
     resend(db.session, message, now=datetime.now(UTC))
+    db.session.commit()
     click.echo(f"message {message_id} queued again")
 
 
@@ -173,10 +181,7 @@ emails_cli = click.Group("emails", help="The email kit.")
 @with_appcontext
 def emails_export(folder: str, merge_tags: str | None) -> None:
     """Write the kit: every message rendered per language, the sources, the brand file, the variables."""
-    from pathlib import Path
 
-    from portal.outbox.export import export_kit
-    from portal.web.mail import email_kit
 
     written = export_kit(email_kit(), Path(folder), merge_tags=merge_tags)
     click.echo(f"Wrote {len(written)} files to {folder}.")
@@ -193,8 +198,6 @@ staff_cli = click.Group("staff", help="Staff accounts.")
 @with_appcontext
 def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None:
     """Create a staff account; the password is asked for (or read from stdin), never an argument."""
-    from portal.accounts.staff import AccountError, create_staff
-    from portal.core.vocabulary import StaffRole
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -204,6 +207,7 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
         user = create_staff(db.session, email, StaffRole(role), password, name)
     except AccountError as error:
         raise click.ClickException(error.message) from None
+    db.session.commit()
     click.echo(f"Created {user.role.value} {user.email}.")
 
 
@@ -213,13 +217,12 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
 @with_appcontext
 def staff_token(email: str, name: str) -> None:
     """Make an API token that acts as this staff member; it is printed once and stored hashed."""
-    from portal.accounts.staff import AccountError, create_api_token
-    from portal.core.database import utcnow
 
     try:
         record, token = create_api_token(db.session, email, name, now=utcnow())
     except AccountError as error:
         raise click.ClickException(error.message) from None
+    db.session.commit()
     click.echo(f"Token {record.id} ({record.name}) for {record.staff_user.email}, "
                f"role {record.staff_user.role.value}. It is shown only now:", err=True)
     click.echo(token)
@@ -229,9 +232,7 @@ def staff_token(email: str, name: str) -> None:
 @with_appcontext
 def staff_tokens() -> None:
     """List API tokens (their first characters only) and whether they are revoked."""
-    from sqlalchemy import select
 
-    from portal.accounts.models import ApiToken
 
     for record in db.session.scalars(select(ApiToken).order_by(ApiToken.id)):
         state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
@@ -244,11 +245,10 @@ def staff_tokens() -> None:
 @with_appcontext
 def staff_revoke_token(token_id: int) -> None:
     """Revoke an API token at once (see `portal staff tokens` for the ids)."""
-    from portal.accounts.staff import revoke_api_token
-    from portal.core.database import utcnow
 
     if revoke_api_token(db.session, token_id, now=utcnow()) is None:
         raise click.ClickException(f"There is no token {token_id}.")
+    db.session.commit()
     click.echo(f"Token {token_id} is revoked.")
 
 
@@ -261,9 +261,7 @@ refunds_cli = click.Group("refunds", help="Refunds made.")
 @with_appcontext
 def refunds_export(since: str, output) -> None:
     """Write a CSV of the refunds made since a day, with their business costs, for accounting."""
-    from datetime import date
 
-    from portal.refunds.export import write_refunds_csv
 
     try:
         day = date.fromisoformat(since)
@@ -280,11 +278,7 @@ receipts_cli = click.Group("receipts", help="PDF receipts of refunds.")
 @with_appcontext
 def receipts_issue() -> None:
     """Issue the receipt of every succeeded refund that has none yet (the outbox worker does it too)."""
-    from sqlalchemy import select
 
-    from portal.core.vocabulary import RefundStatus
-    from portal.refunds.models import Receipt, Refund
-    from portal.web.mail import receipt_for
 
     missing = db.session.scalars(select(Refund).outerjoin(Receipt, Receipt.refund_id == Refund.id)
                                  .where(Refund.status == RefundStatus.SUCCEEDED, Receipt.id.is_(None))).all()
@@ -302,7 +296,6 @@ insights_cli = click.Group("insights", help="The figures behind /staff/insights.
 @with_appcontext
 def insights_rebuild() -> None:
     """Recount the daily rollups from the requests, orders and refunds (after loading data by hand)."""
-    from portal.insights import rollups
 
     rollups.rebuild(db.session)
     db.session.commit()

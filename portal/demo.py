@@ -16,6 +16,10 @@ from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason, StaffRo
 from portal.orders.importing import upsert_orders
 from portal.orders.models import Order
 from portal.orders.validation import OrderData
+from portal.payments import ManualGateway
+from portal.policy import Policy
+from portal.refunds import acting, decisions, filing, payouts
+from portal.refunds.links import Links
 
 DEMO_ADMIN_EMAIL = "admin@demo.example"
 DEMO_STAFF = (("admin@demo.example", "Demo Admin", StaffRole.ADMIN),
@@ -111,10 +115,8 @@ def seed_demo(session: Session, now: datetime | None = None, *, policy=None, lin
                       requests=requests)
 
 
-def _seed_requests(session: Session, now: datetime, policy, links, folder: Path) -> int:
-    from portal.payments import ManualGateway
-    from portal.refunds import decisions, filing
-
+def _seed_requests(session: Session, now: datetime, policy: Policy, links: Links, folder: Path) -> int:
+    """File and move demo requests as customers and an agent would, each step committed on its own."""
     agent = session.scalar(select(StaffUser).where(StaffUser.role == StaffRole.AGENT))
 
     def order(number: str) -> Order:
@@ -122,24 +124,32 @@ def _seed_requests(session: Session, now: datetime, policy, links, folder: Path)
 
     def file(number: str, reason: Reason, days_ago: float, details: str, locale: str):
         submitted = filing.Filing(reason=reason, details=details, locale=locale, submission_key="")
-        return filing.file_refund(session, order(number), submitted, policy=policy, now=now - timedelta(days=days_ago),
-                                   links=links, staging=folder, upload_dir=folder).request
+        filed = filing.file_refund(session, order(number), submitted, policy=policy,
+                                   now=now - timedelta(days=days_ago), links=links, staging=folder,
+                                   upload_dir=folder).request
+        session.commit()
+        return filed
 
-    def staff(days_ago: float) -> decisions.Staff:
-        return decisions.Staff(agent, now - timedelta(days=days_ago), links, policy)
+    def staff(days_ago: float) -> acting.Staff:
+        return acting.Staff(agent, now - timedelta(days=days_ago), links, policy)
 
     file("DEMO-1001", Reason.TECHNICAL_PROBLEM, 2, "The dashboard stays blank since the last update.", "en")
     asked = file("DEMO-2001", Reason.NOT_AS_EXPECTED, 3, "功能和演示中看到的不一样。", "zh")
     decisions.ask_for_information(session, asked, staff(2.5), questions=["what_went_wrong", "how_long_used"],
                                  documents=["screenshot"], message="")
+    session.commit()
     refunded = file("DEMO-3001", Reason.NO_LONGER_NEEDED, 1, "We zijn overgestapt op een ander pakket.", "nl")
     decisions.approve(session, refunded, staff(0.8), amount=Money.from_minor(2700, "EUR"))
-    decisions.process_refund(session, refunded.id, staff(0.7), ManualGateway(), reference="re_demo_3001")
+    session.commit()
+    payouts.process_refund(session, refunded.id, staff(0.7), ManualGateway(), reference="re_demo_3001")
+    session.commit()
     approved = file("DEMO-4001", Reason.BILLING_ERROR, 0.5, "I was charged twice this month.", "en")
     decisions.approve(session, approved, staff(0.2), amount=Money.from_minor(4300, "JPY"))
+    session.commit()
     declined = file("DEMO-1003", Reason.NO_LONGER_NEEDED, 1.5, "", "en")
     clause = declined.decision_at_filing.primary_clause
     decisions.decline(session, declined, staff(1), clause_id=clause, offer_id="extended-trial",
                      note="The team plan was used throughout the month.")
+    session.commit()
     file("DEMO-3004", Reason.OTHER, 0.1, "Per ongeluk besteld.", "nl")
     return 6

@@ -16,6 +16,7 @@ from tests.conftest import DATA, csrf_token
 def import_samples(session):
     with open(DATA / "orders.csv", encoding="utf-8", newline="") as f:
         assert import_orders(session, f).ok
+    session.commit()
 
 
 def pdf_bytes(text: str = "Invoice 42") -> bytes:

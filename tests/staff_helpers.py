@@ -12,7 +12,9 @@ PASSWORD = "correct horse battery staple"
 
 
 def make_staff(session, email: str = "agent@example.com", role: StaffRole = StaffRole.AGENT, name: str = ""):
-    return create_staff(session, email, role, PASSWORD, name or email.split("@")[0].title())
+    user = create_staff(session, email, role, PASSWORD, name or email.split("@")[0].title())
+    session.commit()
+    return user
 
 
 def sign_in(client, email: str, password: str = PASSWORD):

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from portal.core.vocabulary import OutboxStatus
+from portal.outbox.kit import KitError
 from portal.outbox.models import OutboxMessage
 from portal.outbox.queue import queue_email, resend
 from portal.outbox.worker import claim_next
@@ -133,8 +134,23 @@ def test_a_message_that_keeps_failing_is_dead_after_the_last_attempt(make_app, d
     assert [(m.status, m.attempts) for m in outbox(db_session)] == [(OutboxStatus.DEAD, 3)] * 3
 
 
+def test_a_message_with_missing_variables_is_refused_when_queued(db_session):
+    # The action that queues it fails at once, in its own transaction, instead of a dead letter later.
+    with pytest.raises(KitError, match=r"missing variable\(s\) amount, customer_name"):
+        queue_email(db_session, "acknowledgement", "x@example.com", "en", {"reference": "RF-1"})
+    with pytest.raises(KitError, match="undeclared variable"):
+        queue_email(db_session, "reply_received", "x@example.com", "en",
+                    {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "surprise": 1})
+    with pytest.raises(KitError, match="'amount' \\(money\\) cannot take"):
+        queue_email(db_session, "refund_failed", "x@example.com", "en",
+                    {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "amount": "lots"})
+    assert outbox(db_session) == []
+
+
 def test_a_message_whose_template_cannot_render_is_dead_with_the_reason(mail_app, smtp, db_session):
-    queue_email(db_session, "acknowledgement", "x@example.com", "en", {"reference": "RF-1"})
+    # Queued before the kit changed under it (a template edited, a variable dropped from the declarations).
+    db_session.add(OutboxMessage(message="acknowledgement", recipient="x@example.com", locale="en",
+                                 variables={"reference": "RF-1"}, message_id="<stale@portal.test>"))
     db_session.commit()
     assert run_worker(mail_app).dead == 1
     [message] = outbox(db_session)
@@ -152,6 +168,7 @@ def test_without_smtp_messages_are_written_as_eml_files_once(make_app, db_sessio
     message = outbox(db_session)[0]
     with app.app_context():
         resend(db.session, db.session.get(OutboxMessage, message.id), now=datetime.now(UTC))
+        db.session.commit()
     assert run_worker(app).sent == 1
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 3  # the same file, rewritten
 

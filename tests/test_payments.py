@@ -11,7 +11,7 @@ from portal.config import engine_options
 from portal.core.vocabulary import RefundStatus, RequestState
 from portal.payments import StripeGateway
 from portal.policy import load_policy
-from portal.refunds import decisions
+from portal.refunds import acting, payouts
 from portal.refunds.links import Links
 from portal.refunds.models import Refund, RefundRequest, StatusEvent
 from portal.refunds.states import InvalidTransition
@@ -159,10 +159,11 @@ def test_twenty_concurrent_process_calls_make_one_gateway_call(approved, stripe_
 
     def worker():
         with Session(engine) as session:
-            staff = decisions.Staff(session.get(StaffUser, user_id), datetime.now(UTC), links, policy)
+            staff = acting.Staff(session.get(StaffUser, user_id), datetime.now(UTC), links, policy)
             start.wait()
             try:
-                decisions.process_refund(session, request_id, staff, gateway)
+                payouts.process_refund(session, request_id, staff, gateway)
+                session.commit()
                 outcomes.append("refunded")
             except InvalidTransition:
                 outcomes.append("409")

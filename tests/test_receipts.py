@@ -132,6 +132,7 @@ def test_a_resent_email_attaches_the_same_receipt_and_issues_no_second_one(make_
             from portal.outbox.queue import resend
 
             resend(db.session, message, now=utcnow())
+            db.session.commit()
             deliver(db.session)
     attachments = [next(iter(m.iter_attachments())).get_content() for m in smtp.inbox.messages
                    if list(m.iter_attachments())]

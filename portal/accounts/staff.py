@@ -35,13 +35,13 @@ def create_staff(session: Session, email: str, role: StaffRole, password: str, n
         raise AccountError("email", N_("There is already a staff account with this email address."))
     user = StaffUser(email=address, name=name.strip(), role=role, password_hash=hash_password(password), active=True)
     session.add(user)
-    session.commit()
+    session.flush()
     return user
 
 
 def set_active(session: Session, user: StaffUser, active: bool) -> None:
     user.active = active
-    session.commit()
+    session.flush()
 
 
 # -- API tokens -----------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def create_api_token(session: Session, email: str, name: str, *, now: datetime) 
     record = ApiToken(staff_user=user, name=name.strip()[:100], prefix=token[:12], token_hash=hash_token(token),
                       created_at=now)
     session.add(record)
-    session.commit()
+    session.flush()
     return record, token
 
 
@@ -71,7 +71,7 @@ def revoke_api_token(session: Session, token_id: int, *, now: datetime) -> ApiTo
     record = session.get(ApiToken, token_id)
     if record is not None and record.revoked_at is None:
         record.revoked_at = now
-        session.commit()
+        session.flush()
     return record
 
 
@@ -85,5 +85,5 @@ def staff_for_token(session: Session, token: str, *, now: datetime) -> StaffUser
     # Written at most once a minute: a busy integration should not turn every read into a write.
     if record.last_used_at is None or now - record.last_used_at > timedelta(minutes=1):
         record.last_used_at = now
-        session.commit()
+        session.flush()
     return record.staff_user

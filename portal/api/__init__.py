@@ -23,7 +23,7 @@ from portal.core.database import utcnow
 from portal.core.vocabulary import StaffRole
 from portal.web import errors
 from portal.web.extensions import db, limiter
-from portal.refunds import decisions
+from portal.refunds import acting
 from portal.refunds.states import InvalidTransition
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -157,13 +157,13 @@ def _run(op: Operation, view, user, path: dict) -> tuple[int, dict]:
     except InvalidTransition as error:
         db.session.rollback()  # nothing was changed
         return 409, problem_body(409, _(error.message, state=_(error.state.title)))
-    except decisions.WorkflowError as error:
+    except acting.WorkflowError as error:
         db.session.rollback()
         params = {k: str(v) for k, v in error.params.items()}
         message = _(error.message, **params)
         field = API_FIELDS.get(error.field, error.field)
         return 422, problem_body(422, message, [FieldProblem(field=field, message=message)])
-    except decisions.NotAllowed:
+    except acting.NotAllowed:
         db.session.rollback()
         return 403, problem_body(403, _("Your role does not allow this."))
 
@@ -202,7 +202,9 @@ def operation(method: str, rule: str, *, summary: str, tag: str, roles=ACTING, b
                 raise ApiProblem(403, _("Your role does not allow this."))
             key = _idempotency_key() if op.writes else None
             if key is None:
-                return _respond(*_run(op, view, user, path))
+                answer = _run(op, view, user, path)
+                db.session.commit()  # the write, once; a refused one was rolled back already
+                return _respond(*answer)
             print_ = idempotency.fingerprint(method, request.full_path, request.get_data())
             try:
                 claimed = idempotency.claim(db.session, user.id, key, print_, now=utcnow())
@@ -218,6 +220,7 @@ def operation(method: str, rule: str, *, summary: str, tag: str, roles=ACTING, b
                 idempotency.release(db.session, claimed)
                 raise
             idempotency.store(db.session, claimed, *answer)
+            db.session.commit()  # the write and the answer a repeat gets, in one transaction
             return _respond(*answer)
 
         limited = limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=client_key)(handle)

@@ -15,7 +15,7 @@ from portal.core.money import Money, MoneyError
 from portal.core.vocabulary import StaffRole
 from portal.insights.figures import compute
 from portal.orders.importing import upsert_order_rows
-from portal.refunds import decisions
+from portal.refunds import acting, decisions, payouts
 from portal.refunds.models import RefundRequest
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.web.extensions import db
@@ -28,8 +28,8 @@ ADMIN = (StaffRole.ADMIN,)
 READERS = (StaffRole.AGENT, StaffRole.ADMIN)
 
 
-def _staff(user) -> decisions.Staff:
-    return decisions.Staff(user=user, now=utcnow(), links=links(), policy=current_policy())
+def _staff(user) -> acting.Staff:
+    return acting.Staff(user=user, now=utcnow(), links=links(), policy=current_policy())
 
 
 def _request(reference: str) -> RefundRequest:
@@ -40,7 +40,7 @@ def _request(reference: str) -> RefundRequest:
 
 
 def _detail(found: RefundRequest) -> s.RequestDetail:
-    db.session.expire_all()  # the workflow committed: read what is stored now
+    db.session.expire_all()  # read what the workflow wrote (Core updates bypass the loaded objects)
     return presenters.request_detail(db.session, db.session.get(RefundRequest, found.id), current_policy(), utcnow())
 
 
@@ -117,9 +117,10 @@ def process(user, reference: str, body: s.ProcessInput):
     """Through the configured payment gateway, exactly once; never above what is left of the payment."""
     found = _request(reference)
     try:
-        decisions.process_refund(db.session, found.id, _staff(user), current_gateway(),
+        payouts.process_refund(db.session, found.id, _staff(user), current_gateway(),
                                 reference=body.processor_reference, fees=current_fees())
-    except decisions.GatewayProblem as error:
+    except payouts.GatewayProblem as error:
+        db.session.commit()  # keep the pending attempt and its idempotency key for the retry
         raise ApiProblem(503, _("The payment processor did not answer (%(problem)s). Nothing was refunded "
                                 "twice: try again and the same refund is asked for.", problem=str(error))) from None
     return _detail(found)
@@ -130,7 +131,7 @@ def process(user, reference: str, body: s.ProcessInput):
 def retry(user, reference: str, body: s.Empty):
     """Back to approved after the processor refused, so it can be processed again."""
     found = _request(reference)
-    decisions.retry_refund(db.session, found, _staff(user))
+    payouts.retry_refund(db.session, found, _staff(user))
     return _detail(found)
 
 

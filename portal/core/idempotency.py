@@ -2,7 +2,9 @@
 
 The key is claimed (a row with no answer yet) and committed before the write runs, so two
 concurrent requests with one key never both act: the second is told the first is still
-running. A claim left behind by a crashed worker is taken over after a minute. No Flask here.
+running. The answer is stored in the write's own transaction, so the two are committed
+together or not at all; a claim left behind by a crashed worker is taken over after a minute.
+No Flask here.
 """
 from __future__ import annotations
 
@@ -82,11 +84,12 @@ def claim(session: Session, staff_user_id: int, key: str, print_: str, *, now: d
 
 
 def store(session: Session, record: IdempotencyRecord, status: int, body: dict) -> None:
-    session.rollback()  # whatever the write left uncommitted is not ours to commit
+    """Keep the answer in the write's own transaction: the caller commits both at once, so a
+    worker dying in between leaves neither (and the claim is taken over after a minute)."""
     record = session.merge(record)
     record.status_code = status
     record.response = body
-    session.commit()
+    session.flush()
 
 
 def release(session: Session, record: IdempotencyRecord) -> None:
@@ -98,5 +101,4 @@ def release(session: Session, record: IdempotencyRecord) -> None:
 
 def prune(session: Session, *, now: datetime) -> int:
     result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - KEPT_FOR))
-    session.commit()
     return result.rowcount

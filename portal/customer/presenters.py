@@ -12,7 +12,7 @@ from portal.core.markers import N_
 from portal.core.money import Money, MoneyError, format_money
 from portal.core.vocabulary import Actor, Reason, RequestState
 from portal.orders.models import Order
-from portal.orders.summary import OrderSummary, RequestSummary
+from portal.refunds.summary import OrderSummary, RequestSummary
 from portal.policy import Decision, Outcome
 from portal.refunds import filing
 from portal.refunds.models import RefundRequest

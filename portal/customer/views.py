@@ -64,6 +64,7 @@ def lookup():
     if form.validate_on_submit():
         order = find_order(db.session, form.order_number.data, form.email.data,
                            client_fingerprint(request.remote_addr, current_app.config["SECRET_KEY"]))
+        db.session.commit()  # a miss is recorded for the staff's fraud signals
         if order is not None:
             access.grant_order(order)
             return redirect(url_for("customer.order_page", order_number=order.order_number))
@@ -80,6 +81,7 @@ def access_link():
         return render_template("main/home.html", lookup_form=LookupForm(), link_form=form)
     magic.send_magic_link(db.session, form.email.data, base_url=current_app.config["BASE_URL"],
                           locale=current_locale(), now=utcnow())
+    db.session.commit()
     # The same answer whether or not the address has orders: nobody learns who our customers are.
     flash(_("If we have orders for that address, we have sent it a link to them. The link works once, "
             "for 30 minutes."), "success")
@@ -100,6 +102,7 @@ def access_confirm():
     if request.method == "POST" and form.validate_on_submit() and token:
         session.pop(magic.SESSION_KEY, None)
         customer = magic.redeem(db.session, token, now=utcnow())
+        db.session.commit()
         if customer is not None:
             access.grant_customer(customer.id, customer.locale)
             return redirect(url_for("customer.orders"))
@@ -149,6 +152,7 @@ def refund_new(order_number: str):
         except ValueError as error:  # an amount that does not parse
             form.partial_amount.errors.append(str(error))
         else:
+            db.session.commit()
             staging.clear(scope)
             if filed.created:
                 flash(_("Your refund request %(reference)s has been received. We have sent a confirmation "
@@ -168,6 +172,7 @@ def offer_accept(order_number: str):
                                               locale=current_locale(), now=utcnow(), links=links())
     except KeyError:
         abort(404)
+    db.session.commit()
     flash(_("Thank you: we have noted your choice and our team will set it up for you."), "success")
     return redirect(url_for("customer.request_page", reference=refund_request.reference), code=303)
 
@@ -214,6 +219,7 @@ def request_answer(reference: str):
         except filing.FilingError as error:
             getattr(form, error.field, form.answer).errors.append(_(error.message, **error.params))
         else:
+            db.session.commit()
             staging.clear(scope)
             flash(_("Thank you, we have your answer. We will get back to you soon."), "success")
             return redirect(url_for("customer.request_page", reference=reference), code=303)
@@ -227,6 +233,7 @@ def request_withdraw(reference: str):
     if not WithdrawForm().validate_on_submit():
         abort(400)
     filing.withdraw_refund(db.session, refund_request, now=utcnow())
+    db.session.commit()
     flash(_("You have withdrawn this refund request."), "success")
     return redirect(url_for("customer.request_page", reference=reference), code=303)
 
@@ -261,6 +268,7 @@ def feedback(token: str):
             feedback_domain.leave_feedback(db.session, refund_request, rating=int(form.rating.data),
                                            comment=form.comment.data or "", come_back=form.come_back.data,
                                            now=utcnow())
+            db.session.commit()
         except feedback_domain.AlreadyAnswered:
             return render_template("customer/feedback_thanks.html", already=True)
         return render_template("customer/feedback_thanks.html", already=False)

@@ -1,4 +1,5 @@
-"""Daily rollups behind the insights, kept in step with every change in the caller's transaction.
+"""Daily rollups behind the insights, kept in step with every change in the caller's transaction:
+they subscribe to the refund lifecycle (``portal.refunds.lifecycle``) and to order imports.
 
 Grouping a million requests for every look at the insights page takes seconds; these tables
 hold the same counts per day, so the page reads a few hundred rows. ``rebuild`` recomputes them
@@ -6,7 +7,9 @@ all from the requests, orders and refunds (the migration and the benchmark use i
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import case, delete, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -15,7 +18,9 @@ from sqlalchemy.orm import Session
 
 from portal.core.vocabulary import RefundStatus, RequestState
 from portal.insights.models import InsightDay, InsightDuration, InsightOrderDay, InsightRefundDay, InsightSignalDay
+from portal.orders import importing
 from portal.orders.models import Order
+from portal.refunds import lifecycle
 from portal.refunds.models import Refund, RefundRequest
 
 APPROVED_STATES = (RequestState.APPROVED, RequestState.REFUNDED, RequestState.REFUND_FAILED)
@@ -84,7 +89,7 @@ def _day(moment: datetime) -> date:
 # -- kept in step -----------------------------------------------------------------------------------
 
 
-def request_filed(session: Session, request: RefundRequest, signals: list[str] = ()) -> None:
+def request_filed(session: Session, request: RefundRequest, signals: Sequence[str] = ()) -> None:
     _bump(session, InsightDay, {"day": _day(request.created_at), "reason": request.reason,
                                 "outcome": outcome(request.state), "review": bool(request.review_requested)}, count=1)
     for signal in signals:
@@ -185,3 +190,30 @@ def rebuild(session: Session) -> None:
                 .where(Refund.status == RefundStatus.SUCCEEDED).group_by(refund_day, Refund.currency))]
     _insert_all(session, InsightRefundDay, rows)
     _rebuild_orders(session, None)
+
+
+# -- subscriptions: the refund lifecycle and order imports keep the rollups in step ------------------
+
+
+@lifecycle.state_changed.connect
+def _on_state_changed(session: Session, *, request: RefundRequest, before: RequestState | None,
+                      after: RequestState, signals: Sequence[str] = (), **_: Any) -> None:
+    if before is None:
+        request_filed(session, request, signals)
+    else:
+        state_changed(session, request, before, after)
+
+
+@lifecycle.milestone_reached.connect
+def _on_milestone(session: Session, *, request: RefundRequest, measure: str, at: datetime, **_: Any) -> None:
+    milestone(session, request, measure, at)
+
+
+@lifecycle.refund_settled.connect
+def _on_refund_settled(session: Session, *, refund: Refund, first_for_order: bool, **_: Any) -> None:
+    order_refunded(session, refund, first_for_order)
+
+
+@importing.orders_changed.connect
+def _on_orders_changed(session: Session, *, days: set[date], **_: Any) -> None:
+    orders_changed(session, days)

@@ -10,16 +10,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from blinker import Namespace
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from portal.core.markers import N_
-from portal.insights import rollups
 from portal.orders.models import Customer, Order
 from portal.orders.validation import REQUIRED, FieldError, OrderData, validate_order
 
 # Big enough to be fast, small enough for SQLite's limit on bound parameters.
 CHUNK = 500
+
+# Sent with the session after orders were created or changed, with ``days``: the purchase days
+# touched (the insights recount their orders).
+orders_changed = Namespace().signal("orders-changed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +177,7 @@ def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
     changed_days = {v["purchased_at"].date() for v in to_insert + to_update}
     changed_days |= {existing[v["order_number"]]["purchased_at"].date()
                      for v in to_update if existing.get(v["order_number"], {}).get("purchased_at")}
-    rollups.orders_changed(session, changed_days)
+    orders_changed.send(session, days=changed_days)
     return result
 
 
@@ -184,16 +188,10 @@ def import_orders(session: Session, stream: TextIO) -> ImportResult:
 
 
 def _all_or_nothing(session: Session, parsed: list[tuple[int, OrderData]], errors: list[LineError]) -> ImportResult:
+    """Nothing is written when any row has a fault; otherwise every row, for the caller to commit."""
     if errors:
-        session.rollback()
         return ImportResult(errors=errors)
-    try:
-        result = upsert_orders(session, [order for _, order in parsed])
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return result
+    return upsert_orders(session, [order for _, order in parsed])
 
 
 def import_orders_text(session: Session, text: str) -> ImportResult:

@@ -26,7 +26,7 @@ def send_magic_link(session: Session, email: str, *, base_url: str, locale: str,
         "customer_name": customer.name, "link": f"{base_url}/access/{token}",
         "expires_minutes": int(LIFETIME.total_seconds() // 60),
     }, domain=base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0])
-    session.commit()
+    session.flush()
     return True
 
 
@@ -38,5 +38,4 @@ def redeem(session: Session, token: str, *, now: datetime) -> Customer | None:
     # Compare-and-set, so two tabs racing with the same link cannot both get in.
     used = session.execute(update(MagicLink).where(MagicLink.id == link.id, MagicLink.used_at.is_(None))
                            .values(used_at=now).execution_options(synchronize_session=False))
-    session.commit()
     return link.customer if used.rowcount == 1 else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -18,16 +18,14 @@ from functools import lru_cache
 from pathlib import Path
 
 import css_inline
-from babel import Locale
-from babel.dates import format_date, format_datetime
-from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError
 from markupsafe import Markup
 
 from portal.core.brand import localized
 from portal.core.vocabulary import HTML_LANG, LOCALES
-from portal.core.money import Money, MoneyError, format_money
+from portal.core import formatting
+from portal.core.money import Money, MoneyError
 
 TYPES = ("text", "bool", "int", "money", "date", "datetime", "url", "list")
 # The layout's own context; a message may not declare a variable by these names.
@@ -91,6 +89,69 @@ def load_specs(root: Path) -> dict[str, MessageSpec]:
     return specs
 
 
+@lru_cache(maxsize=4)
+def specs_in(root: Path) -> dict[str, MessageSpec]:
+    """The declarations of the kit in ``root``, read once per process."""
+    return load_specs(root)
+
+
+def check_variables(specs: Mapping[str, MessageSpec], message: str, locale: str,
+                    variables: Mapping[str, object]) -> dict[str, object]:
+    """The variables as the outbox stores them (JSON), or :class:`KitError` naming what is wrong.
+
+    The same checks as rendering, made when the message is queued: a missing, undeclared or
+    ill-typed variable fails the action that queued it instead of a delivery after the commit.
+    """
+    try:
+        spec = specs[message]
+    except KeyError:
+        raise KitError(f"there is no message called {message!r}") from None
+    if locale not in LOCALES:
+        raise KitError(f"{message}: {locale!r} is not one of the kit's languages ({', '.join(LOCALES)})")
+    missing = sorted(set(spec.variables) - set(variables))
+    unknown = sorted(set(variables) - set(spec.variables))
+    if missing:
+        raise KitError(f"{message}: missing variable(s) {', '.join(missing)}")
+    if unknown:
+        raise KitError(f"{message}: undeclared variable(s) {', '.join(unknown)}")
+    return {name: _stored(spec.variables[name], value) for name, value in variables.items()}
+
+
+def _stored(variable: Variable, value: object) -> object:
+    kind, name = variable.type, variable.name
+    try:
+        if kind == "text":
+            return "" if value is None else str(value)
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise TypeError("expected true or false")
+            return value
+        if kind == "int":
+            if isinstance(value, bool):
+                raise TypeError("expected a whole number")
+            return int(str(value))
+        if kind == "money":
+            return money_variable(value if isinstance(value, Money) else _parse_money(str(value)))
+        if kind == "date":
+            day = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+            return (day.date() if isinstance(day, datetime) else day).isoformat()
+        if kind == "datetime":
+            moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+            return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
+        if kind == "url":
+            url = str(value)
+            if not url.startswith(("https://", "http://", "/")):
+                raise ValueError("expected an absolute URL or a path on the portal")
+            return url
+        if kind == "list":
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                raise TypeError("expected a list")
+            return [str(item) for item in value]
+    except (TypeError, ValueError, InvalidOperation, MoneyError) as error:
+        raise KitError(f"the variable {name!r} ({kind}) cannot take {value!r}: {error}") from None
+    raise KitError(f"unknown type {kind!r}")
+
+
 class EmailKit:
     def __init__(self, root: Path, translations_dir: Path, *, base_url: str, brand: Mapping):
         self.root = Path(root)
@@ -115,17 +176,11 @@ class EmailKit:
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def render(self, message: str, locale: str, *, attachments=(), **variables) -> Rendered:
+    def render(self, message: str, locale: str, *, attachments: Iterable[Attachment] = (),
+               **variables: object) -> Rendered:
         spec = self.spec(message)
-        if locale not in LOCALES:
-            raise KitError(f"{message}: {locale!r} is not one of the kit's languages ({', '.join(LOCALES)})")
-        missing = sorted(set(spec.variables) - set(variables))
-        unknown = sorted(set(variables) - set(spec.variables))
-        if missing:
-            raise KitError(f"{message}: missing variable(s) {', '.join(missing)}")
-        if unknown:
-            raise KitError(f"{message}: undeclared variable(s) {', '.join(unknown)}")
-        context = {name: self._format(spec.variables[name], value, locale) for name, value in variables.items()}
+        stored = check_variables(self.specs, message, locale, variables)
+        context = {name: self._format(spec.variables[name], value, locale) for name, value in stored.items()}
         return self._render(message, locale, context, tuple(attachments))
 
     def render_sample(self, message: str, locale: str) -> Rendered:
@@ -206,42 +261,20 @@ class EmailKit:
             return self.base_url + url
         raise KitError(f"{url!r} is neither an absolute URL nor a path on the portal")
 
-    def _format(self, variable: Variable, value, locale: str):
-        kind, name = variable.type, variable.name
-        try:
-            if kind == "text":
-                return "" if value is None else str(value)
-            if kind == "bool":
-                if not isinstance(value, bool):
-                    raise TypeError("expected true or false")
-                return value
-            if kind == "int":
-                return format_decimal(int(value), locale=_babel_locale(locale))
-            if kind == "money":
-                money = value if isinstance(value, Money) else _parse_money(str(value))
-                return format_money(money, locale)
-            if kind == "date":
-                day = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-                return format_date(day, "long", locale=_babel_locale(locale))
-            if kind == "datetime":
-                moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-                if moment.tzinfo is None:
-                    moment = moment.replace(tzinfo=timezone.utc)
-                return format_datetime(moment, "long", tzinfo=timezone.utc, locale=_babel_locale(locale))
-            if kind == "url":
-                return self.absolute(str(value))
-            if kind == "list":
-                if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-                    raise TypeError("expected a list")
-                return [str(item) for item in value]
-        except (TypeError, ValueError, InvalidOperation, MoneyError) as error:
-            raise KitError(f"the variable {name!r} ({kind}) cannot take {value!r}: {error}") from None
-        raise KitError(f"unknown type {kind!r}")
-
-
-@lru_cache(maxsize=None)
-def _babel_locale(code: str) -> Locale:
-    return Locale.parse(code)
+    def _format(self, variable: Variable, value: object, locale: str) -> object:
+        """A stored value (see :func:`check_variables`) as the reader reads it."""
+        kind = variable.type
+        if kind == "int":
+            return formatting.number(int(str(value)), locale)
+        if kind == "money":
+            return formatting.money(_parse_money(str(value)), locale)
+        if kind == "date":
+            return formatting.day(date.fromisoformat(str(value)), locale, "long")
+        if kind == "datetime":
+            return formatting.instant(datetime.fromisoformat(str(value)), locale)
+        if kind == "url":
+            return self.absolute(str(value))
+        return value
 
 
 def load_catalog(translations_dir: Path, locale: str):

@@ -9,19 +9,28 @@ one. Nothing here imports Flask.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from portal.core.paths import resource_dir
 from portal.core.vocabulary import OutboxStatus
+from portal.outbox.kit import check_variables, specs_in
 from portal.outbox.models import OutboxMessage
-from portal.refunds.models import RefundRequest
 
 
-def queue_email(session: Session, message: str, recipient: str, locale: str, variables: dict, *,
-                refund_request: RefundRequest | None = None, domain: str = "refunds.invalid") -> OutboxMessage:
-    outbox = OutboxMessage(message=message, recipient=recipient, locale=locale, variables=variables,
-                           refund_request=refund_request, status=OutboxStatus.PENDING, attempts=0,
+def queue_email(session: Session, message: str, recipient: str, locale: str, variables: Mapping[str, object], *,
+                refund_request_id: int | None = None, domain: str = "refunds.invalid") -> OutboxMessage:
+    """Queue ``message`` for ``recipient`` in the caller's transaction.
+
+    The variables are checked against the kit's declarations now (:class:`~portal.outbox.kit.KitError`
+    if one is missing, undeclared or of the wrong type) and stored as JSON: Money as "29.00 USD",
+    dates as ISO 8601.
+    """
+    stored = check_variables(specs_in(resource_dir("emails")), message, locale, variables)
+    outbox = OutboxMessage(message=message, recipient=recipient, locale=locale, variables=stored,
+                           refund_request_id=refund_request_id, status=OutboxStatus.PENDING, attempts=0,
                            message_id=f"<{uuid.uuid4().hex}@{domain}>")
     session.add(outbox)
     return outbox
@@ -33,4 +42,3 @@ def resend(session: Session, message: OutboxMessage, *, now: datetime) -> None:
     message.attempts = 0
     message.next_attempt_at = now
     message.last_error = ""
-    session.commit()

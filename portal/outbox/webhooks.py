@@ -1,7 +1,8 @@
 """Outgoing webhooks: signed JSON events for every state change, delivered through the outbox.
 
-An admin registers an endpoint and gets its secret once. Each state change queues one outbox
-message per active endpoint in the transaction that made the change; the outbox worker posts
+An admin registers an endpoint and gets its secret once. Each event (``portal.refunds.notifications``
+sends every state change) queues one outbox message per active endpoint in the transaction that
+made the change; the outbox worker posts
 it and retries with the same backoff as emails. The event id stays the same across retries,
 so the subscriber can ignore a repeat. No Flask here.
 
@@ -17,18 +18,17 @@ import secrets
 import time
 import uuid
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.core.vocabulary import OutboxStatus, RequestState
+from portal.core.vocabulary import OutboxStatus
 from portal.outbox.worker import PermanentFailure, TemporaryFailure
 from portal.core.markers import N_
 from portal.outbox.models import OutboxMessage, WebhookSubscription
-from portal.refunds.models import RefundRequest, StatusEvent
-from portal.core.money import Money
 
 STATE_CHANGED = "refund_request.state_changed"
 SIGNATURE_HEADER = "Portal-Signature"
@@ -52,7 +52,7 @@ def subscribe(session: Session, url: str, description: str, *, created_by: int |
                                        secret="whsec_" + secrets.token_urlsafe(32), active=True,
                                        created_by_id=created_by, created_at=now)
     session.add(subscription)
-    session.commit()
+    session.flush()
     return subscription
 
 
@@ -63,28 +63,19 @@ def deactivate(session: Session, subscription: WebhookSubscription) -> None:
             OutboxMessage.webhook_subscription_id == subscription.id, OutboxMessage.status == OutboxStatus.PENDING)):
         message.status = OutboxStatus.DEAD
         message.last_error = "endpoint deactivated"
-    session.commit()
+    session.flush()
 
 
-def state_changed(session: Session, request: RefundRequest, before: RequestState | None, after: RequestState,
-                  event: StatusEvent) -> None:
-    """Queue the event for every active endpoint, in the caller's transaction (``before`` is None
-    when the request was just filed)."""
+def queue_event(session: Session, event_type: str, data: dict[str, Any], *, at: datetime,
+                refund_request_id: int | None = None) -> None:
+    """Queue the event for every active endpoint, in the caller's transaction."""
     subscriptions = session.scalars(select(WebhookSubscription).where(WebhookSubscription.active.is_(True))).all()
-    if not subscriptions:
-        return
-    order = request.order
-    amount = Money.from_minor(event.amount_minor, request.currency) if event.amount_minor else None
-    data = {"reference": request.reference, "order_number": order.order_number, "from_state": before.value if before else None,
-            "to_state": after.value, "actor": event.actor.value, "note": event.note,
-            "amount": str(amount.amount) if amount else None, "currency": request.currency,
-            "occurred_at": event.created_at.isoformat()}
     for subscription in subscriptions:
         event_id = "evt_" + uuid.uuid4().hex
-        session.add(OutboxMessage(channel="webhook", webhook_subscription=subscription, message=STATE_CHANGED,
-                                  recipient=subscription.url, locale="en", refund_request=request,
-                                  variables={"id": event_id, "type": STATE_CHANGED,
-                                             "created": event.created_at.isoformat(), "data": data},
+        session.add(OutboxMessage(channel="webhook", webhook_subscription=subscription, message=event_type,
+                                  recipient=subscription.url, locale="en", refund_request_id=refund_request_id,
+                                  variables={"id": event_id, "type": event_type, "created": at.isoformat(),
+                                             "data": data},
                                   status=OutboxStatus.PENDING, attempts=0, message_id=event_id))
 
 

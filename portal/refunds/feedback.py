@@ -62,8 +62,8 @@ def leave_feedback(session: Session, request: RefundRequest, *, rating: int, com
                         locale=request.locale, created_at=now)
     session.add(feedback)
     try:
-        session.commit()
+        session.flush()
     except IntegrityError:  # a double click raced the check above; the first answer stands
-        session.rollback()
+        session.rollback()  # a failed flush leaves the transaction unusable
         raise AlreadyAnswered() from None
     return feedback

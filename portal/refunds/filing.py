@@ -1,38 +1,35 @@
 """What customers do to refund requests: file, take an offer, answer questions, withdraw.
 
-Each service runs the whole change and commits once; the emails it queues are committed with
-it (the outbox), so a change that fails sends nothing. No Flask here: the web layer passes in
-what it knows (the time, the policy, how to build links).
+Each service makes the whole change in the caller's transaction and flushes; the caller (a view,
+a command) commits once, and the emails queued on the way are committed with it (the outbox),
+so a change that fails sends nothing. No Flask here: the web layer passes in what it knows (the
+time, the policy, how to build links).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.core.vocabulary import CLOSED_STATES, Actor, Reason, RequestState
-from portal.outbox.kit import money_variable
-from portal.outbox.queue import queue_email
 from portal.core.markers import N_
-from portal.documents.models import Document
-from portal.orders.models import Order
-from portal.refunds.models import InformationRequest, RefundRequest, StatusEvent, new_reference
-from portal.orders.summary import OrderSummary
 from portal.core.money import Money
-from portal.policy import Decision, Outcome, Policy, evaluate
-from portal.insights import rollups
-from portal.refunds.fraud import filing_signals
-from portal.refunds.states import Action, count_state, transition
-from portal.refunds.timing import add_business_days
 from portal.core.tokens import hash_token
-from portal.refunds.links import Links
+from portal.core.vocabulary import CLOSED_STATES, Actor, Reason, RequestState
+from portal.documents.models import Document
 from portal.documents.uploads import StoredFile, move_into
-from portal.outbox import webhooks
+from portal.orders.models import Order
+from portal.refunds.summary import OrderSummary
+from portal.policy import Decision, Outcome, Policy, evaluate
+from portal.refunds import notifications, states
+from portal.refunds.fraud import filing_signals
+from portal.refunds.links import Links
+from portal.refunds.models import InformationRequest, RefundRequest, new_reference
+from portal.refunds.states import Action, transition
+from portal.refunds.timing import add_business_days
 
 
 class FilingError(Exception):
@@ -78,7 +75,7 @@ def decide(session: Session, order: Order | OrderSummary, policy: Policy, now: d
     return evaluate(order, policy, now, reason, refunded_so_far(order))
 
 
-def decision_due(policy: Policy, order: Order, filed_at: datetime) -> datetime:
+def decision_due(policy: Policy, order: Order, filed_at: datetime) -> date:
     process = next(iter(policy.version_for(order.purchased_at).of_kind("process")), None)
     return add_business_days(filed_at, process.decision_business_days if process else 2)
 
@@ -123,45 +120,31 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
 
     decision = decide(session, order, policy, now, filing.reason)
     amount = _check(filing, decision)
+    signals = filing_signals(session, order, [d.sha256 for d in filing.documents], now=now)
     request = RefundRequest(
-        reference=new_reference(), order=order, state=RequestState.RECEIVED, reason=filing.reason,
-        details=filing.details.strip(),
+        reference=new_reference(), order=order, reason=filing.reason, details=filing.details.strip(),
         currency=order.currency, amount_requested_minor=amount.minor, locale=filing.locale, channel=order.channel,
         review_requested=not decision.refundable, submission_key=filing.submission_key or None,
         created_at=now, updated_at=now,
     )
     request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
     request.record_decision(decision)
-    session.add(request)
     for stored in filing.documents:
         session.add(Document(refund_request=request, original_name=stored.original_name,
                              stored_name=stored.stored_name, content_type=stored.content_type, size=stored.size,
                              sha256=stored.sha256, uploaded_by=Actor.CUSTOMER, created_at=now))
-    opened = StatusEvent(refund_request=request, actor=Actor.CUSTOMER, created_at=now, from_state=None,
-                         to_state=RequestState.RECEIVED, amount_minor=amount.minor)
-    session.add(opened)
-    request.awaiting_staff_since = now
-    customer = order.customer
-    queue_email(session, "acknowledgement", customer.email, filing.locale, {
-        "customer_name": customer.name, "reference": request.reference, "order_number": order.order_number,
-        "product": order.product, "amount": money_variable(amount),
-        "review": request.review_requested, "decision_due": decision_due(policy, order, now).isoformat(),
-        "tracking_url": links.tracking(request.reference),
-    }, refund_request=request, domain=links.domain)
     try:
-        session.flush()
+        states.open(session, request, actor=Actor.CUSTOMER, now=now, amount_minor=amount.minor, signals=signals)
     except IntegrityError:
-        # Two submissions raced past the check above; the database kept exactly one.
+        # Two submissions raced past the check above and the database kept exactly one. A failed
+        # flush leaves the transaction unusable, so it is rolled back before the other is read.
         session.rollback()
         raise FilingError("order", N_("There is already an open refund request for this order."),
                           existing=open_request(session, order)) from None
-    count_state(session, RequestState.RECEIVED, +1)
-    webhooks.state_changed(session, request, None, RequestState.RECEIVED, opened)
-    rollups.request_filed(session, request, filing_signals(session, order, [d.sha256 for d in filing.documents],
-                                                           now=now))
+    notifications.acknowledgement(session, request, links=links, decision_due=decision_due(policy, order, now))
+    session.flush()
     for stored in filing.documents:
         move_into(stored, staging, upload_dir)
-    session.commit()
     return Filed(request, created=True)
 
 
@@ -169,19 +152,13 @@ def open_on_behalf(session: Session, order: Order, *, actor: Actor, locale: str,
                    links: Links, decision: Decision | None = None) -> RefundRequest:
     """A request opened without the filing form: for an offer the customer took, or a refund made
     in the payment processor's dashboard, so the outcome has a request and a tracking page."""
-    request = RefundRequest(reference=new_reference(), order=order, state=RequestState.RECEIVED, reason=Reason.OTHER,
-                            details="", channel=order.channel, currency=order.currency,
-                            amount_requested_minor=amount_minor, locale=locale, created_at=now, updated_at=now)
+    request = RefundRequest(reference=new_reference(), order=order, reason=Reason.OTHER, details="",
+                            channel=order.channel, currency=order.currency, amount_requested_minor=amount_minor,
+                            locale=locale, created_at=now, updated_at=now)
     request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
     if decision is not None:
         request.record_decision(decision)
-    session.add(request)
-    opened = StatusEvent(refund_request=request, actor=actor, created_at=now, to_state=RequestState.RECEIVED)
-    session.add(opened)
-    count_state(session, RequestState.RECEIVED, +1)
-    rollups.request_filed(session, request)
-    session.flush()
-    webhooks.state_changed(session, request, None, RequestState.RECEIVED, opened)
+    states.open(session, request, actor=actor, now=now)
     return request
 
 
@@ -197,7 +174,6 @@ def accept_offer(session: Session, order: Order, offer_id: str, *, policy: Polic
                                  links=links, decision=decide(session, order, policy, now, None))
     request.offer_id = offer.id
     transition(session, request, Action.ACCEPT_OFFER, actor=Actor.CUSTOMER, note=offer.id, now=now)
-    session.commit()
     return request
 
 
@@ -223,17 +199,11 @@ def answer_information_request(session: Session, request: RefundRequest, answer:
                              original_name=stored.original_name, stored_name=stored.stored_name,
                              content_type=stored.content_type, size=stored.size, sha256=stored.sha256,
                              uploaded_by=Actor.CUSTOMER, created_at=now))
-    customer = request.order.customer
-    queue_email(session, "reply_received", customer.email, request.locale, {
-        "customer_name": customer.name, "reference": request.reference,
-        "tracking_url": links.tracking(request.reference),
-    }, refund_request=request, domain=links.domain)
+    notifications.reply_received(session, request, links=links)
     session.flush()
     for stored in documents:
         move_into(stored, staging, upload_dir)
-    session.commit()
 
 
 def withdraw_refund(session: Session, request: RefundRequest, *, now: datetime) -> None:
     transition(session, request, Action.WITHDRAW, actor=Actor.CUSTOMER, now=now)
-    session.commit()

@@ -11,7 +11,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from typing import Any
+
 from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from portal.core.vocabulary import Channel, Reason, RequestState
@@ -19,6 +23,7 @@ from portal.orders.models import Customer, Order
 from portal.refunds.models import RefundRequest, RequestStateCount
 from portal.core.money import Money
 from portal.orders.lookup import normalize_order_number
+from portal.refunds import lifecycle
 
 OVERDUE_AFTER = timedelta(hours=24)
 PAGE_SIZE = 50
@@ -119,3 +124,19 @@ def queue_page(session: Session, f: QueueFilter, *, now: datetime, cursor: str |
     rows = [QueueRow(*row) for row in session.execute(query)]
     next_cursor = encode_cursor(rows[size - 1].created_at, rows[size - 1].id) if len(rows) > size else None
     return QueuePage(rows[:size], next_cursor, state_counts(session))
+
+
+def count_state(session: Session, state: RequestState, delta: int) -> None:
+    """Keep the per-state counters in step, in the caller's transaction."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(RequestStateCount).values(state=state, count=delta)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[RequestStateCount.state],
+        set_={"count": RequestStateCount.count + statement.excluded.count}))
+
+
+@lifecycle.state_changed.connect
+def _count(session: Session, *, before: RequestState | None, after: RequestState, **_: Any) -> None:
+    if before is not None:
+        count_state(session, before, -1)
+    count_state(session, after, +1)

@@ -18,16 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.core.vocabulary import CLOSED_STATES, Actor, PaymentStatus, RefundStatus, RequestState
-from portal.orders.models import Order
-from portal.refunds.models import ProcessorEvent, Refund, RefundRequest
 from portal.core.money import Money
+from portal.core.vocabulary import CLOSED_STATES, Actor, PaymentStatus, RefundStatus
 from portal.orders.importing import upsert_orders
+from portal.orders.models import Order
 from portal.orders.validation import validate_order
-from portal.refunds import decisions
+from portal.refunds import payouts
 from portal.refunds.filing import open_on_behalf
 from portal.refunds.links import Links
-from portal.refunds.states import Action, transition
+from portal.refunds.models import ProcessorEvent, Refund, RefundRequest
+from portal.refunds.payouts import Fees
 
 PROVIDER = "stripe"
 ORDER_EVENTS = ("charge.succeeded", "invoice.paid")
@@ -56,23 +56,23 @@ def record(session: Session, event: dict, *, now: datetime) -> ProcessorEvent | 
     try:
         session.flush()
     except IntegrityError:
+        # Stored before (a redelivery, or the same event racing itself). A failed flush leaves the
+        # transaction unusable, and this event is all it held, so it is rolled back.
         session.rollback()
         return None
     return stored
 
 
 def receive(session: Session, event: dict, *, now: datetime, links: Links,
-            fees: decisions.Fees = decisions.Fees()) -> str:
-    """Store and act on one verified event, in one transaction; say what was done."""
+            fees: Fees = Fees()) -> str:
+    """Store and act on one verified event in the caller's transaction; say what was done."""
     stored = record(session, event, now=now)
     if stored is None:
         return "duplicate: already received"
-    outcome = _act(session, stored, now=now, links=links, fees=fees)
-    session.commit()
-    return outcome
+    return _act(session, stored, now=now, links=links, fees=fees)
 
 
-def _act(session: Session, stored: ProcessorEvent, *, now: datetime, links: Links, fees: decisions.Fees) -> str:
+def _act(session: Session, stored: ProcessorEvent, *, now: datetime, links: Links, fees: Fees) -> str:
     event = stored.payload
     obj = event.get("data", {}).get("object", {})
     kind = stored.type
@@ -95,7 +95,7 @@ def _act(session: Session, stored: ProcessorEvent, *, now: datetime, links: Link
 
 
 def _replay_waiting(session: Session, order_event: ProcessorEvent, *, now: datetime, links: Links,
-                    fees: decisions.Fees) -> str:
+                    fees: Fees) -> str:
     """The events that came before their charge's order, handled now in the order Stripe made them."""
     waiting = session.scalars(select(ProcessorEvent).where(
         ProcessorEvent.provider == PROVIDER, ProcessorEvent.charge == order_event.charge,
@@ -155,9 +155,11 @@ def _upsert_order(session: Session, kind: str, obj: dict) -> str:
 
 
 def _order_for_charge(session: Session, charge: str) -> Order | None:
+    """The charge's order, locked (``payouts.lock_order``) against staff processing it at the same time."""
     if not charge:
         return None
-    return session.scalar(select(Order).where(Order.payment_reference == charge).with_for_update())
+    order_id = session.scalar(select(Order.id).where(Order.payment_reference == charge))
+    return payouts.lock_order(session, order_id) if order_id is not None else None
 
 
 def _disputed(session: Session, dispute: dict) -> str:
@@ -171,7 +173,7 @@ def _disputed(session: Session, dispute: dict) -> str:
 # -- refunds --------------------------------------------------------------------------------------
 
 
-def _charge_refunded(session: Session, charge: dict, *, now: datetime, links: Links, fees: decisions.Fees) -> str:
+def _charge_refunded(session: Session, charge: dict, *, now: datetime, links: Links, fees: Fees) -> str:
     refunds = (charge.get("refunds") or {}).get("data") or []
     outcomes = [_reconcile_refund(session, {**r, "charge": r.get("charge") or charge.get("id")}, now=now, links=links, fees=fees)
                 for r in refunds]
@@ -197,7 +199,7 @@ def _ours(session: Session, refund: dict) -> Refund | None:
     return None
 
 
-def _reconcile_refund(session: Session, refund: dict, *, now: datetime, links: Links, fees: decisions.Fees) -> str:
+def _reconcile_refund(session: Session, refund: dict, *, now: datetime, links: Links, fees: Fees) -> str:
     if not refund.get("id"):
         return "ignored: no refund id"
     status = refund.get("status")
@@ -208,7 +210,7 @@ def _reconcile_refund(session: Session, refund: dict, *, now: datetime, links: L
             return "waiting: no order for this charge yet"
         ours = _dashboard_refund(session, order, refund, now=now, links=links, fees=fees)
     else:
-        _lock(session, ours.order_id)
+        payouts.lock_order(session, ours.order_id)
         session.refresh(ours)  # as it is now that no one else is changing it
     ours.processor_reference = ours.processor_reference or refund["id"]
     if ours.status is not RefundStatus.PENDING:
@@ -217,20 +219,16 @@ def _reconcile_refund(session: Session, refund: dict, *, now: datetime, links: L
             return f"refund {refund['id']} reported {status} after it succeeded: left for staff"
         return f"refund {refund['id']} already {ours.status.value}"
     if status == "succeeded":
-        _succeeded(session, ours, now=now, links=links, fees=fees)
+        payouts.succeeded(session, ours, fees, actor=Actor.SYSTEM, now=now, links=links)
         return f"refund {refund['id']} succeeded; request {ours.refund_request.reference} refunded"
     if status in ("failed", "canceled"):
-        _failed(session, ours, refund, now=now, links=links, fees=fees)
+        payouts.failed(session, ours, str(refund.get("failure_reason") or status), actor=Actor.SYSTEM, now=now,
+                       links=links)
         return f"refund {refund['id']} {status}"
     return f"refund {refund['id']} {status or 'pending'}: waiting for the processor"
 
 
-def _lock(session: Session, order_id: int) -> None:
-    # Serialize with the staff's own processing of this order (decisions.process_refund).
-    session.scalar(select(Order.id).where(Order.id == order_id).with_for_update())
-
-
-def _dashboard_refund(session: Session, order: Order, refund: dict, *, now: datetime, links: Links, fees: decisions.Fees) -> Refund:
+def _dashboard_refund(session: Session, order: Order, refund: dict, *, now: datetime, links: Links, fees: Fees) -> Refund:
     request = session.scalar(select(RefundRequest).where(RefundRequest.order_id == order.id,
                                                          RefundRequest.state.not_in(CLOSED_STATES)))
     if request is None:
@@ -244,30 +242,3 @@ def _dashboard_refund(session: Session, order: Order, refund: dict, *, now: date
     session.add(found)
     session.flush()
     return found
-
-
-def _succeeded(session: Session, refund: Refund, *, now: datetime, links: Links, fees: decisions.Fees) -> None:
-    request = refund.refund_request
-    decisions.settle(session, refund, fees, now=now)
-    if request.state is RequestState.APPROVED:
-        transition(session, request, Action.MARK_REFUNDED, actor=Actor.SYSTEM, note=refund.processor_reference,
-                   amount_minor=refund.amount_minor, now=now)
-    elif request.state.is_open:
-        request.amount_approved_minor = refund.amount_minor
-        transition(session, request, Action.RECORD_REFUND, actor=Actor.SYSTEM, note=refund.processor_reference,
-                   amount_minor=refund.amount_minor, now=now)
-    else:
-        return  # a closed request (declined, withdrawn): the refund is on the order; staff see it
-    decisions.queue_refunded_email(session, request, refund, links=links, now=now)
-
-
-def _failed(session: Session, refund: Refund, obj: dict, *, now: datetime, links: Links, fees: decisions.Fees) -> None:
-    request = refund.refund_request
-    refund.status = RefundStatus.FAILED
-    refund.completed_at = now
-    refund.processor_message = str(obj.get("failure_reason") or obj.get("status") or "")[:2000]
-    if request.state is RequestState.APPROVED and refund.attempt == request.processing_attempt:
-        request.processing_attempt += 1
-        transition(session, request, Action.MARK_FAILED, actor=Actor.SYSTEM, note=refund.processor_message[:500],
-                   amount_minor=refund.amount_minor, now=now)
-        decisions.queue_failed_email(session, request, refund, links=links)

@@ -2,24 +2,25 @@
 
 Every action names the states it may start from and the state it leads to. A transition is a
 compare-and-set in the database (``UPDATE … WHERE state = :from``), so two racing actions
-cannot both succeed, and it appends a status event in the caller's transaction.
+cannot both succeed; it appends a status event in the caller's transaction and announces the
+change (``portal.refunds.lifecycle``) to whatever subscribes. :func:`open` is the first state of
+a new request, announced the same way.
 """
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
 
+from collections.abc import Sequence
+
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from portal.core.database import utcnow
 from portal.core.vocabulary import CLOSED_STATES, Actor, RequestState as S
 from portal.core.markers import N_
-from portal.insights import rollups
-from portal.outbox import webhooks
-from portal.refunds.models import RefundRequest, RequestStateCount, StatusEvent
+from portal.refunds import lifecycle
+from portal.refunds.models import RefundRequest, StatusEvent
 
 
 class Action(StrEnum):
@@ -34,17 +35,6 @@ class Action(StrEnum):
     WITHDRAW = "withdraw"
     ACCEPT_OFFER = "accept_offer"
     RECORD_REFUND = "record_refund"
-
-    @property
-    def title(self) -> str:
-        return {
-            Action.ASK_INFO: N_("ask for more information"), Action.ANSWER: N_("answer"),
-            Action.START_REVIEW: N_("start the review"), Action.APPROVE: N_("approve"),
-            Action.DECLINE: N_("decline"), Action.MARK_REFUNDED: N_("mark as refunded"),
-            Action.MARK_FAILED: N_("mark the refund as failed"), Action.RETRY: N_("retry the refund"),
-            Action.WITHDRAW: N_("withdraw"), Action.ACCEPT_OFFER: N_("accept an offer"),
-            Action.RECORD_REFUND: N_("record a refund made in the payment processor"),
-        }[self]
 
 
 _DECIDABLE = frozenset({S.RECEIVED, S.IN_REVIEW, S.AWAITING_CUSTOMER})
@@ -102,19 +92,6 @@ def allowed(state: S, action: Action) -> bool:
     return state in TRANSITIONS[action][0]
 
 
-def available_actions(state: S) -> list[Action]:
-    return [action for action in Action if allowed(state, action)]
-
-
-def count_state(session: Session, state: S, delta: int) -> None:
-    """Keep the per-state counters of the staff queue in step, in the caller's transaction."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(RequestStateCount).values(state=state, count=delta)
-    session.execute(statement.on_conflict_do_update(
-        index_elements=[RequestStateCount.state],
-        set_={"count": RequestStateCount.count + statement.excluded.count}))
-
-
 def awaiting_staff_since(target: S, actor: Actor, before, now: datetime):
     """When the overdue clock started: it runs while the customer waits on staff.
 
@@ -155,14 +132,28 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
         session.refresh(request, ["state"])
         raise InvalidTransition(request.state, action)
     session.refresh(request, ["state", "updated_at", "awaiting_staff_since", "first_staff_action_at", "resolved_at"])
-    count_state(session, current, -1)
-    count_state(session, target, +1)
-    rollups.state_changed(session, request, current, target)
-    for measure, column in (("first_action", "first_staff_action_at"), ("resolution", "resolved_at")):
-        if column in milestones:
-            rollups.milestone(session, request, measure, now)
     event = StatusEvent(refund_request=request, actor=actor, staff_user_id=staff_user_id, created_at=now,
                         from_state=current, to_state=target, amount_minor=amount_minor, note=note)
     session.add(event)
-    webhooks.state_changed(session, request, current, target, event)
+    lifecycle.state_changed.send(session, request=request, before=current, after=target, event=event)
+    for measure, column in (("first_action", "first_staff_action_at"), ("resolution", "resolved_at")):
+        if column in milestones:
+            lifecycle.milestone_reached.send(session, request=request, measure=measure, at=now)
+    return event
+
+
+def open(session: Session, request: RefundRequest, *, actor: Actor, now: datetime,  # noqa: A001  (the state machine's verb)
+         amount_minor: int | None = None, signals: Sequence[str] = ()) -> StatusEvent:
+    """Give a new request its first state (received) and first status event, and announce it.
+
+    ``request`` is new (not yet flushed); ``signals`` are the fraud signals its filing raised.
+    """
+    request.state = S.RECEIVED
+    request.awaiting_staff_since = now
+    event = StatusEvent(refund_request=request, actor=actor, created_at=now, from_state=None, to_state=S.RECEIVED,
+                        amount_minor=amount_minor)
+    session.add_all([request, event])
+    session.flush()
+    lifecycle.state_changed.send(session, request=request, before=None, after=S.RECEIVED, event=event,
+                                 signals=tuple(signals))
     return event

@@ -14,7 +14,7 @@ from portal.core.money import Money
 from portal.core.vocabulary import Actor, RequestState, StaffRole
 from portal.orders.models import Order
 from portal.policy import Decision
-from portal.refunds import decisions
+from portal.refunds import decisions, payouts
 from portal.refunds.fraud import fraud_signals
 from portal.refunds.models import Refund, RefundRequest
 from portal.refunds.questions import LABELS
@@ -139,5 +139,5 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
         at_filing=decision_view(request.decision_at_filing, _("When filed"), locale),
         now=decision_view(current, _("Today"), locale),
         policy_amount=decisions.policy_amount(session, request, policy, now),
-        remaining=decisions.remaining(session, order), signals=signals, timeline=timeline, notes=notes,
+        remaining=payouts.remaining(session, order), signals=signals, timeline=timeline, notes=notes,
         info_requests=infos, actions=actions, clause_choices=clause_choices, offer_choices=offer_choices)

@@ -16,7 +16,7 @@ from portal.documents.models import Document
 from portal.outbox import webhooks as outgoing
 from portal.outbox.models import OutboxMessage, WebhookSubscription
 from portal.outbox.queue import queue_email, resend
-from portal.refunds import decisions
+from portal.refunds import acting, decisions, payouts
 from portal.refunds.models import ProcessorEvent, RefundRequest
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.staff import bp
@@ -49,8 +49,8 @@ SANDBOXED = {"frame_options": "SAMEORIGIN",
                                          "style-src": "'unsafe-inline'", "sandbox": ""}}
 
 
-def staff() -> decisions.Staff:
-    return decisions.Staff(user=current_user._get_current_object(), now=utcnow(), links=links(),
+def staff() -> acting.Staff:
+    return acting.Staff(user=current_user._get_current_object(), now=utcnow(), links=links(),
                           policy=current_policy())
 
 
@@ -107,7 +107,7 @@ def _render_request(found: RefundRequest, status: int = 200, **forms):
                            gateway=current_app.config["PAYMENT_GATEWAY"]), status
 
 
-def _refused(found: RefundRequest, form, error: decisions.WorkflowError, form_name: str):
+def _refused(found: RefundRequest, form, error: acting.WorkflowError, form_name: str):
     params = {k: money(v) if isinstance(v, Money) else v for k, v in error.params.items()}
     field = getattr(form, error.field, None)
     if field is not None:
@@ -119,6 +119,8 @@ def _refused(found: RefundRequest, form, error: decisions.WorkflowError, form_na
 
 
 def _done(found: RefundRequest, message: str):
+    """The action succeeded: commit it (with the emails it queued) and say so."""
+    db.session.commit()
     flash(message, "success")
     return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
 
@@ -139,7 +141,7 @@ def request_ask(reference: str):
         decisions.ask_for_information(db.session, found, staff(), questions=form.questions.data or [],
                                      documents=form.documents.data or [], custom=form.custom.data or "",
                                      message=form.message.data or "")
-    except decisions.WorkflowError as error:
+    except acting.WorkflowError as error:
         return _refused(found, form, error, "ask_form")
     return _done(found, _("The customer has been asked; the request waits for their answer."))
 
@@ -168,7 +170,7 @@ def request_approve(reference: str):
     try:
         decisions.approve(db.session, found, staff(), amount=amount, note=form.note.data or "",
                          override_reason=form.override_reason.data or "")
-    except decisions.WorkflowError as error:
+    except acting.WorkflowError as error:
         return _refused(found, form, error, "approve_form")
     return _done(found, _("Approved: %(amount)s. The customer has been told.", amount=money(amount)))
 
@@ -185,7 +187,7 @@ def request_decline(reference: str):
     try:
         decisions.decline(db.session, found, staff(), clause_id=form.clause.data, offer_id=form.offer.data or "",
                          note=form.note.data or "")
-    except decisions.WorkflowError as error:
+    except acting.WorkflowError as error:
         return _refused(found, form, error, "decline_form")
     return _done(found, _("Declined. The customer has been told, with the clause and the alternative."))
 
@@ -197,14 +199,16 @@ def request_process(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, process_form=form)
     try:
-        refund = decisions.process_refund(db.session, found.id, staff(), current_gateway(),
+        refund = payouts.process_refund(db.session, found.id, staff(), current_gateway(),
                                          reference=form.reference.data or "", fees=current_fees())
-    except decisions.WorkflowError as error:
+    except acting.WorkflowError as error:
         return _refused(found, form, error, "process_form")
-    except decisions.GatewayProblem as error:
+    except payouts.GatewayProblem as error:
+        db.session.commit()  # keep the pending attempt and its idempotency key for the retry
         flash(_("The payment processor did not answer (%(problem)s). Nothing was refunded twice: try again "
                 "and the same refund is asked for.", problem=str(error)), "error")
         return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
+    db.session.commit()
     if refund.status.value == "pending":
         flash(_("The processor accepted the refund and is completing it. The request becomes refunded as soon as "
                 "the processor confirms."), "success")
@@ -222,7 +226,7 @@ def request_retry(reference: str):
     found = owned(reference)
     if not ActionForm().validate_on_submit():
         abort(400)
-    decisions.retry_refund(db.session, found, staff())
+    payouts.retry_refund(db.session, found, staff())
     return _done(found, _("The refund is approved again and can be processed."))
 
 
@@ -283,6 +287,7 @@ def outbox_resend(message_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     resend(db.session, message, now=utcnow())
+    db.session.commit()
     flash(_("Message %(id)s is queued again.", id=message_id), "success")
     return redirect(url_for("staff.outbox"), code=303)
 
@@ -344,6 +349,7 @@ def users():
         except AccountError as error:
             getattr(form, error.field).errors.append(_(error.message))
         else:
+            db.session.commit()
             flash(_("Account created for %(email)s.", email=created.email), "success")
             return redirect(url_for("staff.users"), code=303)
     people = list(db.session.scalars(select(StaffUser).order_by(StaffUser.email)))
@@ -361,6 +367,7 @@ def user_toggle(user_id: int):
         flash(_("You cannot deactivate your own account."), "error")
     else:
         set_active(db.session, user, not user.active)
+        db.session.commit()
     return redirect(url_for("staff.users"), code=303)
 
 
@@ -377,6 +384,7 @@ def webhooks():
             created = outgoing.subscribe(db.session, form.url.data, form.description.data or "",
                                          created_by=current_user.id, now=utcnow(),
                                          require_https=current_app.config["ENV"] == "production")
+            db.session.commit()
         except outgoing.SubscriptionError as error:
             form.url.errors.append(_(error.message))
     endpoints = list(db.session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id.desc())))
@@ -393,5 +401,6 @@ def webhook_deactivate(subscription_id: int):
         abort(400)
     subscription = db.session.get(WebhookSubscription, subscription_id) or abort(404)
     outgoing.deactivate(db.session, subscription)
+    db.session.commit()
     flash(_("The endpoint receives no more events."), "success")
     return redirect(url_for("staff.webhooks"), code=303)

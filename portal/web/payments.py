@@ -6,7 +6,7 @@ from decimal import Decimal
 from flask import current_app
 
 from portal.payments import ManualGateway, StripeGateway
-from portal.refunds.decisions import Fees
+from portal.refunds.payouts import Fees
 
 
 def current_gateway():

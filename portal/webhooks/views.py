@@ -31,4 +31,5 @@ def stripe_webhook():
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
         return jsonify(error="Not a Stripe event."), 400
     outcome = reconciliation.receive(db.session, event, now=utcnow(), links=links(), fees=current_fees())
+    db.session.commit()
     return jsonify(received=True, outcome=outcome)

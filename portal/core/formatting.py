@@ -1,0 +1,65 @@
+"""One formatting stack for pages, emails and receipts: money, numbers, dates and times in a
+reader's language, by Babel from CLDR data. Nothing here imports Flask; the web layer passes
+the page's locale, the email kit and the receipts pass the recipient's.
+
+Every function is cached: a page or an email repeats the same few amounts and dates, and their
+text in a language never changes, so Babel's pattern parsing is done once per value and language.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from functools import lru_cache
+
+from babel import Locale, dates
+from babel.numbers import format_currency, format_decimal
+
+from portal.core.money import Money
+
+
+@lru_cache(maxsize=None)
+def babel_locale(code: str) -> Locale:
+    return Locale.parse(code)  # parsing the code again for every value on a page adds up
+
+
+def money(value: Money, locale: str) -> str:
+    """``US$29.00``, ``€ 29,00``, ``¥3,999``: the currency's own decimals, the reader's symbols."""
+    return _money(value.minor, value.currency, str(locale))
+
+
+@lru_cache(maxsize=8192)
+def _money(minor: int, currency: str, locale: str) -> str:
+    return format_currency(Money.from_minor(minor, currency).amount, currency, locale=babel_locale(locale))
+
+
+@lru_cache(maxsize=4096)
+def number(value: int, locale: str) -> str:
+    return format_decimal(value, locale=babel_locale(locale))
+
+
+@lru_cache(maxsize=8192)
+def day(value: date, locale: str, fmt: str = "medium") -> str:
+    """A calendar date (no time, no time zone)."""
+    return dates.format_date(value, fmt, locale=babel_locale(locale))
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # stored times are UTC
+
+
+@lru_cache(maxsize=8192)
+def moment(value: datetime, locale: str, zone: str = "UTC") -> str:
+    """A date with hours and minutes, no seconds: "Nov 1, 2026, 1:00 PM", "2026年11月1日 13:00".
+
+    Babel's "medium" datetime shows seconds, which read as noise on a receipt or a timeline.
+    """
+    local = _aware(value).astimezone(dates.get_timezone(zone))
+    date_part = dates.format_date(local, "medium", locale=babel_locale(locale))
+    time_part = dates.format_time(local, "short", locale=babel_locale(locale))
+    pattern = babel_locale(locale).datetime_formats["medium"]
+    return str(pattern).replace("{1}", date_part).replace("{0}", time_part)
+
+
+@lru_cache(maxsize=8192)
+def instant(value: datetime, locale: str, zone: str = "UTC", fmt: str = "long") -> str:
+    """A precise moment with its time zone named (a window that ends at a given minute)."""
+    return dates.format_datetime(_aware(value), fmt, tzinfo=dates.get_timezone(zone), locale=babel_locale(locale))
