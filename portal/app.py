@@ -9,12 +9,12 @@ from flask_talisman import Talisman
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 # Every feature's models, so the metadata (and Alembic's comparison) knows every table.
-import portal.accounts.models  # noqa: F401
-import portal.core.idempotency  # noqa: F401
-import portal.documents.models  # noqa: F401
-import portal.insights.models  # noqa: F401
-import portal.orders.models  # noqa: F401
-import portal.outbox.models  # noqa: F401
+import portal.accounts.models
+import portal.core.idempotency
+import portal.documents.models
+import portal.insights.models
+import portal.orders.models
+import portal.outbox.models
 import portal.refunds.models  # noqa: F401
 from portal import cli
 from portal import config as settings

@@ -2,7 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from portal.core.money import Money, MoneyError, format_money
+from portal.core.formatting import money as format_money
+from portal.core.money import Money, MoneyError
 
 
 def test_minor_units_follow_the_currency():

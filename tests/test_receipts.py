@@ -11,7 +11,8 @@ from PIL import Image
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
-from portal.core.money import Money, format_money
+from portal.core.formatting import money as format_money
+from portal.core.money import Money
 from portal.orders.models import Order
 from portal.outbox.models import OutboxMessage
 from portal.refunds.models import Receipt

@@ -16,15 +16,15 @@ from flask_babel import gettext as _
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from portal.core import idempotency
 from portal.api.schemas import FieldProblem, Problem
 from portal.api.spec import PROBLEM_TITLES, Operation
+from portal.core import idempotency
 from portal.core.database import utcnow
 from portal.core.vocabulary import StaffRole
-from portal.web import errors
-from portal.web.extensions import db, limiter
 from portal.refunds import acting
 from portal.refunds.states import InvalidTransition
+from portal.web import errors
+from portal.web.extensions import db, limiter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 OPERATIONS: list[Operation] = []

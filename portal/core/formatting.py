@@ -7,16 +7,17 @@ text in a language never changes, so Babel's pattern parsing is done once per va
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from functools import lru_cache
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from functools import cache, lru_cache
 
 from babel import Locale, dates
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_currency, format_decimal, format_percent
 
 from portal.core.money import Money
 
 
-@lru_cache(maxsize=None)
+@cache
 def babel_locale(code: str) -> Locale:
     return Locale.parse(code)  # parsing the code again for every value on a page adds up
 
@@ -32,8 +33,12 @@ def _money(minor: int, currency: str, locale: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def number(value: int, locale: str) -> str:
+def number(value: int | float | Decimal, locale: str) -> str:
     return format_decimal(value, locale=babel_locale(locale))
+
+
+def percent(value: float, locale: str, fmt: str = "#,##0.0%") -> str:
+    return format_percent(value, fmt, locale=babel_locale(locale))
 
 
 @lru_cache(maxsize=8192)
@@ -43,7 +48,7 @@ def day(value: date, locale: str, fmt: str = "medium") -> str:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # stored times are UTC
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # stored times are UTC
 
 
 @lru_cache(maxsize=8192)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint, delete, select
+from sqlalchemy import JSON, CursorResult, ForeignKey, Integer, String, UniqueConstraint, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -32,7 +33,7 @@ class IdempotencyRecord(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     # None while the first request is still running.
     status_code: Mapped[int | None] = mapped_column(Integer)
-    response: Mapped[dict | None] = mapped_column(JSON)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
@@ -48,7 +49,7 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 @dataclass(frozen=True)
 class Replay:
     status: int
-    body: dict
+    body: dict[str, Any]
 
 
 class InProgress(Exception):
@@ -83,7 +84,7 @@ def claim(session: Session, staff_user_id: int, key: str, print_: str, *, now: d
     raise InProgress(key)
 
 
-def store(session: Session, record: IdempotencyRecord, status: int, body: dict) -> None:
+def store(session: Session, record: IdempotencyRecord, status: int, body: dict[str, Any]) -> None:
     """Keep the answer in the write's own transaction: the caller commits both at once, so a
     worker dying in between leaves neither (and the claim is taken over after a minute)."""
     record = session.merge(record)
@@ -101,4 +102,5 @@ def release(session: Session, record: IdempotencyRecord) -> None:
 
 def prune(session: Session, *, now: datetime) -> int:
     result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - KEPT_FOR))
+    assert isinstance(result, CursorResult)  # a DELETE's result; typed as a plain Result
     return result.rowcount

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
-from functools import cache, lru_cache
+from functools import cache
 
-from babel import Locale
-from babel.numbers import format_currency, get_currency_precision, list_currencies
+from babel.numbers import get_currency_precision, list_currencies
 
 
 class MoneyError(ValueError):
@@ -90,25 +89,5 @@ class Money:
         if self.currency != other.currency:
             raise MoneyError("currency", f"cannot combine {self.currency} and {other.currency}")
 
-    def format(self, locale: str) -> str:
-        return format_money(self, locale)
-
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
-
-
-@cache
-def _babel_locale(code: str) -> Locale:
-    return Locale.parse(code)  # parsing the code again for every amount on a page adds up
-
-
-def format_money(money: Money, locale: str) -> str:
-    # Babel takes the currency's own decimals, so JPY shows no fraction and USD always two.
-    return _formatted(money.minor, money.currency, str(locale))
-
-
-@lru_cache(maxsize=8192)
-def _formatted(minor: int, currency: str, locale: str) -> str:
-    # Babel re-reads the locale's pattern on every call; a page shows the same few amounts
-    # again and again, and an amount's text in a language never changes.
-    return format_currency(Money.from_minor(minor, currency).amount, currency, locale=_babel_locale(locale))

@@ -8,8 +8,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from portal.orders.models import Order
-from portal.refunds.summary import OrderSummary, order_summary
 from portal.refunds.models import RefundRequest
+from portal.refunds.summary import OrderSummary, order_summary
 from portal.web.extensions import db
 from portal.web.i18n import CUSTOMER_LOCALE_KEY
 

@@ -4,27 +4,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from flask_babel import format_date
 from flask_babel import gettext as _
 
+from portal.core import formatting
 from portal.core.database import utcnow
 from portal.core.markers import N_
-from portal.core.money import Money, MoneyError, format_money
+from portal.core.money import Money, MoneyError
 from portal.core.vocabulary import Actor, Reason, RequestState
 from portal.orders.models import Order
-from portal.refunds.summary import OrderSummary, RequestSummary
 from portal.policy import Decision, Outcome
 from portal.refunds import filing
 from portal.refunds.models import RefundRequest
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
+from portal.refunds.summary import OrderSummary, RequestSummary
 from portal.web.extensions import db
-from portal.web.i18n import current_locale, day, moment
+from portal.web.i18n import current_locale, day, moment, money
 from portal.web.policy import clause_title, current_policy, explain_decision, rendered
-
-
-def money(value: Money) -> str:
-    return format_money(value, current_locale())
 
 
 @dataclass
@@ -47,15 +43,15 @@ class OrderView:
 
     @cached_property
     def amount(self) -> str:
-        return format_money(self.order.amount, self.locale)
+        return formatting.money(self.order.amount, self.locale)
 
     @cached_property
     def refundable(self) -> str:
-        return format_money(self.decision.amount, self.locale)
+        return formatting.money(self.decision.amount, self.locale)
 
     @cached_property
     def requestable(self) -> str:
-        return format_money(filing.most_requestable(self.decision), self.locale)
+        return formatting.money(filing.most_requestable(self.decision), self.locale)
 
     @cached_property
     def purchased(self) -> str:
@@ -78,7 +74,7 @@ class OrderView:
             self.decision.basis.value != "charged_back"
 
     def format(self, params: dict) -> dict:
-        return {k: format_money(v, self.locale) if isinstance(v, Money) else v for k, v in params.items()}
+        return {k: formatting.money(v, self.locale) if isinstance(v, Money) else v for k, v in params.items()}
 
 
 def order_view(order: Order | OrderSummary) -> OrderView:
@@ -170,8 +166,7 @@ def request_view(request: RefundRequest) -> RequestView:
     process = next(iter(version.of_kind("process")), None)
     approved = Money.from_minor(request.amount_approved_minor or request.amount_requested_minor, request.currency)
     payout = f"{process.payout_business_days_min}–{process.payout_business_days_max}" if process else "5–7"
-    next_step = _(NEXT_STEPS[request.state], due=format_date(filing.decision_due(policy, order, request.created_at),
-                                                             "full"),
+    next_step = _(NEXT_STEPS[request.state], due=day(filing.decision_due(policy, order, request.created_at), "full"),
                   amount=money(approved), payout=payout)
     timeline = [TimelineEntry(moment(e.created_at), e.created_at.isoformat(), _(e.to_state.title),
                               _(ACTORS[e.actor]), e.note if e.to_state is not RequestState.RESOLVED_WITH_OFFER else "",

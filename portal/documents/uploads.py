@@ -13,7 +13,7 @@ import shutil
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import filetype
 from PIL import Image
@@ -34,7 +34,7 @@ ALLOWED = {"application/pdf": "PDF", "image/png": "PNG", "image/jpeg": "JPEG", "
 
 
 class UploadRejected(ValueError):
-    def __init__(self, message: str, **params):
+    def __init__(self, message: str, **params: object):
         super().__init__(message % params if params else message)
         self.message = message
         self.params = params
@@ -49,7 +49,7 @@ class StoredFile:
     sha256: str
     checklist_item: str | None = None  # the document asked for that this file answers
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -89,7 +89,7 @@ def store_upload(stream: BinaryIO, original_name: str | None, folder: Path, *, m
 
 def _check_content(path: Path, name: str) -> str:
     kind = filetype.guess(str(path))
-    mime = kind.mime if kind else None
+    mime: str | None = kind.mime if kind else None
     if mime not in ALLOWED:
         raise UploadRejected(N_("“%(name)s” is not a PDF, PNG, JPEG or WebP file."), name=name)
     damaged = UploadRejected(N_("“%(name)s” could not be read as a %(kind)s file; it may be damaged."),

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
 
 from blinker import Namespace
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from portal.core.markers import N_
@@ -20,6 +20,7 @@ from portal.orders.validation import REQUIRED, FieldError, OrderData, validate_o
 
 # Big enough to be fast, small enough for SQLite's limit on bound parameters.
 CHUNK = 500
+T = TypeVar("T")
 
 # Sent with the session after orders were created or changed, with ``days``: the purchase days
 # touched (the insights recount their orders).
@@ -31,7 +32,7 @@ class LineError:
     line: int
     error: FieldError
 
-    def render(self, translate=lambda s: s) -> str:
+    def render(self, translate: Callable[[str], str] = lambda s: s) -> str:
         return f"line {self.line}, {self.error.column}: {self.error.render(translate)}"
 
 
@@ -78,7 +79,8 @@ def read_orders(stream: TextIO) -> tuple[list[tuple[int, OrderData]], list[LineE
     return orders, errors
 
 
-def _check_row(row: dict, line: int, first_seen: dict[str, int], orders: list, errors: list) -> None:
+def _check_row(row: dict[str, str], line: int, first_seen: dict[str, int], orders: list[tuple[int, OrderData]],
+               errors: list[LineError]) -> None:
     """Validate one row into ``orders`` or ``errors``; a number seen before is an error too."""
     number = (row.get("order_number") or "").strip()
     if number and number in first_seen:
@@ -94,12 +96,12 @@ def _check_row(row: dict, line: int, first_seen: dict[str, int], orders: list, e
         orders.append((line, order))
 
 
-def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
+def _chunks(items: list[T], size: int = CHUNK) -> Iterable[list[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
 
-def _order_values(order: OrderData, customer_id: int) -> dict:
+def _order_values(order: OrderData, customer_id: int) -> dict[str, Any]:
     return {
         "order_number": order.order_number,
         "customer_id": customer_id,
@@ -135,25 +137,25 @@ def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
 
     customer_ids: dict[str, int] = {}
     emails = list(by_email)
-    for chunk in _chunks(emails):
+    for some_emails in _chunks(emails):
         for cid, email in session.execute(
-                select(Customer.id, Customer.email_normalized).where(Customer.email_normalized.in_(chunk))):
+                select(Customer.id, Customer.email_normalized).where(Customer.email_normalized.in_(some_emails))):
             customer_ids[email] = cid
     new_customers = [
         {"email": o.customer_email, "email_normalized": email, "name": o.customer_name, "locale": o.locale}
         for email, o in by_email.items() if email not in customer_ids
     ]
-    for chunk in _chunks(new_customers):
-        rows = session.execute(insert(Customer).returning(Customer.id, Customer.email_normalized), chunk)
+    for some_customers in _chunks(new_customers):
+        rows = session.execute(insert(Customer).returning(Customer.id, Customer.email_normalized), some_customers)
         customer_ids.update({email: cid for cid, email in rows})
     result.customers_created = len(new_customers)
 
-    existing: dict[str, dict] = {}
+    existing: dict[str, dict[str, Any]] = {}
     numbers = [o.order_number for o in orders]
     columns = [getattr(Order, c) for c in _COMPARED]
-    for chunk in _chunks(numbers):
+    for some_numbers in _chunks(numbers):
         for row in session.execute(select(Order.id, Order.order_number, *columns)
-                                   .where(Order.order_number.in_(chunk))):
+                                   .where(Order.order_number.in_(some_numbers))):
             existing[row.order_number] = row._asdict()
 
     to_insert, to_update = [], []
@@ -167,9 +169,11 @@ def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
         else:
             result.unchanged += 1
     connection = session.connection()
+    orders_table = Order.__table__
+    assert isinstance(orders_table, Table)  # a declarative class's table, typed as any FromClause
     for chunk in _chunks(to_insert):
         # Core executemany: the ORM's bulk path costs three times as much per row here.
-        connection.execute(Order.__table__.insert(), chunk)
+        connection.execute(orders_table.insert(), chunk)
     for chunk in _chunks(to_update):
         # Bulk UPDATE by primary key: one executemany per chunk.
         session.execute(update(Order), chunk)
@@ -198,7 +202,7 @@ def import_orders_text(session: Session, text: str) -> ImportResult:
     return import_orders(session, io.StringIO(text, newline=""))
 
 
-def upsert_order_rows(session: Session, rows: list[dict]) -> ImportResult:
+def upsert_order_rows(session: Session, rows: list[dict[str, Any]]) -> ImportResult:
     """The API's door: rows as the CSV's columns, numbered from 0; all valid, or nothing changes."""
     orders: list[tuple[int, OrderData]] = []
     errors: list[LineError] = []

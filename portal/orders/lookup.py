@@ -43,5 +43,6 @@ def find_order(session: Session, order_number: str, email: str, client_hash: str
 
 def recent_failures(session: Session, order_number: str, since: datetime | None = None) -> int:
     since = since or utcnow() - timedelta(days=30)
-    return session.scalar(select(func.count()).select_from(LookupFailure)
-                          .where(LookupFailure.order_number == order_number, LookupFailure.created_at >= since))
+    return session.execute(select(func.count()).select_from(LookupFailure)
+                           .where(LookupFailure.order_number == order_number, LookupFailure.created_at >= since)
+                           ).scalar_one()

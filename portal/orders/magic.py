@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from portal.core.tokens import hash_token, new_token
@@ -38,4 +38,5 @@ def redeem(session: Session, token: str, *, now: datetime) -> Customer | None:
     # Compare-and-set, so two tabs racing with the same link cannot both get in.
     used = session.execute(update(MagicLink).where(MagicLink.id == link.id, MagicLink.used_at.is_(None))
                            .values(used_at=now).execution_options(synchronize_session=False))
+    assert isinstance(used, CursorResult)  # an UPDATE's result; typed as a plain Result
     return link.customer if used.rowcount == 1 else None

@@ -5,6 +5,7 @@ the same way whichever door it comes through.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -31,9 +32,9 @@ class FieldError:
 
     column: str
     message: str
-    params: dict
+    params: dict[str, object]
 
-    def render(self, translate=lambda s: s) -> str:
+    def render(self, translate: Callable[[str], str] = lambda s: s) -> str:
         return translate(self.message) % self.params
 
 
@@ -141,7 +142,7 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
             errors.append(FieldError("purchased_at", N_("“%(value)s” is not an ISO 8601 date and time"),
                                      {"value": get["purchased_at"]}))
 
-    period = {}
+    period: dict[str, date | None] = {}
     for column in ("period_start", "period_end"):
         period[column] = None
         if get[column]:
@@ -161,6 +162,8 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
 
     if errors:
         return None, errors
+    # Each of these is set unless a fault was recorded for its column.
+    assert plan is not None and amount is not None and purchased_at is not None and channel is not None
     return OrderData(
         order_number=get["order_number"], customer_email=email, customer_name=get["customer_name"],
         locale=get["locale"], product=get["product"], plan=plan, amount=amount, purchased_at=purchased_at,
@@ -169,7 +172,8 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
     ), []
 
 
-def _parse_amount(get, column, currency, currency_ok, errors) -> Money | None:
+def _parse_amount(get: dict[str, str], column: str, currency: str, currency_ok: bool,
+                  errors: list[FieldError]) -> Money | None:
     text = get[column]
     try:
         number = Decimal(text)

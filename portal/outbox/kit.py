@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
@@ -22,10 +22,10 @@ from babel.support import NullTranslations, Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError
 from markupsafe import Markup
 
-from portal.core.brand import localized
-from portal.core.vocabulary import HTML_LANG, LOCALES
 from portal.core import formatting
+from portal.core.brand import localized
 from portal.core.money import Money, MoneyError
+from portal.core.vocabulary import HTML_LANG, LOCALES
 
 TYPES = ("text", "bool", "int", "money", "date", "datetime", "url", "list")
 # The layout's own context; a message may not declare a variable by these names.
@@ -137,7 +137,7 @@ def _stored(variable: Variable, value: object) -> object:
             return (day.date() if isinstance(day, datetime) else day).isoformat()
         if kind == "datetime":
             moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-            return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
         if kind == "url":
             url = str(value)
             if not url.startswith(("https://", "http://", "/")):
@@ -161,6 +161,8 @@ class EmailKit:
         self.specs = load_specs(self.root)
         self.stylesheet = (self.root / "styles.css").read_text(encoding="utf-8")
         # @media rules (mobile, dark mode) stay in the <style> block; remote stylesheets are never fetched.
+        self._environments: dict[str, Environment] = {}
+        self._layout_globals: dict[str, dict[str, object]] = {}
         self._inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True,
                                               load_remote_stylesheets=False)
 
@@ -218,9 +220,12 @@ class EmailKit:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    @lru_cache(maxsize=None)
     def _environment(self, locale: str) -> Environment:
-        environment = Environment(
+        # One environment per language for the kit's life (a method-level lru_cache would keep
+        # every kit ever made alive).
+        if locale in self._environments:
+            return self._environments[locale]
+        environment = self._environments[locale] = Environment(
             loader=FileSystemLoader(self.root),
             autoescape=lambda name: bool(name and name.endswith(".html")),
             undefined=StrictUndefined,
@@ -242,8 +247,12 @@ class EmailKit:
         except LookupError as error:
             raise KitError(str(error)) from None
 
-    @lru_cache(maxsize=None)
-    def _globals(self, locale: str) -> dict:
+    def _globals(self, locale: str) -> dict[str, object]:
+        if locale not in self._layout_globals:
+            self._layout_globals[locale] = self._globals_for(locale)
+        return self._layout_globals[locale]
+
+    def _globals_for(self, locale: str) -> dict[str, object]:
         return {
             "brand": localized(self.brand, locale),
             "base_url": self.base_url,

@@ -25,10 +25,10 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.core.vocabulary import OutboxStatus
-from portal.outbox.worker import PermanentFailure, TemporaryFailure
 from portal.core.markers import N_
+from portal.core.vocabulary import OutboxStatus
 from portal.outbox.models import OutboxMessage, WebhookSubscription
+from portal.outbox.worker import PermanentFailure, TemporaryFailure
 
 STATE_CHANGED = "refund_request.state_changed"
 SIGNATURE_HEADER = "Portal-Signature"

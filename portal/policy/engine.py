@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from portal.core.money import Money
 from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
 from portal.policy.loading import Policy
-from portal.policy.schema import PolicyVersion, WindowClause
+from portal.policy.schema import PolicyVersion
 
 
 class Outcome(StrEnum):
@@ -96,9 +96,9 @@ class Decision:
     def primary_clause(self) -> str:
         return self.clauses[0]
 
-    def to_snapshot(self) -> dict:
+    def to_snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy kept with a refund request, so later policy changes never rewrite it."""
-        def plain(value):
+        def plain(value: Any) -> Any:
             if isinstance(value, Money):
                 return {"amount": str(value.amount), "currency": value.currency}
             if isinstance(value, datetime):
@@ -109,17 +109,18 @@ class Decision:
                 return [plain(v) for v in value]
             return value
 
-        return plain({
+        snapshot: dict[str, Any] = plain({
             "outcome": self.outcome.value, "amount": self.amount, "documents_required": self.documents_required,
             "clauses": list(self.clauses), "basis": self.basis.value, "policy_version": self.policy_version,
             "as_of": self.as_of, "facts": _fields(self.facts),
         })
+        return snapshot
 
     @classmethod
-    def from_snapshot(cls, data: dict) -> Decision:
-        def money(value):
-            return Money.from_minor(0, value["currency"]) if value is None else \
-                Money.parse(value["amount"], value["currency"])
+    def from_snapshot(cls, data: dict[str, Any]) -> Decision:
+        def money(value: dict[str, str]) -> Money:
+            # Snapshots always hold an amount (a None here could never be read: it has no currency).
+            return Money.parse(value["amount"], value["currency"])
 
         facts = dict(data["facts"])
         for key in ("paid", "refunded_before", "remaining"):
@@ -157,7 +158,8 @@ def evaluate(order: OrderLike, policy: Policy | PolicyVersion, as_of: datetime, 
     facts = Facts(paid=paid, refunded_before=refunded_before, remaining=remaining,
                   days_since_purchase=max(elapsed.days, 0))
 
-    def decide(outcome, amount, clauses, basis, facts=facts, documents=False):
+    def decide(outcome: Outcome, amount: Money, clauses: list[str], basis: Basis, facts: Facts = facts,
+               documents: bool = False) -> Decision:
         return Decision(outcome=outcome, amount=amount, documents_required=documents, clauses=tuple(clauses),
                         basis=basis, policy_version=version.id, as_of=as_of, facts=facts)
 
@@ -171,7 +173,7 @@ def evaluate(order: OrderLike, policy: Policy | PolicyVersion, as_of: datetime, 
 
     documents_clause = next(iter(version.of_kind("documents")), None)
     documents = documents_clause is not None and order.channel in documents_clause.channels
-    extra = [documents_clause.id] if documents else []
+    extra = [documents_clause.id] if documents_clause is not None and documents else []
 
     reviews = version.of_kind("review")
     always = next((c for c in reviews if c.applies == "always" and reason in c.reasons), None)
@@ -204,15 +206,15 @@ def evaluate(order: OrderLike, policy: Policy | PolicyVersion, as_of: datetime, 
     return decide(Outcome.REFUSED, zero, [window.id], Basis.AFTER_WINDOW, facts)
 
 
-def _with(facts: Facts, **changes) -> Facts:
+def _with(facts: Facts, **changes: Any) -> Facts:
     return Facts(**{**_fields(facts), **changes})
 
 
-def _fields(facts: Facts) -> dict:
+def _fields(facts: Facts) -> dict[str, Any]:
     # dataclasses.asdict would recurse into Money and lose its type.
     return {name: getattr(facts, name) for name in facts.__dataclass_fields__}
 
 
 def _first_window_id(version: PolicyVersion) -> str:
-    windows: list[WindowClause] = version.of_kind("window")
+    windows = version.of_kind("window")
     return windows[0].id if windows else version.clauses[0].id

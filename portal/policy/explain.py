@@ -5,8 +5,10 @@ Parameters stay raw (Money, datetime, int) so each reader gets them in their own
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from portal.core.markers import N_
+from portal.core.money import Money
 from portal.policy.engine import Basis, Decision
 
 _SENTENCES = {
@@ -33,13 +35,14 @@ PARTLY_REFUNDED = N_("%(refunded)s of this order has been refunded already; %(re
 @dataclass(frozen=True)
 class Sentence:
     message: str
-    params: dict
+    params: dict[str, Money | datetime | int]
 
 
 def explain(decision: Decision) -> list[Sentence]:
     f = decision.facts
     if decision.basis is Basis.AFTER_WINDOW and f.prorated_until is not None:
-        params = {"days": f.prorated_until_days, "window_end": f.prorated_until}
+        params: dict[str, Money | datetime | int | None] = {"days": f.prorated_until_days,
+                                                             "window_end": f.prorated_until}
     else:
         params = {"days": f.window_days, "window_end": f.window_end, "amount": decision.amount,
                   "full_days": f.window_days, "until_days": f.prorated_until_days, "unused": f.unused_days,

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from portal.core.vocabulary import LOCALES, Plan
 from portal.policy.schema import CLAUSE_KINDS, Localized, Offer, PolicyFile, PolicyVersion
@@ -58,14 +61,14 @@ class Policy:
         return [v for v in self.versions if v.effective_from < version.effective_from][::-1]
 
 
-def _inherit(raw: dict) -> list[str]:
+def _inherit(raw: dict[str, Any]) -> list[str]:
     """Resolve ``based_on``: a version repeats an earlier one's clauses, changing only what it lists.
 
     A listed clause replaces the fields it gives (titles and texts per language), keeps the rest;
     a clause with ``remove = true`` is dropped; a new clause goes after the one named by ``after``.
     """
     problems = []
-    seen: dict[str, dict] = {}
+    seen: dict[str, dict[str, Any]] = {}
     for index, version in enumerate(raw.get("versions") or []):
         if not isinstance(version, dict):
             continue
@@ -101,24 +104,25 @@ def _inherit(raw: dict) -> list[str]:
     return problems
 
 
-def _where(raw: dict, loc: tuple) -> str:
+def _where(raw: dict[str, Any], loc: tuple[int | str, ...]) -> str:
     parts, node = [], raw
     i = 0
     while i < len(loc):
         key = loc[i]
-        if key == "versions" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
-            node = raw["versions"][loc[i + 1]]
-            parts.append(f"version {node.get('id', loc[i + 1] + 1)}")
+        index = loc[i + 1] if i + 1 < len(loc) else None  # the list index after a list's name, if any
+        if key == "versions" and isinstance(index, int):
+            node = raw["versions"][index]
+            parts.append(f"version {node.get('id', index + 1)}")
             i += 2
             continue
-        if key == "offers" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
-            offer = raw["offers"][loc[i + 1]]
-            parts.append(f"offer {offer.get('id', '#' + str(loc[i + 1] + 1))}")
+        if key == "offers" and isinstance(index, int):
+            offer = raw["offers"][index]
+            parts.append(f"offer {offer.get('id', '#' + str(index + 1))}")
             i += 2
             continue
-        if key == "clauses" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
-            clause = node["clauses"][loc[i + 1]]
-            parts.append(f"clause {clause.get('id', '#' + str(loc[i + 1] + 1))}")
+        if key == "clauses" and isinstance(index, int):
+            clause = node["clauses"][index]
+            parts.append(f"clause {clause.get('id', '#' + str(index + 1))}")
             i += 2
             if i < len(loc) and loc[i] in CLAUSE_KINDS:  # the discriminator's branch name
                 i += 1
@@ -128,7 +132,7 @@ def _where(raw: dict, loc: tuple) -> str:
     return " › ".join(parts) or "file"
 
 
-def _describe(raw: dict, error: dict) -> str:
+def _describe(raw: dict[str, Any], error: ErrorDetails) -> str:
     where = _where(raw, tuple(error["loc"]))
     kind = error["type"]
     if kind == "union_tag_invalid":
@@ -145,7 +149,7 @@ def _describe(raw: dict, error: dict) -> str:
     return f"{where}: {message}"
 
 
-def _once(problems) -> list[str]:
+def _once(problems: Iterable[str]) -> list[str]:
     """A fault in a clause that later versions inherit is named once, where it was written."""
     seen, kept = set(), []
     for problem in problems:

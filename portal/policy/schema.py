@@ -8,8 +8,9 @@ so the published wording is filled from the very numbers the engine applies.
 from __future__ import annotations
 
 import string
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -28,7 +29,8 @@ class Localized(BaseModel):
     nl: Annotated[str, Field(min_length=1)]
 
     def get(self, locale: str) -> str:
-        return getattr(self, locale if locale in LOCALES else "en")
+        text: str = getattr(self, locale if locale in LOCALES else "en")
+        return text
 
 
 class _Clause(BaseModel):
@@ -38,14 +40,14 @@ class _Clause(BaseModel):
     title: Localized
     text: Localized
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return self.model_dump(exclude={"id", "kind", "title", "text"})
 
     @model_validator(mode="after")
-    def _text_names_only_parameters(self):
+    def _text_names_only_parameters(self) -> Self:
         known = set(self.parameters())
         for part in ("title", "text"):
-            used_by_language = {}
+            used_by_language: dict[str, set[str]] = {}
             for locale in LOCALES:
                 written = getattr(self, part).get(locale)
                 try:
@@ -61,11 +63,12 @@ class _Clause(BaseModel):
                 raise ValueError(f"the languages' {part}s do not state the same parameters ({detail})")
         return self
 
-    def render(self, part: str, locale: str, number=str) -> str:
+    def render(self, part: str, locale: str, number: Callable[[int], str] = str) -> str:
         """The title or text in ``locale`` with the parameters written in (``number`` formats ints)."""
         values = {k: number(v) if isinstance(v, int) and not isinstance(v, bool) else v
                   for k, v in self.parameters().items()}
-        return getattr(self, part).get(locale).format_map(values)
+        localized: Localized = getattr(self, part)
+        return localized.get(locale).format_map(values)
 
 
 class EligibilityClause(_Clause):
@@ -86,7 +89,7 @@ class WindowClause(_Clause):
     rounding: Literal["down"] = "down"
 
     @model_validator(mode="after")
-    def _prorated_after_full(self):
+    def _prorated_after_full(self) -> Self:
         if self.prorated_until_days is not None and self.prorated_until_days <= self.full_refund_days:
             raise ValueError("prorated_until_days must be greater than full_refund_days")
         return self
@@ -122,16 +125,14 @@ class ProcessClause(_Clause):
     payout_business_days_max: int = Field(gt=0, le=60)
 
     @model_validator(mode="after")
-    def _range(self):
+    def _range(self) -> Self:
         if self.payout_business_days_min > self.payout_business_days_max:
             raise ValueError("payout_business_days_min is greater than payout_business_days_max")
         return self
 
 
-Clause = Annotated[
-    EligibilityClause | WindowClause | DocumentsClause | ReviewClause | InformationClause | ProcessClause,
-    Field(discriminator="kind"),
-]
+AnyClause = EligibilityClause | WindowClause | DocumentsClause | ReviewClause | InformationClause | ProcessClause
+Clause = Annotated[AnyClause, Field(discriminator="kind")]
 CLAUSE_KINDS = ("eligibility", "window", "documents", "review", "information", "process")
 
 
@@ -161,7 +162,7 @@ class PolicyVersion(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self):
+    def _consistent(self) -> Self:
         ids = [c.id for c in self.clauses]
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:
@@ -175,13 +176,28 @@ class PolicyVersion(BaseModel):
                 raise ValueError(f"more than one {kind} clause")
         return self
 
-    def clause(self, clause_id: str):
+    def clause(self, clause_id: str) -> AnyClause:
         for clause in self.clauses:
             if clause.id == clause_id:
                 return clause
         raise KeyError(clause_id)
 
-    def of_kind(self, kind: str) -> list:
+    @overload
+    def of_kind(self, kind: Literal["eligibility"]) -> Sequence[EligibilityClause]: ...
+    @overload
+    def of_kind(self, kind: Literal["window"]) -> Sequence[WindowClause]: ...
+    @overload
+    def of_kind(self, kind: Literal["documents"]) -> Sequence[DocumentsClause]: ...
+    @overload
+    def of_kind(self, kind: Literal["review"]) -> Sequence[ReviewClause]: ...
+    @overload
+    def of_kind(self, kind: Literal["information"]) -> Sequence[InformationClause]: ...
+    @overload
+    def of_kind(self, kind: Literal["process"]) -> Sequence[ProcessClause]: ...
+    @overload
+    def of_kind(self, kind: str) -> Sequence[AnyClause]: ...
+    def of_kind(self, kind: str) -> Sequence[AnyClause]:
+        # The kind is the clauses' discriminator, so each kind names exactly one clause class.
         return [c for c in self.clauses if c.kind == kind]
 
     def window_for(self, plan: Plan) -> WindowClause | None:
@@ -197,7 +213,7 @@ class PolicyFile(BaseModel):
     offers: list[Offer] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _ordered(self):
+    def _ordered(self) -> Self:
         offer_ids = [o.id for o in self.offers]
         if len(set(offer_ids)) != len(offer_ids):
             raise ValueError("two offers share an id")

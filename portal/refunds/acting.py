@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from portal.accounts.models import StaffUser
 from portal.core.vocabulary import StaffRole

@@ -2,23 +2,23 @@
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from portal.core.money import Money
 from portal.core.vocabulary import RefundStatus
 from portal.orders.models import Order
 from portal.refunds.models import Refund
-from portal.core.money import Money
 
 COLUMNS = ["refunded_at", "refund_request", "order_number", "customer_email", "currency", "amount", "gateway",
            "processor_reference", "processor_fee_kept", "affiliate", "affiliate_commission_clawback"]
 
 
 def write_refunds_csv(session: Session, since: date, out: TextIO) -> int:
-    start = datetime.combine(since, time.min, tzinfo=timezone.utc)
+    start = datetime.combine(since, time.min, tzinfo=UTC)
     refunds = session.scalars(
         select(Refund).where(Refund.status == RefundStatus.SUCCEEDED, Refund.completed_at >= start)
         .options(joinedload(Refund.refund_request), joinedload(Refund.order).joinedload(Order.customer))

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.core.vocabulary import RequestState
 from portal.core.markers import N_
+from portal.core.vocabulary import RequestState
 from portal.refunds.models import Feedback, RefundRequest
 
 LINK_LIFETIME = timedelta(days=30)

@@ -22,13 +22,13 @@ from portal.core.vocabulary import CLOSED_STATES, Actor, Reason, RequestState
 from portal.documents.models import Document
 from portal.documents.uploads import StoredFile, move_into
 from portal.orders.models import Order
-from portal.refunds.summary import OrderSummary
 from portal.policy import Decision, Outcome, Policy, evaluate
 from portal.refunds import notifications, states
 from portal.refunds.fraud import filing_signals
 from portal.refunds.links import Links
 from portal.refunds.models import InformationRequest, RefundRequest, new_reference
 from portal.refunds.states import Action, transition
+from portal.refunds.summary import OrderSummary
 from portal.refunds.timing import add_business_days
 
 

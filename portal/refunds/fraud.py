@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.core.vocabulary import PaymentStatus, RefundStatus
 from portal.core.markers import N_
+from portal.core.vocabulary import PaymentStatus, RefundStatus
 from portal.documents.models import Document
 from portal.orders.models import LookupFailure, Order
 from portal.refunds.models import Refund, RefundRequest

@@ -6,8 +6,20 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import (JSON, BigInteger, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint, event, text)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.database import Base, UTCDateTime, enum_column, utcnow
@@ -88,15 +100,15 @@ class RefundRequest(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     order: Mapped[Order] = relationship(back_populates="refund_requests")
-    information_requests: Mapped[list["InformationRequest"]] = relationship(
+    information_requests: Mapped[list[InformationRequest]] = relationship(
         back_populates="refund_request", order_by="InformationRequest.id")
-    documents: Mapped[list["Document"]] = relationship(back_populates="refund_request",
+    documents: Mapped[list[Document]] = relationship(back_populates="refund_request",
                                                        order_by="Document.created_at")
-    events: Mapped[list["StatusEvent"]] = relationship(back_populates="refund_request",
+    events: Mapped[list[StatusEvent]] = relationship(back_populates="refund_request",
                                                        order_by="StatusEvent.id")
-    notes: Mapped[list["InternalNote"]] = relationship(back_populates="refund_request",
+    notes: Mapped[list[InternalNote]] = relationship(back_populates="refund_request",
                                                        order_by="InternalNote.id")
-    refunds: Mapped[list["Refund"]] = relationship(back_populates="refund_request", order_by="Refund.id")
+    refunds: Mapped[list[Refund]] = relationship(back_populates="refund_request", order_by="Refund.id")
 
     @property
     def amount_requested(self) -> Money:
@@ -128,7 +140,7 @@ class StatusEvent(Base):
     note: Mapped[str] = mapped_column(Text, default="")
 
     refund_request: Mapped[RefundRequest] = relationship(back_populates="events")
-    staff_user: Mapped["StaffUser | None"] = relationship()
+    staff_user: Mapped[StaffUser | None] = relationship()
 
 
 class AppendOnlyError(RuntimeError):
@@ -153,7 +165,7 @@ class InternalNote(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     refund_request: Mapped[RefundRequest] = relationship(back_populates="notes")
-    staff_user: Mapped["StaffUser"] = relationship()
+    staff_user: Mapped[StaffUser] = relationship()
 
 
 @event.listens_for(InternalNote, "before_update")

@@ -8,7 +8,7 @@ subscribe to the request's lifecycle here. No Flask.
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy.orm import Session

@@ -10,7 +10,6 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -18,12 +17,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from portal.core.vocabulary import Channel, Reason, RequestState
-from portal.orders.models import Customer, Order
-from portal.refunds.models import RefundRequest, RequestStateCount
 from portal.core.money import Money
+from portal.core.vocabulary import Channel, Reason, RequestState
 from portal.orders.lookup import normalize_order_number
+from portal.orders.models import Customer, Order
 from portal.refunds import lifecycle
+from portal.refunds.models import RefundRequest, RequestStateCount
 
 OVERDUE_AFTER = timedelta(hours=24)
 PAGE_SIZE = 50

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from functools import lru_cache
+from datetime import UTC, date, datetime
 from pathlib import Path
 
-from babel import Locale
-from babel.dates import format_date
-from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.core import formatting
 from portal.core.brand import localized
+from portal.core.markers import N_
+from portal.core.money import Money
 from portal.core.vocabulary import HTML_LANG, RefundStatus
 from portal.outbox.kit import load_catalog
-from portal.core.markers import N_
 from portal.refunds.models import Receipt, Refund
-from portal.core.money import Money, format_money
 
 PDF_VARIANT = "pdf/a-3b"
 
@@ -73,19 +70,20 @@ class ReceiptRenderer:
         self.translations_dir = Path(translations_dir)
         self.brand = brand
         self.stylesheet = (self.templates / "receipt.css").read_text(encoding="utf-8")
+        self._environments: dict[str, Environment] = {}
 
-    @lru_cache(maxsize=None)
     def _environment(self, locale: str) -> Environment:
-        environment = Environment(loader=FileSystemLoader(self.templates), undefined=StrictUndefined,
+        if locale in self._environments:
+            return self._environments[locale]
+        environment = self._environments[locale] = Environment(loader=FileSystemLoader(self.templates), undefined=StrictUndefined,
                                   autoescape=select_autoescape(["html"]), extensions=["jinja2.ext.i18n"],
                                   trim_blocks=True, lstrip_blocks=True)
         translations = load_catalog(self.translations_dir, locale)
         environment.install_gettext_translations(translations, newstyle=True)
-        babel_locale = Locale.parse(locale)
-        environment.filters["money"] = lambda money: format_money(money, locale)
-        environment.filters["day"] = lambda day: format_date(day, "long", locale=babel_locale)
+        environment.filters["money"] = lambda money: formatting.money(money, locale)
+        environment.filters["day"] = lambda day: formatting.day(day, locale, "long")
         environment.filters["translated"] = lambda text: translations.gettext(text)
-        environment.filters["number"] = lambda n: format_decimal(n, locale=babel_locale)
+        environment.filters["number"] = lambda n: formatting.number(n, locale)
         return environment
 
     def html(self, data: ReceiptData) -> str:
@@ -131,7 +129,7 @@ def issue_receipt(session: Session, refund: Refund, renderer: ReceiptRenderer, c
         return existing
     if refund.status is not RefundStatus.SUCCEEDED:
         raise ValueError("a receipt is issued only for a refund that succeeded")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     number = f"RC-{refund.completed_at.year}-{refund.id:06d}"
     pdf = renderer.pdf(receipt_data(refund, number, now.date(), clause_title))
     receipt = Receipt(refund_id=refund.id, number=number, locale=refund.refund_request.locale, pdf=pdf,

@@ -12,7 +12,7 @@ refund becomes "refunded" only once Stripe says it succeeded.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -35,7 +35,7 @@ REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed")
 
 
 def _when(timestamp) -> datetime:
-    return datetime.fromtimestamp(int(timestamp or 0), tz=timezone.utc)
+    return datetime.fromtimestamp(int(timestamp or 0), tz=UTC)
 
 
 def charge_of(event: dict) -> str:

@@ -8,17 +8,17 @@ a new request, announced the same way.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from collections.abc import Sequence
-
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from portal.core.database import utcnow
-from portal.core.vocabulary import CLOSED_STATES, Actor, RequestState as S
 from portal.core.markers import N_
+from portal.core.vocabulary import CLOSED_STATES, Actor
+from portal.core.vocabulary import RequestState as S
 from portal.refunds import lifecycle
 from portal.refunds.models import RefundRequest, StatusEvent
 
@@ -127,6 +127,7 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
         .values(state=target, updated_at=now, awaiting_staff_since=since, **milestones)
         .execution_options(synchronize_session=False)
     )
+    assert isinstance(result, CursorResult)  # an UPDATE's result; typed as a plain Result
     if result.rowcount != 1:
         # Someone else moved it first; report the state it is really in.
         session.refresh(request, ["state"])
@@ -142,7 +143,7 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
     return event
 
 
-def open(session: Session, request: RefundRequest, *, actor: Actor, now: datetime,  # noqa: A001  (the state machine's verb)
+def open(session: Session, request: RefundRequest, *, actor: Actor, now: datetime,
          amount_minor: int | None = None, signals: Sequence[str] = ()) -> StatusEvent:
     """Give a new request its first state (received) and first status event, and announce it.
 

@@ -6,7 +6,6 @@ import io
 from datetime import UTC, date, datetime, time, timedelta
 
 from flask import Response, abort, render_template, request
-from flask_babel import format_date, format_decimal, format_percent
 from flask_babel import gettext as _
 
 from portal.core.database import utcnow
@@ -18,7 +17,7 @@ from portal.staff import bp
 from portal.staff.auth import roles_required
 from portal.staff.views import ACTING
 from portal.web.extensions import db
-from portal.web.i18n import moment, money
+from portal.web.i18n import day, moment, money, number, percent
 
 SIGNALS = {"failed_lookups": N_("Failed lookups of the order number"),
            "repeat_refunds": N_("Customer refunded in the last 365 days"),
@@ -47,12 +46,12 @@ def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
     if seconds < 3600:
-        return _("%(minutes)s min", minutes=format_decimal(round(seconds / 60)))
-    return _("%(hours)s h", hours=format_decimal(round(seconds / 3600, 1)))
+        return _("%(minutes)s min", minutes=number(round(seconds / 60)))
+    return _("%(hours)s h", hours=number(round(seconds / 3600, 1)))
 
 
 def _rate(part: int, whole: int) -> str:
-    return format_percent(part / whole, "#,##0.0%") if whole else "–"
+    return percent(part / whole) if whole else "–"
 
 
 def weeks_between(start: date, end: date) -> list[str]:
@@ -71,7 +70,7 @@ def tables(ins) -> dict[str, tuple[str, list[str], list[list[str]]]]:
     decided = sum(ins.decisions.values())
     return {
         "reasons": (_("Requests per reason per week"), [_("Week")] + [_(r.title) for r in Reason],
-                    [[format_date(date.fromisoformat(w), "medium")] + [str(by.get((w, r), 0)) for r in Reason]
+                    [[day(date.fromisoformat(w))] + [str(by.get((w, r), 0)) for r in Reason]
                      for w in weeks]),
         "decisions": (_("Outcomes"), [_("Outcome"), _("Requests"), _("Share")],
                       [[_(label), str(ins.decisions.get(key, 0)), _rate(ins.decisions.get(key, 0), decided)]
@@ -115,7 +114,7 @@ def insights():
     weeks = weeks_between(start, end)
     series = [(headers[i + 1], [int(row[i + 1]) for row in rows]) for i in range(len(Reason))]
     chart = stacked_bars(title, _("A bar per week from %(start)s to %(end)s; each colour is a reason. The table "
-                                  "below holds the same numbers.", start=format_date(start), end=format_date(end)),
+                                  "below holds the same numbers.", start=day(start), end=day(end)),
                          weeks, series)
     return render_template("staff/insights.html", ins=ins, tables=all_tables, chart=chart, start=start, end=end,
                            rate=_rate)

@@ -3,9 +3,8 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from portal.web.extensions import db
 from portal.refunds.states import InvalidTransition
-
+from portal.web.extensions import db
 
 PREFIX_RESPONDERS = "error_responders"
 

@@ -7,19 +7,20 @@ language subtag ourselves.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from functools import lru_cache
+from datetime import date, datetime
+from functools import cache, lru_cache
 
-from babel import Locale, dates, support
+from babel import Locale, support
 from flask import current_app, g, request, session
-from flask_babel import format_date, format_datetime, get_locale, get_translations
+from flask_babel import get_locale, get_translations
 from jinja2 import pass_eval_context
 from markupsafe import Markup
 from wtforms.i18n import messages_path
 
+from portal.core import formatting
 from portal.core.brand import brand_for
+from portal.core.money import Money
 from portal.core.vocabulary import HTML_LANG, LOCALES
-from portal.core.money import Money, format_money
 
 SESSION_KEY = "locale"
 CUSTOMER_LOCALE_KEY = "customer_locale"
@@ -60,38 +61,37 @@ def _code(locale: Locale | None) -> str:
     return str(locale or "en")
 
 
+def _zone() -> str:
+    return str(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+
+
+# The page's side of the one formatting stack (portal.core.formatting): the reader's locale and
+# the app's time zone filled in.
 def money(value: Money, locale: str | None = None) -> str:
-    return format_money(value, locale or current_locale())
+    return formatting.money(value, locale or current_locale())
 
 
-def moment(value, locale: str | None = None) -> str:
-    """A date with hours and minutes, no seconds: "Nov 1, 2026, 1:00 PM", "2026年11月1日 13:00".
-
-    Babel's "medium" datetime shows seconds, which read as noise on a receipt or a timeline.
-    """
-    return _moment(value, locale or current_locale(), current_app.config["BABEL_DEFAULT_TIMEZONE"])
+def moment(value: datetime, locale: str | None = None) -> str:
+    """A date with hours and minutes, no seconds: "Nov 1, 2026, 1:00 PM", "2026年11月1日 13:00"."""
+    return formatting.moment(value, locale or current_locale(), _zone())
 
 
 def day(value: date, fmt: str = "medium", locale: str | None = None) -> str:
     """A calendar date (no time, no time zone) in the reader's locale."""
-    return _day(value, fmt, locale or current_locale())
+    return formatting.day(value, locale or current_locale(), fmt)
 
 
-# A page repeats the same few dates, and a date's text in a language never changes: Babel's
-# pattern parsing is done once per (date, language) rather than on every page.
-@lru_cache(maxsize=8192)
-def _moment(value: datetime, locale: str, zone: str) -> str:
-    aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # stored times are UTC
-    local = aware.astimezone(dates.get_timezone(zone))
-    date_part = dates.format_date(local, "medium", locale=locale)
-    time_part = dates.format_time(local, "short", locale=locale)
-    pattern = Locale.parse(locale).datetime_formats["medium"]
-    return pattern.replace("{1}", date_part).replace("{0}", time_part)
+def instant(value: datetime, fmt: str = "medium", locale: str | None = None) -> str:
+    """A precise moment with its time zone."""
+    return formatting.instant(value, locale or current_locale(), _zone(), fmt)
 
 
-@lru_cache(maxsize=8192)
-def _day(value: date, fmt: str, locale: str) -> str:
-    return dates.format_date(value, fmt, locale=locale)
+def number(value: int | float, locale: str | None = None) -> str:
+    return formatting.number(value, locale or current_locale())
+
+
+def percent(value: float, locale: str | None = None) -> str:
+    return formatting.percent(value, locale or current_locale())
 
 
 def _translations():
@@ -103,7 +103,7 @@ def _translations():
     return translations
 
 
-@lru_cache(maxsize=None)
+@cache
 def wtforms_translations(locale: str):
     """WTForms' own messages ("Not a valid choice") in ``locale``, parsed once per process.
 
@@ -136,8 +136,8 @@ def init_app(app) -> None:
     translate = translator(_translations)
     app.jinja_env.globals.update(_=translate, gettext=translate)
     app.jinja_env.filters["money"] = money
-    app.jinja_env.filters["date"] = lambda value, fmt="long": format_date(value, fmt)
-    app.jinja_env.filters["datetime"] = lambda value, fmt="medium": format_datetime(value, fmt)
+    app.jinja_env.filters["date"] = lambda value, fmt="long": day(value, fmt)
+    app.jinja_env.filters["datetime"] = lambda value, fmt="medium": instant(value, fmt)
     app.jinja_env.filters["moment"] = moment
     app.jinja_env.globals.update(money=money, moment=moment)
 

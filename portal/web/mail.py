@@ -1,24 +1,24 @@
 """Flask glue for the email kit and the outbox: one kit and one transport per app."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import select
 from flask_mail import Mail
+from sqlalchemy import select
 
 from portal.core.brand import load_brand
-from portal.core.vocabulary import RefundStatus
-from portal.web.extensions import db
-from portal.outbox.kit import Attachment, EmailKit, KitError, Rendered
-from portal.outbox.worker import DeliveryReport, PermanentFailure, deliver_due
-from portal.web.transport import FileTransport, SMTPTransport
-from portal.outbox.models import OutboxMessage
-from portal.refunds.models import Receipt, Refund
 from portal.core.paths import resource_dir
-from portal.refunds.receipts import ReceiptRenderer, issue_receipt
+from portal.core.vocabulary import RefundStatus
 from portal.outbox import webhooks
+from portal.outbox.kit import Attachment, EmailKit, KitError, Rendered
+from portal.outbox.models import OutboxMessage
+from portal.outbox.worker import DeliveryReport, PermanentFailure, deliver_due
 from portal.refunds import lifecycle
+from portal.refunds.models import Receipt, Refund
+from portal.refunds.receipts import ReceiptRenderer, issue_receipt
+from portal.web.extensions import db
+from portal.web.transport import FileTransport, SMTPTransport
 
 KIT = "email_kit"
 TRANSPORT = "email_transport"
@@ -121,11 +121,11 @@ def send_outbox_message(outbox: OutboxMessage) -> None:
     if outbox.message == "acknowledgement" and outbox.refund_request is not None \
             and outbox.refund_request.acknowledged_at is None:
         # The insights' time to acknowledge runs until the email has really left.
-        outbox.refund_request.acknowledged_at = datetime.now(timezone.utc)
+        outbox.refund_request.acknowledged_at = datetime.now(UTC)
         lifecycle.milestone_reached.send(db.session, request=outbox.refund_request, measure="acknowledge",
                                          at=outbox.refund_request.acknowledged_at)
 
 
 def deliver(session, *, limit: int | None = None) -> DeliveryReport:
-    return deliver_due(session, send_outbox_message, clock=lambda: datetime.now(timezone.utc),
+    return deliver_due(session, send_outbox_message, clock=lambda: datetime.now(UTC),
                        max_attempts=int(current_app.config["OUTBOX_MAX_ATTEMPTS"]), limit=limit)

@@ -1,17 +1,16 @@
 """Flask glue for the policy: load it once at start-up, and put decisions into the reader's words."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from babel.numbers import format_decimal
 from flask import current_app
-from flask_babel import format_datetime, gettext
+from flask_babel import gettext
 
-from portal.web.i18n import current_locale
-from portal.core.money import Money, format_money
+from portal.core.money import Money
 from portal.policy import Decision, Policy, load_policy
 from portal.policy.explain import explain
 from portal.policy.schema import PolicyVersion
+from portal.web.i18n import current_locale, instant, money, number
 
 EXTENSION = "refund_policy"
 RENDERED = "refund_policy.rendered"
@@ -30,7 +29,7 @@ def init_app(app) -> None:
     @app.context_processor
     def process_promises():
         # The promises pages repeat ("we decide within 2 business days") come from the policy in force.
-        version = version_in_force(datetime.now(timezone.utc))
+        version = version_in_force(datetime.now(UTC))
         return {"process": next(iter(version.of_kind("process")), None)}
 
 
@@ -38,13 +37,13 @@ def current_policy() -> Policy:
     return current_app.extensions[EXTENSION]
 
 
-def _format(value, locale: str):
+def _format(value: object, locale: str) -> object:
     if isinstance(value, Money):
-        return format_money(value, locale)
+        return money(value, locale)
     if isinstance(value, datetime):
-        return format_datetime(value, "long")  # with the time zone: windows end at a precise minute
+        return instant(value, "long", locale)  # with the time zone: windows end at a precise minute
     if isinstance(value, int):
-        return format_decimal(value, locale=locale)
+        return number(value, locale)
     return value
 
 
@@ -71,7 +70,7 @@ def rendered(part_of, part: str, locale: str) -> str:
     cache = current_app.extensions[RENDERED]
     key = (id(part_of), part, locale)
     if key not in cache:
-        cache[key] = (part_of, part_of.render(part, locale, lambda n: format_decimal(n, locale=locale)))
+        cache[key] = (part_of, part_of.render(part, locale, lambda n: number(n, locale)))
     return cache[key][1]
 
 

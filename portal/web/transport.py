@@ -14,8 +14,8 @@ from pathlib import Path
 from flask_mail import Connection, Message
 
 from portal.outbox.kit import Rendered
-from portal.outbox.worker import PermanentFailure, TemporaryFailure
 from portal.outbox.models import OutboxMessage
+from portal.outbox.worker import PermanentFailure, TemporaryFailure
 
 
 class KitMessage(Message):
