@@ -1,7 +1,7 @@
 """Insights for the team: every figure aggregated by the database, over a date range. No Flask.
 
 Nothing here loads requests into Python to count them. The counts come from the daily rollups
-kept in step with every change (portal/rollups.py), grouped by the database over the days of
+kept in step with every change (portal/insights/rollups.py), grouped by the database over the days of
 the range; medians come from the rollups' duration histograms (to the resolution of a bucket:
 5 s under a minute, 1 min under an hour, 15 min under two days). Overdue requests, billing
 errors and feedback are read live, through their indexes.
@@ -62,7 +62,7 @@ def compute(session: Session, start: datetime, end: datetime, *, now: datetime) 
     first, last = start.date(), (end - timedelta(microseconds=1)).date()
     days = and_(InsightDay.day >= first, InsightDay.day <= last)
 
-    # The daily rollups (portal/rollups.py): a few hundred rows, whatever the number of requests.
+    # The daily rollups (portal/insights/rollups.py): a few hundred rows, whatever the number of requests.
     weekly, decisions, totals, kept = {}, {}, {}, {}
     outside_policy = 0
     for day, reason, result, review, count in session.execute(
