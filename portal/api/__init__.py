@@ -16,6 +16,7 @@ from flask_babel import gettext as _
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
+from portal.accounts.staff import staff_for_token
 from portal.api.schemas import FieldProblem, Problem
 from portal.api.spec import PROBLEM_TITLES, Operation
 from portal.core import idempotency
@@ -93,8 +94,6 @@ def client_key() -> str:
 
 
 def authenticated_staff():
-    from portal.accounts.staff import staff_for_token
-
     user = staff_for_token(db.session, _bearer(), now=utcnow()) if _bearer() else None
     if user is None:
         # One answer for a missing, unknown, revoked or disabled token.

@@ -13,6 +13,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from portal.core.vocabulary import LOCALES, Reason
+from portal.refunds.feedback import COME_BACK
 from portal.web.forms import FlaskForm, LookupForm, MagicLinkForm  # noqa: F401  (the customer pages use them too)
 from portal.web.i18n import NATIVE_NAMES
 
@@ -71,6 +72,4 @@ class FeedbackForm(FlaskForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from portal.refunds.feedback import COME_BACK
-
         self.come_back.choices = [SelectChoice(key, _l(label)) for key, label in COME_BACK.items()]

@@ -18,6 +18,7 @@ from portal.refunds import lifecycle
 from portal.refunds.models import Receipt, Refund
 from portal.refunds.receipts import ReceiptRenderer, issue_receipt
 from portal.web.extensions import db
+from portal.web.policy import clause_title, current_policy
 from portal.web.transport import FileTransport, SMTPTransport
 
 KIT = "email_kit"
@@ -58,8 +59,6 @@ def receipt_renderer() -> ReceiptRenderer:
 
 
 def clause_title_for(clause_id: str, locale: str) -> str:
-    from portal.web.policy import clause_title, current_policy
-
     for version in reversed(current_policy().versions):
         try:
             return clause_title(version.clause(clause_id), locale)
