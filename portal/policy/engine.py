@@ -38,15 +38,22 @@ class Basis(StrEnum):
 
 
 class OrderLike(Protocol):
-    """What the engine reads of an order (the ORM model satisfies it)."""
+    """What the engine reads of an order (the ORM model and the plain summaries satisfy it)."""
 
-    plan: Plan
-    channel: Channel
-    amount: Money
-    purchased_at: datetime
-    period_start: date | None
-    period_end: date | None
-    payment_status: PaymentStatus
+    @property
+    def plan(self) -> Plan: ...
+    @property
+    def channel(self) -> Channel: ...
+    @property
+    def amount(self) -> Money: ...
+    @property
+    def purchased_at(self) -> datetime: ...
+    @property
+    def period_start(self) -> date | None: ...
+    @property
+    def period_end(self) -> date | None: ...
+    @property
+    def payment_status(self) -> PaymentStatus: ...
 
 
 @dataclass(frozen=True)
