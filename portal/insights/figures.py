@@ -63,7 +63,10 @@ def compute(session: Session, start: datetime, end: datetime, *, now: datetime) 
     days = and_(InsightDay.day >= first, InsightDay.day <= last)
 
     # The daily rollups (portal/insights/rollups.py): a few hundred rows, whatever the number of requests.
-    weekly, decisions, totals, kept = {}, {}, {}, {}
+    weekly: dict[tuple[str, Reason], int] = {}
+    decisions: dict[str, int] = {}
+    totals: dict[Reason, int] = {}
+    kept: dict[Reason, int] = {}
     outside_policy = 0
     for day, reason, result, review, count in session.execute(
             select(InsightDay.day, InsightDay.reason, InsightDay.outcome, InsightDay.review,
@@ -99,9 +102,9 @@ def compute(session: Session, start: datetime, end: datetime, *, now: datetime) 
 
     late = RefundRequest.awaiting_staff_since <= now - OVERDUE_AFTER
     out.overdue = session.scalar(select(func.count()).select_from(RefundRequest).where(late)) or 0
-    out.overdue_oldest = list(session.execute(
+    out.overdue_oldest = [(reference, since) for reference, since in session.execute(
         select(RefundRequest.reference, RefundRequest.awaiting_staff_since).where(late)
-        .order_by(RefundRequest.awaiting_staff_since).limit(10)).all())
+        .order_by(RefundRequest.awaiting_staff_since).limit(10)) if since is not None]  # always, being late
 
     out.refund_rate = [(product, plan.value, orders, refunded) for product, plan, orders, refunded in session.execute(
         select(InsightOrderDay.product, InsightOrderDay.plan, func.sum(InsightOrderDay.orders),

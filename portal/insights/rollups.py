@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from portal.core.database import Base
 from portal.core.vocabulary import RefundStatus, RequestState
 from portal.insights.models import InsightDay, InsightDuration, InsightOrderDay, InsightRefundDay, InsightSignalDay
 from portal.orders import importing
@@ -75,7 +76,7 @@ def median_of(histogram: dict[int, int]) -> float | None:
     return (at_rank((total + 1) // 2) + at_rank(total // 2 + 1)) / 2
 
 
-def _bump(session: Session, model, keys: dict, **deltas) -> None:
+def _bump(session: Session, model: type[Base], keys: dict[str, object], **deltas: int) -> None:
     insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert_(model).values(**keys, **deltas)
     session.execute(statement.on_conflict_do_update(
@@ -112,6 +113,7 @@ def milestone(session: Session, request: RefundRequest, measure: str, at: dateti
 
 def order_refunded(session: Session, refund: Refund, first_for_order: bool) -> None:
     order = refund.order
+    assert refund.completed_at is not None  # set as it succeeded
     _bump(session, InsightRefundDay, {"day": _day(refund.completed_at), "currency": refund.currency},
           count=1, amount_minor=refund.amount_minor)
     if first_for_order:
@@ -144,12 +146,12 @@ def _rebuild_orders(session: Session, days: set[date] | None) -> None:
     _insert_all(session, InsightOrderDay, rows)
 
 
-def _insert_all(session: Session, model, rows: list[dict]) -> None:
+def _insert_all(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
     for chunk in range(0, len(rows), 10_000):
         session.execute(insert(model), rows[chunk:chunk + 10_000])
 
 
-def _as_date(value) -> date:
+def _as_date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
@@ -171,12 +173,13 @@ def rebuild(session: Session) -> None:
     _insert_all(session, InsightDay, rows)
 
     session.execute(delete(InsightDuration))
-    histogram: dict[tuple, int] = {}
+    histogram: dict[tuple[date, str, int], int] = {}
     for measure, column in (("acknowledge", RefundRequest.acknowledged_at),
                             ("first_action", RefundRequest.first_staff_action_at),
                             ("resolution", RefundRequest.resolved_at)):
         for created, at in session.execute(select(RefundRequest.created_at, column).where(column.is_not(None))
                                            .execution_options(yield_per=50_000)):
+            assert at is not None  # the query asks for rows where it is set
             key = (created.date(), measure, bucket((at - created).total_seconds()))
             histogram[key] = histogram.get(key, 0) + 1
     rows = [{"day": d, "measure": m, "bucket": b, "count": n} for (d, m, b), n in histogram.items()]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -44,7 +44,7 @@ class OutboxMessage(Base):
     message: Mapped[str] = mapped_column(String(64))
     recipient: Mapped[str] = mapped_column(String(2000))
     locale: Mapped[str] = mapped_column(String(8))
-    variables: Mapped[dict] = mapped_column(JSON)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON)
     refund_request_id: Mapped[int | None] = mapped_column(ForeignKey("refund_request.id"), index=True)
     status: Mapped[OutboxStatus] = mapped_column(enum_column(OutboxStatus), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

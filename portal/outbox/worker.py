@@ -37,7 +37,7 @@ class DeliveryReport:
 
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, 4 min … capped at an hour."""
-    return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), LONGEST_WAIT)
+    return min(FIRST_RETRY * (1 << max(attempts - 1, 0)), LONGEST_WAIT)
 
 
 def claim_next(session: Session, now: datetime) -> OutboxMessage | None:
