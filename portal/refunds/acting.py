@@ -15,7 +15,7 @@ ACTING_ROLES = (StaffRole.AGENT, StaffRole.ADMIN)
 class WorkflowError(Exception):
     """The action is refused as asked (not a wrong state: that is InvalidTransition)."""
 
-    def __init__(self, field: str, message: str, **params):
+    def __init__(self, field: str, message: str, **params: object):
         super().__init__(message % params if params else message)
         self.field = field
         self.message = message

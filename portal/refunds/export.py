@@ -17,6 +17,10 @@ COLUMNS = ["refunded_at", "refund_request", "order_number", "customer_email", "c
            "processor_reference", "processor_fee_kept", "affiliate", "affiliate_commission_clawback"]
 
 
+def _amount(minor: int, currency: str) -> str:
+    return str(Money.from_minor(minor, currency).amount)
+
+
 def write_refunds_csv(session: Session, since: date, out: TextIO) -> int:
     start = datetime.combine(since, time.min, tzinfo=UTC)
     refunds = session.scalars(
@@ -27,13 +31,12 @@ def write_refunds_csv(session: Session, since: date, out: TextIO) -> int:
     writer.writerow(COLUMNS)
     count = 0
     for refund in refunds:
-        def amount(minor: int) -> str:
-            return str(Money.from_minor(minor, refund.currency).amount)
-
+        currency = refund.currency
+        assert refund.completed_at is not None  # the query asks for refunds completed since ``start``
         writer.writerow([refund.completed_at.isoformat(), refund.refund_request.reference, refund.order.order_number,
-                         refund.order.customer.email, refund.currency, amount(refund.amount_minor), refund.gateway,
-                         refund.processor_reference, amount(refund.fee_kept_minor), refund.order.affiliate or "",
-                         amount(refund.commission_clawback_minor)])
+                         refund.order.customer.email, currency, _amount(refund.amount_minor, currency),
+                         refund.gateway, refund.processor_reference, _amount(refund.fee_kept_minor, currency),
+                         refund.order.affiliate or "", _amount(refund.commission_clawback_minor, currency)])
         count += 1
     return count
 

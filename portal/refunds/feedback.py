@@ -40,6 +40,7 @@ def request_for_token(session: Session, secret: str, token: str, *, now: datetim
         reference = serializer.loads(token, max_age=int(LINK_LIFETIME.total_seconds()))
     except SignatureExpired as expired:
         # The signature is ours, only old: the reference inside is trustworthy.
+        assert expired.payload is not None  # set whenever the signature itself was good
         reference = serializer.load_payload(expired.payload)
         raise LinkExpired(session.scalar(select(RefundRequest).where(RefundRequest.reference == reference))) from None
     except BadSignature:

@@ -35,7 +35,7 @@ from portal.refunds.timing import add_business_days
 class FilingError(Exception):
     """The request cannot be filed as given; ``field`` says which input, ``message`` why."""
 
-    def __init__(self, field: str, message: str, existing: RefundRequest | None = None, **params):
+    def __init__(self, field: str, message: str, existing: RefundRequest | None = None, **params: object):
         super().__init__(message % params if params else message)
         self.field = field
         self.message = message

@@ -24,7 +24,7 @@ LAST_STRETCH = timedelta(hours=24)
 class Signal:
     key: str
     message: str  # a msgid with %(…)s parameters
-    params: dict = field(default_factory=dict)
+    params: dict[str, object] = field(default_factory=dict)
 
 
 def fraud_signals(session: Session, request: RefundRequest, *, now: datetime) -> list[Signal]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import (
     JSON,
@@ -20,7 +20,8 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapped, Mapper, mapped_column, relationship
 
 from portal.core.database import Base, UTCDateTime, enum_column, utcnow
 from portal.core.money import Money
@@ -72,7 +73,7 @@ class RefundRequest(Base):
     locale: Mapped[str] = mapped_column(String(8))
     # The policy version and the decision as the customer was shown them when filing.
     policy_version: Mapped[str | None] = mapped_column(String(32))
-    decision_snapshot: Mapped[dict | None] = mapped_column(JSON)
+    decision_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The customer asked for review outside what the policy grants automatically.
     review_requested: Mapped[bool] = mapped_column(default=False)
     # SHA-256 of the secret in the tracking URL; the secret itself is never stored.
@@ -149,7 +150,7 @@ class AppendOnlyError(RuntimeError):
 
 @event.listens_for(StatusEvent, "before_update")
 @event.listens_for(StatusEvent, "before_delete")
-def _refuse_history_edits(mapper, connection, target):
+def _refuse_history_edits(mapper: Mapper[StatusEvent], connection: Connection, target: StatusEvent) -> NoReturn:
     raise AppendOnlyError("status events are append-only")
 
 
@@ -170,7 +171,7 @@ class InternalNote(Base):
 
 @event.listens_for(InternalNote, "before_update")
 @event.listens_for(InternalNote, "before_delete")
-def _refuse_note_edits(mapper, connection, target):
+def _refuse_note_edits(mapper: Mapper[InternalNote], connection: Connection, target: InternalNote) -> NoReturn:
     raise AppendOnlyError("internal notes are append-only")
 
 
@@ -233,7 +234,7 @@ class Receipt(Base):
 
 @event.listens_for(Receipt, "before_update")
 @event.listens_for(Receipt, "before_delete")
-def _refuse_receipt_edits(mapper, connection, target):
+def _refuse_receipt_edits(mapper: Mapper[Receipt], connection: Connection, target: Receipt) -> NoReturn:
     raise AppendOnlyError("an issued receipt never changes")
 
 
@@ -274,7 +275,7 @@ class InformationRequest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), index=True)
     # [{"kind": "question" | "document", "key": "what_went_wrong" | "proof_of_purchase" | ..., "text": "..."}]
-    items: Mapped[list] = mapped_column(JSON)
+    items: Mapped[list[dict[str, str]]] = mapped_column(JSON)
     message: Mapped[str] = mapped_column(Text, default="")
     staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -300,7 +301,7 @@ class ProcessorEvent(Base):
     charge: Mapped[str] = mapped_column(String(255), default="", index=True)
     # When the processor made the event (its own clock), and when we received and handled it.
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str] = mapped_column(Text, default="")

@@ -44,6 +44,9 @@ class Fees:
         return int(fee.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+NO_FEES = Fees()  # the default where the processor's fee is not configured
+
+
 def lock_order(session: Session, order_id: int) -> Order:
     """Hold the order's row until the transaction ends, so refunds of one order happen one at a time
     (staff's processing and the processor's events alike)."""
@@ -76,7 +79,7 @@ def _share(amount: Money, of: Money, value_minor: int) -> int:
 
 
 def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gateway, *, reference: str = "",
-                   fees: Fees = Fees()) -> Refund:
+                   fees: Fees = NO_FEES) -> Refund:
     """Send the approved amount back, exactly once.
 
     The order's row is locked first, so concurrent calls queue up; each then re-reads the request

@@ -14,6 +14,6 @@ DOCUMENTS = {
 LABELS = {**QUESTIONS, **DOCUMENTS}
 
 
-def item_label(item: dict) -> str:
+def item_label(item: dict[str, str]) -> str:
     """The English text of an item (a msgid for the standard ones, the agent's words otherwise)."""
     return LABELS.get(item.get("key", ""), "") or item.get("text", "")

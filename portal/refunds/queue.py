@@ -120,7 +120,7 @@ def queue_page(session: Session, f: QueueFilter, *, now: datetime, cursor: str |
     if after:
         query = query.where(tuple_(RefundRequest.created_at, RefundRequest.id) > tuple_(*after))
     query = query.order_by(RefundRequest.created_at, RefundRequest.id).limit(size + 1)
-    rows = [QueueRow(*row) for row in session.execute(query)]
+    rows = [QueueRow(*tuple(row)) for row in session.execute(query)]
     next_cursor = encode_cursor(rows[size - 1].created_at, rows[size - 1].id) if len(rows) > size else None
     return QueuePage(rows[:size], next_cursor, state_counts(session))
 

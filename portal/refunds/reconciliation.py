@@ -13,6 +13,7 @@ refund becomes "refunded" only once Stripe says it succeeded.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -27,18 +28,18 @@ from portal.refunds import payouts
 from portal.refunds.filing import open_on_behalf
 from portal.refunds.links import Links
 from portal.refunds.models import ProcessorEvent, Refund, RefundRequest
-from portal.refunds.payouts import Fees
+from portal.refunds.payouts import NO_FEES, Fees
 
 PROVIDER = "stripe"
 ORDER_EVENTS = ("charge.succeeded", "invoice.paid")
 REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed")
 
 
-def _when(timestamp) -> datetime:
+def _when(timestamp: int | str | None) -> datetime:
     return datetime.fromtimestamp(int(timestamp or 0), tz=UTC)
 
 
-def charge_of(event: dict) -> str:
+def charge_of(event: dict[str, Any]) -> str:
     obj = event.get("data", {}).get("object", {})
     if event.get("type", "").startswith("charge.dispute") or event.get("type", "").startswith("refund."):
         return str(obj.get("charge") or "")
@@ -47,7 +48,7 @@ def charge_of(event: dict) -> str:
     return str(obj.get("id") or "")
 
 
-def record(session: Session, event: dict, *, now: datetime) -> ProcessorEvent | None:
+def record(session: Session, event: dict[str, Any], *, now: datetime) -> ProcessorEvent | None:
     """Store the event; None when it was stored before (a redelivery)."""
     stored = ProcessorEvent(provider=PROVIDER, event_id=str(event["id"]), type=str(event.get("type", ""))[:64],
                             charge=charge_of(event)[:255], occurred_at=_when(event.get("created")),
@@ -63,8 +64,8 @@ def record(session: Session, event: dict, *, now: datetime) -> ProcessorEvent | 
     return stored
 
 
-def receive(session: Session, event: dict, *, now: datetime, links: Links,
-            fees: Fees = Fees()) -> str:
+def receive(session: Session, event: dict[str, Any], *, now: datetime, links: Links,
+            fees: Fees = NO_FEES) -> str:
     """Store and act on one verified event in the caller's transaction; say what was done."""
     stored = record(session, event, now=now)
     if stored is None:
@@ -110,7 +111,7 @@ def _replay_waiting(session: Session, order_event: ProcessorEvent, *, now: datet
 # -- orders ---------------------------------------------------------------------------------------
 
 
-def _order_row(kind: str, obj: dict) -> dict:
+def _order_row(kind: str, obj: dict[str, Any]) -> dict[str, str]:
     metadata = obj.get("metadata") or {}
     currency = str(obj.get("currency") or "").upper()
     if kind == "invoice.paid":
@@ -121,7 +122,7 @@ def _order_row(kind: str, obj: dict) -> dict:
         reference = obj.get("charge") or obj.get("payment_intent") or obj.get("id")
         number = metadata.get("order_number") or obj.get("number") or obj.get("id")
         product = metadata.get("product") or line.get("description") or ""
-        plan = metadata.get("plan") or {"month": "monthly", "year": "annual"}.get(interval, "one-time")
+        plan = metadata.get("plan") or {"month": "monthly", "year": "annual"}.get(str(interval), "one-time")
         paid_at = (obj.get("status_transitions") or {}).get("paid_at") or obj.get("created")
         start = _when(period["start"]).date().isoformat() if period.get("start") and plan != "one-time" else ""
         end = _when(period["end"]).date().isoformat() if period.get("end") and plan != "one-time" else ""
@@ -132,7 +133,7 @@ def _order_row(kind: str, obj: dict) -> dict:
         product, plan = metadata.get("product") or obj.get("description") or "", metadata.get("plan") or "one-time"
         paid_at, start, end = obj.get("created"), metadata.get("period_start", ""), metadata.get("period_end", "")
     try:
-        amount = str(Money.from_minor(int(minor), currency).amount)
+        amount = str(Money.from_minor(int(minor), currency).amount) if minor is not None else ""
     except (TypeError, ValueError):
         amount = ""
     return {"order_number": str(number or ""), "customer_email": str(email or ""),
@@ -144,7 +145,7 @@ def _order_row(kind: str, obj: dict) -> dict:
             "affiliate_commission": metadata.get("affiliate_commission", "")}
 
 
-def _upsert_order(session: Session, kind: str, obj: dict) -> str:
+def _upsert_order(session: Session, kind: str, obj: dict[str, Any]) -> str:
     order, errors = validate_order(_order_row(kind, obj))
     if order is None:
         # The same rules as the CSV import; what they refuse is kept for staff to see.
@@ -162,7 +163,7 @@ def _order_for_charge(session: Session, charge: str) -> Order | None:
     return payouts.lock_order(session, order_id) if order_id is not None else None
 
 
-def _disputed(session: Session, dispute: dict) -> str:
+def _disputed(session: Session, dispute: dict[str, Any]) -> str:
     order = _order_for_charge(session, str(dispute.get("charge") or ""))
     if order is None:
         return "waiting: no order for this charge yet"
@@ -173,7 +174,7 @@ def _disputed(session: Session, dispute: dict) -> str:
 # -- refunds --------------------------------------------------------------------------------------
 
 
-def _charge_refunded(session: Session, charge: dict, *, now: datetime, links: Links, fees: Fees) -> str:
+def _charge_refunded(session: Session, charge: dict[str, Any], *, now: datetime, links: Links, fees: Fees) -> str:
     refunds = (charge.get("refunds") or {}).get("data") or []
     outcomes = [_reconcile_refund(session, {**r, "charge": r.get("charge") or charge.get("id")}, now=now, links=links, fees=fees)
                 for r in refunds]
@@ -186,7 +187,7 @@ def _charge_refunded(session: Session, charge: dict, *, now: datetime, links: Li
     return "; ".join(outcomes) or f"order {order.order_number}: nothing to reconcile"
 
 
-def _ours(session: Session, refund: dict) -> Refund | None:
+def _ours(session: Session, refund: dict[str, Any]) -> Refund | None:
     found = session.scalar(select(Refund).where(Refund.processor_reference == refund["id"]))
     if found is not None:
         return found
@@ -199,7 +200,7 @@ def _ours(session: Session, refund: dict) -> Refund | None:
     return None
 
 
-def _reconcile_refund(session: Session, refund: dict, *, now: datetime, links: Links, fees: Fees) -> str:
+def _reconcile_refund(session: Session, refund: dict[str, Any], *, now: datetime, links: Links, fees: Fees) -> str:
     if not refund.get("id"):
         return "ignored: no refund id"
     status = refund.get("status")
@@ -228,7 +229,7 @@ def _reconcile_refund(session: Session, refund: dict, *, now: datetime, links: L
     return f"refund {refund['id']} {status or 'pending'}: waiting for the processor"
 
 
-def _dashboard_refund(session: Session, order: Order, refund: dict, *, now: datetime, links: Links, fees: Fees) -> Refund:
+def _dashboard_refund(session: Session, order: Order, refund: dict[str, Any], *, now: datetime, links: Links, fees: Fees) -> Refund:
     request = session.scalar(select(RefundRequest).where(RefundRequest.order_id == order.id,
                                                          RefundRequest.state.not_in(CLOSED_STATES)))
     if request is None:

@@ -92,7 +92,7 @@ def allowed(state: S, action: Action) -> bool:
     return state in TRANSITIONS[action][0]
 
 
-def awaiting_staff_since(target: S, actor: Actor, before, now: datetime):
+def awaiting_staff_since(target: S, actor: Actor, before: datetime | None, now: datetime) -> datetime | None:
     """When the overdue clock started: it runs while the customer waits on staff.
 
     A customer's message starts it; a staff action restarts it if staff still owe the next step

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
+from typing import Any, Unpack
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from portal.core.money import Money
@@ -55,7 +56,7 @@ REQUEST_FIELDS = tuple(RequestSummary.__dataclass_fields__)
 
 
 @cache
-def _statement():
+def _statement() -> Select[Unpack[tuple[Any, ...]]]:
     orders, requests = Order.__table__, RefundRequest.__table__
     return (select(*(orders.c[name] for name in ORDER_FIELDS),
                    *(requests.c[name].label(f"request_{name}") for name in REQUEST_FIELDS))
@@ -71,4 +72,4 @@ def order_summary(session: Session, order_number: str) -> OrderSummary | None:
     first = rows[0]
     requests = tuple(RequestSummary(*row[len(ORDER_FIELDS):]) for row in rows
                      if row[len(ORDER_FIELDS)] is not None)
-    return OrderSummary(*first[:len(ORDER_FIELDS)], refund_requests=requests)
+    return OrderSummary(**dict(zip(ORDER_FIELDS, first, strict=False)), refund_requests=requests)
