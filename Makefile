@@ -45,7 +45,7 @@ compile-translations: $(COMPILED)
 # Extract every marked string (pages, emails in .html and .txt, Python), merge into each
 # catalog, then compile. New strings arrive untranslated; the catalog test fails until they are done.
 translations: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _l -k lazy_gettext --no-location --sort-output --width=120 \
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Nn_:1,2 -k _l -k lazy_gettext --no-location --sort-output --width=120 \
 	  --project=refund-portal -o translations/messages.pot .
 	for l in $(LOCALES); do \
 	  if [ -f translations/$$l/LC_MESSAGES/messages.po ]; then \

@@ -243,7 +243,7 @@ def test_the_request_page_shows_history_decisions_documents_and_fraud_signals(ap
     reference = filed(app, "ORD-10001", "alice.m@example.com", files=[("same.pdf", invoice)])
     html = page(agent, reference).get_data(as_text=True)
     assert "ORD-10002" in html  # the customer's other order
-    assert "1 failed lookups of this order number" in html
+    assert "1 failed lookup of this order number" in html
     assert f"A document is identical to one sent with request {other} by another customer." in html
     assert "When filed" in html and "Today" in html and 'href="/policy#monthly"' in html
     assert "same.pdf" in html and 'sandbox src="/staff/documents/' in html

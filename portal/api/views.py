@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from flask import current_app, render_template
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import select
 
 from portal.api import OPERATIONS, ApiProblem, bp, operation, presenters
@@ -153,7 +154,8 @@ def upsert_orders(user, body: s.OrdersInput):
     """The CSV import's columns and rules. One invalid order changes nothing and every fault is named."""
     result = upsert_order_rows(db.session, [order.model_dump() for order in body.orders])
     if result.errors:
-        raise ApiProblem(422, _("No order was saved: %(count)s fault(s) found.", count=len(result.errors)),
+        raise ApiProblem(422, ngettext("No order was saved: %(num)s fault found.",
+                                       "No order was saved: %(num)s faults found.", len(result.errors)),
                          errors=[s.FieldProblem(field=f"orders.{e.line}.{e.error.column}", message=e.error.render(_))
                                  for e in result.errors])
     return s.OrdersResult(created=result.created, updated=result.updated, unchanged=result.unchanged,

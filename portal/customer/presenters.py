@@ -19,7 +19,7 @@ from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.refunds.summary import OrderSummary, RequestSummary
 from portal.web.extensions import db
-from portal.web.i18n import current_locale, day, moment, money
+from portal.web.i18n import current_locale, day, moment, money, number
 from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 
 
@@ -116,7 +116,7 @@ NEXT_STEPS = {
     RequestState.RECEIVED: N_("We have your request and will decide by %(due)s. We will email you as soon as we do."),
     RequestState.IN_REVIEW: N_("Our team is reviewing your request and will decide by %(due)s."),
     RequestState.AWAITING_CUSTOMER: N_("We need a little more information before we can decide. Please answer below."),
-    RequestState.APPROVED: N_("Approved: %(amount)s will reach your original payment method within %(payout)s "
+    RequestState.APPROVED: N_("Approved: %(amount)s will reach your original payment method within %(min)s–%(max)s "
                               "business days."),
     RequestState.REFUND_FAILED: N_("Your refund was approved but could not be completed yet. We are working on it "
                                    "and will email you."),
@@ -165,9 +165,10 @@ def request_view(request: RefundRequest) -> RequestView:
     version = policy.version_for(order.purchased_at)
     process = next(iter(version.of_kind("process")), None)
     approved = Money.from_minor(request.amount_approved_minor or request.amount_requested_minor, request.currency)
-    payout = f"{process.payout_business_days_min}–{process.payout_business_days_max}" if process else "5–7"
+    payout_min, payout_max = ((process.payout_business_days_min, process.payout_business_days_max) if process
+                              else (5, 7))
     next_step = _(NEXT_STEPS[request.state], due=day(filing.decision_due(policy, order, request.created_at), "full"),
-                  amount=money(approved), payout=payout)
+                  amount=money(approved), min=number(payout_min), max=number(payout_max))
     timeline = [TimelineEntry(moment(e.created_at), e.created_at.isoformat(), _(e.to_state.title),
                               _(ACTORS[e.actor]), e.note if e.to_state is not RequestState.RESOLVED_WITH_OFFER else "",
                               money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else None)

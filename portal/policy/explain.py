@@ -7,15 +7,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from portal.core.markers import N_
+from portal.core.markers import N_, Nn_, Plural
 from portal.core.money import Money
 from portal.policy.engine import Basis, Decision
 
-_SENTENCES = {
+_SENTENCES: dict[Basis, str | Plural] = {
     Basis.WITHIN_FULL_WINDOW: N_("This order is within %(days)s days of purchase, so it can be refunded in full: "
                                  "%(amount)s. This window ends on %(window_end)s."),
-    Basis.PRORATED: N_("This order is past its %(full_days)s-day window for a full refund but within %(until_days)s "
-                       "days of purchase: we refund the %(unused)s unused days of %(period)s, %(amount)s."),
+    Basis.PRORATED: Nn_("This order is past its %(full_days)s-day window for a full refund but within "
+                        "%(until_days)s days of purchase: we refund the %(unused)s unused day of %(period)s, "
+                        "%(amount)s.",
+                        "This order is past its %(full_days)s-day window for a full refund but within "
+                        "%(until_days)s days of purchase: we refund the %(unused)s unused days of %(period)s, "
+                        "%(amount)s.", "unused"),
     Basis.AFTER_WINDOW: N_("The %(days)s-day refund window for this order ended on %(window_end)s, so our policy "
                            "does not allow a refund."),
     Basis.CHARGED_BACK: N_("This order was charged back through your bank or card issuer, so it cannot be "
@@ -34,7 +38,7 @@ PARTLY_REFUNDED = N_("%(refunded)s of this order has been refunded already; %(re
 
 @dataclass(frozen=True)
 class Sentence:
-    message: str
+    message: str | Plural  # both forms when a number chooses the wording
     params: dict[str, Money | datetime | int]
 
 

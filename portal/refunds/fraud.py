@@ -10,20 +10,25 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.core.markers import N_
+from portal.core.markers import N_, Nn_, Plural
 from portal.core.vocabulary import PaymentStatus, RefundStatus
 from portal.documents.models import Document
 from portal.orders.models import LookupFailure, Order
 from portal.refunds.models import Refund, RefundRequest
 
 YEAR = timedelta(days=365)
+# One whole sentence per status (a status's title is a label, not a word to put inside a sentence).
+PAYMENT_STATUS_SIGNALS = {
+    PaymentStatus.CHARGED_BACK: N_("The payment processor marks this order as charged back."),
+    PaymentStatus.REFUNDED: N_("The payment processor marks this order as refunded."),
+}
 LAST_STRETCH = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
 class Signal:
     key: str
-    message: str  # a msgid with %(…)s parameters
+    message: str | Plural  # a msgid with %(…)s parameters, or both forms of one that counts
     params: dict[str, object] = field(default_factory=dict)
 
 
@@ -34,15 +39,18 @@ def fraud_signals(session: Session, request: RefundRequest, *, now: datetime) ->
     failures = session.scalar(select(func.count()).select_from(LookupFailure)
                               .where(LookupFailure.order_number == order.order_number)) or 0
     if failures:
-        signals.append(Signal("failed_lookups", N_("%(count)s failed lookups of this order number (a wrong email "
-                                                   "or a guess)."), {"count": failures}))
+        signals.append(Signal("failed_lookups", Nn_("%(count)s failed lookup of this order number (a wrong email "
+                                                    "or a guess).",
+                                                    "%(count)s failed lookups of this order number (a wrong email "
+                                                    "or a guess)."), {"count": failures}))
 
     refunds = session.scalar(
         select(func.count()).select_from(Refund).join(Order, Refund.order_id == Order.id)
         .where(Order.customer_id == order.customer_id, Refund.status == RefundStatus.SUCCEEDED,
                Refund.completed_at >= now - YEAR)) or 0
     if refunds:
-        signals.append(Signal("repeat_refunds", N_("%(count)s refunds to this customer in the last 365 days."),
+        signals.append(Signal("repeat_refunds", Nn_("%(count)s refund to this customer in the last 365 days.",
+                                                    "%(count)s refunds to this customer in the last 365 days."),
                               {"count": refunds}))
 
     hashes = [d.sha256 for d in request.documents]
@@ -64,12 +72,12 @@ def fraud_signals(session: Session, request: RefundRequest, *, now: datetime) ->
         window_end = decision.facts.window_end
         if window_end is not None and timedelta(0) <= window_end - request.created_at <= LAST_STRETCH:
             hours = max(1, int((window_end - request.created_at).total_seconds() // 3600))
-            signals.append(Signal("end_of_window", N_("Filed %(hours)s hours before the refund window closed."),
+            signals.append(Signal("end_of_window", Nn_("Filed %(hours)s hour before the refund window closed.",
+                                                      "Filed %(hours)s hours before the refund window closed.", "hours"),
                                   {"hours": hours}))
 
     if order.payment_status is not PaymentStatus.PAID:
-        signals.append(Signal("payment_status", N_("The payment processor marks this order as %(status)s."),
-                              {"status": order.payment_status}))
+        signals.append(Signal("payment_status", PAYMENT_STATUS_SIGNALS[order.payment_status]))
     return signals
 
 

@@ -20,7 +20,7 @@ from portal.refunds.models import Refund, RefundRequest
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.web.extensions import db
-from portal.web.i18n import moment, money
+from portal.web.i18n import moment, money, translated
 from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 
 ACTORS = {Actor.CUSTOMER: N_("Customer"), Actor.STAFF: N_("Staff"), Actor.SYSTEM: N_("Refund portal")}
@@ -125,7 +125,7 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
               "message": i.message, "answer": i.answer, "answered": moment(i.answered_at) if i.answered_at else "",
               "reminded": moment(i.reminder_sent_at) if i.reminder_sent_at else ""}
              for i in request.information_requests]
-    signals = [_(s.message, **_params(s.params)) for s in fraud_signals(session, request, now=now)]
+    signals = [translated(s.message, **_params(s.params)) for s in fraud_signals(session, request, now=now)]
     acting = user.may(StaffRole.AGENT, StaffRole.ADMIN)
     actions = {a.value for a in Action if acting and allowed(request.state, a)
                and a in (Action.ASK_INFO, Action.START_REVIEW, Action.APPROVE, Action.DECLINE, Action.RETRY)}

@@ -12,13 +12,14 @@ from functools import cache, lru_cache
 
 from babel import Locale, support
 from flask import current_app, g, request, session
-from flask_babel import get_locale, get_translations
+from flask_babel import get_locale, get_translations, gettext, ngettext
 from jinja2 import pass_eval_context
 from markupsafe import Markup
 from wtforms.i18n import messages_path
 
 from portal.core import formatting
 from portal.core.brand import brand_for
+from portal.core.markers import Plural
 from portal.core.money import Money
 from portal.core.vocabulary import HTML_LANG, LOCALES
 
@@ -92,6 +93,17 @@ def number(value: int | float, locale: str | None = None) -> str:
 
 def percent(value: float, locale: str | None = None) -> str:
     return formatting.percent(value, locale or current_locale())
+
+
+def translated(message: str | Plural, count: int | None = None, /, **params: object) -> str:
+    """A message marked in a domain module (``N_`` or ``Nn_``), in the reader's language.
+
+    A ``Plural`` takes the form its number asks for: ``count``, or else its own parameter unformatted.
+    """
+    if isinstance(message, Plural):
+        n = count if count is not None else params[message.param]
+        return ngettext(message.singular, message.plural, n, **params)
+    return gettext(message, **params)
 
 
 def _translations():

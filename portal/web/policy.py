@@ -4,13 +4,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import current_app
-from flask_babel import gettext
 
+from portal.core.markers import Plural
 from portal.core.money import Money
 from portal.policy import Decision, Policy, load_policy
 from portal.policy.explain import explain
 from portal.policy.schema import PolicyVersion
-from portal.web.i18n import current_locale, instant, money, number
+from portal.web.i18n import current_locale, instant, money, number, translated
 
 EXTENSION = "refund_policy"
 RENDERED = "refund_policy.rendered"
@@ -57,7 +57,9 @@ def explain_decision(decision: Decision, locale: str | None = None) -> list[str]
         key = (locale, s.message, tuple(sorted(s.params.items())))
         text = cache.get(key)
         if text is None:
-            text = gettext(s.message, **{k: _format(v, locale) for k, v in s.params.items()})
+            count = s.params.get(s.message.param) if isinstance(s.message, Plural) else None
+            count = count if isinstance(count, int) else None  # the number itself, before it is formatted
+            text = translated(s.message, count, **{k: _format(v, locale) for k, v in s.params.items()})
             if len(cache) >= SENTENCE_CACHE_SIZE:
                 cache.clear()
             cache[key] = text
