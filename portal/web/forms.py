@@ -2,7 +2,7 @@
 and the two forms that more than one blueprint shows: the order lookup and "email me a link"."""
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm as _FlaskForm
-from wtforms import StringField
+from wtforms import Field, StringField
 from wtforms.validators import DataRequired, Email, Length
 
 from portal.web.i18n import current_locale, wtforms_translations
@@ -12,6 +12,11 @@ class FlaskForm(_FlaskForm):
     class Meta:
         def get_translations(self, form):
             return wtforms_translations(current_locale())
+
+
+def add_error(field: Field, message: str) -> None:
+    """Show ``message`` under ``field`` beside the errors its validation found."""
+    field.errors = [*field.errors, message]
 
 
 class LookupForm(FlaskForm):

@@ -74,7 +74,7 @@ def receipt_for(request) -> Receipt | None:
                                .order_by(Refund.id.desc()))
     if refund is None:
         return None
-    return issue_receipt(db.session, refund, receipt_renderer(), clause_title_for)
+    return issue_receipt(db.session(), refund, receipt_renderer(), clause_title_for)
 
 
 def issued_receipt(request) -> Receipt | None:

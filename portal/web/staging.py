@@ -41,7 +41,7 @@ def stage(scope: str, uploads: list[FileStorage], slot_uploads: dict[str, FileSt
     """Store every acceptable upload, keep the ones staged earlier, and report each refusal."""
     kept = staged(scope)
     problems: list[UploadRejected] = []
-    incoming = [(f, None) for f in uploads if f and f.filename]
+    incoming: list[tuple[FileStorage, str | None]] = [(f, None) for f in uploads if f and f.filename]
     incoming += [(f, slot) for slot, f in (slot_uploads or {}).items() if f and f.filename]
     for upload, slot in incoming:
         if len(kept) >= MAX_FILES:

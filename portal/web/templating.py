@@ -15,6 +15,7 @@ from flask import url_for as flask_url_for
 from flask.templating import Environment
 from flask_babel import get_locale, get_translations
 from jinja2 import nodes
+from jinja2.utils import LRUCache
 from jinja2.visitor import NodeTransformer
 
 from portal.web.i18n import translator
@@ -64,14 +65,15 @@ class LocalizedEnvironment(Environment):
         overlays = self.__dict__.setdefault("_overlays", {})
         overlay = overlays.get(code)
         if overlay is None:
-            overlay = self.overlay(cache_size=self.cache.capacity if self.cache is not None else 400)
+            overlay = self.overlay(cache_size=self.cache.capacity if isinstance(self.cache, LRUCache) else 400)
             # Bound to the language it was made for: Flask-Babel caches its catalogs, and this
             # keeps the overlay from reading another language's if it is compiled under force_locale.
             overlay.locale, overlay.translations = code, get_translations()
             # Messages computed while rendering (a plan's title) are looked up in the same catalog,
             # without asking Flask-Babel for it on every request.
             translate = translator(lambda: overlay.translations)
-            overlay.globals = ChainMap({name: translate for name in TRANSLATING}, self.globals)
+            # Jinja only reads its globals as a mapping; the overlay's are layered on the parent's.
+            overlay.globals = ChainMap({name: translate for name in TRANSLATING}, self.globals)  # type: ignore[assignment]
             overlays[code] = overlay
         return overlay
 
@@ -81,7 +83,7 @@ class _Translator(NodeTransformer):
         self.translations = translations
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)  # rewrites the arguments in place and returns the same node
         if not (isinstance(node.node, nodes.Name) and node.node.name in TRANSLATING and len(node.args) == 1
                 and isinstance(node.args[0], nodes.Const) and isinstance(node.args[0].value, str)
                 and node.dyn_args is None and node.dyn_kwargs is None):

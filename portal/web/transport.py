@@ -28,7 +28,8 @@ class KitMessage(Message):
     def _mimetext(self, text, subtype: str = "plain") -> MIMEText:
         utf8 = Charset("utf-8")
         utf8.body_encoding = QP
-        return MIMEText(text or "", _subtype=subtype, _charset=utf8)
+        # typeshed allows only a charset's name, but MIMEText hands a Charset on to set_payload, which takes one.
+        return MIMEText(text or "", _subtype=subtype, _charset=utf8)  # type: ignore[arg-type]
 
 
 def build_message(outbox: OutboxMessage, rendered: Rendered, sender) -> Message:
