@@ -13,7 +13,7 @@ import shutil
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import filetype
 from PIL import Image
@@ -60,7 +60,7 @@ def _clean_name(name: str | None) -> str:
     return name[:200] or "document"
 
 
-def store_upload(stream: BinaryIO, original_name: str | None, folder: Path, *, max_bytes: int = MAX_BYTES) -> StoredFile:
+def store_upload(stream: IO[bytes], original_name: str | None, folder: Path, *, max_bytes: int = MAX_BYTES) -> StoredFile:
     """Copy ``stream`` to ``folder`` in chunks, checking size and content; raise UploadRejected."""
     name = _clean_name(original_name)
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import css_inline
 from babel.support import NullTranslations, Translations
@@ -153,7 +154,7 @@ def _stored(variable: Variable, value: object) -> object:
 
 
 class EmailKit:
-    def __init__(self, root: Path, translations_dir: Path, *, base_url: str, brand: Mapping):
+    def __init__(self, root: Path, translations_dir: Path, *, base_url: str, brand: Mapping[str, Any]):
         self.root = Path(root)
         self.translations_dir = Path(translations_dir)
         self.base_url = base_url.rstrip("/")
@@ -180,18 +181,22 @@ class EmailKit:
 
     def render(self, message: str, locale: str, *, attachments: Iterable[Attachment] = (),
                **variables: object) -> Rendered:
+        return self._render_checked(message, locale, variables, tuple(attachments))
+
+    def render_sample(self, message: str, locale: str) -> Rendered:
+        return self._render_checked(message, locale, self.spec(message).samples(), ())
+
+    def _render_checked(self, message: str, locale: str, variables: dict[str, object],
+                        attachments: tuple[Attachment, ...]) -> Rendered:
         spec = self.spec(message)
         stored = check_variables(self.specs, message, locale, variables)
         context = {name: self._format(spec.variables[name], value, locale) for name, value in stored.items()}
-        return self._render(message, locale, context, tuple(attachments))
-
-    def render_sample(self, message: str, locale: str) -> Rendered:
-        return self.render(message, locale, **self.spec(message).samples())
+        return self._render(message, locale, context, attachments)
 
     def render_merge_tags(self, message: str, locale: str, style: str) -> Rendered:
         """The message with an ESP's merge tags (``*|AMOUNT|*``, ``{{amount}}``) where our values go."""
         tag = MERGE_TAGS[style]
-        context = {name: MergeTag(tag(name)) for name in self.spec(message).variables}
+        context: dict[str, object] = {name: MergeTag(tag(name)) for name in self.spec(message).variables}
         for name, variable in self.spec(message).variables.items():
             if variable.type == "bool":
                 context[name] = bool(variable.sample)  # a condition cannot be a tag; keep the sample's branch
@@ -199,7 +204,8 @@ class EmailKit:
                 context[name] = [MergeTag(tag(name))]
         return self._render(message, locale, context, ())
 
-    def _render(self, message: str, locale: str, context: dict, attachments: tuple) -> Rendered:
+    def _render(self, message: str, locale: str, context: dict[str, object],
+                attachments: tuple[Attachment, ...]) -> Rendered:
         environment = self._environment(locale)
         context = {**self._globals(locale), **context}
         try:
@@ -235,13 +241,14 @@ class EmailKit:
             keep_trailing_newline=False,
         )
         translations = self._translations(locale)
-        environment.install_gettext_translations(translations, newstyle=True)
+        # The jinja2.ext.i18n extension adds this method, which Jinja's types cannot show.
+        environment.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
         # For values that may be standard texts (a standard question): translated when the catalog
         # knows them, kept as written otherwise, and escaped like any value, never trusted as markup.
         environment.filters["translated"] = lambda text: translations.gettext(str(text)) if text else ""
         return environment
 
-    def _translations(self, locale: str):
+    def _translations(self, locale: str) -> NullTranslations:
         try:
             return load_catalog(self.translations_dir, locale)
         except LookupError as error:
@@ -286,7 +293,7 @@ class EmailKit:
         return value
 
 
-def load_catalog(translations_dir: Path, locale: str):
+def load_catalog(translations_dir: Path, locale: str) -> NullTranslations:
     """The compiled catalog of ``locale`` (English, the source language, needs none)."""
     if locale == "en":
         return NullTranslations()
@@ -328,7 +335,7 @@ class MergeTag(str):
         return str(self)
 
 
-MERGE_TAGS = {
+MERGE_TAGS: dict[str, Callable[[str], str]] = {
     "mailchimp": lambda name: f"*|{name.upper()}|*",
     "handlebars": lambda name: "{{" + name + "}}",
 }

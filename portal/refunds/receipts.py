@@ -7,9 +7,11 @@ returns the stored one every later time. No Flask here: the outbox worker and th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
@@ -65,7 +67,7 @@ class ReceiptData:
 
 
 class ReceiptRenderer:
-    def __init__(self, templates: Path, translations_dir: Path, brand: dict):
+    def __init__(self, templates: Path, translations_dir: Path, brand: Mapping[str, Any]):
         self.templates = Path(templates)
         self.translations_dir = Path(translations_dir)
         self.brand = brand
@@ -79,7 +81,8 @@ class ReceiptRenderer:
                                   autoescape=select_autoescape(["html"]), extensions=["jinja2.ext.i18n"],
                                   trim_blocks=True, lstrip_blocks=True)
         translations = load_catalog(self.translations_dir, locale)
-        environment.install_gettext_translations(translations, newstyle=True)
+        # The jinja2.ext.i18n extension adds this method, which Jinja's types cannot show.
+        environment.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
         environment.filters["money"] = lambda money: formatting.money(money, locale)
         environment.filters["day"] = lambda day: formatting.day(day, locale, "long")
         environment.filters["translated"] = lambda text: translations.gettext(text)
@@ -94,34 +97,41 @@ class ReceiptRenderer:
     def pdf(self, data: ReceiptData) -> bytes:
         from weasyprint import HTML  # imported when the first receipt is made, not at app start
 
-        return HTML(string=self.html(data), base_url=str(self.templates)).write_pdf(
+        pdf: bytes = HTML(string=self.html(data), base_url=str(self.templates)).write_pdf(
             pdf_variant=PDF_VARIANT, custom_metadata=True)
+        return pdf
 
 
-def receipt_data(refund: Refund, number: str, issued: date, clause_title) -> ReceiptData:
+def _completed_on(refund: Refund) -> date:
+    assert refund.completed_at is not None  # a receipt lists succeeded refunds only, each completed
+    return refund.completed_at.date()
+
+
+def receipt_data(refund: Refund, number: str, issued: date, clause_title: Callable[[str, str], str]) -> ReceiptData:
     request = refund.refund_request
     order = refund.order
-    earlier = [ReceiptLine(r.completed_at.date(), r.amount, r.processor_reference)
+    earlier = [ReceiptLine(_completed_on(r), r.amount, r.processor_reference)
                for r in order_refunds(refund) if r.id != refund.id and r.id < refund.id]
     decision = request.decision_at_filing
     clause_id = decision.primary_clause if decision else ""
     return ReceiptData(
         number=number, issued=issued, locale=request.locale, customer_name=order.customer.name,
         customer_email=order.customer.email, order_number=order.order_number, product=order.product,
-        plan=order.plan.title, period=(order.period_start, order.period_end) if order.period_start else None,
+        plan=order.plan.title, period=(order.period_start, order.period_end) if order.period_start and order.period_end else None,
         paid=order.amount, payment_reference=order.payment_reference, purchased=order.purchased_at.date(),
         amount=refund.amount, method=N_("Your original payment method"), processor_reference=refund.processor_reference,
-        refunded_on=refund.completed_at.date(), request_reference=request.reference,
+        refunded_on=_completed_on(refund), request_reference=request.reference,
         clause=clause_title(clause_id, request.locale) if clause_id else "", clause_id=clause_id, earlier=earlier)
 
 
 def order_refunds(refund: Refund) -> list[Refund]:
     session = Session.object_session(refund)
+    assert session is not None  # the refund was read through a session
     return list(session.scalars(select(Refund).where(Refund.order_id == refund.order_id,
                                                      Refund.status == RefundStatus.SUCCEEDED).order_by(Refund.id)))
 
 
-def issue_receipt(session: Session, refund: Refund, renderer: ReceiptRenderer, clause_title,
+def issue_receipt(session: Session, refund: Refund, renderer: ReceiptRenderer, clause_title: Callable[[str, str], str],
                   now: datetime | None = None) -> Receipt:
     """The refund's receipt: made and stored the first time, the same bytes every time after."""
     existing = session.scalar(select(Receipt).where(Receipt.refund_id == refund.id))
@@ -130,7 +140,7 @@ def issue_receipt(session: Session, refund: Refund, renderer: ReceiptRenderer, c
     if refund.status is not RefundStatus.SUCCEEDED:
         raise ValueError("a receipt is issued only for a refund that succeeded")
     now = now or datetime.now(UTC)
-    number = f"RC-{refund.completed_at.year}-{refund.id:06d}"
+    number = f"RC-{_completed_on(refund).year}-{refund.id:06d}"
     pdf = renderer.pdf(receipt_data(refund, number, now.date(), clause_title))
     receipt = Receipt(refund_id=refund.id, number=number, locale=refund.refund_request.locale, pdf=pdf,
                       sha256=hashlib.sha256(pdf).hexdigest(), created_at=now)

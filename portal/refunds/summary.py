@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
@@ -56,7 +56,7 @@ REQUEST_FIELDS = tuple(RequestSummary.__dataclass_fields__)
 
 
 @cache
-def _statement() -> Select[Unpack[tuple[Any, ...]]]:
+def _statement() -> Select[*tuple[Any, ...]]:
     orders, requests = Order.__table__, RefundRequest.__table__
     return (select(*(orders.c[name] for name in ORDER_FIELDS),
                    *(requests.c[name].label(f"request_{name}") for name in REQUEST_FIELDS))
