@@ -59,9 +59,10 @@ class OrderView:
 
     @cached_property
     def period(self) -> str | None:
-        if not self.order.period_start:
+        first, last = self.order.period_start, self.order.period_end
+        if not first or not last:  # both or neither: the import checks it
             return None
-        start, end = (day(d, locale=self.locale) for d in (self.order.period_start, self.order.period_end))
+        start, end = (day(d, locale=self.locale) for d in (first, last))
         return f"{start} – {end}"
 
     @cached_property
@@ -79,7 +80,7 @@ class OrderView:
 
 def order_view(order: Order | OrderSummary) -> OrderView:
     policy = current_policy()
-    decision = filing.decide(db.session, order, policy, utcnow(), None)
+    decision = filing.decide(db.session(), order, policy, utcnow(), None)
     version = policy.version_for(order.purchased_at)
     locale = current_locale()
     links = []
@@ -90,7 +91,7 @@ def order_view(order: Order | OrderSummary) -> OrderView:
             continue
     offers = [OfferView(o.id, rendered(o, "title", locale), rendered(o, "text", locale))
               for o in policy.offers_for(order.plan)]
-    requests = list(order.refund_requests)
+    requests: list[RefundRequest | RequestSummary] = list(order.refund_requests)
     open_request = next((r for r in requests if r.state.is_open), None)
     return OrderView(order, decision, explain_decision(decision, locale), links, open_request,
                      [r for r in requests if r is not open_request], offers, locale)
@@ -177,7 +178,7 @@ def request_view(request: RefundRequest) -> RequestView:
     questions = []
     if info is not None and request.state is RequestState.AWAITING_CUSTOMER:
         for item in info.items:
-            standard = LABELS.get(item.get("key"))
+            standard = LABELS.get(item.get("key", ""))
             label = _(standard) if standard else item.get("text", "")
             questions.append({"kind": item["kind"], "key": item.get("key", ""), "label": label})
     snapshot = request.decision_at_filing

@@ -27,6 +27,7 @@ from portal.refunds import filing
 from portal.refunds.models import RefundRequest
 from portal.web import staging
 from portal.web.extensions import db, limiter
+from portal.web.forms import add_error
 from portal.web.i18n import CUSTOMER_LOCALE_KEY, current_locale
 from portal.web.links import links
 from portal.web.mail import issued_receipt, receipt_response
@@ -68,7 +69,7 @@ def lookup():
         if order is not None:
             access.grant_order(order)
             return redirect(url_for("customer.order_page", order_number=order.order_number))
-        form.order_number.errors.append(_("We could not find an order with that number and email address. "
+        add_error(form.order_number, _("We could not find an order with that number and email address. "
                                           "Check both and try again."))
     return render_template("main/home.html", lookup_form=form, link_form=MagicLinkForm()), 200
 
@@ -124,7 +125,7 @@ def order_page(order_number: str):
 @bp.route("/orders/<order_number>/refund", methods=["GET", "POST"])
 def refund_new(order_number: str):
     order = access.owned_order(order_number)
-    existing = filing.open_request(db.session, order)
+    existing = filing.open_request(db.session(), order)
     if existing is not None:
         return redirect(url_for("customer.request_page", reference=existing.reference))
     view = order_view(order)
@@ -139,18 +140,18 @@ def refund_new(order_number: str):
     valid = form.validate_on_submit()
     documents, rejected = staging.stage(scope, request.files.getlist(form.documents.name))
     for problem in rejected:
-        form.documents.errors.append(_(problem.message, **problem.params))
+        add_error(form.documents, _(problem.message, **problem.params))
     if valid and not rejected:
         try:
-            filed = filing.file_refund(db.session, order, filing_input(form, order, documents),
+            filed = filing.file_refund(db.session(), order, filing_input(form, order, documents),
                                         policy=current_policy(), now=utcnow(), links=links(),
                                         staging=staging.staging_dir(), upload_dir=staging.upload_dir())
         except filing.FilingError as error:
             if error.existing is not None:
                 return redirect(url_for("customer.request_page", reference=error.existing.reference))
-            getattr(form, error.field, form.details).errors.append(_(error.message, **view.format(error.params)))
+            add_error(getattr(form, error.field, form.details), _(error.message, **view.format(error.params)))
         except ValueError as error:  # an amount that does not parse
-            form.partial_amount.errors.append(str(error))
+            add_error(form.partial_amount, str(error))
         else:
             db.session.commit()
             staging.clear(scope)
@@ -168,7 +169,7 @@ def offer_accept(order_number: str):
     if not form.validate_on_submit():
         abort(400)
     try:
-        refund_request = filing.accept_offer(db.session, order, form.offer_id.data, policy=current_policy(),
+        refund_request = filing.accept_offer(db.session(), order, form.offer_id.data or "", policy=current_policy(),
                                               locale=current_locale(), now=utcnow(), links=links())
     except KeyError:
         abort(404)
@@ -210,14 +211,14 @@ def request_answer(reference: str):
     valid = form.validate_on_submit()
     documents, rejected = staging.stage(scope, request.files.getlist(form.documents.name), slots)
     for problem in rejected:
-        form.documents.errors.append(_(problem.message, **problem.params))
+        add_error(form.documents, _(problem.message, **problem.params))
     if valid and not rejected:
         try:
-            filing.answer_information_request(db.session, refund_request, form.answer.data or "", documents,
+            filing.answer_information_request(db.session(), refund_request, form.answer.data or "", documents,
                                                now=utcnow(), links=links(), staging=staging.staging_dir(),
                                                upload_dir=staging.upload_dir())
         except filing.FilingError as error:
-            getattr(form, error.field, form.answer).errors.append(_(error.message, **error.params))
+            add_error(getattr(form, error.field, form.answer), _(error.message, **error.params))
         else:
             db.session.commit()
             staging.clear(scope)
@@ -232,7 +233,7 @@ def request_withdraw(reference: str):
     refund_request = access.owned_request(reference)
     if not WithdrawForm().validate_on_submit():
         abort(400)
-    filing.withdraw_refund(db.session, refund_request, now=utcnow())
+    filing.withdraw_refund(db.session(), refund_request, now=utcnow())
     db.session.commit()
     flash(_("You have withdrawn this refund request."), "success")
     return redirect(url_for("customer.request_page", reference=reference), code=303)
@@ -250,7 +251,7 @@ def document_download(document_id: int):
 @bp.route("/feedback/<token>", methods=["GET", "POST"])
 def feedback(token: str):
     try:
-        refund_request = feedback_domain.request_for_token(db.session, current_app.config["SECRET_KEY"], token,
+        refund_request = feedback_domain.request_for_token(db.session(), current_app.config["SECRET_KEY"], token,
                                                            now=utcnow())
     except feedback_domain.LinkExpired as expired:
         if expired.request is not None:
@@ -260,12 +261,12 @@ def feedback(token: str):
         abort(404)
     # The page speaks the language of the email that brought the customer, unless they chose another.
     session.setdefault(CUSTOMER_LOCALE_KEY, refund_request.locale)
-    if feedback_domain.existing_feedback(db.session, refund_request) is not None:
+    if feedback_domain.existing_feedback(db.session(), refund_request) is not None:
         return render_template("customer/feedback_thanks.html", already=True)
     form = FeedbackForm()
     if form.validate_on_submit():
         try:
-            feedback_domain.leave_feedback(db.session, refund_request, rating=int(form.rating.data),
+            feedback_domain.leave_feedback(db.session(), refund_request, rating=int(form.rating.data),
                                            comment=form.comment.data or "", come_back=form.come_back.data,
                                            now=utcnow())
             db.session.commit()
