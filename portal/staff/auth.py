@@ -15,6 +15,7 @@ from portal.core.vocabulary import StaffRole
 from portal.staff import bp
 from portal.staff.forms import LoginForm
 from portal.web.extensions import db, limiter, login_manager
+from portal.web.forms import add_error
 
 SEEN_KEY = "staff_seen"
 # Checked against when the email is unknown, so a wrong address costs the same time as a wrong password.
@@ -89,7 +90,7 @@ def login():
             login_user(user)
             session[SEEN_KEY] = time.time()
             return redirect(_safe_next(request.args.get("next")))
-        form.password.errors.append(_("That email and password do not match an active staff account."))
+        add_error(form.password, _("That email and password do not match an active staff account."))
     return render_template("staff/login.html", form=form), (422 if form.errors else 200)
 
 

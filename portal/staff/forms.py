@@ -1,6 +1,6 @@
 """Staff forms: labels and messages are marked for translation and resolved per request."""
 from flask_babel import lazy_gettext as _l
-from wtforms import (
+from wtforms import (  # type: ignore[attr-defined]  # SelectChoice is new in WTForms 3.3; types-WTForms 3.2 lacks it
     EmailField,
     PasswordField,
     SelectChoice,

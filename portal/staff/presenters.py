@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -11,10 +10,10 @@ from portal.accounts.models import StaffUser
 from portal.core.database import utcnow
 from portal.core.markers import N_
 from portal.core.money import Money
-from portal.core.vocabulary import Actor, RequestState, StaffRole
+from portal.core.vocabulary import Actor, Channel, PaymentStatus, Plan, Reason, RequestState, StaffRole
 from portal.orders.models import Order
 from portal.policy import Decision
-from portal.refunds import decisions, payouts
+from portal.refunds import decisions, filing, payouts
 from portal.refunds.fraud import fraud_signals
 from portal.refunds.models import Refund, RefundRequest
 from portal.refunds.questions import LABELS
@@ -31,8 +30,12 @@ def label(item: dict) -> str:
     return _(standard) if standard else item.get("text", "")
 
 
-def _params(params: dict) -> dict:
-    return {k: money(v) if isinstance(v, Money) else (_(v.title) if isinstance(v, Enum) else v)
+# The enums whose members carry a translatable title.
+TITLED = (Plan, Channel, PaymentStatus, Reason, RequestState)
+
+
+def _params(params: dict[str, object]) -> dict[str, object]:
+    return {k: money(v) if isinstance(v, Money) else (_(v.title) if isinstance(v, TITLED) else v)
             for k, v in params.items()}
 
 
@@ -103,7 +106,7 @@ def decline_choices(order: Order, locale: str) -> tuple[list[tuple[str, str]], l
 
 
 def request_page(request: RefundRequest, user: StaffUser, locale: str) -> RequestPage:
-    session = db.session
+    session = db.session()
     now = utcnow()
     policy = current_policy()
     order = request.order
@@ -112,8 +115,8 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
                                         .order_by(Order.purchased_at.desc())))
     refunds = list(session.scalars(select(Refund).join(Order, Refund.order_id == Order.id)
                                    .where(Order.customer_id == order.customer_id).order_by(Refund.id.desc())))
-    current = decisions.decide(session, order, policy, now, request.reason)
-    staff_names = {u.id: u.name or u.email for u in session.scalars(select(StaffUser))}
+    current = filing.decide(session, order, policy, now, request.reason)
+    staff_names: dict[int | None, str] = {u.id: u.name or u.email for u in session.scalars(select(StaffUser))}
     timeline = [{"when": moment(e.created_at), "iso": e.created_at.isoformat(),
                  "from": _(e.from_state.title) if e.from_state else "", "to": _(e.to_state.title),
                  "who": staff_names.get(e.staff_user_id) or _(ACTORS[e.actor]),

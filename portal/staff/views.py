@@ -5,7 +5,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
-from wtforms import SelectChoice
+from wtforms import SelectChoice  # type: ignore[attr-defined]  # SelectChoice is new in WTForms 3.3; types-WTForms 3.2 lacks it
 
 from portal.accounts.models import StaffUser
 from portal.accounts.staff import AccountError, create_staff, set_active
@@ -35,6 +35,7 @@ from portal.staff.forms import (
 from portal.staff.presenters import decline_choices, request_page
 from portal.web import staging
 from portal.web.extensions import db
+from portal.web.forms import add_error
 from portal.web.i18n import current_locale, moment, money
 from portal.web.links import links
 from portal.web.mail import email_kit, issued_receipt, receipt_response
@@ -111,7 +112,7 @@ def _refused(found: RefundRequest, form, error: acting.WorkflowError, form_name:
     params = {k: money(v) if isinstance(v, Money) else v for k, v in error.params.items()}
     field = getattr(form, error.field, None)
     if field is not None:
-        field.errors.append(_(error.message, **params))
+        add_error(field, _(error.message, **params))
     else:
         flash(_(error.message, **params), "error")
     db.session.rollback()
@@ -138,7 +139,7 @@ def request_ask(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, ask_form=form)
     try:
-        decisions.ask_for_information(db.session, found, staff(), questions=form.questions.data or [],
+        decisions.ask_for_information(db.session(), found, staff(), questions=form.questions.data or [],
                                      documents=form.documents.data or [], custom=form.custom.data or "",
                                      message=form.message.data or "")
     except acting.WorkflowError as error:
@@ -152,7 +153,7 @@ def request_review(reference: str):
     found = owned(reference)
     if not ActionForm().validate_on_submit():
         abort(400)
-    decisions.start_review(db.session, found, staff())
+    decisions.start_review(db.session(), found, staff())
     return _done(found, _("The review has started."))
 
 
@@ -163,12 +164,12 @@ def request_approve(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, approve_form=form)
     try:
-        amount = Money.parse(form.amount.data, found.currency)
+        amount = Money.parse(form.amount.data or "", found.currency)
     except (MoneyError, ValueError):
-        form.amount.errors.append(_("Enter an amount such as 12.50."))
+        add_error(form.amount, _("Enter an amount such as 12.50."))
         return _render_request(found, 422, approve_form=form)
     try:
-        decisions.approve(db.session, found, staff(), amount=amount, note=form.note.data or "",
+        decisions.approve(db.session(), found, staff(), amount=amount, note=form.note.data or "",
                          override_reason=form.override_reason.data or "")
     except acting.WorkflowError as error:
         return _refused(found, form, error, "approve_form")
@@ -185,7 +186,7 @@ def request_decline(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, decline_form=form)
     try:
-        decisions.decline(db.session, found, staff(), clause_id=form.clause.data, offer_id=form.offer.data or "",
+        decisions.decline(db.session(), found, staff(), clause_id=form.clause.data, offer_id=form.offer.data or "",
                          note=form.note.data or "")
     except acting.WorkflowError as error:
         return _refused(found, form, error, "decline_form")
@@ -199,7 +200,7 @@ def request_process(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, process_form=form)
     try:
-        refund = payouts.process_refund(db.session, found.id, staff(), current_gateway(),
+        refund = payouts.process_refund(db.session(), found.id, staff(), current_gateway(),
                                          reference=form.reference.data or "", fees=current_fees())
     except acting.WorkflowError as error:
         return _refused(found, form, error, "process_form")
@@ -226,7 +227,7 @@ def request_retry(reference: str):
     found = owned(reference)
     if not ActionForm().validate_on_submit():
         abort(400)
-    payouts.retry_refund(db.session, found, staff())
+    payouts.retry_refund(db.session(), found, staff())
     return _done(found, _("The refund is approved again and can be processed."))
 
 
@@ -236,7 +237,7 @@ def request_note(reference: str):
     found, form = owned(reference), NoteForm()
     if not form.validate_on_submit():
         return _render_request(found, 422, note_form=form)
-    decisions.add_note(db.session, found, staff(), form.text.data)
+    decisions.add_note(db.session(), found, staff(), form.text.data or "")
     return _done(found, _("Note added."))
 
 
@@ -286,7 +287,7 @@ def outbox_resend(message_id: int):
     message = db.session.get(OutboxMessage, message_id) or abort(404)
     if not ActionForm().validate_on_submit():
         abort(400)
-    resend(db.session, message, now=utcnow())
+    resend(db.session(), message, now=utcnow())
     db.session.commit()
     flash(_("Message %(id)s is queued again.", id=message_id), "success")
     return redirect(url_for("staff.outbox"), code=303)
@@ -347,7 +348,7 @@ def users():
             created = create_staff(db.session, form.email.data, StaffRole(form.role.data), form.password.data,
                                    form.name.data or "")
         except AccountError as error:
-            getattr(form, error.field).errors.append(_(error.message))
+            add_error(getattr(form, error.field), _(error.message))
         else:
             db.session.commit()
             flash(_("Account created for %(email)s.", email=created.email), "success")
@@ -366,7 +367,7 @@ def user_toggle(user_id: int):
     if user.id == current_user.id:
         flash(_("You cannot deactivate your own account."), "error")
     else:
-        set_active(db.session, user, not user.active)
+        set_active(db.session(), user, not user.active)
         db.session.commit()
     return redirect(url_for("staff.users"), code=303)
 
@@ -386,7 +387,7 @@ def webhooks():
                                          require_https=current_app.config["ENV"] == "production")
             db.session.commit()
         except outgoing.SubscriptionError as error:
-            form.url.errors.append(_(error.message))
+            add_error(form.url, _(error.message))
     endpoints = list(db.session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id.desc())))
     events = list(db.session.scalars(select(ProcessorEvent).order_by(ProcessorEvent.id.desc()).limit(100)))
     # The secret is shown once, on the answer to the form that made it.
@@ -400,7 +401,7 @@ def webhook_deactivate(subscription_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     subscription = db.session.get(WebhookSubscription, subscription_id) or abort(404)
-    outgoing.deactivate(db.session, subscription)
+    outgoing.deactivate(db.session(), subscription)
     db.session.commit()
     flash(_("The endpoint receives no more events."), "success")
     return redirect(url_for("staff.webhooks"), code=303)
