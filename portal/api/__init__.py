@@ -177,7 +177,8 @@ def _idempotency_key() -> str | None:
 
 
 def _respond(status: int, body: dict, replayed: bool = False) -> Response:
-    response = current_app.json.response(body)
+    # Typed as werkzeug's sans-IO base, it is the app's response_class (a flask Response).
+    response: Response = current_app.json.response(body)  # type: ignore[assignment]
     response.status_code = status
     if status >= 400:
         response.mimetype = "application/problem+json"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import overload
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,12 +14,16 @@ from portal.core.vocabulary import RequestState
 from portal.insights.figures import Insights
 from portal.orders.models import Order
 from portal.policy import Decision, Policy
-from portal.refunds import decisions
+from portal.refunds import filing
 from portal.refunds.models import RefundRequest
 from portal.refunds.queue import OVERDUE_AFTER, QueuePage
 from portal.refunds.states import Action, allowed
 
 
+@overload
+def amount(minor: int, currency: str) -> str: ...
+@overload
+def amount(minor: int | None, currency: str) -> str | None: ...
 def amount(minor: int | None, currency: str) -> str | None:
     return None if minor is None else str(Money.from_minor(minor, currency).amount)
 
@@ -64,7 +69,7 @@ def _actions(state: RequestState) -> list[str]:
 
 
 def request_detail(session: Session, r: RefundRequest, policy: Policy, now: datetime) -> s.RequestDetail:
-    names = {u.id: u.name or u.email for u in session.scalars(select(StaffUser))}
+    names: dict[int | None, str] = {u.id: u.name or u.email for u in session.scalars(select(StaffUser))}
     at_filing = r.decision_at_filing
     return s.RequestDetail(
         reference=r.reference, state=r.state, reason=r.reason, locale=r.locale, channel=r.channel,
@@ -77,7 +82,7 @@ def request_detail(session: Session, r: RefundRequest, policy: Policy, now: date
         alternative_offer_id=r.alternative_offer_id, offer_id=r.offer_id, updated_at=r.updated_at,
         order=order(r.order),
         decision_at_filing=decision(at_filing, policy, r.order.purchased_at) if at_filing else None,
-        decision_now=decision(decisions.decide(session, r.order, policy, now, r.reason), policy,
+        decision_now=decision(filing.decide(session, r.order, policy, now, r.reason), policy,
                               r.order.purchased_at),
         allowed_actions=_actions(r.state),
         timeline=[s.EventOut(at=e.created_at, actor=names.get(e.staff_user_id) or e.actor.value,
@@ -98,7 +103,7 @@ def insights(i: Insights, start: date, end: date) -> s.InsightsOut:
     return s.InsightsOut(
         start=start, end=end, decisions=i.decisions, approval_rate=i.approval_rate,
         decline_rate=i.decline_rate,
-        reasons_weekly=[s.ReasonWeek(week=week, reason=reason, count=count) for week, reason, count in i.reasons_weekly],
+        reasons_weekly=[s.ReasonWeek(week=date.fromisoformat(week), reason=reason, count=count) for week, reason, count in i.reasons_weekly],
         refunded=[s.MoneyTotal(currency=currency, count=count, amount=str(total.amount))
                   for currency, count, total in i.refunded],
         median_seconds=i.timings, overdue=i.overdue,

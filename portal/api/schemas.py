@@ -7,7 +7,7 @@ currency's major unit ("12.50", "1500" for yen), never as floats.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,8 +17,13 @@ from portal.refunds.questions import DOCUMENTS, QUESTIONS
 Amount = Annotated[str, Field(pattern=r"^\d{1,15}(\.\d{1,4})?$", examples=["12.50"],
                               description="An amount in the currency's major unit, as a decimal string.")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])]
-QuestionKey = Literal[tuple(QUESTIONS)]  # type: ignore[valid-type]
-DocumentKey = Literal[tuple(DOCUMENTS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    # The keys are only known at run time, where pydantic checks them; to mypy they are strings.
+    QuestionKey = str
+    DocumentKey = str
+else:
+    QuestionKey = Literal[tuple(QUESTIONS)]
+    DocumentKey = Literal[tuple(DOCUMENTS)]
 
 
 class Input(BaseModel):

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from portal.api.schemas import Problem
 from portal.core.markers import N_
@@ -72,7 +72,7 @@ def _ref(model: type[BaseModel]) -> dict:
 
 
 def document(operations: list[Operation], *, title: str, version: str, server: str, description: str) -> dict:
-    models = {(Problem, "serialization")}
+    models: set[tuple[type[BaseModel], JsonSchemaMode]] = {(Problem, "serialization")}
     for op in operations:
         models |= {(m, "validation") for m in (op.body, op.query) if m is not None}
         if op.response is not None:

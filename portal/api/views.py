@@ -42,7 +42,7 @@ def _request(reference: str) -> RefundRequest:
 
 def _detail(found: RefundRequest) -> s.RequestDetail:
     db.session.expire_all()  # read what the workflow wrote (Core updates bypass the loaded objects)
-    return presenters.request_detail(db.session, db.session.get(RefundRequest, found.id), current_policy(), utcnow())
+    return presenters.request_detail(db.session(), db.session.get_one(RefundRequest, found.id), current_policy(), utcnow())
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -55,14 +55,14 @@ def list_requests(user, query: s.RequestListQuery):
     f = QueueFilter(state=query.state, reason=query.reason, locale=query.locale, channel=query.channel,
                     overdue=query.overdue, search=query.q)
     now = utcnow()
-    return presenters.request_page(queue_page(db.session, f, now=now, cursor=query.cursor, size=query.limit), now)
+    return presenters.request_page(queue_page(db.session(), f, now=now, cursor=query.cursor, size=query.limit), now)
 
 
 @operation("GET", "/requests/<reference>", summary="Read a refund request", tag=REQUESTS,
            response=s.RequestDetail, errors=(404,))
 def read_request(user, reference: str):
     """The request with its order, the decision at filing and today, timeline, questions, refunds and notes."""
-    return presenters.request_detail(db.session, _request(reference), current_policy(), utcnow())
+    return presenters.request_detail(db.session(), _request(reference), current_policy(), utcnow())
 
 
 # -- staff actions (the same workflow as the console) ---------------------------------------------
@@ -73,7 +73,7 @@ def read_request(user, reference: str):
 def ask(user, reference: str, body: s.AskInput):
     """Standard questions, document checklist items and custom text; the customer is emailed."""
     found = _request(reference)
-    decisions.ask_for_information(db.session, found, _staff(user), questions=list(body.questions),
+    decisions.ask_for_information(db.session(), found, _staff(user), questions=list(body.questions),
                                  documents=list(body.documents), custom=body.custom, message=body.message)
     return _detail(found)
 
@@ -83,7 +83,7 @@ def ask(user, reference: str, body: s.AskInput):
 def review(user, reference: str, body: s.Empty):
     """Move a received request into review."""
     found = _request(reference)
-    decisions.start_review(db.session, found, _staff(user))
+    decisions.start_review(db.session(), found, _staff(user))
     return _detail(found)
 
 
@@ -97,7 +97,7 @@ def approve(user, reference: str, body: s.ApproveInput):
     except (MoneyError, ValueError):
         raise ApiProblem(422, _("Enter an amount such as 12.50."),
                          errors=[s.FieldProblem(field="amount", message=_("Enter an amount such as 12.50."))]) from None
-    decisions.approve(db.session, found, _staff(user), amount=amount, note=body.note,
+    decisions.approve(db.session(), found, _staff(user), amount=amount, note=body.note,
                      override_reason=body.override_reason)
     return _detail(found)
 
@@ -107,7 +107,7 @@ def approve(user, reference: str, body: s.ApproveInput):
 def decline(user, reference: str, body: s.DeclineInput):
     """Cite the policy clause and, where one fits, offer an alternative."""
     found = _request(reference)
-    decisions.decline(db.session, found, _staff(user), clause_id=body.clause_id, offer_id=body.offer_id,
+    decisions.decline(db.session(), found, _staff(user), clause_id=body.clause_id, offer_id=body.offer_id,
                      note=body.note)
     return _detail(found)
 
@@ -118,7 +118,7 @@ def process(user, reference: str, body: s.ProcessInput):
     """Through the configured payment gateway, exactly once; never above what is left of the payment."""
     found = _request(reference)
     try:
-        payouts.process_refund(db.session, found.id, _staff(user), current_gateway(),
+        payouts.process_refund(db.session(), found.id, _staff(user), current_gateway(),
                                 reference=body.processor_reference, fees=current_fees())
     except payouts.GatewayProblem as error:
         db.session.commit()  # keep the pending attempt and its idempotency key for the retry
@@ -132,7 +132,7 @@ def process(user, reference: str, body: s.ProcessInput):
 def retry(user, reference: str, body: s.Empty):
     """Back to approved after the processor refused, so it can be processed again."""
     found = _request(reference)
-    payouts.retry_refund(db.session, found, _staff(user))
+    payouts.retry_refund(db.session(), found, _staff(user))
     return _detail(found)
 
 
@@ -141,7 +141,7 @@ def retry(user, reference: str, body: s.Empty):
 def add_note(user, reference: str, body: s.NoteInput):
     """Visible to staff only; notes are never edited or deleted."""
     found = _request(reference)
-    decisions.add_note(db.session, found, _staff(user), body.text)
+    decisions.add_note(db.session(), found, _staff(user), body.text)
     return _detail(found)
 
 
@@ -152,7 +152,7 @@ def add_note(user, reference: str, body: s.NoteInput):
            response=s.OrdersResult)
 def upsert_orders(user, body: s.OrdersInput):
     """The CSV import's columns and rules. One invalid order changes nothing and every fault is named."""
-    result = upsert_order_rows(db.session, [order.model_dump() for order in body.orders])
+    result = upsert_order_rows(db.session(), [order.model_dump() for order in body.orders])
     if result.errors:
         raise ApiProblem(422, ngettext("No order was saved: %(num)s fault found.",
                                        "No order was saved: %(num)s faults found.", len(result.errors)),
@@ -176,7 +176,7 @@ def insights(user, query: s.InsightsQuery):
     begin = datetime.combine(start, time.min, tzinfo=UTC)
     finish = datetime.combine(end, time.min, tzinfo=UTC) + timedelta(days=1) \
         if end < date.max else datetime.max.replace(tzinfo=UTC)
-    return presenters.insights(compute(db.session, begin, finish, now=utcnow()), start, end)
+    return presenters.insights(compute(db.session(), begin, finish, now=utcnow()), start, end)
 
 
 # -- the description ------------------------------------------------------------------------------
