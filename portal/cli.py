@@ -54,7 +54,7 @@ def orders_import(file: str) -> None:
     """Import orders from a CSV export: every row valid, or nothing changes."""
 
     with open(file, encoding="utf-8-sig", newline="") as stream:
-        result = import_orders(db.session, stream)
+        result = import_orders(db.session(), stream)
     if not result.ok:
         db.session.rollback()
         click.echo(f"Refused: {len(result.errors)} problem(s) found; nothing was imported.", err=True)
@@ -74,7 +74,7 @@ def demo() -> None:
     if current_app.config["ENV"] == "production":
         raise click.ClickException("demo data is not for production")
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
-    result = seed_demo(db.session, policy=current_policy(), links=links,
+    result = seed_demo(db.session(), policy=current_policy(), links=links,
                        folder=Path(current_app.config["UPLOAD_DIR"]))
     click.echo("Demo data seeded." if result.seeded else "Demo data already present; orders kept.")
     click.echo(f"  orders: {result.orders}, refund requests filed: {result.requests}")
@@ -126,9 +126,9 @@ def outbox_send(watch: bool, interval: float | None) -> None:
 
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
     while True:
-        reminded = send_reminders(db.session, now=datetime.now(UTC), links=links)
+        reminded = send_reminders(db.session(), now=datetime.now(UTC), links=links)
         db.session.commit()
-        prune(db.session, now=datetime.now(UTC))
+        prune(db.session(), now=datetime.now(UTC))
         db.session.commit()
         if reminded:
             click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
@@ -166,7 +166,7 @@ def outbox_resend(message_id: int) -> None:
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
         raise click.ClickException(f"no outbox message {message_id}")
-    resend(db.session, message, now=datetime.now(UTC))
+    resend(db.session(), message, now=datetime.now(UTC))
     db.session.commit()
     click.echo(f"message {message_id} queued again")
 
@@ -204,7 +204,7 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = create_staff(db.session, email, StaffRole(role), password, name)
+        user = create_staff(db.session(), email, StaffRole(role), password, name)
     except AccountError as error:
         raise click.ClickException(error.message) from None
     db.session.commit()
@@ -219,7 +219,7 @@ def staff_token(email: str, name: str) -> None:
     """Make an API token that acts as this staff member; it is printed once and stored hashed."""
 
     try:
-        record, token = create_api_token(db.session, email, name, now=utcnow())
+        record, token = create_api_token(db.session(), email, name, now=utcnow())
     except AccountError as error:
         raise click.ClickException(error.message) from None
     db.session.commit()
@@ -246,7 +246,7 @@ def staff_tokens() -> None:
 def staff_revoke_token(token_id: int) -> None:
     """Revoke an API token at once (see `portal staff tokens` for the ids)."""
 
-    if revoke_api_token(db.session, token_id, now=utcnow()) is None:
+    if revoke_api_token(db.session(), token_id, now=utcnow()) is None:
         raise click.ClickException(f"There is no token {token_id}.")
     db.session.commit()
     click.echo(f"Token {token_id} is revoked.")
@@ -267,7 +267,7 @@ def refunds_export(since: str, output) -> None:
         day = date.fromisoformat(since)
     except ValueError:
         raise click.BadParameter("use the form YYYY-MM-DD", param_hint="--since") from None
-    count = write_refunds_csv(db.session, day, output)
+    count = write_refunds_csv(db.session(), day, output)
     click.echo(f"{count} refund(s) since {day.isoformat()}", err=True)
 
 
@@ -284,6 +284,7 @@ def receipts_issue() -> None:
                                  .where(Refund.status == RefundStatus.SUCCEEDED, Receipt.id.is_(None))).all()
     for refund in missing:
         receipt = receipt_for(refund.refund_request)
+        assert receipt is not None  # the refund succeeded, so it has one now
         db.session.commit()
         click.echo(f"{receipt.number} for {refund.refund_request.reference}")
     click.echo(f"{len(missing)} receipt(s) issued")
@@ -297,7 +298,7 @@ insights_cli = click.Group("insights", help="The figures behind /staff/insights.
 def insights_rebuild() -> None:
     """Recount the daily rollups from the requests, orders and refunds (after loading data by hand)."""
 
-    rollups.rebuild(db.session)
+    rollups.rebuild(db.session())
     db.session.commit()
     click.echo("Rollups rebuilt.")
 

@@ -110,7 +110,7 @@ def seed_demo(session: Session, now: datetime | None = None, *, policy=None, lin
             requests = _seed_requests(session, now, policy, links, folder or Path("."))
         seeded = True
     session.commit()
-    count = session.scalar(select(func.count()).select_from(Order))
+    count = session.execute(select(func.count()).select_from(Order)).scalar_one()
     return DemoResult(seeded=seeded, orders=count, admin_email=DEMO_ADMIN_EMAIL, admin_password=password,
                       requests=requests)
 
@@ -118,9 +118,10 @@ def seed_demo(session: Session, now: datetime | None = None, *, policy=None, lin
 def _seed_requests(session: Session, now: datetime, policy: Policy, links: Links, folder: Path) -> int:
     """File and move demo requests as customers and an agent would, each step committed on its own."""
     agent = session.scalar(select(StaffUser).where(StaffUser.role == StaffRole.AGENT))
+    assert agent is not None  # one of DEMO_STAFF, created just before
 
     def order(number: str) -> Order:
-        return session.scalar(select(Order).where(Order.order_number == number))
+        return session.execute(select(Order).where(Order.order_number == number)).scalar_one()
 
     def file(number: str, reason: Reason, days_ago: float, details: str, locale: str):
         submitted = filing.Filing(reason=reason, details=details, locale=locale, submission_key="")
