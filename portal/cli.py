@@ -203,6 +203,11 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
         user = create_staff(db.session, email, StaffRole(role), password, name)
     except AccountError as error:
         raise click.ClickException(error.message) from None
+    from portal.accounts.sessions import Event, record
+    from portal.core.database import utcnow
+
+    record(db.session, Event.ACCOUNT_CREATED, now=utcnow(), subject=user, ip="command line", detail=user.role.value)
+    db.session.commit()
     click.echo(f"Created {user.role.value} {user.email}.")
 
 
@@ -269,6 +274,11 @@ def refunds_export(since: str, output) -> None:
     except ValueError:
         raise click.BadParameter("use the form YYYY-MM-DD", param_hint="--since") from None
     count = write_refunds_csv(db.session, day, output)
+    from portal.accounts.sessions import Event, record
+    from portal.core.database import utcnow
+
+    record(db.session, Event.EXPORT, now=utcnow(), ip="command line", detail=f"refunds since {day.isoformat()}")
+    db.session.commit()
     click.echo(f"{count} refund(s) since {day.isoformat()}", err=True)
 
 

@@ -1,7 +1,6 @@
 """The insights page and its CSV downloads: the same tables, so a download matches the page."""
 from __future__ import annotations
 
-import csv
 import io
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -17,7 +16,9 @@ from portal.web.i18n import moment, money
 from portal.insights.figures import compute
 from portal.core.markers import N_
 from portal.staff import bp
-from portal.staff.auth import roles_required
+from portal.accounts.sessions import Event
+from portal.core.spreadsheet import csv_writer
+from portal.staff.auth import log, roles_required
 from portal.staff.views import ACTING
 
 SIGNALS = {"failed_lookups": N_("Failed lookups of the order number"),
@@ -131,9 +132,11 @@ def insights_csv():
         abort(404)
     _title, headers, rows = all_tables[name]
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_writer(out)  # formulas neutralised, byte-order mark first
     writer.writerow(headers)
     writer.writerows(rows)
-    response = Response(out.getvalue(), mimetype="text/csv")
+    log(Event.EXPORT, detail=f"insights {name}")
+    db.session.commit()
+    response = Response(out.getvalue(), mimetype="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}-{start}-{end}.csv"'
     return response

@@ -7,7 +7,8 @@ from flask_login import current_user
 from sqlalchemy import select
 from wtforms import SelectChoice
 
-from portal.accounts.staff import AccountError, create_staff, set_active
+from portal.accounts.sessions import Event
+from portal.accounts.staff import AccountError, create_staff, set_active, set_role
 from portal.web import staging
 from portal.web.i18n import money
 from portal.web.links import links
@@ -26,8 +27,8 @@ from portal.web.policy import current_policy
 from portal.refunds import decisions
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.staff import bp
-from portal.staff.auth import roles_required
-from portal.staff.forms import ActionForm, ApproveForm, AskForm, DeclineForm, NoteForm, ProcessForm, StaffForm, TestSendForm, WebhookForm
+from portal.staff.auth import log, roles_required
+from portal.staff.forms import ActionForm, ApproveForm, AskForm, DeclineForm, NoteForm, ProcessForm, RoleForm, StaffForm, TestSendForm, WebhookForm
 from portal.web.payments import current_fees, current_gateway
 from portal.staff.presenters import decline_choices, request_page
 from portal.outbox import webhooks as outgoing
@@ -238,6 +239,8 @@ def request_receipt(reference: str):
 @roles_required(*ACTING)
 def document_download(document_id: int):
     document = db.session.get(Document, document_id) or abort(404)
+    log(Event.DOCUMENT_DOWNLOADED, detail=f"{document.refund_request.reference} {document.original_name}"[:500])
+    db.session.commit()
     return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=True,
                                download_name=document.original_name, mimetype=document.content_type)
 
@@ -246,6 +249,8 @@ def document_download(document_id: int):
 @roles_required(*ACTING)
 def document_view(document_id: int):
     document = db.session.get(Document, document_id) or abort(404)
+    log(Event.DOCUMENT_DOWNLOADED, detail=f"viewed {document.refund_request.reference} {document.original_name}"[:500])
+    db.session.commit()
     return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=False,
                                download_name=document.original_name, mimetype=document.content_type)
 
@@ -335,11 +340,13 @@ def users():
         except AccountError as error:
             getattr(form, error.field).errors.append(_(error.message))
         else:
+            log(Event.ACCOUNT_CREATED, subject=created, detail=created.role.value)
+            db.session.commit()
             flash(_("Account created for %(email)s.", email=created.email), "success")
             return redirect(url_for("staff.users"), code=303)
     people = list(db.session.scalars(select(StaffUser).order_by(StaffUser.email)))
     return render_template("staff/users.html", form=form, people=people, action_form=ActionForm(),
-                           moment=moment), (422 if form.errors else 200)
+                           role_form=RoleForm(), roles=[r.value for r in StaffRole], moment=moment), (422 if form.errors else 200)
 
 
 @bp.post("/users/<int:user_id>/active")
@@ -351,7 +358,26 @@ def user_toggle(user_id: int):
     if user.id == current_user.id:
         flash(_("You cannot deactivate your own account."), "error")
     else:
-        set_active(db.session, user, not user.active)
+        log(Event.ACCOUNT_ACTIVATED if not user.active else Event.ACCOUNT_DEACTIVATED, subject=user)
+        set_active(db.session, user, not user.active, now=utcnow())
+    return redirect(url_for("staff.users"), code=303)
+
+
+@bp.post("/users/<int:user_id>/role")
+@roles_required(StaffRole.ADMIN)
+def user_role(user_id: int):
+    user = db.session.get(StaffUser, user_id) or abort(404)
+    form = RoleForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if user.id == current_user.id:
+        flash(_("You cannot change your own role."), "error")
+    elif user.role.value != form.role.data:
+        log(Event.ROLE_CHANGED, subject=user, detail=f"{user.role.value} -> {form.role.data}")
+        set_role(db.session, user, StaffRole(form.role.data), now=utcnow())
+        db.session.commit()
+        flash(_("%(email)s is now %(role)s; their sessions were signed out.", email=user.email,
+                role=form.role.data), "success")
     return redirect(url_for("staff.users"), code=303)
 
 
