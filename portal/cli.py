@@ -88,6 +88,25 @@ def policy_check(file: str) -> None:
                f"{latest.effective_from.isoformat()} with {len(latest.clauses)} clauses.")
 
 
+def sweep_uploads() -> int:
+    import time
+
+    from portal.documents.uploads import sweep_staging
+
+    return sweep_staging(Path(current_app.config["UPLOAD_DIR"]) / "staging",
+                         max_age_seconds=float(current_app.config["STAGING_MAX_AGE_MINUTES"]) * 60, now=time.time())
+
+
+uploads_cli = click.Group("uploads", help="Customer documents.")
+
+
+@uploads_cli.command("sweep")
+@with_appcontext
+def uploads_sweep() -> None:
+    """Delete staged documents (from forms never sent) older than PORTAL_STAGING_MAX_AGE_MINUTES."""
+    click.echo(f"Deleted {sweep_uploads()} expired staged upload(s).")
+
+
 outbox_cli = click.Group("outbox", help="Emails waiting to go out.")
 
 
@@ -98,8 +117,9 @@ outbox_cli = click.Group("outbox", help="Emails waiting to go out.")
 def outbox_send(watch: bool, interval: float | None) -> None:
     """Deliver every due message (retries with backoff; dead after too many attempts).
 
-    Each round also queues the reminders for information requests unanswered for three days and
-    forgets API idempotency keys older than a day.
+    Each round also queues the reminders for information requests unanswered for three days,
+    forgets API idempotency keys older than a day, sends the links customers asked for and deletes
+    staged uploads older than PORTAL_STAGING_MAX_AGE_MINUTES.
     """
     import time
     from datetime import datetime, timezone
@@ -113,9 +133,15 @@ def outbox_send(watch: bool, interval: float | None) -> None:
     from portal.refunds.decisions import send_reminders
 
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+    from portal.orders.magic import process_requests
+
     while True:
         reminded = send_reminders(db.session, now=datetime.now(timezone.utc), links=links)
         prune(db.session, now=datetime.now(timezone.utc))
+        process_requests(db.session, base_url=current_app.config["BASE_URL"], now=datetime.now(timezone.utc))
+        swept = sweep_uploads()
+        if swept:
+            click.echo(f"deleted {swept} expired staged upload(s)")
         if reminded:
             click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
         report = deliver(db.session)
@@ -324,6 +350,7 @@ def init_app(app) -> None:
     app.cli.add_command(staff_cli)
     app.cli.add_command(refunds_cli)
     app.cli.add_command(outbox_cli)
+    app.cli.add_command(uploads_cli)
     app.cli.add_command(emails_cli)
     app.cli.add_command(orders_cli)
     app.cli.add_command(policy_cli)

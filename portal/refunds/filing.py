@@ -113,16 +113,18 @@ def _check(filing: Filing, decision: Decision) -> Money:
 def file_refund(session: Session, order: Order, filing: Filing, *, policy: Policy, now: datetime, links: Links,
                 staging: Path, upload_dir: Path) -> Filed:
     """File a refund request for ``order``: state received, first event, acknowledgement queued."""
-    if filing.submission_key:
-        earlier = session.scalar(select(RefundRequest).where(RefundRequest.submission_key == filing.submission_key))
-        if earlier is not None:
-            return Filed(earlier, created=False)
+    earlier = _filed_with_key(session, order, filing.submission_key)
+    if earlier is not None:
+        return Filed(earlier, created=False)
     existing = open_request(session, order)
     if existing is not None:
         raise FilingError("order", N_("There is already an open refund request for this order."), existing=existing)
 
     decision = decide(session, order, policy, now, filing.reason)
     amount = _check(filing, decision)
+    # Nothing reaches the database before the flush below, inside the try: a concurrent twin's
+    # unique key must surface there, not from an autoflush of some query on the way.
+    session.autoflush = False
     request = RefundRequest(
         reference=new_reference(), order=order, state=RequestState.RECEIVED, reason=filing.reason,
         details=filing.details.strip(),
@@ -151,10 +153,16 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
     try:
         session.flush()
     except IntegrityError:
-        # Two submissions raced past the check above; the database kept exactly one.
+        # Two submissions raced past the check above; the database kept exactly one. The same form
+        # lands on the request it made; another form for the order is told there is one already.
         session.rollback()
+        earlier = _filed_with_key(session, order, filing.submission_key)
+        if earlier is not None:
+            return Filed(earlier, created=False)
         raise FilingError("order", N_("There is already an open refund request for this order."),
                           existing=open_request(session, order)) from None
+    finally:
+        session.autoflush = True
     count_state(session, RequestState.RECEIVED, +1)
     webhooks.state_changed(session, request, None, RequestState.RECEIVED, opened)
     rollups.request_filed(session, request, filing_signals(session, order, [d.sha256 for d in filing.documents],
@@ -163,6 +171,14 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
         move_into(stored, staging, upload_dir)
     session.commit()
     return Filed(request, created=True)
+
+
+def _filed_with_key(session: Session, order: Order, key: str) -> RefundRequest | None:
+    """The request this very form made already (a double submission), never another order's."""
+    if not key:
+        return None
+    return session.scalar(select(RefundRequest).where(RefundRequest.submission_key == key,
+                                                      RefundRequest.order_id == order.id))
 
 
 def open_on_behalf(session: Session, order: Order, *, actor: Actor, locale: str, amount_minor: int, now: datetime,
