@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import json
 
-from flask import Response, abort, current_app, flash, jsonify, redirect, render_template, request, session, url_for
+from flask import Response, abort, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -19,7 +19,7 @@ from portal.core.spreadsheet import csv_writer
 from portal.core.database import utcnow
 from portal.core.vocabulary import StaffRole
 from portal.staff import bp
-from portal.staff.auth import CHALLENGE_KEY, SID_KEY, _end_session, log, relying_party, roles_required
+from portal.staff.auth import CHALLENGE_KEY, _begin_session, _end_session, log, relying_party, roles_required
 from portal.staff.forms import ActionForm, CodeForm, PasswordChangeForm
 from portal.web.extensions import db
 from portal.web.i18n import moment
@@ -184,12 +184,16 @@ def password_change():
             form.current.errors.append(_("That is not your current password."))
         else:
             try:
-                set_password(db.session, current_user, form.password.data, now=utcnow(), keep=session.get(SID_KEY))
+                set_password(db.session, current_user, form.password.data, now=utcnow())
             except AccountError as error:
                 form.password.errors.append(_(error.message))
             else:
-                log(Event.PASSWORD_CHANGED, subject=current_user)
-                db.session.commit()
+                # Every session ends, this one too; the person goes on in a new one, so a copy of
+                # the old cookie is worth nothing.
+                user = current_user._get_current_object()
+                live = g.get("staff_session")
+                log(Event.PASSWORD_CHANGED, subject=user)
+                _begin_session(user, with_mfa=live is not None and live.mfa_at is not None)
                 flash(_("Your password has been changed; your other sessions were signed out."), "success")
                 return redirect(url_for("staff.security"), code=303)
     return _page(422, password_form=form)
