@@ -125,3 +125,10 @@ def test_development_secret_is_generated_once_and_kept(tmp_path):
     first = load_secret_key(tmp_path)
     assert len(first) >= 40 and load_secret_key(tmp_path) == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_demo_data_seeds_on_an_empty_database(runner):
+    # `make run` seeds with this command; a name clash inside it once made it crash.
+    result = runner.invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    assert "Demo data seeded." in result.output and "staff login (admin)" in result.output

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from portal.outbox.queue import queue_email
@@ -32,6 +32,8 @@ def process_requests(session: Session, *, base_url: str, now: datetime, limit: i
         waiting_request.processed_at = now
         sent += send_magic_link(session, waiting_request.email_normalized, base_url=base_url,
                                 locale=waiting_request.locale, now=now)
+    # Handled requests are kept a day (for support's questions), then forgotten.
+    session.execute(delete(MagicLinkRequest).where(MagicLinkRequest.processed_at < now - timedelta(days=1)))
     session.commit()
     return sent
 
