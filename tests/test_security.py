@@ -258,6 +258,13 @@ def test_staged_files_expire_and_are_swept(app, client, orders, runner):
     page = client.get("/orders/ORD-10001/refund").get_data(as_text=True)
     assert "a.png" not in page  # the form no longer offers what was swept
 
+    # The worker's round sweeps too.
+    assert _refused_form(client, [("b.png", png_bytes())]).status_code == 422
+    [again] = [p for p in (__import__("pathlib").Path(app.config["UPLOAD_DIR"]) / "staging").rglob("*") if p.is_file()]
+    os.utime(again, (old, old))
+    assert "deleted 1 expired staged upload(s)" in runner.invoke(args=["outbox", "send"]).output
+    assert not again.exists()
+
 
 def test_replaying_one_session_meets_its_staging_quota(make_app, db_session):
     from tests.journey_helpers import import_samples
