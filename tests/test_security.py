@@ -104,9 +104,10 @@ def test_signing_in_renews_the_session(app, client, orders):
 def test_admins_must_add_a_second_factor_and_then_sign_in_with_it(make_app, db_session):
     app = make_app(STAFF_MFA="admins")
     make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
-    admin = app.test_client()
+    admin, password_only = app.test_client(), app.test_client()
     with time_machine.travel("2026-11-22T12:00:05Z", tick=False) as clock:
         assert sign_in(admin, "admin@example.com").status_code == 302
+        sign_in(password_only, "admin@example.com")
         assert admin.get("/staff/users").headers["Location"] == "/staff/security"  # nothing else until enrolled
         staff_post(admin, "/staff/security/totp", "/staff/security")
         secret = db_session.scalar(select(TotpFactor.secret))
@@ -118,6 +119,7 @@ def test_admins_must_add_a_second_factor_and_then_sign_in_with_it(make_app, db_s
         codes = re.findall(r"<code>([0-9a-f]{5}-[0-9a-f]{5})</code>", page)
         assert len(codes) == 10
         assert admin.get("/staff/users").status_code == 200
+        assert password_only.get("/staff/security").status_code == 302  # ended when the factor arrived
 
         fresh = app.test_client()
         assert sign_in(fresh, "admin@example.com").headers["Location"] == "/staff/login/second-factor"

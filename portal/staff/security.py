@@ -19,7 +19,7 @@ from portal.core.spreadsheet import csv_writer
 from portal.core.database import utcnow
 from portal.core.vocabulary import StaffRole
 from portal.staff import bp
-from portal.staff.auth import CHALLENGE_KEY, _begin_session, _end_session, log, relying_party, roles_required
+from portal.staff.auth import CHALLENGE_KEY, SID_KEY, _begin_session, _end_session, log, relying_party, roles_required
 from portal.staff.forms import ActionForm, CodeForm, PasswordChangeForm
 from portal.web.extensions import db
 from portal.web.i18n import moment
@@ -50,12 +50,15 @@ EVENT_TITLES = {
 
 
 def _mark_second_factor() -> None:
-    """Adding a factor counts as giving it: this session may go on where the role asks for one."""
-    from flask import g
+    """Adding a factor counts as giving it: this session may go on where the role asks for one.
 
+    Every other session of the person ends: from now on signing in asks for the factor, and a
+    session opened with the password alone should not outlive that.
+    """
     live = g.get("staff_session")
     if live is not None and live.mfa_at is None:
         live.mfa_at = utcnow()
+    sessions.end_all_sessions(db.session, current_user, now=utcnow(), keep=session.get(SID_KEY))
 
 
 def _page(status: int = 200, **forms):
