@@ -7,19 +7,22 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
 
 from portal import create_app
 from portal.accounts.models import ApiToken
+from portal.accounts.sessions import Event, record
 from portal.accounts.staff import AccountError, create_api_token, create_staff, revoke_api_token
 from portal.core.database import utcnow
 from portal.core.idempotency import prune
 from portal.core.vocabulary import OutboxStatus, RefundStatus, StaffRole
 from portal.demo import DEMO_STAFF, seed_demo
+from portal.documents.uploads import sweep_staging
 from portal.insights import rollups
 from portal.orders.importing import import_orders
+from portal.orders.magic import process_requests
 from portal.outbox.export import export_kit
 from portal.outbox.models import OutboxMessage
 from portal.outbox.queue import resend
@@ -33,8 +36,7 @@ from portal.web.mail import deliver, email_kit, receipt_for, transport
 from portal.web.policy import current_policy
 
 
-def _create_app():
-
+def _create_app() -> Flask:
     return create_app()
 
 
@@ -93,7 +95,6 @@ policy_cli = click.Group("policy", help="The refund policy file.")
 @click.argument("file", type=click.Path(dir_okay=False))
 def policy_check(file: str) -> None:
     """Validate a policy file and name each problem."""
-
     try:
         policy = load_policy(file)
     except PolicyError as exc:
@@ -106,6 +107,21 @@ def policy_check(file: str) -> None:
                f"{latest.effective_from.isoformat()} with {len(latest.clauses)} clauses.")
 
 
+def sweep_uploads() -> int:
+    return sweep_staging(Path(current_app.config["UPLOAD_DIR"]) / "staging",
+                         max_age_seconds=float(current_app.config["STAGING_MAX_AGE_MINUTES"]) * 60, now=time.time())
+
+
+uploads_cli = click.Group("uploads", help="Customer documents.")
+
+
+@uploads_cli.command("sweep")
+@with_appcontext
+def uploads_sweep() -> None:
+    """Delete staged documents (from forms never sent) older than PORTAL_STAGING_MAX_AGE_MINUTES."""
+    click.echo(f"Deleted {sweep_uploads()} expired staged upload(s).")
+
+
 outbox_cli = click.Group("outbox", help="Emails waiting to go out.")
 
 
@@ -116,8 +132,9 @@ outbox_cli = click.Group("outbox", help="Emails waiting to go out.")
 def outbox_send(watch: bool, interval: float | None) -> None:
     """Deliver every due message (retries with backoff; dead after too many attempts).
 
-    Each round also queues the reminders for information requests unanswered for three days and
-    forgets API idempotency keys older than a day.
+    Each round also queues the reminders for information requests unanswered for three days,
+    forgets API idempotency keys older than a day, sends the links customers asked for and deletes
+    staged uploads older than PORTAL_STAGING_MAX_AGE_MINUTES.
     """
 
 
@@ -130,6 +147,11 @@ def outbox_send(watch: bool, interval: float | None) -> None:
         db.session.commit()
         prune(db.session(), now=datetime.now(UTC))
         db.session.commit()
+        process_requests(db.session(), base_url=current_app.config["BASE_URL"], now=datetime.now(UTC))
+        db.session.commit()
+        swept = sweep_uploads()
+        if swept:
+            click.echo(f"deleted {swept} expired staged upload(s)")
         if reminded:
             click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
         report = deliver(db.session)
@@ -207,6 +229,8 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
         user = create_staff(db.session(), email, StaffRole(role), password, name)
     except AccountError as error:
         raise click.ClickException(error.message) from None
+    record(db.session(), Event.ACCOUNT_CREATED, now=utcnow(), subject=user, ip="command line",
+           detail=user.role.value)
     db.session.commit()
     click.echo(f"Created {user.role.value} {user.email}.")
 
@@ -232,12 +256,10 @@ def staff_token(email: str, name: str) -> None:
 @with_appcontext
 def staff_tokens() -> None:
     """List API tokens (their first characters only) and whether they are revoked."""
-
-
-    for record in db.session.scalars(select(ApiToken).order_by(ApiToken.id)):
-        state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
-        used = f"{record.last_used_at:%Y-%m-%d %H:%M}" if record.last_used_at else "never"
-        click.echo(f"{record.id}\t{record.prefix}…\t{record.staff_user.email}\t{record.name}\t{state}\tlast used {used}")
+    for token in db.session.scalars(select(ApiToken).order_by(ApiToken.id)):
+        state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "active"
+        used = f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never"
+        click.echo(f"{token.id}\t{token.prefix}…\t{token.staff_user.email}\t{token.name}\t{state}\tlast used {used}")
 
 
 @staff_cli.command("revoke-token")
@@ -268,6 +290,8 @@ def refunds_export(since: str, output) -> None:
     except ValueError:
         raise click.BadParameter("use the form YYYY-MM-DD", param_hint="--since") from None
     count = write_refunds_csv(db.session(), day, output)
+    record(db.session(), Event.EXPORT, now=utcnow(), ip="command line", detail=f"refunds since {day.isoformat()}")
+    db.session.commit()
     click.echo(f"{count} refund(s) since {day.isoformat()}", err=True)
 
 
@@ -309,6 +333,7 @@ def init_app(app) -> None:
     app.cli.add_command(staff_cli)
     app.cli.add_command(refunds_cli)
     app.cli.add_command(outbox_cli)
+    app.cli.add_command(uploads_cli)
     app.cli.add_command(emails_cli)
     app.cli.add_command(orders_cli)
     app.cli.add_command(policy_cli)

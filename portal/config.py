@@ -60,6 +60,14 @@ DEFAULTS: dict[str, object] = {
     # Staff sign-in.
     "LOGIN_RATE_LIMIT": "5 per minute;30 per hour",
     "STAFF_IDLE_MINUTES": 30,
+    # Second factor for staff: "required" (everyone), "admins" (admins must, others may) or "optional".
+    "STAFF_MFA": "admins",
+    # Staged uploads (documents of a form not yet accepted) are deleted after this long.
+    "STAGING_MAX_AGE_MINUTES": 60,
+    # What one browser session may keep staged at once, in bytes (all its forms together).
+    "STAGING_QUOTA_BYTES": 60 * 1024 * 1024,
+    # Refund filings and answers with documents per client.
+    "FILING_RATE_LIMIT": "10 per minute;60 per hour",
     # Payments: "manual" (staff refund in the processor's dashboard and record the reference) or
     # "stripe" (the official library refunds the order's charge).
     "PAYMENT_GATEWAY": "manual",
@@ -136,6 +144,10 @@ def finalize(config: dict, instance_path: Path) -> None:
             problems.append("debug mode is on.")
         if config.get("PAYMENT_GATEWAY") == "stripe" and not config.get("STRIPE_API_KEY"):
             problems.append("PORTAL_PAYMENT_GATEWAY is stripe but PORTAL_STRIPE_API_KEY is not set.")
+        storage = str(config.get("RATELIMIT_STORAGE_URI") or "memory://")
+        if storage.startswith("memory://"):
+            problems.append("PORTAL_RATELIMIT_STORAGE_URI must point at storage every worker shares, such as "
+                            "redis://host:6379 (memory:// counts per worker, so limits multiply).")
         if not config.get("MAIL_SERVER"):
             problems.append("PORTAL_MAIL_SERVER is not set (emails written to files never reach customers).")
         if problems:
@@ -153,4 +165,6 @@ def finalize(config: dict, instance_path: Path) -> None:
     config["UPLOAD_DIR"] = str(Path(config.get("UPLOAD_DIR") or instance_path / "uploads").resolve())
     if config.get("PAYMENT_GATEWAY", "manual") not in ("manual", "stripe"):
         raise ConfigError(f"PORTAL_PAYMENT_GATEWAY must be manual or stripe, not {config.get('PAYMENT_GATEWAY')!r}.")
+    if config.get("STAFF_MFA", "admins") not in ("required", "admins", "optional"):
+        raise ConfigError(f"PORTAL_STAFF_MFA must be required, admins or optional, not {config.get('STAFF_MFA')!r}.")
     config["OUTBOX_DIR"] = str(Path(config.get("OUTBOX_DIR") or instance_path / "outbox").resolve())

@@ -81,3 +81,13 @@ def page_text(response) -> str:
     html = response.get_data(as_text=True)
     html = re.sub(r'name="csrf_token"[^>]*>', "", html)
     return html
+
+
+def process_link_requests(session) -> int:
+    """What the worker does each round: turn "email me a link" requests into links and emails."""
+    from portal.core.database import utcnow
+    from portal.orders.magic import process_requests
+
+    sent = process_requests(session, base_url="http://portal.test", now=utcnow())
+    session.commit()
+    return sent

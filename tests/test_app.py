@@ -101,17 +101,22 @@ def test_postgres_urls_use_psycopg_3(tmp_path):
     ({"BASE_URL": "http://refunds.example.com"}, "https://"),
     ({"DATABASE_URL": None}, "PORTAL_DATABASE_URL"),
     ({"MAIL_SERVER": ""}, "PORTAL_MAIL_SERVER"),
+    # Counters kept in each worker's memory let N workers allow N times the documented limit.
+    ({"RATELIMIT_STORAGE_URI": "memory://"}, "PORTAL_RATELIMIT_STORAGE_URI"),
+    ({"RATELIMIT_STORAGE_URI": None}, "PORTAL_RATELIMIT_STORAGE_URI"),
 ])
 def test_production_refuses_unsafe_defaults(tmp_path, change, problem):
     config = {"ENV": "production", "SECRET_KEY": "s" * 48, "BASE_URL": "https://refunds.example.com",
-              "DATABASE_URL": "postgresql://db/portal", "MAIL_SERVER": "smtp.example.com", **change}
+              "DATABASE_URL": "postgresql://db/portal", "MAIL_SERVER": "smtp.example.com",
+              "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379", **change}
     with pytest.raises(ConfigError, match=problem):
         finalize(config, tmp_path)
 
 
 def test_production_with_safe_settings_starts_with_secure_cookies(tmp_path):
     config = {"ENV": "production", "SECRET_KEY": "s" * 48, "BASE_URL": "https://refunds.example.com",
-              "DATABASE_URL": "postgresql://db/portal", "MAIL_SERVER": "smtp.example.com"}
+              "DATABASE_URL": "postgresql://db/portal", "MAIL_SERVER": "smtp.example.com",
+              "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379"}
     finalize(config, tmp_path)
     assert config["SESSION_COOKIE_SECURE"] is True
 
@@ -120,3 +125,10 @@ def test_development_secret_is_generated_once_and_kept(tmp_path):
     first = load_secret_key(tmp_path)
     assert len(first) >= 40 and load_secret_key(tmp_path) == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_demo_data_seeds_on_an_empty_database(runner):
+    # `make run` seeds with this command; a name clash inside it once made it crash.
+    result = runner.invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    assert "Demo data seeded." in result.output and "staff login (admin)" in result.output

@@ -7,7 +7,15 @@ import time_machine
 from portal.web.extensions import db
 from portal.web.mail import deliver
 from tests.conftest import csrf_token
-from tests.journey_helpers import file_request, import_samples, lookup, outbox, png_bytes, post_multipart
+from tests.journey_helpers import (
+    file_request,
+    import_samples,
+    lookup,
+    outbox,
+    png_bytes,
+    post_multipart,
+    process_link_requests,
+)
 from tests.mail_helpers import body
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
@@ -48,6 +56,7 @@ def test_every_message_of_a_request_life_arrives_in_the_customers_language(make_
         agent, customer = agent_and_customer(app, db_session)
         customer.get(f"/language/{locale}")
         customer.post("/access-link", data={"csrf_token": csrf_token(customer, "/"), "email": email})
+        process_link_requests(db_session)
         lookup(customer, number, email)
         reference = file_request(customer, number, locale=locale).headers["Location"].rsplit("/", 1)[1]
         act(agent, reference, "ask", questions=["what_went_wrong"], documents=["screenshot"], message="")

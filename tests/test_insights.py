@@ -133,7 +133,9 @@ def test_the_insights_show_every_figure_and_the_csv_matches_the_page(app, agent,
                  "refund_rate", "overdue"):
         response = agent.get(f"/staff/insights.csv?table={name}")
         assert response.status_code == 200 and response.mimetype == "text/csv"
-        rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+        body = response.get_data(as_text=True)
+        assert body.startswith("\ufeff")
+        rows = list(csv.reader(io.StringIO(body.removeprefix("\ufeff"))))
         section = re.search(rf'<section class="card" aria-labelledby="t-{name}">(.*?)</section>', page, re.S).group(1)
         cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", section, re.S)]
         import html as html_module

@@ -52,3 +52,33 @@ def test_lookup_limits_live_in_redis_and_survive_a_worker_restart(redis_url, mak
     finally:
         forget()
         server.close()
+
+
+def test_sign_in_and_magic_link_limits_are_counted_across_workers(redis_url, make_app, db_session):
+    """Two workers (two apps) share one count: the documented five a minute, not five each."""
+    from tests.conftest import csrf_token
+    from tests.staff_helpers import make_staff
+
+    make_staff(db_session)
+    server = redis.Redis.from_url(redis_url)
+    for key in server.scan_iter("LIMITS:*"):
+        server.delete(key)
+    try:
+        workers = [make_app(RATELIMIT_STORAGE_URI=redis_url).test_client() for _ in range(2)]
+        answers = []
+        for attempt in range(10):
+            worker = workers[attempt % 2]
+            answers.append(worker.post("/staff/login", data={"csrf_token": csrf_token(worker, "/staff/login"),
+                                                             "email": "agent@example.com",
+                                                             "password": "wrong"}).status_code)
+        assert answers[:5] == [422] * 5 and set(answers[5:]) == {429}
+        links = []
+        for attempt in range(8):
+            worker = workers[attempt % 2]
+            links.append(worker.post("/access-link", data={"csrf_token": csrf_token(worker, "/"),
+                                                           "email": "alice.m@example.com"}).status_code)
+        assert links.count(429) == 3  # five an hour, shared
+    finally:
+        for key in server.scan_iter("LIMITS:*"):
+            server.delete(key)
+        server.close()

@@ -314,7 +314,8 @@ def test_business_costs_are_recorded_and_exported(app, agent, orders):
     assert refund.commission_clawback_minor == 2940  # half of the commission
     assert refund.fee_kept_minor == round((58800 * 0.029 + 30) / 2)
     result = app.test_cli_runner().invoke(args=["refunds", "export", "--since", "2026-11-01"])
-    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert result.stdout.startswith("\ufeff")  # so spreadsheet programs read it as UTF-8
+    rows = list(csv.DictReader(io.StringIO(result.stdout.removeprefix("\ufeff"))))
     assert rows == [{"refunded_at": rows[0]["refunded_at"], "refund_request": reference, "order_number": "ORD-10003",
                      "customer_email": "bob.tanaka@example.org", "currency": "USD", "amount": "294.00",
                      "gateway": "manual", "processor_reference": "re_half", "processor_fee_kept": "8.68",

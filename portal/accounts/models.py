@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.database import Base, UTCDateTime, enum_column, utcnow
@@ -54,3 +54,93 @@ class ApiToken(Base):
 
     staff_user: Mapped[StaffUser] = relationship()
 
+
+
+class StaffSession(Base):
+    """One signed-in browser of a staff member, kept on the server so it can be ended at once.
+
+    The cookie holds a random id; only its hash is stored. Signing out ends this row; a password or
+    role change, deactivation and "sign out everywhere" end every row of the person.
+    """
+
+    __tablename__ = "staff_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the second factor was given; None while only the password has been checked.
+    mfa_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SecurityEvent(Base):
+    """What happened to staff accounts: sign-ins, failures, MFA, roles, tokens, exports, downloads."""
+
+    __tablename__ = "security_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    # Who did it (None: nobody signed in, such as a failed sign-in) and whom it concerns.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    email: Mapped[str] = mapped_column(String(320), default="", index=True)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[str] = mapped_column(String(500), default="")
+
+    actor: Mapped[StaffUser | None] = relationship(foreign_keys=[actor_id])
+
+
+class TotpFactor(Base):
+    """An authenticator app's shared secret; confirmed once a first code from it was accepted."""
+
+    __tablename__ = "staff_totp"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), unique=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The time step of the last accepted code, so one code cannot be used twice.
+    last_step: Mapped[int] = mapped_column(default=0)
+
+
+class RecoveryCode(Base):
+    """A single-use code for when the second factor is lost; only its hash is kept."""
+
+    __tablename__ = "staff_recovery_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebAuthnCredential(Base):
+    """A passkey or security key registered by a staff member."""
+
+    __tablename__ = "staff_webauthn"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1024), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(2048))
+    sign_count: Mapped[int] = mapped_column(default=0)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PasswordReset(Base):
+    """A password-reset link: single use, 30 minutes, stored as a hash."""
+
+    __tablename__ = "staff_password_reset"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -94,7 +94,7 @@ def client_key() -> str:
 
 
 def authenticated_staff():
-    user = staff_for_token(db.session, _bearer(), now=utcnow()) if _bearer() else None
+    user = staff_for_token(db.session(), _bearer(), now=utcnow()) if _bearer() else None
     if user is None:
         # One answer for a missing, unknown, revoked or disabled token.
         raise ApiProblem(401, _("Send a valid API token as “Authorization: Bearer …”."),
@@ -207,7 +207,7 @@ def operation(method: str, rule: str, *, summary: str, tag: str, roles=ACTING, b
                 return _respond(*answer)
             print_ = idempotency.fingerprint(method, request.full_path, request.get_data())
             try:
-                claimed = idempotency.claim(db.session, user.id, key, print_, now=utcnow())
+                claimed = idempotency.claim(db.session(), user.id, key, print_, now=utcnow())
             except idempotency.KeyReused:
                 raise ApiProblem(422, _("This Idempotency-Key was already used for a different request.")) from None
             except idempotency.InProgress:
@@ -217,9 +217,9 @@ def operation(method: str, rule: str, *, summary: str, tag: str, roles=ACTING, b
             try:
                 answer = _run(op, view, user, path)
             except BaseException:
-                idempotency.release(db.session, claimed)
+                idempotency.release(db.session(), claimed)
                 raise
-            idempotency.store(db.session, claimed, *answer)
+            idempotency.store(db.session(), claimed, *answer)
             db.session.commit()  # the write and the answer a repeat gets, in one transaction
             return _respond(*answer)
 

@@ -1,6 +1,7 @@
 """Which orders this browser session may see: those it looked up, or all of a signed-in email."""
 from __future__ import annotations
 
+import secrets
 from functools import cache
 
 from flask import abort, session
@@ -18,13 +19,21 @@ CUSTOMER_KEY = "customer_id"
 MAX_ORDERS = 50
 
 
+def _staging_id() -> None:
+    # Given with the access, so every copy of a session that may file shares one staging folder
+    # (and its quota): a script replaying the cookie cannot get a fresh folder each time.
+    session.setdefault("staging_id", secrets.token_hex(16))
+
+
 def grant_order(order: Order) -> None:
+    _staging_id()
     orders = [i for i in session.get(ORDERS_KEY, []) if i != order.id]
     session[ORDERS_KEY] = [*orders, order.id][-MAX_ORDERS:]
     session.setdefault(CUSTOMER_LOCALE_KEY, order.customer.locale)
 
 
 def grant_customer(customer_id: int, locale: str) -> None:
+    _staging_id()
     session[CUSTOMER_KEY] = customer_id
     session[CUSTOMER_LOCALE_KEY] = locale
 

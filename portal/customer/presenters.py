@@ -97,7 +97,7 @@ def order_view(order: Order | OrderSummary) -> OrderView:
                      [r for r in requests if r is not open_request], offers, locale)
 
 
-def filing_input(form, order: Order, documents) -> filing.Filing:
+def filing_input(form, order: Order, documents, submission_key: str = "") -> filing.Filing:
     amount = None
     if form.amount_choice.data == "partial":
         text = (form.partial_amount.data or "").strip().replace(",", ".")
@@ -109,7 +109,7 @@ def filing_input(form, order: Order, documents) -> filing.Filing:
             example = str(Money.from_minor(1250, order.currency).amount)
             raise ValueError(_("Enter the amount as a number, such as %(example)s.", example=example)) from None
     return filing.Filing(reason=Reason(form.reason.data), details=form.details.data or "",
-                          locale=form.locale.data, submission_key=form.submission_key.data or "",
+                          locale=form.locale.data, submission_key=submission_key,
                           amount=amount, review_requested=bool(form.review_requested.data), documents=documents)
 
 

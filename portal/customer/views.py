@@ -1,3 +1,6 @@
+import hashlib
+import hmac
+import secrets
 from datetime import UTC, datetime
 
 from flask import abort, current_app, flash, redirect, render_template, request, send_from_directory, session, url_for
@@ -34,8 +37,14 @@ from portal.web.mail import issued_receipt, receipt_response
 from portal.web.policy import clause_paragraphs, clause_title, current_policy
 
 
-def _order_number_key() -> str:
-    return "order:" + normalize_order_number(request.form.get("order_number", ""))[:64]
+def _client_order_key() -> str:
+    # Per client and order: a stranger hammering an order number uses up only their own attempts,
+    # never its owner's.
+    return "order:" + (request.remote_addr or "-") + ":" + normalize_order_number(request.form.get("order_number", ""))[:64]
+
+
+def _client_key() -> str:
+    return "ip:" + (request.remote_addr or "-")
 
 
 @bp.get("/policy", defaults={"version_id": None})
@@ -59,11 +68,11 @@ def policy(version_id: str | None):
 
 @bp.post("/lookup")
 @limiter.limit(lambda: current_app.config["LOOKUP_RATE_LIMIT"], key_func=lambda: "ip:" + (request.remote_addr or "-"))
-@limiter.limit(lambda: current_app.config["LOOKUP_ORDER_RATE_LIMIT"], key_func=_order_number_key)
+@limiter.limit(lambda: current_app.config["LOOKUP_ORDER_RATE_LIMIT"], key_func=_client_order_key)
 def lookup():
     form = LookupForm()
     if form.validate_on_submit():
-        order = find_order(db.session, form.order_number.data, form.email.data,
+        order = find_order(db.session(), form.order_number.data, form.email.data,
                            client_fingerprint(request.remote_addr, current_app.config["SECRET_KEY"]))
         db.session.commit()  # a miss is recorded for the staff's fraud signals
         if order is not None:
@@ -80,8 +89,7 @@ def access_link():
     form = MagicLinkForm()
     if not form.validate_on_submit():
         return render_template("main/home.html", lookup_form=LookupForm(), link_form=form)
-    magic.send_magic_link(db.session, form.email.data, base_url=current_app.config["BASE_URL"],
-                          locale=current_locale(), now=utcnow())
+    magic.ask_for_magic_link(db.session(), form.email.data, locale=current_locale(), now=utcnow())
     db.session.commit()
     # The same answer whether or not the address has orders: nobody learns who our customers are.
     flash(_("If we have orders for that address, we have sent it a link to them. The link works once, "
@@ -102,7 +110,7 @@ def access_confirm():
     token = session.get(magic.SESSION_KEY)
     if request.method == "POST" and form.validate_on_submit() and token:
         session.pop(magic.SESSION_KEY, None)
-        customer = magic.redeem(db.session, token, now=utcnow())
+        customer = magic.redeem(db.session(), token, now=utcnow())
         db.session.commit()
         if customer is not None:
             access.grant_customer(customer.id, customer.locale)
@@ -122,7 +130,28 @@ def order_page(order_number: str):
     return render_template("customer/order.html", view=order_view(order))
 
 
+def _submission_mac(order_id: int, nonce: str) -> str:
+    binding = session.setdefault("form_binding", secrets.token_hex(16))
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), f"submission:{binding}:{order_id}:{nonce}".encode(),
+                    hashlib.sha256).hexdigest()[:32]
+
+
+def _new_submission_key(order_id: int) -> str:
+    """A key random for each rendered form, bound to this browser session and this order."""
+    nonce = secrets.token_hex(12)
+    return f"{nonce}.{_submission_mac(order_id, nonce)}"
+
+
+def _checked_submission_key(order_id: int) -> str:
+    """The form's key when it was made for this session and order; otherwise none (no deduplication)."""
+    nonce, _dot, mac = (request.form.get("submission_key") or "").partition(".")
+    if nonce and mac and hmac.compare_digest(mac, _submission_mac(order_id, nonce)):
+        return f"{order_id}:{nonce}"
+    return ""
+
+
 @bp.route("/orders/<order_number>/refund", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["FILING_RATE_LIMIT"], methods=["POST"], key_func=_client_key)
 def refund_new(order_number: str):
     order = access.owned_order(order_number)
     existing = filing.open_request(db.session(), order)
@@ -132,7 +161,7 @@ def refund_new(order_number: str):
     form = RefundForm()
     scope = f"order:{order.id}"
     if request.method == "GET":
-        form.submission_key.data = hash_token(str(utcnow().timestamp()) + session.get("_csrf", ""))[:32]
+        form.submission_key.data = _new_submission_key(order.id)
         form.locale.data = current_locale()
         form.reason.data = Reason.NO_LONGER_NEEDED.value
         return render_template("customer/refund_new.html", form=form, view=view, staged=staging.staged(scope))
@@ -143,7 +172,8 @@ def refund_new(order_number: str):
         add_error(form.documents, _(problem.message, **problem.params))
     if valid and not rejected:
         try:
-            filed = filing.file_refund(db.session(), order, filing_input(form, order, documents),
+            filed = filing.file_refund(db.session(), order, filing_input(form, order, documents,
+                                                                        _checked_submission_key(order.id)),
                                         policy=current_policy(), now=utcnow(), links=links(),
                                         staging=staging.staging_dir(), upload_dir=staging.upload_dir())
         except filing.FilingError as error:
@@ -203,6 +233,7 @@ def request_receipt(reference: str):
 
 
 @bp.post("/requests/<reference>/answer")
+@limiter.limit(lambda: current_app.config["FILING_RATE_LIMIT"], key_func=_client_key)
 def request_answer(reference: str):
     refund_request = access.owned_request(reference)
     form = AnswerForm()

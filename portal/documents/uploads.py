@@ -6,6 +6,7 @@ opened by Pillow within a pixel budget, PDFs by pypdf, so a disguised or damaged
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -29,6 +30,16 @@ MAX_PIXELS = 40_000_000
 CHUNK = 64 * 1024
 
 TOO_MANY = N_("You can attach at most %(count)s files.")
+OVER_QUOTA = N_("You have sent more documents than we keep for an unfinished form (%(limit)s MB). Send the form "
+                "with the documents already attached, or try again in an hour.")
+TOO_LARGE_TOGETHER = N_("“%(name)s” did not fit: the documents sent at once may add up to %(limit)s MB. Attach it "
+                        "again on its own.")
+NUL_NAME = N_("The name of one of your files contains a character we cannot accept. Rename the file and attach "
+              "it again.")
+ACTIVE_PDF = N_("“%(name)s” contains active content (scripts, actions that open other programs, attached files "
+                "or XFA forms). Print it to a new PDF, or send a scan or screenshot instead.")
+TRAILING_DATA = N_("“%(name)s” has other data hidden after the end of the image. Save the image again, or send a "
+                   "screenshot of it instead.")
 
 ALLOWED = {"application/pdf": "PDF", "image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP"}
 
@@ -62,6 +73,8 @@ def _clean_name(name: str | None) -> str:
 
 def store_upload(stream: IO[bytes], original_name: str | None, folder: Path, *, max_bytes: int = MAX_BYTES) -> StoredFile:
     """Copy ``stream`` to ``folder`` in chunks, checking size and content; raise UploadRejected."""
+    if "\x00" in (original_name or ""):
+        raise UploadRejected(NUL_NAME)
     name = _clean_name(original_name)
     folder.mkdir(parents=True, exist_ok=True)
     stored_name = secrets.token_hex(16)
@@ -99,8 +112,11 @@ def _check_content(path: Path, name: str) -> str:
             reader = PdfReader(str(path), strict=False)
             if len(reader.pages) < 1:
                 raise damaged
-        except (PyPdfError, ValueError, KeyError, TypeError, OSError):
+            active = has_active_content(reader)
+        except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError):
             raise damaged from None
+        if active:
+            raise UploadRejected(ACTIVE_PDF, name=name)
         return mime
     try:
         with warnings.catch_warnings():
@@ -116,7 +132,132 @@ def _check_content(path: Path, name: str) -> str:
         raise UploadRejected(N_("“%(name)s” has too many pixels to be opened safely."), name=name) from None
     except Exception:  # Pillow raises many kinds for a broken image
         raise damaged from None
+    if data_after_end(path, mime):
+        raise UploadRejected(TRAILING_DATA, name=name)
     return mime
+
+
+# Names whose presence anywhere in a PDF's object graph means content that runs or opens something.
+ACTIVE_KEYS = {"/JS", "/JavaScript", "/OpenAction", "/AA", "/Launch", "/EmbeddedFile", "/EmbeddedFiles",
+               "/XFA", "/RichMedia", "/GoToE", "/SubmitForm", "/ImportData"}
+ACTIVE_ACTIONS = {"/JavaScript", "/Launch", "/GoToE", "/RichMedia", "/SubmitForm", "/ImportData"}
+MAX_PDF_OBJECTS = 50_000
+
+
+def has_active_content(reader: PdfReader) -> bool:
+    """Walk the document's objects from its root (streams' dictionaries, not their data) for
+    scripts, launch actions, embedded files and XFA forms, wherever they hide (names tree,
+    pages, annotations, form fields, object streams)."""
+    from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
+
+    seen: set[tuple[int, int]] = set()
+    stack = [reader.trailer]
+    visited = 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, IndirectObject):
+            key = (item.idnum, item.generation)
+            if key in seen:
+                continue
+            seen.add(key)
+            item = item.get_object()
+        visited += 1
+        if visited > MAX_PDF_OBJECTS:
+            return True  # too tangled to judge: refuse rather than guess
+        if isinstance(item, DictionaryObject):
+            for key, value in item.items():
+                if key in ACTIVE_KEYS:
+                    return True
+                if key in ("/S", "/Type", "/Subtype") and isinstance(value, NameObject) and value in ACTIVE_ACTIONS | {"/EmbeddedFile", "/FileAttachment"}:
+                    return True
+                if key != "/Parent":
+                    stack.append(value)
+        elif isinstance(item, ArrayObject):
+            stack.extend(item)
+    return False
+
+
+def data_after_end(path: Path, mime: str) -> bool:
+    """Whether bytes follow the image's own end (a zip, HTML or script appended to a picture)."""
+    data = path.read_bytes()
+    if mime == "image/png":
+        return _png_end(data) != len(data)
+    if mime == "image/jpeg":
+        return _jpeg_end(data) != len(data)
+    if mime == "image/webp":
+        riff_size = int.from_bytes(data[4:8], "little")
+        return 8 + riff_size + (riff_size & 1) < len(data)
+    return False
+
+
+def _png_end(data: bytes) -> int:
+    at = 8
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        kind = data[at + 4:at + 8]
+        at += 12 + length
+        if kind == b"IEND":
+            return at
+    return -1
+
+
+def _jpeg_end(data: bytes) -> int:
+    """Follow the markers: segments by their length, entropy-coded scans to the next real marker."""
+    at = 2  # after SOI
+    size = len(data)
+    while at + 2 <= size:
+        if data[at] != 0xFF:
+            return -1
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return at + 2
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            at += 2
+            continue
+        if at + 4 > size:
+            return -1
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data until a marker other than a stuffed 00 or RSTn
+            while True:
+                at = data.find(b"\xff", at)
+                if at < 0 or at + 1 >= size:
+                    return -1
+                follower = data[at + 1]
+                if follower == 0x00 or 0xD0 <= follower <= 0xD7:
+                    at += 2
+                    continue
+                break
+    return -1
+
+
+def folder_size(folder: Path) -> int:
+    try:
+        return sum(entry.stat().st_size for entry in folder.iterdir() if entry.is_file())
+    except FileNotFoundError:
+        return 0
+
+
+def sweep_staging(root: Path, *, max_age_seconds: float, now: float) -> int:
+    """Delete staged files older than ``max_age_seconds`` (and emptied folders); returns how many went."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for folder in root.iterdir():
+        entries = [folder] if folder.is_file() else list(folder.iterdir()) if folder.is_dir() else []
+        for entry in entries:
+            try:
+                if entry.is_file() and now - entry.stat().st_mtime > max_age_seconds:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if folder.is_dir():
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+    return removed
 
 
 def move_into(stored: StoredFile, staging: Path, folder: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
 
@@ -25,6 +25,25 @@ T = TypeVar("T")
 # Sent with the session after orders were created or changed, with ``days``: the purchase days
 # touched (the insights recount their orders).
 orders_changed = Namespace().signal("orders-changed")
+# No order row comes near this; a longer line is the wrong file, and is not read into memory whole.
+MAX_LINE = 64 * 1024
+LINE_TOO_LONG = N_("a line is longer than %(value)s characters; this is not an orders export")
+
+
+class LineTooLong(Exception):
+    def __init__(self, line: int):
+        super().__init__(line)
+        self.line = line
+
+
+def bounded_lines(stream: TextIO, limit: int = MAX_LINE) -> Iterator[str]:
+    """The stream's lines, read at most ``limit`` characters at a time: a 2 GB line stops at once."""
+    number = 0
+    while line := stream.readline(limit + 1):
+        number += 1
+        if len(line) > limit:
+            raise LineTooLong(number)
+        yield line
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +70,11 @@ class ImportResult:
 
 def read_orders(stream: TextIO) -> tuple[list[tuple[int, OrderData]], list[LineError]]:
     """Parse and validate every row; errors carry the file's own line numbers (header is line 1)."""
-    reader = csv.DictReader(stream)
+    reader = csv.DictReader(bounded_lines(stream))
     try:
         header = reader.fieldnames or []
+    except LineTooLong as long_line:
+        return [], [LineError(long_line.line, FieldError("file", LINE_TOO_LONG, {"value": MAX_LINE}))]
     except (UnicodeDecodeError, csv.Error):
         return [], [LineError(1, FieldError("file", N_("the file is not UTF-8 encoded CSV"), {}))]
     missing = [c for c in (*REQUIRED, "period_start", "period_end", "affiliate", "affiliate_commission")
@@ -73,6 +94,8 @@ def read_orders(stream: TextIO) -> tuple[list[tuple[int, OrderData]], list[LineE
                 errors.append(LineError(line, FieldError("file", N_("the row has more fields than the header"), {})))
                 continue
             _check_row(row, line, first_seen, orders, errors)
+    except LineTooLong as long_line:
+        errors.append(LineError(long_line.line, FieldError("file", LINE_TOO_LONG, {"value": MAX_LINE})))
     except (UnicodeDecodeError, csv.Error) as exc:
         errors.append(LineError(line + 1, FieldError("file", N_("the file cannot be read here: %(value)s"),
                                                      {"value": str(exc)})))

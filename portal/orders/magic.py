@@ -3,19 +3,42 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from portal.core.tokens import hash_token, new_token
-from portal.orders.models import Customer, MagicLink
+from portal.orders.models import Customer, MagicLink, MagicLinkRequest
 from portal.outbox.queue import queue_email
 
 LIFETIME = timedelta(minutes=30)
 SESSION_KEY = "magic_link_token"
 
 
+def ask_for_magic_link(session: Session, email: str, *, locale: str, now: datetime) -> None:
+    """Record the request, the same one write for any address; ``process_requests`` (the worker)
+    sends a link only where there are orders. The web request never looks the address up, so its
+    timing cannot tell who is a customer."""
+    session.add(MagicLinkRequest(email_normalized=Customer.normalize_email(email)[:320], locale=locale[:8],
+                                 created_at=now))
+    session.flush()
+
+
+def process_requests(session: Session, *, base_url: str, now: datetime, limit: int = 500) -> int:
+    """Turn waiting requests into links and emails for addresses with orders; returns how many were sent."""
+    sent = 0
+    waiting = list(session.scalars(select(MagicLinkRequest).where(MagicLinkRequest.processed_at.is_(None))
+                                   .order_by(MagicLinkRequest.id).limit(limit)))
+    for waiting_request in waiting:
+        waiting_request.processed_at = now
+        sent += send_magic_link(session, waiting_request.email_normalized, base_url=base_url,
+                                locale=waiting_request.locale, now=now)
+    # Handled requests are kept a day (for support's questions), then forgotten.
+    session.execute(delete(MagicLinkRequest).where(MagicLinkRequest.processed_at < now - timedelta(days=1)))
+    return sent
+
+
 def send_magic_link(session: Session, email: str, *, base_url: str, locale: str, now: datetime) -> bool:
-    """Queue a link if the address has orders; the caller answers the same either way."""
+    """Queue a link if the address has orders."""
     customer = session.scalar(select(Customer).where(Customer.email_normalized == Customer.normalize_email(email)))
     if customer is None:
         return False

@@ -98,3 +98,19 @@ class MagicLink(Base):
 
     customer: Mapped[Customer] = relationship()
 
+
+
+class MagicLinkRequest(Base):
+    """Someone asked for a link to the orders of an address; the worker decides whether one goes out.
+
+    The web request only writes this row, whether or not the address has orders, so both answers
+    cost the same and nobody learns from the timing which addresses are customers.
+    """
+
+    __tablename__ = "magic_link_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_normalized: Mapped[str] = mapped_column(String(320))
+    locale: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

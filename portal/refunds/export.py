@@ -1,7 +1,6 @@
 """The refunds made, with what each cost the business, as CSV for accounting. No Flask here."""
 from __future__ import annotations
 
-import csv
 from datetime import UTC, date, datetime, time
 from typing import TextIO
 
@@ -9,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from portal.core.money import Money
+from portal.core.spreadsheet import csv_writer
 from portal.core.vocabulary import RefundStatus
 from portal.orders.models import Order
 from portal.refunds.models import Refund
@@ -27,7 +27,7 @@ def write_refunds_csv(session: Session, since: date, out: TextIO) -> int:
         select(Refund).where(Refund.status == RefundStatus.SUCCEEDED, Refund.completed_at >= start)
         .options(joinedload(Refund.refund_request), joinedload(Refund.order).joinedload(Order.customer))
         .order_by(Refund.completed_at, Refund.id))
-    writer = csv.writer(out)
+    writer = csv_writer(out)  # formulas neutralised, byte-order mark first
     writer.writerow(COLUMNS)
     count = 0
     for refund in refunds:

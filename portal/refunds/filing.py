@@ -110,16 +110,17 @@ def _check(filing: Filing, decision: Decision) -> Money:
 def file_refund(session: Session, order: Order, filing: Filing, *, policy: Policy, now: datetime, links: Links,
                 staging: Path, upload_dir: Path) -> Filed:
     """File a refund request for ``order``: state received, first event, acknowledgement queued."""
-    if filing.submission_key:
-        earlier = session.scalar(select(RefundRequest).where(RefundRequest.submission_key == filing.submission_key))
-        if earlier is not None:
-            return Filed(earlier, created=False)
+    earlier = _filed_with_key(session, order, filing.submission_key)
+    if earlier is not None:
+        return Filed(earlier, created=False)
     existing = open_request(session, order)
     if existing is not None:
         raise FilingError("order", N_("There is already an open refund request for this order."), existing=existing)
 
     decision = decide(session, order, policy, now, filing.reason)
     amount = _check(filing, decision)
+    # Computed before the new rows join the session: the first flush is then the one inside the try,
+    # where a concurrent twin's unique key must surface (not from an autoflush on the way).
     signals = filing_signals(session, order, [d.sha256 for d in filing.documents], now=now)
     request = RefundRequest(
         reference=new_reference(), order=order, reason=filing.reason, details=filing.details.strip(),
@@ -136,9 +137,13 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
     try:
         states.open(session, request, actor=Actor.CUSTOMER, now=now, amount_minor=amount.minor, signals=signals)
     except IntegrityError:
-        # Two submissions raced past the check above and the database kept exactly one. A failed
-        # flush leaves the transaction unusable, so it is rolled back before the other is read.
+        # Two submissions raced past the check above; the database kept exactly one. A failed flush
+        # leaves the transaction unusable, so it is rolled back; the same form then lands on the
+        # request it made, and another form for the order is told there is one already.
         session.rollback()
+        earlier = _filed_with_key(session, order, filing.submission_key)
+        if earlier is not None:
+            return Filed(earlier, created=False)
         raise FilingError("order", N_("There is already an open refund request for this order."),
                           existing=open_request(session, order)) from None
     notifications.acknowledgement(session, request, links=links, decision_due=decision_due(policy, order, now))
@@ -146,6 +151,14 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
     for stored in filing.documents:
         move_into(stored, staging, upload_dir)
     return Filed(request, created=True)
+
+
+def _filed_with_key(session: Session, order: Order, key: str) -> RefundRequest | None:
+    """The request this very form made already (a double submission), never another order's."""
+    if not key:
+        return None
+    return session.scalar(select(RefundRequest).where(RefundRequest.submission_key == key,
+                                                      RefundRequest.order_id == order.id))
 
 
 def open_on_behalf(session: Session, order: Order, *, actor: Actor, locale: str, amount_minor: int, now: datetime,

@@ -83,8 +83,7 @@ class StaffForm(FlaskForm):
     name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
     role = SelectField(_l("Role"), choices=[SelectChoice(r.value, r.value) for r in StaffRole], validators=[DataRequired()])
     password = PasswordField(_l("Password"), validators=[DataRequired(_l("Enter your password.")),
-                                                         Length(min=12, max=500, message=_l(
-                                                             "Use at least 12 characters."))],
+                                                         Length(max=500)],
                              render_kw={"autocomplete": "new-password"})
 
 
@@ -93,3 +92,36 @@ class WebhookForm(FlaskForm):
                                                           Length(max=2000)],
                       render_kw={"placeholder": "https://helpdesk.example.com/hooks/refunds", "inputmode": "url"})
     description = StringField(_l("What it is for"), validators=[Optional(), Length(max=200)])
+
+
+class CodeForm(FlaskForm):
+    """The second step of signing in: a code from the authenticator app, or a recovery code."""
+    code = StringField(_l("Code from your authenticator app, or a recovery code"),
+                       validators=[DataRequired(_l("Enter the code.")), Length(max=32)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True})
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField(_l("Current password"), validators=[DataRequired(_l("Enter your password.")),
+                                                                Length(max=500)],
+                            render_kw={"autocomplete": "current-password"})
+    password = PasswordField(_l("New password"), validators=[DataRequired(_l("Enter a new password.")),
+                                                             Length(max=500)],
+                             render_kw={"autocomplete": "new-password"})
+
+
+class ResetRequestForm(FlaskForm):
+    email = EmailField(_l("Email address"), validators=[DataRequired(_l("Enter your email address.")),
+                                                        Length(max=320)],
+                       render_kw={"autocomplete": "username"})
+
+
+class ResetForm(FlaskForm):
+    password = PasswordField(_l("New password"), validators=[DataRequired(_l("Enter a new password.")),
+                                                             Length(max=500)],
+                             render_kw={"autocomplete": "new-password"})
+
+
+class RoleForm(FlaskForm):
+    role = SelectField(_l("Role"), choices=[SelectChoice(r.value, r.value) for r in StaffRole],
+                       validators=[DataRequired()])

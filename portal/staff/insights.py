@@ -1,20 +1,21 @@
 """The insights page and its CSV downloads: the same tables, so a download matches the page."""
 from __future__ import annotations
 
-import csv
 import io
 from datetime import UTC, date, datetime, time, timedelta
 
 from flask import Response, abort, render_template, request
 from flask_babel import gettext as _
 
+from portal.accounts.sessions import Event
 from portal.core.database import utcnow
 from portal.core.markers import N_
+from portal.core.spreadsheet import csv_writer
 from portal.core.vocabulary import Plan, Reason
 from portal.insights.charts import stacked_bars
 from portal.insights.figures import compute
 from portal.staff import bp
-from portal.staff.auth import roles_required
+from portal.staff.auth import log, roles_required
 from portal.staff.views import ACTING
 from portal.web.extensions import db
 from portal.web.i18n import day, moment, money, number, percent
@@ -102,7 +103,7 @@ def _compute():
     start, end = _range()
     begin = datetime.combine(start, time.min, tzinfo=UTC)
     finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
-    return start, end, compute(db.session, begin, finish, now=utcnow())
+    return start, end, compute(db.session(), begin, finish, now=utcnow())
 
 
 @bp.get("/insights")
@@ -130,9 +131,11 @@ def insights_csv():
         abort(404)
     _title, headers, rows = all_tables[name]
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_writer(out)  # formulas neutralised, byte-order mark first
     writer.writerow(headers)
     writer.writerows(rows)
-    response = Response(out.getvalue(), mimetype="text/csv")
+    log(Event.EXPORT, detail=f"insights {name}")
+    db.session.commit()
+    response = Response(out.getvalue(), mimetype="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}-{start}-{end}.csv"'
     return response

@@ -8,7 +8,8 @@ from sqlalchemy import select
 from wtforms import SelectChoice  # type: ignore[attr-defined]  # SelectChoice is new in WTForms 3.3; types-WTForms 3.2 lacks it
 
 from portal.accounts.models import StaffUser
-from portal.accounts.staff import AccountError, create_staff, set_active
+from portal.accounts.sessions import Event
+from portal.accounts.staff import AccountError, create_staff, set_active, set_role
 from portal.core.database import utcnow
 from portal.core.money import Money, MoneyError
 from portal.core.vocabulary import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
@@ -20,7 +21,7 @@ from portal.refunds import acting, decisions, payouts
 from portal.refunds.models import ProcessorEvent, RefundRequest
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.staff import bp
-from portal.staff.auth import roles_required
+from portal.staff.auth import log, roles_required
 from portal.staff.forms import (
     ActionForm,
     ApproveForm,
@@ -28,6 +29,7 @@ from portal.staff.forms import (
     DeclineForm,
     NoteForm,
     ProcessForm,
+    RoleForm,
     StaffForm,
     TestSendForm,
     WebhookForm,
@@ -81,7 +83,7 @@ def queue():
                     channel=_enum(Channel, args.get("channel")), overdue=args.get("overdue") == "1",
                     search=args.get("q", "")[:320])
     now = utcnow()
-    page = queue_page(db.session, f, now=now, cursor=args.get("after"))
+    page = queue_page(db.session(), f, now=now, cursor=args.get("after"))
     kept = {k: v for k, v in args.items() if k != "after"}
     next_url = url_for("staff.queue", after=page.next_cursor, **kept) if page.next_cursor else None
     return render_template("staff/queue.html", page=page, f=f, now=now, money=money, moment=moment, next_url=next_url,
@@ -252,6 +254,8 @@ def request_receipt(reference: str):
 @roles_required(*ACTING)
 def document_download(document_id: int):
     document = db.session.get(Document, document_id) or abort(404)
+    log(Event.DOCUMENT_DOWNLOADED, detail=f"{document.refund_request.reference} {document.original_name}"[:500])
+    db.session.commit()
     return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=True,
                                download_name=document.original_name, mimetype=document.content_type)
 
@@ -260,6 +264,8 @@ def document_download(document_id: int):
 @roles_required(*ACTING)
 def document_view(document_id: int):
     document = db.session.get(Document, document_id) or abort(404)
+    log(Event.DOCUMENT_DOWNLOADED, detail=f"viewed {document.refund_request.reference} {document.original_name}"[:500])
+    db.session.commit()
     return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=False,
                                download_name=document.original_name, mimetype=document.content_type)
 
@@ -328,7 +334,7 @@ def email_test_send():
     if not form.validate_on_submit():
         flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
         return redirect(url_for("staff.emails"), code=303)
-    queue_email(db.session, form.message.data, form.email.data, form.locale.data,
+    queue_email(db.session(), form.message.data, form.email.data, form.locale.data,
                 kit.spec(form.message.data).samples(), domain=links().domain)
     db.session.commit()
     flash(_("A test of “%(message)s” is on its way to %(email)s.", message=form.message.data, email=form.email.data),
@@ -345,17 +351,18 @@ def users():
     form = StaffForm()
     if form.validate_on_submit():
         try:
-            created = create_staff(db.session, form.email.data, StaffRole(form.role.data), form.password.data,
+            created = create_staff(db.session(), form.email.data, StaffRole(form.role.data), form.password.data,
                                    form.name.data or "")
         except AccountError as error:
             add_error(getattr(form, error.field), _(error.message))
         else:
+            log(Event.ACCOUNT_CREATED, subject=created, detail=created.role.value)
             db.session.commit()
             flash(_("Account created for %(email)s.", email=created.email), "success")
             return redirect(url_for("staff.users"), code=303)
     people = list(db.session.scalars(select(StaffUser).order_by(StaffUser.email)))
     return render_template("staff/users.html", form=form, people=people, action_form=ActionForm(),
-                           moment=moment), (422 if form.errors else 200)
+                           role_form=RoleForm(), roles=[r.value for r in StaffRole], moment=moment), (422 if form.errors else 200)
 
 
 @bp.post("/users/<int:user_id>/active")
@@ -367,8 +374,27 @@ def user_toggle(user_id: int):
     if user.id == current_user.id:
         flash(_("You cannot deactivate your own account."), "error")
     else:
-        set_active(db.session(), user, not user.active)
+        log(Event.ACCOUNT_ACTIVATED if not user.active else Event.ACCOUNT_DEACTIVATED, subject=user)
+        set_active(db.session(), user, not user.active, now=utcnow())
         db.session.commit()
+    return redirect(url_for("staff.users"), code=303)
+
+
+@bp.post("/users/<int:user_id>/role")
+@roles_required(StaffRole.ADMIN)
+def user_role(user_id: int):
+    user = db.session.get(StaffUser, user_id) or abort(404)
+    form = RoleForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if user.id == current_user.id:
+        flash(_("You cannot change your own role."), "error")
+    elif user.role.value != form.role.data:
+        log(Event.ROLE_CHANGED, subject=user, detail=f"{user.role.value} -> {form.role.data}")
+        set_role(db.session(), user, StaffRole(form.role.data), now=utcnow())
+        db.session.commit()
+        flash(_("%(email)s is now %(role)s; their sessions were signed out.", email=user.email,
+                role=form.role.data), "success")
     return redirect(url_for("staff.users"), code=303)
 
 
@@ -382,7 +408,7 @@ def webhooks():
     created = None
     if form.validate_on_submit():
         try:
-            created = outgoing.subscribe(db.session, form.url.data, form.description.data or "",
+            created = outgoing.subscribe(db.session(), form.url.data, form.description.data or "",
                                          created_by=current_user.id, now=utcnow(),
                                          require_https=current_app.config["ENV"] == "production")
             db.session.commit()

@@ -121,7 +121,7 @@ def send_outbox_message(outbox: OutboxMessage) -> None:
             and outbox.refund_request.acknowledged_at is None:
         # The insights' time to acknowledge runs until the email has really left.
         outbox.refund_request.acknowledged_at = datetime.now(UTC)
-        lifecycle.milestone_reached.send(db.session, request=outbox.refund_request, measure="acknowledge",
+        lifecycle.milestone_reached.send(db.session(), request=outbox.refund_request, measure="acknowledge",
                                          at=outbox.refund_request.acknowledged_at)
 
 

@@ -5,18 +5,43 @@ does not make the customer choose every document again.
 """
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from flask import current_app, session
 from werkzeug.datastructures import FileStorage
 
-from portal.documents.uploads import MAX_FILES, TOO_MANY, StoredFile, UploadRejected, discard, store_upload
+from portal.documents.uploads import (
+    MAX_FILES,
+    OVER_QUOTA,
+    TOO_LARGE_TOGETHER,
+    TOO_MANY,
+    StoredFile,
+    UploadRejected,
+    _clean_name,
+    discard,
+    folder_size,
+    store_upload,
+)
 
 KEY = "staged_documents"
+ID_KEY = "staging_id"
+
+
+def staging_root() -> Path:
+    return Path(current_app.config["UPLOAD_DIR"]) / "staging"
 
 
 def staging_dir() -> Path:
-    return Path(current_app.config["UPLOAD_DIR"]) / "staging"
+    """This browser session's own staging folder.
+
+    Its size on disk is the session's quota, so replaying one session cookie many times fills
+    the same folder and meets the same limit. The worker deletes files older than
+    ``PORTAL_STAGING_MAX_AGE_MINUTES``.
+    """
+    if ID_KEY not in session:
+        session[ID_KEY] = secrets.token_hex(16)
+    return staging_root() / session[ID_KEY]
 
 
 def upload_dir() -> Path:
@@ -24,7 +49,12 @@ def upload_dir() -> Path:
 
 
 def staged(scope: str) -> list[StoredFile]:
-    return [StoredFile(**d) for d in session.get(KEY, {}).get(scope, [])]
+    """Files staged for ``scope`` that are still there (not swept, not filed from a copy of this session)."""
+    files = [StoredFile(**d) for d in session.get(KEY, {}).get(scope, [])]
+    if not files:
+        return []
+    folder = staging_dir()
+    return [f for f in files if (folder / f.stored_name).is_file()]
 
 
 def _save(scope: str, files: list[StoredFile]) -> None:
@@ -43,12 +73,23 @@ def stage(scope: str, uploads: list[FileStorage], slot_uploads: dict[str, FileSt
     problems: list[UploadRejected] = []
     incoming: list[tuple[FileStorage, str | None]] = [(f, None) for f in uploads if f and f.filename]
     incoming += [(f, slot) for slot, f in (slot_uploads or {}).items() if f and f.filename]
+    quota = int(current_app.config["STAGING_QUOTA_BYTES"])
     for upload, slot in incoming:
         if len(kept) >= MAX_FILES:
             problems.append(UploadRejected(TOO_MANY, count=MAX_FILES))
             break
+        folder = staging_dir()
+        used = folder_size(folder)
         try:
-            stored = store_upload(upload.stream, upload.filename, staging_dir())
+            if getattr(upload.stream, "truncated", False):
+                raise UploadRejected(TOO_LARGE_TOGETHER, name=_clean_name(upload.filename),
+                                     limit=int(current_app.config["MAX_CONTENT_LENGTH"]) // (1024 * 1024))
+            if used >= quota:
+                raise UploadRejected(OVER_QUOTA, limit=quota // (1024 * 1024))
+            stored = store_upload(upload.stream, upload.filename, folder)
+            if used + stored.size > quota:
+                discard(stored.stored_name, folder)
+                raise UploadRejected(OVER_QUOTA, limit=quota // (1024 * 1024))
         except UploadRejected as rejected:
             problems.append(rejected)
             continue

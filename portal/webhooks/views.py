@@ -30,6 +30,6 @@ def stripe_webhook():
         return jsonify(error="The signature does not match this body, or it is too old."), 400
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
         return jsonify(error="Not a Stripe event."), 400
-    outcome = reconciliation.receive(db.session, event, now=utcnow(), links=links(), fees=current_fees())
+    outcome = reconciliation.receive(db.session(), event, now=utcnow(), links=links(), fees=current_fees())
     db.session.commit()
     return jsonify(received=True, outcome=outcome)
