@@ -121,9 +121,9 @@ def _seed_requests(session: Session, now: datetime, policy, links, folder: Path)
         return session.scalar(select(Order).where(Order.order_number == number))
 
     def file(number: str, reason: Reason, days_ago: float, details: str, locale: str):
-        filing = filing.Filing(reason=reason, details=details, locale=locale, submission_key="")
-        return filing.file_refund(session, order(number), filing, policy=policy, now=now - timedelta(days=days_ago),
-                                   links=links, staging=folder, upload_dir=folder).request
+        form = filing.Filing(reason=reason, details=details, locale=locale, submission_key="")
+        return filing.file_refund(session, order(number), form, policy=policy, now=now - timedelta(days=days_ago),
+                                  links=links, staging=folder, upload_dir=folder).request
 
     def staff(days_ago: float) -> decisions.Staff:
         return decisions.Staff(agent, now - timedelta(days=days_ago), links, policy)
