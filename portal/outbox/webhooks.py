@@ -20,6 +20,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import requests
+import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +30,8 @@ from portal.core.markers import N_
 from portal.outbox.models import OutboxMessage, WebhookSubscription
 from portal.refunds.models import RefundRequest, StatusEvent
 from portal.core.money import Money
+
+log = structlog.get_logger(__name__)
 
 STATE_CHANGED = "refund_request.state_changed"
 SIGNATURE_HEADER = "Portal-Signature"
@@ -125,7 +128,9 @@ def deliver(message: OutboxMessage, *, timeout: float) -> None:
     except requests.RequestException as error:
         raise TemporaryFailure(f"{type(error).__name__}: {error}") from None
     if 200 <= answer.status_code < 300:
+        log.info("webhook delivered", url=subscription.url, status=answer.status_code, event_id=message.message_id)
         return
+    log.warning("webhook refused", url=subscription.url, status=answer.status_code, event_id=message.message_id)
     if answer.status_code == 410:  # the subscriber says the endpoint is gone for good
         raise PermanentFailure("410 Gone")
     raise TemporaryFailure(f"HTTP {answer.status_code}: {answer.text[:200]}")
