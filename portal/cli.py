@@ -18,9 +18,24 @@ def _create_app():
 
 
 def main() -> None:
+    """The ``portal`` command. A misconfiguration is one line on stderr and exit status 2, an
+    unreachable database one line and status 1: never a traceback for an operator to decode."""
+    from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+
+    from portal.config import ConfigError
+
     cli = FlaskGroup(create_app=_create_app, add_version_option=False, load_dotenv=False,
                      help="Run and manage the refund portal.")
-    cli.main(prog_name="portal")
+    try:
+        cli.main(prog_name="portal")
+    except (ConfigError, ArgumentError) as error:
+        click.echo(f"portal: configuration error: {error}", err=True)
+        sys.exit(2)
+    except (OperationalError, InterfaceError) as error:
+        first = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        click.echo(f"portal: the database did not answer ({type(error).__name__}: {first}); "
+                   "check PORTAL_DATABASE_URL and that the server is up", err=True)
+        sys.exit(1)
 
 
 orders_cli = click.Group("orders", help="Orders from the billing system.")
@@ -94,37 +109,67 @@ outbox_cli = click.Group("outbox", help="Emails waiting to go out.")
 @outbox_cli.command("send")
 @click.option("--watch", is_flag=True, help="Keep running and send new messages as they are queued.")
 @click.option("--interval", type=float, default=None, help="Seconds between rounds with --watch.")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve this worker's Prometheus figures on this port (with --watch).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @with_appcontext
-def outbox_send(watch: bool, interval: float | None) -> None:
+def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, metrics_host: str) -> None:
     """Deliver every due message (retries with backoff; dead after too many attempts).
 
     Each round also queues the reminders for information requests unanswered for three days and
-    forgets API idempotency keys older than a day.
+    forgets API idempotency keys older than a day. With --watch, SIGTERM (or Ctrl-C) lets the
+    message being delivered finish, then the worker exits; a database outage is waited out.
     """
-    import time
+    import signal
+    import threading
     from datetime import datetime, timezone
 
+    import structlog
+    from sqlalchemy.orm import Session
+
+    from portal.core import metrics
     from portal.core.idempotency import prune
-    from portal.web.mail import deliver, transport
-
-    interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
-    click.echo(f"Delivering through {transport().describe()}.")
-    from portal.refunds.links import Links
     from portal.refunds.decisions import send_reminders
+    from portal.refunds.links import Links
+    from portal.web.mail import DatabaseUnavailable, run_worker, transport
+    from portal.web.telemetry import outbox_collector
 
+    log = structlog.get_logger("portal.outbox")
+    interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
-    while True:
-        reminded = send_reminders(db.session, now=datetime.now(timezone.utc), links=links)
-        prune(db.session, now=datetime.now(timezone.utc))
+    stop = threading.Event()
+
+    def chores() -> None:
+        now = datetime.now(timezone.utc)
+        reminded = send_reminders(db.session, now=now, links=links)
+        prune(db.session, now=now)
         if reminded:
-            click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
-        report = deliver(db.session)
-        if report.sent or report.retried or report.dead or not watch:
-            click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
-        if not watch:
-            break
-        db.session.remove()
-        time.sleep(interval)
+            log.info("reminders queued", count=reminded)
+            if not watch:
+                click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
+
+    def request_stop(signum, _frame) -> None:
+        if not stop.is_set():
+            log.info("outbox worker stopping", signal=signal.Signals(signum).name,
+                     note="the message being delivered is finished first")
+        stop.set()
+
+    if watch:
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        if metrics_port is not None:
+            engine = db.engine
+            metrics.serve(metrics_port, metrics_host, outbox_collector(lambda: Session(engine)))
+            log.info("outbox worker metrics", address=f"http://{metrics_host}:{metrics_port}/metrics")
+    log.info("outbox worker started", transport=transport().describe(), watch=watch, interval_s=interval)
+    try:
+        report = run_worker(watch=watch, interval=interval, stop=stop, chores=chores)
+    except DatabaseUnavailable as error:
+        raise click.ClickException(f"the database did not answer: {error}") from None
+    if watch:
+        log.info("outbox worker stopped", sent=report.sent, retried=report.retried, dead=report.dead)
+    else:
+        click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
 
 
 @outbox_cli.command("list")
