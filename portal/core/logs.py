@@ -117,5 +117,5 @@ def configure(fmt: str = "console", level: str | int = "INFO") -> None:
     root.setLevel(level if isinstance(level, int) else str(level).upper())
     # Werkzeug's development server writes its own access line (ours is the request line), and
     # WeasyPrint narrates every step of every PDF at INFO.
-    for noisy in ("werkzeug", "weasyprint", "fontTools"):
+    for noisy in ("werkzeug", "weasyprint", "fontTools", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -21,6 +21,11 @@ from prometheus_client.core import GaugeMetricFamily
 
 __all__ = ["CONTENT_TYPE_LATEST", "exposition"]
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # prometheus_client writes each process's figures there from the first metric on; a command
+    # run before gunicorn ever started (portal db upgrade) must not fail for want of the folder.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 # Page and API latencies: most answers take milliseconds; uploads and receipts take longer.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
