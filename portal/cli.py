@@ -121,7 +121,6 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
     message being delivered finish, then the worker exits; a database outage is waited out.
     """
     import signal
-    import threading
     from datetime import datetime, timezone
 
     import structlog
@@ -129,6 +128,7 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
 
     from portal.core import metrics
     from portal.core.idempotency import prune
+    from portal.outbox.worker import StopFlag
     from portal.refunds.decisions import send_reminders
     from portal.refunds.links import Links
     from portal.web.mail import DatabaseUnavailable, run_worker, transport
@@ -137,7 +137,7 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
     log = structlog.get_logger("portal.outbox")
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
-    stop = threading.Event()
+    stop = StopFlag()
 
     def chores() -> None:
         now = datetime.now(timezone.utc)
@@ -148,10 +148,11 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
             if not watch:
                 click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
 
+    received: list[str] = []
+
     def request_stop(signum, _frame) -> None:
-        if not stop.is_set():
-            log.info("outbox worker stopping", signal=signal.Signals(signum).name,
-                     note="the message being delivered is finished first")
+        # Only a flag: writing a log line here could re-enter a write to stderr in progress.
+        received.append(signal.Signals(signum).name)
         stop.set()
 
     if watch:
@@ -167,7 +168,8 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
     except DatabaseUnavailable as error:
         raise click.ClickException(f"the database did not answer: {error}") from None
     if watch:
-        log.info("outbox worker stopped", sent=report.sent, retried=report.retried, dead=report.dead)
+        log.info("outbox worker stopped", signal=received[0] if received else None, sent=report.sent,
+                 retried=report.retried, dead=report.dead)
     else:
         click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
 

@@ -56,6 +56,31 @@ class DeliveryReport:
         return self.sent + self.retried + self.dead
 
 
+class StopFlag:
+    """Set from a signal handler, read by the loop: a plain attribute, no lock.
+
+    ``threading.Event.set`` takes a lock the interrupted main thread may be holding inside
+    ``wait``; a signal handler must not. ``wait`` sleeps in short slices and looks again.
+    """
+
+    SLICE = 0.1
+
+    def __init__(self):
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._set and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(self.SLICE, left))
+        return self._set
+
+
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, 4 min … capped at an hour."""
     return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), LONGEST_WAIT)

@@ -1,7 +1,6 @@
 """Flask glue for the email kit and the outbox: one kit and one transport per app."""
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime, timezone
 
@@ -167,10 +166,10 @@ class DatabaseUnavailable(RuntimeError):
     pass
 
 
-def run_worker(*, watch: bool, interval: float, stop: threading.Event, chores=None) -> DeliveryReport:
+def run_worker(*, watch: bool, interval: float, stop, chores=None) -> DeliveryReport:
     """The outbox worker's loop, inside an app context: chores, then every due message, per round.
 
-    With ``watch`` it runs until ``stop`` is set (SIGTERM: the current message is finished
+    With ``watch`` it runs until ``stop`` (a StopFlag) is set (SIGTERM: the current message is finished
     first). A database that stops answering is logged and waited for, with growing pauses up to a
     minute, and the loop picks up again when it answers. Without ``watch`` one round is made and
     a database failure raises :class:`DatabaseUnavailable`.
