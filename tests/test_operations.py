@@ -128,7 +128,7 @@ def test_one_json_line_per_request_with_the_staff_id_and_no_password_email_or_to
     assert queue["method"] == "GET" and queue["status"] == 200 and queue["duration_ms"] >= 0
     assert queue["staff_id"] == staff.id and queue["level"] == "info" and queue["timestamp"]
     [api] = [line for line in lines if line.get("route") == "/api/v1/requests"]
-    assert api["status"] == 200
+    assert api["status"] == 200 and api["staff_id"] == staff.id  # the token's holder
     [lookup_line] = [line for line in lines if line.get("route") == "/lookup"]
     assert "staff_id" not in lookup_line
     for secret in (PASSWORD, token, "alice.m@example.com", "agent@example.com"):
