@@ -10,7 +10,7 @@ CATALOGS := $(foreach l,$(LOCALES),translations/$(l)/LC_MESSAGES/messages.po)
 COMPILED := $(CATALOGS:.po=.mo)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint setup system-deps translations compile-translations bench clean
+.PHONY: run test lint setup system-deps translations compile-translations bench dist wheel-check clean
 
 setup: $(STAMP) $(COMPILED)
 
@@ -79,6 +79,16 @@ lint: $(STAMP)
 bench: setup system-deps
 	for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+# The wheel and the sdist in dist/: templates, emails, static files, the policy, the migrations and
+# the catalogs (compiled by the build step in setup.py) inside the package.
+dist: $(STAMP)
+	rm -rf build dist
+	$(BIN)/python -m build --outdir dist .
+
+# Install the wheel into a fresh virtualenv outside the tree and serve it with gunicorn (.ci/wheel-check).
+wheel-check: $(STAMP)
+	.ci/wheel-check
+
 clean:
-	rm -rf $(VENV) instance .pytest_cache test-artifacts .mypy_cache .ruff_cache .grimp_cache .import_linter_cache
+	rm -rf $(VENV) instance .pytest_cache test-artifacts build dist .mypy_cache .ruff_cache .grimp_cache .import_linter_cache
 	find translations -name '*.mo' -delete

@@ -23,7 +23,7 @@ from portal.core.paths import PACKAGE_DIR, resource_dir
 from portal.customer import bp as customer_bp
 from portal.main import bp as main_bp
 from portal.staff import bp as staff_bp
-from portal.web import errors, i18n, mail, policy, templating
+from portal.web import errors, i18n, mail, policy, telemetry, templating
 from portal.web.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.web.requests import PortalRequest
 from portal.web.templating import LocalizedEnvironment
@@ -66,7 +66,8 @@ def _instance(app: Flask) -> Path:
 
 
 def register_extensions(app: Flask) -> None:
-
+    # First: its request hooks wrap every other one (logs, request id, figures, /metrics).
+    telemetry.init_app(app)
     if app.config["PROXY_COUNT"]:
         count = int(app.config["PROXY_COUNT"])
         # Flask's documented way to wrap the WSGI app; mypy forbids assigning over a method.

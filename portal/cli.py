@@ -1,20 +1,26 @@
 """The ``portal`` command: Flask's CLI with the portal's own commands added."""
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
+import structlog
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from portal import create_app
 from portal.accounts.models import ApiToken
 from portal.accounts.sessions import Event, record
 from portal.accounts.staff import AccountError, create_api_token, create_staff, revoke_api_token
+from portal.config import ConfigError
+from portal.core import metrics
 from portal.core.database import utcnow
 from portal.core.idempotency import prune
 from portal.core.vocabulary import OutboxStatus, RefundStatus, StaffRole
@@ -26,14 +32,16 @@ from portal.orders.magic import process_requests
 from portal.outbox.export import export_kit
 from portal.outbox.models import OutboxMessage
 from portal.outbox.queue import resend
+from portal.outbox.worker import StopFlag
 from portal.policy import PolicyError, load_policy
 from portal.refunds.decisions import send_reminders
 from portal.refunds.export import write_refunds_csv
 from portal.refunds.links import Links
 from portal.refunds.models import Receipt, Refund
 from portal.web.extensions import db
-from portal.web.mail import deliver, email_kit, receipt_for, transport
+from portal.web.mail import DatabaseUnavailable, email_kit, receipt_for, run_worker, transport
 from portal.web.policy import current_policy
+from portal.web.telemetry import outbox_collector
 
 
 def _create_app() -> Flask:
@@ -41,9 +49,20 @@ def _create_app() -> Flask:
 
 
 def main() -> None:
+    """The ``portal`` command. A misconfiguration is one line on stderr and exit status 2, an
+    unreachable database one line and status 1: never a traceback for an operator to decode."""
     cli = FlaskGroup(create_app=_create_app, add_version_option=False, load_dotenv=False,
                      help="Run and manage the refund portal.")
-    cli.main(prog_name="portal")
+    try:
+        cli.main(prog_name="portal")
+    except (ConfigError, ArgumentError) as error:
+        click.echo(f"portal: configuration error: {error}", err=True)
+        sys.exit(2)
+    except (OperationalError, InterfaceError) as error:
+        first = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        click.echo(f"portal: the database did not answer ({type(error).__name__}: {first}); "
+                   "check PORTAL_DATABASE_URL and that the server is up", err=True)
+        sys.exit(1)
 
 
 orders_cli = click.Group("orders", help="Orders from the billing system.")
@@ -128,39 +147,66 @@ outbox_cli = click.Group("outbox", help="Emails waiting to go out.")
 @outbox_cli.command("send")
 @click.option("--watch", is_flag=True, help="Keep running and send new messages as they are queued.")
 @click.option("--interval", type=float, default=None, help="Seconds between rounds with --watch.")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve this worker's Prometheus figures on this port (with --watch).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @with_appcontext
-def outbox_send(watch: bool, interval: float | None) -> None:
+def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, metrics_host: str) -> None:
     """Deliver every due message (retries with backoff; dead after too many attempts).
 
     Each round also queues the reminders for information requests unanswered for three days,
     forgets API idempotency keys older than a day, sends the links customers asked for and deletes
-    staged uploads older than PORTAL_STAGING_MAX_AGE_MINUTES.
+    staged uploads older than PORTAL_STAGING_MAX_AGE_MINUTES. With --watch, SIGTERM (or Ctrl-C)
+    lets the message being delivered finish, then the worker exits; a database outage is waited out.
     """
-
-
+    log = structlog.get_logger("portal.outbox")
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
-    click.echo(f"Delivering through {transport().describe()}.")
-
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
-    while True:
-        reminded = send_reminders(db.session(), now=datetime.now(UTC), links=links)
+    stop = StopFlag()
+
+    def chores() -> None:
+        # Each chore is its own unit of work, committed on its own.
+        now = datetime.now(UTC)
+        reminded = send_reminders(db.session(), now=now, links=links)
         db.session.commit()
-        prune(db.session(), now=datetime.now(UTC))
+        prune(db.session(), now=now)
         db.session.commit()
-        process_requests(db.session(), base_url=current_app.config["BASE_URL"], now=datetime.now(UTC))
+        process_requests(db.session(), base_url=current_app.config["BASE_URL"], now=now)
         db.session.commit()
         swept = sweep_uploads()
         if swept:
-            click.echo(f"deleted {swept} expired staged upload(s)")
+            log.info("expired staged uploads deleted", count=swept)
+            if not watch:
+                click.echo(f"deleted {swept} expired staged upload(s)")
         if reminded:
-            click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
-        report = deliver(db.session)
-        if report.sent or report.retried or report.dead or not watch:
-            click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
-        if not watch:
-            break
-        db.session.remove()
-        time.sleep(interval)
+            log.info("reminders queued", count=reminded)
+            if not watch:
+                click.echo(f"queued {reminded} reminder(s) for unanswered information requests")
+
+    received: list[str] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        # Only a flag: writing a log line here could re-enter a write to stderr in progress.
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    if watch:
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        if metrics_port is not None:
+            engine = db.engine
+            metrics.serve(metrics_port, metrics_host, outbox_collector(lambda: Session(engine)))
+            log.info("outbox worker metrics", address=f"http://{metrics_host}:{metrics_port}/metrics")
+    log.info("outbox worker started", transport=transport().describe(), watch=watch, interval_s=interval)
+    try:
+        report = run_worker(watch=watch, interval=interval, stop=stop, chores=chores)
+    except DatabaseUnavailable as error:
+        raise click.ClickException(f"the database did not answer: {error}") from None
+    if watch:
+        log.info("outbox worker stopped", signal=received[0] if received else None, sent=report.sent,
+                 retried=report.retried, dead=report.dead)
+    else:
+        click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
 
 
 @outbox_cli.command("list")

@@ -86,6 +86,12 @@ DEFAULTS: dict[str, object] = {
     # What the processor keeps of a charge on a refund, for the business-cost figures.
     "PROCESSOR_FEE_PERCENT": "2.9",
     "PROCESSOR_FEE_FIXED_MINOR": 30,
+    # Logs on standard error: "json" (one JSON object a line) or "console" (readable lines).
+    # None: json in production, console elsewhere.
+    "LOG_FORMAT": None,
+    "LOG_LEVEL": "INFO",
+    # /metrics answers only a scraper sending this as a Bearer token; None: no /metrics at all.
+    "METRICS_TOKEN": None,
 }
 
 MIN_SECRET_LENGTH = 32
@@ -168,3 +174,20 @@ def finalize(config: dict, instance_path: Path) -> None:
     if config.get("STAFF_MFA", "admins") not in ("required", "admins", "optional"):
         raise ConfigError(f"PORTAL_STAFF_MFA must be required, admins or optional, not {config.get('STAFF_MFA')!r}.")
     config["OUTBOX_DIR"] = str(Path(config.get("OUTBOX_DIR") or instance_path / "outbox").resolve())
+    config["LOG_FORMAT"] = config.get("LOG_FORMAT") or ("json" if env == "production" else "console")
+    if config["LOG_FORMAT"] not in ("json", "console"):
+        raise ConfigError(f"PORTAL_LOG_FORMAT must be json or console, not {config['LOG_FORMAT']!r}.")
+    if str(config.get("LOG_LEVEL", "INFO")).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"PORTAL_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {config['LOG_LEVEL']!r}.")
+    _check_database_url(config["DATABASE_URL"])
+
+
+def _check_database_url(url: str) -> None:
+    """A URL SQLAlchemy cannot even parse is a typo; say so before anything tries to connect."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        raise ConfigError(f"PORTAL_DATABASE_URL is not a database URL SQLAlchemy understands ({error}).") from None

@@ -70,15 +70,16 @@ def test_error_pages_are_localized(client):
     assert "We konden die pagina niet vinden" in response.get_data(as_text=True)
 
 
-def test_health_answers_200_with_the_database_up(client):
-    response = client.get("/healthz")
-    assert response.status_code == 200 and response.json["database"] == "ok"
+def test_readiness_answers_200_with_the_database_up_at_the_migrations_head(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200 and response.json["checks"]["database"]["ok"] is True
 
 
-def test_health_answers_503_with_the_database_down(tmp_path):
+def test_readiness_answers_503_and_liveness_200_with_the_database_down(tmp_path):
     app = create_app({"ENV": "testing", "SECRET_KEY": "x" * 40,
                       "DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/db.sqlite3"})
-    assert app.test_client().get("/healthz").status_code == 503
+    assert app.test_client().get("/readyz").status_code == 503
+    assert app.test_client().get("/healthz").status_code == 200
 
 
 def test_settings_come_from_prefixed_environment_variables(monkeypatch, tmp_path):

@@ -18,7 +18,7 @@ from portal.core.vocabulary import StaffRole
 PROBLEM_TITLES = {
     400: N_("Bad request"), 401: N_("Not authenticated"), 403: N_("Not allowed"), 404: N_("Not found"),
     405: N_("Method not allowed"), 409: N_("Conflict with the current state"), 413: N_("Too large"),
-    422: N_("Invalid input"), 429: N_("Too many requests"), 503: N_("The payment processor did not answer"),
+    422: N_("Invalid input"), 429: N_("Too many requests"), 503: N_("Service unavailable"),
 }
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 _PATH_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")

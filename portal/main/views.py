@@ -1,10 +1,10 @@
 from urllib.parse import urlsplit
 
-from flask import abort, redirect, render_template, request, session, url_for
-from sqlalchemy import text
+from flask import abort, current_app, jsonify, redirect, render_template, request, session, url_for
 
 from portal.core.vocabulary import LOCALES
 from portal.main import bp
+from portal.web import readiness
 from portal.web.extensions import db
 from portal.web.forms import LookupForm, MagicLinkForm
 from portal.web.i18n import SESSION_KEY
@@ -34,11 +34,30 @@ def set_language(code: str):
     return redirect(_safe_next(request.args.get("next")))
 
 
+def _probe(view):
+    # Load balancers and orchestrators probe over plain HTTP: never redirect them to https.
+    view.talisman_view_options = {"force_https": False}
+    return view
+
+
+def _probe_answer(body: dict, status: int):
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.get("/healthz")
+@_probe
 def healthz():
-    try:
-        db.session.execute(text("SELECT 1"))
-    except Exception as exc:  # any driver error means "not reachable" to a load balancer
-        db.session.rollback()
-        return {"status": "unavailable", "database": type(exc).__name__}, 503
-    return {"status": "ok", "database": "ok"}
+    """Liveness: the process answers. No database, so a database outage never restarts the web tier."""
+    return _probe_answer({"status": "ok"}, 200)
+
+
+@bp.get("/readyz")
+@_probe
+def readyz():
+    """Readiness: the database answers at the migrations' head; Redis and storage when configured."""
+    checks = readiness.checks(current_app, db)
+    ready = all(check["ok"] for check in checks.values())
+    return _probe_answer({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)

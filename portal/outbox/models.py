@@ -54,6 +54,9 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # The X-Request-ID of the request that queued it (stamped by portal.web.telemetry), so the
+    # worker's lines about it can be found beside the request's.
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
     refund_request: Mapped[RefundRequest | None] = relationship()
     webhook_subscription: Mapped[WebhookSubscription | None] = relationship()

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +30,8 @@ from portal.core.markers import N_
 from portal.core.vocabulary import OutboxStatus
 from portal.outbox.models import OutboxMessage, WebhookSubscription
 from portal.outbox.worker import PermanentFailure, TemporaryFailure
+
+log = structlog.get_logger(__name__)
 
 STATE_CHANGED = "refund_request.state_changed"
 SIGNATURE_HEADER = "Portal-Signature"
@@ -116,7 +119,9 @@ def deliver(message: OutboxMessage, *, timeout: float) -> None:
     except requests.RequestException as error:
         raise TemporaryFailure(f"{type(error).__name__}: {error}") from None
     if 200 <= answer.status_code < 300:
+        log.info("webhook delivered", url=subscription.url, status=answer.status_code, event_id=message.message_id)
         return
+    log.warning("webhook refused", url=subscription.url, status=answer.status_code, event_id=message.message_id)
     if answer.status_code == 410:  # the subscriber says the endpoint is gone for good
         raise PermanentFailure("410 Gone")
     raise TemporaryFailure(f"HTTP {answer.status_code}: {answer.text[:200]}")

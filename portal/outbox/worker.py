@@ -3,21 +3,38 @@
 Delivery claims one message at a time with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), so several
 workers can run at once and never take the same message; SQLite ignores the clause and is
 meant for a single worker. Nothing here imports Flask.
+
+Whatever goes wrong while one message is delivered stays with that message: an unexpected
+exception (a receipt that will not render, a bug) rolls back what the attempt changed, and the
+attempt is then counted, logged with its traceback and backed off in a transaction of its own,
+so the message can never be claimed first again and again; after the last attempt it is dead,
+and the messages behind it go out meanwhile. Only the database failing stops a round (the
+caller's loop waits and reconnects).
 """
 from __future__ import annotations
 
+import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from portal.core import metrics
+from portal.core.logs import bound_contextvars
 from portal.core.vocabulary import OutboxStatus
 from portal.outbox.models import OutboxMessage
 
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(hours=1)
+# Errors that mean the database itself is gone (down, restarting, connection cut), not the message.
+DATABASE_GONE = (OperationalError, InterfaceError)
+
+log = structlog.get_logger(__name__)
 
 
 class TemporaryFailure(Exception):
@@ -34,6 +51,35 @@ class DeliveryReport:
     retried: int = 0
     dead: int = 0
 
+    @property
+    def attempts(self) -> int:
+        return self.sent + self.retried + self.dead
+
+
+class StopFlag:
+    """Set from a signal handler, read by the loop: a plain attribute, no lock.
+
+    ``threading.Event.set`` takes a lock the interrupted main thread may be holding inside
+    ``wait``; a signal handler must not. ``wait`` sleeps in short slices and looks again.
+    """
+
+    SLICE = 0.1
+
+    def __init__(self):
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._set and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(self.SLICE, left))
+        return self._set
+
 
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, 4 min … capped at an hour."""
@@ -49,34 +95,91 @@ def claim_next(session: Session, now: datetime) -> OutboxMessage | None:
     return session.scalars(query).first()
 
 
+def _failed(message: OutboxMessage, error: str, *, permanent: bool, max_attempts: int, now: datetime,
+            report: DeliveryReport) -> None:
+    message.last_error = error[:2000]
+    if permanent or message.attempts >= max_attempts:
+        message.status = OutboxStatus.DEAD
+        report.dead += 1
+        metrics.OUTBOX_DELIVERIES.labels(message.channel, message.message, "dead").inc()
+        log.error("outbox dead letter", attempts=message.attempts, error=message.last_error,
+                  reason="refused for good" if permanent else "last attempt failed")
+    else:
+        wait = backoff(message.attempts)
+        message.next_attempt_at = now + wait
+        report.retried += 1
+        metrics.OUTBOX_DELIVERIES.labels(message.channel, message.message, "retry").inc()
+        log.warning("outbox backoff", attempts=message.attempts, retry_in_s=int(wait.total_seconds()),
+                    error=message.last_error)
+
+
+def _count_crashed_attempt(session: Session, message_id: int, error: BaseException, *, clock, max_attempts: int,
+                           report: DeliveryReport) -> None:
+    """After an unexpected exception: roll the attempt's changes back, then count it on its own."""
+    session.rollback()
+    message = session.scalars(select(OutboxMessage).where(OutboxMessage.id == message_id)
+                              .with_for_update(skip_locked=True)).first()
+    if message is None or message.status is not OutboxStatus.PENDING:
+        session.rollback()  # another worker holds it, or it was dealt with meanwhile
+        return
+    message.attempts += 1
+    summary = "".join(traceback.format_exception_only(type(error), error)).strip()
+    _failed(message, f"unexpected error: {summary}", permanent=False, max_attempts=max_attempts, now=clock(),
+            report=report)
+    session.commit()
+
+
 def deliver_due(session: Session, send: Callable[[OutboxMessage], None], *, clock: Callable[[], datetime],
-                max_attempts: int, limit: int | None = None) -> DeliveryReport:
-    """Send every due message once; each outcome is committed before the next message is claimed."""
+                max_attempts: int, limit: int | None = None,
+                should_stop: Callable[[], bool] = lambda: False) -> DeliveryReport:
+    """Send every due message once; each outcome is committed before the next message is claimed.
+
+    ``should_stop`` is asked before each claim: a stop request lets the current message finish.
+    Database errors (the connection is gone) are raised to the caller, whose loop reconnects.
+    """
     report = DeliveryReport()
-    while limit is None or report.sent + report.retried + report.dead < limit:
+    while (limit is None or report.attempts < limit) and not should_stop():
         message = claim_next(session, clock())
         if message is None:
             break
-        message.attempts += 1
-        try:
-            send(message)
-        except TemporaryFailure as error:
-            message.last_error = str(error)[:2000]
-            if message.attempts >= max_attempts:
-                message.status = OutboxStatus.DEAD
-                report.dead += 1
+        context = {"outbox_id": message.id, "channel": message.channel, "kind": message.message}
+        if message.request_id:
+            context["request_id"] = message.request_id  # the request that queued it
+        with bound_contextvars(**context):
+            message.attempts += 1
+            message_id, channel = message.id, message.channel
+            log.info("outbox attempt", attempt=message.attempts, recipient=message.recipient)
+            started = time.perf_counter()
+            try:
+                send(message)
+            except TemporaryFailure as error:
+                _failed(message, str(error), permanent=False, max_attempts=max_attempts, now=clock(), report=report)
+            except PermanentFailure as error:
+                _failed(message, str(error), permanent=True, max_attempts=max_attempts, now=clock(), report=report)
+            except DATABASE_GONE:
+                raise
+            except DBAPIError as error:
+                if error.connection_invalidated:
+                    raise
+                log.exception("outbox attempt crashed")
+                _count_crashed_attempt(session, message_id, error, clock=clock, max_attempts=max_attempts,
+                                       report=report)
+                continue
+            except Exception as error:
+                log.exception("outbox attempt crashed")
+                _count_crashed_attempt(session, message_id, error, clock=clock, max_attempts=max_attempts,
+                                       report=report)
+                continue
             else:
-                message.next_attempt_at = clock() + backoff(message.attempts)
-                report.retried += 1
-        except PermanentFailure as error:
-            message.last_error = str(error)[:2000]
-            message.status = OutboxStatus.DEAD
-            report.dead += 1
-        else:
-            message.status = OutboxStatus.SENT
-            message.sent_at = clock()
-            message.last_error = ""
-            report.sent += 1
-        session.commit()
+                message.status = OutboxStatus.SENT
+                message.sent_at = clock()
+                message.last_error = ""
+                report.sent += 1
+                metrics.OUTBOX_DELIVERIES.labels(message.channel, message.message, "sent").inc()
+                log.info("outbox delivered", attempt=message.attempts,
+                         duration_ms=round((time.perf_counter() - started) * 1000, 1))
+            finally:
+                metrics.OUTBOX_DELIVERY_TIME.labels(channel).observe(time.perf_counter() - started)
+            session.commit()
     session.rollback()  # release the claim query's transaction when nothing was due
     return report

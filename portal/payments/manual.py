@@ -1,8 +1,13 @@
 """The default gateway: staff reverse the charge in the processor's dashboard and record it here."""
 from __future__ import annotations
 
+import structlog
+
+from portal.core import metrics
 from portal.core.money import Money
 from portal.payments.base import GatewayRefund, RefundDeclined
+
+log = structlog.get_logger(__name__)
 
 
 class ManualGateway:
@@ -14,6 +19,11 @@ class ManualGateway:
         if not reference:
             # Nothing was sent anywhere: the staff member must say where the money went.
             raise ValueError("a manual refund needs the processor's reference")
+        # Nothing is called: the staff member refunded in the processor's dashboard. Logged all the
+        # same, so every refund has its line with its idempotency key.
+        metrics.GATEWAY_REFUNDS.labels(self.name, "succeeded").inc()
+        log.info("gateway refund recorded", gateway=self.name, idempotency_key=idempotency_key, charge=charge,
+                 amount=str(amount), processor_reference=reference, outcome="succeeded")
         return GatewayRefund(reference=reference)
 
 

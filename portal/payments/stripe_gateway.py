@@ -6,15 +6,20 @@ with the same key, which Stripe answers with the first result.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 import stripe
+import structlog
 
+from portal.core import metrics
 from portal.core.money import Money
 from portal.payments.base import GatewayRefund, GatewayUnavailable, RefundDeclined
 
 if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses  # the TypedDict StripeClient takes; not re-exported
+
+log = structlog.get_logger(__name__)
 
 
 class StripeGateway:
@@ -32,16 +37,33 @@ class StripeGateway:
                metadata: dict[str, str] | None = None) -> GatewayRefund:
         params: stripe.params.RefundCreateParams = {
             "charge": charge, "amount": amount.minor, "metadata": metadata or {}}
+        call = log.bind(gateway=self.name, idempotency_key=idempotency_key, charge=charge, amount=str(amount),
+                        reference=reference or None)
+        call.info("gateway refund call")
+        started = time.perf_counter()
+
+        def outcome(name: str, **fields: Any) -> None:
+            metrics.GATEWAY_REFUNDS.labels(self.name, name).inc()
+            line = call.info if name in ("succeeded", "pending") else call.warning
+            line("gateway refund answer", outcome=name, duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                 **fields)
+
         try:
             refund = self.client.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
         except (stripe.APIConnectionError, stripe.RateLimitError) as error:
+            outcome("unavailable", error=_message(error))
             raise GatewayUnavailable(_message(error)) from None
         except stripe.APIError as error:  # Stripe's 5xx: the outcome is unknown
+            outcome("unavailable", error=_message(error))
             raise GatewayUnavailable(_message(error)) from None
         except stripe.StripeError as error:  # the processor answered no (card, request, idempotency errors)
+            outcome("declined", error=_message(error))
             raise RefundDeclined(_message(error)) from None
         if refund.status == "failed":
-            raise RefundDeclined(getattr(refund, "failure_reason", None) or "the refund failed at Stripe")
+            reason = getattr(refund, "failure_reason", None) or "the refund failed at Stripe"
+            outcome("declined", error=reason, processor_reference=refund.id)
+            raise RefundDeclined(reason)
+        outcome(str(refund.status), processor_reference=refund.id)
         return GatewayRefund(reference=refund.id, status=refund.status)
 
 

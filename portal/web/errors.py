@@ -1,12 +1,19 @@
+import structlog
 from flask import abort, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from portal.refunds.states import InvalidTransition
 from portal.web.extensions import db
 
 PREFIX_RESPONDERS = "error_responders"
+# How long a client should wait before trying again after the database failed to answer.
+RETRY_AFTER_SECONDS = "30"
+
+log = structlog.get_logger(__name__)
 
 
 def answer_under(app, prefix: str, respond) -> None:
@@ -51,6 +58,23 @@ def init_app(app):
                 # problem documents, not a customer page).
                 return respond(error.code, headers={k: v for k, v in error.get_headers() if k.lower() == "allow"})
         return render_template("errors/http.html", error=error), error.code
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def database_unavailable(error):
+        # The database is down, restarting or out of connections: say "try again soon" (503) in
+        # the part's own format, not "we broke" (500). The traceback is logged once, here.
+        log.error("database unavailable", error=type(error).__name__, exc_info=error)
+        try:
+            db.session.rollback()
+        except Exception:  # the connection is gone; the pool replaces it on the next checkout
+            pass
+        headers = {"Retry-After": RETRY_AFTER_SECONDS}
+        for prefix, respond in app.extensions.get(PREFIX_RESPONDERS, {}).items():
+            if request.path.startswith(prefix):
+                return respond(503, headers=headers)
+        return render_template("errors/http.html", error=None, code=503), 503, headers
 
     @app.errorhandler(500)
     def internal_error(error):

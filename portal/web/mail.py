@@ -1,22 +1,29 @@
 """Flask glue for the email kit and the outbox: one kit and one transport per app."""
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
+import structlog
 from flask import current_app
 from flask_mail import Mail
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from portal.core import metrics
 from portal.core.brand import load_brand
 from portal.core.paths import resource_dir
 from portal.core.vocabulary import RefundStatus
 from portal.outbox import webhooks
 from portal.outbox.kit import Attachment, EmailKit, KitError, Rendered
 from portal.outbox.models import OutboxMessage
-from portal.outbox.worker import DeliveryReport, PermanentFailure, deliver_due
+from portal.outbox.worker import DATABASE_GONE, DeliveryReport, PermanentFailure, StopFlag, deliver_due
 from portal.refunds import lifecycle
 from portal.refunds.models import Receipt, Refund
-from portal.refunds.receipts import ReceiptRenderer, issue_receipt
+from portal.refunds.receipts import ReceiptData, ReceiptRenderer, issue_receipt
 from portal.web.extensions import db
 from portal.web.policy import clause_title, current_policy
 from portal.web.transport import FileTransport, SMTPTransport
@@ -26,6 +33,7 @@ TRANSPORT = "email_transport"
 RECEIPTS = "receipt_renderer"
 
 mail = Mail()
+log = structlog.get_logger("portal.outbox")
 
 
 def init_app(app) -> None:
@@ -50,10 +58,24 @@ def transport():
     return current_app.extensions[TRANSPORT]
 
 
+class TimedReceiptRenderer(ReceiptRenderer):
+    """The receipt renderer, with each PDF's render time logged and counted."""
+
+    def pdf(self, data: ReceiptData) -> bytes:
+        started = time.perf_counter()
+        pdf = super().pdf(data)
+        seconds = time.perf_counter() - started
+        locale = getattr(data, "locale", "") or ""
+        metrics.RECEIPT_RENDER.labels(locale).observe(seconds)
+        log.info("receipt rendered", number=getattr(data, "number", None), locale=locale,
+                 duration_ms=round(seconds * 1000, 1), size=len(pdf))
+        return pdf
+
+
 def receipt_renderer() -> ReceiptRenderer:
     renderer = current_app.extensions.get(RECEIPTS)
     if renderer is None:
-        renderer = current_app.extensions[RECEIPTS] = ReceiptRenderer(
+        renderer = current_app.extensions[RECEIPTS] = TimedReceiptRenderer(
             resource_dir("templates") / "receipts", resource_dir("translations"), dict(load_brand()))
     return renderer
 
@@ -74,7 +96,11 @@ def receipt_for(request) -> Receipt | None:
                                .order_by(Refund.id.desc()))
     if refund is None:
         return None
-    return issue_receipt(db.session(), refund, receipt_renderer(), clause_title_for)
+    existing = db.session.scalar(select(Receipt.id).where(Receipt.refund_id == refund.id))
+    receipt = issue_receipt(db.session(), refund, receipt_renderer(), clause_title_for)
+    if existing is None:
+        log.info("receipt issued", receipt=receipt.number, reference=request.reference, refund_id=refund.id)
+    return receipt
 
 
 def issued_receipt(request) -> Receipt | None:
@@ -125,6 +151,70 @@ def send_outbox_message(outbox: OutboxMessage) -> None:
                                          at=outbox.refund_request.acknowledged_at)
 
 
-def deliver(session, *, limit: int | None = None) -> DeliveryReport:
+def deliver(session: Any, *, limit: int | None = None, should_stop: Callable[[], bool] = lambda: False) -> DeliveryReport:
     return deliver_due(session, send_outbox_message, clock=lambda: datetime.now(UTC),
-                       max_attempts=int(current_app.config["OUTBOX_MAX_ATTEMPTS"]), limit=limit)
+                       max_attempts=int(current_app.config["OUTBOX_MAX_ATTEMPTS"]), limit=limit,
+                       should_stop=should_stop)
+
+
+def database_gone(error: BaseException) -> bool:
+    """The database is down, restarting or unreachable: not this message's fault."""
+    if isinstance(error, (*DATABASE_GONE, PoolTimeout)):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+class DatabaseUnavailable(RuntimeError):
+    pass
+
+
+def run_worker(*, watch: bool, interval: float, stop: StopFlag,
+               chores: Callable[[], None] | None = None) -> DeliveryReport:
+    """The outbox worker's loop, inside an app context: chores, then every due message, per round.
+
+    With ``watch`` it runs until ``stop`` (a StopFlag) is set (SIGTERM: the current message is finished
+    first). A database that stops answering is logged and waited for, with growing pauses up to a
+    minute, and the loop picks up again when it answers. Without ``watch`` one round is made and
+    a database failure raises :class:`DatabaseUnavailable`.
+    """
+    total = DeliveryReport()
+    failures = 0
+    while not stop.is_set():
+        try:
+            if chores is not None:
+                chores()
+            report = deliver(db.session(), should_stop=stop.is_set)
+        except Exception as error:
+            if not database_gone(error):
+                raise
+            failures += 1
+            metrics.OUTBOX_DATABASE_ERRORS.inc()
+            pause = min(interval * 2 ** min(failures, 6), 60.0)
+            log.error("outbox database unavailable", error=f"{type(error).__name__}: {str(error).splitlines()[0]}",
+                      failures=failures, retry_in_s=round(pause, 1))
+            _discard_session()
+            if not watch:
+                raise DatabaseUnavailable(str(error).splitlines()[0]) from None
+            stop.wait(pause)
+            continue
+        finally:
+            _discard_session()
+        if failures:
+            log.info("outbox database reachable again", after_failures=failures)
+            failures = 0
+        metrics.OUTBOX_ROUND.set(time.time())
+        total.sent, total.retried, total.dead = (total.sent + report.sent, total.retried + report.retried,
+                                                 total.dead + report.dead)
+        if report.attempts:
+            log.info("outbox round", sent=report.sent, retried=report.retried, dead=report.dead)
+        if not watch:
+            break
+        stop.wait(interval)
+    return total
+
+
+def _discard_session() -> None:
+    try:
+        db.session.remove()
+    except Exception:  # closing a connection the server already dropped
+        log.debug("outbox session discarded after an error", exc_info=True)

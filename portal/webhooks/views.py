@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 
 import stripe
+import structlog
 from flask import Blueprint, abort, current_app, jsonify, request
 
+from portal.core import metrics
 from portal.core.database import utcnow
 from portal.refunds import reconciliation
 from portal.web.extensions import db
@@ -13,6 +15,7 @@ from portal.web.links import links
 from portal.web.payments import current_fees
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+log = structlog.get_logger(__name__)
 
 
 @bp.post("/stripe")
@@ -27,9 +30,27 @@ def stripe_webhook():
                                               int(current_app.config["STRIPE_WEBHOOK_TOLERANCE"]))
         event = json.loads(text)
     except (UnicodeDecodeError, ValueError, stripe.SignatureVerificationError):
+        metrics.PROCESSOR_EVENTS.labels("stripe", "unknown", "refused").inc()
+        log.warning("processor event refused", provider="stripe", reason="bad or old signature")
         return jsonify(error="The signature does not match this body, or it is too old."), 400
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
+        metrics.PROCESSOR_EVENTS.labels("stripe", "unknown", "refused").inc()
+        log.warning("processor event refused", provider="stripe", reason="not an event")
         return jsonify(error="Not a Stripe event."), 400
     outcome = reconciliation.receive(db.session(), event, now=utcnow(), links=links(), fees=current_fees())
     db.session.commit()
+    kind = str(event["type"]) if str(event["type"]) in KNOWN_TYPES else "other"
+    metrics.PROCESSOR_EVENTS.labels("stripe", kind, _outcome_class(str(outcome))).inc()
+    log.info("processor event handled", provider="stripe", event_id=event["id"], type=event["type"], outcome=outcome)
     return jsonify(received=True, outcome=outcome)
+
+
+def _outcome_class(outcome: str) -> str:
+    """The reconciliation's sentence reduced to a label: duplicate, ignored, waiting or applied."""
+    first = outcome.split(":", 1)[0].strip()
+    return first if first in ("duplicate", "ignored", "waiting") else "applied"
+
+
+# Event types named in the figures; any other is counted as "other" (Stripe has hundreds).
+KNOWN_TYPES = ("charge.succeeded", "invoice.paid", "refund.created", "refund.updated", "refund.failed",
+               "charge.refunded", "charge.dispute.created")

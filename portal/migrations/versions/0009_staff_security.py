@@ -1,10 +1,9 @@
 """staff security: server-side staff sessions, security log, TOTP, recovery codes, passkeys, password
 resets, and magic-link requests handled by the worker
 
-Another branch adds 0008; when both meet, point down_revision here at 0008.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01 09:23:25.033294
 
 """
@@ -15,7 +14,7 @@ import portal.core.database
 
 # revision identifiers, used by Alembic.
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
