@@ -83,7 +83,7 @@ def measure(url: str, n: int) -> None:
     seeded = time.perf_counter() - started
     engine.dispose()
     app = create_app({"ENV": "testing", "SECRET_KEY": "bench" * 10, "DATABASE_URL": url, "WTF_CSRF_ENABLED": False})
-    with time_machine.travel(NOW, tick=True):
+    with time_machine.travel(NOW, tick=True):  # the hour staff_queue laid the requests out from
         with app.app_context():
             from portal.web.extensions import db
 

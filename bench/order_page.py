@@ -6,6 +6,11 @@
    baseline renders the line from a template compiled once (the first recompiles its string).
    Target: the order page reaches at least half the bare page's rate. Also printed: the CPU one
    worker spends per request on each page, which varies less from run to run.
+   The order page is measured twice per round: as the portal serves it (pages compiled once per
+   language by ``portal.web.templating.LocalizedEnvironment``) and from the same app built with
+   Flask's standard Jinja environment and Flask-Babel's i18n extension (``_standard_templates_app``),
+   which translates every ``_("…")`` while rendering. Their ratio is what the per-language
+   compilation buys.
 2. The peak resident memory (VmHWM) of a gunicorn worker before and after it receives a refund
    request with a 10 MB PDF. Target: it grows by less than 20 MB (the upload is streamed to disk).
 
@@ -14,10 +19,15 @@
 The pages are measured in alternating rounds (3 by default); the median and the lowest ratio are
 printed, since a two-core machine's speed drifts from one ten-second pass to the next.
 
+The sample orders of tests/data/orders.csv are imported with their dates moved by whole days
+from the day they describe (SAMPLE_DAY) to the day the bench runs, so the order keeps its age, and
+its prorated decision, on any date.
+
 Needs wrk (Debian package; `make bench` installs it).
 """
 from __future__ import annotations
 
+import csv
 import http.cookiejar
 import io
 import os
@@ -32,6 +42,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +58,41 @@ SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 ORDER = ("ORD-10003", "bob.tanaka@example.org")  # an annual order: a prorated decision, the costliest
 SECRET = "bench-secret-key-" + "x" * 32
+# The day tests/data/orders.csv describes (the suite freezes its clock there): ORD-10003 was bought
+# 82 days before it, between the annual plan's 30-day full refund and its 90-day prorated window.
+SAMPLE_DAY = date(2026, 11, 22)
+DATE_COLUMNS = ("purchased_at", "period_start", "period_end")
+PORTAL_APP = "portal.wsgi:app"
+STANDARD_APP = "_standard_templates_app:app"  # in bench/, loaded with --pythonpath
+VARIANTS = {PORTAL_APP: "compiled per language (LocalizedEnvironment)",
+            STANDARD_APP: "standard Jinja + Flask-Babel i18n extension"}
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def sample_orders_as_of(today: date, target: Path) -> Path:
+    """Copy the sample orders to ``target`` with every date moved from SAMPLE_DAY to ``today``."""
+    shift = timedelta(days=(today - SAMPLE_DAY).days)
+    with open(ROOT / "tests" / "data" / "orders.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for column in DATE_COLUMNS:
+            if not row[column]:
+                continue
+            if "T" in row[column]:
+                moved = datetime.strptime(row[column], "%Y-%m-%dT%H:%M:%SZ") + shift
+                row[column] = moved.strftime("%Y-%m-%dT%H:%M:%SZ")
+            else:
+                row[column] = (date.fromisoformat(row[column]) + shift).isoformat()
+    with open(target, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
 
 
 def prepare(folder: Path) -> dict:
@@ -65,7 +105,8 @@ def prepare(folder: Path) -> dict:
         upgrade()
         from portal.web.extensions import db
 
-        with open(ROOT / "tests" / "data" / "orders.csv", encoding="utf-8", newline="") as f:
+        orders = sample_orders_as_of(datetime.now(UTC).date(), folder / "orders.csv")
+        with open(orders, encoding="utf-8", newline="") as f:
             assert import_orders(db.session, f).ok
         db.engine.dispose()
     return env
@@ -173,7 +214,7 @@ def multipart(fields: dict, name: str, filename: str, content: bytes) -> tuple[b
 
 def upload_growth(env: dict) -> tuple[float, float, int]:
     port = free_port()
-    server = gunicorn("portal.wsgi:app", port, env, workers=1)
+    server = gunicorn(PORTAL_APP, port, env, workers=1)
     try:
         base = f"http://127.0.0.1:{port}"
         browser, _ = opened_order_session(base)
@@ -197,26 +238,52 @@ def upload_growth(env: dict) -> tuple[float, float, int]:
         stop(server)
 
 
-def requests_per_second(env: dict) -> tuple[float, float, float]:
-    """One round: the bare page, the compiled-once page and the order page, each warmed first."""
-    bare_port, portal_port = free_port(), free_port()
+def pythonpath_of(target: str) -> str | None:
+    return str(ROOT / "bench") if target.startswith("_") else None  # the helpers in bench/
+
+
+def comparable(page: str) -> str:
+    """The order page without what differs from one session to the next (CSRF tokens)."""
+    return re.sub(r'(<input[^>]*name="csrf_token"[^>]*value=")[^"]*', r"\1", page)
+
+
+def order_page_rate(target: str, env: dict) -> tuple[float, str]:
+    """The order page's requests per second from one gunicorn serving ``target``, and the page."""
+    port = free_port()
+    server = gunicorn(target, port, env, pythonpath=pythonpath_of(target))
+    try:
+        browser, cookie = opened_order_session(f"http://127.0.0.1:{port}")
+        url = f"http://127.0.0.1:{port}/orders/{ORDER[0]}"
+        page = browser.open(url).read().decode()
+        wrk(url, cookie)  # warm-up pass, not counted
+        return wrk(url, cookie), page
+    finally:
+        stop(server)
+
+
+def requests_per_second(env: dict, number: int) -> dict[str, float]:
+    """One round: the bare page, the compiled-once page, then the order page from each variant of
+    the portal (their order swapped every round), each warmed first."""
+    bare_port = free_port()
     bare = gunicorn("_bare_app:app", bare_port, env, pythonpath=str(ROOT / "bench"))
+    rates = {}
     try:
         wrk(f"http://127.0.0.1:{bare_port}/")  # warm-up pass, not counted
-        bare_rate = wrk(f"http://127.0.0.1:{bare_port}/")
+        rates["bare"] = wrk(f"http://127.0.0.1:{bare_port}/")
         wrk(f"http://127.0.0.1:{bare_port}/compiled")
-        compiled_rate = wrk(f"http://127.0.0.1:{bare_port}/compiled")
+        rates["compiled"] = wrk(f"http://127.0.0.1:{bare_port}/compiled")
     finally:
         stop(bare)
-    portal = gunicorn("portal.wsgi:app", portal_port, env)
-    try:
-        _, cookie = opened_order_session(f"http://127.0.0.1:{portal_port}")
-        url = f"http://127.0.0.1:{portal_port}/orders/{ORDER[0]}"
-        wrk(url, cookie)
-        order_rate = wrk(url, cookie)
-    finally:
-        stop(portal)
-    return bare_rate, compiled_rate, order_rate
+    pages = {}
+    for target in (list(VARIANTS) if number % 2 else list(VARIANTS)[::-1]):
+        rates[target], pages[target] = order_page_rate(target, env)
+    if comparable(pages[PORTAL_APP]) != comparable(pages[STANDARD_APP]):
+        raise SystemExit("the two variants of the portal render different order pages")
+    return rates
+
+
+def median_and_lowest(values: list[float]) -> str:
+    return f"median {statistics.median(values):.2f}x, lowest {min(values):.2f}x"
 
 
 def main() -> None:
@@ -226,22 +293,41 @@ def main() -> None:
         folder = Path(tmp)
         env = prepare(folder)
         rounds = []
-        for _ in range(ROUNDS):  # alternated, so a slow spell of the machine falls on both pages
-            rounds.append(requests_per_second(env))
+        for number in range(1, ROUNDS + 1):  # alternated, so a slow spell of the machine falls on every page
+            rounds.append(requests_per_second(env, number))
         print(f"gunicorn, 2 sync workers, wrk 2 threads x 8 connections, {SECONDS} s per page, {ROUNDS} rounds")
-        for number, (bare_rate, compiled_rate, order_rate) in enumerate(rounds, 1):
-            print(f"  round {number}: bare Flask one-line template {bare_rate:6.0f} requests/s, "
-                  f"order page {ORDER[0]} {order_rate:6.0f} requests/s: {order_rate / bare_rate:.2f}x "
-                  f"(compiled-once baseline {compiled_rate:6.0f}: {order_rate / compiled_rate:.2f}x)")
-        ratios = sorted(order / bare for bare, _, order in rounds)
-        strict = sorted(order / compiled for _, compiled, order in rounds)
-        print(f"  order page against the bare page: median {statistics.median(ratios):.2f}x, lowest {ratios[0]:.2f}x "
+        for number, r in enumerate(rounds, 1):
+            order_rate, standard_rate = r[PORTAL_APP], r[STANDARD_APP]
+            print(f"  round {number}: bare Flask one-line template {r['bare']:6.0f} requests/s, "
+                  f"order page {ORDER[0]} {order_rate:6.0f} requests/s: {order_rate / r['bare']:.2f}x "
+                  f"(compiled-once baseline {r['compiled']:6.0f}: {order_rate / r['compiled']:.2f}x); "
+                  f"standard templates {standard_rate:6.0f} requests/s: {standard_rate / r['bare']:.2f}x")
+        ratios = [r[PORTAL_APP] / r["bare"] for r in rounds]
+        strict = [r[PORTAL_APP] / r["compiled"] for r in rounds]
+        print(f"  order page against the bare page: {median_and_lowest(ratios)} "
               f"(target >= 0.50x); against the compiled-once baseline: median {statistics.median(strict):.2f}x")
+        print("  the order page by page environment (median of the rounds; each against the bare page of its round):")
+        for target, label in VARIANTS.items():
+            rates = [r[target] for r in rounds]
+            print(f"    {label:<46} {statistics.median(rates):6.0f} requests/s, "
+                  f"{median_and_lowest([r[target] / r['bare'] for r in rounds])}")
+        kept = [r[STANDARD_APP] / r[PORTAL_APP] for r in rounds]
+        print(f"    standard / compiled per language: median {statistics.median(kept):.2f}, "
+              f"range {min(kept):.2f}-{max(kept):.2f} (within 10% means >= 0.90)")
 
-        bare_cpu = cpu_per_request("_bare_app:app", "/", env, pythonpath=str(ROOT / "bench"))
-        order_cpu = cpu_per_request("portal.wsgi:app", f"/orders/{ORDER[0]}", env, cookie_from_lookup=True)
-        print(f"  worker CPU per request, one connection: bare {bare_cpu:.2f} ms, order page {order_cpu:.2f} ms "
-              f"({bare_cpu / order_cpu:.2f}x; the steadier figure to follow)")
+        cpu: dict[str, list[float]] = {"bare": [], **{target: [] for target in VARIANTS}}
+        for number in range(1, ROUNDS + 1):  # alternated as well
+            cpu["bare"].append(cpu_per_request("_bare_app:app", "/", env, pythonpath=str(ROOT / "bench")))
+            for target in list(VARIANTS) if number % 2 else list(VARIANTS)[::-1]:
+                cpu[target].append(cpu_per_request(target, f"/orders/{ORDER[0]}", env, cookie_from_lookup=True,
+                                                   pythonpath=pythonpath_of(target)))
+        bare_cpu, order_cpu, standard_cpu = (statistics.median(cpu[key]) for key in ("bare", *VARIANTS))
+        print(f"  worker CPU per request, one connection (median of {ROUNDS} rounds): bare {bare_cpu:.2f} ms, "
+              f"order page {order_cpu:.2f} ms ({bare_cpu / order_cpu:.2f}x; the steadier figure to follow)")
+        extra = [standard / order for standard, order in zip(cpu[STANDARD_APP], cpu[PORTAL_APP], strict=True)]
+        print(f"    order page with standard templates {standard_cpu:.2f} ms ({bare_cpu / standard_cpu:.2f}x); "
+              f"standard / compiled per language: {statistics.median(extra):.3f} of the CPU "
+              f"(rounds: {', '.join(f'{x:.3f}' for x in extra)})")
 
         before, after, size = upload_growth(env)
         print(f"10 MB upload ({size / 1_048_576:.1f} MiB PDF) through the refund form, 1 worker:")

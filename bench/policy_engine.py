@@ -18,11 +18,11 @@ from portal.policy import evaluate, load_policy
 from portal.policy.engine import OrderTerms as Terms
 
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+AS_OF = datetime.now(UTC).replace(second=0, microsecond=0)  # orders are bought in the 200 days before
 
 
-def make_orders(count: int) -> list[Terms]:
+def make_orders(count: int, as_of: datetime) -> list[Terms]:
     rng = random.Random(3)
-    as_of = datetime(2026, 11, 22, 12, tzinfo=UTC)
     prices = {Plan.MONTHLY: ("29.00", "USD"), Plan.ANNUAL: ("3999.00", "CNY"), Plan.ONE_TIME: ("4300", "JPY")}
     orders = []
     for _ in range(count):
@@ -41,9 +41,9 @@ def make_orders(count: int) -> list[Terms]:
 
 def main() -> None:
     policy = load_policy()
-    orders = make_orders(COUNT)
+    as_of = AS_OF
+    orders = make_orders(COUNT, as_of)
     reasons = list(Reason)
-    as_of = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
     started = time.perf_counter()
     for order in orders:

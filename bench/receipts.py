@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,15 +31,17 @@ def sample(locale: str):
     from portal.refunds.receipts import ReceiptData, ReceiptLine
 
     currency = {"en": "USD", "zh": "CNY", "nl": "EUR"}[locale]
+    today = datetime.now(UTC).date()  # a monthly order bought 11 days ago, refunded today
+    bought = today - timedelta(days=11)
     return ReceiptData(
-        number="RC-2026-000042", issued=date(2026, 11, 23), locale=locale, customer_name=NAMES[locale],
+        number=f"RC-{today.year}-000042", issued=today, locale=locale, customer_name=NAMES[locale],
         customer_email="customer@example.com", order_number="ORD-10001",
         product={"zh": "团队工作区"}.get(locale, "Team Workspace"), plan="Monthly plan",
-        period=(date(2026, 11, 12), date(2026, 12, 12)), paid=Money.parse("29.00", currency),
-        payment_reference="ch_3QaB10001", purchased=date(2026, 11, 12), amount=Money.parse("19.00", currency),
-        method="Your original payment method", processor_reference="re_3QaB10001", refunded_on=date(2026, 11, 23),
+        period=(bought, bought + timedelta(days=30)), paid=Money.parse("29.00", currency),
+        payment_reference="ch_3QaB10001", purchased=bought, amount=Money.parse("19.00", currency),
+        method="Your original payment method", processor_reference="re_3QaB10001", refunded_on=today,
         request_reference="RF-7Q2M4KX9", clause=CLAUSES[locale], clause_id="monthly",
-        earlier=[ReceiptLine(date(2026, 11, 15), Money.parse("5.00", currency), "re_3QaB09999")])
+        earlier=[ReceiptLine(bought + timedelta(days=3), Money.parse("5.00", currency), "re_3QaB09999")])
 
 
 def renderer():
