@@ -15,9 +15,12 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars
+from structlog.typing import Processor
 
 __all__ = ["bind_contextvars", "bound_contextvars", "clear_contextvars", "configure", "mask_email"]
 
@@ -37,7 +40,7 @@ def mask_email(text: str) -> str:
     return EMAIL.sub(r"\1***@\2", text)
 
 
-def _scrub(value):
+def _scrub(value: object) -> object:
     if isinstance(value, str):
         return SECRETS.sub(REDACTED, mask_email(value))
     if isinstance(value, dict):
@@ -47,33 +50,33 @@ def _scrub(value):
     return value
 
 
-def _secret_key(key) -> bool:
+def _secret_key(key: object) -> bool:
     key = str(key).lower()
     # idempotency keys and token ids are not secrets; the tokens themselves are.
     return any(word in key for word in SECRET_KEYS) and not key.endswith(("_id", "_prefix"))
 
 
-def scrub(_logger, _method, event_dict: dict) -> dict:
+def scrub(_logger: object, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """A structlog processor: mask emails and drop secrets in every value, the traceback included."""
     return {k: REDACTED if _secret_key(k) else _scrub(v) for k, v in event_dict.items()}
 
 
-class _StandardError(logging.StreamHandler):
+class _StandardError(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stderr`` is at the time (pytest swaps it per test)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(sys.stderr)
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value):
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
-def _shared_processors() -> list:
+def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -87,7 +90,8 @@ def formatter(fmt: str) -> logging.Formatter:
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if fmt == "json":
-        last = [structlog.processors.format_exc_info, scrub, structlog.processors.JSONRenderer(sort_keys=False)]
+        last: list[Processor] = [structlog.processors.format_exc_info, scrub,
+                                 structlog.processors.JSONRenderer(sort_keys=False)]
     else:
         # The traceback is rendered into the event first so that it is scrubbed like the rest.
         last = [structlog.processors.format_exc_info, scrub,

@@ -12,7 +12,7 @@ whichever process queued or delivered the messages.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from prometheus_client import (
@@ -26,7 +26,8 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "exposition"]
 
@@ -75,11 +76,12 @@ class OutboxCollector:
     dead messages; it runs once per scrape.
     """
 
-    def __init__(self, rows: Callable[[], Iterable[tuple]], clock: Callable[[], datetime]):
+    def __init__(self, rows: Callable[[], Iterable[tuple[str, str, str, int, datetime | None]]],
+                 clock: Callable[[], datetime]) -> None:
         self.rows = rows
         self.clock = clock
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         pending = GaugeMetricFamily("portal_outbox_pending_messages", "Outbox messages waiting to go out.",
                                     labels=["channel", "kind"])
         dead = GaugeMetricFamily("portal_outbox_dead_messages",
@@ -101,16 +103,16 @@ class OutboxCollector:
 class _ThisProcess:
     """The default registry's figures (this process's counters and its CPU and memory)."""
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         return REGISTRY.collect()
 
 
-def scrape_registry(*collectors) -> CollectorRegistry:
+def scrape_registry(*collectors: Collector) -> CollectorRegistry:
     """What a scrape reads: this process's figures, or every process's in multiprocess mode, and
     the given collectors, asked at scrape time."""
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess_dir():
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in the library
     else:
         registry.register(_ThisProcess())
     for collector in collectors:
@@ -118,10 +120,10 @@ def scrape_registry(*collectors) -> CollectorRegistry:
     return registry
 
 
-def exposition(*collectors) -> bytes:
+def exposition(*collectors: Collector) -> bytes:
     return generate_latest(scrape_registry(*collectors))
 
 
-def serve(port: int, host: str, *collectors) -> None:
+def serve(port: int, host: str, *collectors: Collector) -> None:
     """Serve the figures on their own port from a background thread (the outbox worker's)."""
     start_http_server(port, addr=host, registry=scrape_registry(*collectors))

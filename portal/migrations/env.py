@@ -10,7 +10,7 @@ config = context.config
 
 # The portal configures logging itself (portal.core.logs: JSON or readable lines); alembic.ini's
 # logging applies only when the migrations run without it.
-if not logging.getLogger().handlers:
+if not logging.getLogger().handlers and config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 

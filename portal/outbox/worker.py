@@ -65,7 +65,7 @@ class StopFlag:
 
     SLICE = 0.1
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._set = False
 
     def set(self) -> None:
@@ -113,7 +113,8 @@ def _failed(message: OutboxMessage, error: str, *, permanent: bool, max_attempts
                     error=message.last_error)
 
 
-def _count_crashed_attempt(session: Session, message_id: int, error: BaseException, *, clock, max_attempts: int,
+def _count_crashed_attempt(session: Session, message_id: int, error: BaseException, *,
+                           clock: Callable[[], datetime], max_attempts: int,
                            report: DeliveryReport) -> None:
     """After an unexpected exception: roll the attempt's changes back, then count it on its own."""
     session.rollback()

@@ -1,3 +1,5 @@
+import contextlib
+
 import structlog
 from flask import abort, render_template, request
 from flask_babel import gettext as _
@@ -66,10 +68,8 @@ def init_app(app):
         # The database is down, restarting or out of connections: say "try again soon" (503) in
         # the part's own format, not "we broke" (500). The traceback is logged once, here.
         log.error("database unavailable", error=type(error).__name__, exc_info=error)
-        try:
+        with contextlib.suppress(Exception):  # the connection is gone; the pool replaces it on the next checkout
             db.session.rollback()
-        except Exception:  # the connection is gone; the pool replaces it on the next checkout
-            pass
         headers = {"Retry-After": RETRY_AFTER_SECONDS}
         for prefix, respond in app.extensions.get(PREFIX_RESPONDERS, {}).items():
             if request.path.startswith(prefix):

@@ -158,4 +158,4 @@ def prometheus_metrics():
 
 
 # Scrapers talk plain HTTP inside the network; the token, not the scheme, guards the figures.
-prometheus_metrics.talisman_view_options = {"force_https": False}
+prometheus_metrics.talisman_view_options = {"force_https": False}  # type: ignore[attr-defined]  # read by Talisman
