@@ -143,7 +143,8 @@ def test_a_message_with_missing_variables_is_refused_when_queued(db_session):
                     {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "surprise": 1})
     with pytest.raises(KitError, match="'amount' \\(money\\) cannot take"):
         queue_email(db_session, "refund_failed", "x@example.com", "en",
-                    {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "amount": "lots"})
+                    {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "amount": "lots",
+                     "reason": "unknown"})
     assert outbox(db_session) == []
 
 

@@ -8,13 +8,16 @@ from portal.payments.base import GatewayRefund, RefundDeclined
 class ManualGateway:
     name = "manual"
 
-    def refund(self, *, charge: str, amount: Money, idempotency_key: str, reference: str = "",
+    def refund(self, *, payment: str, amount: Money, idempotency_key: str, reference: str = "",
                metadata: dict[str, str] | None = None) -> GatewayRefund:
         reference = reference.strip()
         if not reference:
             # Nothing was sent anywhere: the staff member must say where the money went.
             raise ValueError("a manual refund needs the processor's reference")
         return GatewayRefund(reference=reference)
+
+    def find_refund(self, *, payment: str, metadata: dict[str, str]) -> GatewayRefund | None:
+        return None  # nothing is ever sent, so nothing can be waiting to be found
 
 
 __all__ = ["ManualGateway", "RefundDeclined"]

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal.core.markers import N_
+from portal.core.money import Money
 from portal.core.vocabulary import PaymentStatus, RefundStatus
 from portal.documents.models import Document
 from portal.orders.models import LookupFailure, Order
@@ -66,6 +67,13 @@ def fraud_signals(session: Session, request: RefundRequest, *, now: datetime) ->
             hours = max(1, int((window_end - request.created_at).total_seconds() // 3600))
             signals.append(Signal("end_of_window", N_("Filed %(hours)s hours before the refund window closed."),
                                   {"hours": hours}))
+
+    refunded = session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+        Refund.order_id == order.id, Refund.status.in_((RefundStatus.SUCCEEDED, RefundStatus.PENDING)))) or 0
+    if refunded > order.amount_minor:
+        signals.append(Signal("over_refunded", N_("Refunds of this order at the payment processor (%(refunded)s) "
+                                                  "exceed what was paid (%(paid)s): a duplicate refund."),
+                              {"refunded": Money.from_minor(refunded, order.currency), "paid": order.amount}))
 
     if order.payment_status is not PaymentStatus.PAID:
         signals.append(Signal("payment_status", N_("The payment processor marks this order as %(status)s."),
