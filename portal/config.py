@@ -8,6 +8,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from portal.payments.stripe_gateway import STRIPE_API_VERSION
+
 ENVIRONMENTS = ("development", "testing", "production")
 
 DEFAULTS: dict[str, object] = {
@@ -75,6 +77,8 @@ DEFAULTS: dict[str, object] = {
     "STRIPE_API_BASE": None,  # None: Stripe's own API
     "STRIPE_TIMEOUT": 30,
     "STRIPE_MAX_NETWORK_RETRIES": 2,
+    # The Stripe API version the code reads and is tested with; every call sends it, every event must carry it.
+    "STRIPE_API_VERSION": STRIPE_API_VERSION,
     # The signing secret of the /webhooks/stripe endpoint (whsec_…); None refuses every event.
     "STRIPE_WEBHOOK_SECRET": None,
     # How old a signed Stripe event may be: Stripe's own default tolerance against replays.

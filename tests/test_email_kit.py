@@ -63,7 +63,7 @@ def test_money_and_dates_are_written_for_the_readers_locale(kit):
     assert "2026年11月24日" in kit.render("acknowledgement", "zh", **variables).preheader
     assert "€290.00" in kit.render("acknowledgement", "en", **variables).text
     yen = kit.render("approval", "en", **{**kit.spec("approval").samples(), "amount": "4300 JPY"})
-    assert yen.subject == "Your refund of ¥4,300 has been approved"
+    assert yen.subject.endswith("] Your refund of ¥4,300 has been approved")
 
 
 def test_links_are_absolute_from_the_base_url(kit):
@@ -134,7 +134,7 @@ def test_export_writes_every_message_in_every_language_with_merge_tags(runner, t
     assert "Alice Moreau" not in tagged and "29,00" not in tagged
     subject = next(e["subject"] for e in index if e["kind"] == "mailchimp" and e["message"] == "approval"
                    and e["locale"] == "zh")
-    assert subject == "您的 *|AMOUNT|* 退款已获批准"
+    assert subject == "[*|REFERENCE|*] 您的 *|AMOUNT|* 退款已获批准"
     assert "Alice Moreau" in (folder / "rendered" / "zh" / "acknowledgement.txt").read_text()
 
 

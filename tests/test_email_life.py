@@ -28,7 +28,7 @@ SUBJECT_WORDS = {
            "reply_received": "We have received your answer", "approval": "has been approved",
            "refunded": "has been sent", "decline": "About your refund request", "magic_link": "Your link"},
     "zh": {"acknowledgement": "我们已收到您的退款申请", "information_request": "一些信息",
-           "reply_received": "我们已收到您关于", "approval": "退款已获批准", "refunded": "退款已发出",
+           "reply_received": "我们已收到您的回复", "approval": "退款已获批准", "refunded": "退款已发出",
            "decline": "关于您的退款申请", "magic_link": "您的订单链接"},
     "nl": {"acknowledgement": "Wij hebben uw terugbetalingsaanvraag", "information_request": "enkele gegevens nodig",
            "reply_received": "Wij hebben uw antwoord", "approval": "is goedgekeurd", "refunded": "is verstuurd",
@@ -84,9 +84,23 @@ def test_every_message_of_a_request_life_arrives_in_the_customers_language(make_
         assert links and all(link.startswith(("http://portal.test/", "https://")) for link in links)
         assert f'<html lang="{ {"en": "en", "zh": "zh-Hans", "nl": "nl"}[locale] }"' in html
         assert "http://portal.test/" in text
+    # One thread per request: the acknowledgement is the root, every later email answers it, and
+    # every subject starts with the request's reference.
+    root = outbox(db_session, "acknowledgement")[0].message_id
+    reference = outbox(db_session, "acknowledgement")[0].variables["reference"]
+    for stored in outbox(db_session):
+        if stored.message in ("magic_link", "acknowledgement"):
+            assert by_id[stored.message_id]["In-Reply-To"] is None
+            continue
+        message = by_id[stored.message_id]
+        assert (message["In-Reply-To"], message["References"]) == (root, root), stored.message
+        assert message["Subject"].strip().startswith(f"[{reference}] "), message["Subject"]
     refunded = by_id[outbox(db_session, "refunded")[0].message_id]
+    assert refunded.get_content_type() == "multipart/mixed"  # the receipt is attached
+    assert "\n-- \n" in body(refunded, "plain").replace("\r\n", "\n")  # the signature separator
     amount = {"en": "$12.00", "zh": "¥99.00", "nl": "€\xa013,50"}[locale]
-    assert amount in body(refunded, "plain") and "re_life_1" in body(refunded, "plain")
+    # The processor's internal reference is left to the attached receipt.
+    assert amount in body(refunded, "plain") and "re_life_1" not in body(refunded, "plain")
     # The links lead where they say: the tracking page, and a working single-use link to the orders.
     tracking = outbox(db_session, "acknowledgement")[0].variables["tracking_url"]
     stranger = app.test_client()

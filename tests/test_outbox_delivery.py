@@ -19,8 +19,9 @@ from tests.mail_helpers import HungServer, SMTPServer, body
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 CUSTOMERS = {"en": ("ORD-10001", "alice.m@example.com"), "zh": ("ORD-20001", "zhang.wei@example.cn"),
              "nl": ("ORD-30001", "sanne.devries@example.nl")}
-SUBJECT_STARTS = {"en": "We have received your refund request RF-", "zh": "我们已收到您的退款申请 RF-",
-                  "nl": "Wij hebben uw terugbetalingsaanvraag RF-"}
+# The reference leads every subject, in the same place in every message and language.
+SUBJECT_STARTS = {"en": "] We have received your refund request", "zh": "] 我们已收到您的退款申请",
+                  "nl": "] Wij hebben uw terugbetalingsaanvraag"}
 
 
 @pytest.fixture
@@ -51,7 +52,10 @@ def test_acknowledgements_arrive_in_each_language_with_working_links(mail_app, s
     stored = {m.recipient: m for m in outbox(db_session)}
     for locale, (number, email) in CUSTOMERS.items():
         [message] = smtp.inbox.find(email)
-        assert message["Subject"].startswith(SUBJECT_STARTS[locale])
+        assert message["Subject"].startswith("[RF-") and SUBJECT_STARTS[locale] in message["Subject"]
+        # Transactional: no auto-replies, and a plain multipart/alternative when nothing is attached.
+        assert message["X-Auto-Response-Suppress"] == "All" and message.get_content_type() == "multipart/alternative"
+        assert "=?" not in message["From"] and message["In-Reply-To"] is None  # the first email is the root
         assert message["Content-Language"] == locale and message["Auto-Submitted"] == "auto-generated"
         assert message["Message-ID"] == stored[email].message_id
         assert message["From"] == "Northwind Cloud <support@northwind.example>"
@@ -143,7 +147,8 @@ def test_a_message_with_missing_variables_is_refused_when_queued(db_session):
                     {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "surprise": 1})
     with pytest.raises(KitError, match="'amount' \\(money\\) cannot take"):
         queue_email(db_session, "refund_failed", "x@example.com", "en",
-                    {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "amount": "lots"})
+                    {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "amount": "lots",
+                     "reason": "unknown"})
     assert outbox(db_session) == []
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from portal.core.vocabulary import PaymentStatus, RefundStatus, RequestState, StaffRole
 from portal.orders.models import Order
+from portal.payments import STRIPE_API_VERSION
 from portal.refunds.models import ProcessorEvent, Refund, RefundRequest
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox, page_text, pdf_bytes
 from tests.staff_helpers import approved_in_full, make_staff, sign_in, staff_post
@@ -28,9 +29,12 @@ def hook_app(make_app, db_session):
 _counter = iter(range(1, 10_000))
 
 
-def event(kind: str, obj: dict, *, created: int | None = None, event_id: str | None = None) -> dict:
+def event(kind: str, obj: dict, *, created: int | None = None, event_id: str | None = None,
+          api_version: str = STRIPE_API_VERSION, livemode: bool = False) -> dict:
+    """An event as Stripe sends it to an endpoint set to ``api_version`` (the pinned one by default)."""
     return {"id": event_id or f"evt_{next(_counter):06d}", "object": "event", "type": kind,
-            "created": created or int(time.time()), "data": {"object": obj}}
+            "api_version": api_version, "livemode": livemode, "created": created or int(time.time()),
+            "data": {"object": obj}}
 
 
 def send(client, body: dict, *, secret: str = SECRET, timestamp: int | None = None, raw: str | None = None):
@@ -239,18 +243,117 @@ def test_admins_see_what_the_processor_sent_and_what_waits(hook_app, db_session)
     assert "refund.created" in text and "ch_unknown" in text and "Waiting" in text
 
 
-def test_charge_refunded_reconciles_each_refund_and_marks_a_full_refund(hook_app, db_session):
+def test_charge_refunded_in_the_pinned_shape_marks_a_full_refund(hook_app, db_session):
+    # Since 2022-11-15 a Charge carries no refunds: each refund arrives in its own event.
     charge = {"id": CHARGE, "object": "charge", "amount": 2900, "amount_refunded": 2900, "refunded": True,
-              "currency": "usd", "refunds": {"data": [refund_obj("re_a", "succeeded", amount=900),
-                                                      refund_obj("re_b", "succeeded", amount=2000)]}}
-    body = event("charge.refunded", charge)
+              "currency": "usd", "payment_intent": None}
     client = hook_app.test_client()
-    send(client, body)
-    send(client, event("refund.updated", refund_obj("re_b", "succeeded", amount=2000)))  # told again, apart
+    send(client, event("refund.created", refund_obj("re_a", "succeeded", amount=900)))
+    send(client, event("refund.created", refund_obj("re_b", "succeeded", amount=2000)))
+    assert send(client, event("charge.refunded", charge)).json["outcome"] == "order ORD-10001 fully refunded"
     assert sorted(db_session.scalars(select(Refund.amount_minor))) == [900, 2000]
     assert db_session.scalar(select(Order.payment_status).where(Order.payment_reference == CHARGE)) \
         is PaymentStatus.REFUNDED
-    requests = db_session.scalars(select(RefundRequest).order_by(RefundRequest.id)).all()
-    # The first refund closed the request it opened; the second opened and closed another.
-    assert [(r.state, r.amount_approved_minor) for r in requests] == [(RequestState.REFUNDED, 900),
-                                                                      (RequestState.REFUNDED, 2000)]
+
+
+def test_events_in_another_api_version_or_mode_are_refused_and_staff_alerted(hook_app, db_session):
+    client = hook_app.test_client()
+    old = event("refund.created", refund_obj("re_old", "succeeded"), api_version="2022-08-01")
+    answer = send(client, old)
+    assert answer.status_code == 400 and "2022-08-01" in answer.json["error"]
+    live = send(client, event("refund.created", refund_obj("re_live", "succeeded"), livemode=True))
+    assert live.status_code == 400 and "live mode" in live.json["error"]
+    assert stored_events(db_session) == 0 and not db_session.scalar(select(func.count(Refund.id)))
+    make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+    admin = hook_app.test_client()
+    sign_in(admin, "admin@example.com")
+    text = page_text(admin.get("/staff/webhooks"))
+    assert "Alerts for staff" in text and STRIPE_API_VERSION in text and "live mode" in text
+
+
+def _invoice(**shape) -> dict:
+    start = int(time.time())
+    return {"id": "in_2", "object": "invoice", "number": "INV-0043", "amount_paid": 4900, "currency": "usd",
+            "customer_email": "hana@example.com", "customer_name": "Hana", "created": start,
+            "status_transitions": {"paid_at": start}, **shape,
+            "lines": {"data": [{"description": "Analytics Pro", "period": {"start": start, "end": start + 30 * 86400},
+                                "pricing": {"type": "price_details",
+                                            "price_details": {"price": "price_1", "product": "prod_1"}}}]}}
+
+
+def test_invoice_paid_in_the_current_format_resolves_its_payment_through_invoice_payments(hook_app, db_session):
+    client = hook_app.test_client()
+    payments = {"data": [{"object": "invoice_payment", "id": "inpay_1", "invoice": "in_2", "status": "paid",
+                          "is_default": True, "payment": {"type": "payment_intent", "payment_intent": "pi_inv_2"}}]}
+    send(client, event("invoice.paid", _invoice(payments=payments)))
+    order = db_session.scalar(select(Order).where(Order.order_number == "INV-0043"))
+    assert order.payment_reference == "pi_inv_2" and order.plan.value == "monthly" and order.period_end
+
+
+def test_invoice_paid_without_its_payments_learns_them_from_invoice_payment_paid(hook_app, db_session):
+    client = hook_app.test_client()
+    send(client, event("invoice.paid", _invoice()))
+    assert db_session.scalar(select(Order.payment_reference).where(Order.order_number == "INV-0043")) == "in_2"
+    paid = {"object": "invoice_payment", "id": "inpay_2", "invoice": "in_2", "status": "paid", "is_default": True,
+            "payment": {"type": "payment_intent", "payment_intent": "pi_inv_3"}}
+    assert send(client, event("invoice_payment.paid", paid)).json["outcome"].startswith("order INV-0043 paid")
+    db_session.expire_all()
+    assert db_session.scalar(select(Order.payment_reference).where(Order.order_number == "INV-0043")) == "pi_inv_3"
+
+
+def test_invoice_paid_in_the_old_format_still_reads_for_an_endpoint_pinned_to_it(make_app, db_session):
+    app = make_app(STRIPE_WEBHOOK_SECRET=SECRET, STRIPE_API_VERSION="2024-06-20")
+    start = int(time.time())
+    invoice = {"id": "in_3", "object": "invoice", "number": "INV-0044", "amount_paid": 58800, "currency": "usd",
+               "customer_email": "ivo@example.com", "customer_name": "Ivo", "charge": "ch_inv_3",
+               "payment_intent": "pi_inv_4", "created": start, "status_transitions": {"paid_at": start},
+               "lines": {"data": [{"description": "Analytics Pro", "period": {"start": start, "end": start + 365 * 86400},
+                                   "price": {"recurring": {"interval": "year"}}}]}}
+    send(app.test_client(), event("invoice.paid", invoice, api_version="2024-06-20"))
+    order = db_session.scalar(select(Order).where(Order.order_number == "INV-0044"))
+    assert order.payment_reference == "pi_inv_4" and order.plan.value == "annual"
+
+
+def test_requires_action_keeps_the_refund_in_progress_and_a_later_cancel_fails_it(make_app, stripe_stub,
+                                                                                   db_session):
+    app = make_app(**stripe_stub.portal_settings(STRIPE_WEBHOOK_SECRET=SECRET))
+    import_samples(db_session)
+    stripe_stub.add_charge(CHARGE, 2900, "USD")
+    stripe_stub.failures.append("requires_action")
+    agent, reference = approved_in_full(app, db_session)
+    page = f"/staff/requests/{reference}"
+    staff_post(agent, f"{page}/process", page)
+    assert latest_request(db_session).state is RequestState.APPROVED
+    assert not outbox(db_session, "refunded")  # never told they were refunded
+    customer = app.test_client()
+    lookup(customer, "ORD-10001", "alice.m@example.com")
+    text = page_text(customer.get(f"/requests/{reference}"))
+    assert "Refund in progress" in text and "follow the instructions" in text
+
+    send(app.test_client(), stripe_stub.settle("re_stub0001", "canceled"))
+    request = latest_request(db_session)
+    assert request.state is RequestState.REFUND_FAILED
+    assert "canceled before it was completed" in outbox(db_session, "refund_failed")[0].variables["reason"]
+    assert [(e.to_state.value, e.processor_status) for e in request.events][-2:] == [
+        ("approved", "requires_action"), ("refund_failed", "canceled")]
+    text = page_text(customer.get(f"/requests/{reference}"))
+    assert "canceled before it was completed" in text and "re_stub" not in text
+    assert stripe_stub.refunded(CHARGE) == 0
+
+
+def test_a_refund_beyond_what_was_paid_alerts_staff_instead_of_a_second_request(make_app, stripe_stub, db_session):
+    app = make_app(**stripe_stub.portal_settings(STRIPE_WEBHOOK_SECRET=SECRET))
+    import_samples(db_session)
+    stripe_stub.add_charge(CHARGE, 2900, "USD")
+    agent, reference = approved_in_full(app, db_session)
+    page = f"/staff/requests/{reference}"
+    staff_post(agent, f"{page}/process", page)
+    assert latest_request(db_session).state is RequestState.REFUNDED
+    # Another refund of the whole amount is reported (made twice: a dashboard click, a lost answer).
+    second = {**stripe_stub.refund("re_stub0001"), "id": "re_twice", "metadata": {}}
+    outcome = send(app.test_client(), event("refund.created", second)).json["outcome"]
+    assert "beyond what was paid" in outcome
+    assert db_session.scalar(select(func.count(RefundRequest.id))) == 1  # no quiet second request
+    assert len(outbox(db_session, "refunded")) == 1  # and no second "refunded" email
+    text = page_text(agent.get(page))
+    assert "Alerts for staff" in text and "re_twice" in text and "duplicate refund" in text

@@ -123,7 +123,13 @@ def process(user, reference: str, body: s.ProcessInput):
     except payouts.GatewayProblem as error:
         db.session.commit()  # keep the pending attempt and its idempotency key for the retry
         raise ApiProblem(503, _("The payment processor did not answer (%(problem)s). Nothing was refunded "
-                                "twice: try again and the same refund is asked for.", problem=str(error))) from None
+                                "twice: try again and the processor is asked first whether the refund exists.",
+                                problem=str(error))) from None
+    except payouts.ProcessorRefused as error:
+        db.session.commit()  # the ended attempt and the staff alert
+        raise ApiProblem(503, _("The payment processor refused the portal's request (%(problem)s). Nothing was "
+                                "refunded and the customer was not told; the request stays approved until the "
+                                "setup is fixed.", problem=str(error))) from None
     return _detail(found)
 
 

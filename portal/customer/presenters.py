@@ -10,11 +10,12 @@ from portal.core import formatting
 from portal.core.database import utcnow
 from portal.core.markers import N_
 from portal.core.money import Money, MoneyError
-from portal.core.vocabulary import Actor, Reason, RequestState
+from portal.core.vocabulary import Actor, Reason, RefundStatus, RequestState
 from portal.orders.models import Order
+from portal.payments.base import IN_PROGRESS, PROGRESS_TITLES, failure_sentence
 from portal.policy import Decision, Outcome
 from portal.refunds import filing
-from portal.refunds.models import RefundRequest
+from portal.refunds.models import RefundRequest, StatusEvent
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.refunds.summary import OrderSummary, RequestSummary
@@ -126,6 +127,30 @@ NEXT_STEPS = {
     RequestState.WITHDRAWN: N_("You withdrew this request. You can file a new one from the order page."),
     RequestState.RESOLVED_WITH_OFFER: N_("You chose an alternative to a refund. Our team will set it up for you."),
 }
+IN_PROGRESS_STEPS = {
+    "pending": N_("Refund in progress: %(amount)s is with our payment processor, which is completing it. We will "
+                  "email you with your receipt as soon as it is done; you do not need to do anything."),
+    "requires_action": N_("Refund in progress: to receive %(amount)s, the payment processor needs something from "
+                          "you first (usually where to send the money). Please follow the instructions it has "
+                          "emailed to %(email)s."),
+}
+
+
+def _timeline_title(event: StatusEvent) -> str:
+    if event.processor_status in PROGRESS_TITLES and event.from_state is event.to_state:
+        return _(PROGRESS_TITLES[event.processor_status])
+    return _(event.to_state.title)
+
+
+def _timeline_note(event: StatusEvent) -> str:
+    """What the customer reads beside an event: the processor's reason in their words, never its raw text."""
+    if event.to_state is RequestState.REFUND_FAILED and event.processor_status:
+        return _(failure_sentence(event.failure_reason or event.processor_status))
+    if event.to_state is RequestState.RESOLVED_WITH_OFFER:
+        return ""
+    return event.note
+
+
 ACTORS = {Actor.CUSTOMER: N_("You"), Actor.STAFF: N_("Support team"), Actor.SYSTEM: N_("Refund portal")}
 
 
@@ -168,10 +193,19 @@ def request_view(request: RefundRequest) -> RequestView:
     approved = Money.from_minor(request.amount_approved_minor or request.amount_requested_minor, request.currency)
     payout_min, payout_max = ((process.payout_business_days_min, process.payout_business_days_max) if process
                               else (5, 7))
+    state_title = _(request.state.title)
     next_step = _(NEXT_STEPS[request.state], due=day(filing.decision_due(policy, order, request.created_at), "full"),
                   amount=money(approved), min=number(payout_min), max=number(payout_max))
-    timeline = [TimelineEntry(moment(e.created_at), e.created_at.isoformat(), _(e.to_state.title),
-                              _(ACTORS[e.actor]), e.note if e.to_state is not RequestState.RESOLVED_WITH_OFFER else "",
+    latest = max(request.refunds, key=lambda r: r.id, default=None)
+    if request.state is RequestState.APPROVED and latest is not None and latest.status is RefundStatus.PENDING \
+            and latest.processor_status in IN_PROGRESS:
+        state_title = _(PROGRESS_TITLES["pending"])
+        next_step = _(IN_PROGRESS_STEPS[latest.processor_status], amount=money(latest.amount),
+                      email=order.customer.email)
+    elif request.state is RequestState.REFUND_FAILED and latest is not None and latest.processor_status:
+        next_step = " ".join((_(failure_sentence(latest.failure_reason or latest.processor_status)), next_step))
+    timeline = [TimelineEntry(moment(e.created_at), e.created_at.isoformat(), _timeline_title(e),
+                              _(ACTORS[e.actor]), _timeline_note(e),
                               money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else None)
                 for e in request.events]
     info = next((i for i in reversed(request.information_requests) if i.answered_at is None), None)
@@ -183,7 +217,7 @@ def request_view(request: RefundRequest) -> RequestView:
             questions.append({"kind": item["kind"], "key": item.get("key", ""), "label": label})
     snapshot = request.decision_at_filing
     return RequestView(
-        request=request, state_title=_(request.state.title), next_step=next_step, timeline=timeline,
+        request=request, state_title=state_title, next_step=next_step, timeline=timeline,
         questions=questions, information_message=info.message if info is not None else "",
         decision_sentences=explain_decision(snapshot) if snapshot else [],
         can_withdraw=allowed(request.state, Action.WITHDRAW),

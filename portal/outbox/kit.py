@@ -212,7 +212,7 @@ class EmailKit:
             html_template = environment.get_template(f"messages/{message}.html")
             text_template = environment.get_template(f"messages/{message}.txt")
             block_context = html_template.new_context(context)
-            subject = _plain("".join(html_template.blocks["subject"](block_context)))
+            subject = _threaded(_plain("".join(html_template.blocks["subject"](block_context))), context)
             preheader = _plain("".join(html_template.blocks["preheader"](block_context)))
             html = html_template.render({**context, "email_subject": subject, "email_preheader": preheader})
             text = text_template.render(context)
@@ -322,8 +322,17 @@ def _plain(text: str) -> str:
     return " ".join(Markup(text).unescape().split())
 
 
+def _threaded(subject: str, context: dict[str, object]) -> str:
+    """Every email about a request starts its subject with the request's reference, in the same place
+    in every message and language, so mail programs that thread by subject keep them together."""
+    reference = context.get("reference")
+    return f"[{reference}] {subject}" if reference else subject
+
+
 def _tidy_text(text: str) -> str:
-    text = re.sub(r"[ \t]+\n", "\n", text)
+    # Trailing blanks go, except in the signature separator "-- " (RFC 3676), which mail programs
+    # recognise only with its space.
+    text = re.sub(r"(?m)^(?!-- $)(.*?)[ \t]+$", r"\1", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip() + "\n"
 

@@ -51,6 +51,9 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Stable across retries, so a resent message is recognisably the same email.
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # The Message-ID of the first email about the same refund request (its thread's root), which
+    # this one answers with In-Reply-To and References; empty for the root itself and other mail.
+    thread_root: Mapped[str] = mapped_column(String(255), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.core.paths import resource_dir
@@ -29,9 +30,16 @@ def queue_email(session: Session, message: str, recipient: str, locale: str, var
     dates as ISO 8601.
     """
     stored = check_variables(specs_in(resource_dir("emails")), message, locale, variables)
+    root = ""
+    if refund_request_id is not None:
+        # The request's first email is its thread's root; every later one answers it.
+        session.flush()
+        root = session.scalar(select(OutboxMessage.message_id).where(
+            OutboxMessage.refund_request_id == refund_request_id, OutboxMessage.channel == "email")
+            .order_by(OutboxMessage.id).limit(1)) or ""
     outbox = OutboxMessage(message=message, recipient=recipient, locale=locale, variables=stored,
                            refund_request_id=refund_request_id, status=OutboxStatus.PENDING, attempts=0,
-                           message_id=f"<{uuid.uuid4().hex}@{domain}>")
+                           message_id=f"<{uuid.uuid4().hex}@{domain}>", thread_root=root)
     session.add(outbox)
     return outbox
 

@@ -13,7 +13,7 @@ log = structlog.get_logger(__name__)
 class ManualGateway:
     name = "manual"
 
-    def refund(self, *, charge: str, amount: Money, idempotency_key: str, reference: str = "",
+    def refund(self, *, payment: str, amount: Money, idempotency_key: str, reference: str = "",
                metadata: dict[str, str] | None = None) -> GatewayRefund:
         reference = reference.strip()
         if not reference:
@@ -22,9 +22,12 @@ class ManualGateway:
         # Nothing is called: the staff member refunded in the processor's dashboard. Logged all the
         # same, so every refund has its line with its idempotency key.
         metrics.GATEWAY_REFUNDS.labels(self.name, "succeeded").inc()
-        log.info("gateway refund recorded", gateway=self.name, idempotency_key=idempotency_key, charge=charge,
+        log.info("gateway refund recorded", gateway=self.name, idempotency_key=idempotency_key, payment=payment,
                  amount=str(amount), processor_reference=reference, outcome="succeeded")
         return GatewayRefund(reference=reference)
+
+    def find_refund(self, *, payment: str, metadata: dict[str, str]) -> GatewayRefund | None:
+        return None  # nothing is ever sent, so nothing can be waiting to be found
 
 
 __all__ = ["ManualGateway", "RefundDeclined"]

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal.core.markers import N_, Nn_, Plural
+from portal.core.money import Money
 from portal.core.vocabulary import PaymentStatus, RefundStatus
 from portal.documents.models import Document
 from portal.orders.models import LookupFailure, Order
@@ -75,6 +76,13 @@ def fraud_signals(session: Session, request: RefundRequest, *, now: datetime) ->
             signals.append(Signal("end_of_window", Nn_("Filed %(hours)s hour before the refund window closed.",
                                                       "Filed %(hours)s hours before the refund window closed.", "hours"),
                                   {"hours": hours}))
+
+    refunded = session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+        Refund.order_id == order.id, Refund.status.in_((RefundStatus.SUCCEEDED, RefundStatus.PENDING)))) or 0
+    if refunded > order.amount_minor:
+        signals.append(Signal("over_refunded", N_("Refunds of this order at the payment processor (%(refunded)s) "
+                                                  "exceed what was paid (%(paid)s): a duplicate refund."),
+                              {"refunded": Money.from_minor(refunded, order.currency), "paid": order.amount}))
 
     if order.payment_status is not PaymentStatus.PAID:
         signals.append(Signal("payment_status", PAYMENT_STATUS_SIGNALS[order.payment_status]))

@@ -139,6 +139,10 @@ class StatusEvent(Base):
     to_state: Mapped[RequestState] = mapped_column(enum_column(RequestState))
     amount_minor: Mapped[int | None] = mapped_column(BigInteger)
     note: Mapped[str] = mapped_column(Text, default="")
+    # News from the payment processor: its word for the refund (pending, requires_action, succeeded,
+    # failed, canceled) and, when it failed, its reason code; the pages put both in the reader's words.
+    processor_status: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    failure_reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     refund_request: Mapped[RefundRequest] = relationship(back_populates="events")
     staff_user: Mapped[StaffUser | None] = relationship()
@@ -197,6 +201,9 @@ class Refund(Base):
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
     processor_reference: Mapped[str] = mapped_column(String(128), default="")
     processor_message: Mapped[str] = mapped_column(Text, default="")
+    # The processor's own status word and failure reason code (Stripe's ``status`` and ``failure_reason``).
+    processor_status: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    failure_reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
     # What the refund costs beyond its amount: the processor's fee on the refunded share (not
     # returned by processors) and the affiliate commission to claw back.
     fee_kept_minor: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -210,6 +217,25 @@ class Refund(Base):
     @property
     def amount(self) -> Money:
         return Money.from_minor(self.amount_minor, self.currency)
+
+
+class StaffAlert(Base):
+    """Something staff must look at that no customer caused: the processor refused our credentials,
+    a refund appeared beyond what was paid, an event in a shape we do not read. Never emailed to a
+    customer; shown on the request's page and to admins until resolved."""
+
+    __tablename__ = "staff_alert"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    refund_request_id: Mapped[int | None] = mapped_column(ForeignKey("refund_request.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("order.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    refund_request: Mapped[RefundRequest | None] = relationship()
+    order: Mapped[Order | None] = relationship()
 
 
 class Receipt(Base):

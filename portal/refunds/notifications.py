@@ -19,6 +19,7 @@ from portal.core.money import Money
 from portal.core.vocabulary import RequestState
 from portal.outbox import webhooks
 from portal.outbox.queue import queue_email
+from portal.payments.base import failure_sentence
 from portal.policy.schema import Clause, Offer
 from portal.refunds import lifecycle
 from portal.refunds.links import Links
@@ -73,12 +74,14 @@ def decline(session: Session, request: RefundRequest, clause: Clause, offer: Off
 
 def refunded(session: Session, request: RefundRequest, refund: Refund, *, links: Links, on: date) -> None:
     _queue(session, request, "refunded", links, order_number=request.order.order_number, amount=refund.amount,
-           refunded_on=on, method=ORIGINAL_METHOD, processor_reference=refund.processor_reference,
+           refunded_on=on, method=ORIGINAL_METHOD,
            feedback_url=links.feedback(request.reference))
 
 
-def refund_failed(session: Session, request: RefundRequest, refund: Refund, *, links: Links) -> None:
-    _queue(session, request, "refund_failed", links, amount=refund.amount)
+def refund_failed(session: Session, request: RefundRequest, refund: Refund, *, links: Links, reason: str = "") -> None:
+    """``reason`` is the processor's failure code; the email explains it in the customer's language."""
+    _queue(session, request, "refund_failed", links, amount=refund.amount,
+           reason=failure_sentence(reason or refund.processor_status or "unknown"))
 
 
 @lifecycle.state_changed.connect

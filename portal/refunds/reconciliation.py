@@ -24,7 +24,8 @@ from portal.core.vocabulary import CLOSED_STATES, Actor, PaymentStatus, RefundSt
 from portal.orders.importing import upsert_orders
 from portal.orders.models import Order
 from portal.orders.validation import validate_order
-from portal.refunds import payouts
+from portal.payments.base import IN_PROGRESS, UNSUCCESSFUL
+from portal.refunds import alerts, payouts
 from portal.refunds.filing import open_on_behalf
 from portal.refunds.links import Links
 from portal.refunds.models import ProcessorEvent, Refund, RefundRequest
@@ -32,7 +33,26 @@ from portal.refunds.payouts import NO_FEES, Fees
 
 PROVIDER = "stripe"
 ORDER_EVENTS = ("charge.succeeded", "invoice.paid")
-REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed")
+REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
+# Every event the portal acts on: the Stripe endpoint subscribes to exactly these (README, "Payments").
+EVENTS = (*ORDER_EVENTS, "invoice_payment.paid", *REFUND_EVENTS, "charge.refunded", "charge.dispute.created")
+
+
+def event_problem(event: dict[str, Any], *, api_version: str, livemode: bool) -> str | None:
+    """Why the portal must not act on ``event``, or None: it must be in the pinned API version (its
+    shapes are the ones the code reads) and from the same mode (test or live) as the API key."""
+    version = event.get("api_version")
+    if version != api_version:
+        return (f"event {event.get('id')} ({event.get('type')}) is in Stripe API version {version}, the portal "
+                f"reads {api_version}: set the endpoint's API version in Stripe to {api_version}")
+    if bool(event.get("livemode")) != livemode:
+        mode, key = ("live", "test") if event.get("livemode") else ("test", "live")
+        return f"event {event.get('id')} comes from Stripe's {mode} mode but the portal's API key is a {key} key"
+    return None
+
+
+def _text(money: Money) -> str:
+    return f"{money.amount} {money.currency}"
 
 
 def _when(timestamp: int | str | None) -> datetime:
@@ -41,11 +61,31 @@ def _when(timestamp: int | str | None) -> datetime:
 
 def charge_of(event: dict[str, Any]) -> str:
     obj = event.get("data", {}).get("object", {})
-    if event.get("type", "").startswith("charge.dispute") or event.get("type", "").startswith("refund."):
-        return str(obj.get("charge") or "")
-    if event.get("type") == "invoice.paid":
-        return str(obj.get("charge") or obj.get("payment_intent") or obj.get("id") or "")
+    kind = event.get("type", "")
+    if kind.startswith("charge.dispute") or kind.startswith("refund.") or kind == "charge.refund.updated":
+        return str(obj.get("charge") or obj.get("payment_intent") or "")
+    if kind == "invoice.paid":
+        return invoice_payment_reference(obj) or str(obj.get("id") or "")
+    if kind == "invoice_payment.paid":
+        return _paid_with(obj) or str(obj.get("invoice") or "")
     return str(obj.get("id") or "")
+
+
+def _paid_with(invoice_payment: dict[str, Any]) -> str:
+    payment = invoice_payment.get("payment") or {}
+    return str(payment.get("payment_intent") or payment.get("charge") or "")
+
+
+def invoice_payment_reference(invoice: dict[str, Any]) -> str:
+    """What paid the invoice: before 2025-03-31 the Invoice named its ``charge``/``payment_intent``;
+    since then its ``payments`` list (InvoicePayment objects) does, and may be absent from the event,
+    in which case ``invoice_payment.paid`` names it later."""
+    old = invoice.get("payment_intent") or invoice.get("charge")
+    if old:
+        return str(old)
+    payments = (invoice.get("payments") or {}).get("data") or []
+    paid = [p for p in payments if p.get("status") == "paid"] or [p for p in payments if p.get("is_default")]
+    return _paid_with(paid[0]) if paid else ""
 
 
 def record(session: Session, event: dict[str, Any], *, now: datetime) -> ProcessorEvent | None:
@@ -87,6 +127,10 @@ def _act(session: Session, stored: ProcessorEvent, *, now: datetime, links: Link
         outcome = _charge_refunded(session, obj, now=now, links=links, fees=fees)
     elif kind == "charge.dispute.created":
         outcome = _disputed(session, obj)
+    elif kind == "invoice_payment.paid":
+        outcome = _invoice_payment_paid(session, obj)
+        if outcome.startswith("order"):
+            outcome += _replay_waiting(session, stored, now=now, links=links, fees=fees)
     else:
         outcome = "ignored: not an event the portal acts on"
     if not outcome.startswith("waiting"):
@@ -117,9 +161,9 @@ def _order_row(kind: str, obj: dict[str, Any]) -> dict[str, str]:
     if kind == "invoice.paid":
         line = ((obj.get("lines") or {}).get("data") or [{}])[0]
         period = line.get("period") or {}
-        interval = ((line.get("price") or {}).get("recurring") or {}).get("interval")
+        interval = _interval(line)
         minor, email, name = obj.get("amount_paid"), obj.get("customer_email"), obj.get("customer_name")
-        reference = obj.get("charge") or obj.get("payment_intent") or obj.get("id")
+        reference = invoice_payment_reference(obj) or obj.get("id")
         number = metadata.get("order_number") or obj.get("number") or obj.get("id")
         product = metadata.get("product") or line.get("description") or ""
         plan = metadata.get("plan") or {"month": "monthly", "year": "annual"}.get(str(interval), "one-time")
@@ -145,6 +189,35 @@ def _order_row(kind: str, obj: dict[str, Any]) -> dict[str, str]:
             "affiliate_commission": metadata.get("affiliate_commission", "")}
 
 
+def _interval(line: dict[str, Any]) -> str | None:
+    """The line's billing interval: ``price.recurring`` before 2025-03-31; since then the line has
+    ``pricing.price_details.price`` (an id unless expanded), so the period's length tells."""
+    price = line.get("price") or ((line.get("pricing") or {}).get("price_details") or {}).get("price")
+    if isinstance(price, dict) and (price.get("recurring") or {}).get("interval"):
+        return str(price["recurring"]["interval"])
+    period = line.get("period") or {}
+    if period.get("start") and period.get("end"):
+        days = (int(period["end"]) - int(period["start"])) / 86400
+        if 27 <= days <= 32:
+            return "month"
+        if 360 <= days <= 370:
+            return "year"
+    return None
+
+
+def _invoice_payment_paid(session: Session, invoice_payment: dict[str, Any]) -> str:
+    """The payment of an invoice whose event did not carry it: the order learns what to refund."""
+    invoice, paid_with = str(invoice_payment.get("invoice") or ""), _paid_with(invoice_payment)
+    if not invoice or not paid_with:
+        return "ignored: no invoice or payment"
+    order_id = session.scalar(select(Order.id).where(Order.payment_reference == invoice))
+    if order_id is None:
+        return "ignored: no order waits for this invoice's payment"
+    order = payouts.lock_order(session, order_id)
+    order.payment_reference = paid_with
+    return f"order {order.order_number} paid with {paid_with}"
+
+
 def _upsert_order(session: Session, kind: str, obj: dict[str, Any]) -> str:
     order, errors = validate_order(_order_row(kind, obj))
     if order is None:
@@ -155,16 +228,18 @@ def _upsert_order(session: Session, kind: str, obj: dict[str, Any]) -> str:
     return f"order {order.order_number} {verb}"
 
 
-def _order_for_charge(session: Session, charge: str) -> Order | None:
-    """The charge's order, locked (``payouts.lock_order``) against staff processing it at the same time."""
-    if not charge:
+def _order_for_charge(session: Session, *payments: object) -> Order | None:
+    """The order paid by one of ``payments`` (a charge or a PaymentIntent), locked
+    (``payouts.lock_order``) against staff processing it at the same time."""
+    names = [str(p) for p in payments if p]
+    if not names:
         return None
-    order_id = session.scalar(select(Order.id).where(Order.payment_reference == charge))
+    order_id = session.scalar(select(Order.id).where(Order.payment_reference.in_(names)).limit(1))
     return payouts.lock_order(session, order_id) if order_id is not None else None
 
 
 def _disputed(session: Session, dispute: dict[str, Any]) -> str:
-    order = _order_for_charge(session, str(dispute.get("charge") or ""))
+    order = _order_for_charge(session, dispute.get("charge"), dispute.get("payment_intent"))
     if order is None:
         return "waiting: no order for this charge yet"
     order.payment_status = PaymentStatus.CHARGED_BACK
@@ -175,16 +250,21 @@ def _disputed(session: Session, dispute: dict[str, Any]) -> str:
 
 
 def _charge_refunded(session: Session, charge: dict[str, Any], *, now: datetime, links: Links, fees: Fees) -> str:
-    refunds = (charge.get("refunds") or {}).get("data") or []
-    outcomes = [_reconcile_refund(session, {**r, "charge": r.get("charge") or charge.get("id")}, now=now, links=links, fees=fees)
-                for r in refunds]
-    order = _order_for_charge(session, str(charge.get("id") or ""))
+    """Since 2022-11-15 a Charge no longer carries its refunds: each refund comes in its own
+    ``refund.*`` event. This one only says how much of the charge Stripe has refunded."""
+    order = _order_for_charge(session, charge.get("id"), charge.get("payment_intent"))
     if order is None:
         return "waiting: no order for this charge yet"
-    if charge.get("refunded") or int(charge.get("amount_refunded") or 0) >= order.amount_minor:
+    refunded = int(charge.get("amount_refunded") or 0)
+    if refunded > order.amount_minor:
+        alerts.raise_alert(session, alerts.OVER_REFUND,
+                           f"Stripe has refunded {refunded} of charge {charge.get('id')} ({order.order_number}), "
+                           f"more than the {order.amount_minor} paid", now=now, order=order)
+    if (charge.get("refunded") or refunded >= order.amount_minor) \
+            and order.payment_status is not PaymentStatus.CHARGED_BACK:
         order.payment_status = PaymentStatus.REFUNDED
-        outcomes.append(f"order {order.order_number} fully refunded")
-    return "; ".join(outcomes) or f"order {order.order_number}: nothing to reconcile"
+        return f"order {order.order_number} fully refunded"
+    return f"order {order.order_number}: {refunded} refunded at Stripe"
 
 
 def _ours(session: Session, refund: dict[str, Any]) -> Refund | None:
@@ -194,52 +274,101 @@ def _ours(session: Session, refund: dict[str, Any]) -> Refund | None:
     reference = (refund.get("metadata") or {}).get("refund_request")
     if reference:
         # Our own refund whose answer was lost on the way back: the attempt still pending.
-        return session.scalar(select(Refund).join(RefundRequest).where(
+        query = select(Refund).join(RefundRequest).where(
             RefundRequest.reference == reference, Refund.status == RefundStatus.PENDING,
-            Refund.amount_minor == int(refund.get("amount") or 0)).order_by(Refund.id.desc()))
+            Refund.amount_minor == int(refund.get("amount") or 0))
+        attempt = (refund.get("metadata") or {}).get("attempt")
+        if attempt and str(attempt).isdigit():
+            query = query.where(Refund.attempt == int(attempt))
+        return session.scalar(query.order_by(Refund.id.desc()))
     return None
 
 
 def _reconcile_refund(session: Session, refund: dict[str, Any], *, now: datetime, links: Links, fees: Fees) -> str:
     if not refund.get("id"):
         return "ignored: no refund id"
-    status = refund.get("status")
+    status = str(refund.get("status") or "pending")
     ours = _ours(session, refund)
     if ours is None:
-        order = _order_for_charge(session, str(refund.get("charge") or ""))
+        order = _order_for_charge(session, refund.get("charge"), refund.get("payment_intent"))
         if order is None:
             return "waiting: no order for this charge yet"
-        ours = _dashboard_refund(session, order, refund, now=now, links=links, fees=fees)
+        ours, beyond = _refund_from_stripe(session, order, refund, now=now, links=links)
+        if beyond:
+            _settle(session, ours, status, refund, now=now, links=links, fees=fees, quiet=True)
+            return (f"refund {refund['id']} is beyond what was paid for order {order.order_number}: "
+                    f"recorded {ours.status.value}, staff alerted")
     else:
         payouts.lock_order(session, ours.order_id)
         session.refresh(ours)  # as it is now that no one else is changing it
     ours.processor_reference = ours.processor_reference or refund["id"]
-    if ours.status is not RefundStatus.PENDING:
-        # Settled before; an older or repeated report does not move it back.
-        if status in ("failed", "canceled") and ours.status is RefundStatus.SUCCEEDED:
-            return f"refund {refund['id']} reported {status} after it succeeded: left for staff"
-        return f"refund {refund['id']} already {ours.status.value}"
+    return _settle(session, ours, status, refund, now=now, links=links, fees=fees)
+
+
+def _settle(session: Session, ours: Refund, status: str, refund: dict[str, Any], *, now: datetime, links: Links, fees: Fees,
+            quiet: bool = False) -> str:
+    """Move our refund (and its request) by Stripe's status; ``quiet`` records money without a word to anyone
+    but staff (a refund beyond what was paid)."""
+    if ours.status is RefundStatus.FAILED:
+        return f"refund {refund['id']} already failed"
+    if ours.status is RefundStatus.SUCCEEDED and status not in UNSUCCESSFUL:
+        return f"refund {refund['id']} already succeeded"
+    reason = str(refund.get("failure_reason") or "")
+    if status in UNSUCCESSFUL:
+        # Also after "succeeded": a card refund can fail days later, and the money comes back to us.
+        if quiet:
+            ours.status, ours.processor_status, ours.failure_reason = RefundStatus.FAILED, status, reason
+            return f"refund {refund['id']} {status}"
+        payouts.failed(session, ours, reason or status, code=reason or status, status=status, actor=Actor.SYSTEM,
+                       now=now, links=links)
+        return f"refund {refund['id']} {status}" + (f" ({reason})" if reason else "")
     if status == "succeeded":
+        if quiet:
+            ours.status, ours.processor_status, ours.completed_at = RefundStatus.SUCCEEDED, status, now
+            payouts._settle_payment_status(session, ours.order)
+            return f"refund {refund['id']} succeeded"
         payouts.succeeded(session, ours, fees, actor=Actor.SYSTEM, now=now, links=links)
         return f"refund {refund['id']} succeeded; request {ours.refund_request.reference} refunded"
-    if status in ("failed", "canceled"):
-        payouts.failed(session, ours, str(refund.get("failure_reason") or status), actor=Actor.SYSTEM, now=now,
-                       links=links)
-        return f"refund {refund['id']} {status}"
-    return f"refund {refund['id']} {status or 'pending'}: waiting for the processor"
+    if status in IN_PROGRESS:
+        if quiet:
+            ours.processor_status = status
+        else:
+            payouts.progressed(session, ours, status, now=now)
+        return f"refund {refund['id']} {status}: waiting for the processor"
+    return f"refund {refund['id']} {status}: not a status the portal knows, left for staff"
 
 
-def _dashboard_refund(session: Session, order: Order, refund: dict[str, Any], *, now: datetime, links: Links, fees: Fees) -> Refund:
+def _refund_from_stripe(session: Session, order: Order, refund: dict[str, Any], *, now: datetime,
+                        links: Links) -> tuple[Refund, bool]:
+    """A refund the portal did not make (Stripe's dashboard, or a second refund after a lost answer).
+
+    Within what was paid, it is recorded on the order's open request (one is opened for the customer
+    if none is). Beyond it, nobody is told it was a refund for them: it is recorded on the order's
+    latest request as it is, and staff get an accounting alert (the True returned)."""
+    amount = int(refund.get("amount") or 0)
+    left = payouts.remaining(session, order)
+    beyond = amount > left.minor
     request = session.scalar(select(RefundRequest).where(RefundRequest.order_id == order.id,
                                                          RefundRequest.state.not_in(CLOSED_STATES)))
+    if beyond:
+        request = request or session.scalar(select(RefundRequest).where(RefundRequest.order_id == order.id)
+                                            .order_by(RefundRequest.id.desc()))
     if request is None:
         request = open_on_behalf(session, order, actor=Actor.SYSTEM, locale=order.customer.locale,
-                                 amount_minor=int(refund.get("amount") or 0), now=now, links=links)
+                                 amount_minor=amount, now=now, links=links)
     found = Refund(refund_request=request, order=order, gateway=PROVIDER, status=RefundStatus.PENDING,
-                   amount_minor=int(refund.get("amount") or 0), currency=order.currency,
-                   attempt=request.processing_attempt, idempotency_key=f"stripe-{refund['id']}",
-                   processor_reference=refund["id"], created_at=_when(refund.get("created")) if refund.get("created")
-                   else now)
+                   amount_minor=amount, currency=order.currency, attempt=request.processing_attempt,
+                   idempotency_key=f"stripe-{refund['id']}", processor_reference=refund["id"],
+                   created_at=_when(refund.get("created")) if refund.get("created") else now)
     session.add(found)
     session.flush()
-    return found
+    if beyond:
+        metadata = refund.get("metadata") or {}
+        alerts.raise_alert(
+            session, alerts.OVER_REFUND,
+            f"Stripe reports refund {refund['id']} of {_text(Money.from_minor(amount, order.currency))} on order "
+            f"{order.order_number}, but only {_text(left)} of {_text(order.amount)} was left to refund"
+            + (f" (its metadata names {metadata.get('refund_request')} attempt {metadata.get('attempt')})"
+               if metadata.get("refund_request") else "") + ": a duplicate refund or a refund made twice",
+            now=now, request=request, order=order)
+    return found, beyond

@@ -46,7 +46,9 @@ TRANSITIONS: dict[Action, tuple[frozenset[S], S]] = {
     Action.APPROVE: (frozenset({S.RECEIVED, S.IN_REVIEW}), S.APPROVED),
     Action.DECLINE: (_DECIDABLE, S.DECLINED),
     Action.MARK_REFUNDED: (frozenset({S.APPROVED}), S.REFUNDED),
-    Action.MARK_FAILED: (frozenset({S.APPROVED}), S.REFUND_FAILED),
+    # From refunded too: a card refund Stripe reported succeeded can fail days later (a closed card),
+    # and the money comes back to us.
+    Action.MARK_FAILED: (frozenset({S.APPROVED, S.REFUNDED}), S.REFUND_FAILED),
     Action.RETRY: (frozenset({S.REFUND_FAILED}), S.APPROVED),
     Action.WITHDRAW: (_DECIDABLE, S.WITHDRAWN),
     Action.ACCEPT_OFFER: (_DECIDABLE, S.RESOLVED_WITH_OFFER),
@@ -108,7 +110,7 @@ def awaiting_staff_since(target: S, actor: Actor, before: datetime | None, now: 
 
 def transition(session: Session, request: RefundRequest, action: Action, *, actor: Actor,
                staff_user_id: int | None = None, note: str = "", amount_minor: int | None = None,
-               now: datetime | None = None) -> StatusEvent:
+               now: datetime | None = None, processor_status: str = "", failure_reason: str = "") -> StatusEvent:
     """Move ``request`` by ``action`` or raise :class:`InvalidTransition` having changed nothing."""
     sources, target = TRANSITIONS[action]
     current = request.state
@@ -134,12 +136,24 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
         raise InvalidTransition(request.state, action)
     session.refresh(request, ["state", "updated_at", "awaiting_staff_since", "first_staff_action_at", "resolved_at"])
     event = StatusEvent(refund_request=request, actor=actor, staff_user_id=staff_user_id, created_at=now,
-                        from_state=current, to_state=target, amount_minor=amount_minor, note=note)
+                        from_state=current, to_state=target, amount_minor=amount_minor, note=note,
+                        processor_status=processor_status, failure_reason=failure_reason)
     session.add(event)
     lifecycle.state_changed.send(session, request=request, before=current, after=target, event=event)
     for measure, column in (("first_action", "first_staff_action_at"), ("resolution", "resolved_at")):
         if column in milestones:
             lifecycle.milestone_reached.send(session, request=request, measure=measure, at=now)
+    return event
+
+
+def record_progress(session: Session, request: RefundRequest, *, processor_status: str, now: datetime,
+                    amount_minor: int | None = None) -> StatusEvent:
+    """The processor's news about a refund in progress (pending, requires_action): the request keeps its
+    state, and the timeline shows the news as an event that does not change it."""
+    event = StatusEvent(refund_request=request, actor=Actor.SYSTEM, created_at=now, from_state=request.state,
+                        to_state=request.state, amount_minor=amount_minor, processor_status=processor_status)
+    session.add(event)
+    session.flush()
     return event
 
 

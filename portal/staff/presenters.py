@@ -12,8 +12,9 @@ from portal.core.markers import N_
 from portal.core.money import Money
 from portal.core.vocabulary import Actor, Channel, PaymentStatus, Plan, Reason, RequestState, StaffRole
 from portal.orders.models import Order
+from portal.payments.base import PROGRESS_TITLES, failure_sentence
 from portal.policy import Decision
-from portal.refunds import decisions, filing, payouts
+from portal.refunds import alerts, decisions, filing, payouts
 from portal.refunds.fraud import fraud_signals
 from portal.refunds.models import Refund, RefundRequest
 from portal.refunds.questions import LABELS
@@ -78,6 +79,7 @@ class RequestPage:
     actions: set[str] = field(default_factory=set)
     clause_choices: list[tuple[str, str]] = field(default_factory=list)
     offer_choices: list[tuple[str, str]] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)
 
     @property
     def amount_requested(self) -> str:
@@ -105,6 +107,24 @@ def decline_choices(order: Order, locale: str) -> tuple[list[tuple[str, str]], l
     return clauses, offers
 
 
+def _staff_note(event) -> str:
+    if event.to_state is RequestState.REFUND_FAILED and event.processor_status:
+        words = _(failure_sentence(event.failure_reason or event.processor_status))
+        code = event.failure_reason or event.processor_status
+        return f"{words} ({code})" + (f" · {event.note}" if event.note else "")
+    return event.note
+
+
+def refund_line(refund: Refund) -> str:
+    """One refund as staff read it: the processor's status word, its reason in words, its last message."""
+    parts = [refund.processor_status or refund.status.value]
+    if refund.failure_reason:
+        parts.append(f"{_(failure_sentence(refund.failure_reason))} ({refund.failure_reason})")
+    if refund.processor_message:
+        parts.append(refund.processor_message)
+    return " · ".join(parts)
+
+
 def request_page(request: RefundRequest, user: StaffUser, locale: str) -> RequestPage:
     session = db.session()
     now = utcnow()
@@ -121,7 +141,10 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
                  "from": _(e.from_state.title) if e.from_state else "", "to": _(e.to_state.title),
                  "who": staff_names.get(e.staff_user_id) or _(ACTORS[e.actor]),
                  "amount": money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else "",
-                 "note": e.note} for e in request.events]
+                 "note": _staff_note(e)} for e in request.events]
+    for entry, e in zip(timeline, request.events, strict=True):
+        if e.processor_status in PROGRESS_TITLES and e.from_state is e.to_state:
+            entry["to"] = _(PROGRESS_TITLES[e.processor_status])
     notes = [{"when": moment(n.created_at), "who": staff_names.get(n.staff_user_id, ""), "text": n.text}
              for n in request.notes]
     infos = [{"when": moment(i.created_at), "items": [label(item) for item in i.items],
@@ -143,4 +166,6 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
         now=decision_view(current, _("Today"), locale),
         policy_amount=decisions.policy_amount(session, request, policy, now),
         remaining=payouts.remaining(session, order), signals=signals, timeline=timeline, notes=notes,
-        info_requests=infos, actions=actions, clause_choices=clause_choices, offer_choices=offer_choices)
+        info_requests=infos, actions=actions, clause_choices=clause_choices, offer_choices=offer_choices,
+        alerts=[{"when": moment(a.created_at), "kind": a.kind, "message": a.message}
+                for a in alerts.open_alerts(session, request=request)])

@@ -17,7 +17,7 @@ from portal.documents.models import Document
 from portal.outbox import webhooks as outgoing
 from portal.outbox.models import OutboxMessage, WebhookSubscription
 from portal.outbox.queue import queue_email, resend
-from portal.refunds import acting, decisions, payouts
+from portal.refunds import acting, alerts, decisions, payouts
 from portal.refunds.models import ProcessorEvent, RefundRequest
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.staff import bp
@@ -34,7 +34,7 @@ from portal.staff.forms import (
     TestSendForm,
     WebhookForm,
 )
-from portal.staff.presenters import decline_choices, request_page
+from portal.staff.presenters import decline_choices, refund_line, request_page
 from portal.web import staging
 from portal.web.extensions import db
 from portal.web.forms import add_error
@@ -107,7 +107,7 @@ def _render_request(found: RefundRequest, status: int = 200, **forms):
                            decline_form=decline_form, ask_form=forms.get("ask_form") or AskForm(),
                            process_form=forms.get("process_form") or ProcessForm(),
                            note_form=forms.get("note_form") or NoteForm(), action_form=ActionForm(),
-                           gateway=current_app.config["PAYMENT_GATEWAY"]), status
+                           gateway=current_app.config["PAYMENT_GATEWAY"], refund_line=refund_line), status
 
 
 def _refused(found: RefundRequest, form, error: acting.WorkflowError, form_name: str):
@@ -209,9 +209,20 @@ def request_process(reference: str):
     except payouts.GatewayProblem as error:
         db.session.commit()  # keep the pending attempt and its idempotency key for the retry
         flash(_("The payment processor did not answer (%(problem)s). Nothing was refunded twice: try again "
-                "and the same refund is asked for.", problem=str(error)), "error")
+                "and the processor is asked first whether the refund exists.", problem=str(error)), "error")
+        return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
+    except payouts.ProcessorRefused as error:
+        db.session.commit()  # the ended attempt and the staff alert
+        flash(_("The payment processor refused the portal's request (%(problem)s). Nothing was refunded and the "
+                "customer was not told; the request stays approved until the setup is fixed.",
+                problem=str(error)), "error")
         return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
     db.session.commit()
+    if refund.status.value == "pending" and refund.processor_status == "requires_action":
+        flash(_("The processor accepted the refund but needs the customer to act (for example, to give bank "
+                "details); the customer has been shown what to do. The request becomes refunded once the "
+                "processor confirms."), "success")
+        return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
     if refund.status.value == "pending":
         flash(_("The processor accepted the refund and is completing it. The request becomes refunded as soon as "
                 "the processor confirms."), "success")
@@ -417,7 +428,7 @@ def webhooks():
     endpoints = list(db.session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id.desc())))
     events = list(db.session.scalars(select(ProcessorEvent).order_by(ProcessorEvent.id.desc()).limit(100)))
     # The secret is shown once, on the answer to the form that made it.
-    return render_template("staff/webhooks.html", form=form, endpoints=endpoints, created=created, events=events,
+    return render_template("staff/webhooks.html", alerts=alerts.open_alerts(db.session), form=form, endpoints=endpoints, created=created, events=events,
                            action_form=ActionForm(), moment=moment), (422 if form.errors else 200)
 
 

@@ -14,8 +14,14 @@ def current_gateway():
     if config["PAYMENT_GATEWAY"] == "stripe":
         return StripeGateway(config["STRIPE_API_KEY"], api_base=config.get("STRIPE_API_BASE"),
                              timeout=float(config["STRIPE_TIMEOUT"]),
-                             max_network_retries=int(config["STRIPE_MAX_NETWORK_RETRIES"]))
+                             max_network_retries=int(config["STRIPE_MAX_NETWORK_RETRIES"]),
+                             api_version=str(config["STRIPE_API_VERSION"]))
     return ManualGateway()
+
+
+def stripe_livemode() -> bool:
+    """Whether the configured key is a live one: Stripe's events must come from the same mode."""
+    return str(current_app.config.get("STRIPE_API_KEY") or "").startswith(("sk_live_", "rk_live_"))
 
 
 def current_fees() -> Fees:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import smtplib
 from email.charset import QP, Charset
 from email.mime.text import MIMEText
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 
 from flask_mail import Connection, Message
@@ -31,13 +32,33 @@ class KitMessage(Message):
         # typeshed allows only a charset's name, but MIMEText hands a Charset on to set_payload, which takes one.
         return MIMEText(text or "", _subtype=subtype, _charset=utf8)  # type: ignore[arg-type]
 
+    def _message(self):
+        msg = super()._message()
+        # The From name is encoded only when it needs to be (Flask-Mail encodes even plain ASCII).
+        del msg["From"]
+        msg["From"] = formataddr(self.sender if isinstance(self.sender, tuple) else parseaddr(self.sender),
+                                 charset="utf-8")
+        if self.attachments or msg.get_content_type() != "multipart/mixed":
+            return msg
+        # Nothing attached: a plain multipart/alternative, not one wrapped in an empty multipart/mixed.
+        [alternative] = msg.get_payload()
+        for name, value in msg.items():
+            if name.lower() not in ("content-type", "mime-version", "content-transfer-encoding"):
+                alternative[name] = value
+        alternative.policy = msg.policy  # SMTP's CRLF line endings, as Flask-Mail sets on its own
+        return alternative
+
 
 def build_message(outbox: OutboxMessage, rendered: Rendered, sender) -> Message:
     message = KitMessage(subject=rendered.subject, recipients=[outbox.recipient], body=rendered.text,
                       html=rendered.html, sender=sender,
                       extra_headers={"Content-Language": outbox.locale,
-                                     # Transactional mail: out-of-office replies should not answer it.
-                                     "Auto-Submitted": "auto-generated"})
+                                     # Transactional mail: out-of-office replies should not answer it
+                                     # (RFC 3834, and Exchange's own header).
+                                     "Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All",
+                                     # Every later email of a request answers its first one: one thread.
+                                     **({"In-Reply-To": outbox.thread_root, "References": outbox.thread_root}
+                                        if outbox.thread_root else {})})
     message.msgId = outbox.message_id
     for attachment in rendered.attachments:
         message.attach(attachment.filename, attachment.content_type, attachment.data)
