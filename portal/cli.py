@@ -12,7 +12,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
 
 from portal import create_app
-from portal.accounts.models import ApiToken
+from portal.accounts.models import PERMISSIONS, STAFF_API, ApiToken
 from portal.accounts.staff import AccountError, create_api_token, create_staff, revoke_api_token
 from portal.core.database import utcnow
 from portal.core.idempotency import prune
@@ -26,9 +26,10 @@ from portal.outbox.queue import resend
 from portal.policy import PolicyError, load_policy
 from portal.refunds.decisions import send_reminders
 from portal.refunds.export import write_refunds_csv
-from portal.refunds.links import Links
 from portal.refunds.models import Receipt, Refund
 from portal.web.extensions import db
+from portal.web.inbound import EX_TEMPFAIL, exit_code, listener, receive_message
+from portal.web.links import links as web_links
 from portal.web.mail import deliver, email_kit, receipt_for, transport
 from portal.web.policy import current_policy
 
@@ -73,7 +74,7 @@ def demo() -> None:
 
     if current_app.config["ENV"] == "production":
         raise click.ClickException("demo data is not for production")
-    links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+    links = web_links()
     result = seed_demo(db.session, policy=current_policy(), links=links,
                        folder=Path(current_app.config["UPLOAD_DIR"]))
     click.echo("Demo data seeded." if result.seeded else "Demo data already present; orders kept.")
@@ -124,7 +125,7 @@ def outbox_send(watch: bool, interval: float | None) -> None:
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
     click.echo(f"Delivering through {transport().describe()}.")
 
-    links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+    links = web_links()
     while True:
         reminded = send_reminders(db.session, now=datetime.now(UTC), links=links)
         db.session.commit()
@@ -214,17 +215,20 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
 @staff_cli.command("token")
 @click.argument("email")
 @click.option("--name", required=True, help="What will use the token, such as 'helpdesk'.")
+@click.option("--permission", "permissions", multiple=True, type=click.Choice(list(PERMISSIONS)),
+              default=[STAFF_API], show_default=True,
+              help="What the token may do; repeat for several. portal_sessions: POST /api/v1/portal-sessions.")
 @with_appcontext
-def staff_token(email: str, name: str) -> None:
+def staff_token(email: str, name: str, permissions: tuple[str, ...]) -> None:
     """Make an API token that acts as this staff member; it is printed once and stored hashed."""
 
     try:
-        record, token = create_api_token(db.session, email, name, now=utcnow())
+        record, token = create_api_token(db.session, email, name, now=utcnow(), permissions=permissions)
     except AccountError as error:
         raise click.ClickException(error.message) from None
     db.session.commit()
     click.echo(f"Token {record.id} ({record.name}) for {record.staff_user.email}, "
-               f"role {record.staff_user.role.value}. It is shown only now:", err=True)
+               f"role {record.staff_user.role.value}, may {', '.join(record.permissions)}. It is shown only now:", err=True)
     click.echo(token)
 
 
@@ -237,7 +241,8 @@ def staff_tokens() -> None:
     for record in db.session.scalars(select(ApiToken).order_by(ApiToken.id)):
         state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
         used = f"{record.last_used_at:%Y-%m-%d %H:%M}" if record.last_used_at else "never"
-        click.echo(f"{record.id}\t{record.prefix}…\t{record.staff_user.email}\t{record.name}\t{state}\tlast used {used}")
+        click.echo(f"{record.id}\t{record.prefix}…\t{record.staff_user.email}\t{record.name}\t"
+                   f"{','.join(record.permissions)}\t{state}\tlast used {used}")
 
 
 @staff_cli.command("revoke-token")
@@ -302,7 +307,55 @@ def insights_rebuild() -> None:
     click.echo("Rollups rebuilt.")
 
 
+mail_cli = click.Group("mail", help="Customers' replies by email.")
+
+
+@mail_cli.command("receive")
+@click.option("--recipient", "recipients", multiple=True,
+              help="The envelope recipient (Postfix: ${recipient}); the message's headers otherwise.")
+@with_appcontext
+def mail_receive(recipients: tuple[str, ...]) -> None:
+    """Receive one RFC 5322 message on standard input (an MTA's pipe transport).
+
+    Exit codes (sysexits): 0 accepted (auto-replies, bounces and loops included, so nothing
+    bounces back), 67 unknown or forged reply address, 65 malformed or too large, 75 try again.
+    """
+    raw = sys.stdin.buffer.read(int(current_app.config["INBOUND_MAX_BYTES"]) + 1)
+    try:
+        received = receive_message(raw, recipients)
+    except Exception as error:  # the database is down: the MTA keeps the message and retries
+        click.echo(f"temporary failure: {type(error).__name__}: {error}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    click.echo(f"{received.outcome.value}: {received.detail}", err=True)
+    sys.exit(exit_code(received))
+
+
+@mail_cli.command("serve")
+@click.option("--host", default=None, help="Address to listen on (PORTAL_INBOUND_LISTEN_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (PORTAL_INBOUND_LISTEN_PORT).")
+@click.option("--protocol", type=click.Choice(["lmtp", "smtp"]), default=None,
+              help="LMTP behind an MTA, or SMTP for setups without one (PORTAL_INBOUND_PROTOCOL).")
+@with_appcontext
+def mail_serve(host: str | None, port: int | None, protocol: str | None) -> None:
+    """Listen for replies over LMTP or SMTP (aiosmtpd) until interrupted."""
+    config = current_app.config
+    controller = listener(current_app._get_current_object(), host=host or config["INBOUND_LISTEN_HOST"],
+                          port=port if port is not None else int(config["INBOUND_LISTEN_PORT"]),
+                          protocol=protocol or config["INBOUND_PROTOCOL"])
+    controller.start()
+    click.echo(f"Receiving {(protocol or config['INBOUND_PROTOCOL']).upper()} on "
+               f"{controller.hostname}:{controller.port} for @{config['INBOUND_DOMAIN'] or '(any domain)'}.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
+
+
 def init_app(app) -> None:
+    app.cli.add_command(mail_cli)
     app.cli.add_command(insights_cli)
     app.cli.add_command(receipts_cli)
     app.cli.add_command(staff_cli)
