@@ -118,7 +118,7 @@ log = logging.getLogger(__name__)
 @bp.get("/portal-session/<token>")
 def portal_session(token: str):
     """A SaaS's own app sent its signed-in user here (POST /api/v1/portal-sessions): once, for 10 minutes."""
-    record = portal_sessions.redeem(db.session, token, now=utcnow(), client=client_fingerprint())
+    record = portal_sessions.redeem(db.session, token, now=utcnow(), client=client_fingerprint(request.remote_addr, current_app.config["SECRET_KEY"]))
     db.session.commit()
     if record is None:
         log.warning("portal session refused: unknown, used or expired token")
