@@ -109,10 +109,10 @@ def test_replies_in_three_languages_answer_their_requests_over_lmtp(app, lmtp, s
          "Het bankafschrift zit in de bijlage.\n\nOp di 1 dec 2026 om 09:12 schreef Northwind <s@example.com>:\n> Wilt u antwoorden?\n",
          "Het bankafschrift zit in de bijlage.", "Wilt u"),
     ]
-    for number, email, subject, text, kept, trimmed in cases:
-        reference = file_and_ask(app, staff_token, number, email)
+    for number, sender, subject, text, kept, trimmed in cases:
+        reference = file_and_ask(app, staff_token, number, sender)
         assert request_of(db_session, reference).state is RequestState.AWAITING_CUSTOMER
-        message = reply(email, address(reference), subject, text,
+        message = reply(sender, address(reference), subject, text,
                         attachments=[("statement.png", "image/png", png_bytes())])
         assert lmtp_send(lmtp, message, address(reference)) == {}
         found = request_of(db_session, reference)
@@ -138,14 +138,14 @@ def test_html_only_reply_drops_the_gmail_quote_and_shows_on_both_timelines(app, 
 
 def test_the_sample_replies_land_with_their_attachments(app, staff_token, db_session, runner):
     import_samples(db_session)
-    for sample, number, email, kept, attachment in [
+    for sample, number, address_, kept, attachment in [
         ("gmail-en-quoted.eml", "ORD-10001", "alice.m@example.com", "statement attached", "statement.pdf"),
         ("gmail-zh-quoted.eml", "ORD-20001", "zhang.wei@example.cn", "我已经在附件中上传了银行对账单", "银行对账单.png"),
         ("outlook-nl-quoted.eml", "ORD-30001", "sanne.devries@example.nl", "In de bijlage vindt u de factuur.",
          "factuur.pdf"),
         ("html-only-en.eml", "ORD-10003", "bob.tanaka@example.org", "Thank you, here is the screenshot.", None),
     ]:
-        reference = file_and_ask(app, staff_token, number, email, documents=())
+        reference = file_and_ask(app, staff_token, number, address_, documents=())
         sent = outbox(db_session, "information_request")[-1]
         raw = (DATA / "inbound" / sample).read_text(encoding="utf-8").replace("{TOKEN}", address(reference).split("+")[1].split("@")[0])
         raw = raw.replace("{ORIGINAL_MESSAGE_ID}", sent.message_id.strip("<>")).replace("RF-XXXXXXXX", reference)

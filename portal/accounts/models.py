@@ -59,7 +59,7 @@ class ApiToken(Base):
     # What the token may do: "staff_api" (the staff workflow, as its owner's role allows) and/or
     # "portal_sessions" (open signed-in order pages for a SaaS's own app). Tokens made before
     # permissions existed keep the staff API.
-    permissions: Mapped[list] = mapped_column(JSON, default=lambda: [STAFF_API], server_default='["staff_api"]')
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=lambda: [STAFF_API], server_default='["staff_api"]')
 
     staff_user: Mapped[StaffUser] = relationship()
 

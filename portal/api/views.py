@@ -1,9 +1,8 @@
 """The API's routes: each parses (the decorator does), calls one domain function, answers."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
-
 import logging
+from datetime import UTC, date, datetime, time, timedelta
 
 from flask import current_app, g, render_template
 from flask_babel import gettext as _

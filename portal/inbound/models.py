@@ -31,7 +31,7 @@ class InboundMessage(Base):
     # The customer's own words, quoted history and signature trimmed.
     text: Mapped[str] = mapped_column(Text, default="")
     # Attachments that failed the uploads' checks: [{"name": ..., "problem": ...}] for staff to see.
-    refused_attachments: Mapped[list] = mapped_column(JSON, default=list)
+    refused_attachments: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     # The reply answered the staff's questions (the request went back to review).
     answered: Mapped[bool] = mapped_column(default=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

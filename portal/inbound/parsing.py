@@ -128,10 +128,12 @@ def bounced_addresses(parsed: Parsed) -> tuple[set[str], set[str]] | None:
     message = parsed.message
     looks_like = (message.get_content_type() == "multipart/report"
                   or parsed.sender.startswith(("mailer-daemon@", "postmaster@"))
-                  or not parsed.header("Return-Path").strip("<> ") and parsed.header("Return-Path") != "")
+                  or (not parsed.header("Return-Path").strip("<> ") and parsed.header("Return-Path") != ""))
     temporary, permanent = all_failures(message)
     if not temporary and not permanent:
         return (set(), set()) if looks_like else None
-    decode = lambda found: {a.decode("utf-8", "replace").lower() if isinstance(a, bytes) else str(a).lower()  # noqa: E731
-                            for a in found}
-    return decode(temporary), decode(permanent)
+    return _addresses(temporary), _addresses(permanent)
+
+
+def _addresses(found: frozenset[bytes] | frozenset[str]) -> set[str]:
+    return {a.decode("utf-8", "replace").lower() if isinstance(a, bytes) else str(a).lower() for a in found}

@@ -10,7 +10,7 @@ import io
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from enum import StrEnum
 from pathlib import Path
 
@@ -178,7 +178,10 @@ def _diagnostic(message: EmailMessage) -> str:
     for part in message.walk():
         if part.get_content_type() == "message/delivery-status":
             lines: list[str] = []
-            for block in part.get_payload() if isinstance(part.get_payload(), list) else []:
+            blocks = part.get_payload()
+            for block in blocks if isinstance(blocks, list) else []:
+                if not isinstance(block, Message):
+                    continue
                 for name in ("Final-Recipient", "Action", "Status", "Diagnostic-Code"):
                     if block.get(name):
                         lines.append(f"{name}: {' '.join(str(block.get(name)).split())}")

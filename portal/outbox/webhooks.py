@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import select
-from standardwebhooks import Webhook
 from sqlalchemy.orm import Session
+from standardwebhooks import Webhook
 
 from portal.core.markers import N_
 from portal.core.vocabulary import OutboxStatus

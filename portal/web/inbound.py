@@ -77,8 +77,8 @@ class InboundHandler:
         with app.app_context():
             self.max_bytes = int(app.config["INBOUND_MAX_BYTES"])
 
-    def _in_app(self, work, *args):  # type: ignore[no-untyped-def]
-        def run():  # type: ignore[no-untyped-def]
+    def _in_app(self, work, *args):
+        def run():
             with self.app.app_context():
                 try:
                     return work(*args)
@@ -119,7 +119,7 @@ class InboundHandler:
 
 
 class _LMTPController(Controller):
-    def factory(self):  # type: ignore[no-untyped-def]
+    def factory(self):
         return LMTP(self.handler, **self.SMTP_kwargs)
 
 
