@@ -16,7 +16,7 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from portal import create_app
-from portal.accounts.models import ApiToken
+from portal.accounts.models import PERMISSIONS, STAFF_API, ApiToken
 from portal.accounts.sessions import Event, record
 from portal.accounts.staff import AccountError, create_api_token, create_staff, revoke_api_token
 from portal.config import ConfigError
@@ -36,9 +36,10 @@ from portal.outbox.worker import StopFlag
 from portal.policy import PolicyError, load_policy
 from portal.refunds.decisions import send_reminders
 from portal.refunds.export import write_refunds_csv
-from portal.refunds.links import Links
 from portal.refunds.models import Receipt, Refund
 from portal.web.extensions import db
+from portal.web.inbound import EX_TEMPFAIL, exit_code, listener, receive_message
+from portal.web.links import links as web_links
 from portal.web.mail import DatabaseUnavailable, email_kit, receipt_for, run_worker, transport
 from portal.web.policy import current_policy
 from portal.web.telemetry import outbox_collector
@@ -94,7 +95,7 @@ def demo() -> None:
 
     if current_app.config["ENV"] == "production":
         raise click.ClickException("demo data is not for production")
-    links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+    links = web_links()
     result = seed_demo(db.session(), policy=current_policy(), links=links,
                        folder=Path(current_app.config["UPLOAD_DIR"]))
     click.echo("Demo data seeded." if result.seeded else "Demo data already present; orders kept.")
@@ -161,7 +162,7 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
     """
     log = structlog.get_logger("portal.outbox")
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
-    links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+    links = web_links()
     stop = StopFlag()
 
     def chores() -> None:
@@ -284,17 +285,20 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
 @staff_cli.command("token")
 @click.argument("email")
 @click.option("--name", required=True, help="What will use the token, such as 'helpdesk'.")
+@click.option("--permission", "permissions", multiple=True, type=click.Choice(list(PERMISSIONS)),
+              default=[STAFF_API], show_default=True,
+              help="What the token may do; repeat for several. portal_sessions: POST /api/v1/portal-sessions.")
 @with_appcontext
-def staff_token(email: str, name: str) -> None:
+def staff_token(email: str, name: str, permissions: tuple[str, ...]) -> None:
     """Make an API token that acts as this staff member; it is printed once and stored hashed."""
 
     try:
-        record, token = create_api_token(db.session(), email, name, now=utcnow())
+        made, token = create_api_token(db.session(), email, name, now=utcnow(), permissions=permissions)
     except AccountError as error:
         raise click.ClickException(error.message) from None
     db.session.commit()
-    click.echo(f"Token {record.id} ({record.name}) for {record.staff_user.email}, "
-               f"role {record.staff_user.role.value}. It is shown only now:", err=True)
+    click.echo(f"Token {made.id} ({made.name}) for {made.staff_user.email}, "
+               f"role {made.staff_user.role.value}, may {', '.join(made.permissions)}. It is shown only now:", err=True)
     click.echo(token)
 
 
@@ -305,7 +309,8 @@ def staff_tokens() -> None:
     for token in db.session.scalars(select(ApiToken).order_by(ApiToken.id)):
         state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "active"
         used = f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never"
-        click.echo(f"{token.id}\t{token.prefix}…\t{token.staff_user.email}\t{token.name}\t{state}\tlast used {used}")
+        click.echo(f"{token.id}\t{token.prefix}…\t{token.staff_user.email}\t{token.name}\t"
+                   f"{','.join(token.permissions)}\t{state}\tlast used {used}")
 
 
 @staff_cli.command("revoke-token")
@@ -373,7 +378,56 @@ def insights_rebuild() -> None:
     click.echo("Rollups rebuilt.")
 
 
+mail_cli = click.Group("mail", help="Customers' replies by email.")
+
+
+@mail_cli.command("receive")
+@click.option("--recipient", "recipients", multiple=True,
+              help="The envelope recipient (Postfix: ${recipient}); the message's headers otherwise.")
+@with_appcontext
+def mail_receive(recipients: tuple[str, ...]) -> None:
+    """Receive one RFC 5322 message on standard input (an MTA's pipe transport).
+
+    Exit codes (sysexits): 0 accepted (auto-replies, bounces and loops included, so nothing
+    bounces back), 67 unknown or forged reply address, 65 malformed or too large, 75 try again.
+    """
+    raw = sys.stdin.buffer.read(int(current_app.config["INBOUND_MAX_BYTES"]) + 1)
+    try:
+        received = receive_message(raw, recipients)
+    except Exception as error:  # the database is down: the MTA keeps the message and retries
+        click.echo(f"temporary failure: {type(error).__name__}: {error}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    click.echo(f"{received.outcome.value}: {received.detail}", err=True)
+    sys.exit(exit_code(received))
+
+
+@mail_cli.command("serve")
+@click.option("--host", default=None, help="Address to listen on (PORTAL_INBOUND_LISTEN_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (PORTAL_INBOUND_LISTEN_PORT).")
+@click.option("--protocol", type=click.Choice(["lmtp", "smtp"]), default=None,
+              help="LMTP behind an MTA, or SMTP for setups without one (PORTAL_INBOUND_PROTOCOL).")
+@with_appcontext
+def mail_serve(host: str | None, port: int | None, protocol: str | None) -> None:
+    """Listen for replies over LMTP or SMTP (aiosmtpd) until interrupted."""
+    config = current_app.config
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxy's documented way to the app
+    controller = listener(app, host=host or config["INBOUND_LISTEN_HOST"],
+                          port=port if port is not None else int(config["INBOUND_LISTEN_PORT"]),
+                          protocol=protocol or config["INBOUND_PROTOCOL"])
+    controller.start()
+    click.echo(f"Receiving {(protocol or config['INBOUND_PROTOCOL']).upper()} on "
+               f"{controller.hostname}:{controller.port} for @{config['INBOUND_DOMAIN'] or '(any domain)'}.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
+
+
 def init_app(app) -> None:
+    app.cli.add_command(mail_cli)
     app.cli.add_command(insights_cli)
     app.cli.add_command(receipts_cli)
     app.cli.add_command(staff_cli)

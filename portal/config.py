@@ -96,6 +96,19 @@ DEFAULTS: dict[str, object] = {
     "LOG_LEVEL": "INFO",
     # /metrics answers only a scraper sending this as a Bearer token; None: no /metrics at all.
     "METRICS_TOKEN": None,
+    # Inbound email: the domain of the reply addresses (reply+<token>@domain); empty, no Reply-To.
+    "INBOUND_DOMAIN": "",
+    # The largest inbound message accepted (bytes), attachments included.
+    "INBOUND_MAX_BYTES": 26214400,
+    # The loop guard: at most this many messages from one address within INBOUND_LOOP_WINDOW_MINUTES.
+    "INBOUND_LOOP_LIMIT": 10,
+    "INBOUND_LOOP_WINDOW_MINUTES": 10,
+    # Where `portal mail serve` listens, and whether it speaks LMTP (behind an MTA) or SMTP.
+    "INBOUND_LISTEN_HOST": "127.0.0.1",
+    "INBOUND_LISTEN_PORT": 8024,
+    "INBOUND_PROTOCOL": "lmtp",
+    # How long a portal session's one-time URL (POST /api/v1/portal-sessions) stays valid.
+    "PORTAL_SESSION_MINUTES": 10,
 }
 
 MIN_SECRET_LENGTH = 32

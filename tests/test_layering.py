@@ -25,6 +25,7 @@ DOMAIN_PACKAGES = [
     "portal.accounts",
     "portal.documents",
     "portal.insights",
+    "portal.inbound",
     "portal.refunds",
     "portal.outbox",
 ]

@@ -120,3 +120,29 @@ def test_a_deactivated_endpoint_gets_nothing_more(app, db_session, receiver):
     assert agent.get("/staff/webhooks").status_code == 403
     bad = staff_post(admin, "/staff/webhooks", "/staff/webhooks", url="ftp://example.com/x")
     assert bad.status_code == 422 and "https://" in bad.get_data(as_text=True)
+
+
+def test_a_receiver_verifies_a_delivery_with_the_standardwebhooks_library(app, db_session):
+    from standardwebhooks import Webhook
+
+    from portal.outbox import webhooks
+
+    receiver = Receiver()
+    try:
+        subscription = webhooks.subscribe(db_session, receiver.url, "std", created_by=None, now=datetime.now(UTC),
+                                          require_https=False)
+        webhooks.queue_event(db_session, webhooks.STATE_CHANGED, {"reference": "RF-TEST2345"}, at=datetime.now(UTC))
+        db_session.commit()
+        message = db_session.scalar(select(OutboxMessage).where(OutboxMessage.channel == "webhook"))
+        webhooks.deliver(message, timeout=5)
+        headers, body = receiver.received[0]
+        # What a receiver does with the stock library: the headers are the standard ones.
+        event = Webhook(subscription.secret).verify(body, headers)
+        assert event["data"]["reference"] == "RF-TEST2345" and headers["webhook-id"] == event["id"]
+        # The old header still verifies during the deprecation period.
+        assert verify(subscription.secret, headers[SIGNATURE_HEADER], body)
+        tampered = body.replace(b"RF-TEST2345", b"RF-TEST2346")
+        with pytest.raises(Exception, match="No matching signature"):
+            Webhook(subscription.secret).verify(tampered, headers)
+    finally:
+        receiver.stop()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.database import Base, UTCDateTime, enum_column, utcnow
@@ -37,6 +37,11 @@ class StaffUser(Base):
         return self.active and self.role in roles
 
 
+STAFF_API = "staff_api"
+PORTAL_SESSIONS = "portal_sessions"
+PERMISSIONS = (STAFF_API, PORTAL_SESSIONS)
+
+
 class ApiToken(Base):
     """A staff member's key to the JSON API; only its hash is kept, the token is shown once."""
 
@@ -51,8 +56,15 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the token may do: "staff_api" (the staff workflow, as its owner's role allows) and/or
+    # "portal_sessions" (open signed-in order pages for a SaaS's own app). Tokens made before
+    # permissions existed keep the staff API.
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=lambda: [STAFF_API], server_default='["staff_api"]')
 
     staff_user: Mapped[StaffUser] = relationship()
+
+    def allows(self, permission: str) -> bool:
+        return permission in (self.permissions or [])
 
 
 

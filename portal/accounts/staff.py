@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from portal.accounts import sessions
-from portal.accounts.models import ApiToken, PasswordReset, StaffUser
+from portal.accounts.models import PERMISSIONS, STAFF_API, ApiToken, PasswordReset, StaffUser
 from portal.accounts.passwords import hash_password, password_problem
 from portal.core.database import utcnow
 from portal.core.markers import N_
@@ -119,7 +119,8 @@ def reset_password(session: Session, token: str, password: str, *, now: datetime
 TOKEN_PREFIX = "rpt_"  # recognisable in logs and by secret scanners
 
 
-def create_api_token(session: Session, email: str, name: str, *, now: datetime) -> tuple[ApiToken, str]:
+def create_api_token(session: Session, email: str, name: str, *, now: datetime,
+                     permissions: tuple[str, ...] = (STAFF_API,)) -> tuple[ApiToken, str]:
     """A new API token for a staff member: the token itself is returned once, only its hash is kept.
 
     The token acts as its owner, with the owner's role, for as long as both are active.
@@ -129,9 +130,11 @@ def create_api_token(session: Session, email: str, name: str, *, now: datetime) 
         raise AccountError("email", N_("There is no staff account with this email address."))
     if not name.strip():
         raise AccountError("name", N_("Give the token a name, such as the integration that will use it."))
+    if not permissions or any(p not in PERMISSIONS for p in permissions):
+        raise AccountError("permissions", N_("Choose the token's permissions: staff_api, portal_sessions or both."))
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     record = ApiToken(staff_user=user, name=name.strip()[:100], prefix=token[:12], token_hash=hash_token(token),
-                      created_at=now)
+                      created_at=now, permissions=sorted(set(permissions)))
     session.add(record)
     session.flush()
     return record, token
@@ -149,6 +152,12 @@ def revoke_api_token(session: Session, token_id: int, *, now: datetime) -> ApiTo
 
 def staff_for_token(session: Session, token: str, *, now: datetime) -> StaffUser | None:
     """The active staff member a token belongs to, or None for an unknown, revoked or disabled one."""
+    record = api_token_for(session, token, now=now)
+    return record.staff_user if record is not None else None
+
+
+def api_token_for(session: Session, token: str, *, now: datetime) -> ApiToken | None:
+    """The token's record if it is known, not revoked and its owner active; None otherwise."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     record = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
@@ -158,4 +167,4 @@ def staff_for_token(session: Session, token: str, *, now: datetime) -> StaffUser
     if record.last_used_at is None or now - record.last_used_at > timedelta(minutes=1):
         record.last_used_at = now
         session.flush()
-    return record.staff_user
+    return record

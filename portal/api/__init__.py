@@ -16,7 +16,8 @@ from flask_babel import gettext as _
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from portal.accounts.staff import staff_for_token
+from portal.accounts.models import STAFF_API
+from portal.accounts.staff import api_token_for
 from portal.api.schemas import FieldProblem, Problem
 from portal.api.spec import PROBLEM_TITLES, Operation
 from portal.core import idempotency
@@ -93,14 +94,15 @@ def client_key() -> str:
     return "api-ip:" + (request.remote_addr or "-")
 
 
-def authenticated_staff():
-    user = staff_for_token(db.session(), _bearer(), now=utcnow()) if _bearer() else None
-    if user is None:
+def authenticated_token():
+    record = api_token_for(db.session(), _bearer(), now=utcnow()) if _bearer() else None
+    if record is None:
         # One answer for a missing, unknown, revoked or disabled token.
         raise ApiProblem(401, _("Send a valid API token as “Authorization: Bearer …”."),
                          headers={"WWW-Authenticate": 'Bearer realm="refund-portal"'})
-    g.staff_id = user.id  # the request's log line names who acted (portal.web.telemetry)
-    return user
+    g.api_token = record
+    g.staff_id = record.staff_user_id  # the request's log line names who acted (portal.web.telemetry)
+    return record
 
 
 # -- operations -----------------------------------------------------------------------------------
@@ -189,18 +191,24 @@ def _respond(status: int, body: dict, replayed: bool = False) -> Response:
 
 
 def operation(method: str, rule: str, *, summary: str, tag: str, roles=ACTING, body=None, query=None,
-              response=None, status: int = 200, errors: tuple[int, ...] = (), description: str = ""):
+              response=None, status: int = 200, errors: tuple[int, ...] = (), description: str = "",
+              permission: str = STAFF_API):
     def decorate(view):
         op = Operation(endpoint=view.__name__, method=method, rule=rule, summary=summary,
                        description=description or (view.__doc__ or "").strip(), tag=tag, roles=tuple(roles),
-                       body=body, query=query, response=response, status=status, errors=errors)
+                       body=body, query=query, response=response, status=status, errors=errors,
+                       permission=permission)
         OPERATIONS.append(op)
 
         @wraps(view)
         def handle(**path):
-            user = authenticated_staff()
+            token = authenticated_token()
+            user = token.staff_user
             if not user.may(*op.roles):
                 raise ApiProblem(403, _("Your role does not allow this."))
+            if not token.allows(op.permission):
+                raise ApiProblem(403, _("This token does not have the “%(permission)s” permission.",
+                                        permission=op.permission))
             key = _idempotency_key() if op.writes else None
             if key is None:
                 answer = _run(op, view, user, path)

@@ -297,3 +297,20 @@ class InsightsOut(BaseModel):
     feedback_average: float | None
     signals: dict[str, int]
     billing_errors: int
+
+
+# -- portal sessions ------------------------------------------------------------------------------
+
+
+class PortalSessionInput(Input):
+    order_number: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="The order whose page opens, signed in as its customer.")
+    locale: Literal["en", "zh", "nl"] | None = Field(None, description="The page's language; the customer's otherwise.")
+    return_url: Annotated[str, Field(max_length=2000)] | None = Field(
+        None, description="Where the page's “back” link leads: an https:// address (or the portal's own).")
+
+
+class PortalSessionOut(BaseModel):
+    url: str = Field(description="Open once, within `expires_at`; it signs the browser in to the order's page.")
+    expires_at: datetime
+    order_number: str

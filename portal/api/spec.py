@@ -38,6 +38,8 @@ class Operation:
     response: type[BaseModel] | None = None
     status: int = 200
     errors: tuple[int, ...] = ()
+    # What the token must be allowed to do (its permissions), on top of its owner's role.
+    permission: str = "staff_api"
 
     @property
     def writes(self) -> bool:
@@ -110,7 +112,7 @@ def document(operations: list[Operation], *, title: str, version: str, server: s
         entry = {"operationId": op.endpoint, "summary": op.summary, "description": op.description,
                  "tags": [op.tag], "parameters": parameters, "responses": responses,
                  "security": [{"bearerToken": []}],
-                 "x-roles": [role.value for role in op.roles]}
+                 "x-roles": [role.value for role in op.roles], "x-permission": op.permission}
         if op.body is not None:
             entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(op.body)}}}
         paths.setdefault(op.path, {})[op.method.lower()] = entry

@@ -1,13 +1,15 @@
 """The API's routes: each parses (the decorator does), calls one domain function, answers."""
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, time, timedelta
 
-from flask import current_app, render_template
+from flask import current_app, g, render_template
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from sqlalchemy import select
 
+from portal.accounts.models import PORTAL_SESSIONS
 from portal.api import OPERATIONS, ApiProblem, bp, operation, presenters
 from portal.api import schemas as s
 from portal.api.spec import describe, document
@@ -15,6 +17,7 @@ from portal.core.database import utcnow
 from portal.core.money import Money, MoneyError
 from portal.core.vocabulary import StaffRole
 from portal.insights.figures import compute
+from portal.orders import portal_sessions
 from portal.orders.importing import upsert_order_rows
 from portal.refunds import acting, decisions, payouts
 from portal.refunds.models import RefundRequest
@@ -24,6 +27,7 @@ from portal.web.links import links
 from portal.web.payments import current_fees, current_gateway
 from portal.web.policy import current_policy
 
+log = logging.getLogger(__name__)
 REQUESTS = "Refund requests"
 ADMIN = (StaffRole.ADMIN,)
 READERS = (StaffRole.AGENT, StaffRole.ADMIN)
@@ -183,6 +187,31 @@ def insights(user, query: s.InsightsQuery):
     finish = datetime.combine(end, time.min, tzinfo=UTC) + timedelta(days=1) \
         if end < date.max else datetime.max.replace(tzinfo=UTC)
     return presenters.insights(compute(db.session(), begin, finish, now=utcnow()), start, end)
+
+
+# -- portal sessions (a SaaS's own app) -----------------------------------------------------------
+
+
+@operation("POST", "/portal-sessions", summary="Open an order's page for its customer", tag="Portal sessions",
+           body=s.PortalSessionInput, response=s.PortalSessionOut, status=201, errors=(422,),
+           permission=PORTAL_SESSIONS)
+def create_portal_session(user, body: s.PortalSessionInput):
+    """A one-time URL, valid for 10 minutes, that opens the order's page signed in as its customer (like a
+    billing-portal session): redirect your signed-in user's browser to it. Needs a token with the
+    `portal_sessions` permission."""
+    now = utcnow()
+    try:
+        opened = portal_sessions.open_session(
+            db.session(), body.order_number, api_token_id=g.api_token.id, locale=body.locale,
+            return_url=body.return_url, base_url=current_app.config["BASE_URL"], now=now,
+            lifetime=timedelta(minutes=float(current_app.config["PORTAL_SESSION_MINUTES"])))
+    except portal_sessions.PortalSessionError as error:
+        raise ApiProblem(422, _(error.message), errors=[s.FieldProblem(field=error.field, message=_(error.message))]
+                         ) from None
+    log.info("portal session %s opened for order %s by API token %s (%s)", opened.record.id, body.order_number,
+             g.api_token.id, user.email)
+    return s.PortalSessionOut(url=f"{current_app.config['BASE_URL'].rstrip('/')}/portal-session/{opened.token}",
+                              expires_at=opened.record.expires_at, order_number=opened.record.order.order_number)
 
 
 # -- the description ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from portal.web.extensions import db
 from portal.web.i18n import CUSTOMER_LOCALE_KEY
 
 ORDERS_KEY = "orders"
+RETURN_URLS_KEY = "return_urls"
 CUSTOMER_KEY = "customer_id"
 MAX_ORDERS = 50
 
@@ -81,3 +82,14 @@ def visible_orders() -> list[Order]:
     else:
         query = query.where(Order.id.in_(ids))
     return list(db.session.scalars(query))
+
+
+def set_return_url(order_id: int, url: str) -> None:
+    """Where the order page's "back" link leads: the SaaS app that opened it (a portal session)."""
+    urls = {k: v for k, v in session.get(RETURN_URLS_KEY, {}).items() if k != str(order_id)}
+    urls[str(order_id)] = url
+    session[RETURN_URLS_KEY] = dict(list(urls.items())[-MAX_ORDERS:])
+
+
+def return_url(order_id: int) -> str | None:
+    return session.get(RETURN_URLS_KEY, {}).get(str(order_id))

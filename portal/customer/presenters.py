@@ -5,12 +5,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from portal.core import formatting
 from portal.core.database import utcnow
 from portal.core.markers import N_
 from portal.core.money import Money, MoneyError
 from portal.core.vocabulary import Actor, Reason, RefundStatus, RequestState
+from portal.inbound.models import InboundMessage
 from portal.orders.models import Order
 from portal.payments.base import IN_PROGRESS, PROGRESS_TITLES, failure_sentence
 from portal.policy import Decision, Outcome
@@ -208,6 +210,11 @@ def request_view(request: RefundRequest) -> RequestView:
                               _(ACTORS[e.actor]), _timeline_note(e),
                               money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else None)
                 for e in request.events]
+    emails = db.session.scalars(select(InboundMessage).where(InboundMessage.refund_request_id == request.id,
+                                                             InboundMessage.kind == "reply")).all()
+    timeline += [TimelineEntry(moment(m.received_at), m.received_at.isoformat(), _("Your email"), _(ACTORS[Actor.CUSTOMER]),
+                               m.text, None) for m in emails]
+    timeline.sort(key=lambda entry: entry.iso)
     info = next((i for i in reversed(request.information_requests) if i.answered_at is None), None)
     questions = []
     if info is not None and request.state is RequestState.AWAITING_CUSTOMER:

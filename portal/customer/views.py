@@ -1,5 +1,6 @@
 import hashlib
 import hmac
+import logging
 import secrets
 from datetime import UTC, datetime
 
@@ -23,7 +24,7 @@ from portal.customer.forms import (
 )
 from portal.customer.presenters import filing_input, order_view, request_view
 from portal.documents.models import Document
-from portal.orders import magic
+from portal.orders import magic, portal_sessions
 from portal.orders.lookup import client_fingerprint, find_order, normalize_order_number
 from portal.refunds import feedback as feedback_domain
 from portal.refunds import filing
@@ -32,6 +33,7 @@ from portal.web import staging
 from portal.web.extensions import db, limiter
 from portal.web.forms import add_error
 from portal.web.i18n import CUSTOMER_LOCALE_KEY, current_locale
+from portal.web.i18n import SESSION_KEY as LOCALE_SESSION_KEY
 from portal.web.links import links
 from portal.web.mail import issued_receipt, receipt_response
 from portal.web.policy import clause_paragraphs, clause_title, current_policy
@@ -119,6 +121,27 @@ def access_confirm():
     return render_template("customer/access.html", form=form, valid=bool(token))
 
 
+log = logging.getLogger(__name__)
+
+
+@bp.get("/portal-session/<token>")
+def portal_session(token: str):
+    """A SaaS's own app sent its signed-in user here (POST /api/v1/portal-sessions): once, for 10 minutes."""
+    record = portal_sessions.redeem(db.session(), token, now=utcnow(), client=client_fingerprint(request.remote_addr, current_app.config["SECRET_KEY"]))
+    db.session.commit()
+    if record is None:
+        log.warning("portal session refused: unknown, used or expired token")
+        return render_template("customer/portal_session_expired.html"), 410
+    access.grant_order(record.order)
+    if record.locale:
+        session[CUSTOMER_LOCALE_KEY] = record.locale
+        session[LOCALE_SESSION_KEY] = record.locale
+    if record.return_url:
+        access.set_return_url(record.order_id, record.return_url)
+    log.info("portal session %s used for order %s", record.id, record.order.order_number)
+    return redirect(url_for("customer.order_page", order_number=record.order.order_number), code=303)
+
+
 @bp.get("/orders")
 def orders():
     return render_template("customer/orders.html", orders=[order_view(o) for o in access.visible_orders()])
@@ -127,7 +150,7 @@ def orders():
 @bp.get("/orders/<order_number>")
 def order_page(order_number: str):
     order = access.owned_order_summary(order_number)
-    return render_template("customer/order.html", view=order_view(order))
+    return render_template("customer/order.html", view=order_view(order), return_url=access.return_url(order.id))
 
 
 def _submission_mac(order_id: int, nonce: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, String
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.database import Base, UTCDateTime, enum_column, utcnow
@@ -25,6 +25,9 @@ class Customer(Base):
     name: Mapped[str] = mapped_column(String(200))
     locale: Mapped[str] = mapped_column(String(8), default="en")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A bounce said mail to this address cannot be delivered; staff see it on the request page.
+    email_undeliverable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    email_undeliverable_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     orders: Mapped[list[Order]] = relationship(back_populates="customer", order_by="Order.purchased_at")
 
@@ -114,3 +117,25 @@ class MagicLinkRequest(Base):
     locale: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class PortalSession(Base):
+    """A one-time URL a SaaS's own app asked for (POST /api/v1/portal-sessions): it opens one order's
+    page signed in as its customer. Stored as a hash, single use, short-lived; the row stays as
+    the security record of who opened which order for whom, and when it was used."""
+
+    __tablename__ = "portal_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("order.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The API token that asked for it (by id: orders know nothing of staff accounts).
+    api_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id"))
+    locale: Mapped[str | None] = mapped_column(String(8))
+    return_url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_by_client: Mapped[str] = mapped_column(String(64), default="")
+
+    order: Mapped[Order] = relationship()

@@ -6,18 +6,22 @@ made the change; the outbox worker posts
 it and retries with the same backoff as emails. The event id stays the same across retries,
 so the subscriber can ignore a repeat. No Flask here.
 
-Signature: ``Portal-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the secret>``,
-the scheme Stripe uses, so subscribers can check freshness as well as origin.
+Signatures: per the Standard Webhooks specification (``webhook-id``, ``webhook-timestamp``,
+``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``, made with the
+``standardwebhooks`` library), so receivers verify with a stock library in any language; and, for
+one deprecation period, the older ``Portal-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
+"<t>.<body>" with the secret>``.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import secrets
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +29,7 @@ import requests
 import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from standardwebhooks import Webhook
 
 from portal.core.markers import N_
 from portal.core.vocabulary import OutboxStatus
@@ -34,7 +39,7 @@ from portal.outbox.worker import PermanentFailure, TemporaryFailure
 log = structlog.get_logger(__name__)
 
 STATE_CHANGED = "refund_request.state_changed"
-SIGNATURE_HEADER = "Portal-Signature"
+SIGNATURE_HEADER = "Portal-Signature"  # deprecated: kept while receivers move to the standard headers
 
 
 class SubscriptionError(ValueError):
@@ -52,11 +57,16 @@ def subscribe(session: Session, url: str, description: str, *, created_by: int |
     if require_https and parts.scheme != "https":
         raise SubscriptionError(N_("Endpoints must use https://."))
     subscription = WebhookSubscription(url=url, description=description.strip()[:200],
-                                       secret="whsec_" + secrets.token_urlsafe(32), active=True,
+                                       secret=new_secret(), active=True,
                                        created_by_id=created_by, created_at=now)
     session.add(subscription)
     session.flush()
     return subscription
+
+
+def new_secret() -> str:
+    """``whsec_`` and 32 random bytes in standard base64, the form Standard Webhooks' libraries decode."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 def deactivate(session: Session, subscription: WebhookSubscription) -> None:
@@ -92,6 +102,12 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
+def standard_headers(secret: str, event_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers of one delivery."""
+    signed = Webhook(secret).sign(event_id, datetime.fromtimestamp(timestamp, UTC), body.decode("utf-8"))
+    return {"webhook-id": event_id, "webhook-timestamp": str(timestamp), "webhook-signature": signed}
+
+
 def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300, now: float | None = None) -> bool:
     """What a subscriber does with the header (and what the tests do)."""
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
@@ -111,8 +127,10 @@ def deliver(message: OutboxMessage, *, timeout: float) -> None:
     if subscription is None or not subscription.active:
         raise PermanentFailure("the endpoint is no longer active")
     body = body_of(message)
+    now = int(time.time())
     headers = {"Content-Type": "application/json", "User-Agent": "refund-portal-webhooks/1",
-               SIGNATURE_HEADER: signature(subscription.secret, int(time.time()), body),
+               **standard_headers(subscription.secret, message.message_id, now, body),
+               SIGNATURE_HEADER: signature(subscription.secret, now, body),
                "Portal-Event-Id": message.message_id, "Portal-Event-Type": message.message}
     try:
         answer = requests.post(subscription.url, data=body, headers=headers, timeout=timeout, allow_redirects=False)

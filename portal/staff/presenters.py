@@ -11,6 +11,7 @@ from portal.core.database import utcnow
 from portal.core.markers import N_
 from portal.core.money import Money
 from portal.core.vocabulary import Actor, Channel, PaymentStatus, Plan, Reason, RequestState, StaffRole
+from portal.inbound.models import InboundMessage
 from portal.orders.models import Order
 from portal.payments.base import PROGRESS_TITLES, failure_sentence
 from portal.policy import Decision
@@ -76,6 +77,8 @@ class RequestPage:
     timeline: list[dict]
     notes: list[dict]
     info_requests: list[dict]
+    # Bounces marked the customer's address undeliverable: when and what the report said.
+    undeliverable: dict | None = None
     actions: set[str] = field(default_factory=set)
     clause_choices: list[tuple[str, str]] = field(default_factory=list)
     offer_choices: list[tuple[str, str]] = field(default_factory=list)
@@ -145,6 +148,17 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
     for entry, e in zip(timeline, request.events, strict=True):
         if e.processor_status in PROGRESS_TITLES and e.from_state is e.to_state:
             entry["to"] = _(PROGRESS_TITLES[e.processor_status])
+    emails = session.scalars(select(InboundMessage).where(InboundMessage.refund_request_id == request.id,
+                                                          InboundMessage.kind == "reply")).all()
+    timeline += [{"when": moment(m.received_at), "iso": m.received_at.isoformat(), "from": "",
+                  "to": _("Email from the customer"), "who": m.sender, "amount": "", "note": m.text,
+                  "refused": [_(a["problem"], name=a.get("name", ""), **{k: v for k, v in a.items()
+                                                                         if k not in ("problem", "name")})
+                              for a in m.refused_attachments]} for m in emails]
+    timeline.sort(key=lambda entry: entry["iso"])
+    customer = order.customer
+    undeliverable = ({"when": moment(customer.email_undeliverable_at), "reason": customer.email_undeliverable_reason}
+                     if customer.email_undeliverable_at else None)
     notes = [{"when": moment(n.created_at), "who": staff_names.get(n.staff_user_id, ""), "text": n.text}
              for n in request.notes]
     infos = [{"when": moment(i.created_at), "items": [label(item) for item in i.items],
@@ -166,6 +180,7 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
         now=decision_view(current, _("Today"), locale),
         policy_amount=decisions.policy_amount(session, request, policy, now),
         remaining=payouts.remaining(session, order), signals=signals, timeline=timeline, notes=notes,
-        info_requests=infos, actions=actions, clause_choices=clause_choices, offer_choices=offer_choices,
+        info_requests=infos, undeliverable=undeliverable, actions=actions, clause_choices=clause_choices,
+        offer_choices=offer_choices,
         alerts=[{"when": moment(a.created_at), "kind": a.kind, "message": a.message}
                 for a in alerts.open_alerts(session, request=request)])

@@ -5,4 +5,5 @@ from portal.refunds.links import Links
 
 
 def links() -> Links:
-    return Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+    return Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"],
+                 current_app.config.get("INBOUND_DOMAIN") or "")

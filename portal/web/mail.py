@@ -25,6 +25,7 @@ from portal.refunds import lifecycle
 from portal.refunds.models import Receipt, Refund
 from portal.refunds.receipts import ReceiptData, ReceiptRenderer, issue_receipt
 from portal.web.extensions import db
+from portal.web.links import links
 from portal.web.policy import clause_title, current_policy
 from portal.web.transport import FileTransport, SMTPTransport
 
@@ -142,7 +143,9 @@ def send_outbox_message(outbox: OutboxMessage) -> None:
     if outbox.channel == "webhook":
         webhooks.deliver(outbox, timeout=float(current_app.config["WEBHOOK_TIMEOUT"]))
         return
-    transport().send(outbox, render_outbox_message(outbox))
+    request = outbox.refund_request
+    reply_to = links().reply_address(request.reference) if request is not None else None
+    transport().send(outbox, render_outbox_message(outbox), reply_to=reply_to)
     if outbox.message == "acknowledgement" and outbox.refund_request is not None \
             and outbox.refund_request.acknowledged_at is None:
         # The insights' time to acknowledge runs until the email has really left.

@@ -49,9 +49,10 @@ class KitMessage(Message):
         return alternative
 
 
-def build_message(outbox: OutboxMessage, rendered: Rendered, sender) -> Message:
+def build_message(outbox: OutboxMessage, rendered: Rendered, sender, reply_to: str | None = None) -> Message:
+    """``reply_to``: the request's reply address (replies land on the request), when inbound mail is set up."""
     message = KitMessage(subject=rendered.subject, recipients=[outbox.recipient], body=rendered.text,
-                      html=rendered.html, sender=sender,
+                      html=rendered.html, sender=sender, reply_to=reply_to,
                       extra_headers={"Content-Language": outbox.locale,
                                      # Transactional mail: out-of-office replies should not answer it
                                      # (RFC 3834, and Exchange's own header).
@@ -93,11 +94,12 @@ class SMTPTransport:
     def describe(self) -> str:
         return f"SMTP {self.mail.server}:{self.mail.port}"
 
-    def send(self, outbox: OutboxMessage, rendered: Rendered) -> None:
-        message = build_message(outbox, rendered, self.sender)
+    def send(self, outbox: OutboxMessage, rendered: Rendered, reply_to: str | None = None) -> None:
+        message = build_message(outbox, rendered, self.sender, reply_to)
         try:
             with _TimeoutConnection(self.mail, self.timeout) as connection:
-                connection.send(message)
+                # Bounces go to the envelope sender: the reply address brings them back to the request.
+                connection.send(message, envelope_from=reply_to)
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _ in error.recipients.values()]
             failure = PermanentFailure if codes and all(code >= 500 for code in codes) else TemporaryFailure
@@ -128,8 +130,8 @@ class FileTransport:
     def path_for(self, outbox: OutboxMessage) -> Path:
         return self.folder / f"{outbox.id:06d}-{outbox.message}.eml"
 
-    def send(self, outbox: OutboxMessage, rendered: Rendered) -> None:
-        message = build_message(outbox, rendered, self.sender)
+    def send(self, outbox: OutboxMessage, rendered: Rendered, reply_to: str | None = None) -> None:
+        message = build_message(outbox, rendered, self.sender, reply_to)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.path_for(outbox)
