@@ -21,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from staff_queue import migrate  # noqa: E402
+
 from portal import create_app  # noqa: E402
 from portal.core.database import utcnow  # noqa: E402
 from portal.orders import magic  # noqa: E402
 from portal.orders.importing import import_orders  # noqa: E402
-from staff_queue import migrate  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 400
 KNOWN, UNKNOWN = "alice.m@example.com", "nobody.at.all@example.com"
@@ -39,9 +40,9 @@ def main() -> None:
                           "UPLOAD_DIR": tmp, "OUTBOX_DIR": tmp, "RATELIMIT_ENABLED": False})
         from portal.web.extensions import db
 
-        with app.app_context():
-            with open(ROOT / "tests" / "data" / "orders.csv", encoding="utf-8", newline="") as f:
-                assert import_orders(db.session, f).ok
+        with app.app_context(), open(ROOT / "tests" / "data" / "orders.csv", encoding="utf-8", newline="") as f:
+            assert import_orders(db.session(), f).ok
+            db.session.commit()
         client = app.test_client()
         html = client.get("/").get_data(as_text=True)
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)

@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from flask_migrate import upgrade  # noqa: E402
 from pypdf import PdfWriter  # noqa: E402
+from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject, NumberObject  # noqa: E402
 
 from portal import create_app  # noqa: E402
 from portal.orders.importing import import_orders  # noqa: E402
@@ -108,6 +109,7 @@ def prepare(folder: Path) -> dict:
         orders = sample_orders_as_of(datetime.now(UTC).date(), folder / "orders.csv")
         with open(orders, encoding="utf-8", newline="") as f:
             assert import_orders(db.session, f).ok
+        db.session.commit()  # the import runs in the caller's transaction
         db.engine.dispose()
     return env
 
@@ -194,9 +196,19 @@ def cpu_per_request(target: str, path: str, env: dict, *, cookie_from_lookup: bo
 
 
 def big_pdf(size: int) -> bytes:
+    """A one-page PDF of about ``size`` bytes: an uncompressed image of random pixels (random
+    bytes do not compress), and no attached file, which the upload check refuses as active content."""
     writer = PdfWriter()
-    writer.add_blank_page(595, 842)
-    writer.add_attachment("statement.bin", os.urandom(size))  # random bytes do not compress
+    page = writer.add_blank_page(595, 842)
+    side = int((size / 3) ** 0.5)
+    image = DecodedStreamObject()
+    image.set_data(os.urandom(side * side * 3))
+    image.update({NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Image"),
+                  NameObject("/Width"): NumberObject(side), NameObject("/Height"): NumberObject(side),
+                  NameObject("/ColorSpace"): NameObject("/DeviceRGB"),
+                  NameObject("/BitsPerComponent"): NumberObject(8)})
+    page[NameObject("/Resources")] = DictionaryObject(
+        {NameObject("/XObject"): DictionaryObject({NameObject("/Im0"): writer._add_object(image)})})
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
