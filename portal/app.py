@@ -27,12 +27,10 @@ from portal.staff import bp as staff_bp
 from portal.web import errors, i18n, mail, policy, telemetry, templating
 from portal.web.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.web.requests import PortalRequest
-from portal.web.templating import LocalizedEnvironment
 from portal.webhooks.views import bp as webhooks_bp
 
 
 class PortalFlask(Flask):
-    jinja_environment = LocalizedEnvironment
     request_class = PortalRequest
 
 

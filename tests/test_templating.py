@@ -1,4 +1,4 @@
-"""Pages compiled once per language: what each reader sees must be what a per-call lookup gave."""
+"""Pages in each reader's language, escaped as they must be, with addresses that follow the mount point."""
 from __future__ import annotations
 
 from flask import render_template
@@ -26,7 +26,7 @@ def render(app, locale: str, name: str = "probe.html", **context) -> str:
 
 def test_each_language_reads_its_own_literal_messages_in_one_process(app):
     _with_probe_pages(app)
-    # Alternating languages: a copy compiled for one must never answer for another.
+    # Alternating languages in one process: a compiled page never keeps one reader's language for another.
     for _ in range(2):
         assert render(app, "zh") == "<p>退款政策</p><p>订单 ORD-1</p><p>退款政策</p><p>退款政策</p>"
         assert render(app, "nl") == ("<p>Terugbetalingsbeleid</p><p>Bestelling ORD-1</p>"
