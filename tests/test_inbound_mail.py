@@ -157,11 +157,8 @@ def test_the_sample_replies_land_with_their_attachments(app, staff_token, db_ses
         assert "Northwind" not in inbound.text and ">" not in inbound.text, sample
         names = {d.original_name for d in found.documents}
         refused = {a["name"] for a in inbound.refused_attachments}
-        if attachment and attachment.endswith(".pdf"):
-            # The samples' PDFs have no cross-reference table: a browser upload of them is refused as
-            # damaged too, so the reply lands and staff see which attachment was refused and why.
-            assert attachment in refused and attachment not in names, (sample, names)
-        elif attachment:
+        if attachment:
+            # The samples' PDFs have no cross-reference table, as viewers forgive: they land all the same.
             assert attachment in names and not refused, (sample, names, refused)
 
 

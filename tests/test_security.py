@@ -323,6 +323,8 @@ def _pdf_with(action) -> bytes:
     ("attached.pdf", lambda: _pdf_with(lambda w: w.add_attachment("evil.exe", b"MZ\x90"))),
     ("photo.jpg", lambda: _jpeg() + b"<html><script>alert(1)</script></html>PK\x03\x04zip"),
     ("shot.png", lambda: png_bytes() + b"PK\x03\x04appended"),
+    # No cross-reference table: judged by its bytes, the script is still found.
+    ("plain.pdf", lambda: PLAIN_PDF.replace(b"/Type/Catalog", b"/Type/Catalog/OpenAction<</S/JavaScript/JS(x)>>")),
 ])
 def test_active_content_is_refused_with_what_was_typed_kept(client, orders, name, content):
     lookup(client, "ORD-10001", "alice.m@example.com")
@@ -338,6 +340,23 @@ def _jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (20, 20), "white").save(buffer, "JPEG")
     return buffer.getvalue()
+
+
+# A hand-made PDF without a cross-reference table, as mail attachments often are; viewers show it.
+PLAIN_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>"
+             b"endobj 3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+
+
+def test_a_pdf_without_a_cross_reference_table_is_judged_by_its_bytes(client, orders):
+    lookup(client, "ORD-10001", "alice.m@example.com")
+    # One whose names could hide in an encoded stream cannot be judged that way: refused as damaged.
+    hidden = PLAIN_PDF.replace(b"/MediaBox[0 0 200 200]", b"/MediaBox[0 0 200 200]/Contents 4 0 R") + \
+        b"4 0 obj<</Filter/FlateDecode/Length 3>>stream\nxyz\nendstream endobj\n%%EOF\n"
+    refused = _refused_form(client, [("hidden.pdf", hidden)])
+    assert refused.status_code == 422 and "may be damaged" in refused.get_data(as_text=True)
+    # The plain one lands, as a viewer would show it.
+    answer = file_request(client, "ORD-10001", [("plain.pdf", PLAIN_PDF)])
+    assert answer.status_code == 303
 
 
 def test_clean_documents_still_pass(client, orders):
