@@ -187,6 +187,15 @@ def test_auto_replies_bounces_forgeries_and_loops(app, lmtp, staff_token, db_ses
     with smtplib.LMTP(lmtp.hostname, lmtp.port) as client, pytest.raises(smtplib.SMTPSenderRefused) as too_big:
         client.sendmail("alice.m@example.com", [rcpt], big.as_bytes())
     assert too_big.value.smtp_code == 552 and b"5.3.4" in too_big.value.smtp_error
+    # A client that does not declare the size is told the same after its data.
+    with smtplib.LMTP(lmtp.hostname, lmtp.port) as client:
+        client.ehlo("mx.example.com")
+        assert client.mail("alice.m@example.com")[0] == 250 and client.rcpt(rcpt)[0] == 250
+        client.putcmd("data")
+        assert client.getreply()[0] == 354
+        client.send(smtplib.quotedata(big.as_string()).encode("ascii") + b"\r\n.\r\n")
+        code, text = client.getreply()
+    assert code == 552 and b"5.3.4" in text
 
     # A bounce (an RFC 3464 DSN) marks the address undeliverable, and staff see it.
     dsn = email.message_from_string(f"""From: MAILER-DAEMON@mx.example.com (Mail Delivery System)
