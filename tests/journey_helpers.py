@@ -1,6 +1,7 @@
 """Helpers for tests that go through the customer pages the way a browser does."""
 import io
 import re
+from datetime import UTC, datetime
 
 from PIL import Image
 from sqlalchemy import select
@@ -21,7 +22,9 @@ def import_samples(session):
 
 def pdf_bytes(text: str = "Invoice 42") -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (60, 30), "white").save(buffer, "PDF")
+    # A fixed creation date: the same document, byte for byte, however long the test runs.
+    fixed = datetime(2026, 11, 1, tzinfo=UTC).timetuple()
+    Image.new("RGB", (60, 30), "white").save(buffer, "PDF", title=text, creationDate=fixed, modDate=fixed)
     return buffer.getvalue()
 
 
