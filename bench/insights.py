@@ -11,6 +11,7 @@ measured in the same run, is GET /healthz, a page that asks the database one que
 """
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import sys
@@ -22,6 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+# Quiet: the portal logs every request (and Alembic every migration) at INFO; the apps built here
+# read PORTAL_LOG_LEVEL when created.
+os.environ["PORTAL_LOG_LEVEL"] = "WARNING"
 
 import time_machine  # noqa: E402
 from sqlalchemy import create_engine, insert, select, text  # noqa: E402
@@ -88,8 +92,10 @@ def measure(url: str, n: int) -> None:
             from portal.web.extensions import db
 
             create_staff(db.session, "bench@example.com", StaffRole.AGENT, "bench-password-long")
+            db.session.commit()  # services only flush; the caller commits
         client = app.test_client()
-        client.post("/staff/login", data={"email": "bench@example.com", "password": "bench-password-long"})
+        signed_in = client.post("/staff/login", data={"email": "bench@example.com", "password": "bench-password-long"})
+        assert signed_in.status_code == 302, f"the agent could not sign in ({signed_in.status_code})"
         baseline = median_ms(client, "/healthz")
         page = median_ms(client, "/staff/insights")
         html = client.get("/staff/insights").get_data(as_text=True)

@@ -10,6 +10,7 @@ itself looked the address up and, for a customer, made the link and queued the e
 """
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import sys
@@ -20,6 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+# Quiet: the portal logs every request (and Alembic every migration) at INFO; the apps built here
+# read PORTAL_LOG_LEVEL when created.
+os.environ["PORTAL_LOG_LEVEL"] = "WARNING"
 
 from staff_queue import migrate  # noqa: E402
 

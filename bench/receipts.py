@@ -11,6 +11,7 @@ a one-line HTML page into a PDF.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Quiet: the cold-start processes below inherit it, should anything in them configure the portal's logs.
+os.environ["PORTAL_LOG_LEVEL"] = "WARNING"
 
 LOCALES = ("en", "zh", "nl")
 NAMES = {"en": "Alice Moreau", "zh": "张伟", "nl": "Sanne de Vries"}

@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Quiet: the portal logs every request (and Alembic every migration) at INFO; the apps built here
+# read PORTAL_LOG_LEVEL when created.
+os.environ["PORTAL_LOG_LEVEL"] = "WARNING"
 
 from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
