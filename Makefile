@@ -57,6 +57,8 @@ translations: $(STAMP)
 	done
 	$(BIN)/pybabel compile -d translations --statistics
 
+# Links in emails and the printed addresses follow the port served, unless PORTAL_BASE_URL says otherwise.
+run: export PORTAL_BASE_URL ?= http://$(HOST):$(PORT)
 run: setup system-deps
 	$(BIN)/portal db upgrade
 	$(BIN)/portal demo

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from portal.accounts import sessions
 from portal.accounts.models import StaffUser
 from portal.accounts.passwords import hash_password
 from portal.core.money import Money
@@ -97,7 +98,9 @@ def seed_demo(session: Session, now: datetime | None = None, *, policy=None, lin
         if user is None:
             session.add(StaffUser(email=email, name=name, role=role, password_hash=hash_password(password)))
         else:
+            # A new password for the printed login ends the sessions signed in with the old one.
             user.password_hash = hash_password(password)
+            sessions.end_all_sessions(session, user, now=now)
 
     seeded = False
     requests = 0

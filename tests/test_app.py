@@ -4,6 +4,8 @@ import pytest
 
 from portal import create_app
 from portal.config import ConfigError, finalize, load_secret_key
+from tests.journey_helpers import lookup
+from tests.staff_helpers import sign_in
 
 
 def html_lang(response) -> str:
@@ -133,3 +135,24 @@ def test_demo_data_seeds_on_an_empty_database(runner):
     result = runner.invoke(args=["demo"])
     assert result.exit_code == 0, result.output
     assert "Demo data seeded." in result.output and "staff login (admin)" in result.output
+
+
+def test_running_the_demo_again_ends_the_sessions_of_the_old_logins(app, runner):
+    first = runner.invoke(args=["demo"])
+    password = first.output.split("staff login (agent): agent@demo.example / ", 1)[1].split()[0]
+    agent = app.test_client()
+    sign_in(agent, "agent@demo.example", password)
+    assert agent.get("/staff/queue").status_code == 200
+    again = runner.invoke(args=["demo"])  # every `make run` prints a new login
+    assert again.exit_code == 0 and password not in again.output
+    assert agent.get("/staff/queue").status_code == 302  # signed out: the old password's session ended
+
+
+def test_private_pages_are_never_stored_and_pages_vary_with_the_language(client, orders):
+    home = client.get("/")
+    assert "Accept-Language" in home.headers["Vary"] and "no-store" not in home.headers.get("Cache-Control", "")
+    assert "no-store" not in client.get("/policy").headers.get("Cache-Control", "")
+    lookup(client, "ORD-10001", "alice.m@example.com")
+    order = client.get("/orders/ORD-10001")
+    assert order.status_code == 200 and order.headers["Cache-Control"] == "private, no-store"
+    assert client.get("/staff/login").headers["Cache-Control"] == "private, no-store"

@@ -149,6 +149,9 @@ def test_a_valid_document_is_kept_when_another_field_needs_fixing(client, orders
                          partial_amount="99.00")
     assert first.status_code == 422 and "You can ask for at most $29.00." in first.get_data(as_text=True)
     assert "screenshot.png" in first.get_data(as_text=True)
+    # The error stands under the amount asked for, not under another field.
+    assert '<p class="field-error" id="partial_amount-error">You can ask for at most $29.00.</p>' in \
+        first.get_data(as_text=True)
     second = file_request(client, "ORD-10001", amount_choice="partial", partial_amount="12.50")
     assert second.status_code == 303
     request = latest_request(orders)
@@ -229,7 +232,7 @@ def test_the_magic_link_opens_all_orders_once(app, client, orders):
     def ask(address):
         return client.post("/access-link", data={"csrf_token": csrf_token(client, "/"), "email": address})
 
-    known, unknown = ask("ALICE.M@example.com"), ask("nobody@example.com")
+    known, unknown = ask("  ALICE.M@example.com "), ask("nobody@example.com")  # spaces around are not part of it
     assert known.status_code == unknown.status_code == 302
     assert outbox(orders, "magic_link") == []  # the worker decides, outside the request
     assert process_link_requests(orders) == 1

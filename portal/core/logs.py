@@ -121,5 +121,6 @@ def configure(fmt: str = "console", level: str | int = "INFO") -> None:
     root.setLevel(level if isinstance(level, int) else str(level).upper())
     # Werkzeug's development server writes its own access line (ours is the request line), and
     # WeasyPrint narrates every step of every PDF at INFO.
-    for noisy in ("werkzeug", "weasyprint", "fontTools", "alembic.runtime.plugins"):
+    # flufl.bounce names each detector it runs, for every inbound message.
+    for noisy in ("werkzeug", "weasyprint", "fontTools", "alembic.runtime.plugins", "flufl.bounce"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

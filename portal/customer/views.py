@@ -38,6 +38,9 @@ from portal.web.links import links
 from portal.web.mail import issued_receipt, receipt_response
 from portal.web.policy import clause_paragraphs, clause_title, current_policy
 
+# The filing rules name the amount "amount"; the form asks for it as a partial amount.
+FILING_FIELDS = {"amount": "partial_amount"}
+
 
 def _client_order_key() -> str:
     # Per client and order: a stranger hammering an order number uses up only their own attempts,
@@ -202,7 +205,8 @@ def refund_new(order_number: str):
         except filing.FilingError as error:
             if error.existing is not None:
                 return redirect(url_for("customer.request_page", reference=error.existing.reference))
-            add_error(getattr(form, error.field, form.details), _(error.message, **view.format(error.params)))
+            add_error(getattr(form, FILING_FIELDS.get(error.field, error.field), form.details),
+                      _(error.message, **view.format(error.params)))
         except ValueError as error:  # an amount that does not parse
             add_error(form.partial_amount, str(error))
         else:

@@ -136,6 +136,6 @@ def insights_csv():
     writer.writerows(rows)
     log(Event.EXPORT, detail=f"insights {name}")
     db.session.commit()
-    response = Response(out.getvalue(), mimetype="text/csv; charset=utf-8")
+    response = Response(out.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}-{start}-{end}.csv"'
     return response

@@ -246,6 +246,6 @@ def security_log_csv():
                          event.actor.email if event.actor else "", event.ip, event.detail])
     log(Event.EXPORT, detail="security log")
     db.session.commit()
-    response = Response(out.getvalue(), mimetype="text/csv; charset=utf-8")
+    response = Response(out.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="security-log.csv"'
     return response

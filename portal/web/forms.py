@@ -8,6 +8,10 @@ from wtforms.validators import DataRequired, Email, Length
 from portal.web.i18n import current_locale, wtforms_translations
 
 
+def strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
 class FlaskForm(_FlaskForm):
     class Meta:
         def get_translations(self, form):
@@ -32,4 +36,5 @@ class LookupForm(FlaskForm):
 class MagicLinkForm(FlaskForm):
     email = StringField(_l("Email address"), validators=[DataRequired(_l("Enter your email address.")),
                                                          Email(_l("Enter a valid email address.")), Length(max=320)],
+                        filters=[strip],  # as the lookup does: spaces around an address are not part of it
                         render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"})
