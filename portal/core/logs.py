@@ -106,7 +106,9 @@ def formatter(fmt: str) -> logging.Formatter:
 def configure(fmt: str = "console", level: str | int = "INFO") -> None:
     """Send every logger's lines to standard error in ``fmt``; safe to call again (tests do)."""
     structlog.configure(
-        processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Lines below the level are dropped first, before any of the work of building them.
+        processors=[structlog.stdlib.filter_by_level, *_shared_processors(),
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -132,6 +132,9 @@ def translator(catalog):
     @pass_eval_context
     def translate(eval_ctx, string: str, **variables) -> str:
         text = catalog().ugettext(string)
+        if not variables and "%" not in text:
+            # Most of a page's messages: nothing to format, so no trip through Markup's escaping formatter.
+            return Markup(text) if eval_ctx.autoescape else text
         if eval_ctx.autoescape:
             text = Markup(text)
         return text % variables
