@@ -110,10 +110,12 @@ def _check_content(path: Path, name: str) -> str:
                              name=name, kind=ALLOWED[mime])
     if mime == "application/pdf":
         try:
-            reader = PdfReader(str(path), strict=False)
-            if len(reader.pages) < 1:
-                raise damaged
-            active = has_active_content(reader)
+            # From the open file, not read whole into memory first (pypdf does that with a path).
+            with open(path, "rb") as handle:
+                reader = PdfReader(handle, strict=False)
+                if len(reader.pages) < 1:
+                    raise damaged
+                active = has_active_content(reader)
         except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError):
             judged = active_in_plain_pdf(path)
             if judged is None:
