@@ -15,6 +15,7 @@ import portal.documents.models
 import portal.insights.models
 import portal.orders.models
 import portal.outbox.models
+import portal.refunds.automation.models
 import portal.refunds.models  # noqa: F401
 from portal import cli
 from portal import config as settings
@@ -23,7 +24,7 @@ from portal.core.paths import PACKAGE_DIR, resource_dir
 from portal.customer import bp as customer_bp
 from portal.main import bp as main_bp
 from portal.staff import bp as staff_bp
-from portal.web import errors, i18n, mail, policy, templating
+from portal.web import automation, errors, i18n, mail, policy, templating
 from portal.web.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.web.templating import LocalizedEnvironment
 from portal.webhooks.views import bp as webhooks_bp
@@ -82,6 +83,7 @@ def register_extensions(app: Flask) -> None:
     i18n.init_app(app)
     templating.init_app(app)
     policy.init_app(app)
+    automation.init_app(app)
     mail.init_app(app)
     app.extensions["talisman"] = Talisman(
         app,

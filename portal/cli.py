@@ -24,10 +24,13 @@ from portal.outbox.export import export_kit
 from portal.outbox.models import OutboxMessage
 from portal.outbox.queue import resend
 from portal.policy import PolicyError, load_policy
+from portal.policy.automation import load_automation
+from portal.refunds.automation.runner import set_paused
 from portal.refunds.decisions import send_reminders
 from portal.refunds.export import write_refunds_csv
 from portal.refunds.links import Links
 from portal.refunds.models import Receipt, Refund
+from portal.web import automation
 from portal.web.extensions import db
 from portal.web.mail import deliver, email_kit, receipt_for, transport
 from portal.web.policy import current_policy
@@ -128,6 +131,9 @@ def outbox_send(watch: bool, interval: float | None) -> None:
     while True:
         reminded = send_reminders(db.session(), now=datetime.now(UTC), links=links)
         db.session.commit()
+        automated = automation.run_round()
+        if automated.approved or automated.problems:
+            click.echo(automated.describe())
         prune(db.session(), now=datetime.now(UTC))
         db.session.commit()
         if reminded:
@@ -303,7 +309,51 @@ def insights_rebuild() -> None:
     click.echo("Rollups rebuilt.")
 
 
+automation_cli = click.Group("automation", help="Rules that approve and refund routine requests.")
+
+
+@automation_cli.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def automation_check(file: str) -> None:
+    """Validate an automation rules file and name each problem."""
+    try:
+        rules = load_automation(file)
+    except PolicyError as exc:
+        click.echo(f"{file}: {len(exc.problems)} problem(s)", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(1)
+    count = sum(len(v.rules) for v in rules.versions)
+    click.echo(f"{file}: valid; {len(rules.versions)} version(s), {count} rule(s), latest {rules.versions[-1].id}")
+
+
+@automation_cli.command("run")
+@with_appcontext
+def automation_run() -> None:
+    """One round: look at new requests, then approve and refund the due ones by their rules."""
+    click.echo(automation.run_round().describe())
+
+
+@automation_cli.command("pause")
+@with_appcontext
+def automation_pause() -> None:
+    """Pause all automation at once (the console's switch)."""
+    set_paused(db.session(), True, staff_user_id=None, now=utcnow())
+    db.session.commit()
+    click.echo("automation paused")
+
+
+@automation_cli.command("resume")
+@with_appcontext
+def automation_resume() -> None:
+    """Let automation run again."""
+    set_paused(db.session(), False, staff_user_id=None, now=utcnow())
+    db.session.commit()
+    click.echo("automation resumed")
+
+
 def init_app(app) -> None:
+    app.cli.add_command(automation_cli)
     app.cli.add_command(insights_cli)
     app.cli.add_command(receipts_cli)
     app.cli.add_command(staff_cli)

@@ -78,6 +78,18 @@ DEFAULTS: dict[str, object] = {
     # What the processor keeps of a charge on a refund, for the business-cost figures.
     "PROCESSOR_FEE_PERCENT": "2.9",
     "PROCESSOR_FEE_FIXED_MINOR": 30,
+    # Paddle Billing (merchant of record): PAYMENT_GATEWAY "paddle" refunds as Paddle adjustments.
+    "PADDLE_API_KEY": None,
+    "PADDLE_API_BASE": None,  # None: Paddle's production API (https://sandbox-api.paddle.com for the sandbox)
+    "PADDLE_TIMEOUT": 30,
+    # The notification destination's secret key (pdl_ntfset_…); None: /webhooks/paddle answers 404.
+    "PADDLE_WEBHOOK_SECRET": None,
+    "PADDLE_WEBHOOK_TOLERANCE": 5,  # seconds of drift allowed on Paddle-Signature's ts (the SDK's default)
+    # Automation: the rules file (None: portal/policy/default_automation.toml), the cooling-off
+    # period before a rule approves, and the days after which an unanswered request is closed.
+    "AUTOMATION_FILE": None,
+    "AUTOMATION_DELAY_MINUTES": 60,
+    "AWAITING_CLOSE_DAYS": 14,
 }
 
 MIN_SECRET_LENGTH = 32
@@ -136,6 +148,8 @@ def finalize(config: dict, instance_path: Path) -> None:
             problems.append("debug mode is on.")
         if config.get("PAYMENT_GATEWAY") == "stripe" and not config.get("STRIPE_API_KEY"):
             problems.append("PORTAL_PAYMENT_GATEWAY is stripe but PORTAL_STRIPE_API_KEY is not set.")
+        if config.get("PAYMENT_GATEWAY") == "paddle" and not config.get("PADDLE_API_KEY"):
+            problems.append("PORTAL_PAYMENT_GATEWAY is paddle but PORTAL_PADDLE_API_KEY is not set.")
         if not config.get("MAIL_SERVER"):
             problems.append("PORTAL_MAIL_SERVER is not set (emails written to files never reach customers).")
         if problems:

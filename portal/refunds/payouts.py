@@ -87,6 +87,13 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
     the current attempt, and a refund of the order can never exceed what is left of the payment.
     """
     require(staff, *ACTING_ROLES)
+    return send_refund(session, request_id, gateway, actor=Actor.STAFF, staff_user_id=staff.user.id, now=staff.now,
+                       links=staff.links, reference=reference, fees=fees)
+
+
+def send_refund(session: Session, request_id: int, gateway: Gateway, *, actor: Actor, now: datetime, links: Links,
+                staff_user_id: int | None = None, reference: str = "", fees: Fees = NO_FEES) -> Refund:
+    """:func:`process_refund` for whoever acts: a staff member, or automation (``Actor.SYSTEM``)."""
     if gateway.name == "manual" and not reference.strip():
         raise WorkflowError("reference", N_("Enter the processor's reference of the refund you made."))
     # The lock must come before any read, so whatever the caller read is let go first; a caller
@@ -107,9 +114,9 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
         left = remaining(session, order)
         if left < amount:
             raise WorkflowError("amount", N_("Only %(remaining)s of this order is left to refund."), remaining=left)
-        refund = Refund(refund_request=request, order=order, staff_user_id=staff.user.id, gateway=gateway.name,
+        refund = Refund(refund_request=request, order=order, staff_user_id=staff_user_id, gateway=gateway.name,
                         status=RefundStatus.PENDING, amount_minor=amount.minor, currency=amount.currency,
-                        attempt=request.processing_attempt, idempotency_key=key, created_at=staff.now)
+                        attempt=request.processing_attempt, idempotency_key=key, created_at=now)
         session.add(refund)
         session.flush()
     try:
@@ -120,8 +127,7 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
         session.flush()
         raise GatewayProblem(str(error)) from None
     except RefundDeclined as error:
-        failed(session, refund, str(error), actor=Actor.STAFF, staff_user_id=staff.user.id, now=staff.now,
-               links=staff.links)
+        failed(session, refund, str(error), actor=actor, staff_user_id=staff_user_id, now=now, links=links)
         return refund
     refund.processor_reference = answer.reference
     if answer.status == "pending":
@@ -130,8 +136,7 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
         refund.processor_message = "pending at the processor"
         session.flush()
         return refund
-    succeeded(session, refund, fees, actor=Actor.STAFF, staff_user_id=staff.user.id, now=staff.now,
-              links=staff.links)
+    succeeded(session, refund, fees, actor=actor, staff_user_id=staff_user_id, now=now, links=links)
     return refund
 
 
