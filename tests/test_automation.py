@@ -135,3 +135,43 @@ def test_automation_check_names_each_problem(runner, tmp_path):
     assert "version v1 › rule r › plans › 0" in result.output
     assert "version v1 › rule r › outcomes › 0" in result.output
     assert "'ZZZ' is not a currency code" in result.output
+
+
+def _decline(session, reference, clause="eligibility"):
+    from portal.refunds.models import RefundRequest, StatusEvent  # noqa: F401
+    from portal.refunds.states import Action, transition
+
+    request = session.scalar(select(RefundRequest).where(RefundRequest.reference == reference))
+    transition(session, request, Action.DECLINE, actor=Actor.STAFF)
+    session.commit()
+
+
+def test_simulation_counts_money_and_false_positives_by_rule_and_judges_an_unsaved_file(auto_app, stripe_stub,
+                                                                                        db_session, tmp_path):
+    from portal.refunds.models import RefundRequest
+
+    import_samples(db_session)
+    references = {}
+    for number, email in (("ORD-10001", "alice.m@example.com"), ("ORD-10003", "bob.tanaka@example.org")):
+        customer = auto_app.test_client()
+        lookup(customer, number, email)
+        references[number] = file_request(customer, number).headers["Location"].rsplit("/", 1)[1]
+    _decline(db_session, references["ORD-10001"])  # staff said no to what the rule would approve
+    runner = auto_app.test_cli_runner()
+    result = runner.invoke(args=["automation", "simulate", "--since", "2026-11-01"])
+    assert result.exit_code == 0, result.output
+    assert "over 2 request(s)" in result.output and "would have automated 1 (29.00 USD); false positives 1" in \
+        result.output
+    assert "rule routine-monthly: 1 request(s), 29.00 USD; staff declined 1, reduced 0" in result.output
+    assert f"declined: {references['ORD-10001']}" in result.output
+    assert "plan 1" in result.output  # the annual request, left for staff by its plan
+    # A change before it is saved: a rule for annual plans too, from a file that is not in force.
+    wider = tmp_path / "wider.toml"
+    wider.write_text('schema = 1\n[[versions]]\nid = "next"\neffective_from = 2027-01-01T00:00:00Z\n'
+                     '[[versions.rules]]\nid = "any-plan"\nmax_amount = { USD = "600.00" }\n')
+    result = runner.invoke(args=["automation", "simulate", "--since", "2026-11-01", "--rules", str(wider)])
+    assert "(version next)" in result.output and "rule any-plan: 2 request(s)" in result.output, result.output
+    # Reading changed nothing.
+    assert db_session.scalars(select(AutomationAction)).all() == []
+    assert db_session.scalar(select(RefundRequest.state).where(
+        RefundRequest.reference == references["ORD-10003"])) is RequestState.RECEIVED
