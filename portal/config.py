@@ -165,6 +165,6 @@ def finalize(config: dict, instance_path: Path) -> None:
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(config["DATABASE_URL"]))
     config["BASE_URL"] = str(config.get("BASE_URL") or DEFAULTS["BASE_URL"]).rstrip("/")
     config["UPLOAD_DIR"] = str(Path(config.get("UPLOAD_DIR") or instance_path / "uploads").resolve())
-    if config.get("PAYMENT_GATEWAY", "manual") not in ("manual", "stripe"):
-        raise ConfigError(f"PORTAL_PAYMENT_GATEWAY must be manual or stripe, not {config.get('PAYMENT_GATEWAY')!r}.")
+    if config.get("PAYMENT_GATEWAY", "manual") not in ("manual", "stripe", "paddle"):
+        raise ConfigError(f"PORTAL_PAYMENT_GATEWAY must be manual, stripe or paddle, not {config.get('PAYMENT_GATEWAY')!r}.")
     config["OUTBOX_DIR"] = str(Path(config.get("OUTBOX_DIR") or instance_path / "outbox").resolve())

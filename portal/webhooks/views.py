@@ -1,13 +1,14 @@
-"""The Stripe endpoint: verify the signature against the raw body, then store and act once."""
+"""The Stripe and Paddle endpoints: verify the signature against the raw body, then store and act once."""
 from __future__ import annotations
 
 import json
 
 import stripe
 from flask import Blueprint, abort, current_app, jsonify, request
+from paddle_billing.Notifications import Secret, Verifier
 
 from portal.core.database import utcnow
-from portal.refunds import reconciliation
+from portal.refunds import paddle_events, reconciliation
 from portal.web.extensions import db
 from portal.web.links import links
 from portal.web.payments import current_fees
@@ -31,5 +32,26 @@ def stripe_webhook():
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
         return jsonify(error="Not a Stripe event."), 400
     outcome = reconciliation.receive(db.session, event, now=utcnow(), links=links(), fees=current_fees())
+    db.session.commit()
+    return jsonify(received=True, outcome=outcome)
+
+
+@bp.post("/paddle")
+def paddle_webhook():
+    """Paddle Billing's notifications, verified by the SDK's ``Verifier`` against the raw body."""
+    secret = current_app.config["PADDLE_WEBHOOK_SECRET"]
+    if not secret:
+        abort(404)
+    try:
+        verified = Verifier(maximum_variance=int(current_app.config["PADDLE_WEBHOOK_TOLERANCE"])).verify(
+            request, Secret(secret))
+        event = json.loads(request.get_data().decode("utf-8")) if verified else None
+    except (UnicodeDecodeError, ValueError, ConnectionRefusedError):
+        event = None
+    if event is None:
+        return jsonify(error="The signature does not match this body, or it is too old."), 400
+    if not isinstance(event, dict) or not event.get("event_id") or not event.get("event_type"):
+        return jsonify(error="Not a Paddle notification."), 400
+    outcome = paddle_events.receive(db.session, event, now=utcnow(), links=links(), fees=current_fees())
     db.session.commit()
     return jsonify(received=True, outcome=outcome)
