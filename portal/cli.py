@@ -28,6 +28,7 @@ from portal.policy.automation import load_automation
 from portal.refunds.automation.runner import set_paused
 from portal.refunds.automation.simulation import simulate
 from portal.refunds.decisions import send_reminders
+from portal.refunds.routine import close_unanswered
 from portal.refunds.export import write_refunds_csv
 from portal.refunds.links import Links
 from portal.refunds.models import Receipt, Refund
@@ -130,8 +131,13 @@ def outbox_send(watch: bool, interval: float | None) -> None:
 
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
     while True:
-        reminded = send_reminders(db.session(), now=datetime.now(UTC), links=links)
+        close_after = timedelta(days=float(current_app.config["AWAITING_CLOSE_DAYS"]))
+        reminded = send_reminders(db.session(), now=datetime.now(UTC), links=links, close_after=close_after)
         db.session.commit()
+        closed = close_unanswered(db.session(), now=datetime.now(UTC), links=links, after=close_after)
+        db.session.commit()
+        if closed:
+            click.echo(f"closed {closed} request(s) left unanswered for {close_after.days} days")
         automated = automation.run_round()
         if automated.approved or automated.problems:
             click.echo(automated.describe())
@@ -331,8 +337,13 @@ def automation_check(file: str) -> None:
 @automation_cli.command("run")
 @with_appcontext
 def automation_run() -> None:
-    """One round: look at new requests, then approve and refund the due ones by their rules."""
-    click.echo(automation.run_round().describe())
+    """One round: look at new requests, then approve and refund the due ones by their rules; also
+    close the requests left unanswered (PORTAL_AWAITING_CLOSE_DAYS) after their reminder."""
+    closed = close_unanswered(db.session(), now=utcnow(), links=Links(current_app.config["BASE_URL"],
+                                                                       current_app.config["SECRET_KEY"]),
+                              after=timedelta(days=float(current_app.config["AWAITING_CLOSE_DAYS"])))
+    db.session.commit()
+    click.echo(automation.run_round().describe() + (f"; closed {closed} unanswered request(s)" if closed else ""))
 
 
 @automation_cli.command("simulate")

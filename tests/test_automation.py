@@ -74,6 +74,15 @@ def test_the_api_and_the_staff_page_say_which_rule_approved(auto_app, filed, db_
     sign_in(agent, "agent@example.com")
     page = agent.get(f"/staff/requests/{reference}").get_data(as_text=True)
     assert "approved by rule routine-monthly" in page
+    from portal.accounts.staff import create_api_token
+
+    _record, token = create_api_token(db_session, "agent@example.com", "helpdesk", now=utcnow())
+    db_session.commit()
+    body = auto_app.test_client().get(f"/api/v1/requests/{reference}",
+                                      headers={"Authorization": f"Bearer {token}"}).json
+    [approval] = [e for e in body["timeline"] if e["to_state"] == "approved"]
+    assert approval["actor"] == "system"
+    assert approval["note"] == f"approved by rule routine-monthly (policy version {body['decision_at_filing']['policy_version']})"
 
 
 def test_a_customer_who_withdraws_during_the_cooling_off_period_is_not_refunded(auto_app, filed, stripe_stub,
@@ -175,3 +184,35 @@ def test_simulation_counts_money_and_false_positives_by_rule_and_judges_an_unsav
     assert db_session.scalars(select(AutomationAction)).all() == []
     assert db_session.scalar(select(RefundRequest.state).where(
         RefundRequest.reference == references["ORD-10003"])) is RequestState.RECEIVED
+
+
+def test_the_console_shows_the_rules_pauses_and_simulates_a_pasted_file(auto_app, filed, db_session):
+    from portal.core.vocabulary import StaffRole
+    from tests.conftest import csrf_token
+
+    make_staff(db_session, "agent@example.com")
+    make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+    agent, admin, customer = auto_app.test_client(), auto_app.test_client(), auto_app.test_client()
+    sign_in(agent, "agent@example.com")
+    sign_in(admin, "admin@example.com")
+    page = agent.get("/staff/automation").get_data(as_text=True)
+    assert "routine-monthly" in page and "Pause all automation" not in page  # agents see, admins switch
+    assert customer.get("/staff/automation").status_code in (302, 303)  # never shown to customers
+    token = csrf_token(admin, "/staff/automation")
+    assert admin.post("/staff/automation/switch", data={"csrf_token": token}).status_code == 303
+    assert "Start automation again" in admin.get("/staff/automation").get_data(as_text=True)
+    from portal.refunds.automation.runner import is_paused
+
+    db_session.expire_all()
+    assert is_paused(db_session)
+    mine = csrf_token(agent, "/staff/automation")
+    assert agent.post("/staff/automation/switch", data={"csrf_token": mine}).status_code == 403
+    rules = ('schema = 1\n[[versions]]\nid = "draft"\neffective_from = 2027-01-01T00:00:00Z\n'
+             '[[versions.rules]]\nid = "draft-rule"\nmax_amount = { USD = "100.00" }\n')
+    answer = agent.post("/staff/automation/simulate", data={"csrf_token": csrf_token(agent, "/staff/automation"),
+                                                            "since": "2026-11-01", "rules": rules})
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and "draft-rule" in text and "Would have been automated: 1" in text
+    broken = agent.post("/staff/automation/simulate", data={"csrf_token": csrf_token(agent, "/staff/automation"),
+                                                            "rules": "schema = 1\n[[versions]]\nid = 'x'\n"})
+    assert broken.status_code == 422 and "effective_from" in broken.get_data(as_text=True)
