@@ -21,7 +21,7 @@ from portal.core.vocabulary import RequestState
 from portal.orders.models import Order
 from portal.policy.automation import AutomationRules
 from portal.refunds.automation.rules import match
-from portal.refunds.automation.runner import Row, _columns, candidates
+from portal.refunds.automation.runner import ROW_WIDTH, Row, _columns, candidates
 from portal.refunds.models import RefundRequest
 
 BATCH = 5000
@@ -83,9 +83,9 @@ def simulate(session: Session, rules: AutomationRules, *, since: datetime, batch
         if not chunk:
             break
         after = chunk[-1][0]
-        rows = [Row(*r[:12]) for r in chunk]
+        rows = [Row(*r[:ROW_WIDTH]) for r in chunk]
         facts = candidates(session, rows)
-        for r, (reference, state, approved) in zip(rows, (c[12:] for c in chunk), strict=True):
+        for r, (reference, state, approved) in zip(rows, (c[ROW_WIDTH:] for c in chunk), strict=True):
             result.requests += 1
             found = match(version, facts[r.id])
             if found.rule is None:
