@@ -9,6 +9,7 @@ route of the policy is never automated. Pure: pydantic and the standard library 
 from __future__ import annotations
 
 import tomllib
+from functools import lru_cache
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -58,7 +59,12 @@ class AutomationRule(BaseModel):
 
     def ceiling(self, currency: str) -> Money | None:
         amount = self.max_amount.get(currency)
-        return Money.parse(str(amount), currency) if amount is not None else None
+        return _money(str(amount), currency) if amount is not None else None
+
+
+@lru_cache(maxsize=4096)
+def _money(amount: str, currency: str) -> Money:
+    return Money.parse(amount, currency)  # a rule's ceiling, read for every request it judges
 
 
 class RulesVersion(BaseModel):
