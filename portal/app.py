@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import portal.accounts.models
 import portal.core.idempotency
 import portal.documents.models
+import portal.insights.decisions
 import portal.insights.models
 import portal.orders.models
 import portal.outbox.models

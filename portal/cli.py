@@ -18,6 +18,7 @@ from portal.core.database import utcnow
 from portal.core.idempotency import prune
 from portal.core.vocabulary import OutboxStatus, RefundStatus, StaffRole
 from portal.demo import DEMO_STAFF, seed_demo
+from portal.insights import decisions as decision_rollups
 from portal.insights import rollups
 from portal.orders.importing import import_orders
 from portal.outbox.export import export_kit
@@ -28,10 +29,10 @@ from portal.policy.automation import load_automation
 from portal.refunds.automation.runner import set_paused
 from portal.refunds.automation.simulation import simulate
 from portal.refunds.decisions import send_reminders
-from portal.refunds.routine import close_unanswered
 from portal.refunds.export import write_refunds_csv
 from portal.refunds.links import Links
 from portal.refunds.models import Receipt, Refund
+from portal.refunds.routine import close_unanswered
 from portal.web import automation
 from portal.web.extensions import db
 from portal.web.mail import deliver, email_kit, receipt_for, transport
@@ -312,6 +313,7 @@ def insights_rebuild() -> None:
     """Recount the daily rollups from the requests, orders and refunds (after loading data by hand)."""
 
     rollups.rebuild(db.session())
+    decision_rollups.rebuild(db.session())
     db.session.commit()
     click.echo("Rollups rebuilt.")
 

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from portal.core.database import utcnow
 from portal.core.vocabulary import Actor, RefundStatus, RequestState
 from portal.orders.models import LookupFailure
-from portal.refunds.filing import withdraw_refund
 from portal.refunds.automation.models import ActionStatus, AutomationAction
+from portal.refunds.filing import withdraw_refund
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox
 from tests.staff_helpers import make_staff, sign_in
 
@@ -216,3 +216,23 @@ def test_the_console_shows_the_rules_pauses_and_simulates_a_pasted_file(auto_app
     broken = agent.post("/staff/automation/simulate", data={"csrf_token": csrf_token(agent, "/staff/automation"),
                                                             "rules": "schema = 1\n[[versions]]\nid = 'x'\n"})
     assert broken.status_code == 422 and "effective_from" in broken.get_data(as_text=True)
+
+
+def test_insights_count_decisions_by_rules_and_by_people_and_rebuild_agrees(auto_app, filed, db_session, frozen):
+    from portal.insights.decisions import InsightDecisionDay
+
+    run(auto_app)
+    frozen.shift(timedelta(minutes=61))
+    run(auto_app)
+    db_session.expire_all()
+    kept = sorted((r.decision, r.made_by, r.count) for r in db_session.scalars(select(InsightDecisionDay)))
+    assert kept == [("approved", "rules", 1)]
+    runner = auto_app.test_cli_runner()
+    assert runner.invoke(args=["insights", "rebuild"]).exit_code == 0
+    db_session.expire_all()
+    assert sorted((r.decision, r.made_by, r.count) for r in db_session.scalars(select(InsightDecisionDay))) == kept
+    make_staff(db_session, "agent@example.com")
+    agent = auto_app.test_client()
+    sign_in(agent, "agent@example.com")
+    page = agent.get("/staff/insights").get_data(as_text=True)
+    assert "Decisions by rules and by people" in page

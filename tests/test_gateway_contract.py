@@ -7,8 +7,8 @@ it has gone back, and how to make the next call fail the ways real processors do
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 

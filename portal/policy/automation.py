@@ -9,11 +9,11 @@ route of the policy is never automated. Pure: pydantic and the standard library 
 from __future__ import annotations
 
 import tomllib
-from functools import lru_cache
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -25,6 +25,10 @@ DEFAULT_AUTOMATION = Path(__file__).resolve().parent / "default_automation.toml"
 AUTOMATABLE_OUTCOMES = ("full", "prorated")
 
 
+def _both_outcomes() -> list[Literal["full", "prorated"]]:
+    return ["full", "prorated"]
+
+
 class AutomationRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,7 +38,7 @@ class AutomationRule(BaseModel):
     plans: list[Plan] | None = None
     channels: list[Channel] | None = None
     # The policy decision's outcome: full or prorated only. A review route stays with people.
-    outcomes: list[Literal["full", "prorated"]] = Field(default_factory=lambda: ["full", "prorated"], min_length=1)
+    outcomes: list[Literal["full", "prorated"]] = Field(default_factory=_both_outcomes, min_length=1)
     # The most a rule refunds, per currency; a currency not listed is never automated.
     max_amount: dict[str, str] = Field(min_length=1)
     no_fraud_signals: bool = True
@@ -124,9 +128,9 @@ class AutomationRules:
         return chosen
 
 
-def _where(raw: dict, loc: tuple[int | str, ...]) -> str:
+def _where(raw: dict[str, Any], loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
-    version: dict = {}
+    version: dict[str, Any] = {}
     i = 0
     while i < len(loc):
         key, index = loc[i], loc[i + 1] if i + 1 < len(loc) else None

@@ -1,4 +1,4 @@
-"""automation: actions per request and the pause switch
+"""automation: actions per request, the pause switch, decisions per day by rules and by people
 
 Revision ID: 0013
 Revises: 0007
@@ -50,7 +50,17 @@ def upgrade():
     )
 
 
+    op.create_table('insight_decision_day',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('decision', sa.String(length=16), nullable=False),
+    sa.Column('made_by', sa.String(length=16), nullable=False),
+    sa.Column('count', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('day', 'decision', 'made_by', name=op.f('pk_insight_decision_day'))
+    )
+
+
 def downgrade():
+    op.drop_table('insight_decision_day')
     op.drop_table('automation_switch')
     with op.batch_alter_table('automation_action', schema=None) as batch_op:
         batch_op.drop_index('ix_automation_action_due')

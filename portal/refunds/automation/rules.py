@@ -76,7 +76,7 @@ def match(version: RulesVersion | None, c: Candidate) -> Match:
     """The first rule of ``version`` that approves ``c``; no version means no automation."""
     if version is None:
         return Match(None, None)
-    misses = []
+    misses: list[tuple[str, str]] = []
     for rule in version.rules:
         failed = why_not(rule, c)
         if failed is None:

@@ -133,7 +133,8 @@ def candidates(session: Session, rows: Sequence[Row], *, as_of: datetime | None 
             select(Order.customer_id, Refund.completed_at).join(Order, Refund.order_id == Order.id)
             .where(Order.customer_id.in_(customers), Refund.status == RefundStatus.SUCCEEDED,
                    Refund.completed_at >= earliest - YEAR)):
-        refunds[customer].append(completed)
+        if completed is not None:
+            refunds[customer].append(completed)
     out = {}
     for r in rows:
         moment = as_of or r.created_at
@@ -218,7 +219,7 @@ def queue_new(session: Session, rules: AutomationRules, *, now: datetime, delay:
             else:
                 counts.left_for_staff += 1
         # Core's executemany: the ORM's bulk path costs more than the rules themselves here.
-        session.execute(insert(AutomationAction.__table__), values)
+        session.execute(insert(AutomationAction.__table__), values)  # type: ignore[arg-type]  # a Table at run time
     session.flush()
     return counts
 
