@@ -126,13 +126,13 @@ def candidates(session: Session, rows: Sequence[Row], *, as_of: datetime | None 
         .join(their_order, their_order.id == their_request.order_id)
         .where(mine.refund_request_id.between(first, last), their_order.customer_id != my_order.customer_id)
         .distinct()))
-    earliest = min(r.created_at for r in rows) if as_of is None else as_of
+    # The batch's customers' refunds, found through their orders (no date condition in SQL: given one
+    # over a year, a planner may scan every refund of the year for each batch).
     customers = select(Order.customer_id).join(RefundRequest, RefundRequest.order_id == Order.id).where(in_range)
     refunds: dict[int, list[datetime]] = defaultdict(list)
     for customer, completed in session.execute(
-            select(Order.customer_id, Refund.completed_at).join(Order, Refund.order_id == Order.id)
-            .where(Order.customer_id.in_(customers), Refund.status == RefundStatus.SUCCEEDED,
-                   Refund.completed_at >= earliest - YEAR)):
+            select(Order.customer_id, Refund.completed_at).join(Refund, Refund.order_id == Order.id)
+            .where(Order.customer_id.in_(customers), Refund.status == RefundStatus.SUCCEEDED)):
         if completed is not None:
             refunds[customer].append(completed)
     out = {}
