@@ -13,9 +13,11 @@ import portal.accounts.models
 import portal.core.idempotency
 import portal.documents.models
 import portal.inbound.models
+import portal.insights.decisions
 import portal.insights.models
 import portal.orders.models
 import portal.outbox.models
+import portal.refunds.automation.models
 import portal.refunds.models  # noqa: F401
 from portal import cli
 from portal import config as settings
@@ -24,7 +26,7 @@ from portal.core.paths import PACKAGE_DIR, resource_dir
 from portal.customer import bp as customer_bp
 from portal.main import bp as main_bp
 from portal.staff import bp as staff_bp
-from portal.web import caching, errors, i18n, mail, policy, telemetry, templating
+from portal.web import automation, caching, errors, i18n, mail, policy, telemetry, templating
 from portal.web.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.web.requests import PortalRequest
 from portal.webhooks.views import bp as webhooks_bp
@@ -85,6 +87,7 @@ def register_extensions(app: Flask) -> None:
     templating.init_app(app)
     caching.init_app(app)
     policy.init_app(app)
+    automation.init_app(app)
     mail.init_app(app)
     app.extensions["talisman"] = Talisman(
         app,

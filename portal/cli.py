@@ -4,7 +4,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -26,6 +26,7 @@ from portal.core.idempotency import prune
 from portal.core.vocabulary import OutboxStatus, RefundStatus, StaffRole
 from portal.demo import DEMO_STAFF, seed_demo
 from portal.documents.uploads import sweep_staging
+from portal.insights import decisions as decision_rollups
 from portal.insights import rollups
 from portal.orders.importing import import_orders
 from portal.orders.magic import process_requests
@@ -34,9 +35,14 @@ from portal.outbox.models import OutboxMessage
 from portal.outbox.queue import resend
 from portal.outbox.worker import StopFlag
 from portal.policy import PolicyError, load_policy
+from portal.policy.automation import load_automation
+from portal.refunds.automation.runner import set_paused
+from portal.refunds.automation.simulation import simulate
 from portal.refunds.decisions import send_reminders
 from portal.refunds.export import write_refunds_csv
 from portal.refunds.models import Receipt, Refund
+from portal.refunds.routine import close_unanswered
+from portal.web import automation
 from portal.web.extensions import db
 from portal.web.inbound import EX_TEMPFAIL, exit_code, listener, receive_message
 from portal.web.links import links as web_links
@@ -168,8 +174,20 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
     def chores() -> None:
         # Each chore is its own unit of work, committed on its own.
         now = datetime.now(UTC)
-        reminded = send_reminders(db.session(), now=now, links=links)
+        close_after = timedelta(days=float(current_app.config["AWAITING_CLOSE_DAYS"]))
+        reminded = send_reminders(db.session(), now=now, links=links, close_after=close_after)
         db.session.commit()
+        closed = close_unanswered(db.session(), now=now, links=links, after=close_after)
+        db.session.commit()
+        if closed:
+            log.info("unanswered requests closed", count=closed, after_days=close_after.days)
+            if not watch:
+                click.echo(f"closed {closed} request(s) left unanswered for {close_after.days} days")
+        automated = automation.run_round()
+        if automated.approved or automated.problems:
+            log.info("automation round", summary=automated.describe())
+            if not watch:
+                click.echo(automated.describe())
         prune(db.session(), now=now)
         db.session.commit()
         process_requests(db.session(), base_url=current_app.config["BASE_URL"], now=now)
@@ -374,6 +392,7 @@ def insights_rebuild() -> None:
     """Recount the daily rollups from the requests, orders and refunds (after loading data by hand)."""
 
     rollups.rebuild(db.session())
+    decision_rollups.rebuild(db.session())
     db.session.commit()
     click.echo("Rollups rebuilt.")
 
@@ -426,8 +445,88 @@ def mail_serve(host: str | None, port: int | None, protocol: str | None) -> None
         controller.stop()
 
 
+automation_cli = click.Group("automation", help="Rules that approve and refund routine requests.")
+
+
+@automation_cli.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def automation_check(file: str) -> None:
+    """Validate an automation rules file and name each problem."""
+    try:
+        rules = load_automation(file)
+    except PolicyError as exc:
+        click.echo(f"{file}: {len(exc.problems)} problem(s)", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(1)
+    count = sum(len(v.rules) for v in rules.versions)
+    click.echo(f"{file}: valid; {len(rules.versions)} version(s), {count} rule(s), latest {rules.versions[-1].id}")
+
+
+@automation_cli.command("run")
+@with_appcontext
+def automation_run() -> None:
+    """One round: look at new requests, then approve and refund the due ones by their rules; also
+    close the requests left unanswered (PORTAL_AWAITING_CLOSE_DAYS) after their reminder."""
+    closed = close_unanswered(db.session(), now=utcnow(), links=web_links(),
+                              after=timedelta(days=float(current_app.config["AWAITING_CLOSE_DAYS"])))
+    db.session.commit()
+    click.echo(automation.run_round().describe() + (f"; closed {closed} unanswered request(s)" if closed else ""))
+
+
+@automation_cli.command("simulate")
+@click.option("--since", default=None, help="First day of filing to replay, YYYY-MM-DD (UTC); a year ago by default.")
+@click.option("--rules", "rules_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A rules file to judge instead of the one in force (its newest version), e.g. before saving it.")
+@with_appcontext
+def automation_simulate(since: str | None, rules_file: str | None) -> None:
+    """Replay the rules over past requests: how many they would have automated, the money, and the
+    requests staff declined or reduced (false positives), by rule."""
+    try:
+        rules = load_automation(rules_file) if rules_file else automation.current_rules()
+    except PolicyError as exc:
+        raise click.ClickException("; ".join(exc.problems)) from None
+    start = (datetime.combine(date.fromisoformat(since), datetime.min.time(), tzinfo=UTC) if since
+             else utcnow() - timedelta(days=365))
+    result = simulate(db.session(), rules, since=start)
+    db.session.rollback()
+    click.echo(f"rules {rules.source} (version {result.version}) over {result.requests} request(s) filed since "
+               f"{start.date().isoformat()}:")
+    money = ", ".join(f"{m.amount} {m.currency}" for m in result.money()) or "nothing"
+    click.echo(f"  would have automated {result.automated} ({money}); false positives {result.false_positives}")
+    for figures in result.by_rule.values():
+        amounts = ", ".join(f"{m.amount} {m.currency}" for m in figures.amounts()) or "nothing"
+        click.echo(f"  rule {figures.rule}: {figures.requests} request(s), {amounts}; "
+                   f"staff declined {figures.declined}, reduced {figures.reduced}")
+        for kind, examples in (("declined", figures.declined_examples), ("reduced", figures.reduced_examples)):
+            if examples:
+                click.echo(f"    {kind}: {' '.join(examples)}")
+    if result.misses:
+        click.echo("  left for staff, by the first condition that failed: "
+                   + ", ".join(f"{k} {v}" for k, v in result.misses.most_common()))
+
+
+@automation_cli.command("pause")
+@with_appcontext
+def automation_pause() -> None:
+    """Pause all automation at once (the console's switch)."""
+    set_paused(db.session(), True, staff_user_id=None, now=utcnow())
+    db.session.commit()
+    click.echo("automation paused")
+
+
+@automation_cli.command("resume")
+@with_appcontext
+def automation_resume() -> None:
+    """Let automation run again."""
+    set_paused(db.session(), False, staff_user_id=None, now=utcnow())
+    db.session.commit()
+    click.echo("automation resumed")
+
+
 def init_app(app) -> None:
     app.cli.add_command(mail_cli)
+    app.cli.add_command(automation_cli)
     app.cli.add_command(insights_cli)
     app.cli.add_command(receipts_cli)
     app.cli.add_command(staff_cli)

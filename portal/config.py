@@ -109,6 +109,18 @@ DEFAULTS: dict[str, object] = {
     "INBOUND_PROTOCOL": "lmtp",
     # How long a portal session's one-time URL (POST /api/v1/portal-sessions) stays valid.
     "PORTAL_SESSION_MINUTES": 10,
+    # Paddle Billing (merchant of record): PAYMENT_GATEWAY "paddle" refunds as Paddle adjustments.
+    "PADDLE_API_KEY": None,
+    "PADDLE_API_BASE": None,  # None: Paddle's production API (https://sandbox-api.paddle.com for the sandbox)
+    "PADDLE_TIMEOUT": 30,
+    # The notification destination's secret key (pdl_ntfset_…); None: /webhooks/paddle answers 404.
+    "PADDLE_WEBHOOK_SECRET": None,
+    "PADDLE_WEBHOOK_TOLERANCE": 5,  # seconds of drift allowed on Paddle-Signature's ts (the SDK's default)
+    # Automation: the rules file (None: portal/policy/default_automation.toml), the cooling-off
+    # period before a rule approves, and the days after which an unanswered request is closed.
+    "AUTOMATION_FILE": None,
+    "AUTOMATION_DELAY_MINUTES": 60,
+    "AWAITING_CLOSE_DAYS": 14,
 }
 
 MIN_SECRET_LENGTH = 32
@@ -171,6 +183,8 @@ def finalize(config: dict, instance_path: Path) -> None:
         if storage.startswith("memory://"):
             problems.append("PORTAL_RATELIMIT_STORAGE_URI must point at storage every worker shares, such as "
                             "redis://host:6379 (memory:// counts per worker, so limits multiply).")
+        if config.get("PAYMENT_GATEWAY") == "paddle" and not config.get("PADDLE_API_KEY"):
+            problems.append("PORTAL_PAYMENT_GATEWAY is paddle but PORTAL_PADDLE_API_KEY is not set.")
         if not config.get("MAIL_SERVER"):
             problems.append("PORTAL_MAIL_SERVER is not set (emails written to files never reach customers).")
         if problems:
@@ -186,8 +200,8 @@ def finalize(config: dict, instance_path: Path) -> None:
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(config["DATABASE_URL"]))
     config["BASE_URL"] = str(config.get("BASE_URL") or DEFAULTS["BASE_URL"]).rstrip("/")
     config["UPLOAD_DIR"] = str(Path(config.get("UPLOAD_DIR") or instance_path / "uploads").resolve())
-    if config.get("PAYMENT_GATEWAY", "manual") not in ("manual", "stripe"):
-        raise ConfigError(f"PORTAL_PAYMENT_GATEWAY must be manual or stripe, not {config.get('PAYMENT_GATEWAY')!r}.")
+    if config.get("PAYMENT_GATEWAY", "manual") not in ("manual", "stripe", "paddle"):
+        raise ConfigError(f"PORTAL_PAYMENT_GATEWAY must be manual, stripe or paddle, not {config.get('PAYMENT_GATEWAY')!r}.")
     if config.get("STAFF_MFA", "admins") not in ("required", "admins", "optional"):
         raise ConfigError(f"PORTAL_STAFF_MFA must be required, admins or optional, not {config.get('STAFF_MFA')!r}.")
     config["OUTBOX_DIR"] = str(Path(config.get("OUTBOX_DIR") or instance_path / "outbox").resolve())

@@ -184,3 +184,13 @@ def csrf_token(client, url: str) -> str:
 def frozen():
     with time_machine.travel(NOW, tick=True) as traveller:
         yield traveller
+
+
+@pytest.fixture
+def paddle_stub():
+    """A stateful Paddle Billing look-alike on 127.0.0.1 (tests/paddle_stub.py)."""
+    from tests.paddle_stub import PaddleStub
+
+    stub = PaddleStub().start()
+    yield stub
+    stub.stop()

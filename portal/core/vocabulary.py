@@ -73,6 +73,7 @@ class RequestState(StrEnum):
     DECLINED = "declined"
     WITHDRAWN = "withdrawn"
     RESOLVED_WITH_OFFER = "resolved_with_offer"
+    CLOSED_UNANSWERED = "closed_unanswered"
 
     @property
     def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
@@ -86,6 +87,7 @@ class RequestState(StrEnum):
             RequestState.DECLINED: N_("Declined"),
             RequestState.WITHDRAWN: N_("Withdrawn"),
             RequestState.RESOLVED_WITH_OFFER: N_("Resolved with an offer"),
+            RequestState.CLOSED_UNANSWERED: N_("Closed without an answer"),
         }[self]
 
     @property
@@ -94,7 +96,7 @@ class RequestState(StrEnum):
 
 
 CLOSED_STATES = frozenset({RequestState.REFUNDED, RequestState.DECLINED, RequestState.WITHDRAWN,
-                           RequestState.RESOLVED_WITH_OFFER})
+                           RequestState.RESOLVED_WITH_OFFER, RequestState.CLOSED_UNANSWERED})
 
 
 class StaffRole(StrEnum):

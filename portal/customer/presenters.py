@@ -128,6 +128,8 @@ NEXT_STEPS = {
     RequestState.DECLINED: N_("We could not approve this request. The reason is in the timeline below."),
     RequestState.WITHDRAWN: N_("You withdrew this request. You can file a new one from the order page."),
     RequestState.RESOLVED_WITH_OFFER: N_("You chose an alternative to a refund. Our team will set it up for you."),
+    RequestState.CLOSED_UNANSWERED: N_("We closed this request because we did not hear back from you. You can file "
+                                       "a new one from the order page."),
 }
 IN_PROGRESS_STEPS = {
     "pending": N_("Refund in progress: %(amount)s is with our payment processor, which is completing it. We will "

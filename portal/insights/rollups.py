@@ -32,7 +32,7 @@ def outcome(state: RequestState) -> str:
     if state in APPROVED_STATES:
         return "approved"
     return {RequestState.DECLINED: "declined", RequestState.RESOLVED_WITH_OFFER: "saved",
-            RequestState.WITHDRAWN: "withdrawn"}.get(state, "open")
+            RequestState.WITHDRAWN: "withdrawn", RequestState.CLOSED_UNANSWERED: "withdrawn"}.get(state, "open")
 
 
 def bucket(seconds: float) -> int:
@@ -163,7 +163,8 @@ def rebuild(session: Session) -> None:
     state_outcome = case((RefundRequest.state.in_(APPROVED_STATES), literal("approved")),
                          (RefundRequest.state == RequestState.DECLINED, literal("declined")),
                          (RefundRequest.state == RequestState.RESOLVED_WITH_OFFER, literal("saved")),
-                         (RefundRequest.state == RequestState.WITHDRAWN, literal("withdrawn")),
+                         (RefundRequest.state.in_((RequestState.WITHDRAWN, RequestState.CLOSED_UNANSWERED)),
+                          literal("withdrawn")),
                          else_=literal("open"))
     session.execute(delete(InsightDay))
     rows = [{"day": _as_date(d), "reason": reason, "outcome": o, "review": bool(review), "count": n}

@@ -25,6 +25,8 @@ from portal.refunds.questions import DOCUMENTS, QUESTIONS
 from portal.refunds.states import Action, transition
 
 REMINDER_AFTER = timedelta(days=3)
+# An information request unanswered this long closes the request (PORTAL_AWAITING_CLOSE_DAYS; portal/refunds/routine.py).
+CLOSE_AFTER = timedelta(days=14)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -54,7 +56,8 @@ def ask_for_information(session: Session, request: RefundRequest, staff: Staff, 
                               staff_user_id=staff.user.id, created_at=staff.now)
     session.add(info)
     session.flush()
-    notifications.information_request(session, request, info, links=staff.links)
+    notifications.information_request(session, request, info, links=staff.links,
+                                      closes_on=(staff.now + CLOSE_AFTER).date())
     return info
 
 
@@ -125,8 +128,9 @@ def add_note(session: Session, request: RefundRequest, staff: Staff, text: str) 
 # -- reminders ------------------------------------------------------------------------------------
 
 
-def send_reminders(session: Session, *, now: datetime, links: Links) -> int:
-    """Remind customers who have not answered an information request for three days (once)."""
+def send_reminders(session: Session, *, now: datetime, links: Links, close_after: timedelta = CLOSE_AFTER) -> int:
+    """Remind customers who have not answered an information request for three days (once), saying
+    on which day the request closes without an answer."""
     due = session.scalars(
         select(InformationRequest).join(RefundRequest)
         .where(InformationRequest.answered_at.is_(None), InformationRequest.reminder_sent_at.is_(None),
@@ -135,5 +139,6 @@ def send_reminders(session: Session, *, now: datetime, links: Links) -> int:
     for info in due:
         request = info.refund_request
         info.reminder_sent_at = now
-        notifications.information_request(session, request, info, links=links, reminder=True)
+        notifications.information_request(session, request, info, links=links, reminder=True,
+                                          closes_on=(info.created_at + close_after).date())
     return len(due)

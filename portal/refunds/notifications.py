@@ -45,9 +45,13 @@ def acknowledgement(session: Session, request: RefundRequest, *, links: Links, d
 
 
 def information_request(session: Session, request: RefundRequest, info: InformationRequest, *, links: Links,
-                        reminder: bool = False) -> None:
+                        closes_on: date, reminder: bool = False) -> None:
     _queue(session, request, "information_request", links, questions=[item_label(i) for i in info.items],
-           note=info.message, reminder=reminder)
+           note=info.message, reminder=reminder, closes_on=closes_on)
+
+
+def closed_unanswered(session: Session, request: RefundRequest, *, links: Links, asked_on: date) -> None:
+    _queue(session, request, "closed_unanswered", links, order_number=request.order.order_number, asked_on=asked_on)
 
 
 def reply_received(session: Session, request: RefundRequest, *, links: Links) -> None:

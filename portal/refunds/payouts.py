@@ -100,7 +100,16 @@ class ProcessorRefused(Exception):
 
 def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gateway, *, reference: str = "",
                    fees: Fees = NO_FEES) -> Refund:
-    """Send the approved amount back, exactly once.
+    """Send the approved amount back, exactly once, as a staff member (see :func:`send_refund`)."""
+    require(staff, *ACTING_ROLES)
+    return send_refund(session, request_id, gateway, actor=Actor.STAFF, staff_user_id=staff.user.id, now=staff.now,
+                       links=staff.links, reference=reference, fees=fees)
+
+
+def send_refund(session: Session, request_id: int, gateway: Gateway, *, actor: Actor, now: datetime, links: Links,
+                staff_user_id: int | None = None, reference: str = "", fees: Fees = NO_FEES) -> Refund:
+    """Send the approved amount back, exactly once, for whoever acts: a staff member, or automation
+    (``Actor.SYSTEM``).
 
     The order's row is locked first, so concurrent calls queue up; each then re-reads the request
     and only the first finds it approved. The gateway is called inside the lock with the key of
@@ -112,7 +121,6 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
     is under 24 hours old); after a 5xx, which the processor replays for the key, or an old key,
     the attempt ends and a new one starts with a new key.
     """
-    require(staff, *ACTING_ROLES)
     if gateway.name == "manual" and not reference.strip():
         raise WorkflowError("reference", N_("Enter the processor's reference of the refund you made."))
     # The lock must come before any read, so whatever the caller read is let go first; a caller
@@ -138,11 +146,12 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
             session.flush()
             raise GatewayProblem(str(error)) from None
         if found is not None:
-            _apply(session, refund, found, fees, staff)
+            _apply(session, refund, found, fees, actor=actor, staff_user_id=staff_user_id, now=now,
+                   links=links)
             return refund
-        if refund.processor_status == UNKNOWN_SERVER_ERROR or staff.now - refund.created_at >= KEY_LIFETIME:
+        if refund.processor_status == UNKNOWN_SERVER_ERROR or now - refund.created_at >= KEY_LIFETIME:
             refund.status = RefundStatus.FAILED
-            refund.completed_at = staff.now
+            refund.completed_at = now
             refund.processor_message = (f"not found at the processor after an unknown outcome "
                                         f"({refund.processor_message}); tried again as attempt "
                                         f"{request.processing_attempt + 1} with a new key")[:2000]
@@ -152,9 +161,9 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
         left = remaining(session, order)
         if left < amount:
             raise WorkflowError("amount", N_("Only %(remaining)s of this order is left to refund."), remaining=left)
-        refund = Refund(refund_request=request, order=order, staff_user_id=staff.user.id, gateway=gateway.name,
+        refund = Refund(refund_request=request, order=order, staff_user_id=staff_user_id, gateway=gateway.name,
                         status=RefundStatus.PENDING, amount_minor=amount.minor, currency=amount.currency,
-                        attempt=request.processing_attempt, idempotency_key=_key(request), created_at=staff.now)
+                        attempt=request.processing_attempt, idempotency_key=_key(request), created_at=now)
         session.add(refund)
         session.flush()
     try:
@@ -166,23 +175,23 @@ def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gat
         session.flush()
         raise GatewayProblem(str(error)) from None
     except RefundDeclined as error:
-        failed(session, refund, str(error), code=error.code, actor=Actor.STAFF, staff_user_id=staff.user.id,
-               now=staff.now, links=staff.links)
+        failed(session, refund, str(error), code=error.code, actor=actor, staff_user_id=staff_user_id, now=now,
+               links=links)
         return refund
     except GatewayMisconfigured as error:
         # Nothing was refunded and nothing the customer did caused it: the attempt ends (the next
         # try has a new key), the request stays approved, staff hear of it and the customer does not.
         refund.status = RefundStatus.FAILED
-        refund.completed_at = staff.now
+        refund.completed_at = now
         refund.processor_message = str(error)[:2000]
         refund.failure_reason = error.code[:64]
         request.processing_attempt += 1
         alerts.raise_alert(session, alerts.CREDENTIALS,
                            f"{gateway.name} refused the refund of {amount.amount} {amount.currency} for "
-                           f"{request.reference} ({error.code}): {error}", now=staff.now, request=request)
+                           f"{request.reference} ({error.code}): {error}", now=now, request=request)
         session.flush()
         raise ProcessorRefused(str(error)) from None
-    _apply(session, refund, answer, fees, staff)
+    _apply(session, refund, answer, fees, actor=actor, staff_user_id=staff_user_id, now=now, links=links)
     return refund
 
 
@@ -194,18 +203,18 @@ def _metadata(request: RefundRequest) -> dict[str, str]:
     return {"refund_request": request.reference, "attempt": str(request.processing_attempt)}
 
 
-def _apply(session: Session, refund: Refund, answer: GatewayRefund, fees: Fees, staff: Staff) -> None:
+def _apply(session: Session, refund: Refund, answer: GatewayRefund, fees: Fees, *, actor: Actor,
+           staff_user_id: int | None, now: datetime, links: Links) -> None:
     refund.processor_reference = answer.reference
     if answer.status in UNSUCCESSFUL:
         failed(session, refund, answer.failure_reason or answer.status, code=answer.failure_reason,
-               status=answer.status, actor=Actor.STAFF, staff_user_id=staff.user.id, now=staff.now, links=staff.links)
+               status=answer.status, actor=actor, staff_user_id=staff_user_id, now=now, links=links)
     elif answer.status in IN_PROGRESS:
         # Accepted but not done (some payment methods take days, some need the customer's bank
         # details): the request stays approved and the processor's events complete it.
-        progressed(session, refund, answer.status, now=staff.now)
+        progressed(session, refund, answer.status, now=now)
     else:
-        succeeded(session, refund, fees, actor=Actor.STAFF, staff_user_id=staff.user.id, now=staff.now,
-                  links=staff.links)
+        succeeded(session, refund, fees, actor=actor, staff_user_id=staff_user_id, now=now, links=links)
 
 
 def progressed(session: Session, refund: Refund, status: str, *, now: datetime) -> None:

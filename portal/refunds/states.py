@@ -35,6 +35,7 @@ class Action(StrEnum):
     WITHDRAW = "withdraw"
     ACCEPT_OFFER = "accept_offer"
     RECORD_REFUND = "record_refund"
+    CLOSE_UNANSWERED = "close_unanswered"
 
 
 _DECIDABLE = frozenset({S.RECEIVED, S.IN_REVIEW, S.AWAITING_CUSTOMER})
@@ -55,6 +56,8 @@ TRANSITIONS: dict[Action, tuple[frozenset[S], S]] = {
     # The processor reports a refund made outside the portal (in its dashboard): the request is
     # refunded whatever step it had reached, since the money has already gone back.
     Action.RECORD_REFUND: (_DECIDABLE | {S.APPROVED, S.REFUND_FAILED}, S.REFUNDED),
+    # The customer did not answer an information request, even after the reminder that said so.
+    Action.CLOSE_UNANSWERED: (frozenset({S.AWAITING_CUSTOMER}), S.CLOSED_UNANSWERED),
 }
 
 
@@ -73,6 +76,8 @@ REFUSALS: dict[Action, str] = {
     Action.ACCEPT_OFFER: N_("This request is “%(state)s”: an offer can no longer be accepted for it."),
     Action.RECORD_REFUND: N_("This request is “%(state)s”: a refund made in the payment processor cannot be "
                              "recorded on it."),
+    Action.CLOSE_UNANSWERED: N_("This request is “%(state)s”: it is not waiting for the customer's answer, so it "
+                                "cannot be closed for the lack of one."),
 }
 
 

@@ -12,6 +12,7 @@ from portal.core.database import utcnow
 from portal.core.markers import N_
 from portal.core.spreadsheet import csv_writer
 from portal.core.vocabulary import Plan, Reason
+from portal.insights import decisions as decision_rollups
 from portal.insights.charts import stacked_bars
 from portal.insights.figures import compute
 from portal.staff import bp
@@ -117,8 +118,11 @@ def insights():
     chart = stacked_bars(title, _("A bar per week from %(start)s to %(end)s; each colour is a reason. The table "
                                   "below holds the same numbers.", start=day(start), end=day(end)),
                          weeks, series)
+    begin = datetime.combine(start, time.min, tzinfo=UTC)
+    finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    made = decision_rollups.decisions(db.session(), begin, finish)
     return render_template("staff/insights.html", ins=ins, tables=all_tables, chart=chart, start=start, end=end,
-                           rate=_rate)
+                           rate=_rate, made=made)
 
 
 @bp.get("/insights.csv")

@@ -6,6 +6,7 @@ from decimal import Decimal
 from flask import current_app
 
 from portal.payments import ManualGateway, StripeGateway
+from portal.payments.paddle_gateway import PaddleGateway
 from portal.refunds.payouts import Fees
 
 
@@ -16,6 +17,9 @@ def current_gateway():
                              timeout=float(config["STRIPE_TIMEOUT"]),
                              max_network_retries=int(config["STRIPE_MAX_NETWORK_RETRIES"]),
                              api_version=str(config["STRIPE_API_VERSION"]))
+    if config["PAYMENT_GATEWAY"] == "paddle":
+        return PaddleGateway(config["PADDLE_API_KEY"], api_base=config.get("PADDLE_API_BASE"),
+                             timeout=float(config["PADDLE_TIMEOUT"]))
     return ManualGateway()
 
 

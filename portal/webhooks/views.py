@@ -1,4 +1,4 @@
-"""The Stripe endpoint: verify the signature against the raw body, then store and act once."""
+"""The Stripe and Paddle endpoints: verify the signature against the raw body, then store and act once."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,11 @@ import json
 import stripe
 import structlog
 from flask import Blueprint, abort, current_app, jsonify, request
+from paddle_billing.Notifications import Secret, Verifier
 
 from portal.core import metrics
 from portal.core.database import utcnow
-from portal.refunds import alerts, reconciliation
+from portal.refunds import alerts, paddle_events, reconciliation
 from portal.web.extensions import db
 from portal.web.links import links
 from portal.web.payments import current_fees, stripe_livemode
@@ -62,3 +63,24 @@ def _outcome_class(outcome: str) -> str:
 # Event types named in the figures; any other is counted as "other" (Stripe has hundreds).
 KNOWN_TYPES = ("charge.succeeded", "invoice.paid", "refund.created", "refund.updated", "refund.failed",
                "charge.refunded", "charge.dispute.created")
+
+
+@bp.post("/paddle")
+def paddle_webhook():
+    """Paddle Billing's notifications, verified by the SDK's ``Verifier`` against the raw body."""
+    secret = current_app.config["PADDLE_WEBHOOK_SECRET"]
+    if not secret:
+        abort(404)
+    try:
+        verified = Verifier(maximum_variance=int(current_app.config["PADDLE_WEBHOOK_TOLERANCE"])).verify(
+            request, Secret(secret))
+        event = json.loads(request.get_data().decode("utf-8")) if verified else None
+    except (UnicodeDecodeError, ValueError, ConnectionRefusedError):
+        event = None
+    if event is None:
+        return jsonify(error="The signature does not match this body, or it is too old."), 400
+    if not isinstance(event, dict) or not event.get("event_id") or not event.get("event_type"):
+        return jsonify(error="Not a Paddle notification."), 400
+    outcome = paddle_events.receive(db.session(), event, now=utcnow(), links=links(), fees=current_fees())
+    db.session.commit()
+    return jsonify(received=True, outcome=outcome)

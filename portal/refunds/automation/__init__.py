@@ -1,0 +1,1 @@
+"""Automation: rules that approve and refund routine requests, their runner and their simulation."""

@@ -1,0 +1,302 @@
+"""Automation at work: look at new requests once, queue the ones a rule approves, and act when due.
+
+:func:`queue_new` reads every request still ``received`` that automation has not looked at, in
+batches with set-based queries (no query per request), feeds each to the pure rule engine and
+writes one :class:`AutomationAction` per request: queued with its due time (the cooling-off
+period, during which the customer may still withdraw or take an offer) or left for staff.
+:func:`approve_due` then approves one due request as the system, after checking again that it is
+still waiting and that the rule still holds (a fraud signal may have appeared meanwhile). The
+caller commits, then sends the refund through the gateway (``payouts.send_refund``) and commits
+again: the lock and the idempotency key of processing stay the one path money takes.
+
+Nothing here commits or imports Flask.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select
+from sqlalchemy.orm import Session, aliased
+
+from portal.core.money import Money
+from portal.core.vocabulary import Actor, Channel, PaymentStatus, Plan, Reason, RefundStatus, RequestState
+from portal.documents.models import Document
+from portal.orders.models import LookupFailure, Order
+from portal.policy import Outcome, Policy
+from portal.policy.automation import AutomationRules
+from portal.refunds import notifications
+from portal.refunds.automation.models import ActionStatus, AutomationAction, AutomationSwitch
+from portal.refunds.automation.rules import Candidate, Match, approval_note, match, why_not
+from portal.refunds.decisions import policy_amount
+from portal.refunds.fraud import LAST_STRETCH, YEAR
+from portal.refunds.links import Links
+from portal.refunds.models import Refund, RefundRequest
+from portal.refunds.states import Action, InvalidTransition, transition
+
+BATCH = 2000
+
+
+# -- the switch -----------------------------------------------------------------------------------
+
+
+def is_paused(session: Session) -> bool:
+    return bool(session.scalar(select(AutomationSwitch.paused).where(AutomationSwitch.id == 1)))
+
+
+def set_paused(session: Session, paused: bool, *, staff_user_id: int | None, now: datetime) -> None:
+    switch = session.get(AutomationSwitch, 1)
+    if switch is None:
+        switch = AutomationSwitch(id=1)
+        session.add(switch)
+    switch.paused, switch.staff_user_id, switch.changed_at = paused, staff_user_id, now
+    session.flush()
+
+
+# -- facts, in bulk -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """A request as read for the rules: plain values from one query, the policy decision kept at
+    filing read by the database's JSON functions (a million snapshots are not parsed in Python)."""
+
+    id: int
+    reason: str
+    currency: str
+    amount_requested_minor: int
+    review_requested: bool
+    outcome: str | None
+    refundable: str | None
+    documents_required: bool | None
+    window_end: str | None
+    policy_version: str | None
+    created_at: datetime
+    plan: str
+    channel: str
+    customer_id: int
+    order_number: str
+    payment_status: str
+
+
+def _columns() -> tuple[Any, ...]:
+    snapshot = RefundRequest.decision_snapshot
+    return (RefundRequest.id, RefundRequest.reason, RefundRequest.currency, RefundRequest.amount_requested_minor,
+            RefundRequest.review_requested, snapshot["outcome"].as_string(),
+            snapshot[("amount", "amount")].as_string(), snapshot["documents_required"].as_boolean(),
+            snapshot[("facts", "window_end")].as_string(), RefundRequest.policy_version, RefundRequest.created_at,
+            Order.plan, Order.channel, Order.customer_id, Order.order_number, Order.payment_status)
+
+
+ROW_WIDTH = len(Row.__dataclass_fields__)
+
+
+def _rows(result: Iterable[Sequence[Any]]) -> list[Row]:
+    return [Row(*r) for r in result]
+
+
+def candidates(session: Session, rows: Sequence[Row], *, as_of: datetime | None = None) -> dict[int, Candidate]:
+    """The rules' view of each row, with its fraud signals, documents and the customer's refunds of
+    the year before (before ``as_of``, or before each request's filing when None).
+
+    ``rows`` come in ascending id order; the facts are read for their id range in five queries (a
+    range, not a list of thousands of parameters), whatever the number of rows.
+    """
+    if not rows:
+        return {}
+    first, last = rows[0].id, rows[-1].id
+    in_range = RefundRequest.id.between(first, last)
+    failed = set(session.scalars(
+        select(LookupFailure.order_number).join(Order, Order.order_number == LookupFailure.order_number)
+        .join(RefundRequest, RefundRequest.order_id == Order.id).where(in_range).distinct()))
+    documents: dict[int, int] = {request_id: count for request_id, count in session.execute(
+        select(Document.refund_request_id, func.count()).where(Document.refund_request_id.between(first, last))
+        .group_by(Document.refund_request_id))}
+    mine, theirs = aliased(Document), aliased(Document)
+    my_request, their_request = aliased(RefundRequest), aliased(RefundRequest)
+    my_order, their_order = aliased(Order), aliased(Order)
+    shared = set(session.scalars(
+        select(mine.refund_request_id).join(theirs, and_(theirs.sha256 == mine.sha256,
+                                                         theirs.refund_request_id != mine.refund_request_id))
+        .join(my_request, my_request.id == mine.refund_request_id).join(my_order, my_order.id == my_request.order_id)
+        .join(their_request, their_request.id == theirs.refund_request_id)
+        .join(their_order, their_order.id == their_request.order_id)
+        .where(mine.refund_request_id.between(first, last), their_order.customer_id != my_order.customer_id)
+        .distinct()))
+    # The batch's customers' refunds, found through their orders (no date condition in SQL: given one
+    # over a year, a planner may scan every refund of the year for each batch).
+    customers = select(Order.customer_id).join(RefundRequest, RefundRequest.order_id == Order.id).where(in_range)
+    refunds: dict[int, list[datetime]] = defaultdict(list)
+    for customer, completed in session.execute(
+            select(Order.customer_id, Refund.completed_at).join(Refund, Refund.order_id == Order.id)
+            .where(Order.customer_id.in_(customers), Refund.status == RefundStatus.SUCCEEDED)):
+        if completed is not None:
+            refunds[customer].append(completed)
+    out = {}
+    for r in rows:
+        moment = as_of or r.created_at
+        dates = refunds.get(r.customer_id)
+        year = sum(1 for at in dates if moment - YEAR <= at < moment) if dates else 0
+        out[r.id] = candidate(r, signals=_signals(r, r.order_number in failed, r.id in shared),
+                              refunds_last_365_days=year, documents=documents.get(r.id, 0))
+    return out
+
+
+def _signals(r: Row, failed_lookups: bool, shared_document: bool) -> frozenset[str]:
+    raised = set()
+    if failed_lookups:
+        raised.add("failed_lookups")
+    if shared_document:
+        raised.add("shared_document")
+    if r.payment_status != PaymentStatus.PAID:
+        raised.add("payment_status")
+    if r.refundable is not None and r.amount_requested_minor > Money.parse(r.refundable, r.currency).minor:
+        raised.add("above_refundable")
+    if r.window_end:
+        left = datetime.fromisoformat(r.window_end) - r.created_at
+        if timedelta(0) <= left <= LAST_STRETCH:
+            raised.add("end_of_window")
+    return frozenset(raised)
+
+
+def candidate(r: Row, *, signals: frozenset[str] = frozenset(), refunds_last_365_days: int = 0,
+              documents: int = 0) -> Candidate:
+    refundable = Money.parse(r.refundable, r.currency) if r.refundable else Money.from_minor(0, r.currency)
+    return Candidate(reason=Reason(r.reason), plan=Plan(r.plan), channel=Channel(r.channel),
+                     outcome=r.outcome or Outcome.REVIEW.value,
+                     amount=Money.from_minor(r.amount_requested_minor, r.currency), refundable=refundable,
+                     review_requested=bool(r.review_requested), signals=signals,
+                     refunds_last_365_days=refunds_last_365_days,
+                     documents_required=bool(r.documents_required), documents=documents)
+
+
+# -- looking at new requests ----------------------------------------------------------------------
+
+
+def _unseen_ids(session: Session) -> list[int]:
+    return list(session.scalars(
+        select(RefundRequest.id).outerjoin(AutomationAction, AutomationAction.refund_request_id == RefundRequest.id)
+        .where(RefundRequest.state == RequestState.RECEIVED, AutomationAction.id.is_(None))
+        .order_by(RefundRequest.id)))
+
+
+def _unseen(session: Session, first: int, last: int) -> list[Row]:
+    """The unseen requests with ids from ``first`` to ``last``: a range of the primary key, so each
+    batch costs the same however many came before it."""
+    return _rows(session.execute(
+        select(*_columns()).join(Order, RefundRequest.order_id == Order.id)
+        .outerjoin(AutomationAction, AutomationAction.refund_request_id == RefundRequest.id)
+        .where(RefundRequest.id.between(first, last), RefundRequest.state == RequestState.RECEIVED,
+               AutomationAction.id.is_(None))
+        .order_by(RefundRequest.id)))
+
+
+@dataclass
+class Queued:
+    queued: int = 0
+    left_for_staff: int = 0
+
+
+def queue_new(session: Session, rules: AutomationRules, *, now: datetime, delay: timedelta,
+              batch: int = BATCH) -> Queued:
+    """Give every request not yet looked at its automation action (queued or left for staff)."""
+    counts = Queued()
+    ids = _unseen_ids(session)
+    for start in range(0, len(ids), batch):
+        rows = _unseen(session, ids[start], ids[min(start + batch, len(ids)) - 1])
+        if not rows:
+            continue
+        facts = candidates(session, rows)
+        values = []
+        for r in rows:
+            found = match(rules.version_for(r.created_at), facts[r.id])
+            values.append(_action_values(r, found, now=now, delay=delay))
+            if found.matched:
+                counts.queued += 1
+            else:
+                counts.left_for_staff += 1
+        # Core's executemany: the ORM's bulk path costs more than the rules themselves here.
+        session.execute(insert(AutomationAction.__table__), values)  # type: ignore[arg-type]  # a Table at run time
+    session.flush()
+    return counts
+
+
+def _action_values(r: Row, found: Match, *, now: datetime, delay: timedelta) -> dict[str, Any]:
+    policy_version = r.policy_version
+    if found.rule is None:
+        misses = ", ".join(f"{rule}: {why}" for rule, why in found.misses) or "no rules in force"
+        return {"refund_request_id": r.id, "status": ActionStatus.LEFT_FOR_STAFF, "rule_id": None,
+                "rules_version": found.version, "policy_version": policy_version, "amount_minor": None,
+                "currency": r.currency, "due_at": None, "outcome": f"no rule matched ({misses})"[:2000],
+                "created_at": now, "done_at": now}
+    return {"refund_request_id": r.id, "status": ActionStatus.QUEUED, "rule_id": found.rule.id,
+            "rules_version": found.version, "policy_version": policy_version, "amount_minor": r.amount_requested_minor,
+            "currency": r.currency, "due_at": max(now, r.created_at + delay), "outcome": "", "created_at": now,
+            "done_at": None}
+
+
+# -- acting when due ------------------------------------------------------------------------------
+
+
+def due(session: Session, *, now: datetime) -> list[int]:
+    return list(session.scalars(select(AutomationAction.id).where(
+        AutomationAction.status == ActionStatus.QUEUED, AutomationAction.due_at <= now).order_by(AutomationAction.due_at,
+                                                                                               AutomationAction.id)))
+
+
+def approve_due(session: Session, action_id: int, rules: AutomationRules, policy: Policy, *, now: datetime,
+                links: Links) -> RefundRequest | None:
+    """Approve the action's request by its rule when everything still holds; None otherwise.
+
+    The request must still be ``received`` (the customer may have withdrawn or taken an offer,
+    staff may have acted), the rule must still approve it with today's facts, and the policy must
+    still grant the amount. Whatever stops it is written on the action.
+    """
+    action = session.get(AutomationAction, action_id, populate_existing=True)
+    if action is None or action.status is not ActionStatus.QUEUED:
+        return None
+    request = session.get(RefundRequest, action.refund_request_id, populate_existing=True)
+    assert request is not None
+    action.done_at = now
+    if request.state is not RequestState.RECEIVED:
+        action.status = ActionStatus.CANCELLED
+        action.outcome = f"not approved: the request is {request.state.value}"
+        session.flush()
+        return None
+    [row] = _rows(session.execute(select(*_columns()).join(Order, RefundRequest.order_id == Order.id)
+                                  .where(RefundRequest.id == request.id)))
+    facts = candidates(session, [row], as_of=now)[row.id]
+    version = rules.version_for(row.created_at)
+    rule = next((r for r in version.rules if r.id == action.rule_id), None) if version else None
+
+    failed = "rule removed" if rule is None else why_not(rule, facts)
+    amount = request.amount_requested
+    if failed is None and policy_amount(session, request, policy, now) < amount:
+        failed = "the policy no longer grants the amount"
+    if failed is not None:
+        action.status = ActionStatus.LEFT_FOR_STAFF
+        action.outcome = f"left for staff when due: {failed}"
+        session.flush()
+        return None
+    try:
+        transition(session, request, Action.APPROVE, actor=Actor.SYSTEM,
+                   note=approval_note(str(action.rule_id), request.policy_version or str(action.policy_version)),
+                   amount_minor=amount.minor, now=now)
+    except InvalidTransition as error:  # someone acted between our read and our write
+        action.status = ActionStatus.CANCELLED
+        action.outcome = f"not approved: the request is {error.state.value}"
+        session.flush()
+        return None
+    request.amount_approved_minor = amount.minor
+    notifications.approval(session, request, amount, links=links, note="")
+    action.status = ActionStatus.DONE
+    action.outcome = "approved"
+    session.flush()
+    return request
+
+
+def actions_of(session: Session, request_ids: Iterable[int]) -> Iterator[AutomationAction]:
+    yield from session.scalars(select(AutomationAction).where(AutomationAction.refund_request_id.in_(list(request_ids))))

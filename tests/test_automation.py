@@ -1,0 +1,238 @@
+"""Automation end to end: a routine request is approved by a rule after the cooling-off period and
+refunded through the gateway with the usual emails; withdrawals, signals and the pause stop it."""
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from portal.core.database import utcnow
+from portal.core.vocabulary import Actor, RefundStatus, RequestState
+from portal.orders.models import LookupFailure
+from portal.refunds.automation.models import ActionStatus, AutomationAction
+from portal.refunds.filing import withdraw_refund
+from tests.journey_helpers import file_request, import_samples, latest_request, lookup, outbox
+from tests.staff_helpers import make_staff, sign_in
+
+pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
+
+
+@pytest.fixture
+def auto_app(make_app, stripe_stub):
+    return make_app(**stripe_stub.portal_settings())
+
+
+@pytest.fixture
+def filed(auto_app, stripe_stub, db_session):
+    """ORD-10001 ($29.00 monthly, bought online 10 days ago) filed by its customer: a routine request."""
+    import_samples(db_session)
+    stripe_stub.add_charge("ch_3QaB10001", 2900, "USD")
+    customer = auto_app.test_client()
+    lookup(customer, "ORD-10001", "alice.m@example.com")
+    reference = file_request(customer, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
+    return customer, reference
+
+
+def run(app):
+    result = app.test_cli_runner().invoke(args=["automation", "run"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_routine_request_is_refunded_by_its_rule_after_the_cooling_off_period(auto_app, filed, stripe_stub,
+                                                                                 db_session, frozen):
+    _customer, reference = filed
+    assert "1 queued" in run(auto_app)
+    [action] = db_session.scalars(select(AutomationAction)).all()
+    assert (action.status, action.rule_id, action.amount_minor) == (ActionStatus.QUEUED, "routine-monthly", 2900)
+    frozen.shift(timedelta(minutes=59))
+    run(auto_app)
+    assert latest_request(db_session).state is RequestState.RECEIVED and stripe_stub.calls == 0
+    frozen.shift(timedelta(minutes=2))
+    assert "approved 1, refunded 1" in run(auto_app)
+    request = latest_request(db_session)
+    assert request.state is RequestState.REFUNDED and request.amount_approved_minor == 2900
+    approval = next(e for e in request.events if e.to_state is RequestState.APPROVED)
+    assert approval.actor is Actor.SYSTEM and approval.staff_user_id is None
+    assert approval.note == f"approved by rule routine-monthly (policy version {request.policy_version})"
+    [refund] = request.refunds
+    assert (refund.status, refund.gateway, refund.staff_user_id) == (RefundStatus.SUCCEEDED, "stripe", None)
+    assert refund.idempotency_key == f"refund-{reference}-attempt-1" and stripe_stub.refunded("ch_3QaB10001") == 2900
+    assert refund.fee_kept_minor == 114  # 2.9 % of 29.00 + 0.30, as for a staff member's refund
+    assert [m.message for m in outbox(db_session)] == ["acknowledgement", "approval", "refunded"]
+    # A second round finds nothing more to do: one refund, ever.
+    run(auto_app)
+    assert stripe_stub.calls == 1
+
+
+def test_the_api_and_the_staff_page_say_which_rule_approved(auto_app, filed, db_session, frozen):
+    _customer, reference = filed
+    run(auto_app)
+    frozen.shift(timedelta(minutes=61))
+    run(auto_app)
+    make_staff(db_session, "agent@example.com")
+    agent = auto_app.test_client()
+    sign_in(agent, "agent@example.com")
+    page = agent.get(f"/staff/requests/{reference}").get_data(as_text=True)
+    assert "approved by rule routine-monthly" in page
+    from portal.accounts.staff import create_api_token
+
+    _record, token = create_api_token(db_session, "agent@example.com", "helpdesk", now=utcnow())
+    db_session.commit()
+    body = auto_app.test_client().get(f"/api/v1/requests/{reference}",
+                                      headers={"Authorization": f"Bearer {token}"}).json
+    [approval] = [e for e in body["timeline"] if e["to_state"] == "approved"]
+    assert approval["actor"] == "system"
+    assert approval["note"] == f"approved by rule routine-monthly (policy version {body['decision_at_filing']['policy_version']})"
+
+
+def test_a_customer_who_withdraws_during_the_cooling_off_period_is_not_refunded(auto_app, filed, stripe_stub,
+                                                                                   db_session, frozen):
+    run(auto_app)
+    withdraw_refund(db_session, latest_request(db_session), now=utcnow())  # the customer's own service
+    db_session.commit()
+    frozen.shift(timedelta(minutes=61))
+    run(auto_app)
+    assert latest_request(db_session).state is RequestState.WITHDRAWN and stripe_stub.calls == 0
+    action = db_session.scalars(select(AutomationAction)).one()
+    assert action.status is ActionStatus.CANCELLED and "withdrawn" in action.outcome
+
+
+def test_a_fraud_signal_raised_meanwhile_leaves_the_request_for_staff(auto_app, filed, stripe_stub, db_session,
+                                                                      frozen):
+    run(auto_app)
+    db_session.add(LookupFailure(order_number="ORD-10001", client_hash="x" * 64))
+    db_session.commit()
+    frozen.shift(timedelta(minutes=61))
+    run(auto_app)
+    assert latest_request(db_session).state is RequestState.RECEIVED and stripe_stub.calls == 0
+    action = db_session.scalars(select(AutomationAction)).one()
+    assert action.status is ActionStatus.LEFT_FOR_STAFF and "fraud_signal" in action.outcome
+
+
+def test_pausing_stops_everything_until_resumed(auto_app, filed, stripe_stub, db_session, frozen):
+    runner = auto_app.test_cli_runner()
+    assert runner.invoke(args=["automation", "pause"]).exit_code == 0
+    frozen.shift(timedelta(minutes=61))
+    assert "paused" in run(auto_app)
+    assert db_session.scalars(select(AutomationAction)).all() == [] and stripe_stub.calls == 0
+    assert runner.invoke(args=["automation", "resume"]).exit_code == 0
+    run(auto_app)  # looked at now, due an hour after filing: already due
+    assert latest_request(db_session).state is RequestState.REFUNDED
+
+
+def test_a_request_outside_every_rule_is_left_for_staff_with_the_reasons(auto_app, stripe_stub, db_session):
+    import_samples(db_session)
+    customer = auto_app.test_client()
+    lookup(customer, "ORD-10003", "bob.tanaka@example.org")  # annual, prorated: no rule covers annual plans
+    file_request(customer, "ORD-10003")
+    run(auto_app)
+    action = db_session.scalars(select(AutomationAction)).one()
+    assert action.status is ActionStatus.LEFT_FOR_STAFF
+    assert "routine-monthly: plan" in action.outcome
+
+
+def test_automation_check_names_each_problem(runner, tmp_path):
+    from portal.policy.automation import DEFAULT_AUTOMATION
+
+    assert runner.invoke(args=["automation", "check", str(DEFAULT_AUTOMATION)]).exit_code == 0
+    bad = tmp_path / "rules.toml"
+    bad.write_text('schema = 1\n[[versions]]\nid = "v1"\neffective_from = 2026-01-01T00:00:00Z\n'
+                   '[[versions.rules]]\nid = "r"\nplans = ["weekly"]\nmax_amount = { ZZZ = "5" }\n'
+                   'outcomes = ["review"]\n')
+    result = runner.invoke(args=["automation", "check", str(bad)])
+    assert result.exit_code == 1
+    assert "version v1 › rule r › plans › 0" in result.output
+    assert "version v1 › rule r › outcomes › 0" in result.output
+    assert "'ZZZ' is not a currency code" in result.output
+
+
+def _decline(session, reference, clause="eligibility"):
+    from portal.refunds.models import RefundRequest, StatusEvent  # noqa: F401
+    from portal.refunds.states import Action, transition
+
+    request = session.scalar(select(RefundRequest).where(RefundRequest.reference == reference))
+    transition(session, request, Action.DECLINE, actor=Actor.STAFF)
+    session.commit()
+
+
+def test_simulation_counts_money_and_false_positives_by_rule_and_judges_an_unsaved_file(auto_app, stripe_stub,
+                                                                                        db_session, tmp_path):
+    from portal.refunds.models import RefundRequest
+
+    import_samples(db_session)
+    references = {}
+    for number, email in (("ORD-10001", "alice.m@example.com"), ("ORD-10003", "bob.tanaka@example.org")):
+        customer = auto_app.test_client()
+        lookup(customer, number, email)
+        references[number] = file_request(customer, number).headers["Location"].rsplit("/", 1)[1]
+    _decline(db_session, references["ORD-10001"])  # staff said no to what the rule would approve
+    runner = auto_app.test_cli_runner()
+    result = runner.invoke(args=["automation", "simulate", "--since", "2026-11-01"])
+    assert result.exit_code == 0, result.output
+    assert "over 2 request(s)" in result.output and "would have automated 1 (29.00 USD); false positives 1" in \
+        result.output
+    assert "rule routine-monthly: 1 request(s), 29.00 USD; staff declined 1, reduced 0" in result.output
+    assert f"declined: {references['ORD-10001']}" in result.output
+    assert "plan 1" in result.output  # the annual request, left for staff by its plan
+    # A change before it is saved: a rule for annual plans too, from a file that is not in force.
+    wider = tmp_path / "wider.toml"
+    wider.write_text('schema = 1\n[[versions]]\nid = "next"\neffective_from = 2027-01-01T00:00:00Z\n'
+                     '[[versions.rules]]\nid = "any-plan"\nmax_amount = { USD = "600.00" }\n')
+    result = runner.invoke(args=["automation", "simulate", "--since", "2026-11-01", "--rules", str(wider)])
+    assert "(version next)" in result.output and "rule any-plan: 2 request(s)" in result.output, result.output
+    # Reading changed nothing.
+    assert db_session.scalars(select(AutomationAction)).all() == []
+    assert db_session.scalar(select(RefundRequest.state).where(
+        RefundRequest.reference == references["ORD-10003"])) is RequestState.RECEIVED
+
+
+def test_the_console_shows_the_rules_pauses_and_simulates_a_pasted_file(auto_app, filed, db_session):
+    from portal.core.vocabulary import StaffRole
+    from tests.conftest import csrf_token
+
+    make_staff(db_session, "agent@example.com")
+    make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+    agent, admin, customer = auto_app.test_client(), auto_app.test_client(), auto_app.test_client()
+    sign_in(agent, "agent@example.com")
+    sign_in(admin, "admin@example.com")
+    page = agent.get("/staff/automation").get_data(as_text=True)
+    assert "routine-monthly" in page and "Pause all automation" not in page  # agents see, admins switch
+    assert customer.get("/staff/automation").status_code in (302, 303)  # never shown to customers
+    token = csrf_token(admin, "/staff/automation")
+    assert admin.post("/staff/automation/switch", data={"csrf_token": token}).status_code == 303
+    assert "Start automation again" in admin.get("/staff/automation").get_data(as_text=True)
+    from portal.refunds.automation.runner import is_paused
+
+    db_session.expire_all()
+    assert is_paused(db_session)
+    mine = csrf_token(agent, "/staff/automation")
+    assert agent.post("/staff/automation/switch", data={"csrf_token": mine}).status_code == 403
+    rules = ('schema = 1\n[[versions]]\nid = "draft"\neffective_from = 2027-01-01T00:00:00Z\n'
+             '[[versions.rules]]\nid = "draft-rule"\nmax_amount = { USD = "100.00" }\n')
+    answer = agent.post("/staff/automation/simulate", data={"csrf_token": csrf_token(agent, "/staff/automation"),
+                                                            "since": "2026-11-01", "rules": rules})
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and "draft-rule" in text and "Would have been automated: 1" in text
+    broken = agent.post("/staff/automation/simulate", data={"csrf_token": csrf_token(agent, "/staff/automation"),
+                                                            "rules": "schema = 1\n[[versions]]\nid = 'x'\n"})
+    assert broken.status_code == 422 and "effective_from" in broken.get_data(as_text=True)
+
+
+def test_insights_count_decisions_by_rules_and_by_people_and_rebuild_agrees(auto_app, filed, db_session, frozen):
+    from portal.insights.decisions import InsightDecisionDay
+
+    run(auto_app)
+    frozen.shift(timedelta(minutes=61))
+    run(auto_app)
+    db_session.expire_all()
+    kept = sorted((r.decision, r.made_by, r.count) for r in db_session.scalars(select(InsightDecisionDay)))
+    assert kept == [("approved", "rules", 1)]
+    runner = auto_app.test_cli_runner()
+    assert runner.invoke(args=["insights", "rebuild"]).exit_code == 0
+    db_session.expire_all()
+    assert sorted((r.decision, r.made_by, r.count) for r in db_session.scalars(select(InsightDecisionDay))) == kept
+    make_staff(db_session, "agent@example.com")
+    agent = auto_app.test_client()
+    sign_in(agent, "agent@example.com")
+    page = agent.get("/staff/insights").get_data(as_text=True)
+    assert "Decisions by rules and by people" in page

@@ -1,0 +1,249 @@
+"""Paddle Billing as the gateway: refunds as adjustments through the official SDK against a stateful
+local Paddle (tests/paddle_stub.py), and its signed notifications reconciled once, only forward."""
+import json
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
+
+from portal.accounts.models import StaffUser
+from portal.config import engine_options
+from portal.core.vocabulary import Actor, PaymentStatus, RefundStatus, RequestState
+from portal.orders.models import Order
+from portal.payments.paddle_gateway import PaddleGateway
+from portal.policy import load_policy
+from portal.refunds import acting, payouts
+from portal.refunds.links import Links
+from portal.refunds.models import ProcessorEvent, Refund, RefundRequest, StatusEvent
+from portal.refunds.states import InvalidTransition
+from portal.web.extensions import db
+from tests.journey_helpers import latest_request, outbox
+from tests.staff_helpers import approved_in_full, staff_post
+
+pytestmark = pytest.mark.usefixtures("frozen")
+
+TXN = "txn_01hv8wptq8987qeep44cyrewp9"
+ORDER = {"order_number": "PDL-2001", "customer_email": "dana@example.com", "customer_name": "Dana Smit", "locale": "nl",
+         "plan": "monthly", "product": "Team Workspace", "period_start": "2026-11-22", "period_end": "2026-12-22",
+         "affiliate": "partnerhub", "affiliate_commission": "2.90"}
+
+
+@pytest.fixture
+def paddle_app(make_app, paddle_stub):
+    return make_app(**paddle_stub.portal_settings())
+
+
+def deliver(client, stub, event, secret="pdl_ntfset_secret", signature=None):
+    body = json.dumps(event).encode()
+    header = signature or stub.sign(body, secret)
+    return client.post("/webhooks/paddle", data=body, headers={"Paddle-Signature": header},
+                       content_type="application/json")
+
+
+@pytest.fixture
+def sold(paddle_app, paddle_stub, db_session):
+    """A $29.00 monthly plan sold through Paddle (two line items: 20.00 and 9.00) and its order upserted
+    from the transaction.completed notification."""
+    transaction = paddle_stub.add_transaction(TXN, [2000, 900], "USD", custom_data=ORDER)
+    answer = deliver(paddle_app.test_client(), paddle_stub, paddle_stub.event("transaction.completed", transaction))
+    assert answer.status_code == 200 and answer.json["outcome"] == "order PDL-2001 created", answer.json
+    return transaction
+
+
+@pytest.fixture
+def approved(paddle_app, sold, db_session):
+    return approved_in_full(paddle_app, db_session, number="PDL-2001", email="dana@example.com")
+
+
+def process(client, reference):
+    page = f"/staff/requests/{reference}"
+    return staff_post(client, f"{page}/process", page)
+
+
+def test_transaction_completed_upserts_the_order_by_the_import_rules(paddle_app, sold, paddle_stub, db_session):
+    order = db_session.scalar(select(Order).where(Order.order_number == "PDL-2001"))
+    assert (order.payment_reference, order.amount_minor, order.currency, order.plan.value) == (TXN, 2900, "USD",
+                                                                                                 "monthly")
+    assert order.customer.email == "dana@example.com" and order.affiliate_commission_minor == 290
+    broken = paddle_stub.add_transaction("txn_01broken", [500], "USD", custom_data={"order_number": "PDL-2002"})
+    answer = deliver(paddle_app.test_client(), paddle_stub, paddle_stub.event("transaction.completed", broken))
+    assert answer.json["outcome"].startswith("ignored: customer_email")  # the import's rules refuse it
+
+
+def test_a_full_refund_is_one_full_adjustment_pending_until_paddle_approves(paddle_app, approved, paddle_stub,
+                                                                             db_session):
+    agent, reference = approved
+    assert process(agent, reference).status_code == 303
+    request = latest_request(db_session)
+    assert request.state is RequestState.APPROVED  # Paddle has not approved it yet
+    [refund] = request.refunds
+    [adjustment] = paddle_stub.adjustments
+    assert (adjustment["type"], adjustment["action"], adjustment["status"]) == ("full", "refund", "pending_approval")
+    assert refund.processor_reference == adjustment["id"] and refund.status is RefundStatus.PENDING
+    assert adjustment["reason"] == f"Refund request {reference} [refund-{reference}-attempt-1]"
+    client = paddle_app.test_client()
+    assert deliver(client, paddle_stub, paddle_stub.event("adjustment.created", adjustment)).json["outcome"].endswith(
+        "waiting for Paddle's approval")
+    answer = deliver(client, paddle_stub, paddle_stub.review(adjustment["id"], "approved"))
+    assert "approved; request" in answer.json["outcome"]
+    request = latest_request(db_session)
+    assert request.state is RequestState.REFUNDED
+    refund = request.refunds[0]
+    assert refund.status is RefundStatus.SUCCEEDED and refund.gateway == "paddle"
+    assert (refund.fee_kept_minor, refund.commission_clawback_minor) == (114, 290)  # as for Stripe
+    assert request.order.payment_status is PaymentStatus.REFUNDED
+    assert [m.message for m in outbox(db_session)] == ["acknowledgement", "approval", "refunded"]
+
+
+def test_a_partial_refund_is_spread_over_line_items(paddle_app, sold, paddle_stub, db_session):
+    agent, reference = approved_in_full(paddle_app, db_session, number="PDL-2001", email="dana@example.com",
+                                        amount="24.00")
+    process(agent, reference)
+    [adjustment] = paddle_stub.adjustments
+    assert adjustment["type"] == "partial"
+    assert [(i["item_id"], i["amount"]) for i in adjustment["items"]] == [(f"txnitm_{TXN[4:]}01", "2000"),
+                                                                          (f"txnitm_{TXN[4:]}02", "400")]
+
+
+def test_a_rejection_becomes_refund_failed_with_paddles_reason_and_a_retry_is_a_new_adjustment(
+        paddle_app, approved, paddle_stub, db_session):
+    agent, reference = approved
+    process(agent, reference)
+    rejected = paddle_stub.review(paddle_stub.adjustments[0]["id"], "rejected")
+    deliver(paddle_app.test_client(), paddle_stub, rejected)
+    request = latest_request(db_session)
+    assert request.state is RequestState.REFUND_FAILED
+    failed = next(e for e in request.events if e.to_state is RequestState.REFUND_FAILED)
+    # Paddle's words are kept on the refund for staff; the timeline says it in the customer's language.
+    assert failed.actor is Actor.SYSTEM and "Paddle rejected the refund" in request.refunds[-1].processor_message
+    assert outbox(db_session, "refund_failed")
+    page = f"/staff/requests/{reference}"
+    assert staff_post(agent, f"{page}/retry", page).status_code == 303
+    process(agent, reference)
+    assert len(paddle_stub.adjustments) == 2
+    assert paddle_stub.adjustments[1]["reason"].endswith(f"[refund-{reference}-attempt-2]")
+
+
+def test_a_lost_answer_is_found_again_on_retry_and_never_refunds_twice(paddle_app, approved, paddle_stub,
+                                                                        db_session):
+    agent, reference = approved
+    paddle_stub.failures = ["drop"]  # Paddle makes the adjustment; the answer never arrives
+    process(agent, reference)
+    request = latest_request(db_session)
+    assert request.state is RequestState.APPROVED and request.refunds[0].status is RefundStatus.PENDING
+    assert len(paddle_stub.adjustments) == 1
+    process(agent, reference)  # the same attempt: the adjustment is found by its key, not made again
+    assert paddle_stub.calls == 1 and len(paddle_stub.adjustments) == 1
+    refund = latest_request(db_session).refunds[0]
+    assert refund.processor_reference == paddle_stub.adjustments[0]["id"]
+
+
+def test_a_lost_answer_is_reconciled_from_the_webhook_by_the_key_in_the_reason(paddle_app, approved, paddle_stub,
+                                                                                db_session):
+    agent, reference = approved
+    paddle_stub.failures = ["drop"]
+    process(agent, reference)
+    approved_event = paddle_stub.review(paddle_stub.adjustments[0]["id"], "approved")
+    deliver(paddle_app.test_client(), paddle_stub, approved_event)
+    request = latest_request(db_session)
+    assert request.state is RequestState.REFUNDED and len(request.refunds) == 1
+
+
+def test_a_server_error_keeps_the_request_approved_for_a_retry(paddle_app, approved, paddle_stub, db_session):
+    agent, reference = approved
+    paddle_stub.failures = ["server_error"]
+    process(agent, reference)
+    assert latest_request(db_session).state is RequestState.APPROVED and paddle_stub.adjustments == []
+    process(agent, reference)
+    assert len(paddle_stub.adjustments) == 1
+
+
+def test_redelivered_and_reordered_notifications_change_nothing_twice(paddle_app, approved, paddle_stub, db_session):
+    agent, reference = approved
+    process(agent, reference)
+    adjustment = dict(paddle_stub.adjustments[0])
+    created = paddle_stub.event("adjustment.created", adjustment)
+    approved_event = paddle_stub.review(adjustment["id"], "approved")
+    client = paddle_app.test_client()
+    deliver(client, paddle_stub, approved_event)
+    assert deliver(client, paddle_stub, approved_event).json["outcome"] == "duplicate: already received"
+    late = deliver(client, paddle_stub, created)  # the older "pending" arrives last
+    assert late.json["outcome"].endswith("already succeeded")
+    rejected_late = paddle_stub.event("adjustment.updated", {**adjustment, "status": "rejected"})
+    assert "left for staff" in deliver(client, paddle_stub, rejected_late).json["outcome"]
+    request = latest_request(db_session)
+    assert request.state is RequestState.REFUNDED
+    assert db_session.scalar(select(func.count()).select_from(StatusEvent).where(
+        StatusEvent.refund_request_id == request.id, StatusEvent.to_state == RequestState.REFUNDED)) == 1
+    assert len(outbox(db_session, "refunded")) == 1
+
+
+def test_a_dashboard_refund_before_its_order_waits_and_is_recorded_when_the_order_arrives(paddle_app, paddle_stub,
+                                                                                          db_session):
+    transaction = paddle_stub.add_transaction(TXN, [2900], "USD", custom_data=ORDER)
+    client = paddle_app.test_client()
+    paddle_stub.auto_approve = True
+    paddle_stub.post("/adjustments", {"action": "refund", "type": "full", "transaction_id": TXN,
+                                      "reason": "goodwill"}, "Bearer pdl_dashboard")
+    adjustment = paddle_stub.adjustments[0]
+    assert deliver(client, paddle_stub, paddle_stub.event("adjustment.created", adjustment)).json[
+        "outcome"].startswith("waiting")
+    answer = deliver(client, paddle_stub, paddle_stub.event("transaction.completed", transaction))
+    assert answer.json["outcome"] == "order PDL-2001 created; 1 waiting event(s) handled"
+    request = latest_request(db_session)
+    assert request.state is RequestState.REFUNDED and request.refunds[0].processor_reference == adjustment["id"]
+
+
+def test_signatures_are_checked_by_the_sdk(paddle_app, paddle_stub, sold, make_app):
+    client = paddle_app.test_client()
+    event = paddle_stub.event("transaction.completed", sold)
+    assert deliver(client, paddle_stub, event, secret="wrong").status_code == 400
+    old = paddle_stub.sign(json.dumps(event).encode(), "pdl_ntfset_secret", timestamp=1)
+    assert deliver(client, paddle_stub, event, signature=old).status_code == 400
+    assert deliver(client, paddle_stub, event, signature="garbage").status_code == 400
+    unconfigured = make_app(**paddle_stub.portal_settings(PADDLE_WEBHOOK_SECRET=None)).test_client()
+    assert deliver(unconfigured, paddle_stub, event).status_code == 404
+
+
+def test_twenty_concurrent_process_calls_make_exactly_one_adjustment(paddle_app, approved, paddle_stub, db_session):
+    _agent, reference = approved
+    with paddle_app.app_context():
+        url = db.engine.url
+    engine = create_engine(url, pool_size=20, max_overflow=5, **engine_options(url.render_as_string(False)))
+    request_id = db_session.scalar(select(RefundRequest.id).where(RefundRequest.reference == reference))
+    user_id = db_session.scalar(select(StaffUser.id))
+    paddle_stub.delay = 0.1
+    gateway = PaddleGateway("pdl_sdbx_apikey_portal", api_base=paddle_stub.url, timeout=10)
+    links, policy = Links("http://portal.test", "secret"), load_policy(None)
+    start = threading.Barrier(20)
+    outcomes = []
+
+    def worker():
+        with Session(engine) as session:
+            staff = acting.Staff(session.get(StaffUser, user_id), datetime.now(UTC), links, policy)
+            start.wait()
+            try:
+                payouts.process_refund(session, request_id, staff, gateway)
+                session.commit()
+                outcomes.append("sent")
+            except InvalidTransition:
+                outcomes.append("409")
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # Paddle keeps the refund pending, so the request stays approved: every caller reaches the
+    # gateway in turn, and every one after the first finds the adjustment by the attempt's key.
+    assert len(outcomes) == 20 and set(outcomes) <= {"sent", "409"}
+    assert paddle_stub.calls == 1 and len(paddle_stub.adjustments) == 1
+    assert db_session.scalar(select(func.count()).select_from(Refund)) == 1
+    engine.dispose()
+
+
+def test_events_are_stored_once_under_paddles_event_id(paddle_app, sold, db_session):
+    stored = db_session.scalars(select(ProcessorEvent)).all()
+    assert [(e.provider, e.type, e.charge) for e in stored] == [("paddle", "transaction.completed", TXN)]
