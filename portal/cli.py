@@ -18,6 +18,9 @@ from portal.core.database import utcnow
 from portal.core.idempotency import prune
 from portal.core.vocabulary import OutboxStatus, RefundStatus, StaffRole
 from portal.demo import DEMO_STAFF, seed_demo
+from portal.documents.models import Document
+from portal.documents.storage import migrate_files
+from portal.documents.uploads import document_key
 from portal.insights import rollups
 from portal.orders.importing import import_orders
 from portal.outbox.export import export_kit
@@ -31,6 +34,7 @@ from portal.refunds.models import Receipt, Refund
 from portal.web.extensions import db
 from portal.web.mail import deliver, email_kit, receipt_for, transport
 from portal.web.policy import current_policy
+from portal.web.storage import storage, storage_from_config
 
 
 def _create_app():
@@ -75,7 +79,7 @@ def demo() -> None:
         raise click.ClickException("demo data is not for production")
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
     result = seed_demo(db.session, policy=current_policy(), links=links,
-                       folder=Path(current_app.config["UPLOAD_DIR"]))
+                       storage=storage())
     click.echo("Demo data seeded." if result.seeded else "Demo data already present; orders kept.")
     click.echo(f"  orders: {result.orders}, refund requests filed: {result.requests}")
     for email, _, role in DEMO_STAFF:
@@ -271,6 +275,36 @@ def refunds_export(since: str, output) -> None:
     click.echo(f"{count} refund(s) since {day.isoformat()}", err=True)
 
 
+storage_cli = click.Group("storage", help="File storage: documents, staged uploads and receipts.")
+
+
+@storage_cli.command("migrate")
+@click.option("--to", "target_url", required=True, help="file:///folder or s3://bucket/prefix")
+@with_appcontext
+def storage_migrate(target_url: str) -> None:
+    """Copy every stored file to another storage and verify each hash; then set PORTAL_STORAGE_URL to it."""
+
+    source = storage()
+    target = storage_from_config({**current_app.config, "STORAGE_URL": target_url})
+    if target.url == source.url:
+        raise click.ClickException(f"{target_url} is the storage in use already")
+    recorded = {document_key(name): sha for name, sha in db.session.execute(select(Document.stored_name,
+                                                                                   Document.sha256))}
+    recorded |= {key: sha for key, sha in db.session.execute(select(Receipt.storage_key, Receipt.sha256))}
+    db.session.rollback()
+    click.echo(f"Copying {source.url} to {target.url} …")
+    report = migrate_files(source, target, recorded)
+    size = sum(c.size for c in report.copied)
+    click.echo(f"{len(report.copied)} file(s) copied and verified ({size} bytes).")
+    for key, problem in sorted(report.failed.items()):
+        click.echo(f"  FAILED {key}: {problem}", err=True)
+    for key in report.missing:
+        click.echo(f"  MISSING {key}: recorded in the database but not in {source.url}", err=True)
+    if report.failed or report.missing:
+        sys.exit(1)
+    click.echo(f"Done. Set PORTAL_STORAGE_URL={target.url} (and restart the web servers and workers).")
+
+
 receipts_cli = click.Group("receipts", help="PDF receipts of refunds.")
 
 
@@ -305,6 +339,7 @@ def insights_rebuild() -> None:
 def init_app(app) -> None:
     app.cli.add_command(insights_cli)
     app.cli.add_command(receipts_cli)
+    app.cli.add_command(storage_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(refunds_cli)
     app.cli.add_command(outbox_cli)

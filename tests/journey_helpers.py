@@ -81,3 +81,10 @@ def page_text(response) -> str:
     html = response.get_data(as_text=True)
     html = re.sub(r'name="csrf_token"[^>]*>', "", html)
     return html
+
+
+def stored_pdf(app, receipt) -> bytes:
+    """A receipt's bytes as the portal reads them: from its storage, hash checked."""
+    from portal.refunds.receipts import receipt_pdf
+
+    return receipt_pdf(app.extensions["storage"], receipt)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import shutil
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
 from portal.core.markers import N_
+from portal.documents.storage import Storage
 
 MAX_FILES = 5
 MAX_BYTES = 10 * 1024 * 1024
@@ -119,10 +120,32 @@ def _check_content(path: Path, name: str) -> str:
     return mime
 
 
-def move_into(stored: StoredFile, staging: Path, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.move(staging / stored.stored_name, folder / stored.stored_name)
+# -- in storage: staged under staging/, kept at the top level once their request is filed ----------
+
+STAGING = "staging/"
 
 
-def discard(stored_name: str, folder: Path) -> None:
-    (folder / stored_name).unlink(missing_ok=True)
+def staged_key(stored_name: str) -> str:
+    return STAGING + stored_name
+
+
+def document_key(stored_name: str) -> str:
+    return stored_name
+
+
+def stage_upload(stream: BinaryIO, original_name: str | None, storage: Storage, *,
+                 max_bytes: int = MAX_BYTES) -> StoredFile:
+    """Judge the upload in a local temporary folder (``store_upload``), then stream it into storage as staged."""
+    with tempfile.TemporaryDirectory(prefix="portal-upload-") as folder:
+        stored = store_upload(stream, original_name, Path(folder), max_bytes=max_bytes)
+        with open(Path(folder) / stored.stored_name, "rb") as judged:
+            storage.put(staged_key(stored.stored_name), judged)
+    return stored
+
+
+def move_into(stored: StoredFile, storage: Storage) -> None:
+    storage.move(staged_key(stored.stored_name), document_key(stored.stored_name))
+
+
+def discard(stored_name: str, storage: Storage) -> None:
+    storage.delete(staged_key(stored_name))

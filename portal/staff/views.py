@@ -1,7 +1,7 @@
 """Staff pages: each route parses its input, calls one domain function and renders."""
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, send_from_directory, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -13,6 +13,7 @@ from portal.core.database import utcnow
 from portal.core.money import Money, MoneyError
 from portal.core.vocabulary import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
 from portal.documents.models import Document
+from portal.documents.uploads import document_key
 from portal.outbox import webhooks as outgoing
 from portal.outbox.models import OutboxMessage, WebhookSubscription
 from portal.outbox.queue import queue_email, resend
@@ -33,13 +34,13 @@ from portal.staff.forms import (
     WebhookForm,
 )
 from portal.staff.presenters import decline_choices, request_page
-from portal.web import staging
 from portal.web.extensions import db
 from portal.web.i18n import current_locale, moment, money
 from portal.web.links import links
 from portal.web.mail import email_kit, issued_receipt, receipt_response
 from portal.web.payments import current_fees, current_gateway
 from portal.web.policy import current_policy
+from portal.web.storage import download
 
 ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
 KIT_READERS = (StaffRole.MARKETING, StaffRole.ADMIN)
@@ -251,16 +252,16 @@ def request_receipt(reference: str):
 @roles_required(*ACTING)
 def document_download(document_id: int):
     document = db.session.get(Document, document_id) or abort(404)
-    return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=True,
-                               download_name=document.original_name, mimetype=document.content_type)
+    return download(document_key(document.stored_name), sha256=document.sha256, size=document.size,
+                    filename=document.original_name, mimetype=document.content_type)
 
 
 @bp.get("/documents/<int:document_id>/view")
 @roles_required(*ACTING)
 def document_view(document_id: int):
     document = db.session.get(Document, document_id) or abort(404)
-    return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=False,
-                               download_name=document.original_name, mimetype=document.content_type)
+    return download(document_key(document.stored_name), sha256=document.sha256, size=document.size,
+                    filename=document.original_name, mimetype=document.content_type, as_attachment=False)
 
 
 document_view.talisman_view_options = SANDBOXED

@@ -5,22 +5,19 @@ does not make the customer choose every document again.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from flask import current_app, session
+from flask import session
 from werkzeug.datastructures import FileStorage
 
-from portal.documents.uploads import MAX_FILES, TOO_MANY, StoredFile, UploadRejected, discard, store_upload
+from portal.core.markers import N_
+from portal.documents.storage import StorageUnavailable
+from portal.documents.uploads import MAX_FILES, TOO_MANY, StoredFile, UploadRejected, discard, stage_upload
+from portal.web.storage import storage
 
 KEY = "staged_documents"
 
 
-def staging_dir() -> Path:
-    return Path(current_app.config["UPLOAD_DIR"]) / "staging"
-
-
-def upload_dir() -> Path:
-    return Path(current_app.config["UPLOAD_DIR"])
+STORAGE_DOWN = N_("We could not store “%(name)s” just now. Please try again in a few minutes; "
+                  "what you typed has been kept.")
 
 
 def staged(scope: str) -> list[StoredFile]:
@@ -48,9 +45,12 @@ def stage(scope: str, uploads: list[FileStorage], slot_uploads: dict[str, FileSt
             problems.append(UploadRejected(TOO_MANY, count=MAX_FILES))
             break
         try:
-            stored = store_upload(upload.stream, upload.filename, staging_dir())
+            stored = stage_upload(upload.stream, upload.filename, storage())
         except UploadRejected as rejected:
             problems.append(rejected)
+            continue
+        except StorageUnavailable:
+            problems.append(UploadRejected(STORAGE_DOWN, name=upload.filename))
             continue
         kept.append(StoredFile(**{**stored.to_dict(), "checklist_item": slot}) if slot else stored)
     _save(scope, kept)
@@ -60,5 +60,5 @@ def stage(scope: str, uploads: list[FileStorage], slot_uploads: dict[str, FileSt
 def clear(scope: str, *, delete_files: bool = False) -> None:
     if delete_files:
         for stored in staged(scope):
-            discard(stored.stored_name, staging_dir())
+            discard(stored.stored_name, storage())
     _save(scope, [])
