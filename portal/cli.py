@@ -27,6 +27,7 @@ from portal.outbox.export import export_kit
 from portal.outbox.models import OutboxMessage
 from portal.outbox.queue import resend
 from portal.policy import PolicyError, load_policy
+from portal.refunds import privacy
 from portal.refunds.decisions import send_reminders
 from portal.refunds.export import write_refunds_csv
 from portal.refunds.links import Links
@@ -129,7 +130,13 @@ def outbox_send(watch: bool, interval: float | None) -> None:
     click.echo(f"Delivering through {transport().describe()}.")
 
     links = Links(current_app.config["BASE_URL"], current_app.config["SECRET_KEY"])
+    retention_due = time.monotonic() if watch else None
     while True:
+        if retention_due is not None and time.monotonic() >= retention_due:
+            # Once a day (and when the worker starts): retention is idempotent, and with several
+            # workers each request is taken by one of them.
+            click.echo(describe_retention(run_retention(dry_run=False), dry_run=False))
+            retention_due = time.monotonic() + RETENTION_EVERY
         reminded = send_reminders(db.session, now=datetime.now(UTC), links=links)
         db.session.commit()
         prune(db.session, now=datetime.now(UTC))
@@ -275,6 +282,86 @@ def refunds_export(since: str, output) -> None:
     click.echo(f"{count} refund(s) since {day.isoformat()}", err=True)
 
 
+RETENTION_EVERY = 24 * 3600
+
+retention_cli = click.Group("retention", help="The data lifecycle's retention rules.")
+
+
+def run_retention(*, dry_run: bool) -> privacy.RetentionReport:
+    report = privacy.apply_retention(db.session, storage(), now=datetime.now(UTC), dry_run=dry_run,
+                                     document_days=int(current_app.config["DOCUMENT_RETENTION_DAYS"]),
+                                     financial_years=int(current_app.config["FINANCIAL_RETENTION_YEARS"]))
+    if dry_run:
+        db.session.rollback()
+    else:
+        db.session.commit()
+    return report
+
+
+def describe_retention(report: privacy.RetentionReport, *, dry_run: bool) -> str:
+    verb = "would delete" if dry_run else "deleted"
+    lines = [f"retention: {verb} {len(report.documents)} document(s) of {len(report.requests)} closed request(s) "
+             f"and {len(report.receipts)} receipt(s) past the financial retention"]
+    lines += [f"  {reference}: {name}" for reference, name in report.documents]
+    lines += [f"  receipt {number}" for number in report.receipts]
+    return "\n".join(lines)
+
+
+@retention_cli.command("run")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted and delete nothing.")
+@with_appcontext
+def retention_run(dry_run: bool) -> None:
+    """Delete documents PORTAL_DOCUMENT_RETENTION_DAYS after their request closed, and receipts after
+    PORTAL_FINANCIAL_RETENTION_YEARS (the outbox worker does this daily)."""
+
+    click.echo(describe_retention(run_retention(dry_run=dry_run), dry_run=dry_run))
+
+
+customers_cli = click.Group("customers", help="A customer's data: erasure and export on request.")
+
+
+def _customer(email: str):
+    customer = privacy.find_customer(db.session, email)
+    if customer is None:
+        raise click.ClickException(f"no customer with the address {email}")
+    return customer
+
+
+@customers_cli.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def customers_erase(email: str, yes: bool) -> None:
+    """Erase a customer's personal data and documents (financial records kept); they are told by email."""
+
+    customer = _customer(email)
+    if not yes:
+        click.confirm(f"Erase {customer.name} <{customer.email}> and delete their documents?", abort=True)
+    domain = current_app.config["BASE_URL"].split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    report = privacy.erase_customer(db.session, storage(), customer, now=datetime.now(UTC), actor="command line",
+                                    domain=domain)
+    db.session.commit()
+    for line in report.steps:
+        click.echo(f"  {line}")
+    click.echo(f"Customer {report.customer_id} erased.")
+
+
+@customers_cli.command("export")
+@click.argument("email")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="The zip to write (default: customer-ID.zip in the current folder).")
+@with_appcontext
+def customers_export(email: str, output: str | None) -> None:
+    """Everything held about a customer as JSON, with their documents and receipts, in one zip."""
+
+    customer = _customer(email)
+    path = Path(output or f"customer-{customer.id}.zip")
+    with open(path, "wb") as out:
+        privacy.export_customer(db.session, storage(), customer, out)
+    privacy.security_log.info("export of customer %s by the command line", customer.id)
+    click.echo(f"Wrote {path}.")
+
+
 storage_cli = click.Group("storage", help="File storage: documents, staged uploads and receipts.")
 
 
@@ -340,6 +427,8 @@ def init_app(app) -> None:
     app.cli.add_command(insights_cli)
     app.cli.add_command(receipts_cli)
     app.cli.add_command(storage_cli)
+    app.cli.add_command(retention_cli)
+    app.cli.add_command(customers_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(refunds_cli)
     app.cli.add_command(outbox_cli)

@@ -19,7 +19,7 @@ from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.refunds.summary import OrderSummary, RequestSummary
 from portal.web.extensions import db
-from portal.web.i18n import current_locale, day, moment, money, number
+from portal.web.i18n import current_locale, day, moment, money, number, system_note
 from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 
 
@@ -170,7 +170,7 @@ def request_view(request: RefundRequest) -> RequestView:
     next_step = _(NEXT_STEPS[request.state], due=day(filing.decision_due(policy, order, request.created_at), "full"),
                   amount=money(approved), min=number(payout_min), max=number(payout_max))
     timeline = [TimelineEntry(moment(e.created_at), e.created_at.isoformat(), _(e.to_state.title),
-                              _(ACTORS[e.actor]), e.note if e.to_state is not RequestState.RESOLVED_WITH_OFFER else "",
+                              _(ACTORS[e.actor]), system_note(e) if e.to_state is not RequestState.RESOLVED_WITH_OFFER else "",
                               money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else None)
                 for e in request.events]
     info = next((i for i in reversed(request.information_requests) if i.answered_at is None), None)

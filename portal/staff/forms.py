@@ -93,3 +93,11 @@ class WebhookForm(FlaskForm):
                                                           Length(max=2000)],
                       render_kw={"placeholder": "https://helpdesk.example.com/hooks/refunds", "inputmode": "url"})
     description = StringField(_l("What it is for"), validators=[Optional(), Length(max=200)])
+
+
+class CustomerDataForm(FlaskForm):
+    """Find a customer by address to export their data or erase it (admins)."""
+
+    email = EmailField(_l("Customer's email address"), validators=[DataRequired(_l("Enter your email address.")),
+                                                                   Length(max=320)])
+    confirm = StringField(_l("To erase, type the address again"), validators=[Optional(), Length(max=320)])

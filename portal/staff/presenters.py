@@ -20,7 +20,7 @@ from portal.refunds.models import Refund, RefundRequest
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.web.extensions import db
-from portal.web.i18n import moment, money, translated
+from portal.web.i18n import moment, money, system_note, translated
 from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 
 ACTORS = {Actor.CUSTOMER: N_("Customer"), Actor.STAFF: N_("Staff"), Actor.SYSTEM: N_("Refund portal")}
@@ -118,7 +118,7 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
                  "from": _(e.from_state.title) if e.from_state else "", "to": _(e.to_state.title),
                  "who": staff_names.get(e.staff_user_id) or _(ACTORS[e.actor]),
                  "amount": money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else "",
-                 "note": e.note} for e in request.events]
+                 "note": system_note(e)} for e in request.events]
     notes = [{"when": moment(n.created_at), "who": staff_names.get(n.staff_user_id, ""), "text": n.text}
              for n in request.notes]
     infos = [{"when": moment(i.created_at), "items": [label(item) for item in i.items],

@@ -1,7 +1,9 @@
 """Staff pages: each route parses its input, calls one domain function and renders."""
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+import tempfile
+
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -17,7 +19,7 @@ from portal.documents.uploads import document_key
 from portal.outbox import webhooks as outgoing
 from portal.outbox.models import OutboxMessage, WebhookSubscription
 from portal.outbox.queue import queue_email, resend
-from portal.refunds import acting, decisions, payouts
+from portal.refunds import acting, decisions, payouts, privacy
 from portal.refunds.models import ProcessorEvent, RefundRequest
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.staff import bp
@@ -26,6 +28,7 @@ from portal.staff.forms import (
     ActionForm,
     ApproveForm,
     AskForm,
+    CustomerDataForm,
     DeclineForm,
     NoteForm,
     ProcessForm,
@@ -40,7 +43,7 @@ from portal.web.links import links
 from portal.web.mail import email_kit, issued_receipt, receipt_response
 from portal.web.payments import current_fees, current_gateway
 from portal.web.policy import current_policy
-from portal.web.storage import download
+from portal.web.storage import download, storage
 
 ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
 KIT_READERS = (StaffRole.MARKETING, StaffRole.ADMIN)
@@ -370,6 +373,41 @@ def user_toggle(user_id: int):
         set_active(db.session, user, not user.active)
         db.session.commit()
     return redirect(url_for("staff.users"), code=303)
+
+
+# -- customers' data (admins): export and erasure on request ------------------------------------
+
+
+@bp.route("/customers", methods=["GET", "POST"])
+@roles_required(StaffRole.ADMIN)
+def customers():
+    form = CustomerDataForm()
+    if not form.validate_on_submit():
+        return render_template("staff/customers.html", form=form), (422 if form.errors else 200)
+    customer = privacy.find_customer(db.session, form.email.data)
+    if customer is None:
+        form.email.errors.append(_("No customer has this email address."))
+        return render_template("staff/customers.html", form=form), 422
+    actor = f"staff {current_user.id} ({current_user.email})"
+    if request.form.get("action") == "export":
+        archive = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the response)
+        privacy.export_customer(db.session, storage(), customer, archive)
+        privacy.security_log.info("export of customer %s by %s", customer.id, actor)
+        archive.seek(0)
+        return send_file(archive, mimetype="application/zip", as_attachment=True,
+                         download_name=f"customer-{customer.id}.zip")
+    if request.form.get("action") == "erase":
+        if (form.confirm.data or "").strip().lower() != customer.email_normalized:
+            form.confirm.errors.append(_("Type the customer's email address again to confirm the erasure."))
+            return render_template("staff/customers.html", form=form), 422
+        report = privacy.erase_customer(db.session, storage(), customer, now=utcnow(), actor=actor,
+                                        domain=request.host.split(":", 1)[0])
+        db.session.commit()
+        flash(_("The customer's personal data and documents were erased; their financial records are kept."),
+              "success")
+        current_app.logger.info("erasure of customer %s: %s", report.customer_id, "; ".join(report.steps))
+        return redirect(url_for("staff.customers"), code=303)
+    abort(400)
 
 
 # -- outgoing webhooks ----------------------------------------------------------------------------
