@@ -159,9 +159,9 @@ def test_when_storage_is_down_the_customer_is_asked_to_try_again_with_the_form_k
 
 @pytest.mark.s3
 def test_storage_migrate_copies_every_file_to_s3_and_verifies_each(make_app, db_session, s3_settings, runner_for,
-                                                                  frozen):
+                                                                  frozen, tmp_path):
     # The operator runs the command with the target's endpoint (and AWS variables) set.
-    local = make_app(S3_ENDPOINT_URL=s3_settings["S3_ENDPOINT_URL"])
+    local = make_app(S3_ENDPOINT_URL=s3_settings["S3_ENDPOINT_URL"], STORAGE_URL=(tmp_path / "local").as_uri())
     import_samples(db_session)
     filed_with_document(local)
     staged = local.extensions["storage"]

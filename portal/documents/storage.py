@@ -29,9 +29,9 @@ from urllib.parse import unquote, urlsplit
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
-# S3 parts: 8 MiB each, at most two read ahead and two in flight, so an upload of any size holds
-# about 32 MiB at worst and typically 16 (boto3's defaults allow ten parts in memory).
-MULTIPART_BYTES = 8 * 1024 * 1024
+# S3 parts: 5 MiB each (S3's smallest), at most two in memory and two in flight, so an upload of any size holds
+# about 10 MiB of parts (boto3's defaults allow ten parts of 8 MiB in memory; bench/storage_s3.py).
+MULTIPART_BYTES = 5 * 1024 * 1024
 PARTS_IN_MEMORY = 2
 # Files up to this size are read whole (into a spooled temporary file, on disk past 1 MiB) and
 # checked before the first byte leaves; larger ones stream and hold their last chunk back until
