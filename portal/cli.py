@@ -25,7 +25,10 @@ from portal.core.database import utcnow
 from portal.core.idempotency import prune
 from portal.core.vocabulary import OutboxStatus, RefundStatus, StaffRole
 from portal.demo import DEMO_STAFF, seed_demo
-from portal.documents.uploads import sweep_staging
+from portal.documents.models import Document
+from portal.documents.storage import StorageError, migrate_files
+from portal.documents.uploads import document_key, sweep_staging
+from portal.inbound import privacy as inbound_privacy
 from portal.insights import decisions as decision_rollups
 from portal.insights import rollups
 from portal.orders.importing import import_orders
@@ -36,6 +39,7 @@ from portal.outbox.queue import resend
 from portal.outbox.worker import StopFlag
 from portal.policy import PolicyError, load_policy
 from portal.policy.automation import load_automation
+from portal.refunds import privacy
 from portal.refunds.automation.runner import set_paused
 from portal.refunds.automation.simulation import simulate
 from portal.refunds.decisions import send_reminders
@@ -48,6 +52,7 @@ from portal.web.inbound import EX_TEMPFAIL, exit_code, listener, receive_message
 from portal.web.links import links as web_links
 from portal.web.mail import DatabaseUnavailable, email_kit, receipt_for, run_worker, transport
 from portal.web.policy import current_policy
+from portal.web.storage import storage, storage_from_config
 from portal.web.telemetry import outbox_collector
 
 
@@ -102,8 +107,7 @@ def demo() -> None:
     if current_app.config["ENV"] == "production":
         raise click.ClickException("demo data is not for production")
     links = web_links()
-    result = seed_demo(db.session(), policy=current_policy(), links=links,
-                       folder=Path(current_app.config["UPLOAD_DIR"]))
+    result = seed_demo(db.session(), policy=current_policy(), links=links, storage=storage())
     click.echo("Demo data seeded." if result.seeded else "Demo data already present; orders kept.")
     click.echo(f"  orders: {result.orders}, refund requests filed: {result.requests}")
     for email, _, role in DEMO_STAFF:
@@ -134,8 +138,8 @@ def policy_check(file: str) -> None:
 
 
 def sweep_uploads() -> int:
-    return sweep_staging(Path(current_app.config["UPLOAD_DIR"]) / "staging",
-                         max_age_seconds=float(current_app.config["STAGING_MAX_AGE_MINUTES"]) * 60, now=time.time())
+    return sweep_staging(storage(), max_age_seconds=float(current_app.config["STAGING_MAX_AGE_MINUTES"]) * 60,
+                         now=time.time())
 
 
 uploads_cli = click.Group("uploads", help="Customer documents.")
@@ -163,17 +167,32 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
 
     Each round also queues the reminders for information requests unanswered for three days,
     forgets API idempotency keys older than a day, sends the links customers asked for and deletes
-    staged uploads older than PORTAL_STAGING_MAX_AGE_MINUTES. With --watch, SIGTERM (or Ctrl-C)
-    lets the message being delivered finish, then the worker exits; a database outage is waited out.
+    staged uploads older than PORTAL_STAGING_MAX_AGE_MINUTES; with --watch the retention rules
+    are applied when it starts and once a day. With --watch, SIGTERM (or Ctrl-C) lets the message
+    being delivered finish, then the worker exits; a database outage is waited out.
     """
     log = structlog.get_logger("portal.outbox")
     interval = interval if interval is not None else float(current_app.config["OUTBOX_POLL_SECONDS"])
     links = web_links()
     stop = StopFlag()
 
+    # With --watch, retention runs when the worker starts and then once a day.
+    retention_due = [time.monotonic()] if watch else []
+
     def chores() -> None:
         # Each chore is its own unit of work, committed on its own.
         now = datetime.now(UTC)
+        if retention_due and time.monotonic() >= retention_due[0]:
+            # Retention is idempotent, and with several workers each request is taken by one of them.
+            try:
+                report = run_retention(dry_run=False)
+            except StorageError as error:  # the storage is away: nothing committed, tried again next round
+                db.session.rollback()
+                log.warning("retention postponed: storage unavailable", error=str(error))
+            else:
+                log.info("retention applied", documents=len(report.documents), requests=len(report.requests),
+                         receipts=len(report.receipts))
+                retention_due[0] = time.monotonic() + RETENTION_EVERY
         close_after = timedelta(days=float(current_app.config["AWAITING_CLOSE_DAYS"]))
         reminded = send_reminders(db.session(), now=now, links=links, close_after=close_after)
         db.session.commit()
@@ -192,7 +211,11 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
         db.session.commit()
         process_requests(db.session(), base_url=current_app.config["BASE_URL"], now=now)
         db.session.commit()
-        swept = sweep_uploads()
+        try:
+            swept = sweep_uploads()
+        except StorageError as error:  # the storage is away: the files wait for a later round
+            log.warning("staged uploads not swept: storage unavailable", error=str(error))
+            swept = 0
         if swept:
             log.info("expired staged uploads deleted", count=swept)
             if not watch:
@@ -364,6 +387,121 @@ def refunds_export(since: str, output) -> None:
     click.echo(f"{count} refund(s) since {day.isoformat()}", err=True)
 
 
+RETENTION_EVERY = 24 * 3600
+
+retention_cli = click.Group("retention", help="The data lifecycle's retention rules.")
+
+
+def run_retention(*, dry_run: bool) -> privacy.RetentionReport:
+    report = privacy.apply_retention(db.session(), storage(), now=datetime.now(UTC), dry_run=dry_run,
+                                     document_days=int(current_app.config["DOCUMENT_RETENTION_DAYS"]),
+                                     financial_years=int(current_app.config["FINANCIAL_RETENTION_YEARS"]))
+    if dry_run:
+        db.session.rollback()
+    else:
+        db.session.commit()
+    return report
+
+
+def describe_retention(report: privacy.RetentionReport, *, dry_run: bool) -> str:
+    verb = "would delete" if dry_run else "deleted"
+    lines = [f"retention: {verb} {len(report.documents)} document(s) of {len(report.requests)} closed request(s) "
+             f"and {len(report.receipts)} receipt(s) past the financial retention"]
+    lines += [f"  {reference}: {name}" for reference, name in report.documents]
+    lines += [f"  receipt {number}" for number in report.receipts]
+    return "\n".join(lines)
+
+
+@retention_cli.command("run")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted and delete nothing.")
+@with_appcontext
+def retention_run(dry_run: bool) -> None:
+    """Delete documents PORTAL_DOCUMENT_RETENTION_DAYS after their request closed, and receipts after
+    PORTAL_FINANCIAL_RETENTION_YEARS (the outbox worker does this daily)."""
+
+    click.echo(describe_retention(run_retention(dry_run=dry_run), dry_run=dry_run))
+
+
+customers_cli = click.Group("customers", help="A customer's data: erasure and export on request.")
+
+
+def _customer(email: str):
+    customer = privacy.find_customer(db.session(), email)
+    if customer is None:
+        raise click.ClickException(f"no customer with the address {email}")
+    return customer
+
+
+@customers_cli.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def customers_erase(email: str, yes: bool) -> None:
+    """Erase a customer's personal data and documents (financial records kept); they are told by email."""
+
+    customer = _customer(email)
+    if not yes:
+        click.confirm(f"Erase {customer.name} <{customer.email}> and delete their documents?", abort=True)
+    domain = current_app.config["BASE_URL"].split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    report = privacy.erase_customer(db.session(), storage(), customer, now=datetime.now(UTC), actor="command line",
+                                    domain=domain)
+    report.steps.append(f"{inbound_privacy.erase_replies(db.session(), customer)} email(s) from the customer cleared")
+    record(db.session(), Event.CUSTOMER_ERASED, now=utcnow(), ip="command line",
+           detail=f"customer {report.customer_id}: " + "; ".join(report.steps))
+    db.session.commit()
+    for line in report.steps:
+        click.echo(f"  {line}")
+    click.echo(f"Customer {report.customer_id} erased.")
+
+
+@customers_cli.command("export")
+@click.argument("email")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="The zip to write (default: customer-ID.zip in the current folder).")
+@with_appcontext
+def customers_export(email: str, output: str | None) -> None:
+    """Everything held about a customer as JSON, with their documents and receipts, in one zip."""
+
+    customer = _customer(email)
+    path = Path(output or f"customer-{customer.id}.zip")
+    with open(path, "wb") as out:
+        privacy.export_customer(db.session(), storage(), customer, out)
+    privacy.security_log.info("export of customer %s by the command line", customer.id)
+    record(db.session(), Event.EXPORT, now=utcnow(), ip="command line", detail=f"customer {customer.id}")
+    db.session.commit()
+    click.echo(f"Wrote {path}.")
+
+
+storage_cli = click.Group("storage", help="File storage: documents, staged uploads and receipts.")
+
+
+@storage_cli.command("migrate")
+@click.option("--to", "target_url", required=True, help="file:///folder or s3://bucket/prefix")
+@with_appcontext
+def storage_migrate(target_url: str) -> None:
+    """Copy every stored file to another storage and verify each hash; then set PORTAL_STORAGE_URL to it."""
+
+    source = storage()
+    target = storage_from_config({**current_app.config, "STORAGE_URL": target_url})
+    if target.url == source.url:
+        raise click.ClickException(f"{target_url} is the storage in use already")
+    recorded = {document_key(name): sha for name, sha in db.session.execute(select(Document.stored_name,
+                                                                                   Document.sha256))}
+    recorded |= {key: sha for key, sha in db.session.execute(select(Receipt.storage_key, Receipt.sha256))}
+    db.session.rollback()
+    click.echo(f"Copying {source.url} to {target.url} …")
+    report = migrate_files(source, target, recorded)
+    size = sum(c.size for c in report.copied)
+    click.echo(f"{len(report.copied)} file(s) copied and verified ({size} bytes).")
+    for key, problem in sorted(report.failed.items()):
+        click.echo(f"  FAILED {key}: {problem}", err=True)
+    for key in report.missing:
+        click.echo(f"  MISSING {key}: recorded in the database but not in {source.url}", err=True)
+    if report.failed or report.missing:
+        sys.exit(1)
+    click.echo(f"Done. Set PORTAL_STORAGE_URL={target.url} (and restart the web servers and workers).")
+
+
 receipts_cli = click.Group("receipts", help="PDF receipts of refunds.")
 
 
@@ -529,6 +667,9 @@ def init_app(app) -> None:
     app.cli.add_command(automation_cli)
     app.cli.add_command(insights_cli)
     app.cli.add_command(receipts_cli)
+    app.cli.add_command(storage_cli)
+    app.cli.add_command(retention_cli)
+    app.cli.add_command(customers_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(refunds_cli)
     app.cli.add_command(outbox_cli)

@@ -21,6 +21,20 @@ DEFAULTS: dict[str, object] = {
     "BASE_URL": "http://127.0.0.1:5000",
     # None means "derive": instance/uploads, which is outside the web root.
     "UPLOAD_DIR": None,
+    # Where documents, staged uploads and receipts are kept: file:///folder or s3://bucket/prefix.
+    # None means "derive": the folder UPLOAD_DIR as a file: URL.
+    "STORAGE_URL": None,
+    # An S3-compatible service other than AWS (MinIO, SeaweedFS, Ceph); credentials and region come
+    # from the standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION).
+    "S3_ENDPOINT_URL": None,
+    "S3_REGION": None,
+    # Server-side encryption of what is written to S3: "" (none, or the bucket's default), "AES256" or "aws:kms".
+    "STORAGE_SSE": "",
+    "STORAGE_SSE_KMS_KEY_ID": None,
+    # The data lifecycle: documents are deleted this many days after their request closes; receipts
+    # and refund records are kept this many years for accounting.
+    "DOCUMENT_RETENTION_DAYS": 180,
+    "FINANCIAL_RETENTION_YEARS": 7,
     "POLICY_FILE": None,
     "LANGUAGES": ("en", "zh", "nl"),
     "DEFAULT_LOCALE": "en",
@@ -200,6 +214,9 @@ def finalize(config: dict, instance_path: Path) -> None:
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(config["DATABASE_URL"]))
     config["BASE_URL"] = str(config.get("BASE_URL") or DEFAULTS["BASE_URL"]).rstrip("/")
     config["UPLOAD_DIR"] = str(Path(config.get("UPLOAD_DIR") or instance_path / "uploads").resolve())
+    config["STORAGE_URL"] = str(config.get("STORAGE_URL") or Path(config["UPLOAD_DIR"]).as_uri())
+    if not config["STORAGE_URL"].startswith(("file://", "s3://")):
+        raise ConfigError(f"PORTAL_STORAGE_URL must start with file:// or s3://, not {config['STORAGE_URL']!r}.")
     if config.get("PAYMENT_GATEWAY", "manual") not in ("manual", "stripe", "paddle"):
         raise ConfigError(f"PORTAL_PAYMENT_GATEWAY must be manual, stripe or paddle, not {config.get('PAYMENT_GATEWAY')!r}.")
     if config.get("STAFF_MFA", "admins") not in ("required", "admins", "optional"):

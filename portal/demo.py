@@ -14,6 +14,7 @@ from portal.accounts.models import StaffUser
 from portal.accounts.passwords import hash_password
 from portal.core.money import Money
 from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason, StaffRole
+from portal.documents.storage import LocalStorage, Storage
 from portal.orders.importing import upsert_orders
 from portal.orders.models import Order
 from portal.orders.validation import OrderData
@@ -85,7 +86,7 @@ def demo_orders(now: datetime) -> list[OrderData]:
 
 
 def seed_demo(session: Session, now: datetime | None = None, *, policy=None, links=None,
-              folder: Path | None = None) -> DemoResult:
+              storage: Storage | None = None) -> DemoResult:
     """Seed an empty database; on a seeded one only give the demo staff a fresh password.
 
     With a policy and links, refund requests are filed and moved along through the same
@@ -110,7 +111,7 @@ def seed_demo(session: Session, now: datetime | None = None, *, policy=None, lin
             order.payment_status = PaymentStatus.CHARGED_BACK
         session.commit()
         if policy is not None and links is not None:
-            requests = _seed_requests(session, now, policy, links, folder or Path("."))
+            requests = _seed_requests(session, now, policy, links, storage or LocalStorage(Path(".")))
         seeded = True
     session.commit()
     count = session.execute(select(func.count()).select_from(Order)).scalar_one()
@@ -118,7 +119,7 @@ def seed_demo(session: Session, now: datetime | None = None, *, policy=None, lin
                       requests=requests)
 
 
-def _seed_requests(session: Session, now: datetime, policy: Policy, links: Links, folder: Path) -> int:
+def _seed_requests(session: Session, now: datetime, policy: Policy, links: Links, storage: Storage) -> int:
     """File and move demo requests as customers and an agent would, each step committed on its own."""
     agent = session.scalar(select(StaffUser).where(StaffUser.role == StaffRole.AGENT))
     assert agent is not None  # one of DEMO_STAFF, created just before
@@ -129,8 +130,8 @@ def _seed_requests(session: Session, now: datetime, policy: Policy, links: Links
     def file(number: str, reason: Reason, days_ago: float, details: str, locale: str):
         submitted = filing.Filing(reason=reason, details=details, locale=locale, submission_key="")
         filed = filing.file_refund(session, order(number), submitted, policy=policy,
-                                   now=now - timedelta(days=days_ago), links=links, staging=folder,
-                                   upload_dir=folder).request
+                                   now=now - timedelta(days=days_ago), links=links,
+                                   storage=storage).request
         session.commit()
         return filed
 

@@ -1,11 +1,18 @@
 """Fixtures: a fresh app per test on a migrated database whose tables are emptied between tests.
 
 The suite runs on SQLite by default and on PostgreSQL when PORTAL_TEST_DATABASE_URL is set.
+Files go to a temporary folder by default; with PORTAL_TEST_STORAGE_URL=s3://bucket/prefix (or
+``--storage=s3``) every test keeps them under a prefix of its own in S3: a SeaweedFS started for
+the session, unless PORTAL_TEST_S3_ENDPOINT_URL names another service (credentials then come from
+the standard AWS variables).
 """
 from __future__ import annotations
 
 import os
 import re
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,6 +29,87 @@ NOW = "2026-11-22T12:00:00Z"
 
 # Copies of ../shared/samples, so the suite does not depend on what sits beside the clone.
 DATA = Path(__file__).resolve().parent / "data"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--storage", choices=("file", "s3"), default=None,
+                     help="where every test keeps its files: a temporary folder (default) or S3 "
+                          "(PORTAL_TEST_STORAGE_URL, else a SeaweedFS started for the session)")
+
+
+@pytest.fixture(scope="session")
+def suite_storage(request) -> str:
+    """The base storage URL of the whole suite: "" for a temporary folder per test, or s3://bucket/prefix."""
+    url = os.environ.get("PORTAL_TEST_STORAGE_URL", "")
+    option = request.config.getoption("--storage")
+    if option == "file":
+        return ""
+    if option == "s3" and not url.startswith("s3://"):
+        url = "s3://portal-suite/run"
+    return url if url.startswith("s3://") else ""
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3 server (SeaweedFS) for the session; the standard AWS variables point at it."""
+    from tests.seaweed_helpers import SeaweedFS
+
+    with real_clock_for_s3_signatures():
+        server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
+        saved = {name: os.environ.get(name) for name in server.environment}
+        os.environ.update(server.environment)
+        yield server
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.stop()
+
+
+@contextmanager
+def real_clock_for_s3_signatures():
+    """Many tests travel in time (time-machine) to judge policy windows, but an S3 server refuses a
+    request signed more than 15 minutes from its own clock: botocore signs with the real time."""
+    import botocore.auth
+
+    def now(remove_tzinfo: bool = True):
+        clock = time_machine.escape_hatch.datetime.datetime if time_machine.escape_hatch.is_travelling() else datetime
+        real = clock.now(UTC)
+        return real.replace(tzinfo=None) if remove_tzinfo else real
+
+    original = botocore.auth.get_current_datetime
+    botocore.auth.get_current_datetime = now
+    try:
+        yield
+    finally:
+        botocore.auth.get_current_datetime = original
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(request, suite_storage) -> str:
+    """The S3 service the tests use: PORTAL_TEST_S3_ENDPOINT_URL, or a SeaweedFS of the session's own."""
+    endpoint = os.environ.get("PORTAL_TEST_S3_ENDPOINT_URL")
+    if endpoint:
+        return endpoint
+    return request.getfixturevalue("seaweedfs").endpoint_url
+
+
+@pytest.fixture
+def s3_settings(suite_storage, s3_endpoint) -> dict:
+    """Settings that put this test's files in S3 under a prefix of its own."""
+    from portal.documents.storage import S3Settings, S3Storage
+
+    base = (suite_storage or "s3://portal-suite/run").rstrip("/")
+    S3Storage(base[len("s3://"):].split("/", 1)[0], "", S3Settings(endpoint_url=s3_endpoint)).ensure_bucket()
+    return {"STORAGE_URL": f"{base}/{uuid.uuid4().hex}", "S3_ENDPOINT_URL": s3_endpoint}
+
+
+@pytest.fixture
+def storage_settings(request, suite_storage) -> dict:
+    if not suite_storage:
+        return {}
+    return request.getfixturevalue("s3_settings")
 
 
 @pytest.fixture(scope="session")
@@ -78,13 +166,13 @@ def _empty_tables(engine) -> None:
 
 
 @pytest.fixture
-def make_app(migrated, tmp_path):
+def make_app(migrated, tmp_path, storage_settings):
     """Build apps on the test database with settings of the test's own; tables start empty."""
     made = []
 
     def make(**overrides):
         config = {**_test_config(migrated, tmp_path / "uploads"), "OUTBOX_DIR": str(tmp_path / "outbox"),
-                  **overrides}
+                  **storage_settings, **overrides}
         app = create_app(config)
         from portal.web.extensions import db
 

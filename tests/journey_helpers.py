@@ -94,3 +94,10 @@ def process_link_requests(session) -> int:
     sent = process_requests(session, base_url="http://portal.test", now=utcnow())
     session.commit()
     return sent
+
+
+def stored_pdf(app, receipt) -> bytes:
+    """A receipt's bytes as the portal reads them: from its storage, hash checked."""
+    from portal.refunds.receipts import receipt_pdf
+
+    return receipt_pdf(app.extensions["storage"], receipt)

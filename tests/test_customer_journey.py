@@ -1,6 +1,5 @@
 """The customer's journey through the pages: find the order, read the decision, file, track."""
 import re
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -89,9 +88,9 @@ def test_filing_with_a_document_acknowledges_at_once(client, orders, app):
     assert ack.recipient == "carol@example.net" and ack.locale == "en" and ack.refund_request_id == request.id
     assert ack.variables["tracking_url"].startswith("http://portal.test/track/")
     [document] = request.documents
-    stored = Path(app.config["UPLOAD_DIR"]) / document.stored_name
-    assert stored.read_bytes() == pdf_bytes() and document.original_name == "invoice.pdf"
-    assert "static" not in str(stored) and document.content_type == "application/pdf"
+    stored = app.extensions["storage"]
+    assert b"".join(stored.chunks(document.stored_name)) == pdf_bytes() and document.original_name == "invoice.pdf"
+    assert not list(stored.walk("staging/")) and document.content_type == "application/pdf"  # nothing left staged
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert f"Your refund request {request.reference} has been received" in page
     assert "We have your request and will decide by Tuesday, November 24, 2026." in page

@@ -23,7 +23,7 @@ def kit():
 
 
 MESSAGES = ["acknowledgement", "information_request", "reply_received", "approval", "decline", "refunded",
-            "refund_failed", "magic_link", "staff_password_reset", "closed_unanswered"]
+            "refund_failed", "magic_link", "staff_password_reset", "closed_unanswered", "erasure_confirmed"]
 
 
 def test_the_kit_declares_every_message_the_portal_sends(kit):

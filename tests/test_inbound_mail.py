@@ -122,7 +122,10 @@ def test_replies_in_three_languages_answer_their_requests_over_lmtp(app, lmtp, s
         assert inbound.kind == "reply" and inbound.answered and inbound.text == kept
         documents = db_session.scalars(select(Document).where(Document.refund_request_id == found.id)).all()
         assert {d.checklist_item for d in documents} == {None, "bank_statement"}
-        assert (app.config["UPLOAD_DIR"] and any(d.original_name == "statement.png" for d in documents))
+        # The attachment went through staging (staging/inbound/) into the storage, a folder or S3.
+        [statement] = [d for d in documents if d.original_name == "statement.png"]
+        assert b"".join(app.extensions["storage"].chunks(statement.stored_name)) == png_bytes()
+        assert not list(app.extensions["storage"].walk("staging/inbound/"))
     assert len(outbox(db_session, "reply_received")) == 3
 
 

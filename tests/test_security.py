@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import threading
 import time
@@ -255,25 +254,26 @@ def _refused_form(client, files, **fields):
 
 
 def test_staged_files_expire_and_are_swept(app, client, orders, runner):
+    # Staged files wait in the storage (a folder, or S3 in the S3 run) under staging/<session id>/.
+    store = app.extensions["storage"]
     lookup(client, "ORD-10001", "alice.m@example.com")
     assert _refused_form(client, [("a.png", png_bytes())]).status_code == 422
-    staged = [p for p in (app.config["UPLOAD_DIR"] and __import__("pathlib").Path(app.config["UPLOAD_DIR"])
-                          / "staging").rglob("*") if p.is_file()]
-    assert len(staged) == 1
+    staged = list(store.walk("staging/"))
+    assert len(staged) == 1 and re.fullmatch(r"staging/[0-9a-f]{32}/[0-9a-f]{32}", staged[0])
     assert "Deleted 0" in runner.invoke(args=["uploads", "sweep"]).output
-    old = time.time() - 61 * 60
-    os.utime(staged[0], (old, old))
-    assert "Deleted 1" in runner.invoke(args=["uploads", "sweep"]).output
-    assert not staged[0].exists()
+    # An hour and a minute after the file was written (its mtime, or S3's LastModified).
+    with time_machine.travel(store.modified(staged[0]) + 61 * 60, tick=False):
+        assert "Deleted 1" in runner.invoke(args=["uploads", "sweep"]).output
+    assert not store.exists(staged[0])
     page = client.get("/orders/ORD-10001/refund").get_data(as_text=True)
     assert "a.png" not in page  # the form no longer offers what was swept
 
     # The worker's round sweeps too.
     assert _refused_form(client, [("b.png", png_bytes())]).status_code == 422
-    [again] = [p for p in (__import__("pathlib").Path(app.config["UPLOAD_DIR"]) / "staging").rglob("*") if p.is_file()]
-    os.utime(again, (old, old))
-    assert "deleted 1 expired staged upload(s)" in runner.invoke(args=["outbox", "send"]).output
-    assert not again.exists()
+    [again] = list(store.walk("staging/"))
+    with time_machine.travel(store.modified(again) + 61 * 60, tick=False):
+        assert "deleted 1 expired staged upload(s)" in runner.invoke(args=["outbox", "send"]).output
+    assert not store.exists(again)
 
 
 def test_replaying_one_session_meets_its_staging_quota(make_app, db_session):
@@ -289,8 +289,7 @@ def test_replaying_one_session_meets_its_staging_quota(make_app, db_session):
     for _ in range(8):
         replay = _copy(app, cookie)  # the same session each time, as a replaying script would
         messages.append(_refused_form(replay, [("big.png", big)]).get_data(as_text=True))
-    folder = __import__("pathlib").Path(app.config["UPLOAD_DIR"]) / "staging"
-    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) <= 300_000
+    assert sum(entry.size for entry in app.extensions["storage"].listing("staging/")) <= 300_000
     assert "more documents than we keep" in messages[-1]
 
 

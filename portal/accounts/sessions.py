@@ -38,6 +38,7 @@ class Event:
     TOKEN_CREATED = "token_created"
     TOKEN_REVOKED = "token_revoked"
     EXPORT = "export"
+    CUSTOMER_ERASED = "customer_erased"
     DOCUMENT_DOWNLOADED = "document_downloaded"
 
 

@@ -22,7 +22,7 @@ from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.refunds.summary import OrderSummary, RequestSummary
 from portal.web.extensions import db
-from portal.web.i18n import current_locale, day, moment, money, number
+from portal.web.i18n import current_locale, day, moment, money, number, system_note
 from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 
 
@@ -152,7 +152,7 @@ def _timeline_note(event: StatusEvent) -> str:
         return _(failure_sentence(event.failure_reason or event.processor_status))
     if event.to_state is RequestState.RESOLVED_WITH_OFFER:
         return ""
-    return event.note
+    return system_note(event)
 
 
 ACTORS = {Actor.CUSTOMER: N_("You"), Actor.STAFF: N_("Support team"), Actor.SYSTEM: N_("Refund portal")}

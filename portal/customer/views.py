@@ -4,7 +4,7 @@ import logging
 import secrets
 from datetime import UTC, datetime
 
-from flask import abort, current_app, flash, redirect, render_template, request, send_from_directory, session, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -24,6 +24,7 @@ from portal.customer.forms import (
 )
 from portal.customer.presenters import filing_input, order_view, request_view
 from portal.documents.models import Document
+from portal.documents.uploads import document_key
 from portal.orders import magic, portal_sessions
 from portal.orders.lookup import client_fingerprint, find_order, normalize_order_number
 from portal.refunds import feedback as feedback_domain
@@ -37,6 +38,7 @@ from portal.web.i18n import SESSION_KEY as LOCALE_SESSION_KEY
 from portal.web.links import links
 from portal.web.mail import issued_receipt, receipt_response
 from portal.web.policy import clause_paragraphs, clause_title, current_policy
+from portal.web.storage import download, storage
 
 # The filing rules name the amount "amount"; the form asks for it as a partial amount.
 FILING_FIELDS = {"amount": "partial_amount"}
@@ -201,7 +203,7 @@ def refund_new(order_number: str):
             filed = filing.file_refund(db.session(), order, filing_input(form, order, documents,
                                                                         _checked_submission_key(order.id)),
                                         policy=current_policy(), now=utcnow(), links=links(),
-                                        staging=staging.staging_dir(), upload_dir=staging.upload_dir())
+                                        storage=storage())
         except filing.FilingError as error:
             if error.existing is not None:
                 return redirect(url_for("customer.request_page", reference=error.existing.reference))
@@ -273,8 +275,7 @@ def request_answer(reference: str):
     if valid and not rejected:
         try:
             filing.answer_information_request(db.session(), refund_request, form.answer.data or "", documents,
-                                               now=utcnow(), links=links(), staging=staging.staging_dir(),
-                                               upload_dir=staging.upload_dir())
+                                               now=utcnow(), links=links(), storage=storage())
         except filing.FilingError as error:
             add_error(getattr(form, error.field, form.answer), _(error.message, **error.params))
         else:
@@ -302,8 +303,8 @@ def document_download(document_id: int):
     document = db.session.get(Document, document_id)
     if document is None or not access.may_see(document.refund_request.order):
         abort(404)
-    return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=True,
-                               download_name=document.original_name, mimetype=document.content_type)
+    return download(document_key(document.stored_name), sha256=document.sha256, size=document.size,
+                    filename=document.original_name, mimetype=document.content_type)
 
 
 @bp.route("/feedback/<token>", methods=["GET", "POST"])

@@ -20,7 +20,7 @@ class Document(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), index=True)
     original_name: Mapped[str] = mapped_column(String(255))
-    # A random name under PORTAL_UPLOAD_DIR; never derived from what the customer sent.
+    # A random name, its key in the file storage; never derived from what the customer sent.
     stored_name: Mapped[str] = mapped_column(String(64), unique=True)
     content_type: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)

@@ -6,14 +6,13 @@ opened by Pillow within a pixel budget, PDFs by pypdf, so a disguised or damaged
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import secrets
-import shutil
+import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +22,7 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
 from portal.core.markers import N_
+from portal.documents.storage import Storage
 
 MAX_FILES = 5
 MAX_BYTES = 10 * 1024 * 1024
@@ -60,6 +60,9 @@ class StoredFile:
     size: int
     sha256: str
     checklist_item: str | None = None  # the document asked for that this file answers
+    # Where it waits in storage until its request is filed (staging/<owner>/<stored name>); None
+    # while it is only in a local folder. Kept through the Flask session with the rest.
+    staging_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -257,37 +260,67 @@ def _jpeg_end(data: bytes) -> int:
     return -1
 
 
-def folder_size(folder: Path) -> int:
-    try:
-        return sum(entry.stat().st_size for entry in folder.iterdir() if entry.is_file())
-    except FileNotFoundError:
-        return 0
+# -- in storage: staged under staging/<owner>/, kept at the top level once their request is filed ---
+#
+# The owner is the browser session that sent the files (its staging quota is the size of its prefix)
+# or "inbound" for attachments of replies by email. Staged files older than
+# PORTAL_STAGING_MAX_AGE_MINUTES are swept (``sweep_staging``).
+
+STAGING = "staging/"
+INBOUND_OWNER = "inbound"
 
 
-def sweep_staging(root: Path, *, max_age_seconds: float, now: float) -> int:
-    """Delete staged files older than ``max_age_seconds`` (and emptied folders); returns how many went."""
+def staging_prefix(owner: str) -> str:
+    if not owner or "/" in owner or owner in (".", ".."):
+        raise ValueError(f"not a staging owner: {owner!r}")
+    return f"{STAGING}{owner}/"
+
+
+def staged_key(stored: StoredFile | str) -> str:
+    """Where a staged file is: the key it was staged under (``staging/<owner>/<name>``), or, for a
+    file staged without an owner, ``staging/<name>``."""
+    if isinstance(stored, StoredFile):
+        return stored.staging_key or STAGING + stored.stored_name
+    return STAGING + stored
+
+
+def document_key(stored_name: str) -> str:
+    return stored_name
+
+
+def stage_upload(stream: IO[bytes], original_name: str | None, storage: Storage, *, prefix: str = STAGING,
+                 max_bytes: int = MAX_BYTES) -> StoredFile:
+    """Judge the upload in a local temporary folder (``store_upload``: size, type, active content),
+    then stream it into storage under ``prefix`` (``staging_prefix(owner)``)."""
+    if not prefix.startswith(STAGING) or not prefix.endswith("/"):
+        raise ValueError(f"not a staging prefix: {prefix!r}")
+    with tempfile.TemporaryDirectory(prefix="portal-upload-") as folder:
+        stored = store_upload(stream, original_name, Path(folder), max_bytes=max_bytes)
+        key = prefix + stored.stored_name
+        with open(Path(folder) / stored.stored_name, "rb") as judged:
+            storage.put(key, judged)
+    return replace(stored, staging_key=key)
+
+
+def move_into(stored: StoredFile, storage: Storage) -> None:
+    storage.move(staged_key(stored), document_key(stored.stored_name))
+
+
+def discard(stored: StoredFile, storage: Storage) -> None:
+    storage.delete(staged_key(stored))
+
+
+def staging_usage(storage: Storage, prefix: str) -> int:
+    """Bytes staged under ``prefix``: one session's staging quota is measured by it."""
+    return sum(entry.size for entry in storage.listing(prefix))
+
+
+def sweep_staging(storage: Storage, *, max_age_seconds: float, now: float) -> int:
+    """Delete staged files older than ``max_age_seconds``; returns how many went."""
     removed = 0
-    if not root.is_dir():
-        return 0
-    for folder in root.iterdir():
-        entries = [folder] if folder.is_file() else list(folder.iterdir()) if folder.is_dir() else []
-        for entry in entries:
-            try:
-                if entry.is_file() and now - entry.stat().st_mtime > max_age_seconds:
-                    entry.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        if folder.is_dir():
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when empty
+    for entry in list(storage.listing(STAGING)):
+        if now - entry.modified > max_age_seconds:
+            storage.delete(entry.key)
+            removed += 1
+    storage.prune_empty(STAGING)
     return removed
-
-
-def move_into(stored: StoredFile, staging: Path, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.move(staging / stored.stored_name, folder / stored.stored_name)
-
-
-def discard(stored_name: str, folder: Path) -> None:
-    (folder / stored_name).unlink(missing_ok=True)

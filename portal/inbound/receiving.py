@@ -12,14 +12,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage, Message
 from enum import StrEnum
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal.core.vocabulary import CLOSED_STATES, Actor, RequestState
 from portal.documents.models import Document
-from portal.documents.uploads import MAX_FILES, TOO_MANY, StoredFile, UploadRejected, discard, move_into, store_upload
+from portal.documents.storage import Storage
+from portal.documents.uploads import (
+    INBOUND_OWNER,
+    MAX_FILES,
+    TOO_MANY,
+    StoredFile,
+    UploadRejected,
+    discard,
+    move_into,
+    stage_upload,
+    staging_prefix,
+)
 from portal.inbound.models import InboundMessage
 from portal.inbound.parsing import Malformed, Parsed, auto_reply, bounced_addresses, parse
 from portal.outbox.models import OutboxMessage
@@ -47,7 +57,8 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class Settings:
-    upload_dir: Path
+    # Where documents live; attachments are staged under staging/inbound/ until the reply is kept.
+    storage: Storage
     max_bytes: int = 25 * 1024 * 1024
     loop_limit: int = 10
     loop_window: timedelta = timedelta(minutes=10)
@@ -55,8 +66,8 @@ class Settings:
     own_addresses: frozenset[str] = frozenset()
 
     @property
-    def staging(self) -> Path:
-        return self.upload_dir / "staging"
+    def staging(self) -> str:
+        return staging_prefix(INBOUND_OWNER)
 
 
 @dataclass
@@ -199,7 +210,8 @@ def _reply(session: Session, request: RefundRequest, parsed: Parsed, record, *, 
             refused.append({"name": attachment.filename, "problem": TOO_MANY, "count": str(MAX_FILES)})
             continue
         try:
-            stored.append(store_upload(io.BytesIO(attachment.data), attachment.filename, settings.staging))
+            stored.append(stage_upload(io.BytesIO(attachment.data), attachment.filename, settings.storage,
+                                       prefix=settings.staging))
         except UploadRejected as rejected:
             refused.append({"name": attachment.filename, "problem": rejected.message,
                             **{k: str(v) for k, v in rejected.params.items()}})
@@ -208,7 +220,7 @@ def _reply(session: Session, request: RefundRequest, parsed: Parsed, record, *, 
         documents = _fill_checklist(session, request, stored)
         try:
             filing.answer_information_request(session, request, parsed.text, documents, now=now, links=links,
-                                              staging=settings.staging, upload_dir=settings.upload_dir)
+                                              storage=settings.storage)
             answered = True
         except filing.FilingError as error:
             log.info("reply to %s did not answer its questions: %s", request.reference, error)
@@ -220,7 +232,7 @@ def _reply(session: Session, request: RefundRequest, parsed: Parsed, record, *, 
     message = record("reply", text=parsed.text, refused_attachments=refused, answered=answered)
     if not answered:
         for file in stored:
-            move_into(file, settings.staging, settings.upload_dir)
+            move_into(file, settings.storage)
     if request.state in CLOSED_STATES:
         log.info("reply to closed request %s recorded", request.reference)
     return Received(Outcome.ACCEPTED, "answered" if answered else "recorded", request, message, stored)
@@ -242,4 +254,4 @@ def _fill_checklist(session: Session, request: RefundRequest, stored: list[Store
 def discard_staged(received: Received, settings: Settings) -> None:
     """After a rollback: the staged files of a message that was not kept."""
     for file in received.documents:
-        discard(file.stored_name, settings.staging)
+        discard(file, settings.storage)

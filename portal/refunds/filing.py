@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +19,7 @@ from portal.core.money import Money
 from portal.core.tokens import hash_token
 from portal.core.vocabulary import CLOSED_STATES, Actor, Reason, RequestState
 from portal.documents.models import Document
+from portal.documents.storage import Storage
 from portal.documents.uploads import StoredFile, move_into
 from portal.orders.models import Order
 from portal.policy import Decision, Outcome, Policy, evaluate
@@ -108,7 +108,7 @@ def _check(filing: Filing, decision: Decision) -> Money:
 
 
 def file_refund(session: Session, order: Order, filing: Filing, *, policy: Policy, now: datetime, links: Links,
-                staging: Path, upload_dir: Path) -> Filed:
+                storage: Storage) -> Filed:
     """File a refund request for ``order``: state received, first event, acknowledgement queued."""
     earlier = _filed_with_key(session, order, filing.submission_key)
     if earlier is not None:
@@ -149,7 +149,7 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
     notifications.acknowledgement(session, request, links=links, decision_due=decision_due(policy, order, now))
     session.flush()
     for stored in filing.documents:
-        move_into(stored, staging, upload_dir)
+        move_into(stored, storage)
     return Filed(request, created=True)
 
 
@@ -192,7 +192,7 @@ def accept_offer(session: Session, order: Order, offer_id: str, *, policy: Polic
 
 def answer_information_request(session: Session, request: RefundRequest, answer: str,
                                documents: list[StoredFile], *, now: datetime, links: Links,
-                               staging: Path, upload_dir: Path) -> None:
+                               storage: Storage) -> None:
     """The customer answers staff's questions with text and documents; the request goes back to review."""
     info = session.scalar(select(InformationRequest).where(InformationRequest.refund_request_id == request.id,
                                                            InformationRequest.answered_at.is_(None))
@@ -215,7 +215,7 @@ def answer_information_request(session: Session, request: RefundRequest, answer:
     notifications.reply_received(session, request, links=links)
     session.flush()
     for stored in documents:
-        move_into(stored, staging, upload_dir)
+        move_into(stored, storage)
 
 
 def withdraw_refund(session: Session, request: RefundRequest, *, now: datetime) -> None:

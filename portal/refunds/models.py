@@ -13,7 +13,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -247,7 +246,9 @@ class Receipt(Base):
     refund_id: Mapped[int] = mapped_column(ForeignKey("refund.id"), unique=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
     locale: Mapped[str] = mapped_column(String(8))
-    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    # The PDF in file storage (receipts/…), never in the database; its bytes are checked on every read.
+    storage_key: Mapped[str] = mapped_column(String(128), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

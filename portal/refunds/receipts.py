@@ -7,6 +7,7 @@ returns the stored one every later time. No Flask here: the outbox worker and th
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -22,6 +23,7 @@ from portal.core.brand import localized
 from portal.core.markers import N_
 from portal.core.money import Money
 from portal.core.vocabulary import HTML_LANG, RefundStatus
+from portal.documents.storage import Storage, new_key, read_verified
 from portal.outbox.kit import load_catalog
 from portal.refunds.models import Receipt, Refund
 
@@ -131,7 +133,11 @@ def order_refunds(refund: Refund) -> list[Refund]:
                                                      Refund.status == RefundStatus.SUCCEEDED).order_by(Refund.id)))
 
 
+RECEIPTS = "receipts"
+
+
 def issue_receipt(session: Session, refund: Refund, renderer: ReceiptRenderer, clause_title: Callable[[str, str], str],
+                  storage: Storage,
                   now: datetime | None = None) -> Receipt:
     """The refund's receipt: made and stored the first time, the same bytes every time after."""
     existing = session.scalar(select(Receipt).where(Receipt.refund_id == refund.id))
@@ -142,8 +148,17 @@ def issue_receipt(session: Session, refund: Refund, renderer: ReceiptRenderer, c
     now = now or datetime.now(UTC)
     number = f"RC-{_completed_on(refund).year}-{refund.id:06d}"
     pdf = renderer.pdf(receipt_data(refund, number, now.date(), clause_title))
-    receipt = Receipt(refund_id=refund.id, number=number, locale=refund.refund_request.locale, pdf=pdf,
-                      sha256=hashlib.sha256(pdf).hexdigest(), created_at=now)
+    # A key of its own each time: two workers issuing at once never overwrite each other's file,
+    # and the row that commits (the refund's one receipt) names the bytes it was made with.
+    key = new_key(RECEIPTS, ".pdf")
+    storage.put(key, io.BytesIO(pdf))
+    receipt = Receipt(refund_id=refund.id, number=number, locale=refund.refund_request.locale, storage_key=key,
+                      size=len(pdf), sha256=hashlib.sha256(pdf).hexdigest(), created_at=now)
     session.add(receipt)
     session.flush()
     return receipt
+
+
+def receipt_pdf(storage: Storage, receipt: Receipt) -> bytes:
+    """The receipt's bytes from storage, checked against the SHA-256 recorded when it was issued."""
+    return read_verified(storage, receipt.storage_key, receipt.sha256)

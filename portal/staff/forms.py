@@ -125,3 +125,11 @@ class ResetForm(FlaskForm):
 class RoleForm(FlaskForm):
     role = SelectField(_l("Role"), choices=[SelectChoice(r.value, r.value) for r in StaffRole],
                        validators=[DataRequired()])
+
+
+class CustomerDataForm(FlaskForm):
+    """Find a customer by address to export their data or erase it (admins)."""
+
+    email = EmailField(_l("Customer's email address"), validators=[DataRequired(_l("Enter your email address.")),
+                                                                   Length(max=320)])
+    confirm = StringField(_l("To erase, type the address again"), validators=[Optional(), Length(max=320)])

@@ -21,7 +21,7 @@ from portal.refunds.models import Refund, RefundRequest
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.web.extensions import db
-from portal.web.i18n import moment, money, translated
+from portal.web.i18n import moment, money, system_note, translated
 from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 
 ACTORS = {Actor.CUSTOMER: N_("Customer"), Actor.STAFF: N_("Staff"), Actor.SYSTEM: N_("Refund portal")}
@@ -115,7 +115,7 @@ def _staff_note(event) -> str:
         words = _(failure_sentence(event.failure_reason or event.processor_status))
         code = event.failure_reason or event.processor_status
         return f"{words} ({code})" + (f" · {event.note}" if event.note else "")
-    return event.note
+    return system_note(event)
 
 
 def refund_line(refund: Refund) -> str:

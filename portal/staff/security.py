@@ -45,6 +45,7 @@ EVENT_TITLES = {
     Event.TOKEN_CREATED: _l("API token created"),
     Event.TOKEN_REVOKED: _l("API token revoked"),
     Event.EXPORT: _l("Data exported"),
+    Event.CUSTOMER_ERASED: _l("Customer's data erased"),
     Event.DOCUMENT_DOWNLOADED: _l("Document downloaded"),
 }
 

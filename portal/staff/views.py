@@ -1,7 +1,9 @@
 """Staff pages: each route parses its input, calls one domain function and renders."""
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, send_from_directory, url_for
+import tempfile
+
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -14,10 +16,12 @@ from portal.core.database import utcnow
 from portal.core.money import Money, MoneyError
 from portal.core.vocabulary import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
 from portal.documents.models import Document
+from portal.documents.uploads import document_key
+from portal.inbound import privacy as inbound_privacy
 from portal.outbox import webhooks as outgoing
 from portal.outbox.models import OutboxMessage, WebhookSubscription
 from portal.outbox.queue import queue_email, resend
-from portal.refunds import acting, alerts, decisions, payouts
+from portal.refunds import acting, alerts, decisions, payouts, privacy
 from portal.refunds.models import ProcessorEvent, RefundRequest
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.staff import bp
@@ -26,6 +30,7 @@ from portal.staff.forms import (
     ActionForm,
     ApproveForm,
     AskForm,
+    CustomerDataForm,
     DeclineForm,
     NoteForm,
     ProcessForm,
@@ -35,7 +40,6 @@ from portal.staff.forms import (
     WebhookForm,
 )
 from portal.staff.presenters import decline_choices, refund_line, request_page
-from portal.web import staging
 from portal.web.extensions import db
 from portal.web.forms import add_error
 from portal.web.i18n import current_locale, moment, money
@@ -43,6 +47,7 @@ from portal.web.links import links
 from portal.web.mail import email_kit, issued_receipt, receipt_response
 from portal.web.payments import current_fees, current_gateway
 from portal.web.policy import current_policy
+from portal.web.storage import download, storage
 
 ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
 KIT_READERS = (StaffRole.MARKETING, StaffRole.ADMIN)
@@ -267,8 +272,8 @@ def document_download(document_id: int):
     document = db.session.get(Document, document_id) or abort(404)
     log(Event.DOCUMENT_DOWNLOADED, detail=f"{document.refund_request.reference} {document.original_name}"[:500])
     db.session.commit()
-    return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=True,
-                               download_name=document.original_name, mimetype=document.content_type)
+    return download(document_key(document.stored_name), sha256=document.sha256, size=document.size,
+                    filename=document.original_name, mimetype=document.content_type)
 
 
 @bp.get("/documents/<int:document_id>/view")
@@ -277,8 +282,8 @@ def document_view(document_id: int):
     document = db.session.get(Document, document_id) or abort(404)
     log(Event.DOCUMENT_DOWNLOADED, detail=f"viewed {document.refund_request.reference} {document.original_name}"[:500])
     db.session.commit()
-    return send_from_directory(staging.upload_dir(), document.stored_name, as_attachment=False,
-                               download_name=document.original_name, mimetype=document.content_type)
+    return download(document_key(document.stored_name), sha256=document.sha256, size=document.size,
+                    filename=document.original_name, mimetype=document.content_type, as_attachment=False)
 
 
 document_view.talisman_view_options = SANDBOXED
@@ -407,6 +412,46 @@ def user_role(user_id: int):
         flash(_("%(email)s is now %(role)s; their sessions were signed out.", email=user.email,
                 role=form.role.data), "success")
     return redirect(url_for("staff.users"), code=303)
+
+
+# -- customers' data (admins): export and erasure on request ------------------------------------
+
+
+@bp.route("/customers", methods=["GET", "POST"])
+@roles_required(StaffRole.ADMIN)
+def customers():
+    form = CustomerDataForm()
+    if not form.validate_on_submit():
+        return render_template("staff/customers.html", form=form), (422 if form.errors else 200)
+    customer = privacy.find_customer(db.session(), form.email.data)
+    if customer is None:
+        form.email.errors.append(_("No customer has this email address."))
+        return render_template("staff/customers.html", form=form), 422
+    actor = f"staff {current_user.id} ({current_user.email})"
+    if request.form.get("action") == "export":
+        archive = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the response)
+        privacy.export_customer(db.session(), storage(), customer, archive)
+        privacy.security_log.info("export of customer %s by %s", customer.id, actor)
+        log(Event.EXPORT, detail=f"customer {customer.id}")
+        db.session.commit()
+        archive.seek(0)
+        return send_file(archive, mimetype="application/zip", as_attachment=True,
+                         download_name=f"customer-{customer.id}.zip")
+    if request.form.get("action") == "erase":
+        if (form.confirm.data or "").strip().lower() != customer.email_normalized:
+            form.confirm.errors.append(_("Type the customer's email address again to confirm the erasure."))
+            return render_template("staff/customers.html", form=form), 422
+        report = privacy.erase_customer(db.session(), storage(), customer, now=utcnow(), actor=actor,
+                                        domain=request.host.split(":", 1)[0])
+        report.steps.append(f"{inbound_privacy.erase_replies(db.session(), customer)} email(s) from the customer "
+                            "cleared")
+        log(Event.CUSTOMER_ERASED, detail=f"customer {report.customer_id}: " + "; ".join(report.steps))
+        db.session.commit()
+        flash(_("The customer's personal data and documents were erased; their financial records are kept."),
+              "success")
+        current_app.logger.info("erasure of customer %s: %s", report.customer_id, "; ".join(report.steps))
+        return redirect(url_for("staff.customers"), code=303)
+    abort(400)
 
 
 # -- outgoing webhooks ----------------------------------------------------------------------------

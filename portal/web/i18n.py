@@ -21,7 +21,7 @@ from portal.core import formatting
 from portal.core.brand import brand_for
 from portal.core.markers import Plural
 from portal.core.money import Money
-from portal.core.vocabulary import HTML_LANG, LOCALES
+from portal.core.vocabulary import HTML_LANG, LOCALES, Actor
 
 SESSION_KEY = "locale"
 CUSTOMER_LOCALE_KEY = "customer_locale"
@@ -161,3 +161,9 @@ def init_app(app) -> None:
         code = current_locale()
         return {"locale": code, "brand": brand_for(code), "html_lang": HTML_LANG.get(code, code),
                 "html_langs": HTML_LANG, "native_names": NATIVE_NAMES, "locales": LOCALES}
+
+
+def system_note(event) -> str:
+    """A timeline note in the reader's language: the system writes marked messages (retention, erasure);
+    people's notes are shown as written."""
+    return gettext(event.note) if event.actor is Actor.SYSTEM and event.note else event.note

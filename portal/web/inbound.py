@@ -6,7 +6,6 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
-from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
@@ -16,6 +15,7 @@ from flask import Flask, current_app
 from portal.inbound.receiving import Outcome, Received, Settings, discard_staged, receive, request_for_address
 from portal.web.extensions import db
 from portal.web.links import links
+from portal.web.storage import storage
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def inbound_settings() -> Settings:
     config = current_app.config
     sender = config.get("MAIL_DEFAULT_SENDER")
     own = parseaddr(sender if isinstance(sender, str) else f"{sender[0]} <{sender[1]}>")[1].lower() if sender else ""
-    return Settings(upload_dir=Path(config["UPLOAD_DIR"]), max_bytes=int(config["INBOUND_MAX_BYTES"]),
+    return Settings(storage=storage(), max_bytes=int(config["INBOUND_MAX_BYTES"]),
                     loop_limit=int(config["INBOUND_LOOP_LIMIT"]),
                     loop_window=timedelta(minutes=float(config["INBOUND_LOOP_WINDOW_MINUTES"])),
                     own_addresses=frozenset({own} - {""}))

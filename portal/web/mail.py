@@ -17,16 +17,25 @@ from portal.core import metrics
 from portal.core.brand import load_brand
 from portal.core.paths import resource_dir
 from portal.core.vocabulary import RefundStatus
+from portal.documents.storage import StorageError
 from portal.outbox import webhooks
 from portal.outbox.kit import Attachment, EmailKit, KitError, Rendered
 from portal.outbox.models import OutboxMessage
-from portal.outbox.worker import DATABASE_GONE, DeliveryReport, PermanentFailure, StopFlag, deliver_due
+from portal.outbox.worker import (
+    DATABASE_GONE,
+    DeliveryReport,
+    PermanentFailure,
+    StopFlag,
+    TemporaryFailure,
+    deliver_due,
+)
 from portal.refunds import lifecycle
 from portal.refunds.models import Receipt, Refund
-from portal.refunds.receipts import ReceiptData, ReceiptRenderer, issue_receipt
+from portal.refunds.receipts import ReceiptData, ReceiptRenderer, issue_receipt, receipt_pdf
 from portal.web.extensions import db
 from portal.web.links import links
 from portal.web.policy import clause_title, current_policy
+from portal.web.storage import download, storage
 from portal.web.transport import FileTransport, SMTPTransport
 
 KIT = "email_kit"
@@ -98,7 +107,7 @@ def receipt_for(request) -> Receipt | None:
     if refund is None:
         return None
     existing = db.session.scalar(select(Receipt.id).where(Receipt.refund_id == refund.id))
-    receipt = issue_receipt(db.session(), refund, receipt_renderer(), clause_title_for)
+    receipt = issue_receipt(db.session(), refund, receipt_renderer(), clause_title_for, storage())
     if existing is None:
         log.info("receipt issued", receipt=receipt.number, reference=request.reference, refund_id=refund.id)
     return receipt
@@ -112,11 +121,8 @@ def issued_receipt(request) -> Receipt | None:
 
 def receipt_response(receipt: Receipt):
     """The stored bytes, as a download: the same file every time it is asked for."""
-    response = current_app.response_class(receipt.pdf, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = f'attachment; filename="{receipt.filename}"'
-    response.headers["ETag"] = f'"{receipt.sha256}"'
-    response.headers["Cache-Control"] = "private, max-age=0"
-    return response
+    return download(receipt.storage_key, sha256=receipt.sha256, size=receipt.size, filename=receipt.filename,
+                    mimetype="application/pdf")
 
 
 def attachments_for(outbox: OutboxMessage) -> tuple:
@@ -126,7 +132,7 @@ def attachments_for(outbox: OutboxMessage) -> tuple:
     receipt = receipt_for(outbox.refund_request)
     if receipt is None:
         return ()
-    return (Attachment(receipt.filename, "application/pdf", receipt.pdf),)
+    return (Attachment(receipt.filename, "application/pdf", receipt_pdf(storage(), receipt)),)
 
 
 def render_outbox_message(outbox: OutboxMessage) -> Rendered:
@@ -137,6 +143,10 @@ def render_outbox_message(outbox: OutboxMessage) -> Rendered:
         # A template or its declaration is wrong: retrying the same render cannot help. The message
         # waits, dead and visible to staff, until someone fixes the kit and sends it again.
         raise PermanentFailure(str(error)) from None
+    except StorageError as error:
+        # The receipt could not be stored or read back (storage down, or its bytes do not match): the
+        # message waits and is tried again with the usual backoff.
+        raise TemporaryFailure(f"receipt storage: {error}") from None
 
 
 def send_outbox_message(outbox: OutboxMessage) -> None:

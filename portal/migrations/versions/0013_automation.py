@@ -1,7 +1,7 @@
 """automation: actions per request, the pause switch, decisions per day by rules and by people
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-01 10:00:00
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 import portal.core.database
 
 revision = '0013'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
