@@ -4,6 +4,7 @@
 request); ``/compiled`` renders the same line from a loader, compiled once and cached, which is
 the faster and stricter baseline.
 """
+
 from flask import Flask, render_template, render_template_string
 from jinja2 import DictLoader
 

@@ -11,6 +11,7 @@ every row fetched), which is the least any pass over them can cost.
     .venv/bin/python bench/automation.py [RUNNER_N SIMULATION_N]
     PORTAL_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench .venv/bin/python bench/automation.py
 """
+
 from __future__ import annotations
 
 import random
@@ -36,8 +37,9 @@ from portal.refunds.automation.runner import _columns, queue_new  # noqa: E402
 from portal.refunds.automation.simulation import simulate  # noqa: E402
 from portal.refunds.models import Refund, RefundRequest  # noqa: E402
 
-RUNNER_N, SIMULATION_N = ([int(a) for a in sys.argv[1:3]] + [100_000, 1_000_000])[:2] if len(sys.argv) > 2 else \
-    (100_000, 1_000_000)
+RUNNER_N, SIMULATION_N = (
+    ([int(a) for a in sys.argv[1:3]] + [100_000, 1_000_000])[:2] if len(sys.argv) > 2 else (100_000, 1_000_000)
+)
 TARGETS = {"runner": 10.0, "simulation": 60.0}
 REASONS = ["no_longer_needed", "technical_problem", "not_as_expected", "billing_error", "other"]
 CLOSED = ("refunded", "declined", "withdrawn", "resolved_with_offer")
@@ -46,13 +48,24 @@ CLOSED = ("refunded", "declined", "withdrawn", "resolved_with_offer")
 def snapshot(amount_minor: int, outcome: str, filed: datetime, purchased: datetime) -> dict:
     amount = f"{amount_minor // 100}.{amount_minor % 100:02d}"
     money = {"amount": amount, "currency": "USD"}
-    return {"outcome": outcome, "amount": money if outcome in ("full", "prorated") else {"amount": "0.00",
-                                                                                        "currency": "USD"},
-            "documents_required": False, "clauses": ["monthly"], "basis": "within_full_window",
-            "policy_version": "2025-01", "as_of": filed.isoformat(),
-            "facts": {"paid": money, "refunded_before": {"amount": "0.00", "currency": "USD"}, "remaining": money,
-                      "days_since_purchase": (filed - purchased).days, "window_days": 14,
-                      "window_end": (purchased + timedelta(days=14)).isoformat(), "prorated_until_days": None}}
+    return {
+        "outcome": outcome,
+        "amount": money if outcome in ("full", "prorated") else {"amount": "0.00", "currency": "USD"},
+        "documents_required": False,
+        "clauses": ["monthly"],
+        "basis": "within_full_window",
+        "policy_version": "2025-01",
+        "as_of": filed.isoformat(),
+        "facts": {
+            "paid": money,
+            "refunded_before": {"amount": "0.00", "currency": "USD"},
+            "remaining": money,
+            "days_since_purchase": (filed - purchased).days,
+            "window_days": 14,
+            "window_end": (purchased + timedelta(days=14)).isoformat(),
+            "prorated_until_days": None,
+        },
+    }
 
 
 def seed(engine, n: int, *, now: datetime, span: timedelta, settled: bool) -> None:
@@ -62,8 +75,16 @@ def seed(engine, n: int, *, now: datetime, span: timedelta, settled: bool) -> No
     customers, orders, requests, refunds, failures = [], [], [], [], []
     for i in range(n // 3 + 1):
         email = f"customer{i}@example.com"
-        customers.append({"id": i + 1, "email": email, "email_normalized": email, "name": f"Customer {i}",
-                          "locale": ("en", "zh", "nl")[i % 3], "created_at": start - timedelta(days=30)})
+        customers.append(
+            {
+                "id": i + 1,
+                "email": email,
+                "email_normalized": email,
+                "name": f"Customer {i}",
+                "locale": ("en", "zh", "nl")[i % 3],
+                "created_at": start - timedelta(days=30),
+            }
+        )
     for i in range(n):
         filed = start + timedelta(seconds=i * span.total_seconds() / n)
         purchased = filed - timedelta(days=rng.randrange(0, 20), hours=1)
@@ -75,34 +96,78 @@ def seed(engine, n: int, *, now: datetime, span: timedelta, settled: bool) -> No
         if settled and filed < now - timedelta(days=3):
             state = rng.choice(("refunded",) * 5 + ("declined",) * 2 + CLOSED[2:] + ("refunded",))
             approved = (amount if rng.random() < 0.9 else amount // 2) if state == "refunded" else None
-        orders.append({"id": i + 1, "order_number": f"ORD-{i + 1:08d}", "customer_id": i // 3 + 1,
-                       "product": "Team Workspace", "plan": plan, "amount_minor": amount, "currency": "USD",
-                       "purchased_at": purchased, "payment_reference": f"ch_{i}",
-                       "channel": ("web", "web", "web", "reseller")[i % 4], "payment_status": "paid",
-                       "created_at": purchased, "updated_at": purchased})
-        requests.append({"id": i + 1, "reference": f"RF-{i + 1:08d}", "order_id": i + 1, "state": state,
-                         "channel": orders[-1]["channel"], "reason": REASONS[rng.randrange(5)], "details": "",
-                         "currency": "USD", "amount_requested_minor": amount, "locale": "en",
-                         "review_requested": outcome == "review", "tracking_token_hash": f"{i:064d}",
-                         "processing_attempt": 1, "policy_version": "2025-01",
-                         "decision_snapshot": snapshot(amount, outcome, filed, purchased),
-                         "awaiting_staff_since": filed if state == "received" else None, "created_at": filed,
-                         "updated_at": filed, "amount_approved_minor": approved,
-                         "resolved_at": filed + timedelta(days=1) if state in CLOSED else None})
+        orders.append(
+            {
+                "id": i + 1,
+                "order_number": f"ORD-{i + 1:08d}",
+                "customer_id": i // 3 + 1,
+                "product": "Team Workspace",
+                "plan": plan,
+                "amount_minor": amount,
+                "currency": "USD",
+                "purchased_at": purchased,
+                "payment_reference": f"ch_{i}",
+                "channel": ("web", "web", "web", "reseller")[i % 4],
+                "payment_status": "paid",
+                "created_at": purchased,
+                "updated_at": purchased,
+            }
+        )
+        requests.append(
+            {
+                "id": i + 1,
+                "reference": f"RF-{i + 1:08d}",
+                "order_id": i + 1,
+                "state": state,
+                "channel": orders[-1]["channel"],
+                "reason": REASONS[rng.randrange(5)],
+                "details": "",
+                "currency": "USD",
+                "amount_requested_minor": amount,
+                "locale": "en",
+                "review_requested": outcome == "review",
+                "tracking_token_hash": f"{i:064d}",
+                "processing_attempt": 1,
+                "policy_version": "2025-01",
+                "decision_snapshot": snapshot(amount, outcome, filed, purchased),
+                "awaiting_staff_since": filed if state == "received" else None,
+                "created_at": filed,
+                "updated_at": filed,
+                "amount_approved_minor": approved,
+                "resolved_at": filed + timedelta(days=1) if state in CLOSED else None,
+            }
+        )
         if state == "refunded":
-            refunds.append({"refund_request_id": i + 1, "order_id": i + 1, "gateway": "manual",
-                            "status": "succeeded", "amount_minor": approved, "currency": "USD", "attempt": 1,
-                            "idempotency_key": f"k{i}", "processor_reference": f"re_{i}", "processor_message": "",
-                            "fee_kept_minor": 0, "commission_clawback_minor": 0, "created_at": filed,
-                            "completed_at": filed + timedelta(days=1)})
+            refunds.append(
+                {
+                    "refund_request_id": i + 1,
+                    "order_id": i + 1,
+                    "gateway": "manual",
+                    "status": "succeeded",
+                    "amount_minor": approved,
+                    "currency": "USD",
+                    "attempt": 1,
+                    "idempotency_key": f"k{i}",
+                    "processor_reference": f"re_{i}",
+                    "processor_message": "",
+                    "fee_kept_minor": 0,
+                    "commission_clawback_minor": 0,
+                    "created_at": filed,
+                    "completed_at": filed + timedelta(days=1),
+                }
+            )
         if i % 50 == 0:
             failures.append({"order_number": f"ORD-{i + 1:08d}", "client_hash": "0" * 64, "created_at": filed})
     with engine.begin() as conn:
-        for table, data in ((Customer.__table__, customers), (Order.__table__, orders),
-                            (RefundRequest.__table__, requests), (Refund.__table__, refunds),
-                            (LookupFailure.__table__, failures)):
+        for table, data in (
+            (Customer.__table__, customers),
+            (Order.__table__, orders),
+            (RefundRequest.__table__, requests),
+            (Refund.__table__, refunds),
+            (LookupFailure.__table__, failures),
+        ):
             for chunk in range(0, len(data), 20_000):
-                conn.execute(insert(table), data[chunk:chunk + 20_000])
+                conn.execute(insert(table), data[chunk : chunk + 20_000])
         conn.execute(text("ANALYZE"))
 
 
@@ -110,16 +175,20 @@ def baseline(engine, since: datetime) -> float:
     """Read the rows the work reads: the requests with their orders, every row fetched."""
     with Session(engine) as session:
         started = time.perf_counter()
-        session.execute(select(*_columns()).join(Order, RefundRequest.order_id == Order.id)
-                        .where(RefundRequest.created_at >= since)).all()
+        session.execute(
+            select(*_columns()).join(Order, RefundRequest.order_id == Order.id).where(RefundRequest.created_at >= since)
+        ).all()
         return time.perf_counter() - started
 
 
 def report(name: str, n: int, seconds: float, base: float, url: str, detail: str) -> None:
     verdict = "OK" if seconds < TARGETS[name] else "OVER TARGET"
-    print(f"{name:<10} {n:>9,} requests on {url.split(':')[0]:<10} {seconds:7.2f} s "
-          f"(target {TARGETS[name]:.0f} s: {verdict}); baseline, reading the rows: {base:6.2f} s "
-          f"({seconds / base:4.1f}x); {detail}", flush=True)
+    print(
+        f"{name:<10} {n:>9,} requests on {url.split(':')[0]:<10} {seconds:7.2f} s "
+        f"(target {TARGETS[name]:.0f} s: {verdict}); baseline, reading the rows: {base:6.2f} s "
+        f"({seconds / base:4.1f}x); {detail}",
+        flush=True,
+    )
 
 
 def run_runner(url: str, now: datetime, rules) -> None:
@@ -136,7 +205,9 @@ def run_runner(url: str, now: datetime, rules) -> None:
         session.execute(delete(AutomationAction))
         session.commit()
     assert stored == RUNNER_N, stored
-    report("runner", RUNNER_N, seconds, base, url, f"{counts.queued:,} queued, {counts.left_for_staff:,} left for staff")
+    report(
+        "runner", RUNNER_N, seconds, base, url, f"{counts.queued:,} queued, {counts.left_for_staff:,} left for staff"
+    )
     engine.dispose()
 
 
@@ -151,8 +222,14 @@ def run_simulation(url: str, now: datetime, rules) -> None:
         result = simulate(session, rules, since=since)
         seconds = time.perf_counter() - started
     money = ", ".join(f"{m.amount} {m.currency}" for m in result.money())
-    report("simulation", result.requests, seconds, base, url,
-           f"{result.automated:,} would be automated ({money}), {result.false_positives:,} false positives")
+    report(
+        "simulation",
+        result.requests,
+        seconds,
+        base,
+        url,
+        f"{result.automated:,} would be automated ({money}), {result.false_positives:,} false positives",
+    )
     engine.dispose()
 
 
@@ -160,8 +237,11 @@ def main() -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     # The shipped rules, made to apply from a year before today whatever day the bench runs.
     shipped = load_automation()
-    rules = type(shipped)(tuple(v.model_copy(update={"effective_from": now - timedelta(days=400)})
-                                for v in shipped.versions[-1:]), shipped.source, shipped.text)
+    rules = type(shipped)(
+        tuple(v.model_copy(update={"effective_from": now - timedelta(days=400)}) for v in shipped.versions[-1:]),
+        shipped.source,
+        shipped.text,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for url in databases(Path(tmp), "automation-runner"):
             run_runner(url, now, rules)

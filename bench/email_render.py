@@ -6,6 +6,7 @@ The baseline, measured in the same run, renders a one-line Jinja template.
 
     .venv/bin/python bench/email_render.py [SECONDS]
 """
+
 from __future__ import annotations
 
 import sys
@@ -34,8 +35,9 @@ def rate(work) -> float:
 
 
 def main() -> None:
-    kit = EmailKit(resource_dir("emails"), resource_dir("translations"), base_url="https://refunds.example.com",
-                   brand=load_brand())
+    kit = EmailKit(
+        resource_dir("emails"), resource_dir("translations"), base_url="https://refunds.example.com", brand=load_brand()
+    )
     pairs = [(message, locale, kit.spec(message).samples()) for message in kit.messages for locale in LOCALES]
 
     def render_all() -> int:
@@ -55,8 +57,10 @@ def main() -> None:
     sample = kit.render_sample("refunded", "zh")
     print(f"{len(kit.messages)} messages x {len(LOCALES)} languages, {SECONDS:.0f} s each")
     print(f"  baseline one-line Jinja template : {base:10.0f} renders/s")
-    print(f"  kit render (subject, preheader, HTML inlined, text): {kit_rate:8.0f} messages/s "
-          f"({kit_rate / base:.4f}x baseline; target >= 500 messages/s)")
+    print(
+        f"  kit render (subject, preheader, HTML inlined, text): {kit_rate:8.0f} messages/s "
+        f"({kit_rate / base:.4f}x baseline; target >= 500 messages/s)"
+    )
     print(f"  a rendered message: HTML {len(sample.html.encode()):,} bytes, text {len(sample.text.encode()):,} bytes")
 
 

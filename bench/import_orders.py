@@ -6,6 +6,7 @@ same file with the csv module alone. Then a second import of the same file (all 
 
     .venv/bin/python bench/import_orders.py [ROWS]
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,21 +34,45 @@ def write_orders(path: Path, rows: int) -> None:
     rng = random.Random(7)
     # Purchases spread over the 417 days up to 3 days before the bench runs.
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=420)
-    plans = [("monthly", "29.00", "USD"), ("annual", "588.00", "USD"), ("one-time", "15.00", "EUR"),
-             ("monthly", "4300", "JPY"), ("annual", "3999.00", "CNY")]
+    plans = [
+        ("monthly", "29.00", "USD"),
+        ("annual", "588.00", "USD"),
+        ("one-time", "15.00", "EUR"),
+        ("monthly", "4300", "JPY"),
+        ("annual", "3999.00", "CNY"),
+    ]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         for i in range(rows):
             plan, amount, currency = plans[i % len(plans)]
             bought = start + timedelta(minutes=rng.randrange(0, 600_000))
-            period = ("", "") if plan == "one-time" else (
-                bought.date().isoformat(), (bought + timedelta(days=30 if plan == "monthly" else 365)).date().isoformat())
+            period = (
+                ("", "")
+                if plan == "one-time"
+                else (
+                    bought.date().isoformat(),
+                    (bought + timedelta(days=30 if plan == "monthly" else 365)).date().isoformat(),
+                )
+            )
             affiliate = ("partnerhub", "1.00") if i % 7 == 0 and currency != "JPY" else ("", "")
-            writer.writerow([f"B-{i:07d}", f"customer{i // 3}@example.com", f"Customer {i // 3}",
-                             ("en", "zh", "nl")[i % 3], "Team Workspace", plan, amount, currency,
-                             bought.strftime("%Y-%m-%dT%H:%M:%SZ"), *period, f"ch_{i:010d}",
-                             "reseller" if i % 11 == 0 else "web", *affiliate])
+            writer.writerow(
+                [
+                    f"B-{i:07d}",
+                    f"customer{i // 3}@example.com",
+                    f"Customer {i // 3}",
+                    ("en", "zh", "nl")[i % 3],
+                    "Team Workspace",
+                    plan,
+                    amount,
+                    currency,
+                    bought.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    *period,
+                    f"ch_{i:010d}",
+                    "reseller" if i % 11 == 0 else "web",
+                    *affiliate,
+                ]
+            )
 
 
 def fresh_engine(url: str):
@@ -89,10 +114,12 @@ def main() -> None:
             first, result = timed_import(engine, path)
             second, again = timed_import(engine, path)
             engine.dispose()
-            print(f"{name}: first import {first:.2f} s ({result.created} created, "
-                  f"{ROWS / first:,.0f} rows/s, {first / baseline:.1f}x baseline); "
-                  f"second import {second:.2f} s ({again.unchanged} unchanged); target < 15 s: "
-                  f"{'met' if first < 15 else 'MISSED'}")
+            print(
+                f"{name}: first import {first:.2f} s ({result.created} created, "
+                f"{ROWS / first:,.0f} rows/s, {first / baseline:.1f}x baseline); "
+                f"second import {second:.2f} s ({again.unchanged} unchanged); target < 15 s: "
+                f"{'met' if first < 15 else 'MISSED'}"
+            )
 
 
 if __name__ == "__main__":

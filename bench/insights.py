@@ -9,6 +9,7 @@ measured in the same run, is GET /healthz, a page that asks the database one que
     .venv/bin/python bench/insights.py [N ...]
     PORTAL_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python bench/insights.py
 """
+
 from __future__ import annotations
 
 import os
@@ -44,20 +45,45 @@ SIZES = [int(a) for a in sys.argv[1:]] or [10_000, 1_000_000]
 
 def seed_more(engine) -> None:
     with engine.begin() as conn:
-        refunded = conn.execute(select(RefundRequest.id, RefundRequest.order_id, RefundRequest.resolved_at,
-                                       RefundRequest.locale).where(RefundRequest.state == "refunded")).all()
-        refunds = [{"refund_request_id": rid, "order_id": oid, "gateway": "manual", "status": "succeeded",
-                    "amount_minor": 2900, "currency": "USD", "attempt": 1, "idempotency_key": f"k{rid}",
-                    "processor_reference": f"re_{rid}", "processor_message": "", "fee_kept_minor": 114,
-                    "commission_clawback_minor": 0, "created_at": done, "completed_at": done}
-                   for rid, oid, done, _ in refunded]
-        feedback = [{"refund_request_id": rid, "rating": 1 + rid % 5, "comment": "Quick and kind" if rid % 7 else "",
-                     "come_back": ("yes", "maybe", "no")[rid % 3], "locale": locale,
-                     "created_at": done + timedelta(hours=5)}
-                    for rid, _, done, locale in refunded if rid % 3 == 0]
+        refunded = conn.execute(
+            select(RefundRequest.id, RefundRequest.order_id, RefundRequest.resolved_at, RefundRequest.locale).where(
+                RefundRequest.state == "refunded"
+            )
+        ).all()
+        refunds = [
+            {
+                "refund_request_id": rid,
+                "order_id": oid,
+                "gateway": "manual",
+                "status": "succeeded",
+                "amount_minor": 2900,
+                "currency": "USD",
+                "attempt": 1,
+                "idempotency_key": f"k{rid}",
+                "processor_reference": f"re_{rid}",
+                "processor_message": "",
+                "fee_kept_minor": 114,
+                "commission_clawback_minor": 0,
+                "created_at": done,
+                "completed_at": done,
+            }
+            for rid, oid, done, _ in refunded
+        ]
+        feedback = [
+            {
+                "refund_request_id": rid,
+                "rating": 1 + rid % 5,
+                "comment": "Quick and kind" if rid % 7 else "",
+                "come_back": ("yes", "maybe", "no")[rid % 3],
+                "locale": locale,
+                "created_at": done + timedelta(hours=5),
+            }
+            for rid, _, done, locale in refunded
+            if rid % 3 == 0
+        ]
         for table, data in ((Refund.__table__, refunds), (Feedback.__table__, feedback)):
             for chunk in range(0, len(data), 50_000):
-                conn.execute(insert(table), data[chunk:chunk + 50_000])
+                conn.execute(insert(table), data[chunk : chunk + 50_000])
         conn.execute(text("ANALYZE"))
 
 
@@ -102,8 +128,10 @@ def measure(url: str, n: int) -> None:
     weeks = len(re.findall(r"<rect x=", html))
     print(f"{engine.dialect.name}, {n:,} requests (seeded in {seeded:.1f} s)")
     print(f"  baseline GET /healthz            {baseline:8.1f} ms")
-    print(f"  GET /staff/insights (90 days)   {page:8.1f} ms ({page / baseline:.0f}x baseline; target < 300 ms; "
-          f"{weeks} bars drawn)")
+    print(
+        f"  GET /staff/insights (90 days)   {page:8.1f} ms ({page / baseline:.0f}x baseline; target < 300 ms; "
+        f"{weeks} bars drawn)"
+    )
 
 
 def main() -> None:

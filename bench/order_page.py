@@ -26,6 +26,7 @@ PORTAL_LOG_LEVEL=WARNING so that only its figures are printed (and no page pays 
 
 Needs wrk (Debian package; `make bench` installs it).
 """
+
 from __future__ import annotations
 
 import csv
@@ -99,12 +100,24 @@ def sample_orders_as_of(today: date, target: Path) -> Path:
 
 
 def prepare(folder: Path) -> dict:
-    env = {**os.environ, "PORTAL_ENV": "development", "PORTAL_SECRET_KEY": SECRET,
-           "PORTAL_DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
-           "PORTAL_UPLOAD_DIR": str(folder / "uploads"), "PORTAL_BASE_URL": "http://127.0.0.1",
-           "PORTAL_LOG_LEVEL": "WARNING"}
-    app = create_app({"ENV": "development", "SECRET_KEY": SECRET, "DATABASE_URL": env["PORTAL_DATABASE_URL"],
-                      "UPLOAD_DIR": env["PORTAL_UPLOAD_DIR"], "LOG_LEVEL": "WARNING"})
+    env = {
+        **os.environ,
+        "PORTAL_ENV": "development",
+        "PORTAL_SECRET_KEY": SECRET,
+        "PORTAL_DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
+        "PORTAL_UPLOAD_DIR": str(folder / "uploads"),
+        "PORTAL_BASE_URL": "http://127.0.0.1",
+        "PORTAL_LOG_LEVEL": "WARNING",
+    }
+    app = create_app(
+        {
+            "ENV": "development",
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": env["PORTAL_DATABASE_URL"],
+            "UPLOAD_DIR": env["PORTAL_UPLOAD_DIR"],
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     with app.app_context():
         upgrade()
         from portal.web.extensions import db
@@ -118,8 +131,19 @@ def prepare(folder: Path) -> dict:
 
 
 def gunicorn(target: str, port: int, env: dict, workers: int = 2):
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync",
-               "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+    ]
     if target == BARE_APP:
         command += ["--pythonpath", str(ROOT / "bench")]
     process = subprocess.Popen([*command, target], env=env, cwd=ROOT)
@@ -195,8 +219,9 @@ def cpu_per_request(target: str, path: str, env: dict, *, cookie_from_lookup: bo
         if cookie:
             command += ["--header", f"Cookie: {cookie}"]
         before = cpu_seconds(worker)
-        output = subprocess.run([*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
-                                check=True).stdout
+        output = subprocess.run(
+            [*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+        ).stdout
         used = cpu_seconds(worker) - before
         return used / int(re.search(r"(\d+) requests in", output).group(1)) * 1000
     finally:
@@ -211,12 +236,19 @@ def big_pdf(size: int) -> bytes:
     side = int((size / 3) ** 0.5)
     image = DecodedStreamObject()
     image.set_data(os.urandom(side * side * 3))
-    image.update({NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Image"),
-                  NameObject("/Width"): NumberObject(side), NameObject("/Height"): NumberObject(side),
-                  NameObject("/ColorSpace"): NameObject("/DeviceRGB"),
-                  NameObject("/BitsPerComponent"): NumberObject(8)})
+    image.update(
+        {
+            NameObject("/Type"): NameObject("/XObject"),
+            NameObject("/Subtype"): NameObject("/Image"),
+            NameObject("/Width"): NumberObject(side),
+            NameObject("/Height"): NumberObject(side),
+            NameObject("/ColorSpace"): NameObject("/DeviceRGB"),
+            NameObject("/BitsPerComponent"): NumberObject(8),
+        }
+    )
     page[NameObject("/Resources")] = DictionaryObject(
-        {NameObject("/XObject"): DictionaryObject({NameObject("/Im0"): writer._add_object(image)})})
+        {NameObject("/XObject"): DictionaryObject({NameObject("/Im0"): writer._add_object(image)})}
+    )
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
@@ -224,10 +256,15 @@ def big_pdf(size: int) -> bytes:
 
 def multipart(fields: dict, name: str, filename: str, content: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                 "Content-Type: application/pdf\r\n\r\n".encode() + content + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+        "Content-Type: application/pdf\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
@@ -246,13 +283,16 @@ def upload_growth(env: dict) -> tuple[float, float, float, int]:
         earlier_peak = peak_rss_mb(worker)
         reset_peak_rss(worker)
         before = peak_rss_mb(worker)
-        fields = {name: re.search(rf'name="{name}" type="hidden" value="([^"]*)"', form).group(1)
-                  for name in ("csrf_token", "submission_key")}
+        fields = {
+            name: re.search(rf'name="{name}" type="hidden" value="([^"]*)"', form).group(1)
+            for name in ("csrf_token", "submission_key")
+        }
         fields.update(reason="not_as_expected", details="", amount_choice="full", partial_amount="", locale="en")
         content = big_pdf(10 * 1024 * 1024 - 4096)
         body, content_type = multipart(fields, "documents", "statement.pdf", content)
-        request = urllib.request.Request(f"{base}/orders/{ORDER[0]}/refund", data=body,
-                                         headers={"Content-Type": content_type})
+        request = urllib.request.Request(
+            f"{base}/orders/{ORDER[0]}/refund", data=body, headers={"Content-Type": content_type}
+        )
         page = browser.open(request).read().decode()
         assert "has been received" in page, "the 10 MB upload was not accepted"
         stored = sorted((Path(env["PORTAL_UPLOAD_DIR"])).glob("*"), key=lambda p: p.stat().st_size)
@@ -315,14 +355,18 @@ def main() -> None:
             rounds.append(requests_per_second(env, number))
         print(f"gunicorn, 2 sync workers, wrk 2 threads x 8 connections, {SECONDS} s per page, {ROUNDS} rounds")
         for number, r in enumerate(rounds, 1):
-            print(f"  round {number}: bare Flask one-line template {r['bare']:6.0f} requests/s, "
-                  f"order page {ORDER[0]} {r['order']:6.0f} requests/s: {r['order'] / r['bare']:.2f}x "
-                  f"(compiled-once baseline {r['compiled']:6.0f}: {r['order'] / r['compiled']:.2f}x)")
+            print(
+                f"  round {number}: bare Flask one-line template {r['bare']:6.0f} requests/s, "
+                f"order page {ORDER[0]} {r['order']:6.0f} requests/s: {r['order'] / r['bare']:.2f}x "
+                f"(compiled-once baseline {r['compiled']:6.0f}: {r['order'] / r['compiled']:.2f}x)"
+            )
         ratios = [r["order"] / r["bare"] for r in rounds]
         strict = [r["order"] / r["compiled"] for r in rounds]
-        print(f"  order page against the bare page: {median_and_lowest(ratios)} "
-              f"(target >= 0.50x: {'met' if statistics.median(ratios) >= 0.5 else 'MISSED'} by the median); "
-              f"against the compiled-once baseline: median {statistics.median(strict):.2f}x")
+        print(
+            f"  order page against the bare page: {median_and_lowest(ratios)} "
+            f"(target >= 0.50x: {'met' if statistics.median(ratios) >= 0.5 else 'MISSED'} by the median); "
+            f"against the compiled-once baseline: median {statistics.median(strict):.2f}x"
+        )
 
         cpu: dict[str, list[float]] = {"bare": [], "order": []}
         for number in range(1, ROUNDS + 1):  # alternated as well
@@ -332,16 +376,22 @@ def main() -> None:
                 else:
                     cpu[key].append(cpu_per_request(PORTAL_APP, f"/orders/{ORDER[0]}", env, cookie_from_lookup=True))
         bare_cpu, order_cpu = statistics.median(cpu["bare"]), statistics.median(cpu["order"])
-        print(f"  worker CPU per request, one connection (median of {ROUNDS} rounds): bare {bare_cpu:.2f} ms, "
-              f"order page {order_cpu:.2f} ms ({bare_cpu / order_cpu:.2f}x; the steadier figure to follow)")
-        print(f"    rounds: bare {', '.join(f'{x:.2f}' for x in cpu['bare'])} ms; "
-              f"order page {', '.join(f'{x:.2f}' for x in cpu['order'])} ms")
+        print(
+            f"  worker CPU per request, one connection (median of {ROUNDS} rounds): bare {bare_cpu:.2f} ms, "
+            f"order page {order_cpu:.2f} ms ({bare_cpu / order_cpu:.2f}x; the steadier figure to follow)"
+        )
+        print(
+            f"    rounds: bare {', '.join(f'{x:.2f}' for x in cpu['bare'])} ms; "
+            f"order page {', '.join(f'{x:.2f}' for x in cpu['order'])} ms"
+        )
 
         earlier_peak, before, after, size = upload_growth(env)
         print(f"10 MB upload ({size / 1_048_576:.1f} MiB PDF) through the refund form, 1 worker:")
-        print(f"  worker resident {before:.1f} MB before (its peak since start, {earlier_peak:.1f} MB, reset to it), "
-              f"peak {after:.1f} MB after: "
-              f"+{after - before:.1f} MB (target < 20 MB: {'met' if after - before < 20 else 'MISSED'})")
+        print(
+            f"  worker resident {before:.1f} MB before (its peak since start, {earlier_peak:.1f} MB, reset to it), "
+            f"peak {after:.1f} MB after: "
+            f"+{after - before:.1f} MB (target < 20 MB: {'met' if after - before < 20 else 'MISSED'})"
+        )
 
 
 if __name__ == "__main__":

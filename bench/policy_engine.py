@@ -5,6 +5,7 @@ do: the time since purchase of each order. The engine is reported as its ratio t
 
     .venv/bin/python bench/policy_engine.py [ORDERS]
 """
+
 from __future__ import annotations
 
 import random
@@ -34,8 +35,7 @@ def make_orders(count: int, as_of: datetime) -> list[Terms]:
             end = start + timedelta(days=30 if plan is Plan.MONTHLY else 365)
         amount, currency = prices[plan]
         status = PaymentStatus.CHARGED_BACK if rng.random() < 0.01 else PaymentStatus.PAID
-        orders.append(Terms(plan, rng.choice(list(Channel)), Money.parse(amount, currency), bought, start, end,
-                            status))
+        orders.append(Terms(plan, rng.choice(list(Channel)), Money.parse(amount, currency), bought, start, end, status))
     return orders
 
 
@@ -59,8 +59,10 @@ def main() -> None:
 
     print(f"orders: {COUNT}; outcomes: {dict(sorted(outcomes.items()))}")
     print(f"baseline (days since purchase only): {baseline:.3f} s")
-    print(f"engine: {engine:.2f} s, {COUNT / engine:,.0f} orders/s, {engine / COUNT * 1e6:.1f} µs each, "
-          f"{engine / baseline:.0f}x baseline; target < 5 s: {'met' if engine < 5 else 'MISSED'}")
+    print(
+        f"engine: {engine:.2f} s, {COUNT / engine:,.0f} orders/s, {engine / COUNT * 1e6:.1f} µs each, "
+        f"{engine / baseline:.0f}x baseline; target < 5 s: {'met' if engine < 5 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

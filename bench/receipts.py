@@ -8,6 +8,7 @@ a one-line HTML page into a PDF.
 
     .venv/bin/python bench/receipts.py
 """
+
 from __future__ import annotations
 
 import json
@@ -37,14 +38,27 @@ def sample(locale: str):
     today = datetime.now(UTC).date()  # a monthly order bought 11 days ago, refunded today
     bought = today - timedelta(days=11)
     return ReceiptData(
-        number=f"RC-{today.year}-000042", issued=today, locale=locale, customer_name=NAMES[locale],
-        customer_email="customer@example.com", order_number="ORD-10001",
-        product={"zh": "团队工作区"}.get(locale, "Team Workspace"), plan="Monthly plan",
-        period=(bought, bought + timedelta(days=30)), paid=Money.parse("29.00", currency),
-        payment_reference="ch_3QaB10001", purchased=bought, amount=Money.parse("19.00", currency),
-        method="Your original payment method", processor_reference="re_3QaB10001", refunded_on=today,
-        request_reference="RF-7Q2M4KX9", clause=CLAUSES[locale], clause_id="monthly",
-        earlier=[ReceiptLine(bought + timedelta(days=3), Money.parse("5.00", currency), "re_3QaB09999")])
+        number=f"RC-{today.year}-000042",
+        issued=today,
+        locale=locale,
+        customer_name=NAMES[locale],
+        customer_email="customer@example.com",
+        order_number="ORD-10001",
+        product={"zh": "团队工作区"}.get(locale, "Team Workspace"),
+        plan="Monthly plan",
+        period=(bought, bought + timedelta(days=30)),
+        paid=Money.parse("29.00", currency),
+        payment_reference="ch_3QaB10001",
+        purchased=bought,
+        amount=Money.parse("19.00", currency),
+        method="Your original payment method",
+        processor_reference="re_3QaB10001",
+        refunded_on=today,
+        request_reference="RF-7Q2M4KX9",
+        clause=CLAUSES[locale],
+        clause_id="monthly",
+        earlier=[ReceiptLine(bought + timedelta(days=3), Money.parse("5.00", currency), "re_3QaB09999")],
+    )
 
 
 def renderer():
@@ -83,18 +97,21 @@ def main() -> None:
     print(f"baseline: a one-line page to PDF {baseline * 1000:.0f} ms (median of 15)")
     print("warm, median of 15 receipts:")
     for locale in LOCALES:
-        print(f"  {locale}: {warm[locale] * 1000:6.0f} ms ({warm[locale] / baseline:4.1f}x baseline), "
-              f"{sizes[locale] / 1024:6.1f} KB (targets: < 250 ms, < 300 KB)")
+        print(
+            f"  {locale}: {warm[locale] * 1000:6.0f} ms ({warm[locale] / baseline:4.1f}x baseline), "
+            f"{sizes[locale] / 1024:6.1f} KB (targets: < 250 ms, < 300 KB)"
+        )
     print(f"  zh / en: {warm['zh'] / warm['en']:.2f} (target <= 2)")
     print("cold, a new process per language:")
     for locale in LOCALES:
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, "--cold", locale], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run([sys.executable, __file__, "--cold", locale], capture_output=True, text=True, check=True)
         whole = time.perf_counter() - started
         first = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {locale}: imports {first['imports'] * 1000:5.0f} ms, then the first receipt "
-              f"{first['first'] * 1000:5.0f} ms; the whole process {whole * 1000:5.0f} ms (target < 2000 ms)")
+        print(
+            f"  {locale}: imports {first['imports'] * 1000:5.0f} ms, then the first receipt "
+            f"{first['first'] * 1000:5.0f} ms; the whole process {whole * 1000:5.0f} ms (target < 2000 ms)"
+        )
 
 
 def _times(work, runs: int) -> list[float]:

@@ -12,6 +12,7 @@ runs, next to a baseline measured in the same run: one request fetched by primar
 SQLite always; PostgreSQL too when PORTAL_BENCH_DATABASE_URL is set (its public schema is
 replaced).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,9 +44,19 @@ from portal.refunds.queue import QueueFilter, queue_page  # noqa: E402
 SIZES = [int(a) for a in sys.argv[1:]] or [10_000, 1_000_000]
 # The requests are laid out back from the hour the bench runs, so the figures mean the same on any date.
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-STATES = [RequestState.REFUNDED] * 5 + [RequestState.DECLINED] * 2 + [
-    RequestState.RECEIVED, RequestState.IN_REVIEW, RequestState.AWAITING_CUSTOMER, RequestState.APPROVED,
-    RequestState.WITHDRAWN, RequestState.RESOLVED_WITH_OFFER, RequestState.REFUND_FAILED]
+STATES = (
+    [RequestState.REFUNDED] * 5
+    + [RequestState.DECLINED] * 2
+    + [
+        RequestState.RECEIVED,
+        RequestState.IN_REVIEW,
+        RequestState.AWAITING_CUSTOMER,
+        RequestState.APPROVED,
+        RequestState.WITHDRAWN,
+        RequestState.RESOLVED_WITH_OFFER,
+        RequestState.REFUND_FAILED,
+    ]
+)
 OPEN = {RequestState.RECEIVED, RequestState.IN_REVIEW, RequestState.APPROVED, RequestState.REFUND_FAILED}
 
 
@@ -70,8 +81,16 @@ def rows(n: int):
     customers, orders, requests = [], [], []
     for i in range(n // 4 + 1):
         email = f"customer{i}@example.com"
-        customers.append({"id": i + 1, "email": email, "email_normalized": email, "name": f"Customer {i}",
-                          "locale": ("en", "zh", "nl")[i % 3], "created_at": start})
+        customers.append(
+            {
+                "id": i + 1,
+                "email": email,
+                "email_normalized": email,
+                "name": f"Customer {i}",
+                "locale": ("en", "zh", "nl")[i % 3],
+                "created_at": start,
+            }
+        )
     for i in range(n):
         created = start + timedelta(seconds=i * (400 * 86400 // n))
         state = STATES[rng.randrange(len(STATES))]
@@ -79,23 +98,53 @@ def rows(n: int):
             state = RequestState.RECEIVED
         waiting = created if state in (RequestState.RECEIVED, RequestState.IN_REVIEW) else None
         acted = created + timedelta(hours=rng.randrange(1, 48)) if state is not RequestState.RECEIVED else None
-        closed = state in (RequestState.REFUNDED, RequestState.DECLINED, RequestState.WITHDRAWN,
-                           RequestState.RESOLVED_WITH_OFFER)
-        orders.append({"id": i + 1, "order_number": f"ORD-{i + 1:08d}", "customer_id": i // 4 + 1,
-                       "product": "Team Workspace", "plan": "monthly", "amount_minor": 2900, "currency": "USD",
-                       "purchased_at": created - timedelta(days=3), "payment_reference": f"ch_{i}",
-                       "channel": (Channel.WEB, Channel.WEB, Channel.WEB, Channel.RESELLER)[i % 4].value,
-                       "payment_status": "paid", "created_at": created, "updated_at": created})
-        requests.append({"id": i + 1, "reference": f"RF-{i + 1:08d}", "order_id": i + 1, "state": state.value,
-                         "channel": orders[-1]["channel"],
-                         "reason": list(Reason)[rng.randrange(5)].value, "details": "",
-                         "currency": "USD", "amount_requested_minor": 2900, "locale": ("en", "zh", "nl")[i % 3],
-                         "review_requested": False, "tracking_token_hash": f"{i:064d}", "processing_attempt": 1,
-                         "awaiting_staff_since": waiting, "created_at": created, "updated_at": created,
-                         "acknowledged_at": created + timedelta(seconds=rng.randrange(2, 90)),
-                         "first_staff_action_at": acted,
-                         "resolved_at": acted + timedelta(hours=rng.randrange(1, 72)) if closed else None,
-                         "amount_approved_minor": 2900 if state is RequestState.REFUNDED else None})
+        closed = state in (
+            RequestState.REFUNDED,
+            RequestState.DECLINED,
+            RequestState.WITHDRAWN,
+            RequestState.RESOLVED_WITH_OFFER,
+        )
+        orders.append(
+            {
+                "id": i + 1,
+                "order_number": f"ORD-{i + 1:08d}",
+                "customer_id": i // 4 + 1,
+                "product": "Team Workspace",
+                "plan": "monthly",
+                "amount_minor": 2900,
+                "currency": "USD",
+                "purchased_at": created - timedelta(days=3),
+                "payment_reference": f"ch_{i}",
+                "channel": (Channel.WEB, Channel.WEB, Channel.WEB, Channel.RESELLER)[i % 4].value,
+                "payment_status": "paid",
+                "created_at": created,
+                "updated_at": created,
+            }
+        )
+        requests.append(
+            {
+                "id": i + 1,
+                "reference": f"RF-{i + 1:08d}",
+                "order_id": i + 1,
+                "state": state.value,
+                "channel": orders[-1]["channel"],
+                "reason": list(Reason)[rng.randrange(5)].value,
+                "details": "",
+                "currency": "USD",
+                "amount_requested_minor": 2900,
+                "locale": ("en", "zh", "nl")[i % 3],
+                "review_requested": False,
+                "tracking_token_hash": f"{i:064d}",
+                "processing_attempt": 1,
+                "awaiting_staff_since": waiting,
+                "created_at": created,
+                "updated_at": created,
+                "acknowledged_at": created + timedelta(seconds=rng.randrange(2, 90)),
+                "first_staff_action_at": acted,
+                "resolved_at": acted + timedelta(hours=rng.randrange(1, 72)) if closed else None,
+                "amount_approved_minor": 2900 if state is RequestState.REFUNDED else None,
+            }
+        )
     return customers, orders, requests
 
 
@@ -109,22 +158,25 @@ def seed(engine, n: int) -> None:
                     columns = list(data[0])
                     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                         for row in data:
-                            copy.write_row([v.replace(tzinfo=None) if isinstance(v, datetime) else v
-                                            for v in row.values()])
+                            copy.write_row(
+                                [v.replace(tzinfo=None) if isinstance(v, datetime) else v for v in row.values()]
+                            )
             raw.commit()
         finally:
             raw.close()
     else:
         with engine.begin() as conn:
-            for table, data in ((Customer.__table__, customers), (Order.__table__, orders),
-                                (RefundRequest.__table__, requests)):
+            for table, data in (
+                (Customer.__table__, customers),
+                (Order.__table__, orders),
+                (RefundRequest.__table__, requests),
+            ):
                 for chunk in range(0, len(data), 50_000):
-                    conn.execute(insert(table), data[chunk:chunk + 50_000])
+                    conn.execute(insert(table), data[chunk : chunk + 50_000])
     with engine.begin() as conn:
         counts = conn.execute(select(RefundRequest.state, func.count()).group_by(RefundRequest.state)).all()
         conn.execute(RequestStateCount.__table__.delete())
-        conn.execute(insert(RequestStateCount.__table__),
-                     [{"state": state, "count": count} for state, count in counts])
+        conn.execute(insert(RequestStateCount.__table__), [{"state": state, "count": count} for state, count in counts])
         conn.execute(text("ANALYZE"))
 
 
@@ -157,16 +209,20 @@ def measure(url: str, n: int) -> None:
             "language = zh": (QueueFilter(locale="zh"), None),
             "channel = reseller": (QueueFilter(channel=Channel.RESELLER), None),
             "overdue": (QueueFilter(overdue=True), None),
-            "state + reason + language": (QueueFilter(state=RequestState.IN_REVIEW, reason=Reason.OTHER,
-                                                      locale="nl"), None),
+            "state + reason + language": (
+                QueueFilter(state=RequestState.IN_REVIEW, reason=Reason.OTHER, locale="nl"),
+                None,
+            ),
             "search by email": (QueueFilter(search="customer1234@example.com"), None),
             "search by order number": (QueueFilter(search=f"ord-{n // 2:08d}"), None),
             "page 201 by cursor": (QueueFilter(), deep),
         }
         baseline = median_ms(lambda: session.get(RefundRequest, n // 2, populate_existing=True))
         dialect = engine.dialect.name
-        print(f"{dialect}, {n:,} requests (seeded in {seeded:.1f} s); baseline: one request by primary key "
-              f"{baseline:.2f} ms")
+        print(
+            f"{dialect}, {n:,} requests (seeded in {seeded:.1f} s); baseline: one request by primary key "
+            f"{baseline:.2f} ms"
+        )
         worst = 0.0
         for label, (f, cursor) in cases.items():
             ms = median_ms(lambda f=f, cursor=cursor: queue_page(session, f, now=NOW, cursor=cursor))

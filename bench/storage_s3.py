@@ -12,6 +12,7 @@ A SeaweedFS (tests/seaweed_helpers.py) is started on 127.0.0.1. Then, in the sam
 
 Run: .venv/bin/python bench/storage_s3.py
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,26 +86,51 @@ def main() -> None:
 
         # -- upload: a process of its own, as a web worker would be --------------------------------
         stored_name = "b" * 32
-        result = subprocess.run([sys.executable, "-c", UPLOADER, storage_url, server.endpoint_url, str(big),
-                                 stored_name], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+        result = subprocess.run(
+            [sys.executable, "-c", UPLOADER, storage_url, server.endpoint_url, str(big), stored_name],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
         before, peak, upload_seconds = result.stdout.split()
         upload_growth = (int(peak) - int(before)) / MB
-        print(f"upload   100 MB in {float(upload_seconds):.2f} s ({SIZE / MB / float(upload_seconds):.0f} MB/s); "
-              f"peak memory growth {upload_growth:.1f} MB")
+        print(
+            f"upload   100 MB in {float(upload_seconds):.2f} s ({SIZE / MB / float(upload_seconds):.0f} MB/s); "
+            f"peak memory growth {upload_growth:.1f} MB"
+        )
 
         # -- the portal: a database with the document and an agent, served by gunicorn -----------
         database = f"sqlite:///{work / 'portal.sqlite3'}"
-        settings = {"PORTAL_ENV": "development", "PORTAL_DATABASE_URL": database,
-                    "PORTAL_SECRET_KEY": "bench-secret-key-that-is-long-enough-for-the-check",
-                    "PORTAL_STORAGE_URL": storage_url, "PORTAL_S3_ENDPOINT_URL": server.endpoint_url,
-                    "PORTAL_UPLOAD_DIR": str(work / "uploads"), "PORTAL_OUTBOX_DIR": str(work / "outbox")}
+        settings = {
+            "PORTAL_ENV": "development",
+            "PORTAL_DATABASE_URL": database,
+            "PORTAL_SECRET_KEY": "bench-secret-key-that-is-long-enough-for-the-check",
+            "PORTAL_STORAGE_URL": storage_url,
+            "PORTAL_S3_ENDPOINT_URL": server.endpoint_url,
+            "PORTAL_UPLOAD_DIR": str(work / "uploads"),
+            "PORTAL_OUTBOX_DIR": str(work / "outbox"),
+        }
         env = {**env, **settings}
         portal = [str(ROOT / ".venv/bin/portal")]
         subprocess.run([*portal, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=work)
-        subprocess.run([*portal, "orders", "import", str(ROOT / "tests/data/orders.csv")], env=env, check=True,
-                       capture_output=True, cwd=work)
-        subprocess.run([*portal, "staff", "create", "agent@example.com", "--role", "agent", "--password-stdin"],
-                       env=env, input=PASSWORD, text=True, check=True, capture_output=True, cwd=work)
+        subprocess.run(
+            [*portal, "orders", "import", str(ROOT / "tests/data/orders.csv")],
+            env=env,
+            check=True,
+            capture_output=True,
+            cwd=work,
+        )
+        subprocess.run(
+            [*portal, "staff", "create", "agent@example.com", "--role", "agent", "--password-stdin"],
+            env=env,
+            input=PASSWORD,
+            text=True,
+            check=True,
+            capture_output=True,
+            cwd=work,
+        )
         seed = textwrap.dedent(f"""
             from portal import create_app
             from portal.web.extensions import db
@@ -131,9 +157,22 @@ def main() -> None:
             raise SystemExit(seeded.stderr)
         document_id = int(seeded.stdout.split()[-1])
         port = free_port()
-        gunicorn = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "--workers", "1", "--bind",
-                                     f"127.0.0.1:{port}", "--timeout", "120", "portal.wsgi:app"], env=env, cwd=work,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gunicorn = subprocess.Popen(
+            [
+                str(ROOT / ".venv/bin/gunicorn"),
+                "--workers",
+                "1",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--timeout",
+                "120",
+                "portal.wsgi:app",
+            ],
+            env=env,
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         base = f"http://127.0.0.1:{port}"
         agent = requests.Session()
         for _ in range(100):
@@ -143,10 +182,14 @@ def main() -> None:
             except requests.ConnectionError:
                 time.sleep(0.1)
         token = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', login.text).group(1)
-        agent.post(f"{base}/staff/login", data={"csrf_token": token, "email": "agent@example.com",
-                                                  "password": PASSWORD}, timeout=10)
-        worker = int(subprocess.run(["pgrep", "-P", str(gunicorn.pid)], capture_output=True, text=True
-                                    ).stdout.split()[0])
+        agent.post(
+            f"{base}/staff/login",
+            data={"csrf_token": token, "email": "agent@example.com", "password": PASSWORD},
+            timeout=10,
+        )
+        worker = int(
+            subprocess.run(["pgrep", "-P", str(gunicorn.pid)], capture_output=True, text=True).stdout.split()[0]
+        )
 
         def through_portal() -> float:
             start = time.perf_counter()
@@ -175,10 +218,14 @@ def main() -> None:
         download_growth = (vm(worker, "VmHWM") - max(rss_before, hwm_before)) / MB
         direct_seconds = min(direct() for _ in range(3))
         portal_rate, direct_rate = SIZE / MB / portal_seconds, SIZE / MB / direct_seconds
-        print(f"download 100 MB through the portal {portal_seconds:.2f} s ({portal_rate:.0f} MB/s), "
-              f"direct S3 GET {direct_seconds:.2f} s ({direct_rate:.0f} MB/s): {portal_rate / direct_rate:.0%}")
-        print(f"         gunicorn worker memory: {rss_before / MB:.0f} MB before, peak growth "
-              f"{max(download_growth, 0):.1f} MB")
+        print(
+            f"download 100 MB through the portal {portal_seconds:.2f} s ({portal_rate:.0f} MB/s), "
+            f"direct S3 GET {direct_seconds:.2f} s ({direct_rate:.0f} MB/s): {portal_rate / direct_rate:.0%}"
+        )
+        print(
+            f"         gunicorn worker memory: {rss_before / MB:.0f} MB before, peak growth "
+            f"{max(download_growth, 0):.1f} MB"
+        )
         ok = upload_growth < 20 and download_growth < 20 and portal_rate >= 0.5 * direct_rate
         print("PASS" if ok else "FAIL", "(memory growth < 20 MB, portal ≥ 50% of a direct GET)")
         if not ok:

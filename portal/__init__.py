@@ -1,5 +1,6 @@
 """The refund portal. The package root stays light: importing a domain package such as
 ``portal.policy`` must not load Flask, so the app factory lives in :mod:`portal.app`."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -1,4 +1,5 @@
 """The app factory: settings, extensions, blueprints, error handlers and commands, in that order."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -75,8 +76,7 @@ def register_extensions(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)  # type: ignore[method-assign]
     db.init_app(app)
     limiter.init_app(app)
-    migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"), render_as_batch=True,
-                     compare_type=True)
+    migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"), render_as_batch=True, compare_type=True)
     babel.init_app(app, locale_selector=i18n.select_locale)
     csrf.init_app(app)
     # current_user reaches templates as Flask-Login's lazy proxy, not through its context processor,

@@ -1,4 +1,5 @@
 """The ``portal`` command: Flask's CLI with the portal's own commands added."""
+
 from __future__ import annotations
 
 import signal
@@ -63,8 +64,9 @@ def _create_app() -> Flask:
 def main() -> None:
     """The ``portal`` command. A misconfiguration is one line on stderr and exit status 2, an
     unreachable database one line and status 1: never a traceback for an operator to decode."""
-    cli = FlaskGroup(create_app=_create_app, add_version_option=False, load_dotenv=False,
-                     help="Run and manage the refund portal.")
+    cli = FlaskGroup(
+        create_app=_create_app, add_version_option=False, load_dotenv=False, help="Run and manage the refund portal."
+    )
     try:
         cli.main(prog_name="portal")
     except (ConfigError, ArgumentError) as error:
@@ -72,8 +74,11 @@ def main() -> None:
         sys.exit(2)
     except (OperationalError, InterfaceError) as error:
         first = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        click.echo(f"portal: the database did not answer ({type(error).__name__}: {first}); "
-                   "check PORTAL_DATABASE_URL and that the server is up", err=True)
+        click.echo(
+            f"portal: the database did not answer ({type(error).__name__}: {first}); "
+            "check PORTAL_DATABASE_URL and that the server is up",
+            err=True,
+        )
         sys.exit(1)
 
 
@@ -95,8 +100,10 @@ def orders_import(file: str) -> None:
             click.echo(f"  {error.render()}", err=True)
         sys.exit(1)
     db.session.commit()
-    click.echo(f"Imported: {result.created} created, {result.updated} updated, {result.unchanged} unchanged "
-               f"({result.customers_created} new customers).")
+    click.echo(
+        f"Imported: {result.created} created, {result.updated} updated, {result.unchanged} unchanged "
+        f"({result.customers_created} new customers)."
+    )
 
 
 @click.command("demo")
@@ -114,8 +121,10 @@ def demo() -> None:
         click.echo(f"  staff login ({role.value}): {email} / {result.admin_password}")
     click.echo(f"  staff console: {current_app.config['BASE_URL']}/staff/")
     click.echo("  try a customer lookup with order DEMO-1001 and emily.clark@example.com")
-    click.echo(f"  JSON API: {current_app.config['BASE_URL']}/api/v1/reference; make a token with "
-               f"`portal staff token {result.admin_email} --name demo`")
+    click.echo(
+        f"  JSON API: {current_app.config['BASE_URL']}/api/v1/reference; make a token with "
+        f"`portal staff token {result.admin_email} --name demo`"
+    )
 
 
 policy_cli = click.Group("policy", help="The refund policy file.")
@@ -133,13 +142,16 @@ def policy_check(file: str) -> None:
             click.echo(f"  - {problem}", err=True)
         sys.exit(1)
     latest = policy.versions[-1]
-    click.echo(f"{file}: valid; {len(policy.versions)} version(s), latest {latest.id} effective "
-               f"{latest.effective_from.isoformat()} with {len(latest.clauses)} clauses.")
+    click.echo(
+        f"{file}: valid; {len(policy.versions)} version(s), latest {latest.id} effective "
+        f"{latest.effective_from.isoformat()} with {len(latest.clauses)} clauses."
+    )
 
 
 def sweep_uploads() -> int:
-    return sweep_staging(storage(), max_age_seconds=float(current_app.config["STAGING_MAX_AGE_MINUTES"]) * 60,
-                         now=time.time())
+    return sweep_staging(
+        storage(), max_age_seconds=float(current_app.config["STAGING_MAX_AGE_MINUTES"]) * 60, now=time.time()
+    )
 
 
 uploads_cli = click.Group("uploads", help="Customer documents.")
@@ -158,8 +170,9 @@ outbox_cli = click.Group("outbox", help="Emails waiting to go out.")
 @outbox_cli.command("send")
 @click.option("--watch", is_flag=True, help="Keep running and send new messages as they are queued.")
 @click.option("--interval", type=float, default=None, help="Seconds between rounds with --watch.")
-@click.option("--metrics-port", type=int, default=None,
-              help="Serve this worker's Prometheus figures on this port (with --watch).")
+@click.option(
+    "--metrics-port", type=int, default=None, help="Serve this worker's Prometheus figures on this port (with --watch)."
+)
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @with_appcontext
 def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, metrics_host: str) -> None:
@@ -190,8 +203,12 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
                 db.session.rollback()
                 log.warning("retention postponed: storage unavailable", error=str(error))
             else:
-                log.info("retention applied", documents=len(report.documents), requests=len(report.requests),
-                         receipts=len(report.receipts))
+                log.info(
+                    "retention applied",
+                    documents=len(report.documents),
+                    requests=len(report.requests),
+                    receipts=len(report.receipts),
+                )
                 retention_due[0] = time.monotonic() + RETENTION_EVERY
         close_after = timedelta(days=float(current_app.config["AWAITING_CLOSE_DAYS"]))
         reminded = send_reminders(db.session(), now=now, links=links, close_after=close_after)
@@ -245,8 +262,13 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
     except DatabaseUnavailable as error:
         raise click.ClickException(f"the database did not answer: {error}") from None
     if watch:
-        log.info("outbox worker stopped", signal=received[0] if received else None, sent=report.sent,
-                 retried=report.retried, dead=report.dead)
+        log.info(
+            "outbox worker stopped",
+            signal=received[0] if received else None,
+            sent=report.sent,
+            retried=report.retried,
+            dead=report.dead,
+        )
     else:
         click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
 
@@ -257,13 +279,14 @@ def outbox_send(watch: bool, interval: float | None, metrics_port: int | None, m
 def outbox_list(status: str | None) -> None:
     """List messages, newest first."""
 
-
     query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200)
     if status:
         query = query.where(OutboxMessage.status == OutboxStatus(status))
     for m in db.session.scalars(query):
-        click.echo(f"{m.id:>6} {m.status.value:<7} {m.message:<20} {m.locale} {m.recipient} "
-                   f"attempts={m.attempts} {m.last_error[:80]}")
+        click.echo(
+            f"{m.id:>6} {m.status.value:<7} {m.message:<20} {m.locale} {m.recipient} "
+            f"attempts={m.attempts} {m.last_error[:80]}"
+        )
 
 
 @outbox_cli.command("resend")
@@ -271,7 +294,6 @@ def outbox_list(status: str | None) -> None:
 @with_appcontext
 def outbox_resend(message_id: int) -> None:
     """Queue a dead (or already sent) message again, with the same Message-ID."""
-
 
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
@@ -286,12 +308,15 @@ emails_cli = click.Group("emails", help="The email kit.")
 
 @emails_cli.command("export")
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--merge-tags", type=click.Choice(["mailchimp", "handlebars"]), default=None,
-              help="Write the templates with an ESP's merge tags in place of our variables.")
+@click.option(
+    "--merge-tags",
+    type=click.Choice(["mailchimp", "handlebars"]),
+    default=None,
+    help="Write the templates with an ESP's merge tags in place of our variables.",
+)
 @with_appcontext
 def emails_export(folder: str, merge_tags: str | None) -> None:
     """Write the kit: every message rendered per language, the sources, the brand file, the variables."""
-
 
     written = export_kit(email_kit(), Path(folder), merge_tags=merge_tags)
     click.echo(f"Wrote {len(written)} files to {folder}.")
@@ -317,8 +342,7 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
         user = create_staff(db.session(), email, StaffRole(role), password, name)
     except AccountError as error:
         raise click.ClickException(error.message) from None
-    record(db.session(), Event.ACCOUNT_CREATED, now=utcnow(), subject=user, ip="command line",
-           detail=user.role.value)
+    record(db.session(), Event.ACCOUNT_CREATED, now=utcnow(), subject=user, ip="command line", detail=user.role.value)
     db.session.commit()
     click.echo(f"Created {user.role.value} {user.email}.")
 
@@ -326,9 +350,15 @@ def staff_create(email: str, role: str, name: str, password_stdin: bool) -> None
 @staff_cli.command("token")
 @click.argument("email")
 @click.option("--name", required=True, help="What will use the token, such as 'helpdesk'.")
-@click.option("--permission", "permissions", multiple=True, type=click.Choice(list(PERMISSIONS)),
-              default=[STAFF_API], show_default=True,
-              help="What the token may do; repeat for several. portal_sessions: POST /api/v1/portal-sessions.")
+@click.option(
+    "--permission",
+    "permissions",
+    multiple=True,
+    type=click.Choice(list(PERMISSIONS)),
+    default=[STAFF_API],
+    show_default=True,
+    help="What the token may do; repeat for several. portal_sessions: POST /api/v1/portal-sessions.",
+)
 @with_appcontext
 def staff_token(email: str, name: str, permissions: tuple[str, ...]) -> None:
     """Make an API token that acts as this staff member; it is printed once and stored hashed."""
@@ -338,8 +368,11 @@ def staff_token(email: str, name: str, permissions: tuple[str, ...]) -> None:
     except AccountError as error:
         raise click.ClickException(error.message) from None
     db.session.commit()
-    click.echo(f"Token {made.id} ({made.name}) for {made.staff_user.email}, "
-               f"role {made.staff_user.role.value}, may {', '.join(made.permissions)}. It is shown only now:", err=True)
+    click.echo(
+        f"Token {made.id} ({made.name}) for {made.staff_user.email}, "
+        f"role {made.staff_user.role.value}, may {', '.join(made.permissions)}. It is shown only now:",
+        err=True,
+    )
     click.echo(token)
 
 
@@ -350,8 +383,10 @@ def staff_tokens() -> None:
     for token in db.session.scalars(select(ApiToken).order_by(ApiToken.id)):
         state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "active"
         used = f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never"
-        click.echo(f"{token.id}\t{token.prefix}…\t{token.staff_user.email}\t{token.name}\t"
-                   f"{','.join(token.permissions)}\t{state}\tlast used {used}")
+        click.echo(
+            f"{token.id}\t{token.prefix}…\t{token.staff_user.email}\t{token.name}\t"
+            f"{','.join(token.permissions)}\t{state}\tlast used {used}"
+        )
 
 
 @staff_cli.command("revoke-token")
@@ -376,7 +411,6 @@ refunds_cli = click.Group("refunds", help="Refunds made.")
 def refunds_export(since: str, output) -> None:
     """Write a CSV of the refunds made since a day, with their business costs, for accounting."""
 
-
     try:
         day = date.fromisoformat(since)
     except ValueError:
@@ -393,9 +427,14 @@ retention_cli = click.Group("retention", help="The data lifecycle's retention ru
 
 
 def run_retention(*, dry_run: bool) -> privacy.RetentionReport:
-    report = privacy.apply_retention(db.session(), storage(), now=datetime.now(UTC), dry_run=dry_run,
-                                     document_days=int(current_app.config["DOCUMENT_RETENTION_DAYS"]),
-                                     financial_years=int(current_app.config["FINANCIAL_RETENTION_YEARS"]))
+    report = privacy.apply_retention(
+        db.session(),
+        storage(),
+        now=datetime.now(UTC),
+        dry_run=dry_run,
+        document_days=int(current_app.config["DOCUMENT_RETENTION_DAYS"]),
+        financial_years=int(current_app.config["FINANCIAL_RETENTION_YEARS"]),
+    )
     if dry_run:
         db.session.rollback()
     else:
@@ -405,8 +444,10 @@ def run_retention(*, dry_run: bool) -> privacy.RetentionReport:
 
 def describe_retention(report: privacy.RetentionReport, *, dry_run: bool) -> str:
     verb = "would delete" if dry_run else "deleted"
-    lines = [f"retention: {verb} {len(report.documents)} document(s) of {len(report.requests)} closed request(s) "
-             f"and {len(report.receipts)} receipt(s) past the financial retention"]
+    lines = [
+        f"retention: {verb} {len(report.documents)} document(s) of {len(report.requests)} closed request(s) "
+        f"and {len(report.receipts)} receipt(s) past the financial retention"
+    ]
     lines += [f"  {reference}: {name}" for reference, name in report.documents]
     lines += [f"  receipt {number}" for number in report.receipts]
     return "\n".join(lines)
@@ -443,11 +484,17 @@ def customers_erase(email: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase {customer.name} <{customer.email}> and delete their documents?", abort=True)
     domain = current_app.config["BASE_URL"].split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    report = privacy.erase_customer(db.session(), storage(), customer, now=datetime.now(UTC), actor="command line",
-                                    domain=domain)
+    report = privacy.erase_customer(
+        db.session(), storage(), customer, now=datetime.now(UTC), actor="command line", domain=domain
+    )
     report.steps.append(f"{inbound_privacy.erase_replies(db.session(), customer)} email(s) from the customer cleared")
-    record(db.session(), Event.CUSTOMER_ERASED, now=utcnow(), ip="command line",
-           detail=f"customer {report.customer_id}: " + "; ".join(report.steps))
+    record(
+        db.session(),
+        Event.CUSTOMER_ERASED,
+        now=utcnow(),
+        ip="command line",
+        detail=f"customer {report.customer_id}: " + "; ".join(report.steps),
+    )
     db.session.commit()
     for line in report.steps:
         click.echo(f"  {line}")
@@ -456,8 +503,13 @@ def customers_erase(email: str, yes: bool) -> None:
 
 @customers_cli.command("export")
 @click.argument("email")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="The zip to write (default: customer-ID.zip in the current folder).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The zip to write (default: customer-ID.zip in the current folder).",
+)
 @with_appcontext
 def customers_export(email: str, output: str | None) -> None:
     """Everything held about a customer as JSON, with their documents and receipts, in one zip."""
@@ -485,8 +537,9 @@ def storage_migrate(target_url: str) -> None:
     target = storage_from_config({**current_app.config, "STORAGE_URL": target_url})
     if target.url == source.url:
         raise click.ClickException(f"{target_url} is the storage in use already")
-    recorded = {document_key(name): sha for name, sha in db.session.execute(select(Document.stored_name,
-                                                                                   Document.sha256))}
+    recorded = {
+        document_key(name): sha for name, sha in db.session.execute(select(Document.stored_name, Document.sha256))
+    }
     recorded |= {key: sha for key, sha in db.session.execute(select(Receipt.storage_key, Receipt.sha256))}
     db.session.rollback()
     click.echo(f"Copying {source.url} to {target.url} …")
@@ -510,9 +563,11 @@ receipts_cli = click.Group("receipts", help="PDF receipts of refunds.")
 def receipts_issue() -> None:
     """Issue the receipt of every succeeded refund that has none yet (the outbox worker does it too)."""
 
-
-    missing = db.session.scalars(select(Refund).outerjoin(Receipt, Receipt.refund_id == Refund.id)
-                                 .where(Refund.status == RefundStatus.SUCCEEDED, Receipt.id.is_(None))).all()
+    missing = db.session.scalars(
+        select(Refund)
+        .outerjoin(Receipt, Receipt.refund_id == Refund.id)
+        .where(Refund.status == RefundStatus.SUCCEEDED, Receipt.id.is_(None))
+    ).all()
     for refund in missing:
         receipt = receipt_for(refund.refund_request)
         assert receipt is not None  # the refund succeeded, so it has one now
@@ -539,8 +594,12 @@ mail_cli = click.Group("mail", help="Customers' replies by email.")
 
 
 @mail_cli.command("receive")
-@click.option("--recipient", "recipients", multiple=True,
-              help="The envelope recipient (Postfix: ${recipient}); the message's headers otherwise.")
+@click.option(
+    "--recipient",
+    "recipients",
+    multiple=True,
+    help="The envelope recipient (Postfix: ${recipient}); the message's headers otherwise.",
+)
 @with_appcontext
 def mail_receive(recipients: tuple[str, ...]) -> None:
     """Receive one RFC 5322 message on standard input (an MTA's pipe transport).
@@ -561,19 +620,28 @@ def mail_receive(recipients: tuple[str, ...]) -> None:
 @mail_cli.command("serve")
 @click.option("--host", default=None, help="Address to listen on (PORTAL_INBOUND_LISTEN_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (PORTAL_INBOUND_LISTEN_PORT).")
-@click.option("--protocol", type=click.Choice(["lmtp", "smtp"]), default=None,
-              help="LMTP behind an MTA, or SMTP for setups without one (PORTAL_INBOUND_PROTOCOL).")
+@click.option(
+    "--protocol",
+    type=click.Choice(["lmtp", "smtp"]),
+    default=None,
+    help="LMTP behind an MTA, or SMTP for setups without one (PORTAL_INBOUND_PROTOCOL).",
+)
 @with_appcontext
 def mail_serve(host: str | None, port: int | None, protocol: str | None) -> None:
     """Listen for replies over LMTP or SMTP (aiosmtpd) until interrupted."""
     config = current_app.config
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxy's documented way to the app
-    controller = listener(app, host=host or config["INBOUND_LISTEN_HOST"],
-                          port=port if port is not None else int(config["INBOUND_LISTEN_PORT"]),
-                          protocol=protocol or config["INBOUND_PROTOCOL"])
+    controller = listener(
+        app,
+        host=host or config["INBOUND_LISTEN_HOST"],
+        port=port if port is not None else int(config["INBOUND_LISTEN_PORT"]),
+        protocol=protocol or config["INBOUND_PROTOCOL"],
+    )
     controller.start()
-    click.echo(f"Receiving {(protocol or config['INBOUND_PROTOCOL']).upper()} on "
-               f"{controller.hostname}:{controller.port} for @{config['INBOUND_DOMAIN'] or '(any domain)'}.")
+    click.echo(
+        f"Receiving {(protocol or config['INBOUND_PROTOCOL']).upper()} on "
+        f"{controller.hostname}:{controller.port} for @{config['INBOUND_DOMAIN'] or '(any domain)'}."
+    )
     try:
         while True:
             time.sleep(3600)
@@ -606,16 +674,25 @@ def automation_check(file: str) -> None:
 def automation_run() -> None:
     """One round: look at new requests, then approve and refund the due ones by their rules; also
     close the requests left unanswered (PORTAL_AWAITING_CLOSE_DAYS) after their reminder."""
-    closed = close_unanswered(db.session(), now=utcnow(), links=web_links(),
-                              after=timedelta(days=float(current_app.config["AWAITING_CLOSE_DAYS"])))
+    closed = close_unanswered(
+        db.session(),
+        now=utcnow(),
+        links=web_links(),
+        after=timedelta(days=float(current_app.config["AWAITING_CLOSE_DAYS"])),
+    )
     db.session.commit()
     click.echo(automation.run_round().describe() + (f"; closed {closed} unanswered request(s)" if closed else ""))
 
 
 @automation_cli.command("simulate")
 @click.option("--since", default=None, help="First day of filing to replay, YYYY-MM-DD (UTC); a year ago by default.")
-@click.option("--rules", "rules_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A rules file to judge instead of the one in force (its newest version), e.g. before saving it.")
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A rules file to judge instead of the one in force (its newest version), e.g. before saving it.",
+)
 @with_appcontext
 def automation_simulate(since: str | None, rules_file: str | None) -> None:
     """Replay the rules over past requests: how many they would have automated, the money, and the
@@ -624,24 +701,33 @@ def automation_simulate(since: str | None, rules_file: str | None) -> None:
         rules = load_automation(rules_file) if rules_file else automation.current_rules()
     except PolicyError as exc:
         raise click.ClickException("; ".join(exc.problems)) from None
-    start = (datetime.combine(date.fromisoformat(since), datetime.min.time(), tzinfo=UTC) if since
-             else utcnow() - timedelta(days=365))
+    start = (
+        datetime.combine(date.fromisoformat(since), datetime.min.time(), tzinfo=UTC)
+        if since
+        else utcnow() - timedelta(days=365)
+    )
     result = simulate(db.session(), rules, since=start)
     db.session.rollback()
-    click.echo(f"rules {rules.source} (version {result.version}) over {result.requests} request(s) filed since "
-               f"{start.date().isoformat()}:")
+    click.echo(
+        f"rules {rules.source} (version {result.version}) over {result.requests} request(s) filed since "
+        f"{start.date().isoformat()}:"
+    )
     money = ", ".join(f"{m.amount} {m.currency}" for m in result.money()) or "nothing"
     click.echo(f"  would have automated {result.automated} ({money}); false positives {result.false_positives}")
     for figures in result.by_rule.values():
         amounts = ", ".join(f"{m.amount} {m.currency}" for m in figures.amounts()) or "nothing"
-        click.echo(f"  rule {figures.rule}: {figures.requests} request(s), {amounts}; "
-                   f"staff declined {figures.declined}, reduced {figures.reduced}")
+        click.echo(
+            f"  rule {figures.rule}: {figures.requests} request(s), {amounts}; "
+            f"staff declined {figures.declined}, reduced {figures.reduced}"
+        )
         for kind, examples in (("declined", figures.declined_examples), ("reduced", figures.reduced_examples)):
             if examples:
                 click.echo(f"    {kind}: {' '.join(examples)}")
     if result.misses:
-        click.echo("  left for staff, by the first condition that failed: "
-                   + ", ".join(f"{k} {v}" for k, v in result.misses.most_common()))
+        click.echo(
+            "  left for staff, by the first condition that failed: "
+            + ", ".join(f"{k} {v}" for k, v in result.misses.most_common())
+        )
 
 
 @automation_cli.command("pause")

@@ -3,6 +3,7 @@
 Every setting is listed in README.md. Production (``PORTAL_ENV=production``) refuses to start
 on the defaults that are only safe on a developer's machine.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -148,7 +149,7 @@ def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL whatever spelling the operator gave."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -195,8 +196,10 @@ def finalize(config: dict, instance_path: Path) -> None:
             problems.append("PORTAL_PAYMENT_GATEWAY is stripe but PORTAL_STRIPE_API_KEY is not set.")
         storage = str(config.get("RATELIMIT_STORAGE_URI") or "memory://")
         if storage.startswith("memory://"):
-            problems.append("PORTAL_RATELIMIT_STORAGE_URI must point at storage every worker shares, such as "
-                            "redis://host:6379 (memory:// counts per worker, so limits multiply).")
+            problems.append(
+                "PORTAL_RATELIMIT_STORAGE_URI must point at storage every worker shares, such as "
+                "redis://host:6379 (memory:// counts per worker, so limits multiply)."
+            )
         if config.get("PAYMENT_GATEWAY") == "paddle" and not config.get("PADDLE_API_KEY"):
             problems.append("PORTAL_PAYMENT_GATEWAY is paddle but PORTAL_PADDLE_API_KEY is not set.")
         if not config.get("MAIL_SERVER"):
@@ -218,7 +221,9 @@ def finalize(config: dict, instance_path: Path) -> None:
     if not config["STORAGE_URL"].startswith(("file://", "s3://")):
         raise ConfigError(f"PORTAL_STORAGE_URL must start with file:// or s3://, not {config['STORAGE_URL']!r}.")
     if config.get("PAYMENT_GATEWAY", "manual") not in ("manual", "stripe", "paddle"):
-        raise ConfigError(f"PORTAL_PAYMENT_GATEWAY must be manual, stripe or paddle, not {config.get('PAYMENT_GATEWAY')!r}.")
+        raise ConfigError(
+            f"PORTAL_PAYMENT_GATEWAY must be manual, stripe or paddle, not {config.get('PAYMENT_GATEWAY')!r}."
+        )
     if config.get("STAFF_MFA", "admins") not in ("required", "admins", "optional"):
         raise ConfigError(f"PORTAL_STAFF_MFA must be required, admins or optional, not {config.get('STAFF_MFA')!r}.")
     config["OUTBOX_DIR"] = str(Path(config.get("OUTBOX_DIR") or instance_path / "outbox").resolve())

@@ -20,6 +20,7 @@ Metrics: with ``PROMETHEUS_MULTIPROC_DIR`` set in the environment (it must be se
 starts: in the systemd unit, not here), the folder is emptied when gunicorn starts and a dead
 worker's live figures are dropped, as prometheus_client's multiprocess mode requires.
 """
+
 from __future__ import annotations
 
 import multiprocessing as _multiprocessing
@@ -77,8 +78,10 @@ def on_starting(server) -> None:
         for stale in path.glob("*.db"):  # figures of a previous run
             stale.unlink()
     elif _os.environ.get("PORTAL_METRICS_TOKEN") and server.cfg.workers > 1:
-        server.log.warning("PORTAL_METRICS_TOKEN is set but PROMETHEUS_MULTIPROC_DIR is not: each scrape "
-                           "will see one worker's figures only")
+        server.log.warning(
+            "PORTAL_METRICS_TOKEN is set but PROMETHEUS_MULTIPROC_DIR is not: each scrape "
+            "will see one worker's figures only"
+        )
 
 
 def child_exit(server, worker) -> None:

@@ -6,6 +6,7 @@ Files go to a temporary folder by default; with PORTAL_TEST_STORAGE_URL=s3://buc
 the session, unless PORTAL_TEST_S3_ENDPOINT_URL names another service (credentials then come from
 the standard AWS variables).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,13 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--storage", choices=("file", "s3"), default=None,
-                     help="where every test keeps its files: a temporary folder (default) or S3 "
-                          "(PORTAL_TEST_STORAGE_URL, else a SeaweedFS started for the session)")
+    parser.addoption(
+        "--storage",
+        choices=("file", "s3"),
+        default=None,
+        help="where every test keeps its files: a temporary folder (default) or S3 "
+        "(PORTAL_TEST_STORAGE_URL, else a SeaweedFS started for the session)",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +106,7 @@ def s3_settings(suite_storage, s3_endpoint) -> dict:
     from portal.documents.storage import S3Settings, S3Storage
 
     base = (suite_storage or "s3://portal-suite/run").rstrip("/")
-    S3Storage(base[len("s3://"):].split("/", 1)[0], "", S3Settings(endpoint_url=s3_endpoint)).ensure_bucket()
+    S3Storage(base[len("s3://") :].split("/", 1)[0], "", S3Settings(endpoint_url=s3_endpoint)).ensure_bucket()
     return {"STORAGE_URL": f"{base}/{uuid.uuid4().hex}", "S3_ENDPOINT_URL": s3_endpoint}
 
 
@@ -171,8 +176,12 @@ def make_app(migrated, tmp_path, storage_settings):
     made = []
 
     def make(**overrides):
-        config = {**_test_config(migrated, tmp_path / "uploads"), "OUTBOX_DIR": str(tmp_path / "outbox"),
-                  **storage_settings, **overrides}
+        config = {
+            **_test_config(migrated, tmp_path / "uploads"),
+            "OUTBOX_DIR": str(tmp_path / "outbox"),
+            **storage_settings,
+            **overrides,
+        }
         app = create_app(config)
         from portal.web.extensions import db
 

@@ -1,4 +1,5 @@
 """Helpers for tests that go through the customer pages the way a browser does."""
+
 import io
 import re
 from datetime import UTC, datetime
@@ -36,8 +37,7 @@ def png_bytes(size=(20, 20)) -> bytes:
 
 def lookup(client, number: str, email: str, **headers):
     token = csrf_token(client, "/")
-    return client.post("/lookup", data={"csrf_token": token, "order_number": number, "email": email},
-                       headers=headers)
+    return client.post("/lookup", data={"csrf_token": token, "order_number": number, "email": email}, headers=headers)
 
 
 def refund_form(client, number: str) -> dict:
@@ -45,7 +45,10 @@ def refund_form(client, number: str) -> dict:
     return {
         "csrf_token": re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1),
         "submission_key": re.search(r'name="submission_key" type="hidden" value="([^"]*)"', html).group(1),
-        "reason": "no_longer_needed", "details": "", "amount_choice": "full", "partial_amount": "",
+        "reason": "no_longer_needed",
+        "details": "",
+        "amount_choice": "full",
+        "partial_amount": "",
         "locale": "en",
     }
 
@@ -56,8 +59,9 @@ def post_multipart(client, url: str, fields: dict, files: dict[str, list[tuple[s
     data = MultiDict(fields)
     for field_name, items in files.items():
         for name, content in items:
-            data.add(field_name, FileStorage(io.BytesIO(content), filename=name,
-                                             content_type="application/octet-stream"))
+            data.add(
+                field_name, FileStorage(io.BytesIO(content), filename=name, content_type="application/octet-stream")
+            )
     boundary, body = encode_multipart(data)
     return client.post(url, data=body, content_type=f"multipart/form-data; boundary={boundary}")
 

@@ -1,4 +1,5 @@
 """A real SMTP server for the tests (aiosmtpd on 127.0.0.1) and helpers to read what it got."""
+
 from __future__ import annotations
 
 import email

@@ -14,6 +14,7 @@ answer is lost, the refund exists), or be slow. It also writes the webhook notif
 would send (``adjustment.created``/``updated``, ``transaction.completed``) and signs them with
 ``Paddle-Signature: ts=…;h1=…``. The official SDK talks to it over real HTTP; nothing is patched.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -84,31 +85,74 @@ class PaddleStub:
         self.server.server_close()
 
     def portal_settings(self, **more) -> dict:
-        return {"PAYMENT_GATEWAY": "paddle", "PADDLE_API_KEY": "pdl_sdbx_apikey_portal", "PADDLE_API_BASE": self.url,
-                "PADDLE_TIMEOUT": 5, "PADDLE_WEBHOOK_SECRET": "pdl_ntfset_secret", **more}
+        return {
+            "PAYMENT_GATEWAY": "paddle",
+            "PADDLE_API_KEY": "pdl_sdbx_apikey_portal",
+            "PADDLE_API_BASE": self.url,
+            "PADDLE_TIMEOUT": 5,
+            "PADDLE_WEBHOOK_SECRET": "pdl_ntfset_secret",
+            **more,
+        }
 
     # -- the seller's data ----------------------------------------------------------------------
 
-    def add_transaction(self, transaction_id: str, items: list[int], currency: str, *, status: str = "completed",
-                        customer_id: str = "ctm_01stub", email: str = "", custom_data: dict | None = None) -> dict:
-        line_items = [{"id": f"txnitm_{transaction_id[4:]}{n:02d}", "price_id": f"pri_stub{n:02d}", "quantity": 1,
-                       "totals": {"subtotal": str(amount), "tax": "0", "discount": "0", "total": str(amount)},
-                       "product": {"id": f"pro_stub{n:02d}", "name": f"Product {n}"}}
-                      for n, amount in enumerate(items, 1)]
+    def add_transaction(
+        self,
+        transaction_id: str,
+        items: list[int],
+        currency: str,
+        *,
+        status: str = "completed",
+        customer_id: str = "ctm_01stub",
+        email: str = "",
+        custom_data: dict | None = None,
+    ) -> dict:
+        line_items = [
+            {
+                "id": f"txnitm_{transaction_id[4:]}{n:02d}",
+                "price_id": f"pri_stub{n:02d}",
+                "quantity": 1,
+                "totals": {"subtotal": str(amount), "tax": "0", "discount": "0", "total": str(amount)},
+                "product": {"id": f"pro_stub{n:02d}", "name": f"Product {n}"},
+            }
+            for n, amount in enumerate(items, 1)
+        ]
         total = sum(items)
-        transaction = {"id": transaction_id, "status": status, "customer_id": customer_id, "currency_code": currency,
-                       "origin": "web", "subscription_id": None, "invoice_number": None, "collection_mode": "automatic",
-                       "custom_data": custom_data, "billed_at": _now(), "created_at": _now(), "updated_at": _now(),
-                       "customer": {"id": customer_id, "email": email},
-                       "details": {"totals": {"subtotal": str(total), "tax": "0", "discount": "0", "total": str(total),
-                                              "grand_total": str(total), "currency_code": currency},
-                                   "line_items": line_items}}
+        transaction = {
+            "id": transaction_id,
+            "status": status,
+            "customer_id": customer_id,
+            "currency_code": currency,
+            "origin": "web",
+            "subscription_id": None,
+            "invoice_number": None,
+            "collection_mode": "automatic",
+            "custom_data": custom_data,
+            "billed_at": _now(),
+            "created_at": _now(),
+            "updated_at": _now(),
+            "customer": {"id": customer_id, "email": email},
+            "details": {
+                "totals": {
+                    "subtotal": str(total),
+                    "tax": "0",
+                    "discount": "0",
+                    "total": str(total),
+                    "grand_total": str(total),
+                    "currency_code": currency,
+                },
+                "line_items": line_items,
+            },
+        }
         self.transactions[transaction_id] = transaction
         return transaction
 
     def refunded(self, transaction_id: str, statuses=("approved", "pending_approval")) -> int:
-        return sum(int(a["totals"]["total"]) for a in self.adjustments
-                   if a["transaction_id"] == transaction_id and a["status"] in statuses)
+        return sum(
+            int(a["totals"]["total"])
+            for a in self.adjustments
+            if a["transaction_id"] == transaction_id and a["status"] in statuses
+        )
 
     # -- Paddle's behaviour ---------------------------------------------------------------------
 
@@ -125,20 +169,36 @@ class PaddleStub:
                 return 200, {"data": transaction, "meta": {"request_id": "stub"}}
             if url.path == "/adjustments":
                 query = parse_qs(url.query)
-                found = [a for a in self.adjustments
-                         if ("transaction_id" not in query or a["transaction_id"] in query["transaction_id"][0].split(","))
-                         and ("action" not in query or a["action"] == query["action"][0])]
-                return 200, {"data": found, "meta": {"request_id": "stub", "pagination": {
-                    "per_page": 50, "next": f"{self.url}/adjustments?after=end", "has_more": False,
-                    "estimated_total": len(found)}}}
+                found = [
+                    a
+                    for a in self.adjustments
+                    if ("transaction_id" not in query or a["transaction_id"] in query["transaction_id"][0].split(","))
+                    and ("action" not in query or a["action"] == query["action"][0])
+                ]
+                return 200, {
+                    "data": found,
+                    "meta": {
+                        "request_id": "stub",
+                        "pagination": {
+                            "per_page": 50,
+                            "next": f"{self.url}/adjustments?after=end",
+                            "has_more": False,
+                            "estimated_total": len(found),
+                        },
+                    },
+                }
         return _error(404, "not_found", "Entity not found", kind="request_error")
 
     def post(self, path: str, body: dict, auth: str) -> tuple[int, dict, bool]:
         time.sleep(self.delay)
         with self.lock:
             if not auth.startswith("Bearer pdl_"):
-                return (*_error(403, "authentication_malformed", "Authentication header included, but incorrectly "
-                                                                 "formatted"), False)
+                return (
+                    *_error(
+                        403, "authentication_malformed", "Authentication header included, but incorrectly formatted"
+                    ),
+                    False,
+                )
             if path != "/adjustments":
                 return (*_error(404, "not_found", "Entity not found"), False)
             self.calls += 1
@@ -155,12 +215,19 @@ class PaddleStub:
         if transaction is None:
             return _error(400, "adjustment_transaction_missing", "The transaction was not found")
         if transaction["status"] != "completed":
-            return _error(400, "adjustment_transaction_invalid_status_for_refund",
-                          f"The transaction being adjusted (refund) has a non supported status. ID: {transaction['id']}")
+            return _error(
+                400,
+                "adjustment_transaction_invalid_status_for_refund",
+                f"The transaction being adjusted (refund) has a non supported status. ID: {transaction['id']}",
+            )
         mine = [a for a in self.adjustments if a["transaction_id"] == transaction["id"] and a["action"] == "refund"]
         if any(a["status"] == "pending_approval" for a in mine):
-            return _error(400, "adjustment_pending_refund_request", "You are unable to create further adjustments "
-                          "against this transaction as there is a pending refund request")
+            return _error(
+                400,
+                "adjustment_pending_refund_request",
+                "You are unable to create further adjustments "
+                "against this transaction as there is a pending refund request",
+            )
         taken: dict[str, int] = {}
         for adjustment in mine:
             if adjustment["status"] in ("approved", "pending_approval"):
@@ -183,23 +250,50 @@ class PaddleStub:
         asked = sum(amount for _, _, amount in wanted)
         left = sum(lines.values()) - sum(taken.values())
         if asked <= 0 or asked > left or any(amount > lines[i] - taken.get(i, 0) for i, _, amount in wanted):
-            return _error(400, "adjustment_total_amount_above_remaining_allowed", "The adjustment amount exceeds the "
-                          f"total amount left to adjust. Amount to Adjust: {asked}, Amount Left: {left}")
+            return _error(
+                400,
+                "adjustment_total_amount_above_remaining_allowed",
+                "The adjustment amount exceeds the "
+                f"total amount left to adjust. Amount to Adjust: {asked}, Amount Left: {left}",
+            )
         number = len(self.adjustments) + 1
         currency = transaction["currency_code"]
         fee = round(asked * 0.05)
         adjustment = {
-            "id": f"adj_stub{number:022d}", "action": "refund", "type": body.get("type", "partial"),
-            "transaction_id": transaction["id"], "subscription_id": None, "customer_id": transaction["customer_id"],
-            "reason": body.get("reason", ""), "credit_applied_to_balance": None, "currency_code": currency,
+            "id": f"adj_stub{number:022d}",
+            "action": "refund",
+            "type": body.get("type", "partial"),
+            "transaction_id": transaction["id"],
+            "subscription_id": None,
+            "customer_id": transaction["customer_id"],
+            "reason": body.get("reason", ""),
+            "credit_applied_to_balance": None,
+            "currency_code": currency,
             "status": "approved" if self.auto_approve else "pending_approval",
-            "items": [{"id": f"adjitm_stub{number:04d}{n:02d}", "item_id": item_id, "type": kind,
-                       "amount": str(amount), "proration": None,
-                       "totals": {"subtotal": str(amount), "tax": "0", "total": str(amount)}}
-                      for n, (item_id, kind, amount) in enumerate(wanted, 1)],
-            "totals": {"subtotal": str(asked), "tax": "0", "total": str(asked), "fee": str(fee),
-                       "retained_fee": "0", "earnings": str(asked - fee), "currency_code": currency},
-            "payout_totals": None, "tax_rates_used": [], "created_at": _now(), "updated_at": _now(),
+            "items": [
+                {
+                    "id": f"adjitm_stub{number:04d}{n:02d}",
+                    "item_id": item_id,
+                    "type": kind,
+                    "amount": str(amount),
+                    "proration": None,
+                    "totals": {"subtotal": str(amount), "tax": "0", "total": str(amount)},
+                }
+                for n, (item_id, kind, amount) in enumerate(wanted, 1)
+            ],
+            "totals": {
+                "subtotal": str(asked),
+                "tax": "0",
+                "total": str(asked),
+                "fee": str(fee),
+                "retained_fee": "0",
+                "earnings": str(asked - fee),
+                "currency_code": currency,
+            },
+            "payout_totals": None,
+            "tax_rates_used": [],
+            "created_at": _now(),
+            "updated_at": _now(),
         }
         self.adjustments.append(adjustment)
         return 201, {"data": adjustment, "meta": {"request_id": "stub"}}
@@ -216,8 +310,13 @@ class PaddleStub:
 
     def event(self, event_type: str, data: dict) -> dict:
         self.events += 1
-        return {"event_id": f"evt_stub{self.events:022d}", "event_type": event_type, "occurred_at": _now(),
-                "notification_id": f"ntf_stub{self.events:022d}", "data": json.loads(json.dumps(data))}
+        return {
+            "event_id": f"evt_stub{self.events:022d}",
+            "event_type": event_type,
+            "occurred_at": _now(),
+            "notification_id": f"ntf_stub{self.events:022d}",
+            "data": json.loads(json.dumps(data)),
+        }
 
     @staticmethod
     def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -227,5 +326,7 @@ class PaddleStub:
 
 
 def _error(status: int, code: str, detail: str, kind: str = "request_error") -> tuple[int, dict]:
-    return status, {"error": {"type": kind, "code": code, "detail": detail, "documentation_url": DOCS + code},
-                    "meta": {"request_id": "stub"}}
+    return status, {
+        "error": {"type": kind, "code": code, "detail": detail, "documentation_url": DOCS + code},
+        "meta": {"request_id": "stub"},
+    }

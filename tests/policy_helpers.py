@@ -21,6 +21,7 @@ def sample_orders() -> dict[str, Terms]:
         for row in csv.DictReader(f):
             order, errors = validate_order(row)
             assert not errors
-            orders[order.order_number] = Terms(order.plan, order.channel, order.amount, order.purchased_at,
-                                               order.period_start, order.period_end)
+            orders[order.order_number] = Terms(
+                order.plan, order.channel, order.amount, order.purchased_at, order.period_start, order.period_end
+            )
     return orders

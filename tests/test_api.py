@@ -1,4 +1,5 @@
 """The JSON API driven end to end, the way a helpdesk integration uses it."""
+
 import json
 
 import pytest
@@ -14,7 +15,6 @@ from tests.journey_helpers import file_request, import_samples, latest_request, 
 from tests.staff_helpers import make_staff
 
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
-
 
 
 def new_token(runner, email: str, name: str = "helpdesk") -> str:
@@ -44,8 +44,12 @@ class Api:
         return self.client.get(f"/api/v1{path}", query_string=params, headers=self.headers())
 
     def post(self, path, body=None, **headers):
-        return self.client.post(f"/api/v1{path}", data=json.dumps(body if body is not None else {}),
-                                content_type="application/json", headers=self.headers(**headers))
+        return self.client.post(
+            f"/api/v1{path}",
+            data=json.dumps(body if body is not None else {}),
+            content_type="application/json",
+            headers=self.headers(**headers),
+        )
 
 
 def filed(app, number="ORD-10001", email="alice.m@example.com") -> str:
@@ -101,8 +105,12 @@ def test_problems_name_what_is_wrong(app, api, runner, db_session):
     in_chinese = api.client.get("/api/v1/requests/RF-NOPE2345", headers=api.headers(**{"Accept-Language": "zh-CN"}))
     assert in_chinese.json["title"] == "未找到" and "RF-NOPE2345" in in_chinese.json["detail"]
 
-    bad_json = api.client.post(f"/api/v1/requests/{reference}/approve", data="{not json",
-                               content_type="application/json", headers=api.headers())
+    bad_json = api.client.post(
+        f"/api/v1/requests/{reference}/approve",
+        data="{not json",
+        content_type="application/json",
+        headers=api.headers(),
+    )
     assert bad_json.status_code == 400
 
     typo = api.post(f"/requests/{reference}/approve", {"amount": "29.00", "amonut": "1"})
@@ -158,9 +166,14 @@ def test_a_repeated_idempotency_key_replays_the_first_answer(app, api, db_sessio
 
 
 def test_requests_page_with_a_cursor(app, api):
-    references = [filed(app, number, email) for number, email in
-                  (("ORD-10001", "alice.m@example.com"), ("ORD-10003", "bob.tanaka@example.org"),
-                   ("ORD-10004", "carol@example.net"))]
+    references = [
+        filed(app, number, email)
+        for number, email in (
+            ("ORD-10001", "alice.m@example.com"),
+            ("ORD-10003", "bob.tanaka@example.org"),
+            ("ORD-10004", "carol@example.net"),
+        )
+    ]
     first = api.get("/requests", limit=2).json
     assert len(first["items"]) == 2 and first["next_cursor"]
     second = api.get("/requests", limit=2, cursor=first["next_cursor"]).json
@@ -173,10 +186,21 @@ def test_requests_page_with_a_cursor(app, api):
 def test_orders_upsert_uses_the_import_rules_and_is_all_or_nothing(app, runner, db_session):
     make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
     admin = Api(app.test_client(), new_token(runner, "admin@example.com"))
-    order = {"order_number": "API-1", "customer_email": "Dana@Example.com", "customer_name": "Dana", "locale": "nl",
-             "product": "Pro", "plan": "monthly", "amount": "19.99", "currency": "EUR",
-             "purchased_at": "2026-11-20T10:00:00Z", "period_start": "2026-11-20", "period_end": "2026-12-19",
-             "payment_reference": "ch_api_1", "channel": "web"}
+    order = {
+        "order_number": "API-1",
+        "customer_email": "Dana@Example.com",
+        "customer_name": "Dana",
+        "locale": "nl",
+        "product": "Pro",
+        "plan": "monthly",
+        "amount": "19.99",
+        "currency": "EUR",
+        "purchased_at": "2026-11-20T10:00:00Z",
+        "period_start": "2026-11-20",
+        "period_end": "2026-12-19",
+        "payment_reference": "ch_api_1",
+        "channel": "web",
+    }
     bad = {**order, "order_number": "API-2", "currency": "EURO", "amount": "1.999"}
     refused = admin.post("/orders", {"orders": [order, bad]})
     assert refused.status_code == 422
@@ -253,8 +277,10 @@ def test_concurrent_repeats_of_one_key_act_once(app, api, db_session):
     fresh = [a for a in answers if a[0] == 200 and not a[1]]
     assert len(answers) == 10 and len(fresh) == 1
     # The others were told the first was still running, or got its answer again.
-    assert all((status == 409 and "still being processed" in body["detail"]) or (status == 200 and body == fresh[0][2])
-               for status, _replayed, body in answers)
+    assert all(
+        (status == 409 and "still being processed" in body["detail"]) or (status == 200 and body == fresh[0][2])
+        for status, _replayed, body in answers
+    )
     assert db_session.scalar(select(func.count(StatusEvent.id)).where(StatusEvent.to_state == "approved")) == 1
 
 
@@ -292,8 +318,10 @@ def test_nul_characters_are_refused_at_the_door(app, api, db_session):
 
 def test_ask_and_decline_through_the_api(app, api, db_session):
     first = filed(app)
-    asked = api.post(f"/requests/{first}/information-requests",
-                     {"questions": ["what_went_wrong"], "documents": ["screenshot"], "custom": "Which browser?"})
+    asked = api.post(
+        f"/requests/{first}/information-requests",
+        {"questions": ["what_went_wrong"], "documents": ["screenshot"], "custom": "Which browser?"},
+    )
     assert asked.status_code == 200 and asked.json["state"] == "awaiting_customer"
     items = asked.json["information_requests"][0]["items"]
     assert [i["key"] for i in items] == ["what_went_wrong", "custom", "screenshot"]
@@ -303,8 +331,11 @@ def test_ask_and_decline_through_the_api(app, api, db_session):
     second = filed(app, "ORD-10003", "bob.tanaka@example.org")
     declined = api.post(f"/requests/{second}/decline", {"clause_id": "annual", "offer_id": "extended-trial"})
     assert declined.status_code == 200, declined.json
-    assert (declined.json["state"], declined.json["decline_clause"], declined.json["alternative_offer_id"]) == \
-        ("declined", "annual", "extended-trial")
+    assert (declined.json["state"], declined.json["decline_clause"], declined.json["alternative_offer_id"]) == (
+        "declined",
+        "annual",
+        "extended-trial",
+    )
     assert outbox(db_session, "decline")
     unknown = api.post(f"/requests/{first}/decline", {"clause_id": "no-such-clause"})
     assert unknown.status_code == 422 and unknown.json["errors"][0]["field"] == "clause_id"

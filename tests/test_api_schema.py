@@ -1,5 +1,6 @@
 """schemathesis against the OpenAPI document: generated requests to every operation find no
 server error and no answer that breaks the document (status, content type, body schema)."""
+
 import os
 
 import pytest
@@ -31,8 +32,19 @@ def api_schema(api_app):
 
 @pytest.fixture
 def admin_token(api_app):
-    result = api_app.test_cli_runner().invoke(args=["staff", "token", "admin@example.com", "--name", "fuzz",
-                                                       "--permission", "staff_api", "--permission", "portal_sessions"])
+    result = api_app.test_cli_runner().invoke(
+        args=[
+            "staff",
+            "token",
+            "admin@example.com",
+            "--name",
+            "fuzz",
+            "--permission",
+            "staff_api",
+            "--permission",
+            "portal_sessions",
+        ]
+    )
     return result.stdout.strip().splitlines()[-1]
 
 
@@ -41,12 +53,20 @@ def test_the_api_keeps_to_its_document(api_schema, admin_token):
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) == 12
     for operation in operations:
+
         @given(case=operation.as_strategy())
-        @settings(max_examples=int(os.environ.get("PORTAL_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=int(os.environ.get("PORTAL_FUZZ_EXAMPLES", "60")),
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
         def keeps_to_the_document(case):
             # positive_data_acceptance is left out: a 422 also answers business rules that no schema
             # can state (more than the policy grants, cents on a yen amount, a start after the end).
-            case.call_and_validate(headers={"Authorization": f"Bearer {admin_token}"},
-                                   excluded_checks=[schemathesis.checks.positive_data_acceptance])
+            case.call_and_validate(
+                headers={"Authorization": f"Bearer {admin_token}"},
+                excluded_checks=[schemathesis.checks.positive_data_acceptance],
+            )
 
         keeps_to_the_document()

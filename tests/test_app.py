@@ -19,8 +19,9 @@ def test_every_way_a_browser_asks_for_chinese_gets_chinese(client, header):
     assert "申请退款" in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("header,lang", [("nl-BE,nl;q=0.9", "nl"), ("fr-FR,fr;q=0.9", "en"), ("", "en"),
-                                         ("fr;q=0.9,nl;q=0.5", "nl")])
+@pytest.mark.parametrize(
+    "header,lang", [("nl-BE,nl;q=0.9", "nl"), ("fr-FR,fr;q=0.9", "en"), ("", "en"), ("fr;q=0.9,nl;q=0.5", "nl")]
+)
 def test_other_languages_fall_back_in_order(client, header, lang):
     assert html_lang(client.get("/", headers={"Accept-Language": header})) == lang
 
@@ -78,8 +79,9 @@ def test_readiness_answers_200_with_the_database_up_at_the_migrations_head(clien
 
 
 def test_readiness_answers_503_and_liveness_200_with_the_database_down(tmp_path):
-    app = create_app({"ENV": "testing", "SECRET_KEY": "x" * 40,
-                      "DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/db.sqlite3"})
+    app = create_app(
+        {"ENV": "testing", "SECRET_KEY": "x" * 40, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/db.sqlite3"}
+    )
     assert app.test_client().get("/readyz").status_code == 503
     assert app.test_client().get("/healthz").status_code == 200
 
@@ -98,28 +100,42 @@ def test_postgres_urls_use_psycopg_3(tmp_path):
     assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"
 
 
-@pytest.mark.parametrize("change,problem", [
-    ({"SECRET_KEY": None}, "PORTAL_SECRET_KEY is not set"),
-    ({"SECRET_KEY": "short"}, "shorter than"),
-    ({"BASE_URL": "http://refunds.example.com"}, "https://"),
-    ({"DATABASE_URL": None}, "PORTAL_DATABASE_URL"),
-    ({"MAIL_SERVER": ""}, "PORTAL_MAIL_SERVER"),
-    # Counters kept in each worker's memory let N workers allow N times the documented limit.
-    ({"RATELIMIT_STORAGE_URI": "memory://"}, "PORTAL_RATELIMIT_STORAGE_URI"),
-    ({"RATELIMIT_STORAGE_URI": None}, "PORTAL_RATELIMIT_STORAGE_URI"),
-])
+@pytest.mark.parametrize(
+    "change,problem",
+    [
+        ({"SECRET_KEY": None}, "PORTAL_SECRET_KEY is not set"),
+        ({"SECRET_KEY": "short"}, "shorter than"),
+        ({"BASE_URL": "http://refunds.example.com"}, "https://"),
+        ({"DATABASE_URL": None}, "PORTAL_DATABASE_URL"),
+        ({"MAIL_SERVER": ""}, "PORTAL_MAIL_SERVER"),
+        # Counters kept in each worker's memory let N workers allow N times the documented limit.
+        ({"RATELIMIT_STORAGE_URI": "memory://"}, "PORTAL_RATELIMIT_STORAGE_URI"),
+        ({"RATELIMIT_STORAGE_URI": None}, "PORTAL_RATELIMIT_STORAGE_URI"),
+    ],
+)
 def test_production_refuses_unsafe_defaults(tmp_path, change, problem):
-    config = {"ENV": "production", "SECRET_KEY": "s" * 48, "BASE_URL": "https://refunds.example.com",
-              "DATABASE_URL": "postgresql://db/portal", "MAIL_SERVER": "smtp.example.com",
-              "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379", **change}
+    config = {
+        "ENV": "production",
+        "SECRET_KEY": "s" * 48,
+        "BASE_URL": "https://refunds.example.com",
+        "DATABASE_URL": "postgresql://db/portal",
+        "MAIL_SERVER": "smtp.example.com",
+        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379",
+        **change,
+    }
     with pytest.raises(ConfigError, match=problem):
         finalize(config, tmp_path)
 
 
 def test_production_with_safe_settings_starts_with_secure_cookies(tmp_path):
-    config = {"ENV": "production", "SECRET_KEY": "s" * 48, "BASE_URL": "https://refunds.example.com",
-              "DATABASE_URL": "postgresql://db/portal", "MAIL_SERVER": "smtp.example.com",
-              "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379"}
+    config = {
+        "ENV": "production",
+        "SECRET_KEY": "s" * 48,
+        "BASE_URL": "https://refunds.example.com",
+        "DATABASE_URL": "postgresql://db/portal",
+        "MAIL_SERVER": "smtp.example.com",
+        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379",
+    }
     finalize(config, tmp_path)
     assert config["SESSION_COOKIE_SECURE"] is True
 

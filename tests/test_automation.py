@@ -1,5 +1,6 @@
 """Automation end to end: a routine request is approved by a rule after the cooling-off period and
 refunded through the gateway with the usual emails; withdrawals, signals and the pause stop it."""
+
 from datetime import timedelta
 
 import pytest
@@ -38,8 +39,9 @@ def run(app):
     return result.output
 
 
-def test_a_routine_request_is_refunded_by_its_rule_after_the_cooling_off_period(auto_app, filed, stripe_stub,
-                                                                                 db_session, frozen):
+def test_a_routine_request_is_refunded_by_its_rule_after_the_cooling_off_period(
+    auto_app, filed, stripe_stub, db_session, frozen
+):
     _customer, reference = filed
     assert "1 queued" in run(auto_app)
     [action] = db_session.scalars(select(AutomationAction)).all()
@@ -78,15 +80,20 @@ def test_the_api_and_the_staff_page_say_which_rule_approved(auto_app, filed, db_
 
     _record, token = create_api_token(db_session, "agent@example.com", "helpdesk", now=utcnow())
     db_session.commit()
-    body = auto_app.test_client().get(f"/api/v1/requests/{reference}",
-                                      headers={"Authorization": f"Bearer {token}"}).json
+    body = (
+        auto_app.test_client().get(f"/api/v1/requests/{reference}", headers={"Authorization": f"Bearer {token}"}).json
+    )
     [approval] = [e for e in body["timeline"] if e["to_state"] == "approved"]
     assert approval["actor"] == "system"
-    assert approval["note"] == f"approved by rule routine-monthly (policy version {body['decision_at_filing']['policy_version']})"
+    assert (
+        approval["note"]
+        == f"approved by rule routine-monthly (policy version {body['decision_at_filing']['policy_version']})"
+    )
 
 
-def test_a_customer_who_withdraws_during_the_cooling_off_period_is_not_refunded(auto_app, filed, stripe_stub,
-                                                                                   db_session, frozen):
+def test_a_customer_who_withdraws_during_the_cooling_off_period_is_not_refunded(
+    auto_app, filed, stripe_stub, db_session, frozen
+):
     run(auto_app)
     withdraw_refund(db_session, latest_request(db_session), now=utcnow())  # the customer's own service
     db_session.commit()
@@ -97,8 +104,7 @@ def test_a_customer_who_withdraws_during_the_cooling_off_period_is_not_refunded(
     assert action.status is ActionStatus.CANCELLED and "withdrawn" in action.outcome
 
 
-def test_a_fraud_signal_raised_meanwhile_leaves_the_request_for_staff(auto_app, filed, stripe_stub, db_session,
-                                                                      frozen):
+def test_a_fraud_signal_raised_meanwhile_leaves_the_request_for_staff(auto_app, filed, stripe_stub, db_session, frozen):
     run(auto_app)
     db_session.add(LookupFailure(order_number="ORD-10001", client_hash="x" * 64))
     db_session.commit()
@@ -136,9 +142,11 @@ def test_automation_check_names_each_problem(runner, tmp_path):
 
     assert runner.invoke(args=["automation", "check", str(DEFAULT_AUTOMATION)]).exit_code == 0
     bad = tmp_path / "rules.toml"
-    bad.write_text('schema = 1\n[[versions]]\nid = "v1"\neffective_from = 2026-01-01T00:00:00Z\n'
-                   '[[versions.rules]]\nid = "r"\nplans = ["weekly"]\nmax_amount = { ZZZ = "5" }\n'
-                   'outcomes = ["review"]\n')
+    bad.write_text(
+        'schema = 1\n[[versions]]\nid = "v1"\neffective_from = 2026-01-01T00:00:00Z\n'
+        '[[versions.rules]]\nid = "r"\nplans = ["weekly"]\nmax_amount = { ZZZ = "5" }\n'
+        'outcomes = ["review"]\n'
+    )
     result = runner.invoke(args=["automation", "check", str(bad)])
     assert result.exit_code == 1
     assert "version v1 › rule r › plans › 0" in result.output
@@ -155,8 +163,9 @@ def _decline(session, reference, clause="eligibility"):
     session.commit()
 
 
-def test_simulation_counts_money_and_false_positives_by_rule_and_judges_an_unsaved_file(auto_app, stripe_stub,
-                                                                                        db_session, tmp_path):
+def test_simulation_counts_money_and_false_positives_by_rule_and_judges_an_unsaved_file(
+    auto_app, stripe_stub, db_session, tmp_path
+):
     from portal.refunds.models import RefundRequest
 
     import_samples(db_session)
@@ -169,21 +178,27 @@ def test_simulation_counts_money_and_false_positives_by_rule_and_judges_an_unsav
     runner = auto_app.test_cli_runner()
     result = runner.invoke(args=["automation", "simulate", "--since", "2026-11-01"])
     assert result.exit_code == 0, result.output
-    assert "over 2 request(s)" in result.output and "would have automated 1 (29.00 USD); false positives 1" in \
-        result.output
+    assert (
+        "over 2 request(s)" in result.output
+        and "would have automated 1 (29.00 USD); false positives 1" in result.output
+    )
     assert "rule routine-monthly: 1 request(s), 29.00 USD; staff declined 1, reduced 0" in result.output
     assert f"declined: {references['ORD-10001']}" in result.output
     assert "plan 1" in result.output  # the annual request, left for staff by its plan
     # A change before it is saved: a rule for annual plans too, from a file that is not in force.
     wider = tmp_path / "wider.toml"
-    wider.write_text('schema = 1\n[[versions]]\nid = "next"\neffective_from = 2027-01-01T00:00:00Z\n'
-                     '[[versions.rules]]\nid = "any-plan"\nmax_amount = { USD = "600.00" }\n')
+    wider.write_text(
+        'schema = 1\n[[versions]]\nid = "next"\neffective_from = 2027-01-01T00:00:00Z\n'
+        '[[versions.rules]]\nid = "any-plan"\nmax_amount = { USD = "600.00" }\n'
+    )
     result = runner.invoke(args=["automation", "simulate", "--since", "2026-11-01", "--rules", str(wider)])
     assert "(version next)" in result.output and "rule any-plan: 2 request(s)" in result.output, result.output
     # Reading changed nothing.
     assert db_session.scalars(select(AutomationAction)).all() == []
-    assert db_session.scalar(select(RefundRequest.state).where(
-        RefundRequest.reference == references["ORD-10003"])) is RequestState.RECEIVED
+    assert (
+        db_session.scalar(select(RefundRequest.state).where(RefundRequest.reference == references["ORD-10003"]))
+        is RequestState.RECEIVED
+    )
 
 
 def test_the_console_shows_the_rules_pauses_and_simulates_a_pasted_file(auto_app, filed, db_session):
@@ -207,14 +222,20 @@ def test_the_console_shows_the_rules_pauses_and_simulates_a_pasted_file(auto_app
     assert is_paused(db_session)
     mine = csrf_token(agent, "/staff/automation")
     assert agent.post("/staff/automation/switch", data={"csrf_token": mine}).status_code == 403
-    rules = ('schema = 1\n[[versions]]\nid = "draft"\neffective_from = 2027-01-01T00:00:00Z\n'
-             '[[versions.rules]]\nid = "draft-rule"\nmax_amount = { USD = "100.00" }\n')
-    answer = agent.post("/staff/automation/simulate", data={"csrf_token": csrf_token(agent, "/staff/automation"),
-                                                            "since": "2026-11-01", "rules": rules})
+    rules = (
+        'schema = 1\n[[versions]]\nid = "draft"\neffective_from = 2027-01-01T00:00:00Z\n'
+        '[[versions.rules]]\nid = "draft-rule"\nmax_amount = { USD = "100.00" }\n'
+    )
+    answer = agent.post(
+        "/staff/automation/simulate",
+        data={"csrf_token": csrf_token(agent, "/staff/automation"), "since": "2026-11-01", "rules": rules},
+    )
     text = answer.get_data(as_text=True)
     assert answer.status_code == 200 and "draft-rule" in text and "Would have been automated: 1" in text
-    broken = agent.post("/staff/automation/simulate", data={"csrf_token": csrf_token(agent, "/staff/automation"),
-                                                            "rules": "schema = 1\n[[versions]]\nid = 'x'\n"})
+    broken = agent.post(
+        "/staff/automation/simulate",
+        data={"csrf_token": csrf_token(agent, "/staff/automation"), "rules": "schema = 1\n[[versions]]\nid = 'x'\n"},
+    )
     assert broken.status_code == 422 and "effective_from" in broken.get_data(as_text=True)
 
 

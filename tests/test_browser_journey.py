@@ -5,6 +5,7 @@ without the required proof of purchase (refused, what was typed kept), file with
 tracking page, answer an information request. Every page is checked for horizontal overflow at
 390 px and a screenshot of it is saved in ``test-artifacts/`` to be looked at.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,9 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's Chromium without the services a headless test has no use for (and no network for).
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 PHONE = {"width": 390, "height": 844}
 
 
@@ -58,17 +67,19 @@ def live_server(app):
     server.server_close()
 
 
-
 @pytest.fixture
 def page(browser, live_server, request):
-    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
-                                  base_url=live_server)
+    context = browser.new_context(
+        viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, base_url=live_server
+    )
     page = context.new_page()
     errors: list[str] = []
     # A CSP violation or a script error shows up here: the pages must need neither inline script nor eval.
     # A form answered with 422 is expected (the errors are on the page); anything else is not.
-    page.on("console", lambda message: message.type == "error" and "status of 422" not in message.text
-            and errors.append(message.text))
+    page.on(
+        "console",
+        lambda message: message.type == "error" and "status of 422" not in message.text and errors.append(message.text),
+    )
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     context.close()
@@ -120,8 +131,9 @@ def test_the_whole_journey_in_a_real_browser(page, orders, locale):
     page.fill("input[name=order_number]", number)
     page.fill("#lookup-title ~ form input[name=email]", "someone@example.com")
     page.get_by_role("button", name=_("Find my order")).click()
-    assert page.get_by_text(_("We could not find an order with that number and email address. "
-                              "Check both and try again.")).is_visible()
+    assert page.get_by_text(
+        _("We could not find an order with that number and email address. Check both and try again.")
+    ).is_visible()
     page.fill("#lookup-title ~ form input[name=email]", email)
     page.get_by_role("button", name=_("Find my order")).click()
 
@@ -141,14 +153,16 @@ def test_the_whole_journey_in_a_real_browser(page, orders, locale):
     if needs_proof:
         page.get_by_role("button", name=_("Send my request")).click()
         # Bought through a reseller: the proof of purchase is required, and what was typed stays.
-        assert page.get_by_text(_("Please attach proof of purchase (an invoice or bank statement): "
-                                 "our policy requires it for this order.")).is_visible()
+        assert page.get_by_text(
+            _("Please attach proof of purchase (an invoice or bank statement): our policy requires it for this order.")
+        ).is_visible()
         assert page.input_value("textarea[name=details]") == "Exports fail <b>every</b> time — 导出失败"
         assert page.is_checked("input[name=reason][value=technical_problem]")
     check_page(page, f"{locale}-3-refund-form")
 
-    page.set_input_files("input[name=documents]", files=[
-        {"name": "invoice.pdf", "mimeType": "application/pdf", "buffer": pdf_bytes()}])
+    page.set_input_files(
+        "input[name=documents]", files=[{"name": "invoice.pdf", "mimeType": "application/pdf", "buffer": pdf_bytes()}]
+    )
     page.get_by_role("button", name=_("Send my request")).click()
     page.wait_for_url("**/requests/RF-*")
     request = latest_request(orders)
@@ -171,17 +185,23 @@ def test_the_whole_journey_in_a_real_browser(page, orders, locale):
         other.close()
 
     # Support asks for a screenshot and an explanation; the customer answers on the tracking page.
-    orders.add(InformationRequest(refund_request=request, message="Could you show us the error?",
-                                  items=[{"kind": "question", "key": "what_went_wrong"},
-                                         {"kind": "document", "key": "screenshot"}]))
+    orders.add(
+        InformationRequest(
+            refund_request=request,
+            message="Could you show us the error?",
+            items=[{"kind": "question", "key": "what_went_wrong"}, {"kind": "document", "key": "screenshot"}],
+        )
+    )
     transition(orders, request, Action.ASK_INFO, actor=Actor.STAFF, note="Could you show us the error?")
     orders.commit()
     page.reload()
     assert page.get_by_role("heading", name=_("We need a few answers")).is_visible()
     check_page(page, f"{locale}-5-information-request")
     page.fill("textarea[name=answer]", "The export button shows an error.")
-    page.set_input_files("input[name=item_screenshot]", files=[
-        {"name": "error.png", "mimeType": "image/png", "buffer": png_bytes((800, 600))}])
+    page.set_input_files(
+        "input[name=item_screenshot]",
+        files=[{"name": "error.png", "mimeType": "image/png", "buffer": png_bytes((800, 600))}],
+    )
     page.get_by_role("button", name=_("Send my answer")).click()
     page.wait_for_load_state()
     assert page.inner_text(".status .state") == _("In review")
@@ -198,8 +218,10 @@ def test_a_disguised_upload_is_refused_in_the_browser_with_the_form_kept(page, o
     page.get_by_role("button", name="Find my order").click()
     page.goto("/orders/ORD-10001/refund")
     page.fill("textarea[name=details]", "Keep this text")
-    page.set_input_files("input[name=documents]", files=[
-        {"name": "receipt.pdf", "mimeType": "application/pdf", "buffer": b"MZ\x90\x00" + b"\x00" * 200}])
+    page.set_input_files(
+        "input[name=documents]",
+        files=[{"name": "receipt.pdf", "mimeType": "application/pdf", "buffer": b"MZ\x90\x00" + b"\x00" * 200}],
+    )
     page.get_by_role("button", name="Send my request").click()
     assert page.get_by_text("“receipt.pdf” is not a PDF, PNG, JPEG or WebP file.").is_visible()
     assert page.input_value("textarea[name=details]") == "Keep this text"

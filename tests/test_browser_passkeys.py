@@ -1,5 +1,6 @@
 """Passkeys in the real Chromium: registered and used through the DevTools WebAuthn domain's
 virtual authenticator (reached from Playwright's CDP session), checked by py_webauthn on the server."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,9 +33,19 @@ def test_an_admin_registers_a_passkey_and_signs_in_with_it(app, db_session, brow
     page.on("pageerror", lambda error: errors.append(str(error)))
     cdp = context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
-    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
-        "isUserVerified": True, "automaticPresenceSimulation": True}})["authenticatorId"]
+    authenticator = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )["authenticatorId"]
     try:
         _sign_in_with_password(page, base)
         page.wait_for_url(f"{base}/staff/security")  # nothing else opens before a second factor exists
@@ -51,7 +62,9 @@ def test_an_admin_registers_a_passkey_and_signs_in_with_it(app, db_session, brow
         page.click("text=Sign out")
         _sign_in_with_password(page, base)
         page.wait_for_url(f"{base}/staff/login/second-factor")
-        assert page.goto(f"{base}/staff/users").url.startswith(f"{base}/staff/login")  # the password alone is not enough
+        assert page.goto(f"{base}/staff/users").url.startswith(
+            f"{base}/staff/login"
+        )  # the password alone is not enough
         _sign_in_with_password(page, base)
         page.wait_for_url(f"{base}/staff/login/second-factor")
         page.click("#passkey-signin")

@@ -1,4 +1,5 @@
 """Every customer-facing string exists in every language, with the same placeholders and tags."""
+
 import re
 from pathlib import Path
 
@@ -53,8 +54,26 @@ def test_placeholders_and_tags_match(path):
 
 def test_catalogs_hold_every_string_marked_in_the_sources(tmp_path):
     pot = tmp_path / "messages.pot"
-    CommandLineInterface().run(["pybabel", "-q", "extract", "-F", str(ROOT / "babel.cfg"), "-k", "N_", "-k", "Nn_:1,2",
-                                "-k", "_l", "-k", "lazy_gettext", "-o", str(pot), str(ROOT)])
+    CommandLineInterface().run(
+        [
+            "pybabel",
+            "-q",
+            "extract",
+            "-F",
+            str(ROOT / "babel.cfg"),
+            "-k",
+            "N_",
+            "-k",
+            "Nn_:1,2",
+            "-k",
+            "_l",
+            "-k",
+            "lazy_gettext",
+            "-o",
+            str(pot),
+            str(ROOT),
+        ]
+    )
     marked = {m.id if isinstance(m.id, str) else m.id[0] for m in _read(pot) if m.id}
     for path in CATALOGS:
         catalog = _read(path)

@@ -1,4 +1,5 @@
 """The customer's journey through the pages: find the order, read the decision, file, track."""
+
 import re
 
 import pytest
@@ -26,7 +27,6 @@ from tests.journey_helpers import (
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
 
 
-
 def test_an_order_is_found_by_number_and_email_in_any_case_and_spacing(client, orders):
     response = lookup(client, " ord-10003 ", "  Bob.Tanaka@EXAMPLE.org ")
     assert response.status_code == 302 and response.headers["Location"] == "/orders/ORD-10003"
@@ -40,9 +40,15 @@ def test_unknown_orders_and_wrong_emails_look_exactly_the_same(client, orders):
     unknown = lookup(client, "ORD-99999", "alice.m@example.com")
     wrong_email = lookup(client, "ORD-10001", "someone@example.com")
     assert unknown.status_code == wrong_email.status_code == 200
+
     def strip(r):
-        return page_text(r).replace("ORD-99999", "X").replace("ORD-10001", "X").replace(
-            "alice.m@example.com", "E").replace("someone@example.com", "E")
+        return (
+            page_text(r)
+            .replace("ORD-99999", "X")
+            .replace("ORD-10001", "X")
+            .replace("alice.m@example.com", "E")
+            .replace("someone@example.com", "E")
+        )
 
     assert strip(unknown) == strip(wrong_email)
     assert "We could not find an order with that number and email address." in unknown.get_data(as_text=True)
@@ -76,14 +82,21 @@ def test_the_window_is_judged_to_the_minute_on_the_order_page(client, orders):
 
 def test_filing_with_a_document_acknowledges_at_once(client, orders, app):
     lookup(client, "ORD-10004", "carol@example.net")  # a reseller order: proof of purchase needed
-    response = file_request(client, "ORD-10004", files=[("invoice.pdf", pdf_bytes())],
-                            reason="not_as_expected", details="Dashboards were not what the demo showed.")
+    response = file_request(
+        client,
+        "ORD-10004",
+        files=[("invoice.pdf", pdf_bytes())],
+        reason="not_as_expected",
+        details="Dashboards were not what the demo showed.",
+    )
     assert response.status_code == 303
     request = latest_request(orders)
     assert response.headers["Location"] == f"/requests/{request.reference}"
     assert request.state is RequestState.RECEIVED and request.amount_requested_minor == 58800
     assert request.decision_at_filing.clauses == ("annual", "documents")
-    assert [(e.from_state, e.to_state, e.actor) for e in request.events] == [(None, RequestState.RECEIVED, Actor.CUSTOMER)]
+    assert [(e.from_state, e.to_state, e.actor) for e in request.events] == [
+        (None, RequestState.RECEIVED, Actor.CUSTOMER)
+    ]
     [ack] = outbox(orders, "acknowledgement")
     assert ack.recipient == "carol@example.net" and ack.locale == "en" and ack.refund_request_id == request.id
     assert ack.variables["tracking_url"].startswith("http://portal.test/track/")
@@ -109,16 +122,24 @@ def test_a_resubmitted_form_never_makes_two_requests(client, orders):
     assert client.get("/orders/ORD-10001/refund").headers["Location"] == first.headers["Location"]
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("invoice.pdf", b"MZ\x90\x00\x03" + b"\x00" * 200, "is not a PDF, PNG, JPEG or WebP file"),
-    ("receipt.pdf", b"<!doctype html><script>alert(1)</script>", "is not a PDF, PNG, JPEG or WebP file"),
-    ("statement.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "could not be read as a PNG file"),
-    ("huge.pdf", b"%PDF-1.4\n" + b"0" * (10 * 1024 * 1024), "is larger than 10 MB"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("invoice.pdf", b"MZ\x90\x00\x03" + b"\x00" * 200, "is not a PDF, PNG, JPEG or WebP file"),
+        ("receipt.pdf", b"<!doctype html><script>alert(1)</script>", "is not a PDF, PNG, JPEG or WebP file"),
+        ("statement.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "could not be read as a PNG file"),
+        ("huge.pdf", b"%PDF-1.4\n" + b"0" * (10 * 1024 * 1024), "is larger than 10 MB"),
+    ],
+)
 def test_bad_uploads_are_refused_with_a_reason_and_the_form_is_kept(client, orders, name, content, message):
     lookup(client, "ORD-10001", "alice.m@example.com")
-    response = file_request(client, "ORD-10001", files=[(name, content)], reason="technical_problem",
-                            details="The sync & export <b>never</b> worked.")
+    response = file_request(
+        client,
+        "ORD-10001",
+        files=[(name, content)],
+        reason="technical_problem",
+        details="The sync & export <b>never</b> worked.",
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 422
     assert f"“{name}” {message}" in html
@@ -135,8 +156,12 @@ def test_a_decompression_bomb_is_refused(client, orders):
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
     header = (100000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
-    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + \
-        chunk(b"IEND", b"")
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + chunk(b"IEND", b"")
+    )
     lookup(client, "ORD-10001", "alice.m@example.com")
     response = file_request(client, "ORD-10001", files=[("bomb.png", bomb)])
     assert response.status_code == 422 and "has too many pixels" in response.get_data(as_text=True)
@@ -144,13 +169,15 @@ def test_a_decompression_bomb_is_refused(client, orders):
 
 def test_a_valid_document_is_kept_when_another_field_needs_fixing(client, orders):
     lookup(client, "ORD-10001", "alice.m@example.com")
-    first = file_request(client, "ORD-10001", files=[("screenshot.png", png_bytes())], amount_choice="partial",
-                         partial_amount="99.00")
+    first = file_request(
+        client, "ORD-10001", files=[("screenshot.png", png_bytes())], amount_choice="partial", partial_amount="99.00"
+    )
     assert first.status_code == 422 and "You can ask for at most $29.00." in first.get_data(as_text=True)
     assert "screenshot.png" in first.get_data(as_text=True)
     # The error stands under the amount asked for, not under another field.
-    assert '<p class="field-error" id="partial_amount-error">You can ask for at most $29.00.</p>' in \
-        first.get_data(as_text=True)
+    assert '<p class="field-error" id="partial_amount-error">You can ask for at most $29.00.</p>' in first.get_data(
+        as_text=True
+    )
     second = file_request(client, "ORD-10001", amount_choice="partial", partial_amount="12.50")
     assert second.status_code == 303
     request = latest_request(orders)
@@ -184,7 +211,7 @@ def test_the_tracking_link_opens_the_request_in_a_new_browser(app, client, order
     response = other.get(link.replace("http://portal.test", ""))
     assert response.status_code == 303
     page = other.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Status: <span class=\"state\">Received</span>" in page
+    assert 'Status: <span class="state">Received</span>' in page
     assert other.get("/track/not-a-real-token").status_code == 404
 
 
@@ -204,9 +231,13 @@ def test_the_customer_answers_an_information_request_with_a_document(client, ord
     lookup(client, "ORD-10001", "alice.m@example.com")
     reference = file_request(client, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
     request = latest_request(orders)
-    orders.add(InformationRequest(refund_request=request, message="Could you show us the error?",
-                                  items=[{"kind": "question", "key": "what_went_wrong"},
-                                         {"kind": "document", "key": "screenshot"}]))
+    orders.add(
+        InformationRequest(
+            refund_request=request,
+            message="Could you show us the error?",
+            items=[{"kind": "question", "key": "what_went_wrong"}, {"kind": "document", "key": "screenshot"}],
+        )
+    )
     transition(orders, request, Action.ASK_INFO, actor=Actor.STAFF, note="Could you show us the error?")
     orders.commit()
 
@@ -215,9 +246,12 @@ def test_the_customer_answers_an_information_request_with_a_document(client, ord
     token = csrf_token(client, f"/requests/{reference}")
     missing = client.post(f"/requests/{reference}/answer", data={"csrf_token": token, "answer": "It crashes."})
     assert missing.status_code == 422 and "Please attach every document asked for." in missing.get_data(as_text=True)
-    answered = post_multipart(client, f"/requests/{reference}/answer",
-                              {"csrf_token": token, "answer": "It crashes on export."},
-                              {"item_screenshot": [("error.png", png_bytes())]})
+    answered = post_multipart(
+        client,
+        f"/requests/{reference}/answer",
+        {"csrf_token": token, "answer": "It crashes on export."},
+        {"item_screenshot": [("error.png", png_bytes())]},
+    )
     assert answered.status_code == 303
     orders.expire_all()
     request = orders.get(RefundRequest, request.id)
@@ -241,7 +275,9 @@ def test_the_magic_link_opens_all_orders_once(app, client, orders):
 
     browser = app.test_client()
     moved = browser.get(link)
-    assert moved.status_code == 303 and moved.headers["Location"] == "/access" and token not in moved.headers["Location"]
+    assert (
+        moved.status_code == 303 and moved.headers["Location"] == "/access" and token not in moved.headers["Location"]
+    )
     confirm = browser.get("/access").get_data(as_text=True)
     assert token not in confirm and "Show my orders" in confirm
     opened = browser.post("/access", data={"csrf_token": csrf_token(browser, "/access")})
@@ -252,7 +288,8 @@ def test_the_magic_link_opens_all_orders_once(app, client, orders):
     reuse = app.test_client()
     reuse.get(link)
     assert "has expired or has already been used" in reuse.post(
-        "/access", data={"csrf_token": csrf_token(reuse, "/access")}).get_data(as_text=True)
+        "/access", data={"csrf_token": csrf_token(reuse, "/access")}
+    ).get_data(as_text=True)
 
 
 def test_a_magic_link_expires_after_30_minutes(app, client, orders):
@@ -270,8 +307,10 @@ def test_choosing_an_offer_resolves_the_request_without_a_refund(client, orders)
     lookup(client, "ORD-10001", "alice.m@example.com")
     page = client.get("/orders/ORD-10001").get_data(as_text=True)
     assert "30 more days, free" in page and "Switch to a higher plan with 30% off" in page
-    response = client.post("/orders/ORD-10001/offer", data={"csrf_token": csrf_token(client, "/orders/ORD-10001"),
-                                                            "offer_id": "extended-trial"})
+    response = client.post(
+        "/orders/ORD-10001/offer",
+        data={"csrf_token": csrf_token(client, "/orders/ORD-10001"), "offer_id": "extended-trial"},
+    )
     assert response.status_code == 303
     request = latest_request(orders)
     assert request.state is RequestState.RESOLVED_WITH_OFFER and request.offer_id == "extended-trial"

@@ -1,4 +1,5 @@
 """The data lifecycle: retention, erasure on request and export, from the command line and the console."""
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,9 @@ def refunded_with_document(app, session):
     with time_machine.travel(FILED, tick=True):
         customer = app.test_client()
         lookup(customer, "ORD-20001", "zhang.wei@example.cn")
-        response = file_request(customer, "ORD-20001", files=[("截图.png", png_bytes())], locale="zh",
-                                details="功能和演示不一样。")
+        response = file_request(
+            customer, "ORD-20001", files=[("截图.png", png_bytes())], locale="zh", details="功能和演示不一样。"
+        )
         reference = response.headers["Location"].rsplit("/", 1)[1]
         agent = app.test_client()
         sign_in(agent, "agent@example.com")
@@ -88,8 +90,9 @@ def test_export_holds_everything_about_the_customer_with_their_files(make_app, d
     refunded_with_document(app, db_session)
     [document] = db_session.scalars(select(Document)).all()
     receipt = db_session.scalar(select(Receipt))
-    result = app.test_cli_runner().invoke(args=["customers", "export", "ZHANG.WEI@example.cn",
-                                                "-o", str(tmp_path / "export.zip")])
+    result = app.test_cli_runner().invoke(
+        args=["customers", "export", "ZHANG.WEI@example.cn", "-o", str(tmp_path / "export.zip")]
+    )
     assert result.exit_code == 0, result.output
     with zipfile.ZipFile(tmp_path / "export.zip") as archive:
         record = json.loads(archive.read("customer.json"))
@@ -104,14 +107,23 @@ def test_export_holds_everything_about_the_customer_with_their_files(make_app, d
 
 
 def test_erasure_anonymises_deletes_documents_keeps_the_accounts_and_tells_the_customer_in_their_language(
-        make_app, db_session, tmp_path):
+    make_app, db_session, tmp_path
+):
     app = make_app()
     refunded_with_document(app, db_session)
     storage = app.extensions["storage"]
     # A reply by email on the request (issue 21): what the customer wrote there is personal data too.
-    db_session.add(InboundMessage(refund_request_id=db_session.scalar(select(RefundRequest.id)), kind="reply",
-                                  matched_by="token", sender="zhang.wei@example.cn", subject="回复：退款",
-                                  text="我的银行卡号是 1234。", refused_attachments=[{"name": "张伟的护照.exe", "problem": "x"}]))
+    db_session.add(
+        InboundMessage(
+            refund_request_id=db_session.scalar(select(RefundRequest.id)),
+            kind="reply",
+            matched_by="token",
+            sender="zhang.wei@example.cn",
+            subject="回复：退款",
+            text="我的银行卡号是 1234。",
+            refused_attachments=[{"name": "张伟的护照.exe", "problem": "x"}],
+        )
+    )
     db_session.commit()
     [document] = db_session.scalars(select(Document)).all()
     receipt = db_session.scalar(select(Receipt))
@@ -149,22 +161,35 @@ def test_the_console_exports_and_erases_for_admins_only(make_app, db_session):
     admin = app.test_client()
     make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
     sign_in(admin, "admin@example.com")
-    response = staff_post(admin, "/staff/customers", "/staff/customers", email="zhang.wei@example.cn",
-                          action="export")
+    response = staff_post(admin, "/staff/customers", "/staff/customers", email="zhang.wei@example.cn", action="export")
     assert response.status_code == 200 and response.mimetype == "application/zip"
     assert "customer.json" in zipfile.ZipFile(io.BytesIO(response.data)).namelist()
     response.close()  # as a WSGI server does: the temporary zip goes with it
 
-    refused = staff_post(admin, "/staff/customers", "/staff/customers", email="zhang.wei@example.cn",
-                         action="erase", confirm="someone@else.example")
+    refused = staff_post(
+        admin,
+        "/staff/customers",
+        "/staff/customers",
+        email="zhang.wei@example.cn",
+        action="erase",
+        confirm="someone@else.example",
+    )
     assert refused.status_code == 422 and "Type the customer" in refused.get_data(as_text=True)
-    erased = staff_post(admin, "/staff/customers", "/staff/customers", email="zhang.wei@example.cn",
-                        action="erase", confirm="Zhang.Wei@example.cn")
+    erased = staff_post(
+        admin,
+        "/staff/customers",
+        "/staff/customers",
+        email="zhang.wei@example.cn",
+        action="erase",
+        confirm="Zhang.Wei@example.cn",
+    )
     assert erased.status_code == 303
     db_session.expire_all()
     assert db_session.scalar(select(Document)) is None
     # Both are in the console's security log, by whom and about which customer.
-    logged = {e.kind: e for e in db_session.scalars(select(SecurityEvent).where(SecurityEvent.email == "admin@example.com"))}
+    logged = {
+        e.kind: e for e in db_session.scalars(select(SecurityEvent).where(SecurityEvent.email == "admin@example.com"))
+    }
     assert logged["export"].detail.startswith("customer ") and "document(s) deleted" in logged["customer_erased"].detail
 
     agent = app.test_client()

@@ -1,4 +1,5 @@
 """The demo keeps its promises whatever day it runs: everything in it is relative to today."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,11 @@ REFUNDABLE = {"DEMO-1001", "DEMO-1003", "DEMO-1004", "DEMO-1005", "DEMO-2001", "
 A_YEAR_AHEAD = datetime.now(UTC) + timedelta(days=366)
 
 
-@pytest.mark.parametrize("when", [None, A_YEAR_AHEAD, A_YEAR_AHEAD + timedelta(days=59)],
-                         ids=["today", "a year ahead", "a year and two months ahead"])
+@pytest.mark.parametrize(
+    "when",
+    [None, A_YEAR_AHEAD, A_YEAR_AHEAD + timedelta(days=59)],
+    ids=["today", "a year ahead", "a year and two months ahead"],
+)
 def test_the_demo_and_the_sample_orders_work_on_any_day(app, db_session, data_dir, when):
     with time_machine.travel(when or datetime.now(UTC), tick=True):
         runner = app.test_cli_runner()

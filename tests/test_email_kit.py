@@ -1,4 +1,5 @@
 """The email kit: every message in every language, formatted for the reader, strict about variables."""
+
 import json
 import re
 import shutil
@@ -18,12 +19,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def kit():
-    return EmailKit(resource_dir("emails"), resource_dir("translations"), base_url="https://refunds.example.com",
-                    brand=load_brand())
+    return EmailKit(
+        resource_dir("emails"), resource_dir("translations"), base_url="https://refunds.example.com", brand=load_brand()
+    )
 
 
-MESSAGES = ["acknowledgement", "information_request", "reply_received", "approval", "decline", "refunded",
-            "refund_failed", "magic_link", "staff_password_reset", "closed_unanswered", "erasure_confirmed"]
+MESSAGES = [
+    "acknowledgement",
+    "information_request",
+    "reply_received",
+    "approval",
+    "decline",
+    "refunded",
+    "refund_failed",
+    "magic_link",
+    "staff_password_reset",
+    "closed_unanswered",
+    "erasure_confirmed",
+]
 
 
 def test_the_kit_declares_every_message_the_portal_sends(kit):
@@ -51,8 +64,11 @@ def test_every_message_renders_in_every_language_with_the_layout_conventions(kit
     assert all(re.search(r"<img [^>]*alt=\"[^\"]+\"", tag) for tag in re.findall(r"<img [^>]+>", html))
     text = rendered.text
     assert not re.search(r"<[a-z/][^>]*>", text), "HTML in the plain-text part"
-    assert {"en": "The Northwind Cloud support team", "zh": "Northwind Cloud 客服团队",
-            "nl": "Het supportteam van Northwind Cloud"}[locale] in text
+    assert {
+        "en": "The Northwind Cloud support team",
+        "zh": "Northwind Cloud 客服团队",
+        "nl": "Het supportteam van Northwind Cloud",
+    }[locale] in text
     assert "Alice Moreau" in text and "Alice Moreau" in html
 
 
@@ -67,8 +83,7 @@ def test_money_and_dates_are_written_for_the_readers_locale(kit):
 
 
 def test_links_are_absolute_from_the_base_url(kit):
-    rendered = kit.render("reply_received", "en", customer_name="A", reference="RF-1",
-                          tracking_url="/track/abc")
+    rendered = kit.render("reply_received", "en", customer_name="A", reference="RF-1", tracking_url="/track/abc")
     assert "https://refunds.example.com/track/abc" in rendered.text
     assert 'href="https://refunds.example.com/track/abc"' in rendered.html
     with pytest.raises(KitError, match="tracking_url"):
@@ -109,8 +124,12 @@ def test_each_template_uses_exactly_the_variables_it_declares(kit, message):
 
 
 def test_customer_text_is_escaped_in_html_and_kept_in_plain_text(kit):
-    variables = {**kit.spec("information_request").samples(), "customer_name": "<b>Eve</b> & Co",
-                 "note": "<script>alert(1)</script>", "questions": ["<img src=x onerror=alert(1)>"]}
+    variables = {
+        **kit.spec("information_request").samples(),
+        "customer_name": "<b>Eve</b> & Co",
+        "note": "<script>alert(1)</script>",
+        "questions": ["<img src=x onerror=alert(1)>"],
+    }
     rendered = kit.render("information_request", "en", **variables)
     assert "<script>" not in rendered.html and "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
     assert "&lt;b&gt;Eve&lt;/b&gt; &amp; Co" in rendered.html and "<img src=x" not in rendered.html
@@ -122,18 +141,19 @@ def test_export_writes_every_message_in_every_language_with_merge_tags(runner, t
     result = runner.invoke(args=["emails", "export", str(folder), "--merge-tags", "mailchimp"])
     assert result.exit_code == 0, result.output
     index = json.loads((folder / "index.json").read_text())
-    assert {(e["message"], e["locale"]) for e in index if e["kind"] == "rendered"} == \
-        {(m, loc) for m in MESSAGES for loc in LOCALES}
+    assert {(e["message"], e["locale"]) for e in index if e["kind"] == "rendered"} == {
+        (m, loc) for m in MESSAGES for loc in LOCALES
+    }
     variables = json.loads((folder / "variables.json").read_text())
-    assert variables["approval"]["variables"]["amount"] == {"type": "money", "sample": "29.00 USD",
-                                                            "description": ""}
+    assert variables["approval"]["variables"]["amount"] == {"type": "money", "sample": "29.00 USD", "description": ""}
     assert (folder / "brand.toml").exists() and (folder / "source" / "layout.html").exists()
     assert (folder / "source" / "messages" / "refunded.txt").exists()
     tagged = (folder / "mailchimp" / "nl" / "approval.html").read_text()
     assert "*|AMOUNT|*" in tagged and "*|CUSTOMER_NAME|*" in tagged and 'href="*|TRACKING_URL|*"' in tagged
     assert "Alice Moreau" not in tagged and "29,00" not in tagged
-    subject = next(e["subject"] for e in index if e["kind"] == "mailchimp" and e["message"] == "approval"
-                   and e["locale"] == "zh")
+    subject = next(
+        e["subject"] for e in index if e["kind"] == "mailchimp" and e["message"] == "approval" and e["locale"] == "zh"
+    )
     assert subject == "[*|REFERENCE|*] 您的 *|AMOUNT|* 退款已获批准"
     assert "Alice Moreau" in (folder / "rendered" / "zh" / "acknowledgement.txt").read_text()
 

@@ -1,4 +1,5 @@
 """A request's whole life, in each language, as the customer's mailbox sees it (a real SMTP server)."""
+
 import re
 
 import pytest
@@ -19,20 +20,40 @@ from tests.journey_helpers import (
 from tests.mail_helpers import body
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
-CUSTOMERS = {"en": ("ORD-10001", "alice.m@example.com", "$29.00", "12.00"),
-             "zh": ("ORD-20001", "zhang.wei@example.cn", "¥199.00", "99.00"),
-             "nl": ("ORD-30001", "sanne.devries@example.nl", "€\xa027,00", "13.50")}
+CUSTOMERS = {
+    "en": ("ORD-10001", "alice.m@example.com", "$29.00", "12.00"),
+    "zh": ("ORD-20001", "zhang.wei@example.cn", "¥199.00", "99.00"),
+    "nl": ("ORD-30001", "sanne.devries@example.nl", "€\xa027,00", "13.50"),
+}
 # A phrase of each message's subject in each language, straight from the catalogs' translations.
 SUBJECT_WORDS = {
-    "en": {"acknowledgement": "We have received your refund request", "information_request": "We need a few details",
-           "reply_received": "We have received your answer", "approval": "has been approved",
-           "refunded": "has been sent", "decline": "About your refund request", "magic_link": "Your link"},
-    "zh": {"acknowledgement": "我们已收到您的退款申请", "information_request": "一些信息",
-           "reply_received": "我们已收到您的回复", "approval": "退款已获批准", "refunded": "退款已发出",
-           "decline": "关于您的退款申请", "magic_link": "您的订单链接"},
-    "nl": {"acknowledgement": "Wij hebben uw terugbetalingsaanvraag", "information_request": "enkele gegevens nodig",
-           "reply_received": "Wij hebben uw antwoord", "approval": "is goedgekeurd", "refunded": "is verstuurd",
-           "decline": "Over uw terugbetalingsaanvraag", "magic_link": "Uw link naar uw bestellingen"},
+    "en": {
+        "acknowledgement": "We have received your refund request",
+        "information_request": "We need a few details",
+        "reply_received": "We have received your answer",
+        "approval": "has been approved",
+        "refunded": "has been sent",
+        "decline": "About your refund request",
+        "magic_link": "Your link",
+    },
+    "zh": {
+        "acknowledgement": "我们已收到您的退款申请",
+        "information_request": "一些信息",
+        "reply_received": "我们已收到您的回复",
+        "approval": "退款已获批准",
+        "refunded": "退款已发出",
+        "decline": "关于您的退款申请",
+        "magic_link": "您的订单链接",
+    },
+    "nl": {
+        "acknowledgement": "Wij hebben uw terugbetalingsaanvraag",
+        "information_request": "enkele gegevens nodig",
+        "reply_received": "Wij hebben uw antwoord",
+        "approval": "is goedgekeurd",
+        "refunded": "is verstuurd",
+        "decline": "Over uw terugbetalingsaanvraag",
+        "magic_link": "Uw link naar uw bestellingen",
+    },
 }
 
 
@@ -61,8 +82,12 @@ def test_every_message_of_a_request_life_arrives_in_the_customers_language(make_
         reference = file_request(customer, number, locale=locale).headers["Location"].rsplit("/", 1)[1]
         act(agent, reference, "ask", questions=["what_went_wrong"], documents=["screenshot"], message="")
         token = csrf_token(customer, f"/requests/{reference}")
-        post_multipart(customer, f"/requests/{reference}/answer", {"csrf_token": token, "answer": "It broke."},
-                       {"item_screenshot": [("shot.png", png_bytes())]})
+        post_multipart(
+            customer,
+            f"/requests/{reference}/answer",
+            {"csrf_token": token, "answer": "It broke."},
+            {"item_screenshot": [("shot.png", png_bytes())]},
+        )
         act(agent, reference, "approve", amount=partial)
         act(agent, reference, "process", reference="re_life_1")
         with app.app_context():
@@ -111,8 +136,9 @@ def test_every_message_of_a_request_life_arrives_in_the_customers_language(make_
 
 
 @pytest.mark.parametrize("locale", ["en", "zh", "nl"])
-def test_a_decline_with_its_clause_and_alternative_arrives_in_the_customers_language(make_app, smtp, db_session,
-                                                                                      locale):
+def test_a_decline_with_its_clause_and_alternative_arrives_in_the_customers_language(
+    make_app, smtp, db_session, locale
+):
     app = make_app(**smtp.settings)
     number, email, _, _ = CUSTOMERS[locale]
     with time_machine.travel("2026-11-22T12:00:00Z", tick=True):

@@ -5,6 +5,7 @@ double of its documented API in tests/ and one harness here: these tests then sa
 the promises processing relies on. A harness knows how to make a charge at its double, how much of
 it has gone back, and how to make the next call fail the ways real processors do.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -36,23 +37,33 @@ def harness(request) -> Harness:
             stub.add_charge(f"ch_{name}", amount, currency)
             return f"ch_{name}"
 
-        return Harness(lambda timeout=5: StripeGateway("sk_test_x", api_base=stub.url, max_network_retries=0,
-                                                       timeout=timeout),
-                       stripe_charge, stub.refunded, stub.failures.append, lambda s: setattr(stub, "delay", s))
+        return Harness(
+            lambda timeout=5: StripeGateway("sk_test_x", api_base=stub.url, max_network_retries=0, timeout=timeout),
+            stripe_charge,
+            stub.refunded,
+            stub.failures.append,
+            lambda s: setattr(stub, "delay", s),
+        )
     stub = request.getfixturevalue("paddle_stub")
 
     def paddle_charge(name, amount, currency):
         stub.add_transaction(f"txn_{name}", [amount], currency)
         return f"txn_{name}"
 
-    return Harness(lambda timeout=5: PaddleGateway("pdl_sdbx_apikey_x", api_base=stub.url, timeout=timeout),
-                   paddle_charge, stub.refunded, stub.failures.append, lambda s: setattr(stub, "delay", s))
+    return Harness(
+        lambda timeout=5: PaddleGateway("pdl_sdbx_apikey_x", api_base=stub.url, timeout=timeout),
+        paddle_charge,
+        stub.refunded,
+        stub.failures.append,
+        lambda s: setattr(stub, "delay", s),
+    )
 
 
 def test_a_refund_answers_with_the_processors_reference_and_moves_the_amount(harness):
     charge = harness.charge("a1", 2900, "USD")
-    answer = harness.gateway().refund(payment=charge, amount=Money.parse("29.00", "USD"), idempotency_key="k-a1",
-                                      metadata={"refund_request": "RF-A1"})
+    answer = harness.gateway().refund(
+        payment=charge, amount=Money.parse("29.00", "USD"), idempotency_key="k-a1", metadata={"refund_request": "RF-A1"}
+    )
     assert answer.reference and answer.status in ("succeeded", "pending")
     assert harness.refunded(charge) == 2900
 
@@ -101,8 +112,11 @@ def test_more_than_is_left_is_refused_as_our_mistake(harness):
 
 def test_an_unknown_charge_is_refused_as_our_mistake(harness):
     with pytest.raises(GatewayMisconfigured):
-        harness.gateway().refund(payment="ch_nope" if "Stripe" in type(harness.gateway()).__name__ else "txn_nope",
-                                 amount=Money.parse("1.00", "USD"), idempotency_key="k-a7")
+        harness.gateway().refund(
+            payment="ch_nope" if "Stripe" in type(harness.gateway()).__name__ else "txn_nope",
+            amount=Money.parse("1.00", "USD"),
+            idempotency_key="k-a7",
+        )
 
 
 def test_a_silent_processor_is_unavailable_within_the_timeout(harness):

@@ -3,6 +3,7 @@
 Messages are built with Python's email package (en, zh, nl) or taken from tests/data/inbound/
 (copies of shared/samples/inbound, placeholders substituted here).
 """
+
 import email
 import email.policy
 import json
@@ -54,10 +55,15 @@ def staff_token(app, db_session):
 def file_and_ask(app, token, number, email, documents=("bank_statement",)):
     customer = app.test_client()
     lookup(customer, number, email)
-    reference = file_request(customer, number, files=[("invoice.pdf", pdf_bytes())]).headers["Location"].rsplit("/", 1)[1]
-    answer = app.test_client().post(f"/api/v1/requests/{reference}/information-requests",
-                                    data=json.dumps({"questions": ["what_went_wrong"], "documents": list(documents)}),
-                                    content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+    reference = (
+        file_request(customer, number, files=[("invoice.pdf", pdf_bytes())]).headers["Location"].rsplit("/", 1)[1]
+    )
+    answer = app.test_client().post(
+        f"/api/v1/requests/{reference}/information-requests",
+        data=json.dumps({"questions": ["what_went_wrong"], "documents": list(documents)}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert answer.status_code == 200, answer.json
     return reference
 
@@ -99,21 +105,37 @@ def request_of(db_session, reference):
 def test_replies_in_three_languages_answer_their_requests_over_lmtp(app, lmtp, staff_token, db_session):
     import_samples(db_session)
     cases = [
-        ("ORD-10001", "alice.m@example.com", "Re: RF",
-         "It was charged twice, statement attached.\n\nOn Tue, 1 Dec 2026 at 09:12, Northwind <s@example.com> wrote:\n> Please answer\n",
-         "It was charged twice, statement attached.", "Please answer"),
-        ("ORD-20001", "zhang.wei@example.cn", "回复：退款",
-         "银行对账单在附件里。\n\n在 2026年12月1日 09:12，Northwind <s@example.com> 写道：\n> 请回答以下问题\n",
-         "银行对账单在附件里。", "请回答"),
-        ("ORD-30001", "sanne.devries@example.nl", "Re: Terugbetaling",
-         "Het bankafschrift zit in de bijlage.\n\nOp di 1 dec 2026 om 09:12 schreef Northwind <s@example.com>:\n> Wilt u antwoorden?\n",
-         "Het bankafschrift zit in de bijlage.", "Wilt u"),
+        (
+            "ORD-10001",
+            "alice.m@example.com",
+            "Re: RF",
+            "It was charged twice, statement attached.\n\nOn Tue, 1 Dec 2026 at 09:12, Northwind <s@example.com> wrote:\n> Please answer\n",
+            "It was charged twice, statement attached.",
+            "Please answer",
+        ),
+        (
+            "ORD-20001",
+            "zhang.wei@example.cn",
+            "回复：退款",
+            "银行对账单在附件里。\n\n在 2026年12月1日 09:12，Northwind <s@example.com> 写道：\n> 请回答以下问题\n",
+            "银行对账单在附件里。",
+            "请回答",
+        ),
+        (
+            "ORD-30001",
+            "sanne.devries@example.nl",
+            "Re: Terugbetaling",
+            "Het bankafschrift zit in de bijlage.\n\nOp di 1 dec 2026 om 09:12 schreef Northwind <s@example.com>:\n> Wilt u antwoorden?\n",
+            "Het bankafschrift zit in de bijlage.",
+            "Wilt u",
+        ),
     ]
     for number, sender, subject, text, kept, trimmed in cases:
         reference = file_and_ask(app, staff_token, number, sender)
         assert request_of(db_session, reference).state is RequestState.AWAITING_CUSTOMER
-        message = reply(sender, address(reference), subject, text,
-                        attachments=[("statement.png", "image/png", png_bytes())])
+        message = reply(
+            sender, address(reference), subject, text, attachments=[("statement.png", "image/png", png_bytes())]
+        )
         assert lmtp_send(lmtp, message, address(reference)) == {}
         found = request_of(db_session, reference)
         assert found.state is RequestState.IN_REVIEW, number  # answered, back to staff
@@ -132,8 +154,10 @@ def test_replies_in_three_languages_answer_their_requests_over_lmtp(app, lmtp, s
 def test_html_only_reply_drops_the_gmail_quote_and_shows_on_both_timelines(app, lmtp, staff_token, db_session):
     import_samples(db_session)
     reference = file_and_ask(app, staff_token, "ORD-10001", "alice.m@example.com", documents=())
-    html = ('<div dir="ltr"><p>Thank you, <b>here is</b> my answer.</p><div class="gmail_quote">On Tue wrote:'
-            '<blockquote>Please answer</blockquote></div></div>')
+    html = (
+        '<div dir="ltr"><p>Thank you, <b>here is</b> my answer.</p><div class="gmail_quote">On Tue wrote:'
+        "<blockquote>Please answer</blockquote></div></div>"
+    )
     lmtp_send(lmtp, reply("alice.m@example.com", address(reference), "Re: x", None, html=html), address(reference))
     found = request_of(db_session, reference)
     assert found.state is RequestState.IN_REVIEW and found.events[-1].note == "Thank you, here is my answer."
@@ -143,14 +167,29 @@ def test_the_sample_replies_land_with_their_attachments(app, staff_token, db_ses
     import_samples(db_session)
     for sample, number, address_, kept, attachment in [
         ("gmail-en-quoted.eml", "ORD-10001", "alice.m@example.com", "statement attached", "statement.pdf"),
-        ("gmail-zh-quoted.eml", "ORD-20001", "zhang.wei@example.cn", "我已经在附件中上传了银行对账单", "银行对账单.png"),
-        ("outlook-nl-quoted.eml", "ORD-30001", "sanne.devries@example.nl", "In de bijlage vindt u de factuur.",
-         "factuur.pdf"),
+        (
+            "gmail-zh-quoted.eml",
+            "ORD-20001",
+            "zhang.wei@example.cn",
+            "我已经在附件中上传了银行对账单",
+            "银行对账单.png",
+        ),
+        (
+            "outlook-nl-quoted.eml",
+            "ORD-30001",
+            "sanne.devries@example.nl",
+            "In de bijlage vindt u de factuur.",
+            "factuur.pdf",
+        ),
         ("html-only-en.eml", "ORD-10003", "bob.tanaka@example.org", "Thank you, here is the screenshot.", None),
     ]:
         reference = file_and_ask(app, staff_token, number, address_, documents=())
         sent = outbox(db_session, "information_request")[-1]
-        raw = (DATA / "inbound" / sample).read_text(encoding="utf-8").replace("{TOKEN}", address(reference).split("+")[1].split("@")[0])
+        raw = (
+            (DATA / "inbound" / sample)
+            .read_text(encoding="utf-8")
+            .replace("{TOKEN}", address(reference).split("+")[1].split("@")[0])
+        )
         raw = raw.replace("{ORIGINAL_MESSAGE_ID}", sent.message_id.strip("<>")).replace("RF-XXXXXXXX", reference)
         result = runner.invoke(args=["mail", "receive"], input=raw.encode("utf-8"))
         assert result.exit_code == 0, result.output
@@ -170,8 +209,12 @@ def test_auto_replies_bounces_forgeries_and_loops(app, lmtp, staff_token, db_ses
     reference = file_and_ask(app, staff_token, "ORD-10001", "alice.m@example.com")
     rcpt = address(reference)
 
-    sample = (DATA / "inbound" / "auto-reply-out-of-office.eml").read_text().replace(
-        "{TOKEN}", rcpt.split("+")[1].split("@")[0]).replace("{ORIGINAL_MESSAGE_ID}", "x@y")
+    sample = (
+        (DATA / "inbound" / "auto-reply-out-of-office.eml")
+        .read_text()
+        .replace("{TOKEN}", rcpt.split("+")[1].split("@")[0])
+        .replace("{ORIGINAL_MESSAGE_ID}", "x@y")
+    )
     assert runner.invoke(args=["mail", "receive"], input=sample.encode()).exit_code == 0
     lmtp_send(lmtp, reply("alice.m@example.com", rcpt, "Afwezig", "Ik ben afwezig.", Precedence="auto_reply"), rcpt)
     assert request_of(db_session, reference).state is RequestState.AWAITING_CUSTOMER  # nothing answered
@@ -186,7 +229,9 @@ def test_auto_replies_bounces_forgeries_and_loops(app, lmtp, staff_token, db_ses
     assert runner.invoke(args=["mail", "receive"], input=b"\n\n").exit_code == 65
 
     # Too large: 552 5.3.4, at MAIL FROM, since smtplib declares the SIZE.
-    big = reply("alice.m@example.com", rcpt, "big", "x", attachments=[("big.pdf", "application/pdf", b"%PDF" + b"0" * 300_000)])
+    big = reply(
+        "alice.m@example.com", rcpt, "big", "x", attachments=[("big.pdf", "application/pdf", b"%PDF" + b"0" * 300_000)]
+    )
     with smtplib.LMTP(lmtp.hostname, lmtp.port) as client, pytest.raises(smtplib.SMTPSenderRefused) as too_big:
         client.sendmail("alice.m@example.com", [rcpt], big.as_bytes())
     assert too_big.value.smtp_code == 552 and b"5.3.4" in too_big.value.smtp_error
@@ -201,7 +246,8 @@ def test_auto_replies_bounces_forgeries_and_loops(app, lmtp, staff_token, db_ses
     assert code == 552 and b"5.3.4" in text
 
     # A bounce (an RFC 3464 DSN) marks the address undeliverable, and staff see it.
-    dsn = email.message_from_string(f"""From: MAILER-DAEMON@mx.example.com (Mail Delivery System)
+    dsn = email.message_from_string(
+        f"""From: MAILER-DAEMON@mx.example.com (Mail Delivery System)
 To: {rcpt}
 Subject: Undelivered Mail Returned to Sender
 Auto-Submitted: auto-replied
@@ -224,7 +270,9 @@ Status: 5.1.1
 Diagnostic-Code: smtp; 550 5.1.1 <alice.m@example.com>: user unknown
 
 --BOUNDARY--
-""", policy=email.policy.SMTP)
+""",
+        policy=email.policy.SMTP,
+    )
     assert lmtp_send(lmtp, dsn, rcpt) == {}
     db_session.expire_all()
     customer = db_session.scalar(select(Customer).where(Customer.email_normalized == "alice.m@example.com"))
@@ -246,11 +294,14 @@ def test_emails_carry_the_reply_address_and_in_reply_to_finds_the_request(app, s
     with sending.app_context():
         from portal.web.extensions import db
         from portal.web.mail import deliver
+
         deliver(db.session)
     sent = smtp.inbox.find("alice.m@example.com")
     assert sent and all(m["Reply-To"] == address(reference) for m in sent)
     # No reply address (a forward, say) but In-Reply-To names our message: matched by it.
-    message = reply("alice.m@example.com", "support@example.com", "Re", "Answer by thread.", in_reply_to=sent[-1]["Message-ID"])
+    message = reply(
+        "alice.m@example.com", "support@example.com", "Re", "Answer by thread.", in_reply_to=sent[-1]["Message-ID"]
+    )
     result = app.test_cli_runner().invoke(args=["mail", "receive"], input=message.as_bytes())
     assert result.exit_code == 0, result.output
     assert request_of(db_session, reference).events[-1].note == "Answer by thread."

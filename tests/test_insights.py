@@ -1,4 +1,5 @@
 """Feedback after a refund, and the insights the team reads."""
+
 import csv
 import io
 import re
@@ -18,7 +19,6 @@ from tests.journey_helpers import file_request, import_samples, lookup, outbox
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
-
 
 
 @pytest.fixture
@@ -47,12 +47,29 @@ def refunded(app, agent, number="ORD-20001", email="zhang.wei@example.cn", local
     return reference
 
 
-FEEDBACK = {"en": ("ORD-10001", "alice.m@example.com", "How would you rate the way we handled your refund?",
-                   "Your feedback has reached our team.", "We already have your feedback on this request."),
-            "zh": ("ORD-20001", "zhang.wei@example.cn", "您如何评价我们处理您退款的方式？", "感谢",
-                   "我们已收到您对此申请的反馈"),
-            "nl": ("ORD-30001", "sanne.devries@example.nl", "Hoe beoordeelt u de manier waarop wij uw terugbetaling",
-                   "Uw feedback is bij ons team aangekomen.", "Wij hebben uw feedback over deze aanvraag al.")}
+FEEDBACK = {
+    "en": (
+        "ORD-10001",
+        "alice.m@example.com",
+        "How would you rate the way we handled your refund?",
+        "Your feedback has reached our team.",
+        "We already have your feedback on this request.",
+    ),
+    "zh": (
+        "ORD-20001",
+        "zhang.wei@example.cn",
+        "您如何评价我们处理您退款的方式？",
+        "感谢",
+        "我们已收到您对此申请的反馈",
+    ),
+    "nl": (
+        "ORD-30001",
+        "sanne.devries@example.nl",
+        "Hoe beoordeelt u de manier waarop wij uw terugbetaling",
+        "Uw feedback is bij ons team aangekomen.",
+        "Wij hebben uw feedback over deze aanvraag al.",
+    ),
+}
 
 
 @pytest.mark.parametrize("locale", FEEDBACK)
@@ -66,14 +83,19 @@ def test_feedback_is_left_once_in_the_customers_language(app, agent, db_session,
     token = csrf_token(visitor, link)
     missing = visitor.post(link, data={"csrf_token": token, "comment": "Fast <b>and</b> kind", "come_back": "yes"})
     assert missing.status_code == 422 and "Fast &lt;b&gt;and&lt;/b&gt; kind" in missing.get_data(as_text=True)
-    done = visitor.post(link, data={"csrf_token": token, "rating": "4", "comment": "Fast and kind",
-                                    "come_back": "maybe"})
+    done = visitor.post(
+        link, data={"csrf_token": token, "rating": "4", "comment": "Fast and kind", "come_back": "maybe"}
+    )
     assert done.status_code == 200 and thanks in done.get_data(as_text=True)
     again = visitor.post(link, data={"csrf_token": token, "rating": "1", "comment": "changed", "come_back": "no"})
     assert already in again.get_data(as_text=True)
     [feedback] = db_session.scalars(select(Feedback)).all()
-    assert (feedback.rating, feedback.comment, feedback.come_back, feedback.locale) == (4, "Fast and kind", "maybe",
-                                                                                        locale)
+    assert (feedback.rating, feedback.comment, feedback.come_back, feedback.locale) == (
+        4,
+        "Fast and kind",
+        "maybe",
+        locale,
+    )
 
 
 def test_a_feedback_link_expires_after_30_days_with_a_friendly_page(app, agent, db_session, frozen):
@@ -108,8 +130,9 @@ def test_the_insights_show_every_figure_and_the_csv_matches_the_page(app, agent,
         deliver(db.session)
     link = outbox(db_session, "refunded")[0].variables["feedback_url"].removeprefix("http://portal.test")
     visitor = app.test_client()
-    visitor.post(link, data={"csrf_token": csrf_token(visitor, link), "rating": "5", "comment": "Top",
-                             "come_back": "yes"})
+    visitor.post(
+        link, data={"csrf_token": csrf_token(visitor, link), "rating": "5", "comment": "Top", "come_back": "yes"}
+    )
     frozen.shift(timedelta(days=2))
     sign_in(agent, "agent@example.com")
 
@@ -127,10 +150,20 @@ def test_the_insights_show_every_figure_and_the_csv_matches_the_page(app, agent,
 
     page = agent.get("/staff/insights").get_data(as_text=True)
     assert "Billing errors: 1 in this period" in page and billing in page
-    assert '<svg xmlns="http://www.w3.org/2000/svg"' in page and "<desc id=\"chart-desc\">" in page
+    assert '<svg xmlns="http://www.w3.org/2000/svg"' in page and '<desc id="chart-desc">' in page
     assert "5.0 / 5" in page and "50.0%" in page
-    for name in ("reasons", "decisions", "refunded", "timings", "billing_errors", "feedback", "saved", "signals",
-                 "refund_rate", "overdue"):
+    for name in (
+        "reasons",
+        "decisions",
+        "refunded",
+        "timings",
+        "billing_errors",
+        "feedback",
+        "saved",
+        "signals",
+        "refund_rate",
+        "overdue",
+    ):
         response = agent.get(f"/staff/insights.csv?table={name}")
         assert response.status_code == 200 and response.mimetype == "text/csv"
         body = response.get_data(as_text=True)
@@ -170,10 +203,14 @@ def rollup_snapshot(session) -> dict:
     from portal.insights.models import InsightDay, InsightDuration, InsightOrderDay, InsightRefundDay
 
     session.expire_all()
-    return {model.__tablename__: sorted(tuple(getattr(row, c.key) for c in model.__table__.columns)
-                                        for row in session.scalars(select(model)) if getattr(row, "count", 1)
-                                        or getattr(row, "orders", 0) or getattr(row, "refunded", 0))
-            for model in (InsightDay, InsightDuration, InsightOrderDay, InsightRefundDay)}
+    return {
+        model.__tablename__: sorted(
+            tuple(getattr(row, c.key) for c in model.__table__.columns)
+            for row in session.scalars(select(model))
+            if getattr(row, "count", 1) or getattr(row, "orders", 0) or getattr(row, "refunded", 0)
+        )
+        for model in (InsightDay, InsightDuration, InsightOrderDay, InsightRefundDay)
+    }
 
 
 def test_median_of_a_histogram():

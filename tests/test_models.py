@@ -26,8 +26,14 @@ def _request(session, data_dir) -> RefundRequest:
     from portal.orders.models import Order
 
     order = session.scalar(select(Order).where(Order.order_number == "ORD-10001"))
-    request = RefundRequest(order=order, reason=Reason.NO_LONGER_NEEDED, currency="USD",
-                            amount_requested_minor=2900, locale="en", tracking_token_hash=new_token()[1])
+    request = RefundRequest(
+        order=order,
+        reason=Reason.NO_LONGER_NEEDED,
+        currency="USD",
+        amount_requested_minor=2900,
+        locale="en",
+        tracking_token_hash=new_token()[1],
+    )
     session.add(request)
     session.add(StatusEvent(refund_request=request, actor=Actor.CUSTOMER, to_state=RequestState.RECEIVED))
     session.commit()

@@ -1,5 +1,6 @@
 """What an operator relies on: probes, request ids, JSON log lines without personal data or
 secrets, Prometheus figures behind a token, 503 when the database is down, one-line CLI errors."""
+
 from __future__ import annotations
 
 import json
@@ -24,15 +25,25 @@ from tests.staff_helpers import PASSWORD, approved_in_full, make_staff, sign_in,
 UNREACHABLE = "postgresql://portal@127.0.0.1:1/portal"  # nothing listens on port 1
 TOKEN = "metrics-token-for-the-tests"
 # The newest migration, whatever number it has reached.
-HEAD = max(p.name.split("_", 1)[0] for p in (Path(__file__).parents[1] / "portal" / "migrations" / "versions").glob("0*.py"))
+HEAD = max(
+    p.name.split("_", 1)[0] for p in (Path(__file__).parents[1] / "portal" / "migrations" / "versions").glob("0*.py")
+)
 
 
 def production(**overrides):
     # Production wants rate limits shared by every worker: the machine's Redis (the test database).
     redis_url = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    return create_app({"ENV": "production", "SECRET_KEY": "k" * 48, "BASE_URL": "https://refunds.example.com",
-                       "DATABASE_URL": UNREACHABLE, "MAIL_SERVER": "127.0.0.1", "RATELIMIT_STORAGE_URI": redis_url,
-                       **overrides})
+    return create_app(
+        {
+            "ENV": "production",
+            "SECRET_KEY": "k" * 48,
+            "BASE_URL": "https://refunds.example.com",
+            "DATABASE_URL": UNREACHABLE,
+            "MAIL_SERVER": "127.0.0.1",
+            "RATELIMIT_STORAGE_URI": redis_url,
+            **overrides,
+        }
+    )
 
 
 def json_lines(text: str) -> list[dict]:
@@ -72,13 +83,22 @@ def test_readiness_is_ok_at_the_migrations_head(client):
 
 
 def test_readiness_waits_for_portal_db_upgrade(tmp_path):
-    app = create_app({"ENV": "testing", "SECRET_KEY": "x" * 40, "DATABASE_URL": f"sqlite:///{tmp_path}/old.sqlite3",
-                      "UPLOAD_DIR": str(tmp_path / "up"), "OUTBOX_DIR": str(tmp_path / "out")})
+    app = create_app(
+        {
+            "ENV": "testing",
+            "SECRET_KEY": "x" * 40,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/old.sqlite3",
+            "UPLOAD_DIR": str(tmp_path / "up"),
+            "OUTBOX_DIR": str(tmp_path / "out"),
+        }
+    )
     with app.app_context():
         upgrade(revision="0007")  # the previous release's schema, new code deployed first
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
-    assert response.json["checks"]["database"]["detail"] == f"schema at 0007, code expects {HEAD}: run portal db upgrade"
+    assert (
+        response.json["checks"]["database"]["detail"] == f"schema at 0007, code expects {HEAD}: run portal db upgrade"
+    )
     with app.app_context():
         upgrade()
         db.engine.dispose()
@@ -108,8 +128,9 @@ def test_the_proxy_request_id_is_kept_and_a_missing_or_odd_one_is_generated(clie
     assert odd != "x\u00e9 <script>" and len(odd) == 32
 
 
-def test_one_json_line_per_request_with_the_staff_id_and_no_password_email_or_token(make_app, db_session, capsys,
-                                                                                   frozen):
+def test_one_json_line_per_request_with_the_staff_id_and_no_password_email_or_token(
+    make_app, db_session, capsys, frozen
+):
     app = make_app(LOG_FORMAT="json")
     import_samples(db_session)
     staff = make_staff(db_session, "agent@example.com", StaffRole.AGENT)
@@ -174,8 +195,9 @@ def test_metrics_are_there_only_for_a_scraper_with_the_token(make_app):
     assert "# TYPE portal_http_request_duration_seconds histogram" in response.get_data(as_text=True)
 
 
-def test_a_scrape_counts_requests_refusals_the_outbox_deliveries_refunds_and_receipts(make_app, db_session, smtp,
-                                                                                     frozen):
+def test_a_scrape_counts_requests_refusals_the_outbox_deliveries_refunds_and_receipts(
+    make_app, db_session, smtp, frozen
+):
     app = make_app(METRICS_TOKEN=TOKEN, LOOKUP_RATE_LIMIT="3 per minute", **smtp.settings)
     scraper = app.test_client()
 
@@ -195,35 +217,60 @@ def test_a_scrape_counts_requests_refusals_the_outbox_deliveries_refunds_and_rec
     assert sample(figures, "portal_outbox_pending_messages", channel="email", kind="acknowledgement") == 1
     assert sample(figures, "portal_outbox_pending_messages", channel="email", kind="refunded") == 1
     assert sample(figures, "portal_outbox_oldest_pending_age_seconds", channel="email", kind="acknowledgement") >= 0
-    assert sample(figures, "portal_gateway_refunds_total", gateway="manual", outcome="succeeded") \
+    assert (
+        sample(figures, "portal_gateway_refunds_total", gateway="manual", outcome="succeeded")
         == sample(before, "portal_gateway_refunds_total", gateway="manual", outcome="succeeded") + 1
-    assert sample(figures, "portal_rate_limit_refusals_total", route="/lookup") \
+    )
+    assert (
+        sample(figures, "portal_rate_limit_refusals_total", route="/lookup")
         == sample(before, "portal_rate_limit_refusals_total", route="/lookup") + 2
+    )
     route = "/staff/requests/<reference>/process"
-    assert sample(figures, "portal_http_requests_total", method="POST", route=route, status="303") \
+    assert (
+        sample(figures, "portal_http_requests_total", method="POST", route=route, status="303")
         == sample(before, "portal_http_requests_total", method="POST", route=route, status="303") + 1
+    )
     assert sample(figures, "portal_http_request_duration_seconds_count", method="POST", route=route) >= 1
 
     with app.app_context():
         assert deliver(db.session).sent == 3
     after = scrape()
     assert sample(after, "portal_outbox_pending_messages", channel="email", kind="refunded") == 0
-    assert sample(after, "portal_outbox_deliveries_total", channel="email", kind="refunded", outcome="sent") \
+    assert (
+        sample(after, "portal_outbox_deliveries_total", channel="email", kind="refunded", outcome="sent")
         == sample(before, "portal_outbox_deliveries_total", channel="email", kind="refunded", outcome="sent") + 1
-    assert sample(after, "portal_receipt_render_seconds_count", locale="en") \
+    )
+    assert (
+        sample(after, "portal_receipt_render_seconds_count", locale="en")
         == sample(before, "portal_receipt_render_seconds_count", locale="en") + 1
+    )
 
 
 # -- the command line -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env,says", [
-    ({"PORTAL_ENV": "production"}, "portal: configuration error: Refusing to start in production: PORTAL_SECRET_KEY"),
-    ({"PORTAL_DATABASE_URL": "postgres//nowhere"}, "portal: configuration error: PORTAL_DATABASE_URL is not a database URL"),
-])
+@pytest.mark.parametrize(
+    "env,says",
+    [
+        (
+            {"PORTAL_ENV": "production"},
+            "portal: configuration error: Refusing to start in production: PORTAL_SECRET_KEY",
+        ),
+        (
+            {"PORTAL_DATABASE_URL": "postgres//nowhere"},
+            "portal: configuration error: PORTAL_DATABASE_URL is not a database URL",
+        ),
+    ],
+)
 def test_a_misconfiguration_is_one_line_and_exit_status_2(tmp_path, env, says):
     portal = Path(sys.executable).with_name("portal")
-    result = subprocess.run([str(portal), "db", "upgrade"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
-                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env})
+    result = subprocess.run(
+        [str(portal), "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+    )
     assert result.returncode == 2
     assert result.stderr.startswith(says) and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -58,8 +58,13 @@ def test_a_file_with_bad_rows_changes_nothing_and_names_every_fault(db_session, 
     result = _import(db_session, data_dir / "orders-bad.csv")
     assert not result.ok
     assert [(e.line, e.error.column) for e in result.errors] == [
-        (3, "customer_email"), (4, "amount"), (5, "currency"), (6, "purchased_at"),
-        (7, "order_number"), (8, "locale"), (9, "amount"),
+        (3, "customer_email"),
+        (4, "amount"),
+        (5, "currency"),
+        (6, "purchased_at"),
+        (7, "order_number"),
+        (8, "locale"),
+        (9, "amount"),
     ]
     rendered = [e.render() for e in result.errors]
     assert "line 7, order_number: order number “ORD-90001” is repeated (first on line 2)" in rendered
@@ -84,8 +89,13 @@ def test_subscription_without_period_and_affiliate_without_commission_are_refuse
     ]
     result = import_orders_text(db_session, "\n".join([header, *rows]) + "\n")
     faults = {(e.line, e.error.column) for e in result.errors}
-    assert {(2, "period_start"), (2, "period_end"), (3, "affiliate_commission"), (4, "period_end"),
-            (4, "channel")} <= faults
+    assert {
+        (2, "period_start"),
+        (2, "period_end"),
+        (3, "affiliate_commission"),
+        (4, "period_end"),
+        (4, "channel"),
+    } <= faults
     assert _count(db_session, Order) == 0
 
 

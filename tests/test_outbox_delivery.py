@@ -1,4 +1,5 @@
 """Delivery through a real SMTP server (aiosmtpd): nothing lost, nothing sent twice, nothing hangs."""
+
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,17 +18,22 @@ from tests.journey_helpers import file_request, import_samples, lookup, outbox
 from tests.mail_helpers import HungServer, SMTPServer, body
 
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
-CUSTOMERS = {"en": ("ORD-10001", "alice.m@example.com"), "zh": ("ORD-20001", "zhang.wei@example.cn"),
-             "nl": ("ORD-30001", "sanne.devries@example.nl")}
+CUSTOMERS = {
+    "en": ("ORD-10001", "alice.m@example.com"),
+    "zh": ("ORD-20001", "zhang.wei@example.cn"),
+    "nl": ("ORD-30001", "sanne.devries@example.nl"),
+}
 # The reference leads every subject, in the same place in every message and language.
-SUBJECT_STARTS = {"en": "] We have received your refund request", "zh": "] 我们已收到您的退款申请",
-                  "nl": "] Wij hebben uw terugbetalingsaanvraag"}
+SUBJECT_STARTS = {
+    "en": "] We have received your refund request",
+    "zh": "] 我们已收到您的退款申请",
+    "nl": "] Wij hebben uw terugbetalingsaanvraag",
+}
 
 
 @pytest.fixture
 def mail_app(make_app, smtp):
     return make_app(**smtp.settings)
-
 
 
 def run_worker(app):
@@ -71,8 +77,7 @@ def test_acknowledgements_arrive_in_each_language_with_working_links(mail_app, s
     assert run_worker(mail_app).sent == 0  # nothing goes twice
 
 
-def test_an_outage_keeps_messages_queued_and_they_arrive_once_each_when_it_ends(mail_app, smtp, db_session,
-                                                                               frozen):
+def test_an_outage_keeps_messages_queued_and_they_arrive_once_each_when_it_ends(mail_app, smtp, db_session, frozen):
     file_in_each_language(mail_app, db_session)
     smtp.stop()
     report = run_worker(mail_app)
@@ -143,19 +148,41 @@ def test_a_message_with_missing_variables_is_refused_when_queued(db_session):
     with pytest.raises(KitError, match=r"missing variable\(s\) amount, customer_name"):
         queue_email(db_session, "acknowledgement", "x@example.com", "en", {"reference": "RF-1"})
     with pytest.raises(KitError, match="undeclared variable"):
-        queue_email(db_session, "reply_received", "x@example.com", "en",
-                    {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "surprise": 1})
+        queue_email(
+            db_session,
+            "reply_received",
+            "x@example.com",
+            "en",
+            {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "surprise": 1},
+        )
     with pytest.raises(KitError, match="'amount' \\(money\\) cannot take"):
-        queue_email(db_session, "refund_failed", "x@example.com", "en",
-                    {"customer_name": "C", "reference": "RF-1", "tracking_url": "/track/x", "amount": "lots",
-                     "reason": "unknown"})
+        queue_email(
+            db_session,
+            "refund_failed",
+            "x@example.com",
+            "en",
+            {
+                "customer_name": "C",
+                "reference": "RF-1",
+                "tracking_url": "/track/x",
+                "amount": "lots",
+                "reason": "unknown",
+            },
+        )
     assert outbox(db_session) == []
 
 
 def test_a_message_whose_template_cannot_render_is_dead_with_the_reason(mail_app, smtp, db_session):
     # Queued before the kit changed under it (a template edited, a variable dropped from the declarations).
-    db_session.add(OutboxMessage(message="acknowledgement", recipient="x@example.com", locale="en",
-                                 variables={"reference": "RF-1"}, message_id="<stale@portal.test>"))
+    db_session.add(
+        OutboxMessage(
+            message="acknowledgement",
+            recipient="x@example.com",
+            locale="en",
+            variables={"reference": "RF-1"},
+            message_id="<stale@portal.test>",
+        )
+    )
     db_session.commit()
     assert run_worker(mail_app).dead == 1
     [message] = outbox(db_session)
@@ -186,12 +213,19 @@ def test_the_send_command_delivers_what_is_due(mail_app, smtp, db_session):
     assert len(smtp.inbox.messages) == 3
 
 
-@pytest.mark.skipif(not os.environ.get("PORTAL_TEST_DATABASE_URL", "").startswith("postgres"),
-                    reason="SKIP LOCKED is PostgreSQL's; SQLite runs a single worker")
+@pytest.mark.skipif(
+    not os.environ.get("PORTAL_TEST_DATABASE_URL", "").startswith("postgres"),
+    reason="SKIP LOCKED is PostgreSQL's; SQLite runs a single worker",
+)
 def test_two_workers_never_claim_the_same_message(app, db_session):
     for n in range(2):
-        queue_email(db_session, "reply_received", f"c{n}@example.com", "en",
-                    {"customer_name": "C", "reference": f"RF-{n}", "tracking_url": "/track/x"})
+        queue_email(
+            db_session,
+            "reply_received",
+            f"c{n}@example.com",
+            "en",
+            {"customer_name": "C", "reference": f"RF-{n}", "tracking_url": "/track/x"},
+        )
     db_session.commit()
     with app.app_context():
         engine = db.engine

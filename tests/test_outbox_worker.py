@@ -1,5 +1,6 @@
 """The outbox worker never jams: a crashing message goes dead on its own while the rest flows, a
 database outage is waited out, and SIGTERM lets the message in flight finish."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,14 +42,16 @@ class CrashingRenderer(TimedReceiptRenderer):
 
 
 def test_a_message_that_crashes_goes_dead_after_the_last_attempt_while_the_rest_is_delivered(
-        make_app, smtp, db_session, frozen, capsys):
+    make_app, smtp, db_session, frozen, capsys
+):
     app = make_app(OUTBOX_MAX_ATTEMPTS=3, LOG_FORMAT="json", **smtp.settings)
     import_samples(db_session)
     agent, reference = approved_in_full(app, db_session)
     page = f"/staff/requests/{reference}"
     assert staff_post(agent, f"{page}/process", page, reference="re_manual_7").status_code == 303
-    app.extensions[RECEIPTS] = CrashingRenderer(resource_dir("templates") / "receipts", resource_dir("translations"),
-                                                dict(load_brand()))
+    app.extensions[RECEIPTS] = CrashingRenderer(
+        resource_dir("templates") / "receipts", resource_dir("translations"), dict(load_brand())
+    )
     for n in range(2):  # queued after the refunded email, so behind it
         queue_email(db_session, "magic_link", f"behind{n}@example.com", "en", SAMPLE)
     db_session.commit()
@@ -59,8 +62,11 @@ def test_a_message_that_crashes_goes_dead_after_the_last_attempt_while_the_rest_
     [refunded] = outbox(db_session, "refunded")
     assert refunded.status is OutboxStatus.PENDING and refunded.attempts == 1
     assert "RuntimeError: the font cache is corrupt" in refunded.last_error
-    assert {m["To"] for m in smtp.inbox.messages} >= {"alice.m@example.com", "behind0@example.com",
-                                                      "behind1@example.com"}
+    assert {m["To"] for m in smtp.inbox.messages} >= {
+        "alice.m@example.com",
+        "behind0@example.com",
+        "behind1@example.com",
+    }
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     [crash] = [line for line in lines if line["event"] == "outbox attempt crashed"]
     assert crash["outbox_id"] == refunded.id and "Traceback" in crash["exception"]
@@ -91,8 +97,14 @@ def test_a_message_that_crashes_goes_dead_after_the_last_attempt_while_the_rest_
 def test_the_watch_loop_waits_out_a_database_outage_and_goes_on(tmp_path, capsys):
     """The database is gone (here: its folder does not exist yet), then comes back."""
     url = f"sqlite:///{tmp_path}/later/portal.sqlite3"
-    config = {"ENV": "testing", "SECRET_KEY": "x" * 40, "DATABASE_URL": url, "LOG_FORMAT": "json",
-              "OUTBOX_DIR": str(tmp_path / "outbox"), "UPLOAD_DIR": str(tmp_path / "up")}
+    config = {
+        "ENV": "testing",
+        "SECRET_KEY": "x" * 40,
+        "DATABASE_URL": url,
+        "LOG_FORMAT": "json",
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "UPLOAD_DIR": str(tmp_path / "up"),
+    }
     worker_app = create_app(config)
     stop = StopFlag()
     failures = []
@@ -156,13 +168,27 @@ def test_sigterm_lets_the_message_in_flight_finish_then_the_worker_exits(app, db
     for n in range(3):
         queue_email(db_session, "magic_link", f"customer{n}@example.com", "en", SAMPLE)
     db_session.commit()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PORTAL_ENV": "testing",
-           "PORTAL_SECRET_KEY": "x" * 40, "PORTAL_DATABASE_URL": app.config["DATABASE_URL"],
-           "PORTAL_MAIL_SERVER": "127.0.0.1", "PORTAL_MAIL_PORT": str(slow_smtp.port), "PORTAL_LOG_FORMAT": "json",
-           "PORTAL_UPLOAD_DIR": str(tmp_path / "up"), "PORTAL_OUTBOX_DIR": str(tmp_path / "outbox")}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PORTAL_ENV": "testing",
+        "PORTAL_SECRET_KEY": "x" * 40,
+        "PORTAL_DATABASE_URL": app.config["DATABASE_URL"],
+        "PORTAL_MAIL_SERVER": "127.0.0.1",
+        "PORTAL_MAIL_PORT": str(slow_smtp.port),
+        "PORTAL_LOG_FORMAT": "json",
+        "PORTAL_UPLOAD_DIR": str(tmp_path / "up"),
+        "PORTAL_OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
     portal = Path(sys.executable).with_name("portal")
-    worker = subprocess.Popen([str(portal), "outbox", "send", "--watch", "--interval", "0.2"], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [str(portal), "outbox", "send", "--watch", "--interval", "0.2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 30

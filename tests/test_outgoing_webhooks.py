@@ -1,4 +1,5 @@
 """Outgoing webhooks: an admin adds an endpoint, every state change reaches it signed, with retries."""
+
 import json
 import re
 import threading
@@ -79,13 +80,17 @@ def test_state_changes_reach_a_subscriber_signed_and_retried(app, db_session, re
 
         customer = app.test_client()
         lookup(customer, "ORD-10001", "alice.m@example.com")
-        reference = file_request(customer, "ORD-10001", files=[("invoice.pdf", pdf_bytes())]) \
-            .headers["Location"].rsplit("/", 1)[1]
+        reference = (
+            file_request(customer, "ORD-10001", files=[("invoice.pdf", pdf_bytes())])
+            .headers["Location"]
+            .rsplit("/", 1)[1]
+        )
         staff_post(admin, f"/staff/requests/{reference}/review", f"/staff/requests/{reference}")
 
         deliver(app)  # the subscriber answers 500 first: kept for a retry
-        queued = db_session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")
-                                    .order_by(OutboxMessage.id)).all()
+        queued = db_session.scalars(
+            select(OutboxMessage).where(OutboxMessage.channel == "webhook").order_by(OutboxMessage.id)
+        ).all()
         assert [m.status for m in queued] == [OutboxStatus.PENDING, OutboxStatus.SENT]
         clock.shift(timedelta(minutes=1))
         deliver(app)
@@ -129,8 +134,9 @@ def test_a_receiver_verifies_a_delivery_with_the_standardwebhooks_library(app, d
 
     receiver = Receiver()
     try:
-        subscription = webhooks.subscribe(db_session, receiver.url, "std", created_by=None, now=datetime.now(UTC),
-                                          require_https=False)
+        subscription = webhooks.subscribe(
+            db_session, receiver.url, "std", created_by=None, now=datetime.now(UTC), require_https=False
+        )
         webhooks.queue_event(db_session, webhooks.STATE_CHANGED, {"reference": "RF-TEST2345"}, at=datetime.now(UTC))
         db_session.commit()
         message = db_session.scalar(select(OutboxMessage).where(OutboxMessage.channel == "webhook"))

@@ -1,5 +1,6 @@
 """Paddle Billing as the gateway: refunds as adjustments through the official SDK against a stateful
 local Paddle (tests/paddle_stub.py), and its signed notifications reconciled once, only forward."""
+
 import json
 import threading
 from datetime import UTC, datetime
@@ -25,9 +26,18 @@ from tests.staff_helpers import approved_in_full, staff_post
 pytestmark = pytest.mark.usefixtures("frozen")
 
 TXN = "txn_01hv8wptq8987qeep44cyrewp9"
-ORDER = {"order_number": "PDL-2001", "customer_email": "dana@example.com", "customer_name": "Dana Smit", "locale": "nl",
-         "plan": "monthly", "product": "Team Workspace", "period_start": "2026-11-22", "period_end": "2026-12-22",
-         "affiliate": "partnerhub", "affiliate_commission": "2.90"}
+ORDER = {
+    "order_number": "PDL-2001",
+    "customer_email": "dana@example.com",
+    "customer_name": "Dana Smit",
+    "locale": "nl",
+    "plan": "monthly",
+    "product": "Team Workspace",
+    "period_start": "2026-11-22",
+    "period_end": "2026-12-22",
+    "affiliate": "partnerhub",
+    "affiliate_commission": "2.90",
+}
 
 
 @pytest.fixture
@@ -38,8 +48,9 @@ def paddle_app(make_app, paddle_stub):
 def deliver(client, stub, event, secret="pdl_ntfset_secret", signature=None):
     body = json.dumps(event).encode()
     header = signature or stub.sign(body, secret)
-    return client.post("/webhooks/paddle", data=body, headers={"Paddle-Signature": header},
-                       content_type="application/json")
+    return client.post(
+        "/webhooks/paddle", data=body, headers={"Paddle-Signature": header}, content_type="application/json"
+    )
 
 
 @pytest.fixture
@@ -64,16 +75,21 @@ def process(client, reference):
 
 def test_transaction_completed_upserts_the_order_by_the_import_rules(paddle_app, sold, paddle_stub, db_session):
     order = db_session.scalar(select(Order).where(Order.order_number == "PDL-2001"))
-    assert (order.payment_reference, order.amount_minor, order.currency, order.plan.value) == (TXN, 2900, "USD",
-                                                                                                 "monthly")
+    assert (order.payment_reference, order.amount_minor, order.currency, order.plan.value) == (
+        TXN,
+        2900,
+        "USD",
+        "monthly",
+    )
     assert order.customer.email == "dana@example.com" and order.affiliate_commission_minor == 290
     broken = paddle_stub.add_transaction("txn_01broken", [500], "USD", custom_data={"order_number": "PDL-2002"})
     answer = deliver(paddle_app.test_client(), paddle_stub, paddle_stub.event("transaction.completed", broken))
     assert answer.json["outcome"].startswith("ignored: customer_email")  # the import's rules refuse it
 
 
-def test_a_full_refund_is_one_full_adjustment_pending_until_paddle_approves(paddle_app, approved, paddle_stub,
-                                                                             db_session):
+def test_a_full_refund_is_one_full_adjustment_pending_until_paddle_approves(
+    paddle_app, approved, paddle_stub, db_session
+):
     agent, reference = approved
     assert process(agent, reference).status_code == 303
     request = latest_request(db_session)
@@ -84,8 +100,11 @@ def test_a_full_refund_is_one_full_adjustment_pending_until_paddle_approves(padd
     assert refund.processor_reference == adjustment["id"] and refund.status is RefundStatus.PENDING
     assert adjustment["reason"] == f"Refund request {reference} [refund-{reference}-attempt-1]"
     client = paddle_app.test_client()
-    assert deliver(client, paddle_stub, paddle_stub.event("adjustment.created", adjustment)).json["outcome"].endswith(
-        "waiting for Paddle's approval")
+    assert (
+        deliver(client, paddle_stub, paddle_stub.event("adjustment.created", adjustment))
+        .json["outcome"]
+        .endswith("waiting for Paddle's approval")
+    )
     answer = deliver(client, paddle_stub, paddle_stub.review(adjustment["id"], "approved"))
     assert "approved; request" in answer.json["outcome"]
     request = latest_request(db_session)
@@ -98,17 +117,21 @@ def test_a_full_refund_is_one_full_adjustment_pending_until_paddle_approves(padd
 
 
 def test_a_partial_refund_is_spread_over_line_items(paddle_app, sold, paddle_stub, db_session):
-    agent, reference = approved_in_full(paddle_app, db_session, number="PDL-2001", email="dana@example.com",
-                                        amount="24.00")
+    agent, reference = approved_in_full(
+        paddle_app, db_session, number="PDL-2001", email="dana@example.com", amount="24.00"
+    )
     process(agent, reference)
     [adjustment] = paddle_stub.adjustments
     assert adjustment["type"] == "partial"
-    assert [(i["item_id"], i["amount"]) for i in adjustment["items"]] == [(f"txnitm_{TXN[4:]}01", "2000"),
-                                                                          (f"txnitm_{TXN[4:]}02", "400")]
+    assert [(i["item_id"], i["amount"]) for i in adjustment["items"]] == [
+        (f"txnitm_{TXN[4:]}01", "2000"),
+        (f"txnitm_{TXN[4:]}02", "400"),
+    ]
 
 
 def test_a_rejection_becomes_refund_failed_with_paddles_reason_and_a_retry_is_a_new_adjustment(
-        paddle_app, approved, paddle_stub, db_session):
+    paddle_app, approved, paddle_stub, db_session
+):
     agent, reference = approved
     process(agent, reference)
     rejected = paddle_stub.review(paddle_stub.adjustments[0]["id"], "rejected")
@@ -126,8 +149,7 @@ def test_a_rejection_becomes_refund_failed_with_paddles_reason_and_a_retry_is_a_
     assert paddle_stub.adjustments[1]["reason"].endswith(f"[refund-{reference}-attempt-2]")
 
 
-def test_a_lost_answer_is_found_again_on_retry_and_never_refunds_twice(paddle_app, approved, paddle_stub,
-                                                                        db_session):
+def test_a_lost_answer_is_found_again_on_retry_and_never_refunds_twice(paddle_app, approved, paddle_stub, db_session):
     agent, reference = approved
     paddle_stub.failures = ["drop"]  # Paddle makes the adjustment; the answer never arrives
     process(agent, reference)
@@ -140,8 +162,9 @@ def test_a_lost_answer_is_found_again_on_retry_and_never_refunds_twice(paddle_ap
     assert refund.processor_reference == paddle_stub.adjustments[0]["id"]
 
 
-def test_a_lost_answer_is_reconciled_from_the_webhook_by_the_key_in_the_reason(paddle_app, approved, paddle_stub,
-                                                                                db_session):
+def test_a_lost_answer_is_reconciled_from_the_webhook_by_the_key_in_the_reason(
+    paddle_app, approved, paddle_stub, db_session
+):
     agent, reference = approved
     paddle_stub.failures = ["drop"]
     process(agent, reference)
@@ -175,21 +198,34 @@ def test_redelivered_and_reordered_notifications_change_nothing_twice(paddle_app
     assert "left for staff" in deliver(client, paddle_stub, rejected_late).json["outcome"]
     request = latest_request(db_session)
     assert request.state is RequestState.REFUNDED
-    assert db_session.scalar(select(func.count()).select_from(StatusEvent).where(
-        StatusEvent.refund_request_id == request.id, StatusEvent.to_state == RequestState.REFUNDED)) == 1
+    assert (
+        db_session.scalar(
+            select(func.count())
+            .select_from(StatusEvent)
+            .where(StatusEvent.refund_request_id == request.id, StatusEvent.to_state == RequestState.REFUNDED)
+        )
+        == 1
+    )
     assert len(outbox(db_session, "refunded")) == 1
 
 
-def test_a_dashboard_refund_before_its_order_waits_and_is_recorded_when_the_order_arrives(paddle_app, paddle_stub,
-                                                                                          db_session):
+def test_a_dashboard_refund_before_its_order_waits_and_is_recorded_when_the_order_arrives(
+    paddle_app, paddle_stub, db_session
+):
     transaction = paddle_stub.add_transaction(TXN, [2900], "USD", custom_data=ORDER)
     client = paddle_app.test_client()
     paddle_stub.auto_approve = True
-    paddle_stub.post("/adjustments", {"action": "refund", "type": "full", "transaction_id": TXN,
-                                      "reason": "goodwill"}, "Bearer pdl_dashboard")
+    paddle_stub.post(
+        "/adjustments",
+        {"action": "refund", "type": "full", "transaction_id": TXN, "reason": "goodwill"},
+        "Bearer pdl_dashboard",
+    )
     adjustment = paddle_stub.adjustments[0]
-    assert deliver(client, paddle_stub, paddle_stub.event("adjustment.created", adjustment)).json[
-        "outcome"].startswith("waiting")
+    assert (
+        deliver(client, paddle_stub, paddle_stub.event("adjustment.created", adjustment))
+        .json["outcome"]
+        .startswith("waiting")
+    )
     answer = deliver(client, paddle_stub, paddle_stub.event("transaction.completed", transaction))
     assert answer.json["outcome"] == "order PDL-2001 created; 1 waiting event(s) handled"
     request = latest_request(db_session)

@@ -1,4 +1,5 @@
 """Moving money: the Stripe gateway against a stateful local stub, retries, and concurrency."""
+
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,6 @@ from tests.staff_helpers import approved_in_full, staff_post
 from tests.test_stripe_webhooks import SECRET, send
 
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
-
 
 
 @pytest.fixture
@@ -58,8 +58,11 @@ def test_stripe_refunds_the_charge_in_minor_units_with_the_attempts_key(approved
     request = latest_request(db_session)
     assert request.state is RequestState.REFUNDED
     [refund] = request.refunds
-    assert (refund.gateway, refund.status, refund.processor_reference) == ("stripe", RefundStatus.SUCCEEDED,
-                                                                            "re_stub0001")
+    assert (refund.gateway, refund.status, refund.processor_reference) == (
+        "stripe",
+        RefundStatus.SUCCEEDED,
+        "re_stub0001",
+    )
     assert refund.idempotency_key == f"refund-{reference}-attempt-1"
     assert stripe_stub.refunded("ch_3QaB10001") == 2900
     assert stripe_stub.refunds[0]["metadata"] == {"refund_request": reference, "attempt": "1"}
@@ -98,7 +101,8 @@ def test_a_lost_answer_is_found_at_stripe_and_adopted_never_refunded_twice(appro
     request = latest_request(db_session)
     assert request.state is RequestState.REFUNDED
     assert [(r.status, r.processor_reference, r.processor_message) for r in request.refunds] == [
-        (RefundStatus.SUCCEEDED, "re_stub0001", "")]  # the old network error is not left behind
+        (RefundStatus.SUCCEEDED, "re_stub0001", "")
+    ]  # the old network error is not left behind
     assert stripe_stub.calls == creates + 1  # one listing, no second create
     assert stripe_stub.refunded("ch_3QaB10001") == 2900 and len(stripe_stub.refunds) == 1
 
@@ -123,9 +127,12 @@ def test_a_server_error_is_reconciled_then_sent_with_a_new_key(approved, stripe_
     # Stripe stores the 500 under the key: the same key would answer 500 for a day.
     gateway = StripeGateway("sk_test_portal", api_base=stripe_stub.url, max_network_retries=0)
     with pytest.raises(GatewayUnavailable):
-        gateway.refund(payment="ch_3QaB10001", amount=Money.parse("29.00", "USD"),
-                       idempotency_key=f"refund-{reference}-attempt-1",
-                       metadata={"refund_request": reference, "attempt": "1"})
+        gateway.refund(
+            payment="ch_3QaB10001",
+            amount=Money.parse("29.00", "USD"),
+            idempotency_key=f"refund-{reference}-attempt-1",
+            metadata={"refund_request": reference, "attempt": "1"},
+        )
     act(agent, reference, "process")
     request = latest_request(db_session)
     assert request.state is RequestState.REFUNDED
@@ -134,8 +141,9 @@ def test_a_server_error_is_reconciled_then_sent_with_a_new_key(approved, stripe_
     assert stripe_stub.refunded("ch_3QaB10001") == 2900 and len(stripe_stub.refunds) == 1
 
 
-def test_a_closed_card_fails_later_the_customer_hears_why_and_a_retry_is_a_new_attempt(make_app, stripe_stub,
-                                                                                       db_session):
+def test_a_closed_card_fails_later_the_customer_hears_why_and_a_retry_is_a_new_attempt(
+    make_app, stripe_stub, db_session
+):
     app = make_app(**stripe_stub.portal_settings(STRIPE_WEBHOOK_SECRET=SECRET))
     import_samples(db_session)
     stripe_stub.add_charge("ch_3QaB10001", 2900, "USD")
@@ -157,20 +165,25 @@ def test_a_closed_card_fails_later_the_customer_hears_why_and_a_retry_is_a_new_a
     request = latest_request(db_session)
     assert request.state is RequestState.REFUNDED
     assert [(r.attempt, r.status) for r in request.refunds] == [(1, RefundStatus.FAILED), (2, RefundStatus.SUCCEEDED)]
-    assert [r.idempotency_key for r in request.refunds] == [f"refund-{reference}-attempt-1",
-                                                            f"refund-{reference}-attempt-2"]
+    assert [r.idempotency_key for r in request.refunds] == [
+        f"refund-{reference}-attempt-1",
+        f"refund-{reference}-attempt-2",
+    ]
     assert stripe_stub.refunded("ch_3QaB10001") == 2900
     events = [(e.from_state, e.to_state) for e in request.events]
-    assert events[-5:] == [(RequestState.RECEIVED, RequestState.APPROVED),
-                           (RequestState.APPROVED, RequestState.APPROVED),  # pending at Stripe
-                           (RequestState.APPROVED, RequestState.REFUND_FAILED),
-                           (RequestState.REFUND_FAILED, RequestState.APPROVED),
-                           (RequestState.APPROVED, RequestState.REFUNDED)]
+    assert events[-5:] == [
+        (RequestState.RECEIVED, RequestState.APPROVED),
+        (RequestState.APPROVED, RequestState.APPROVED),  # pending at Stripe
+        (RequestState.APPROVED, RequestState.REFUND_FAILED),
+        (RequestState.REFUND_FAILED, RequestState.APPROVED),
+        (RequestState.APPROVED, RequestState.REFUNDED),
+    ]
 
 
 @pytest.mark.parametrize("setup", ["amount_too_large", "charge_already_refunded", "charge_disputed"])
-def test_stripe_refusing_the_charge_alerts_staff_and_never_emails_the_customer(approved, stripe_stub, db_session,
-                                                                                setup):
+def test_stripe_refusing_the_charge_alerts_staff_and_never_emails_the_customer(
+    approved, stripe_stub, db_session, setup
+):
     agent, reference = approved
     charge = stripe_stub.charges["ch_3QaB10001"]
     if setup == "amount_too_large":
@@ -262,8 +275,11 @@ def test_twenty_concurrent_process_calls_make_one_gateway_call(approved, stripe_
     assert sorted(outcomes) == ["409"] * 19 + ["refunded"]
     assert stripe_stub.calls == 1 and stripe_stub.refunded("ch_3QaB10001") == 2900
     db_session.expire_all()
-    refunded_events = db_session.scalar(select(func.count()).select_from(StatusEvent).where(
-        StatusEvent.refund_request_id == request_id, StatusEvent.to_state == RequestState.REFUNDED))
+    refunded_events = db_session.scalar(
+        select(func.count())
+        .select_from(StatusEvent)
+        .where(StatusEvent.refund_request_id == request_id, StatusEvent.to_state == RequestState.REFUNDED)
+    )
     assert refunded_events == 1
     assert db_session.scalar(select(func.count()).select_from(Refund)) == 1
     engine.dispose()

@@ -1,4 +1,5 @@
 """The engine against the decisions the sample policy tables for orders.csv, and its edges."""
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -42,8 +43,7 @@ def test_sample_decisions_come_out_exactly(number, outcome, amount, clauses, doc
     assert decision.policy_version == "2026-01"
 
 
-@pytest.mark.parametrize("number,used,unused", [("ORD-10003", 83, 282), ("ORD-20002", 85, 280),
-                                                ("ORD-30002", 49, 316)])
+@pytest.mark.parametrize("number,used,unused", [("ORD-10003", 83, 282), ("ORD-20002", 85, 280), ("ORD-30002", 49, 316)])
 def test_prorated_decisions_state_the_days_used(number, used, unused):
     facts = evaluate(ORDERS[number], POLICY, AS_OF, Reason.NO_LONGER_NEEDED).facts
     assert (facts.days_used, facts.unused_days, facts.period_days) == (used, unused, 365)
@@ -59,9 +59,14 @@ def test_the_monthly_window_ends_to_the_minute():
 
 
 def test_yen_are_prorated_to_whole_yen():
-    order = Terms(Plan.ANNUAL, Channel.WEB, Money.parse("10000", "JPY"),
-                  datetime(2026, 9, 1, 9, 0, tzinfo=UTC), datetime(2026, 9, 1).date(),
-                  datetime(2027, 9, 1).date())
+    order = Terms(
+        Plan.ANNUAL,
+        Channel.WEB,
+        Money.parse("10000", "JPY"),
+        datetime(2026, 9, 1, 9, 0, tzinfo=UTC),
+        datetime(2026, 9, 1).date(),
+        datetime(2027, 9, 1).date(),
+    )
     decision = evaluate(order, POLICY, AS_OF, Reason.NO_LONGER_NEEDED)
     # 10000 × 282 ÷ 365 = 7726.02… → 7726 yen, rounded down.
     assert decision.outcome is Outcome.PRORATED and decision.amount == Money.from_minor(7726, "JPY")
@@ -82,8 +87,9 @@ def test_technical_problems_outside_the_windows_go_to_review():
     assert inside.outcome is Outcome.FULL
 
 
-@pytest.mark.parametrize("status,basis", [(PaymentStatus.CHARGED_BACK, Basis.CHARGED_BACK),
-                                          (PaymentStatus.REFUNDED, Basis.FULLY_REFUNDED)])
+@pytest.mark.parametrize(
+    "status,basis", [(PaymentStatus.CHARGED_BACK, Basis.CHARGED_BACK), (PaymentStatus.REFUNDED, Basis.FULLY_REFUNDED)]
+)
 def test_charged_back_and_refunded_orders_are_refused(status, basis):
     decision = evaluate(ORDERS["ORD-10001"].but(payment_status=status), POLICY, AS_OF, Reason.BILLING_ERROR)
     assert decision.outcome is Outcome.REFUSED and decision.clauses == ("who",) and decision.basis is basis
@@ -101,9 +107,11 @@ def test_a_partly_refunded_order_gets_at_most_what_remains():
 
 def test_an_order_is_judged_by_the_version_in_force_when_it_was_bought():
     # Bought under 2025-01, which had no prorated refunds for annual plans.
-    order = ORDERS["ORD-10003"].but(purchased_at=datetime(2025, 9, 1, 16, 40, tzinfo=UTC),
-                                    period_start=datetime(2025, 9, 1).date(),
-                                    period_end=datetime(2026, 9, 1).date())
+    order = ORDERS["ORD-10003"].but(
+        purchased_at=datetime(2025, 9, 1, 16, 40, tzinfo=UTC),
+        period_start=datetime(2025, 9, 1).date(),
+        period_end=datetime(2026, 9, 1).date(),
+    )
     decision = evaluate(order, POLICY, datetime(2025, 11, 22, 12, 0, tzinfo=UTC), Reason.NO_LONGER_NEEDED)
     assert decision.policy_version == "2025-01" and decision.outcome is Outcome.REFUSED
     technical = evaluate(order, POLICY, datetime(2025, 11, 22, tzinfo=UTC), Reason.TECHNICAL_PROBLEM)
@@ -111,8 +119,12 @@ def test_an_order_is_judged_by_the_version_in_force_when_it_was_bought():
 
 
 def test_the_worked_example_of_the_policy():
-    amount, used, period = prorated_amount(Money.parse("588.00", "USD"), datetime(2026, 9, 1).date(),
-                                           datetime(2027, 9, 1).date(), datetime(2026, 11, 22).date())
+    amount, used, period = prorated_amount(
+        Money.parse("588.00", "USD"),
+        datetime(2026, 9, 1).date(),
+        datetime(2027, 9, 1).date(),
+        datetime(2026, 11, 22).date(),
+    )
     assert (amount, used, period) == (Money.parse("454.29", "USD"), 83, 365)
 
 

@@ -1,4 +1,5 @@
 """The policy file: the shipped one is valid, a broken one is refused with each problem named."""
+
 import re
 
 import pytest
@@ -18,8 +19,17 @@ def problems(text: str) -> list[str]:
 
 def test_the_shipped_policy_holds_every_sample_clause_in_three_languages():
     version = load_policy().versions[-1]
-    assert [c.id for c in version.clauses] == ["who", "monthly", "annual", "one-time", "documents",
-                                               "billing-error", "technical", "exclusions", "process"]
+    assert [c.id for c in version.clauses] == [
+        "who",
+        "monthly",
+        "annual",
+        "one-time",
+        "documents",
+        "billing-error",
+        "technical",
+        "exclusions",
+        "process",
+    ]
     for clause in version.clauses:
         for locale in ("en", "zh", "nl"):
             assert clause.title.get(locale) and clause.text.get(locale)
@@ -27,13 +37,16 @@ def test_the_shipped_policy_holds_every_sample_clause_in_three_languages():
 
 def test_an_unknown_clause_kind_is_named():
     found = problems(DEFAULT_TEXT.replace('kind = "information"', 'kind = "footnote"'))
-    assert found == ["version 2025-01 › clause exclusions: unknown clause kind 'footnote' (use eligibility, "
-                     "window, documents, review, information, process)"]
+    assert found == [
+        "version 2025-01 › clause exclusions: unknown clause kind 'footnote' (use eligibility, "
+        "window, documents, review, information, process)"
+    ]
 
 
 def test_a_missing_translation_is_named():
-    text = DEFAULT_TEXT.replace('  text.nl = "Volledige terugbetaling binnen {full_refund_days} dagen na aankoop; '
-                                'daarna niet meer."\n', "")
+    text = DEFAULT_TEXT.replace(
+        '  text.nl = "Volledige terugbetaling binnen {full_refund_days} dagen na aankoop; daarna niet meer."\n', ""
+    )
     assert problems(text) == ["version 2025-01 › clause one-time › text: missing nl translation"]
 
 
@@ -54,14 +67,19 @@ def test_a_translation_that_omits_a_number_is_refused():
 
 
 def test_a_text_naming_an_unknown_parameter_is_refused():
-    found = problems(DEFAULT_TEXT.replace("within {full_refund_days} days of purchase; none after.",
-                                          "within {refund_days} days of purchase; none after."))
+    found = problems(
+        DEFAULT_TEXT.replace(
+            "within {full_refund_days} days of purchase; none after.",
+            "within {refund_days} days of purchase; none after.",
+        )
+    )
     assert any("clause one-time" in p and "unknown parameter(s) refund_days" in p for p in found)
 
 
 def test_versions_must_build_on_earlier_ones_and_go_forward_in_time():
-    assert "based_on names '2024-01'" in problems(DEFAULT_TEXT.replace('based_on = "2025-01"',
-                                                                       'based_on = "2024-01"'))[0]
+    assert (
+        "based_on names '2024-01'" in problems(DEFAULT_TEXT.replace('based_on = "2025-01"', 'based_on = "2024-01"'))[0]
+    )
     backwards = DEFAULT_TEXT.replace("effective_from = 2026-01-01T00:00:00Z", "effective_from = 2024-06-01T00:00:00Z")
     assert any("oldest first" in p for p in problems(backwards))
 
@@ -72,8 +90,12 @@ def test_not_toml_at_all():
 
 def test_cli_check_names_problems_and_fails(runner, tmp_path):
     broken = tmp_path / "broken.toml"
-    broken.write_text(DEFAULT_TEXT.replace('kind = "information"', 'kind = "footnote"')
-                      .replace("full_refund_days = 14", "full_refund_days = 0"), encoding="utf-8")
+    broken.write_text(
+        DEFAULT_TEXT.replace('kind = "information"', 'kind = "footnote"').replace(
+            "full_refund_days = 14", "full_refund_days = 0"
+        ),
+        encoding="utf-8",
+    )
     result = runner.invoke(args=["policy", "check", str(broken)])
     assert result.exit_code == 1
     assert "2 problem(s)" in result.output
@@ -94,13 +116,16 @@ def test_one_file_drives_both_the_page_and_the_decisions(tmp_path):
     """Change the monthly window in the file: the page states 21 days and the engine applies 21."""
     changed = tmp_path / "policy.toml"
     changed.write_text(DEFAULT_TEXT.replace("full_refund_days = 14", "full_refund_days = 21"), encoding="utf-8")
-    app = create_app({"ENV": "testing", "SECRET_KEY": "x" * 40, "DATABASE_URL": "sqlite://",
-                      "POLICY_FILE": str(changed)})
+    app = create_app(
+        {"ENV": "testing", "SECRET_KEY": "x" * 40, "DATABASE_URL": "sqlite://", "POLICY_FILE": str(changed)}
+    )
     page = app.test_client().get("/policy", headers={"Accept-Language": "nl"}).get_data(as_text=True)
     monthly = re.search(r'<section class="card clause" id="monthly".*?</section>', page, re.S).group(0)
     assert "binnen 21 dagen na aankoop" in monthly
     policy = load_policy(changed)
     order = sample_orders()["ORD-10002"]  # bought 41 days before AS_OF
-    assert evaluate(order, policy, order.purchased_at + __import__("datetime").timedelta(days=20), None).amount \
+    assert (
+        evaluate(order, policy, order.purchased_at + __import__("datetime").timedelta(days=20), None).amount
         == order.amount
+    )
     assert evaluate(order, policy, AS_OF, None).outcome.value == "refused"

@@ -1,4 +1,5 @@
 """The public policy page: every clause, in every language, with working anchors and versions."""
+
 import re
 
 import pytest
@@ -10,11 +11,14 @@ POLICY = load_policy()
 CURRENT = POLICY.versions[-1]
 
 
-@pytest.mark.parametrize("locale,heading,number_text", [
-    ("en", "Refund policy", "within 14 days of purchase"),
-    ("zh", "退款政策", "14 天内"),
-    ("nl", "Terugbetalingsbeleid", "binnen 14 dagen na aankoop"),
-])
+@pytest.mark.parametrize(
+    "locale,heading,number_text",
+    [
+        ("en", "Refund policy", "within 14 days of purchase"),
+        ("zh", "退款政策", "14 天内"),
+        ("nl", "Terugbetalingsbeleid", "binnen 14 dagen na aankoop"),
+    ],
+)
 def test_every_clause_is_published_in_each_language_with_its_anchor(client, locale, heading, number_text):
     client.get(f"/language/{locale}")
     html = client.get("/policy").get_data(as_text=True)

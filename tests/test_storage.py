@@ -2,6 +2,7 @@
 
 Tests marked ``s3`` start one SeaweedFS for the session (about 5–10 s); the rest need no server.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,7 +54,7 @@ class Pattern(io.RawIOBase):
     def readinto(self, buffer):
         n = min(len(buffer), self.size - self.offset, len(BLOCK) - self.offset % len(BLOCK))
         start = self.offset % len(BLOCK)
-        buffer[:n] = BLOCK[start:start + n]
+        buffer[:n] = BLOCK[start : start + n]
         self.offset += n
         return n
 
@@ -129,14 +130,16 @@ def test_bytes_that_differ_from_their_hash_are_refused_before_a_byte_or_before_t
 def filed_with_document(app, data=None):
     client = app.test_client()
     lookup(client, "ORD-10004", "carol@example.net")
-    response = file_request(client, "ORD-10004", files=[("invoice.pdf", data or pdf_bytes())],
-                            partial_amount="", amount_choice="full")
+    response = file_request(
+        client, "ORD-10004", files=[("invoice.pdf", data or pdf_bytes())], partial_amount="", amount_choice="full"
+    )
     assert response.status_code == 303, response.get_data(as_text=True)
     return client
 
 
 def test_downloads_stream_from_storage_with_the_same_headers_and_a_corrupted_file_is_never_served(
-        make_app, db_session, caplog, frozen):
+    make_app, db_session, caplog, frozen
+):
     app = make_app()
     import_samples(db_session)
     customer = filed_with_document(app)
@@ -146,8 +149,9 @@ def test_downloads_stream_from_storage_with_the_same_headers_and_a_corrupted_fil
     assert response.headers["Content-Disposition"] == 'attachment; filename="invoice.pdf"'
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["ETag"] == f'"{document.sha256}"' and response.content_length == document.size
-    assert customer.get(f"/documents/{document.id}", headers={"If-None-Match": f'"{document.sha256}"'}
-                        ).status_code == 304
+    assert (
+        customer.get(f"/documents/{document.id}", headers={"If-None-Match": f'"{document.sha256}"'}).status_code == 304
+    )
     agent = app.test_client()
     make_staff(db_session, "agent@example.com")
     sign_in(agent, "agent@example.com")
@@ -168,8 +172,14 @@ def test_when_storage_is_down_the_customer_is_asked_to_try_again_with_the_form_k
     import_samples(db_session)
     client = app.test_client()
     lookup(client, "ORD-10004", "carol@example.net")
-    response = file_request(client, "ORD-10004", files=[("invoice.pdf", pdf_bytes())], partial_amount="",
-                            amount_choice="full", details="My invoice shows the wrong plan.")
+    response = file_request(
+        client,
+        "ORD-10004",
+        files=[("invoice.pdf", pdf_bytes())],
+        partial_amount="",
+        amount_choice="full",
+        details="My invoice shows the wrong plan.",
+    )
     page = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "We could not store “invoice.pdf” just now. Please try again in a few minutes" in page
@@ -178,8 +188,9 @@ def test_when_storage_is_down_the_customer_is_asked_to_try_again_with_the_form_k
 
 
 @pytest.mark.s3
-def test_storage_migrate_copies_every_file_to_s3_and_verifies_each(make_app, db_session, s3_settings, runner_for,
-                                                                  frozen, tmp_path):
+def test_storage_migrate_copies_every_file_to_s3_and_verifies_each(
+    make_app, db_session, s3_settings, runner_for, frozen, tmp_path
+):
     # The operator runs the command with the target's endpoint (and AWS variables) set.
     local = make_app(S3_ENDPOINT_URL=s3_settings["S3_ENDPOINT_URL"], STORAGE_URL=(tmp_path / "local").as_uri())
     import_samples(db_session)
@@ -214,8 +225,16 @@ def test_receipts_move_from_the_database_to_storage_byte_for_byte(tmp_path):
     from portal import create_app
 
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
-    app = create_app({"ENV": "testing", "TESTING": True, "SECRET_KEY": "x" * 40, "DATABASE_URL": url,
-                      "UPLOAD_DIR": str(tmp_path / "files"), "OUTBOX_DIR": str(tmp_path / "outbox")})
+    app = create_app(
+        {
+            "ENV": "testing",
+            "TESTING": True,
+            "SECRET_KEY": "x" * 40,
+            "DATABASE_URL": url,
+            "UPLOAD_DIR": str(tmp_path / "files"),
+            "OUTBOX_DIR": str(tmp_path / "outbox"),
+        }
+    )
     pdf = b"%PDF-1.7\n" + os.urandom(3000)
     with app.app_context():
         # A receipt row without its refund and order: the test is about the bytes, so SQLite's
@@ -225,9 +244,13 @@ def test_receipts_move_from_the_database_to_storage_byte_for_byte(tmp_path):
         upgrade(revision="0007")
         engine = db.engine
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO receipt (id, refund_id, number, locale, pdf, sha256, created_at) "
-                              "VALUES (1, 1, 'RC-2026-000001', 'nl', :pdf, :sha, '2026-11-20 10:00:00')"),
-                         {"pdf": pdf, "sha": hashlib.sha256(pdf).hexdigest()})
+            conn.execute(
+                text(
+                    "INSERT INTO receipt (id, refund_id, number, locale, pdf, sha256, created_at) "
+                    "VALUES (1, 1, 'RC-2026-000001', 'nl', :pdf, :sha, '2026-11-20 10:00:00')"
+                ),
+                {"pdf": pdf, "sha": hashlib.sha256(pdf).hexdigest()},
+            )
         upgrade(revision="0012")
         with engine.connect() as conn:
             key, size, sha = conn.execute(text("SELECT storage_key, size, sha256 FROM receipt")).one()

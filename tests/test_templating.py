@@ -1,4 +1,5 @@
 """Pages in each reader's language, escaped as they must be, with addresses that follow the mount point."""
+
 from __future__ import annotations
 
 from flask import render_template
@@ -6,7 +7,7 @@ from jinja2 import ChoiceLoader, DictLoader
 
 PAGES = {
     "probe.html": '<p>{{ _("Refund policy") }}</p><p>{{ _("Order %(number)s", number=number) }}</p>'
-                  "<p>{{ _(computed) }}</p><p>{{ gettext(\"Refund policy\") }}</p>",
+    '<p>{{ _(computed) }}</p><p>{{ gettext("Refund policy") }}</p>',
     "probe.txt": '{{ _("Order %(number)s", number=number) }}',
     "child.html": '{% extends "probe.html" %}',
 }
@@ -29,8 +30,9 @@ def test_each_language_reads_its_own_literal_messages_in_one_process(app):
     # Alternating languages in one process: a compiled page never keeps one reader's language for another.
     for _ in range(2):
         assert render(app, "zh") == "<p>退款政策</p><p>订单 ORD-1</p><p>退款政策</p><p>退款政策</p>"
-        assert render(app, "nl") == ("<p>Terugbetalingsbeleid</p><p>Bestelling ORD-1</p>"
-                                     "<p>Terugbetalingsbeleid</p><p>Terugbetalingsbeleid</p>")
+        assert render(app, "nl") == (
+            "<p>Terugbetalingsbeleid</p><p>Bestelling ORD-1</p><p>Terugbetalingsbeleid</p><p>Terugbetalingsbeleid</p>"
+        )
         assert render(app, "en") == "<p>Refund policy</p><p>Order ORD-1</p><p>Refund policy</p><p>Refund policy</p>"
     assert render(app, "zh", "child.html") == render(app, "zh")  # {% extends %} stays in the language
 

@@ -3,6 +3,7 @@
 No Flask here: the web layer passes the time, the relying party (the portal's public host and
 origin) and keeps the WebAuthn challenge in the session between the two steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,13 +45,19 @@ def mfa_required(user: StaffUser, setting: str) -> bool:
 
 
 def confirmed_totp(session: Session, user: StaffUser) -> TotpFactor | None:
-    return session.scalar(select(TotpFactor).where(TotpFactor.staff_user_id == user.id,
-                                                   TotpFactor.confirmed_at.is_not(None)))
+    return session.scalar(
+        select(TotpFactor).where(TotpFactor.staff_user_id == user.id, TotpFactor.confirmed_at.is_not(None))
+    )
 
 
 def credentials(session: Session, user: StaffUser) -> list[WebAuthnCredential]:
-    return list(session.scalars(select(WebAuthnCredential).where(WebAuthnCredential.staff_user_id == user.id)
-                                .order_by(WebAuthnCredential.id)))
+    return list(
+        session.scalars(
+            select(WebAuthnCredential)
+            .where(WebAuthnCredential.staff_user_id == user.id)
+            .order_by(WebAuthnCredential.id)
+        )
+    )
 
 
 def has_second_factor(session: Session, user: StaffUser) -> bool:
@@ -62,8 +69,7 @@ def has_second_factor(session: Session, user: StaffUser) -> bool:
 
 def begin_totp(session: Session, user: StaffUser) -> tuple[str, str]:
     """A new secret waiting for its first code; returns it and the otpauth:// URI for the app."""
-    session.execute(delete(TotpFactor).where(TotpFactor.staff_user_id == user.id,
-                                             TotpFactor.confirmed_at.is_(None)))
+    session.execute(delete(TotpFactor).where(TotpFactor.staff_user_id == user.id, TotpFactor.confirmed_at.is_(None)))
     secret = pyotp.random_base32()
     session.add(TotpFactor(staff_user_id=user.id, secret=secret))
     return secret, pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
@@ -120,9 +126,13 @@ def new_recovery_codes(session: Session, user: StaffUser) -> list[str]:
 
 
 def use_recovery_code(session: Session, user: StaffUser, code: str, *, now: datetime) -> bool:
-    found = session.scalar(select(RecoveryCode).where(RecoveryCode.staff_user_id == user.id,
-                                                      RecoveryCode.code_hash == hash_token(_normalize_code(code)),
-                                                      RecoveryCode.used_at.is_(None)))
+    found = session.scalar(
+        select(RecoveryCode).where(
+            RecoveryCode.staff_user_id == user.id,
+            RecoveryCode.code_hash == hash_token(_normalize_code(code)),
+            RecoveryCode.used_at.is_(None),
+        )
+    )
     if found is None:
         return False
     found.used_at = now
@@ -130,8 +140,11 @@ def use_recovery_code(session: Session, user: StaffUser, code: str, *, now: date
 
 
 def recovery_codes_left(session: Session, user: StaffUser) -> int:
-    return len(session.scalars(select(RecoveryCode.id).where(RecoveryCode.staff_user_id == user.id,
-                                                             RecoveryCode.used_at.is_(None))).all())
+    return len(
+        session.scalars(
+            select(RecoveryCode.id).where(RecoveryCode.staff_user_id == user.id, RecoveryCode.used_at.is_(None))
+        ).all()
+    )
 
 
 # -- WebAuthn -------------------------------------------------------------------------------------
@@ -151,50 +164,72 @@ class PasskeyError(ValueError):
 def registration_options(session: Session, user: StaffUser, rp: RelyingParty) -> tuple[str, bytes]:
     """The options for navigator.credentials.create() as JSON, and the challenge to keep."""
     options = generate_registration_options(
-        rp_id=rp.id, rp_name=rp.name, user_name=user.email, user_id=f"staff-{user.id}".encode(),
+        rp_id=rp.id,
+        rp_name=rp.name,
+        user_name=user.email,
+        user_id=f"staff-{user.id}".encode(),
         user_display_name=user.name or user.email,
         exclude_credentials=[PublicKeyCredentialDescriptor(id=c.credential_id) for c in credentials(session, user)],
-        authenticator_selection=AuthenticatorSelectionCriteria(resident_key=ResidentKeyRequirement.PREFERRED,
-                                                               user_verification=UserVerificationRequirement.PREFERRED))
+        authenticator_selection=AuthenticatorSelectionCriteria(
+            resident_key=ResidentKeyRequirement.PREFERRED, user_verification=UserVerificationRequirement.PREFERRED
+        ),
+    )
     return options_to_json(options), options.challenge
 
 
-def register_credential(session: Session, user: StaffUser, response: str, challenge: bytes, rp: RelyingParty,
-                        *, name: str, now: datetime) -> WebAuthnCredential:
+def register_credential(
+    session: Session, user: StaffUser, response: str, challenge: bytes, rp: RelyingParty, *, name: str, now: datetime
+) -> WebAuthnCredential:
     try:
-        verified = verify_registration_response(credential=response, expected_challenge=challenge,
-                                                expected_rp_id=rp.id, expected_origin=rp.origin)
+        verified = verify_registration_response(
+            credential=response, expected_challenge=challenge, expected_rp_id=rp.id, expected_origin=rp.origin
+        )
     except (InvalidRegistrationResponse, ValueError, KeyError, TypeError) as error:
         raise PasskeyError(str(error)) from None
-    credential = WebAuthnCredential(staff_user_id=user.id, credential_id=verified.credential_id,
-                                    public_key=verified.credential_public_key, sign_count=verified.sign_count,
-                                    name=(name or "").strip()[:100], created_at=now)
+    credential = WebAuthnCredential(
+        staff_user_id=user.id,
+        credential_id=verified.credential_id,
+        public_key=verified.credential_public_key,
+        sign_count=verified.sign_count,
+        name=(name or "").strip()[:100],
+        created_at=now,
+    )
     session.add(credential)
     return credential
 
 
 def authentication_options(session: Session, user: StaffUser, rp: RelyingParty) -> tuple[str, bytes]:
     options = generate_authentication_options(
-        rp_id=rp.id, allow_credentials=[PublicKeyCredentialDescriptor(id=c.credential_id)
-                                        for c in credentials(session, user)],
-        user_verification=UserVerificationRequirement.PREFERRED)
+        rp_id=rp.id,
+        allow_credentials=[PublicKeyCredentialDescriptor(id=c.credential_id) for c in credentials(session, user)],
+        user_verification=UserVerificationRequirement.PREFERRED,
+    )
     return options_to_json(options), options.challenge
 
 
-def check_credential(session: Session, user: StaffUser, response: str, challenge: bytes, rp: RelyingParty,
-                     *, now: datetime) -> bool:
+def check_credential(
+    session: Session, user: StaffUser, response: str, challenge: bytes, rp: RelyingParty, *, now: datetime
+) -> bool:
     try:
         raw_id = base64url_to_bytes(json.loads(response)["rawId"])
     except (ValueError, KeyError, TypeError):
         return False
-    credential = session.scalar(select(WebAuthnCredential).where(WebAuthnCredential.staff_user_id == user.id,
-                                                                 WebAuthnCredential.credential_id == raw_id))
+    credential = session.scalar(
+        select(WebAuthnCredential).where(
+            WebAuthnCredential.staff_user_id == user.id, WebAuthnCredential.credential_id == raw_id
+        )
+    )
     if credential is None:
         return False
     try:
         verified = verify_authentication_response(
-            credential=response, expected_challenge=challenge, expected_rp_id=rp.id, expected_origin=rp.origin,
-            credential_public_key=credential.public_key, credential_current_sign_count=credential.sign_count)
+            credential=response,
+            expected_challenge=challenge,
+            expected_rp_id=rp.id,
+            expected_origin=rp.origin,
+            credential_public_key=credential.public_key,
+            credential_current_sign_count=credential.sign_count,
+        )
     except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError):
         return False
     credential.sign_count = verified.new_sign_count
@@ -203,7 +238,10 @@ def check_credential(session: Session, user: StaffUser, response: str, challenge
 
 
 def remove_credential(session: Session, user: StaffUser, credential_id: int) -> bool:
-    result = session.execute(delete(WebAuthnCredential).where(WebAuthnCredential.id == credential_id,
-                                                              WebAuthnCredential.staff_user_id == user.id))
+    result = session.execute(
+        delete(WebAuthnCredential).where(
+            WebAuthnCredential.id == credential_id, WebAuthnCredential.staff_user_id == user.id
+        )
+    )
     assert isinstance(result, CursorResult)  # a DELETE's result; typed as a plain Result
     return result.rowcount > 0

@@ -1,4 +1,5 @@
 """Staff accounts and their API tokens."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -65,7 +66,6 @@ class ApiToken(Base):
 
     def allows(self, permission: str) -> bool:
         return permission in (self.permissions or [])
-
 
 
 class StaffSession(Base):

@@ -1,4 +1,5 @@
 """Staff passwords: argon2id with the library's current parameters, upgraded on login."""
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from zxcvbn import zxcvbn

@@ -4,6 +4,7 @@ A signed cookie alone cannot be taken back: a copy made before signing out would
 So each sign-in makes a row here, the cookie carries only its random id, and every staff request
 looks the row up. Ending the row ends every copy of the cookie at once.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -42,30 +43,61 @@ class Event:
     DOCUMENT_DOWNLOADED = "document_downloaded"
 
 
-def record(session: Session, kind: str, *, now: datetime, actor: StaffUser | None = None,
-           subject: StaffUser | None = None, email: str = "", ip: str = "", detail: str = "") -> SecurityEvent:
+def record(
+    session: Session,
+    kind: str,
+    *,
+    now: datetime,
+    actor: StaffUser | None = None,
+    subject: StaffUser | None = None,
+    email: str = "",
+    ip: str = "",
+    detail: str = "",
+) -> SecurityEvent:
     """Add an event to the caller's transaction (committed with the change it describes)."""
-    event = SecurityEvent(kind=kind, created_at=now, actor_id=actor.id if actor else None,
-                          subject_id=subject.id if subject else None,
-                          email=(email or (subject.email if subject else "") or (actor.email if actor else ""))[:320],
-                          ip=(ip or "")[:64], detail=(detail or "")[:500])
+    event = SecurityEvent(
+        kind=kind,
+        created_at=now,
+        actor_id=actor.id if actor else None,
+        subject_id=subject.id if subject else None,
+        email=(email or (subject.email if subject else "") or (actor.email if actor else ""))[:320],
+        ip=(ip or "")[:64],
+        detail=(detail or "")[:500],
+    )
     session.add(event)
     return event
 
 
 def recent_failures(session: Session, email: str, *, now: datetime, within: timedelta) -> int:
     """Failed sign-ins for an address lately, from any client: used to slow a flood, never to lock out."""
-    return len(session.scalars(select(SecurityEvent.id).where(
-        SecurityEvent.kind == Event.SIGN_IN_FAILED, SecurityEvent.email == email[:320],
-        SecurityEvent.created_at > now - within).limit(50)).all())
+    return len(
+        session.scalars(
+            select(SecurityEvent.id)
+            .where(
+                SecurityEvent.kind == Event.SIGN_IN_FAILED,
+                SecurityEvent.email == email[:320],
+                SecurityEvent.created_at > now - within,
+            )
+            .limit(50)
+        ).all()
+    )
 
 
-def start_session(session: Session, user: StaffUser, *, now: datetime, ip: str = "", user_agent: str = "",
-                  mfa: bool = False) -> str:
+def start_session(
+    session: Session, user: StaffUser, *, now: datetime, ip: str = "", user_agent: str = "", mfa: bool = False
+) -> str:
     """A new server-side session; the returned id goes into the cookie and is stored only as a hash."""
     token, token_hash = new_token()
-    session.add(StaffSession(staff_user_id=user.id, token_hash=token_hash, created_at=now,
-                             mfa_at=now if mfa else None, ip=(ip or "")[:64], user_agent=(user_agent or "")[:300]))
+    session.add(
+        StaffSession(
+            staff_user_id=user.id,
+            token_hash=token_hash,
+            created_at=now,
+            mfa_at=now if mfa else None,
+            ip=(ip or "")[:64],
+            user_agent=(user_agent or "")[:300],
+        )
+    )
     return token
 
 
@@ -81,8 +113,11 @@ def find_session(session: Session, token: str | None, *, now: datetime) -> Staff
 
 def end_session(session: Session, token: str | None, *, now: datetime) -> None:
     if token:
-        session.execute(update(StaffSession).where(StaffSession.token_hash == hash_token(token),
-                                                   StaffSession.ended_at.is_(None)).values(ended_at=now))
+        session.execute(
+            update(StaffSession)
+            .where(StaffSession.token_hash == hash_token(token), StaffSession.ended_at.is_(None))
+            .values(ended_at=now)
+        )
 
 
 def end_all_sessions(session: Session, user: StaffUser, *, now: datetime, keep: str | None = None) -> int:
@@ -96,6 +131,14 @@ def end_all_sessions(session: Session, user: StaffUser, *, now: datetime, keep: 
 
 
 def live_sessions(session: Session, user: StaffUser, *, now: datetime) -> list[StaffSession]:
-    return list(session.scalars(select(StaffSession).where(
-        StaffSession.staff_user_id == user.id, StaffSession.ended_at.is_(None),
-        StaffSession.created_at > now - ABSOLUTE_LIFETIME).order_by(StaffSession.created_at.desc())))
+    return list(
+        session.scalars(
+            select(StaffSession)
+            .where(
+                StaffSession.staff_user_id == user.id,
+                StaffSession.ended_at.is_(None),
+                StaffSession.created_at > now - ABSOLUTE_LIFETIME,
+            )
+            .order_by(StaffSession.created_at.desc())
+        )
+    )

@@ -1,4 +1,5 @@
 """Staff accounts: created from the command line or by an admin. No Flask here."""
+
 from __future__ import annotations
 
 import secrets
@@ -72,18 +73,29 @@ def set_password(session: Session, user: StaffUser, password: str, *, now: datet
 RESET_LIFETIME = timedelta(minutes=30)
 
 
-def request_password_reset(session: Session, email: str, *, base_url: str, locale: str, now: datetime) -> StaffUser | None:
+def request_password_reset(
+    session: Session, email: str, *, base_url: str, locale: str, now: datetime
+) -> StaffUser | None:
     """Queue a reset link for an active account; the caller answers the same for any address."""
     user = session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
     if user is None or not user.active:
         return None
     token, token_hash = new_token()
-    session.add(PasswordReset(staff_user_id=user.id, token_hash=token_hash, created_at=now,
-                              expires_at=now + RESET_LIFETIME))
-    queue_email(session, "staff_password_reset", user.email, locale, {
-        "name": user.name or user.email, "link": f"{base_url}/staff/reset/{token}",
-        "expires_minutes": int(RESET_LIFETIME.total_seconds() // 60),
-    }, domain=base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0])
+    session.add(
+        PasswordReset(staff_user_id=user.id, token_hash=token_hash, created_at=now, expires_at=now + RESET_LIFETIME)
+    )
+    queue_email(
+        session,
+        "staff_password_reset",
+        user.email,
+        locale,
+        {
+            "name": user.name or user.email,
+            "link": f"{base_url}/staff/reset/{token}",
+            "expires_minutes": int(RESET_LIFETIME.total_seconds() // 60),
+        },
+        domain=base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0],
+    )
     return user
 
 
@@ -106,8 +118,12 @@ def reset_password(session: Session, token: str, password: str, *, now: datetime
     if problem:
         raise AccountError("password", problem)
     # Compare-and-set first, so two tabs racing with the same link cannot both use it.
-    used = session.execute(update(PasswordReset).where(PasswordReset.id == reset.id, PasswordReset.used_at.is_(None))
-                           .values(used_at=now).execution_options(synchronize_session=False))
+    used = session.execute(
+        update(PasswordReset)
+        .where(PasswordReset.id == reset.id, PasswordReset.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
     if used.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult for an UPDATE
         return None
     set_password(session, user, password, now=now)
@@ -119,8 +135,9 @@ def reset_password(session: Session, token: str, password: str, *, now: datetime
 TOKEN_PREFIX = "rpt_"  # recognisable in logs and by secret scanners
 
 
-def create_api_token(session: Session, email: str, name: str, *, now: datetime,
-                     permissions: tuple[str, ...] = (STAFF_API,)) -> tuple[ApiToken, str]:
+def create_api_token(
+    session: Session, email: str, name: str, *, now: datetime, permissions: tuple[str, ...] = (STAFF_API,)
+) -> tuple[ApiToken, str]:
     """A new API token for a staff member: the token itself is returned once, only its hash is kept.
 
     The token acts as its owner, with the owner's role, for as long as both are active.
@@ -133,8 +150,14 @@ def create_api_token(session: Session, email: str, name: str, *, now: datetime,
     if not permissions or any(p not in PERMISSIONS for p in permissions):
         raise AccountError("permissions", N_("Choose the token's permissions: staff_api, portal_sessions or both."))
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    record = ApiToken(staff_user=user, name=name.strip()[:100], prefix=token[:12], token_hash=hash_token(token),
-                      created_at=now, permissions=sorted(set(permissions)))
+    record = ApiToken(
+        staff_user=user,
+        name=name.strip()[:100],
+        prefix=token[:12],
+        token_hash=hash_token(token),
+        created_at=now,
+        permissions=sorted(set(permissions)),
+    )
     session.add(record)
     session.flush()
     return record, token
@@ -144,8 +167,13 @@ def revoke_api_token(session: Session, token_id: int, *, now: datetime) -> ApiTo
     record = session.get(ApiToken, token_id)
     if record is not None and record.revoked_at is None:
         record.revoked_at = now
-        sessions.record(session, sessions.Event.TOKEN_REVOKED, now=now, subject=record.staff_user,
-                        detail=f"{record.name} {record.prefix}")
+        sessions.record(
+            session,
+            sessions.Event.TOKEN_REVOKED,
+            now=now,
+            subject=record.staff_user,
+            detail=f"{record.name} {record.prefix}",
+        )
         session.flush()
     return record
 

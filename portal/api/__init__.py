@@ -6,6 +6,7 @@ validates the query and the body with the operation's pydantic models, turns the
 refusals into problem documents, and keeps the first answer of every write sent with an
 ``Idempotency-Key``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,13 @@ API_FIELDS = {"clause": "clause_id", "offer": "offer_id", "reference": "processo
 
 
 class ApiProblem(Exception):
-    def __init__(self, status: int, detail: str | None = None, errors: list[FieldProblem] | None = None,
-                 headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        errors: list[FieldProblem] | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(detail or PROBLEM_TITLES.get(status, ""))
         self.status = status
         self.detail = detail
@@ -48,12 +54,14 @@ class ApiProblem(Exception):
 
 def problem_body(status: int, detail: str | None = None, errors: list[FieldProblem] | None = None) -> dict:
     title = _(PROBLEM_TITLES[status]) if status in PROBLEM_TITLES else "Error"
-    return Problem(type=f"{PROBLEM_BASE}{status}", title=title, status=status, detail=detail,
-                   errors=errors).model_dump(mode="json", exclude_none=True)
+    return Problem(type=f"{PROBLEM_BASE}{status}", title=title, status=status, detail=detail, errors=errors).model_dump(
+        mode="json", exclude_none=True
+    )
 
 
-def problem_response(status: int, detail: str | None = None, errors: list[FieldProblem] | None = None,
-                     headers: dict | None = None) -> Response:
+def problem_response(
+    status: int, detail: str | None = None, errors: list[FieldProblem] | None = None, headers: dict | None = None
+) -> Response:
     response = _respond(status, problem_body(status, detail, errors))
     response.headers.update(headers or {})
     return response
@@ -98,8 +106,11 @@ def authenticated_token():
     record = api_token_for(db.session(), _bearer(), now=utcnow()) if _bearer() else None
     if record is None:
         # One answer for a missing, unknown, revoked or disabled token.
-        raise ApiProblem(401, _("Send a valid API token as “Authorization: Bearer …”."),
-                         headers={"WWW-Authenticate": 'Bearer realm="refund-portal"'})
+        raise ApiProblem(
+            401,
+            _("Send a valid API token as “Authorization: Bearer …”."),
+            headers={"WWW-Authenticate": 'Bearer realm="refund-portal"'},
+        )
     g.api_token = record
     g.staff_id = record.staff_user_id  # the request's log line names who acted (portal.web.telemetry)
     return record
@@ -128,14 +139,18 @@ def parse(model: type[BaseModel], data, *, json: bool):
     except ValidationError as error:
         if json and any(e["type"] == "json_invalid" for e in error.errors()):
             raise ApiProblem(400, _("The body is not valid JSON.")) from None
-        raise ApiProblem(422, _("Some fields are not valid."),
-                         errors=[FieldProblem(field=_field(e["loc"]), message=e["msg"]) for e in error.errors()]
-                         ) from None
+        raise ApiProblem(
+            422,
+            _("Some fields are not valid."),
+            errors=[FieldProblem(field=_field(e["loc"]), message=e["msg"]) for e in error.errors()],
+        ) from None
     faulty = _nul_fields(parsed.model_dump())
     if faulty:  # the database refuses NUL in text; no one types it
-        raise ApiProblem(422, _("Some fields are not valid."),
-                         errors=[FieldProblem(field=f, message=_("Text may not contain NUL characters."))
-                                 for f in faulty])
+        raise ApiProblem(
+            422,
+            _("Some fields are not valid."),
+            errors=[FieldProblem(field=f, message=_("Text may not contain NUL characters.")) for f in faulty],
+        )
     return parsed
 
 
@@ -190,14 +205,37 @@ def _respond(status: int, body: dict, replayed: bool = False) -> Response:
     return response
 
 
-def operation(method: str, rule: str, *, summary: str, tag: str, roles=ACTING, body=None, query=None,
-              response=None, status: int = 200, errors: tuple[int, ...] = (), description: str = "",
-              permission: str = STAFF_API):
+def operation(
+    method: str,
+    rule: str,
+    *,
+    summary: str,
+    tag: str,
+    roles=ACTING,
+    body=None,
+    query=None,
+    response=None,
+    status: int = 200,
+    errors: tuple[int, ...] = (),
+    description: str = "",
+    permission: str = STAFF_API,
+):
     def decorate(view):
-        op = Operation(endpoint=view.__name__, method=method, rule=rule, summary=summary,
-                       description=description or (view.__doc__ or "").strip(), tag=tag, roles=tuple(roles),
-                       body=body, query=query, response=response, status=status, errors=errors,
-                       permission=permission)
+        op = Operation(
+            endpoint=view.__name__,
+            method=method,
+            rule=rule,
+            summary=summary,
+            description=description or (view.__doc__ or "").strip(),
+            tag=tag,
+            roles=tuple(roles),
+            body=body,
+            query=query,
+            response=response,
+            status=status,
+            errors=errors,
+            permission=permission,
+        )
         OPERATIONS.append(op)
 
         @wraps(view)
@@ -207,8 +245,9 @@ def operation(method: str, rule: str, *, summary: str, tag: str, roles=ACTING, b
             if not user.may(*op.roles):
                 raise ApiProblem(403, _("Your role does not allow this."))
             if not token.allows(op.permission):
-                raise ApiProblem(403, _("This token does not have the “%(permission)s” permission.",
-                                        permission=op.permission))
+                raise ApiProblem(
+                    403, _("This token does not have the “%(permission)s” permission.", permission=op.permission)
+                )
             key = _idempotency_key() if op.writes else None
             if key is None:
                 answer = _run(op, view, user, path)

@@ -4,6 +4,7 @@ The OpenAPI document is generated from these same classes (``portal.api.spec``),
 reference can never drift from what the API accepts. Amounts travel as decimal strings in the
 currency's major unit ("12.50", "1500" for yen), never as floats.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -14,8 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason, RefundStatus, RequestState
 from portal.refunds.questions import DOCUMENTS, QUESTIONS
 
-Amount = Annotated[str, Field(pattern=r"^\d{1,15}(\.\d{1,4})?$", examples=["12.50"],
-                              description="An amount in the currency's major unit, as a decimal string.")]
+Amount = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{1,15}(\.\d{1,4})?$",
+        examples=["12.50"],
+        description="An amount in the currency's major unit, as a decimal string.",
+    ),
+]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])]
 if TYPE_CHECKING:
     # The keys are only known at run time, where pydantic checks them; to mypy they are strings.
@@ -63,9 +70,11 @@ class RequestListQuery(Query):
     channel: Channel | None = None
     overdue: bool = Field(False, description="Only requests nobody on staff has acted on for 24 hours.")
     q: Annotated[str, Field(max_length=320)] = Field(
-        "", description="A reference (RF-…), an order number or the customer's email address.")
+        "", description="A reference (RF-…), an order number or the customer's email address."
+    )
     cursor: Annotated[str, Field(max_length=200)] | None = Field(
-        None, description="The `next_cursor` of the previous page.")
+        None, description="The `next_cursor` of the previous page."
+    )
     limit: Annotated[int, Field(ge=1, le=100)] = 50
 
 
@@ -197,7 +206,8 @@ class ApproveInput(Input):
     amount: Amount
     note: Annotated[str, Field(max_length=2000)] = ""
     override_reason: Annotated[str, Field(max_length=2000)] = Field(
-        "", description="Required (and only allowed for admins) above what the policy grants.")
+        "", description="Required (and only allowed for admins) above what the policy grants."
+    )
 
 
 class DeclineInput(Input):
@@ -208,7 +218,8 @@ class DeclineInput(Input):
 
 class ProcessInput(Input):
     processor_reference: Annotated[str, Field(max_length=128)] = Field(
-        "", description="With the manual gateway: the reference of the refund made in the processor.")
+        "", description="With the manual gateway: the reference of the refund made in the processor."
+    )
 
 
 class NoteInput(Input):
@@ -290,7 +301,8 @@ class InsightsOut(BaseModel):
     reasons_weekly: list[ReasonWeek]
     refunded: list[MoneyTotal]
     median_seconds: dict[str, float | None] = Field(
-        description="Median time to acknowledge, to the first staff action and to resolution.")
+        description="Median time to acknowledge, to the first staff action and to resolution."
+    )
     overdue: int
     saved: list[SavedByReason]
     feedback_count: int
@@ -304,10 +316,12 @@ class InsightsOut(BaseModel):
 
 class PortalSessionInput(Input):
     order_number: Annotated[str, Field(min_length=1, max_length=64)] = Field(
-        description="The order whose page opens, signed in as its customer.")
+        description="The order whose page opens, signed in as its customer."
+    )
     locale: Literal["en", "zh", "nl"] | None = Field(None, description="The page's language; the customer's otherwise.")
     return_url: Annotated[str, Field(max_length=2000)] | None = Field(
-        None, description="Where the page's “back” link leads: an https:// address (or the portal's own).")
+        None, description="Where the page's “back” link leads: an https:// address (or the portal's own)."
+    )
 
 
 class PortalSessionOut(BaseModel):

@@ -3,6 +3,7 @@
 Schemas come from pydantic (``models_json_schema``), which writes JSON Schema 2020-12, the
 dialect OpenAPI 3.1 uses; nothing in the document is written by hand. No Flask here.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,9 +17,16 @@ from portal.core.markers import N_
 from portal.core.vocabulary import StaffRole
 
 PROBLEM_TITLES = {
-    400: N_("Bad request"), 401: N_("Not authenticated"), 403: N_("Not allowed"), 404: N_("Not found"),
-    405: N_("Method not allowed"), 409: N_("Conflict with the current state"), 413: N_("Too large"),
-    422: N_("Invalid input"), 429: N_("Too many requests"), 503: N_("Service unavailable"),
+    400: N_("Bad request"),
+    401: N_("Not authenticated"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    405: N_("Method not allowed"),
+    409: N_("Conflict with the current state"),
+    413: N_("Too large"),
+    422: N_("Invalid input"),
+    429: N_("Too many requests"),
+    503: N_("Service unavailable"),
 }
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 _PATH_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
@@ -79,40 +87,67 @@ def document(operations: list[Operation], *, title: str, version: str, server: s
         models |= {(m, "validation") for m in (op.body, op.query) if m is not None}
         if op.response is not None:
             models.add((op.response, "serialization"))
-    _, top = models_json_schema(sorted(models, key=lambda m: m[0].__name__),
-                                ref_template="#/components/schemas/{model}")
+    _, top = models_json_schema(
+        sorted(models, key=lambda m: m[0].__name__), ref_template="#/components/schemas/{model}"
+    )
     schemas = top.get("$defs", {})
 
     paths: dict[str, dict] = {}
     for op in operations:
-        parameters = [{"name": name, "in": "path", "required": True,
-                       "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
-                      for name in op.path_parameters]
+        parameters = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+            }
+            for name in op.path_parameters
+        ]
         if op.query is not None:
             query_schema = schemas[op.query.__name__]
             required = set(query_schema.get("required", []))
             for name, field_schema in query_schema["properties"].items():
-                parameters.append({"name": name, "in": "query", "required": name in required,
-                                   "description": field_schema.get("description", ""),
-                                   "schema": _without_null(field_schema)})
+                parameters.append(
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": name in required,
+                        "description": field_schema.get("description", ""),
+                        "schema": _without_null(field_schema),
+                    }
+                )
         if op.writes:
-            parameters.append({
-                "name": "Idempotency-Key", "in": "header", "required": False,
-                "description": "Any unique string (a UUID): a repeated request with the same key gets the first "
-                               "answer again instead of acting twice.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"}})
+            parameters.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "Any unique string (a UUID): a repeated request with the same key gets the first "
+                    "answer again instead of acting twice.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+                }
+            )
         responses: dict[str, dict] = {}
         for status in op.statuses:
             if status == op.status:
                 content = {"application/json": {"schema": _ref(op.response)}} if op.response else None
                 responses[str(status)] = {"description": "Success", **({"content": content} if content else {})}
             else:
-                responses[str(status)] = {"description": PROBLEM_TITLES[status],
-                                          "content": {"application/problem+json": {"schema": _ref(Problem)}}}
-        entry = {"operationId": op.endpoint, "summary": op.summary, "description": op.description,
-                 "tags": [op.tag], "parameters": parameters, "responses": responses,
-                 "security": [{"bearerToken": []}],
-                 "x-roles": [role.value for role in op.roles], "x-permission": op.permission}
+                responses[str(status)] = {
+                    "description": PROBLEM_TITLES[status],
+                    "content": {"application/problem+json": {"schema": _ref(Problem)}},
+                }
+        entry = {
+            "operationId": op.endpoint,
+            "summary": op.summary,
+            "description": op.description,
+            "tags": [op.tag],
+            "parameters": parameters,
+            "responses": responses,
+            "security": [{"bearerToken": []}],
+            "x-roles": [role.value for role in op.roles],
+            "x-permission": op.permission,
+        }
         if op.body is not None:
             entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(op.body)}}}
         paths.setdefault(op.path, {})[op.method.lower()] = entry
@@ -126,10 +161,14 @@ def document(operations: list[Operation], *, title: str, version: str, server: s
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearerToken": {
-                "type": "http", "scheme": "bearer",
-                "description": "A staff API token from `portal staff token EMAIL --name NAME`. It acts with "
-                               "the role of its staff member."}},
+            "securitySchemes": {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A staff API token from `portal staff token EMAIL --name NAME`. It acts with "
+                    "the role of its staff member.",
+                }
+            },
         },
     }
 
@@ -151,8 +190,11 @@ def describe(schema: dict) -> str:
         words = [f"map of {describe(schema['additionalProperties'])}"]
     else:
         words = [f"{kind} ({schema['format']})" if "format" in schema else str(kind)]
-    for low, high, unit in (("minimum", "maximum", ""), ("minLength", "maxLength", " characters"),
-                            ("minItems", "maxItems", " items")):
+    for low, high, unit in (
+        ("minimum", "maximum", ""),
+        ("minLength", "maxLength", " characters"),
+        ("minItems", "maxItems", " items"),
+    ):
         if low in schema and high in schema:
             words.append(f"{schema[low]} to {schema[high]}{unit}")
         elif high in schema:

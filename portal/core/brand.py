@@ -3,6 +3,7 @@
 A value may be a table by language (``signature = { en = "…", zh = "…", nl = "…" }``);
 ``brand_for(locale)`` picks the reader's language, falling back to English.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -22,8 +23,10 @@ def load_brand() -> MappingProxyType[str, Any]:
 
 def localized(brand: Mapping[str, Any], locale: str) -> dict[str, Any]:
     """The brand with each per-language value resolved for ``locale`` (English when missing)."""
-    return {key: (value.get(locale) or value.get("en", "")) if isinstance(value, Mapping) else value
-            for key, value in brand.items()}
+    return {
+        key: (value.get(locale) or value.get("en", "")) if isinstance(value, Mapping) else value
+        for key, value in brand.items()
+    }
 
 
 @cache

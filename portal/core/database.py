@@ -1,4 +1,5 @@
 """SQLAlchemy pieces that need no Flask: the declarative base, UTC timestamps, SQLite settings."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -30,9 +31,9 @@ def utcnow() -> datetime:
 
 def enum_column(enum_cls: type[StrEnum]) -> Enum:
     # Store the values ("one-time"), not the member names, as plain VARCHAR on every database.
-    return Enum(enum_cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e],
-                validate_strings=True)
-
+    return Enum(
+        enum_cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e], validate_strings=True
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):

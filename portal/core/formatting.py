@@ -5,6 +5,7 @@ the page's locale, the email kit and the receipts pass the recipient's.
 Every function is cached: a page or an email repeats the same few amounts and dates, and their
 text in a language never changes, so Babel's pattern parsing is done once per value and language.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime

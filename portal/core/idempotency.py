@@ -6,6 +6,7 @@ running. The answer is stored in the write's own transaction, so the two are com
 together or not at all; a claim left behind by a crashed worker is taken over after a minute.
 No Flask here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,7 +38,6 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
-
 ABANDONED_AFTER = timedelta(minutes=1)
 KEPT_FOR = timedelta(days=1)
 
@@ -63,8 +63,11 @@ class KeyReused(Exception):
 def claim(session: Session, staff_user_id: int, key: str, print_: str, *, now: datetime) -> IdempotencyRecord | Replay:
     """Either the stored answer to replay, or a fresh claim to answer into with :func:`store`."""
     for _attempt in range(2):
-        found = session.scalar(select(IdempotencyRecord).where(IdempotencyRecord.staff_user_id == staff_user_id,
-                                                               IdempotencyRecord.key == key))
+        found = session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.staff_user_id == staff_user_id, IdempotencyRecord.key == key
+            )
+        )
         if found is not None:
             if found.fingerprint != print_:
                 raise KeyReused(key)

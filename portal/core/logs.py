@@ -10,6 +10,7 @@ passwords, keys, signatures) are replaced, whatever key or sentence they hide in
 Modules log with ``log = structlog.get_logger(__name__)`` and ``log.info("event", key=value)``.
 Nothing here imports Flask.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,10 @@ FORMATS = ("json", "console")
 EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 # Secrets that may sit inside a sentence (an exception's message, a URL): API tokens, Stripe keys
 # and signing secrets, bearer credentials, signed link tokens in a query string.
-SECRETS = re.compile(r"\b(?:rpt|sk|rk|pk|whsec)_[A-Za-z0-9_-]{6,}|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
-                     r"|(?<=[?&]token=)[^&\s]+|(?<=[?&]key=)[^&\s]+")
+SECRETS = re.compile(
+    r"\b(?:rpt|sk|rk|pk|whsec)_[A-Za-z0-9_-]{6,}|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"|(?<=[?&]token=)[^&\s]+|(?<=[?&]key=)[^&\s]+"
+)
 SECRET_KEYS = ("password", "passwd", "secret", "token", "authorization", "api_key", "cookie", "signature")
 REDACTED = "[redacted]"
 
@@ -90,13 +93,20 @@ def formatter(fmt: str) -> logging.Formatter:
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if fmt == "json":
-        last: list[Processor] = [structlog.processors.format_exc_info, scrub,
-                                 structlog.processors.JSONRenderer(sort_keys=False)]
+        last: list[Processor] = [
+            structlog.processors.format_exc_info,
+            scrub,
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ]
     else:
         # The traceback is rendered into the event first so that it is scrubbed like the rest.
-        last = [structlog.processors.format_exc_info, scrub,
-                structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
-                                              exception_formatter=structlog.dev.plain_traceback)]
+        last = [
+            structlog.processors.format_exc_info,
+            scrub,
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+            ),
+        ]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *last],
@@ -107,8 +117,11 @@ def configure(fmt: str = "console", level: str | int = "INFO") -> None:
     """Send every logger's lines to standard error in ``fmt``; safe to call again (tests do)."""
     structlog.configure(
         # Lines below the level are dropped first, before any of the work of building them.
-        processors=[structlog.stdlib.filter_by_level, *_shared_processors(),
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

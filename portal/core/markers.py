@@ -5,6 +5,7 @@ with ``N_`` (Babel extracts the keyword); the web layer translates it when it re
 the reader's locale. A message whose wording depends on a number is marked with ``Nn_``,
 both English forms together, so each language gets all of its plural forms (``ngettext``).
 """
+
 from typing import NamedTuple
 
 

@@ -9,6 +9,7 @@ The outbox's own state (messages pending and dead, the age of the oldest pending
 not counted anywhere: :class:`OutboxCollector` asks the database at scrape time, so it is right
 whichever process queued or delivered the messages.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,30 +40,50 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 # Page and API latencies: most answers take milliseconds; uploads and receipts take longer.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
-HTTP_REQUESTS = Counter("portal_http_requests_total", "HTTP requests answered, by route and status.",
-                        ["method", "route", "status"])
-HTTP_LATENCY = Histogram("portal_http_request_duration_seconds", "Time to answer an HTTP request, by route.",
-                         ["method", "route"], buckets=LATENCY_BUCKETS)
-RATE_LIMIT_REFUSALS = Counter("portal_rate_limit_refusals_total", "Requests refused by a rate limit (429).",
-                              ["route"])
-OUTBOX_DELIVERIES = Counter("portal_outbox_deliveries_total",
-                            "Delivery attempts of outbox messages, by outcome (sent, retry, dead).",
-                            ["channel", "kind", "outcome"])
-OUTBOX_DELIVERY_TIME = Histogram("portal_outbox_delivery_duration_seconds",
-                                 "Time to render and deliver one outbox message.", ["channel"],
-                                 buckets=LATENCY_BUCKETS)
-OUTBOX_ROUND = Gauge("portal_outbox_worker_last_round_timestamp_seconds",
-                     "When the outbox worker last finished looking for due messages (Unix time).",
-                     multiprocess_mode="max")
-OUTBOX_DATABASE_ERRORS = Counter("portal_outbox_worker_database_errors_total",
-                                 "Rounds of the outbox worker cut short because the database did not answer.")
-GATEWAY_REFUNDS = Counter("portal_gateway_refunds_total",
-                          "Refund calls to the payment gateway, by outcome (succeeded, pending, declined, "
-                          "unavailable).", ["gateway", "outcome"])
-PROCESSOR_EVENTS = Counter("portal_processor_events_total", "Payment processor webhook events handled.",
-                           ["provider", "type", "outcome"])
-RECEIPT_RENDER = Histogram("portal_receipt_render_seconds", "Time to render one PDF receipt.", ["locale"],
-                           buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+HTTP_REQUESTS = Counter(
+    "portal_http_requests_total", "HTTP requests answered, by route and status.", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "portal_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+RATE_LIMIT_REFUSALS = Counter("portal_rate_limit_refusals_total", "Requests refused by a rate limit (429).", ["route"])
+OUTBOX_DELIVERIES = Counter(
+    "portal_outbox_deliveries_total",
+    "Delivery attempts of outbox messages, by outcome (sent, retry, dead).",
+    ["channel", "kind", "outcome"],
+)
+OUTBOX_DELIVERY_TIME = Histogram(
+    "portal_outbox_delivery_duration_seconds",
+    "Time to render and deliver one outbox message.",
+    ["channel"],
+    buckets=LATENCY_BUCKETS,
+)
+OUTBOX_ROUND = Gauge(
+    "portal_outbox_worker_last_round_timestamp_seconds",
+    "When the outbox worker last finished looking for due messages (Unix time).",
+    multiprocess_mode="max",
+)
+OUTBOX_DATABASE_ERRORS = Counter(
+    "portal_outbox_worker_database_errors_total",
+    "Rounds of the outbox worker cut short because the database did not answer.",
+)
+GATEWAY_REFUNDS = Counter(
+    "portal_gateway_refunds_total",
+    "Refund calls to the payment gateway, by outcome (succeeded, pending, declined, unavailable).",
+    ["gateway", "outcome"],
+)
+PROCESSOR_EVENTS = Counter(
+    "portal_processor_events_total", "Payment processor webhook events handled.", ["provider", "type", "outcome"]
+)
+RECEIPT_RENDER = Histogram(
+    "portal_receipt_render_seconds",
+    "Time to render one PDF receipt.",
+    ["locale"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
 
 
 def multiprocess_dir() -> str | None:
@@ -76,19 +97,26 @@ class OutboxCollector:
     dead messages; it runs once per scrape.
     """
 
-    def __init__(self, rows: Callable[[], Iterable[tuple[str, str, str, int, datetime | None]]],
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, rows: Callable[[], Iterable[tuple[str, str, str, int, datetime | None]]], clock: Callable[[], datetime]
+    ) -> None:
         self.rows = rows
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        pending = GaugeMetricFamily("portal_outbox_pending_messages", "Outbox messages waiting to go out.",
-                                    labels=["channel", "kind"])
-        dead = GaugeMetricFamily("portal_outbox_dead_messages",
-                                 "Outbox messages given up on (portal outbox resend ID revives one).",
-                                 labels=["channel", "kind"])
-        oldest = GaugeMetricFamily("portal_outbox_oldest_pending_age_seconds",
-                                   "Age of the oldest message still waiting to go out.", labels=["channel", "kind"])
+        pending = GaugeMetricFamily(
+            "portal_outbox_pending_messages", "Outbox messages waiting to go out.", labels=["channel", "kind"]
+        )
+        dead = GaugeMetricFamily(
+            "portal_outbox_dead_messages",
+            "Outbox messages given up on (portal outbox resend ID revives one).",
+            labels=["channel", "kind"],
+        )
+        oldest = GaugeMetricFamily(
+            "portal_outbox_oldest_pending_age_seconds",
+            "Age of the oldest message still waiting to go out.",
+            labels=["channel", "kind"],
+        )
         now = self.clock()
         for channel, kind, status, count, first in self.rows():
             if status == "pending":

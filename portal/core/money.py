@@ -3,6 +3,7 @@
 Amounts are stored as whole numbers of the minor unit (cents, fen; yen have none) and
 handled as :class:`Money`, whose Decimal always carries exactly the currency's decimals.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,6 +3,7 @@
 In a source checkout ``templates/``, ``emails/`` and ``translations/`` are siblings of
 ``portal/``; in a built wheel they are installed inside the package (see pyproject.toml).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@ carriage return is prefixed with a single quote, so Excel, LibreOffice and Googl
 as text. Files start with a UTF-8 byte-order mark, without which Excel reads Chinese as mojibake.
 Numbers the portal itself formats (amounts, counts) are written as numbers, not text.
 """
+
 from __future__ import annotations
 
 import csv

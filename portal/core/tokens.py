@@ -1,4 +1,5 @@
 """Secrets that travel in URLs: random, shown once, and stored only as a SHA-256 hash."""
+
 from __future__ import annotations
 
 import base64

@@ -2,6 +2,7 @@
 
 Plain enums with translatable titles; nothing here imports Flask.
 """
+
 from __future__ import annotations
 
 from enum import StrEnum
@@ -21,8 +22,11 @@ class Plan(StrEnum):
 
     @property
     def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
-        return {Plan.MONTHLY: N_("Monthly plan"), Plan.ANNUAL: N_("Annual plan"),
-                Plan.ONE_TIME: N_("One-time purchase")}[self]
+        return {
+            Plan.MONTHLY: N_("Monthly plan"),
+            Plan.ANNUAL: N_("Annual plan"),
+            Plan.ONE_TIME: N_("One-time purchase"),
+        }[self]
 
 
 class Channel(StrEnum):
@@ -41,8 +45,11 @@ class PaymentStatus(StrEnum):
 
     @property
     def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
-        return {PaymentStatus.PAID: N_("Paid"), PaymentStatus.CHARGED_BACK: N_("Charged back"),
-                PaymentStatus.REFUNDED: N_("Refunded")}[self]
+        return {
+            PaymentStatus.PAID: N_("Paid"),
+            PaymentStatus.CHARGED_BACK: N_("Charged back"),
+            PaymentStatus.REFUNDED: N_("Refunded"),
+        }[self]
 
 
 class Reason(StrEnum):
@@ -95,8 +102,15 @@ class RequestState(StrEnum):
         return self not in CLOSED_STATES
 
 
-CLOSED_STATES = frozenset({RequestState.REFUNDED, RequestState.DECLINED, RequestState.WITHDRAWN,
-                           RequestState.RESOLVED_WITH_OFFER, RequestState.CLOSED_UNANSWERED})
+CLOSED_STATES = frozenset(
+    {
+        RequestState.REFUNDED,
+        RequestState.DECLINED,
+        RequestState.WITHDRAWN,
+        RequestState.RESOLVED_WITH_OFFER,
+        RequestState.CLOSED_UNANSWERED,
+    }
+)
 
 
 class StaffRole(StrEnum):

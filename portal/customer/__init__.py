@@ -1,4 +1,5 @@
 """Pages for the customers of the business."""
+
 from flask import Blueprint
 
 bp = Blueprint("customer", __name__)

@@ -1,4 +1,5 @@
 """Which orders this browser session may see: those it looked up, or all of a signed-in email."""
+
 from __future__ import annotations
 
 import secrets

@@ -1,4 +1,5 @@
 """Customer forms. Labels and messages are marked for translation and resolved per request."""
+
 from flask_babel import lazy_gettext as _l
 from wtforms import (  # type: ignore[attr-defined]  # SelectChoice is new in WTForms 3.3; types-WTForms 3.2 lacks it
     BooleanField,
@@ -28,20 +29,34 @@ def reason_choices():
 
 class RefundForm(FlaskForm):
     submission_key = HiddenField()
-    reason = RadioField(_l("Why are you asking for a refund?"), choices=[],
-                        validators=[InputRequired(_l("Choose a reason."))])
-    details = TextAreaField(_l("Tell us more (optional)"), validators=[Optional(), Length(max=5000)],
-                            render_kw={"rows": 5})
-    amount_choice = RadioField(_l("How much are you asking for?"), choices=[SelectChoice("full", _l("The full amount")),
-                                                                          SelectChoice("partial", _l("Part of it"))],
-                               default="full", validators=[InputRequired()])
-    partial_amount = StringField(_l("Amount"), validators=[Optional(), Length(max=32)],
-                                 render_kw={"inputmode": "decimal", "autocomplete": "off"})
-    review_requested = BooleanField(_l("Ask for a review: I understand the policy does not grant this refund, "
-                                       "and I would like the staff to look at my case."))
-    documents = MultipleFileField(_l("Documents (PDF, PNG, JPEG or WebP; up to 5 files of 10 MB)"),
-                                  render_kw={"accept": "application/pdf,image/png,image/jpeg,image/webp"})
-    locale = SelectField(_l("Language for updates"), choices=[SelectChoice(code, NATIVE_NAMES[code]) for code in LOCALES])
+    reason = RadioField(
+        _l("Why are you asking for a refund?"), choices=[], validators=[InputRequired(_l("Choose a reason."))]
+    )
+    details = TextAreaField(
+        _l("Tell us more (optional)"), validators=[Optional(), Length(max=5000)], render_kw={"rows": 5}
+    )
+    amount_choice = RadioField(
+        _l("How much are you asking for?"),
+        choices=[SelectChoice("full", _l("The full amount")), SelectChoice("partial", _l("Part of it"))],
+        default="full",
+        validators=[InputRequired()],
+    )
+    partial_amount = StringField(
+        _l("Amount"), validators=[Optional(), Length(max=32)], render_kw={"inputmode": "decimal", "autocomplete": "off"}
+    )
+    review_requested = BooleanField(
+        _l(
+            "Ask for a review: I understand the policy does not grant this refund, "
+            "and I would like the staff to look at my case."
+        )
+    )
+    documents = MultipleFileField(
+        _l("Documents (PDF, PNG, JPEG or WebP; up to 5 files of 10 MB)"),
+        render_kw={"accept": "application/pdf,image/png,image/jpeg,image/webp"},
+    )
+    locale = SelectField(
+        _l("Language for updates"), choices=[SelectChoice(code, NATIVE_NAMES[code]) for code in LOCALES]
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -50,8 +65,9 @@ class RefundForm(FlaskForm):
 
 class AnswerForm(FlaskForm):
     answer = TextAreaField(_l("Your answer"), validators=[Optional(), Length(max=5000)], render_kw={"rows": 6})
-    documents = MultipleFileField(_l("More documents (optional)"),
-                                  render_kw={"accept": "application/pdf,image/png,image/jpeg,image/webp"})
+    documents = MultipleFileField(
+        _l("More documents (optional)"), render_kw={"accept": "application/pdf,image/png,image/jpeg,image/webp"}
+    )
 
 
 class WithdrawForm(FlaskForm):
@@ -63,12 +79,15 @@ class OfferForm(FlaskForm):
 
 
 class FeedbackForm(FlaskForm):
-    rating = RadioField(_l("How would you rate the way we handled your refund?"),
-                        choices=[SelectChoice(str(n), str(n)) for n in range(5, 0, -1)],
-                        validators=[InputRequired(_l("Choose a rating from 1 to 5."))])
+    rating = RadioField(
+        _l("How would you rate the way we handled your refund?"),
+        choices=[SelectChoice(str(n), str(n)) for n in range(5, 0, -1)],
+        validators=[InputRequired(_l("Choose a rating from 1 to 5."))],
+    )
     comment = TextAreaField(_l("What could we have done better? (optional)"), validators=[Optional(), Length(max=5000)])
-    come_back = RadioField(_l("Would you consider coming back?"), choices=[],
-                           validators=[InputRequired(_l("Choose an answer."))])
+    come_back = RadioField(
+        _l("Would you consider coming back?"), choices=[], validators=[InputRequired(_l("Choose an answer."))]
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,4 +1,5 @@
 """Plain views of orders and requests for templates: everything formatted for the reader's locale."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -74,8 +75,11 @@ class OrderView:
 
     @cached_property
     def can_request(self) -> bool:
-        return self.open_request is None and self.decision.facts.remaining.minor > 0 and \
-            self.decision.basis.value != "charged_back"
+        return (
+            self.open_request is None
+            and self.decision.facts.remaining.minor > 0
+            and self.decision.basis.value != "charged_back"
+        )
 
     def format(self, params: dict) -> dict:
         return {k: formatting.money(v, self.locale) if isinstance(v, Money) else v for k, v in params.items()}
@@ -92,12 +96,22 @@ def order_view(order: Order | OrderSummary) -> OrderView:
             links.append((clause_id, clause_title(version.clause(clause_id), locale)))
         except KeyError:
             continue
-    offers = [OfferView(o.id, rendered(o, "title", locale), rendered(o, "text", locale))
-              for o in policy.offers_for(order.plan)]
+    offers = [
+        OfferView(o.id, rendered(o, "title", locale), rendered(o, "text", locale))
+        for o in policy.offers_for(order.plan)
+    ]
     requests: list[RefundRequest | RequestSummary] = list(order.refund_requests)
     open_request = next((r for r in requests if r.state.is_open), None)
-    return OrderView(order, decision, explain_decision(decision, locale), links, open_request,
-                     [r for r in requests if r is not open_request], offers, locale)
+    return OrderView(
+        order,
+        decision,
+        explain_decision(decision, locale),
+        links,
+        open_request,
+        [r for r in requests if r is not open_request],
+        offers,
+        locale,
+    )
 
 
 def filing_input(form, order: Order, documents, submission_key: str = "") -> filing.Filing:
@@ -111,32 +125,45 @@ def filing_input(form, order: Order, documents, submission_key: str = "") -> fil
         except MoneyError:
             example = str(Money.from_minor(1250, order.currency).amount)
             raise ValueError(_("Enter the amount as a number, such as %(example)s.", example=example)) from None
-    return filing.Filing(reason=Reason(form.reason.data), details=form.details.data or "",
-                          locale=form.locale.data, submission_key=submission_key,
-                          amount=amount, review_requested=bool(form.review_requested.data), documents=documents)
+    return filing.Filing(
+        reason=Reason(form.reason.data),
+        details=form.details.data or "",
+        locale=form.locale.data,
+        submission_key=submission_key,
+        amount=amount,
+        review_requested=bool(form.review_requested.data),
+        documents=documents,
+    )
 
 
 NEXT_STEPS = {
     RequestState.RECEIVED: N_("We have your request and will decide by %(due)s. We will email you as soon as we do."),
     RequestState.IN_REVIEW: N_("Our team is reviewing your request and will decide by %(due)s."),
     RequestState.AWAITING_CUSTOMER: N_("We need a little more information before we can decide. Please answer below."),
-    RequestState.APPROVED: N_("Approved: %(amount)s will reach your original payment method within %(min)s–%(max)s "
-                              "business days."),
-    RequestState.REFUND_FAILED: N_("Your refund was approved but could not be completed yet. We are working on it "
-                                   "and will email you."),
+    RequestState.APPROVED: N_(
+        "Approved: %(amount)s will reach your original payment method within %(min)s–%(max)s business days."
+    ),
+    RequestState.REFUND_FAILED: N_(
+        "Your refund was approved but could not be completed yet. We are working on it and will email you."
+    ),
     RequestState.REFUNDED: N_("Refunded: %(amount)s was sent to your original payment method."),
     RequestState.DECLINED: N_("We could not approve this request. The reason is in the timeline below."),
     RequestState.WITHDRAWN: N_("You withdrew this request. You can file a new one from the order page."),
     RequestState.RESOLVED_WITH_OFFER: N_("You chose an alternative to a refund. Our team will set it up for you."),
-    RequestState.CLOSED_UNANSWERED: N_("We closed this request because we did not hear back from you. You can file "
-                                       "a new one from the order page."),
+    RequestState.CLOSED_UNANSWERED: N_(
+        "We closed this request because we did not hear back from you. You can file a new one from the order page."
+    ),
 }
 IN_PROGRESS_STEPS = {
-    "pending": N_("Refund in progress: %(amount)s is with our payment processor, which is completing it. We will "
-                  "email you with your receipt as soon as it is done; you do not need to do anything."),
-    "requires_action": N_("Refund in progress: to receive %(amount)s, the payment processor needs something from "
-                          "you first (usually where to send the money). Please follow the instructions it has "
-                          "emailed to %(email)s."),
+    "pending": N_(
+        "Refund in progress: %(amount)s is with our payment processor, which is completing it. We will "
+        "email you with your receipt as soon as it is done; you do not need to do anything."
+    ),
+    "requires_action": N_(
+        "Refund in progress: to receive %(amount)s, the payment processor needs something from "
+        "you first (usually where to send the money). Please follow the instructions it has "
+        "emailed to %(email)s."
+    ),
 }
 
 
@@ -195,27 +222,48 @@ def request_view(request: RefundRequest) -> RequestView:
     version = policy.version_for(order.purchased_at)
     process = next(iter(version.of_kind("process")), None)
     approved = Money.from_minor(request.amount_approved_minor or request.amount_requested_minor, request.currency)
-    payout_min, payout_max = ((process.payout_business_days_min, process.payout_business_days_max) if process
-                              else (5, 7))
+    payout_min, payout_max = (process.payout_business_days_min, process.payout_business_days_max) if process else (5, 7)
     state_title = _(request.state.title)
-    next_step = _(NEXT_STEPS[request.state], due=day(filing.decision_due(policy, order, request.created_at), "full"),
-                  amount=money(approved), min=number(payout_min), max=number(payout_max))
+    next_step = _(
+        NEXT_STEPS[request.state],
+        due=day(filing.decision_due(policy, order, request.created_at), "full"),
+        amount=money(approved),
+        min=number(payout_min),
+        max=number(payout_max),
+    )
     latest = max(request.refunds, key=lambda r: r.id, default=None)
-    if request.state is RequestState.APPROVED and latest is not None and latest.status is RefundStatus.PENDING \
-            and latest.processor_status in IN_PROGRESS:
+    if (
+        request.state is RequestState.APPROVED
+        and latest is not None
+        and latest.status is RefundStatus.PENDING
+        and latest.processor_status in IN_PROGRESS
+    ):
         state_title = _(PROGRESS_TITLES["pending"])
-        next_step = _(IN_PROGRESS_STEPS[latest.processor_status], amount=money(latest.amount),
-                      email=order.customer.email)
+        next_step = _(
+            IN_PROGRESS_STEPS[latest.processor_status], amount=money(latest.amount), email=order.customer.email
+        )
     elif request.state is RequestState.REFUND_FAILED and latest is not None and latest.processor_status:
         next_step = " ".join((_(failure_sentence(latest.failure_reason or latest.processor_status)), next_step))
-    timeline = [TimelineEntry(moment(e.created_at), e.created_at.isoformat(), _timeline_title(e),
-                              _(ACTORS[e.actor]), _timeline_note(e),
-                              money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else None)
-                for e in request.events]
-    emails = db.session.scalars(select(InboundMessage).where(InboundMessage.refund_request_id == request.id,
-                                                             InboundMessage.kind == "reply")).all()
-    timeline += [TimelineEntry(moment(m.received_at), m.received_at.isoformat(), _("Your email"), _(ACTORS[Actor.CUSTOMER]),
-                               m.text, None) for m in emails]
+    timeline = [
+        TimelineEntry(
+            moment(e.created_at),
+            e.created_at.isoformat(),
+            _timeline_title(e),
+            _(ACTORS[e.actor]),
+            _timeline_note(e),
+            money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else None,
+        )
+        for e in request.events
+    ]
+    emails = db.session.scalars(
+        select(InboundMessage).where(InboundMessage.refund_request_id == request.id, InboundMessage.kind == "reply")
+    ).all()
+    timeline += [
+        TimelineEntry(
+            moment(m.received_at), m.received_at.isoformat(), _("Your email"), _(ACTORS[Actor.CUSTOMER]), m.text, None
+        )
+        for m in emails
+    ]
     timeline.sort(key=lambda entry: entry.iso)
     info = next((i for i in reversed(request.information_requests) if i.answered_at is None), None)
     questions = []
@@ -226,8 +274,12 @@ def request_view(request: RefundRequest) -> RequestView:
             questions.append({"kind": item["kind"], "key": item.get("key", ""), "label": label})
     snapshot = request.decision_at_filing
     return RequestView(
-        request=request, state_title=state_title, next_step=next_step, timeline=timeline,
-        questions=questions, information_message=info.message if info is not None else "",
+        request=request,
+        state_title=state_title,
+        next_step=next_step,
+        timeline=timeline,
+        questions=questions,
+        information_message=info.message if info is not None else "",
         decision_sentences=explain_decision(snapshot) if snapshot else [],
         can_withdraw=allowed(request.state, Action.WITHDRAW),
         can_answer=request.state is RequestState.AWAITING_CUSTOMER,

@@ -47,7 +47,12 @@ FILING_FIELDS = {"amount": "partial_amount"}
 def _client_order_key() -> str:
     # Per client and order: a stranger hammering an order number uses up only their own attempts,
     # never its owner's.
-    return "order:" + (request.remote_addr or "-") + ":" + normalize_order_number(request.form.get("order_number", ""))[:64]
+    return (
+        "order:"
+        + (request.remote_addr or "-")
+        + ":"
+        + normalize_order_number(request.form.get("order_number", ""))[:64]
+    )
 
 
 def _client_key() -> str:
@@ -68,9 +73,15 @@ def policy(version_id: str | None):
             abort(404)
     locale = current_locale()
     clauses = [(clause, clause_title(clause, locale), clause_paragraphs(clause, locale)) for clause in version.clauses]
-    return render_template("customer/policy.html", policy=policy, version=version, current=current,
-                           clauses=clauses, earlier=policy.earlier_than(current),
-                           is_current=version.id == current.id)
+    return render_template(
+        "customer/policy.html",
+        policy=policy,
+        version=version,
+        current=current,
+        clauses=clauses,
+        earlier=policy.earlier_than(current),
+        is_current=version.id == current.id,
+    )
 
 
 @bp.post("/lookup")
@@ -79,19 +90,27 @@ def policy(version_id: str | None):
 def lookup():
     form = LookupForm()
     if form.validate_on_submit():
-        order = find_order(db.session(), form.order_number.data, form.email.data,
-                           client_fingerprint(request.remote_addr, current_app.config["SECRET_KEY"]))
+        order = find_order(
+            db.session(),
+            form.order_number.data,
+            form.email.data,
+            client_fingerprint(request.remote_addr, current_app.config["SECRET_KEY"]),
+        )
         db.session.commit()  # a miss is recorded for the staff's fraud signals
         if order is not None:
             access.grant_order(order)
             return redirect(url_for("customer.order_page", order_number=order.order_number))
-        add_error(form.order_number, _("We could not find an order with that number and email address. "
-                                          "Check both and try again."))
+        add_error(
+            form.order_number,
+            _("We could not find an order with that number and email address. Check both and try again."),
+        )
     return render_template("main/home.html", lookup_form=form, link_form=MagicLinkForm()), 200
 
 
 @bp.post("/access-link")
-@limiter.limit(lambda: current_app.config["MAGIC_LINK_RATE_LIMIT"], key_func=lambda: "ip:" + (request.remote_addr or "-"))
+@limiter.limit(
+    lambda: current_app.config["MAGIC_LINK_RATE_LIMIT"], key_func=lambda: "ip:" + (request.remote_addr or "-")
+)
 def access_link():
     form = MagicLinkForm()
     if not form.validate_on_submit():
@@ -99,8 +118,10 @@ def access_link():
     magic.ask_for_magic_link(db.session(), form.email.data, locale=current_locale(), now=utcnow())
     db.session.commit()
     # The same answer whether or not the address has orders: nobody learns who our customers are.
-    flash(_("If we have orders for that address, we have sent it a link to them. The link works once, "
-            "for 30 minutes."), "success")
+    flash(
+        _("If we have orders for that address, we have sent it a link to them. The link works once, for 30 minutes."),
+        "success",
+    )
     return redirect(url_for("main.home"))
 
 
@@ -132,7 +153,12 @@ log = logging.getLogger(__name__)
 @bp.get("/portal-session/<token>")
 def portal_session(token: str):
     """A SaaS's own app sent its signed-in user here (POST /api/v1/portal-sessions): once, for 10 minutes."""
-    record = portal_sessions.redeem(db.session(), token, now=utcnow(), client=client_fingerprint(request.remote_addr, current_app.config["SECRET_KEY"]))
+    record = portal_sessions.redeem(
+        db.session(),
+        token,
+        now=utcnow(),
+        client=client_fingerprint(request.remote_addr, current_app.config["SECRET_KEY"]),
+    )
     db.session.commit()
     if record is None:
         log.warning("portal session refused: unknown, used or expired token")
@@ -160,8 +186,9 @@ def order_page(order_number: str):
 
 def _submission_mac(order_id: int, nonce: str) -> str:
     binding = session.setdefault("form_binding", secrets.token_hex(16))
-    return hmac.new(current_app.config["SECRET_KEY"].encode(), f"submission:{binding}:{order_id}:{nonce}".encode(),
-                    hashlib.sha256).hexdigest()[:32]
+    return hmac.new(
+        current_app.config["SECRET_KEY"].encode(), f"submission:{binding}:{order_id}:{nonce}".encode(), hashlib.sha256
+    ).hexdigest()[:32]
 
 
 def _new_submission_key(order_id: int) -> str:
@@ -200,23 +227,36 @@ def refund_new(order_number: str):
         add_error(form.documents, _(problem.message, **problem.params))
     if valid and not rejected:
         try:
-            filed = filing.file_refund(db.session(), order, filing_input(form, order, documents,
-                                                                        _checked_submission_key(order.id)),
-                                        policy=current_policy(), now=utcnow(), links=links(),
-                                        storage=storage())
+            filed = filing.file_refund(
+                db.session(),
+                order,
+                filing_input(form, order, documents, _checked_submission_key(order.id)),
+                policy=current_policy(),
+                now=utcnow(),
+                links=links(),
+                storage=storage(),
+            )
         except filing.FilingError as error:
             if error.existing is not None:
                 return redirect(url_for("customer.request_page", reference=error.existing.reference))
-            add_error(getattr(form, FILING_FIELDS.get(error.field, error.field), form.details),
-                      _(error.message, **view.format(error.params)))
+            add_error(
+                getattr(form, FILING_FIELDS.get(error.field, error.field), form.details),
+                _(error.message, **view.format(error.params)),
+            )
         except ValueError as error:  # an amount that does not parse
             add_error(form.partial_amount, str(error))
         else:
             db.session.commit()
             staging.clear(scope)
             if filed.created:
-                flash(_("Your refund request %(reference)s has been received. We have sent a confirmation "
-                        "to your email address.", reference=filed.request.reference), "success")
+                flash(
+                    _(
+                        "Your refund request %(reference)s has been received. We have sent a confirmation "
+                        "to your email address.",
+                        reference=filed.request.reference,
+                    ),
+                    "success",
+                )
             return redirect(url_for("customer.request_page", reference=filed.request.reference), code=303)
     return render_template("customer/refund_new.html", form=form, view=view, staged=staging.staged(scope)), 422
 
@@ -228,8 +268,15 @@ def offer_accept(order_number: str):
     if not form.validate_on_submit():
         abort(400)
     try:
-        refund_request = filing.accept_offer(db.session(), order, form.offer_id.data or "", policy=current_policy(),
-                                              locale=current_locale(), now=utcnow(), links=links())
+        refund_request = filing.accept_offer(
+            db.session(),
+            order,
+            form.offer_id.data or "",
+            policy=current_policy(),
+            locale=current_locale(),
+            now=utcnow(),
+            links=links(),
+        )
     except KeyError:
         abort(404)
     db.session.commit()
@@ -239,8 +286,9 @@ def offer_accept(order_number: str):
 
 @bp.get("/track/<token>")
 def track(token: str):
-    refund_request = db.session.scalar(select(RefundRequest)
-                                       .where(RefundRequest.tracking_token_hash == hash_token(token)))
+    refund_request = db.session.scalar(
+        select(RefundRequest).where(RefundRequest.tracking_token_hash == hash_token(token))
+    )
     if refund_request is None:
         abort(404)
     access.grant_order(refund_request.order)
@@ -250,9 +298,14 @@ def track(token: str):
 @bp.get("/requests/<reference>")
 def request_page(reference: str):
     refund_request = access.owned_request(reference)
-    return render_template("customer/request.html", view=request_view(refund_request), answer_form=AnswerForm(),
-                           withdraw_form=WithdrawForm(), staged=staging.staged(f"answer:{refund_request.id}"),
-                           receipt=issued_receipt(refund_request))
+    return render_template(
+        "customer/request.html",
+        view=request_view(refund_request),
+        answer_form=AnswerForm(),
+        withdraw_form=WithdrawForm(),
+        staged=staging.staged(f"answer:{refund_request.id}"),
+        receipt=issued_receipt(refund_request),
+    )
 
 
 @bp.get("/requests/<reference>/receipt")
@@ -267,15 +320,22 @@ def request_answer(reference: str):
     refund_request = access.owned_request(reference)
     form = AnswerForm()
     scope = f"answer:{refund_request.id}"
-    slots = {key[len("item_"):]: f for key, f in request.files.items() if key.startswith("item_")}
+    slots = {key[len("item_") :]: f for key, f in request.files.items() if key.startswith("item_")}
     valid = form.validate_on_submit()
     documents, rejected = staging.stage(scope, request.files.getlist(form.documents.name), slots)
     for problem in rejected:
         add_error(form.documents, _(problem.message, **problem.params))
     if valid and not rejected:
         try:
-            filing.answer_information_request(db.session(), refund_request, form.answer.data or "", documents,
-                                               now=utcnow(), links=links(), storage=storage())
+            filing.answer_information_request(
+                db.session(),
+                refund_request,
+                form.answer.data or "",
+                documents,
+                now=utcnow(),
+                links=links(),
+                storage=storage(),
+            )
         except filing.FilingError as error:
             add_error(getattr(form, error.field, form.answer), _(error.message, **error.params))
         else:
@@ -283,8 +343,13 @@ def request_answer(reference: str):
             staging.clear(scope)
             flash(_("Thank you, we have your answer. We will get back to you soon."), "success")
             return redirect(url_for("customer.request_page", reference=reference), code=303)
-    return render_template("customer/request.html", view=request_view(refund_request), answer_form=form,
-                           withdraw_form=WithdrawForm(), staged=staging.staged(scope)), 422
+    return render_template(
+        "customer/request.html",
+        view=request_view(refund_request),
+        answer_form=form,
+        withdraw_form=WithdrawForm(),
+        staged=staging.staged(scope),
+    ), 422
 
 
 @bp.post("/requests/<reference>/withdraw")
@@ -303,15 +368,21 @@ def document_download(document_id: int):
     document = db.session.get(Document, document_id)
     if document is None or not access.may_see(document.refund_request.order):
         abort(404)
-    return download(document_key(document.stored_name), sha256=document.sha256, size=document.size,
-                    filename=document.original_name, mimetype=document.content_type)
+    return download(
+        document_key(document.stored_name),
+        sha256=document.sha256,
+        size=document.size,
+        filename=document.original_name,
+        mimetype=document.content_type,
+    )
 
 
 @bp.route("/feedback/<token>", methods=["GET", "POST"])
 def feedback(token: str):
     try:
-        refund_request = feedback_domain.request_for_token(db.session(), current_app.config["SECRET_KEY"], token,
-                                                           now=utcnow())
+        refund_request = feedback_domain.request_for_token(
+            db.session(), current_app.config["SECRET_KEY"], token, now=utcnow()
+        )
     except feedback_domain.LinkExpired as expired:
         if expired.request is not None:
             session.setdefault(CUSTOMER_LOCALE_KEY, expired.request.locale)
@@ -325,9 +396,14 @@ def feedback(token: str):
     form = FeedbackForm()
     if form.validate_on_submit():
         try:
-            feedback_domain.leave_feedback(db.session(), refund_request, rating=int(form.rating.data),
-                                           comment=form.comment.data or "", come_back=form.come_back.data,
-                                           now=utcnow())
+            feedback_domain.leave_feedback(
+                db.session(),
+                refund_request,
+                rating=int(form.rating.data),
+                comment=form.comment.data or "",
+                come_back=form.come_back.data,
+                now=utcnow(),
+            )
             db.session.commit()
         except feedback_domain.AlreadyAnswered:
             return render_template("customer/feedback_thanks.html", already=True)

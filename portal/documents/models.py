@@ -1,4 +1,5 @@
 """A document a customer (or staff) attached to a refund request."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -33,4 +34,3 @@ class Document(Base):
 
     refund_request: Mapped[RefundRequest] = relationship(back_populates="documents")
     information_request: Mapped[InformationRequest | None] = relationship(back_populates="documents")
-

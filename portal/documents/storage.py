@@ -11,6 +11,7 @@ and ``read_verified`` check it on the way out, and a mismatch is logged and rais
 
 Keys are relative paths with ``/`` between parts (``staging/ab12…``, ``receipts/RC-…pdf``). No Flask here.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -234,11 +235,15 @@ class S3Storage(Storage):
             import boto3  # imported on first use: the embedded default never loads it
             from botocore.config import Config
 
-            config = Config(connect_timeout=self.settings.connect_timeout, read_timeout=self.settings.read_timeout,
-                            retries={"max_attempts": self.settings.max_attempts, "mode": "standard"},
-                            s3={"addressing_style": "path"} if self.settings.endpoint_url else {})
-            self._client = boto3.session.Session().client("s3", endpoint_url=self.settings.endpoint_url,
-                                                          region_name=self.settings.region, config=config)
+            config = Config(
+                connect_timeout=self.settings.connect_timeout,
+                read_timeout=self.settings.read_timeout,
+                retries={"max_attempts": self.settings.max_attempts, "mode": "standard"},
+                s3={"addressing_style": "path"} if self.settings.endpoint_url else {},
+            )
+            self._client = boto3.session.Session().client(
+                "s3", endpoint_url=self.settings.endpoint_url, region_name=self.settings.region, config=config
+            )
         return self._client
 
     def _key(self, key: str) -> str:
@@ -247,8 +252,12 @@ class S3Storage(Storage):
     def _transfer_config(self) -> Any:
         from boto3.s3.transfer import TransferConfig
 
-        config = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES,
-                                max_concurrency=PARTS_IN_MEMORY, preferred_transfer_client="classic")
+        config = TransferConfig(
+            multipart_threshold=MULTIPART_BYTES,
+            multipart_chunksize=MULTIPART_BYTES,
+            max_concurrency=PARTS_IN_MEMORY,
+            preferred_transfer_client="classic",
+        )
         # s3transfer's own knob (boto3's subclass does not take it as an argument): how many parts
         # of a non-file stream may be read into memory ahead of their upload.
         config.max_in_memory_upload_chunks = PARTS_IN_MEMORY
@@ -265,8 +274,9 @@ class S3Storage(Storage):
     def put(self, key: str, stream: BinaryIO) -> int:
         counted = _CountingReader(stream)
         with _errors(key):
-            self.client.upload_fileobj(counted, self.bucket, self._key(key), ExtraArgs=self.extra_args(),
-                                       Config=self._transfer_config())
+            self.client.upload_fileobj(
+                counted, self.bucket, self._key(key), ExtraArgs=self.extra_args(), Config=self._transfer_config()
+            )
         return counted.count
 
     def chunks(self, key: str) -> Iterator[bytes]:
@@ -292,8 +302,12 @@ class S3Storage(Storage):
     def move(self, source: str, target: str) -> None:
         with _errors(source):
             self.client.copy(
-                {"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target),
-                ExtraArgs=self.extra_args(), Config=self._transfer_config())
+                {"Bucket": self.bucket, "Key": self._key(source)},
+                self.bucket,
+                self._key(target),
+                ExtraArgs=self.extra_args(),
+                Config=self._transfer_config(),
+            )
         self.delete(source)
 
     def walk(self, prefix: str = "") -> Iterator[str]:
@@ -310,8 +324,9 @@ class S3Storage(Storage):
         with _errors(prefix or "/"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for item in page.get("Contents", []):
-                    yield Entry(item["Key"][len(self.prefix):], int(item["Size"]),
-                                float(item["LastModified"].timestamp()))
+                    yield Entry(
+                        item["Key"][len(self.prefix) :], int(item["Size"]), float(item["LastModified"].timestamp())
+                    )
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (tests and first runs; production buckets are made by ops)."""
@@ -422,8 +437,9 @@ def new_key(folder: str, suffix: str = "") -> str:
 
 
 def _corrupted(storage: Storage, key: str, expected: str, actual: str) -> FileCorrupted:
-    log.error("stored file %s in %s has SHA-256 %s, not the recorded %s; not served", key, storage.url, actual,
-              expected)
+    log.error(
+        "stored file %s in %s has SHA-256 %s, not the recorded %s; not served", key, storage.url, actual, expected
+    )
     return FileCorrupted(f"{key}: SHA-256 {actual} differs from the recorded {expected}")
 
 

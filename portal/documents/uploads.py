@@ -4,6 +4,7 @@ Pure: takes file objects and a folder, knows nothing of Flask. The type comes fr
 (``filetype`` reads the signature), never from the name or the declared type; images are
 opened by Pillow within a pixel budget, PDFs by pypdf, so a disguised or damaged file is caught.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,16 +32,24 @@ MAX_PIXELS = 40_000_000
 CHUNK = 64 * 1024
 
 TOO_MANY = N_("You can attach at most %(count)s files.")
-OVER_QUOTA = N_("You have sent more documents than we keep for an unfinished form (%(limit)s MB). Send the form "
-                "with the documents already attached, or try again in an hour.")
-TOO_LARGE_TOGETHER = N_("“%(name)s” did not fit: the documents sent at once may add up to %(limit)s MB. Attach it "
-                        "again on its own.")
-NUL_NAME = N_("The name of one of your files contains a character we cannot accept. Rename the file and attach "
-              "it again.")
-ACTIVE_PDF = N_("“%(name)s” contains active content (scripts, actions that open other programs, attached files "
-                "or XFA forms). Print it to a new PDF, or send a scan or screenshot instead.")
-TRAILING_DATA = N_("“%(name)s” has other data hidden after the end of the image. Save the image again, or send a "
-                   "screenshot of it instead.")
+OVER_QUOTA = N_(
+    "You have sent more documents than we keep for an unfinished form (%(limit)s MB). Send the form "
+    "with the documents already attached, or try again in an hour."
+)
+TOO_LARGE_TOGETHER = N_(
+    "“%(name)s” did not fit: the documents sent at once may add up to %(limit)s MB. Attach it again on its own."
+)
+NUL_NAME = N_(
+    "The name of one of your files contains a character we cannot accept. Rename the file and attach it again."
+)
+ACTIVE_PDF = N_(
+    "“%(name)s” contains active content (scripts, actions that open other programs, attached files "
+    "or XFA forms). Print it to a new PDF, or send a scan or screenshot instead."
+)
+TRAILING_DATA = N_(
+    "“%(name)s” has other data hidden after the end of the image. Save the image again, or send a "
+    "screenshot of it instead."
+)
 
 ALLOWED = {"application/pdf": "PDF", "image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP"}
 
@@ -75,7 +84,9 @@ def _clean_name(name: str | None) -> str:
     return name[:200] or "document"
 
 
-def store_upload(stream: IO[bytes], original_name: str | None, folder: Path, *, max_bytes: int = MAX_BYTES) -> StoredFile:
+def store_upload(
+    stream: IO[bytes], original_name: str | None, folder: Path, *, max_bytes: int = MAX_BYTES
+) -> StoredFile:
     """Copy ``stream`` to ``folder`` in chunks, checking size and content; raise UploadRejected."""
     if "\x00" in (original_name or ""):
         raise UploadRejected(NUL_NAME)
@@ -90,8 +101,9 @@ def store_upload(stream: IO[bytes], original_name: str | None, folder: Path, *, 
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise UploadRejected(N_("“%(name)s” is larger than %(limit)s MB."), name=name,
-                                         limit=max_bytes // (1024 * 1024))
+                    raise UploadRejected(
+                        N_("“%(name)s” is larger than %(limit)s MB."), name=name, limit=max_bytes // (1024 * 1024)
+                    )
                 digest.update(chunk)
                 out.write(chunk)
         if size == 0:
@@ -109,8 +121,9 @@ def _check_content(path: Path, name: str) -> str:
     mime: str | None = kind.mime if kind else None
     if mime not in ALLOWED:
         raise UploadRejected(N_("“%(name)s” is not a PDF, PNG, JPEG or WebP file."), name=name)
-    damaged = UploadRejected(N_("“%(name)s” could not be read as a %(kind)s file; it may be damaged."),
-                             name=name, kind=ALLOWED[mime])
+    damaged = UploadRejected(
+        N_("“%(name)s” could not be read as a %(kind)s file; it may be damaged."), name=name, kind=ALLOWED[mime]
+    )
     if mime == "application/pdf":
         try:
             # From the open file, not read whole into memory first (pypdf does that with a path).
@@ -165,8 +178,20 @@ def active_in_plain_pdf(path: Path) -> bool | None:
 PAGE_TYPE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 
 # Names whose presence anywhere in a PDF's object graph means content that runs or opens something.
-ACTIVE_KEYS = {"/JS", "/JavaScript", "/OpenAction", "/AA", "/Launch", "/EmbeddedFile", "/EmbeddedFiles",
-               "/XFA", "/RichMedia", "/GoToE", "/SubmitForm", "/ImportData"}
+ACTIVE_KEYS = {
+    "/JS",
+    "/JavaScript",
+    "/OpenAction",
+    "/AA",
+    "/Launch",
+    "/EmbeddedFile",
+    "/EmbeddedFiles",
+    "/XFA",
+    "/RichMedia",
+    "/GoToE",
+    "/SubmitForm",
+    "/ImportData",
+}
 ACTIVE_ACTIONS = {"/JavaScript", "/Launch", "/GoToE", "/RichMedia", "/SubmitForm", "/ImportData"}
 MAX_PDF_OBJECTS = 50_000
 
@@ -195,7 +220,11 @@ def has_active_content(reader: PdfReader) -> bool:
             for key, value in item.items():
                 if key in ACTIVE_KEYS:
                     return True
-                if key in ("/S", "/Type", "/Subtype") and isinstance(value, NameObject) and value in ACTIVE_ACTIONS | {"/EmbeddedFile", "/FileAttachment"}:
+                if (
+                    key in ("/S", "/Type", "/Subtype")
+                    and isinstance(value, NameObject)
+                    and value in ACTIVE_ACTIONS | {"/EmbeddedFile", "/FileAttachment"}
+                ):
                     return True
                 if key != "/Parent":
                     stack.append(value)
@@ -220,8 +249,8 @@ def data_after_end(path: Path, mime: str) -> bool:
 def _png_end(data: bytes) -> int:
     at = 8
     while at + 8 <= len(data):
-        length = int.from_bytes(data[at:at + 4], "big")
-        kind = data[at + 4:at + 8]
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
         at += 12 + length
         if kind == b"IEND":
             return at
@@ -246,7 +275,7 @@ def _jpeg_end(data: bytes) -> int:
             continue
         if at + 4 > size:
             return -1
-        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
         if marker == 0xDA:  # start of scan: entropy-coded data until a marker other than a stuffed 00 or RSTn
             while True:
                 at = data.find(b"\xff", at)
@@ -288,8 +317,9 @@ def document_key(stored_name: str) -> str:
     return stored_name
 
 
-def stage_upload(stream: IO[bytes], original_name: str | None, storage: Storage, *, prefix: str = STAGING,
-                 max_bytes: int = MAX_BYTES) -> StoredFile:
+def stage_upload(
+    stream: IO[bytes], original_name: str | None, storage: Storage, *, prefix: str = STAGING, max_bytes: int = MAX_BYTES
+) -> StoredFile:
     """Judge the upload in a local temporary folder (``store_upload``: size, type, active content),
     then stream it into storage under ``prefix`` (``staging_prefix(owner)``)."""
     if not prefix.startswith(STAGING) or not prefix.endswith("/"):

@@ -1,4 +1,5 @@
 """What arrived by email for a refund request: replies, auto-replies and bounces."""
+
 from __future__ import annotations
 
 from datetime import datetime

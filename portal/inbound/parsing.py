@@ -1,5 +1,6 @@
 """Reading one RFC 5322 message: who, for whom, in reply to what, what it says, what it carries,
 and whether a person wrote it (not an auto-reply, not a bounce). No Flask here."""
+
 from __future__ import annotations
 
 import email
@@ -18,7 +19,8 @@ OUT_OF_OFFICE_SUBJECT = re.compile(
     r"^\s*(?:automatic reply|auto(?:matic)?[- ]?reply|out of (?:the )?office|autoreply|"
     r"自动回复|自動回覆|休假|"
     r"automatisch antwoord|afwezig|niet aanwezig)\b",
-    re.I)
+    re.I,
+)
 MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 
 
@@ -58,9 +60,13 @@ def parse(raw: bytes) -> Parsed:
             raise Malformed("no headers")
         sender = parseaddr(str(message.get("From", "") or ""))[1].strip().lower()
         subject = " ".join(str(message.get("Subject", "") or "").split())
-        recipients = [a.lower() for _, a in getaddresses(
-            [str(v) for name in ("Delivered-To", "X-Original-To", "To", "Cc") for v in message.get_all(name, [])])
-            if a]
+        recipients = [
+            a.lower()
+            for _, a in getaddresses(
+                [str(v) for name in ("Delivered-To", "X-Original-To", "To", "Cc") for v in message.get_all(name, [])]
+            )
+            if a
+        ]
         in_reply_to = MESSAGE_ID.findall(str(message.get("In-Reply-To", "") or ""))
         references = list(reversed(MESSAGE_ID.findall(str(message.get("References", "") or ""))))
         message_id = next(iter(MESSAGE_ID.findall(str(message.get("Message-ID", "") or ""))), "")
@@ -70,9 +76,16 @@ def parse(raw: bytes) -> Parsed:
         raise Malformed(str(error)) from None
     if not message.keys() or not sender:
         raise Malformed("no From address")
-    return Parsed(message=message, sender=sender, recipients=recipients, subject=subject[:500],
-                  message_id=message_id[:255], references=in_reply_to + [r for r in references if r not in in_reply_to],
-                  text=_text(message), attachments=list(_attachments(message)))
+    return Parsed(
+        message=message,
+        sender=sender,
+        recipients=recipients,
+        subject=subject[:500],
+        message_id=message_id[:255],
+        references=in_reply_to + [r for r in references if r not in in_reply_to],
+        text=_text(message),
+        attachments=list(_attachments(message)),
+    )
 
 
 def _text(message: EmailMessage) -> str:
@@ -117,8 +130,11 @@ def auto_reply(parsed: Parsed) -> bool:
         return True
     if any(parsed.header(name) for name in ("X-Autoreply", "X-Autorespond", "X-Auto-Response")):
         return True
-    if parsed.header("X-Auto-Response-Suppress").strip().lower() in ("all", "oof", "autoreply") \
-            and OUT_OF_OFFICE_SUBJECT.search(parsed.subject):
+    if parsed.header("X-Auto-Response-Suppress").strip().lower() in (
+        "all",
+        "oof",
+        "autoreply",
+    ) and OUT_OF_OFFICE_SUBJECT.search(parsed.subject):
         return True
     return bool(OUT_OF_OFFICE_SUBJECT.search(parsed.subject))
 
@@ -126,9 +142,11 @@ def auto_reply(parsed: Parsed) -> bool:
 def bounced_addresses(parsed: Parsed) -> tuple[set[str], set[str]] | None:
     """(temporary, permanent) failures when this is a bounce (flufl.bounce's detectors), else None."""
     message = parsed.message
-    looks_like = (message.get_content_type() == "multipart/report"
-                  or parsed.sender.startswith(("mailer-daemon@", "postmaster@"))
-                  or (not parsed.header("Return-Path").strip("<> ") and parsed.header("Return-Path") != ""))
+    looks_like = (
+        message.get_content_type() == "multipart/report"
+        or parsed.sender.startswith(("mailer-daemon@", "postmaster@"))
+        or (not parsed.header("Return-Path").strip("<> ") and parsed.header("Return-Path") != "")
+    )
     temporary, permanent = all_failures(message)
     if not temporary and not permanent:
         return (set(), set()) if looks_like else None

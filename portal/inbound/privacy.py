@@ -2,6 +2,7 @@
 their personal data when they ask for erasure (``portal.refunds.privacy.erase_customer`` does the
 rest; it sits below this package, so the callers run both). Services flush; the caller commits.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import CursorResult, select, update
@@ -15,10 +16,14 @@ from portal.refunds.models import RefundRequest
 def erase_replies(session: Session, customer: Customer) -> int:
     """Clear the sender, subject, words and refused attachments' names of every email received for
     the customer's requests, and the bounce report about their address; returns how many emails."""
-    requests = select(RefundRequest.id).join(Order, RefundRequest.order_id == Order.id).where(
-        Order.customer_id == customer.id)
-    result = session.execute(update(InboundMessage).where(InboundMessage.refund_request_id.in_(requests))
-                             .values(sender="", subject="", text="", refused_attachments=[]))
+    requests = (
+        select(RefundRequest.id).join(Order, RefundRequest.order_id == Order.id).where(Order.customer_id == customer.id)
+    )
+    result = session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.refund_request_id.in_(requests))
+        .values(sender="", subject="", text="", refused_attachments=[])
+    )
     assert isinstance(result, CursorResult)  # an UPDATE's result; typed as a plain Result
     customer.email_undeliverable_reason = ""
     session.flush()

@@ -4,10 +4,12 @@ sent, and put the customer's words and documents on the request.
 The caller (``portal mail receive``, ``portal mail serve``) commits once when the outcome is
 accepted and rolls back otherwise. No Flask here.
 """
+
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage, Message
@@ -86,7 +88,7 @@ def token_of(address: str, links: Links) -> str | None:
         return None
     if links.inbound_domain and domain.lower() != links.inbound_domain.lower():
         return None
-    return local[len("reply+"):]
+    return local[len("reply+") :]
 
 
 def request_for_address(session: Session, address: str, links: Links) -> RefundRequest | None:
@@ -104,9 +106,13 @@ def _by_references(session: Session, parsed: Parsed) -> RefundRequest | None:
     """The fallback: a Message-ID we sent (each is recorded in the outbox) named in In-Reply-To or References."""
     if not parsed.references:
         return None
-    found = session.scalars(select(OutboxMessage).where(OutboxMessage.message_id.in_(parsed.references[:50]),
-                                                        OutboxMessage.channel == "email",
-                                                        OutboxMessage.refund_request_id.is_not(None))).all()
+    found = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.message_id.in_(parsed.references[:50]),
+            OutboxMessage.channel == "email",
+            OutboxMessage.refund_request_id.is_not(None),
+        )
+    ).all()
     by_id = {m.message_id: m for m in found}
     for reference in parsed.references:
         if reference in by_id:
@@ -114,8 +120,15 @@ def _by_references(session: Session, parsed: Parsed) -> RefundRequest | None:
     return None
 
 
-def receive(session: Session, raw: bytes, *, links: Links, settings: Settings, now: datetime,
-            envelope_recipients: list[str] | tuple[str, ...] = ()) -> Received:
+def receive(
+    session: Session,
+    raw: bytes,
+    *,
+    links: Links,
+    settings: Settings,
+    now: datetime,
+    envelope_recipients: list[str] | tuple[str, ...] = (),
+) -> Received:
     if len(raw) > settings.max_bytes:
         return Received(Outcome.TOO_LARGE, f"message of {len(raw)} bytes; at most {settings.max_bytes}")
     try:
@@ -139,9 +152,16 @@ def receive(session: Session, raw: bytes, *, links: Links, settings: Settings, n
     customer = request.order.customer
 
     def record(kind: str, **values: object) -> InboundMessage:
-        message = InboundMessage(refund_request=request, kind=kind, matched_by=matched_by,
-                                 message_id=parsed.message_id, sender=parsed.sender[:320], subject=parsed.subject,
-                                 received_at=now, **values)
+        message = InboundMessage(
+            refund_request=request,
+            kind=kind,
+            matched_by=matched_by,
+            message_id=parsed.message_id,
+            sender=parsed.sender[:320],
+            subject=parsed.subject,
+            received_at=now,
+            **values,
+        )
         session.add(message)
         session.flush()
         return message
@@ -154,17 +174,28 @@ def receive(session: Session, raw: bytes, *, links: Links, settings: Settings, n
             customer.email_undeliverable_at = now
             customer.email_undeliverable_reason = _diagnostic(parsed.message)[:1000]
         log.info("bounce for %s: permanent %s, temporary %s", request.reference, sorted(permanent), sorted(temporary))
-        return Received(Outcome.BOUNCE, "permanent" if permanent else "temporary", request,
-                        record("bounce", text=_diagnostic(parsed.message)[:2000]))
+        return Received(
+            Outcome.BOUNCE,
+            "permanent" if permanent else "temporary",
+            request,
+            record("bounce", text=_diagnostic(parsed.message)[:2000]),
+        )
 
     if _ours(session, parsed, links, settings):
         return Received(Outcome.LOOP, "our own message came back", request, record("loop"))
-    recent = session.scalar(select(func.count()).select_from(InboundMessage).where(
-        InboundMessage.sender == parsed.sender, InboundMessage.received_at > now - settings.loop_window)) or 0
+    recent = (
+        session.scalar(
+            select(func.count())
+            .select_from(InboundMessage)
+            .where(InboundMessage.sender == parsed.sender, InboundMessage.received_at > now - settings.loop_window)
+        )
+        or 0
+    )
     if recent >= settings.loop_limit:
         log.warning("loop guard: %s messages from %s within %s", recent, parsed.sender, settings.loop_window)
-        return Received(Outcome.LOOP, f"{recent} messages from {parsed.sender} in {settings.loop_window}", request,
-                        record("loop"))
+        return Received(
+            Outcome.LOOP, f"{recent} messages from {parsed.sender} in {settings.loop_window}", request, record("loop")
+        )
 
     if auto_reply(parsed):
         return Received(Outcome.AUTO_REPLY, "automatic answer ignored", request, record("auto_reply"))
@@ -181,8 +212,10 @@ def _ours(session: Session, parsed: Parsed, links: Links, settings: Settings) ->
         return True
     if links.inbound_domain and parsed.header("X-Loop").strip().lower() == links.inbound_domain.lower():
         return True
-    return bool(parsed.message_id) and session.scalar(
-        select(OutboxMessage.id).where(OutboxMessage.message_id == parsed.message_id)) is not None
+    return (
+        bool(parsed.message_id)
+        and session.scalar(select(OutboxMessage.id).where(OutboxMessage.message_id == parsed.message_id)) is not None
+    )
 
 
 def _diagnostic(message: EmailMessage) -> str:
@@ -201,8 +234,16 @@ def _diagnostic(message: EmailMessage) -> str:
     return " ".join(str(message.get("Subject", "")).split())
 
 
-def _reply(session: Session, request: RefundRequest, parsed: Parsed, record, *, links: Links,  # type: ignore[no-untyped-def]
-           settings: Settings, now: datetime) -> Received:
+def _reply(
+    session: Session,
+    request: RefundRequest,
+    parsed: Parsed,
+    record: Callable[..., InboundMessage],
+    *,
+    links: Links,
+    settings: Settings,
+    now: datetime,
+) -> Received:
     stored: list[StoredFile] = []
     refused: list[dict[str, str]] = []
     for attachment in parsed.attachments:
@@ -210,25 +251,43 @@ def _reply(session: Session, request: RefundRequest, parsed: Parsed, record, *, 
             refused.append({"name": attachment.filename, "problem": TOO_MANY, "count": str(MAX_FILES)})
             continue
         try:
-            stored.append(stage_upload(io.BytesIO(attachment.data), attachment.filename, settings.storage,
-                                       prefix=settings.staging))
+            stored.append(
+                stage_upload(
+                    io.BytesIO(attachment.data), attachment.filename, settings.storage, prefix=settings.staging
+                )
+            )
         except UploadRejected as rejected:
-            refused.append({"name": attachment.filename, "problem": rejected.message,
-                            **{k: str(v) for k, v in rejected.params.items()}})
+            refused.append(
+                {
+                    "name": attachment.filename,
+                    "problem": rejected.message,
+                    **{k: str(v) for k, v in rejected.params.items()},
+                }
+            )
     answered = False
     if request.state is RequestState.AWAITING_CUSTOMER:
         documents = _fill_checklist(session, request, stored)
         try:
-            filing.answer_information_request(session, request, parsed.text, documents, now=now, links=links,
-                                              storage=settings.storage)
+            filing.answer_information_request(
+                session, request, parsed.text, documents, now=now, links=links, storage=settings.storage
+            )
             answered = True
         except filing.FilingError as error:
             log.info("reply to %s did not answer its questions: %s", request.reference, error)
     if not answered:
         for file in stored:
-            session.add(Document(refund_request=request, original_name=file.original_name,
-                                 stored_name=file.stored_name, content_type=file.content_type, size=file.size,
-                                 sha256=file.sha256, uploaded_by=Actor.CUSTOMER, created_at=now))
+            session.add(
+                Document(
+                    refund_request=request,
+                    original_name=file.original_name,
+                    stored_name=file.stored_name,
+                    content_type=file.content_type,
+                    size=file.size,
+                    sha256=file.sha256,
+                    uploaded_by=Actor.CUSTOMER,
+                    created_at=now,
+                )
+            )
     message = record("reply", text=parsed.text, refused_attachments=refused, answered=answered)
     if not answered:
         for file in stored:
@@ -240,9 +299,11 @@ def _reply(session: Session, request: RefundRequest, parsed: Parsed, record, *, 
 
 def _fill_checklist(session: Session, request: RefundRequest, stored: list[StoredFile]) -> list[StoredFile]:
     """Attachments answer the documents asked for, in the order they were asked for."""
-    info = session.scalar(select(InformationRequest).where(InformationRequest.refund_request_id == request.id,
-                                                           InformationRequest.answered_at.is_(None))
-                          .order_by(InformationRequest.id.desc()))
+    info = session.scalar(
+        select(InformationRequest)
+        .where(InformationRequest.refund_request_id == request.id, InformationRequest.answered_at.is_(None))
+        .order_by(InformationRequest.id.desc())
+    )
     wanted = [item["key"] for item in (info.items if info else []) if item.get("kind") == "document"]
     filled: list[StoredFile] = []
     for index, file in enumerate(stored):

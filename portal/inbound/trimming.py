@@ -14,6 +14,7 @@ use, is added here as a few patterns, each cut at before the library runs:
 HTML-only replies are turned into text first, leaving out Gmail's ``gmail_quote``, Outlook's
 ``divRplyFwdMsg`` and Thunderbird's ``moz-cite-prefix`` blocks and every ``blockquote``.
 """
+
 from __future__ import annotations
 
 import re

@@ -4,6 +4,7 @@ Kept in step by every approval and decline (a subscriber to the lifecycle, in th
 the change), recounted from the status events by ``portal insights rebuild``. The insights page and
 the automation page read these few rows: how much routine work the rules took off people's hands.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -35,28 +36,43 @@ def _by(actor: Actor) -> str:
 
 
 @lifecycle.state_changed.connect
-def _on_state_changed(session: Session, *, request: RefundRequest, before: RequestState | None,
-                      after: RequestState, event: StatusEvent, **_: Any) -> None:
+def _on_state_changed(
+    session: Session,
+    *,
+    request: RefundRequest,
+    before: RequestState | None,
+    after: RequestState,
+    event: StatusEvent,
+    **_: Any,
+) -> None:
     decision = DECISIONS.get(after)
     if before is None or decision is None:
         return
-    _bump(session, InsightDecisionDay, {"day": event.created_at.date(), "decision": decision,
-                                        "made_by": _by(event.actor)}, count=1)
+    _bump(
+        session,
+        InsightDecisionDay,
+        {"day": event.created_at.date(), "decision": decision, "made_by": _by(event.actor)},
+        count=1,
+    )
 
 
 def rebuild(session: Session) -> None:
     session.execute(delete(InsightDecisionDay))
     day = func.date(StatusEvent.created_at)
-    rows = session.execute(select(day, StatusEvent.to_state, StatusEvent.actor, func.count())
-                           .where(StatusEvent.to_state.in_(list(DECISIONS)), StatusEvent.from_state.is_not(None))
-                           .group_by(day, StatusEvent.to_state, StatusEvent.actor)).all()
+    rows = session.execute(
+        select(day, StatusEvent.to_state, StatusEvent.actor, func.count())
+        .where(StatusEvent.to_state.in_(list(DECISIONS)), StatusEvent.from_state.is_not(None))
+        .group_by(day, StatusEvent.to_state, StatusEvent.actor)
+    ).all()
     counted: dict[tuple[date, str, str], int] = {}
     for d, state, actor, n in rows:
         key = (d if isinstance(d, date) else date.fromisoformat(str(d)[:10]), DECISIONS[state], _by(actor))
         counted[key] = counted.get(key, 0) + n
     if counted:
-        session.execute(insert(InsightDecisionDay.__table__),  # type: ignore[arg-type]  # a Table at run time
-                        [{"day": d, "decision": k, "made_by": b, "count": n} for (d, k, b), n in counted.items()])
+        session.execute(
+            insert(InsightDecisionDay.__table__),  # type: ignore[arg-type]  # a Table at run time
+            [{"day": d, "decision": k, "made_by": b, "count": n} for (d, k, b), n in counted.items()],
+        )
     session.flush()
 
 
@@ -64,8 +80,9 @@ def decisions(session: Session, start: datetime, end: datetime) -> dict[str, dic
     """{"rules": {"approved": n, "declined": n}, "people": {…}} for days in [start, end)."""
     out = {"rules": {"approved": 0, "declined": 0}, "people": {"approved": 0, "declined": 0}}
     for made_by, decision, n in session.execute(
-            select(InsightDecisionDay.made_by, InsightDecisionDay.decision, func.sum(InsightDecisionDay.count))
-            .where(InsightDecisionDay.day >= start.date(), InsightDecisionDay.day < end.date())
-            .group_by(InsightDecisionDay.made_by, InsightDecisionDay.decision)):
+        select(InsightDecisionDay.made_by, InsightDecisionDay.decision, func.sum(InsightDecisionDay.count))
+        .where(InsightDecisionDay.day >= start.date(), InsightDecisionDay.day < end.date())
+        .group_by(InsightDecisionDay.made_by, InsightDecisionDay.decision)
+    ):
         out[made_by][decision] = int(n or 0)
     return out

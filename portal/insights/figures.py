@@ -6,6 +6,7 @@ the range; medians come from the rollups' duration histograms (to the resolution
 5 s under a minute, 1 min under an hour, 15 min under two days). Overdue requests, billing
 errors and feedback are read live, through their indexes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -69,9 +70,10 @@ def compute(session: Session, start: datetime, end: datetime, *, now: datetime) 
     kept: dict[Reason, int] = {}
     outside_policy = 0
     for day, reason, result, review, count in session.execute(
-            select(InsightDay.day, InsightDay.reason, InsightDay.outcome, InsightDay.review,
-                   func.sum(InsightDay.count)).where(days)
-            .group_by(InsightDay.day, InsightDay.reason, InsightDay.outcome, InsightDay.review)):
+        select(InsightDay.day, InsightDay.reason, InsightDay.outcome, InsightDay.review, func.sum(InsightDay.count))
+        .where(days)
+        .group_by(InsightDay.day, InsightDay.reason, InsightDay.outcome, InsightDay.review)
+    ):
         if not count:
             continue
         week = (day - timedelta(days=day.weekday())).isoformat()
@@ -85,56 +87,106 @@ def compute(session: Session, start: datetime, end: datetime, *, now: datetime) 
     out.saved = [(reason, totals[reason], kept[reason]) for reason in Reason if reason in totals]
     out.billing_errors = totals.get(Reason.BILLING_ERROR, 0)
 
-    out.refunded = [(currency, count, Money.from_minor(total, currency)) for currency, count, total in session.execute(
-        select(InsightRefundDay.currency, func.sum(InsightRefundDay.count), func.sum(InsightRefundDay.amount_minor))
-        .where(InsightRefundDay.day >= first, InsightRefundDay.day <= last)
-        .group_by(InsightRefundDay.currency).order_by(InsightRefundDay.currency)) if count]
+    out.refunded = [
+        (currency, count, Money.from_minor(total, currency))
+        for currency, count, total in session.execute(
+            select(InsightRefundDay.currency, func.sum(InsightRefundDay.count), func.sum(InsightRefundDay.amount_minor))
+            .where(InsightRefundDay.day >= first, InsightRefundDay.day <= last)
+            .group_by(InsightRefundDay.currency)
+            .order_by(InsightRefundDay.currency)
+        )
+        if count
+    ]
 
     histograms: dict[str, dict[int, int]] = {measure: {} for measure in MEASURES}
     for measure, index, count in session.execute(
-            select(InsightDuration.measure, InsightDuration.bucket, func.sum(InsightDuration.count))
-            .where(InsightDuration.day >= first, InsightDuration.day <= last)
-            .group_by(InsightDuration.measure, InsightDuration.bucket)):
+        select(InsightDuration.measure, InsightDuration.bucket, func.sum(InsightDuration.count))
+        .where(InsightDuration.day >= first, InsightDuration.day <= last)
+        .group_by(InsightDuration.measure, InsightDuration.bucket)
+    ):
         histograms.setdefault(measure, {})[index] = count
-    out.timings = {"acknowledge": median_of(histograms["acknowledge"]),
-                   "first_action": median_of(histograms["first_action"]),
-                   "resolution": median_of(histograms["resolution"])}
+    out.timings = {
+        "acknowledge": median_of(histograms["acknowledge"]),
+        "first_action": median_of(histograms["first_action"]),
+        "resolution": median_of(histograms["resolution"]),
+    }
 
     late = RefundRequest.awaiting_staff_since <= now - OVERDUE_AFTER
     out.overdue = session.scalar(select(func.count()).select_from(RefundRequest).where(late)) or 0
-    out.overdue_oldest = [(reference, since) for reference, since in session.execute(
-        select(RefundRequest.reference, RefundRequest.awaiting_staff_since).where(late)
-        .order_by(RefundRequest.awaiting_staff_since).limit(10)) if since is not None]  # always, being late
+    out.overdue_oldest = [
+        (reference, since)
+        for reference, since in session.execute(
+            select(RefundRequest.reference, RefundRequest.awaiting_staff_since)
+            .where(late)
+            .order_by(RefundRequest.awaiting_staff_since)
+            .limit(10)
+        )
+        if since is not None
+    ]  # always, being late
 
-    out.refund_rate = [(product, plan.value, orders, refunded) for product, plan, orders, refunded in session.execute(
-        select(InsightOrderDay.product, InsightOrderDay.plan, func.sum(InsightOrderDay.orders),
-               func.sum(InsightOrderDay.refunded))
-        .where(InsightOrderDay.day >= first, InsightOrderDay.day <= last)
-        .group_by(InsightOrderDay.product, InsightOrderDay.plan)
-        .order_by(InsightOrderDay.product, InsightOrderDay.plan)) if orders]
+    out.refund_rate = [
+        (product, plan.value, orders, refunded)
+        for product, plan, orders, refunded in session.execute(
+            select(
+                InsightOrderDay.product,
+                InsightOrderDay.plan,
+                func.sum(InsightOrderDay.orders),
+                func.sum(InsightOrderDay.refunded),
+            )
+            .where(InsightOrderDay.day >= first, InsightOrderDay.day <= last)
+            .group_by(InsightOrderDay.product, InsightOrderDay.plan)
+            .order_by(InsightOrderDay.product, InsightOrderDay.plan)
+        )
+        if orders
+    ]
 
     feedback_range = and_(Feedback.created_at >= start, Feedback.created_at < end)
     out.feedback_count, average = session.execute(
-        select(func.count(), func.avg(Feedback.rating)).where(feedback_range)).one()
+        select(func.count(), func.avg(Feedback.rating)).where(feedback_range)
+    ).one()
     out.feedback_average = float(average) if average is not None else None
-    out.come_back = dict(session.execute(select(Feedback.come_back, func.count()).where(feedback_range)
-                                         .group_by(Feedback.come_back)).all())
-    out.comments = list(session.execute(
-        select(Feedback.created_at, Feedback.rating, Feedback.comment, RefundRequest.reference)
-        .join(RefundRequest, Feedback.refund_request_id == RefundRequest.id)
-        .where(feedback_range, Feedback.comment != "").order_by(Feedback.created_at.desc()).limit(8)).all())
+    out.come_back = dict(
+        session.execute(
+            select(Feedback.come_back, func.count()).where(feedback_range).group_by(Feedback.come_back)
+        ).all()
+    )
+    out.comments = list(
+        session.execute(
+            select(Feedback.created_at, Feedback.rating, Feedback.comment, RefundRequest.reference)
+            .join(RefundRequest, Feedback.refund_request_id == RefundRequest.id)
+            .where(feedback_range, Feedback.comment != "")
+            .order_by(Feedback.created_at.desc())
+            .limit(8)
+        ).all()
+    )
 
-    signals = dict(session.execute(
-        select(InsightSignalDay.signal, func.sum(InsightSignalDay.count))
-        .where(InsightSignalDay.day >= first, InsightSignalDay.day <= last).group_by(InsightSignalDay.signal)).all())
+    signals = dict(
+        session.execute(
+            select(InsightSignalDay.signal, func.sum(InsightSignalDay.count))
+            .where(InsightSignalDay.day >= first, InsightSignalDay.day <= last)
+            .group_by(InsightSignalDay.signal)
+        ).all()
+    )
     out.signals = {key: int(signals.get(key, 0)) for key in SIGNAL_KEYS}
     out.signals["above_refundable"] = outside_policy
 
     created = RefundRequest.created_at
     billing = and_(created >= start, created < end, RefundRequest.reason == Reason.BILLING_ERROR)
-    out.billing_error_list = [(ref, when, state, Money.from_minor(minor, currency), number)
-                              for ref, when, state, minor, currency, number in session.execute(
-        select(RefundRequest.reference, created, RefundRequest.state, RefundRequest.amount_requested_minor,
-               RefundRequest.currency, Order.order_number)
-        .join(Order, RefundRequest.order_id == Order.id).where(billing).order_by(created.desc()).limit(20))]
+    out.billing_error_list = [
+        (ref, when, state, Money.from_minor(minor, currency), number)
+        for ref, when, state, minor, currency, number in session.execute(
+            select(
+                RefundRequest.reference,
+                created,
+                RefundRequest.state,
+                RefundRequest.amount_requested_minor,
+                RefundRequest.currency,
+                Order.order_number,
+            )
+            .join(Order, RefundRequest.order_id == Order.id)
+            .where(billing)
+            .order_by(created.desc())
+            .limit(20)
+        )
+    ]
     return out

@@ -1,4 +1,5 @@
 """Daily rollups the insights read instead of grouping a million rows."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -68,4 +69,3 @@ class InsightRefundDay(Base):
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
     amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-

@@ -5,6 +5,7 @@ Grouping a million requests for every look at the insights page takes seconds; t
 hold the same counts per day, so the page reads a few hundred rows. ``rebuild`` recomputes them
 all from the requests, orders and refunds (the migration and the benchmark use it). No Flask.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,8 +32,12 @@ MEASURES = ("acknowledge", "first_action", "resolution")
 def outcome(state: RequestState) -> str:
     if state in APPROVED_STATES:
         return "approved"
-    return {RequestState.DECLINED: "declined", RequestState.RESOLVED_WITH_OFFER: "saved",
-            RequestState.WITHDRAWN: "withdrawn", RequestState.CLOSED_UNANSWERED: "withdrawn"}.get(state, "open")
+    return {
+        RequestState.DECLINED: "declined",
+        RequestState.RESOLVED_WITH_OFFER: "saved",
+        RequestState.WITHDRAWN: "withdrawn",
+        RequestState.CLOSED_UNANSWERED: "withdrawn",
+    }.get(state, "open")
 
 
 def bucket(seconds: float) -> int:
@@ -79,8 +84,11 @@ def median_of(histogram: dict[int, int]) -> float | None:
 def _bump(session: Session, model: type[Base], keys: dict[str, object], **deltas: int) -> None:
     insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert_(model).values(**keys, **deltas)
-    session.execute(statement.on_conflict_do_update(
-        index_elements=list(keys), set_={k: getattr(model, k) + statement.excluded[k] for k in deltas}))
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=list(keys), set_={k: getattr(model, k) + statement.excluded[k] for k in deltas}
+        )
+    )
 
 
 def _day(moment: datetime) -> date:
@@ -91,8 +99,17 @@ def _day(moment: datetime) -> date:
 
 
 def request_filed(session: Session, request: RefundRequest, signals: Sequence[str] = ()) -> None:
-    _bump(session, InsightDay, {"day": _day(request.created_at), "reason": request.reason,
-                                "outcome": outcome(request.state), "review": bool(request.review_requested)}, count=1)
+    _bump(
+        session,
+        InsightDay,
+        {
+            "day": _day(request.created_at),
+            "reason": request.reason,
+            "outcome": outcome(request.state),
+            "review": bool(request.review_requested),
+        },
+        count=1,
+    )
     for signal in signals:
         _bump(session, InsightSignalDay, {"day": _day(request.created_at), "signal": signal}, count=1)
 
@@ -107,18 +124,32 @@ def state_changed(session: Session, request: RefundRequest, before: RequestState
 
 def milestone(session: Session, request: RefundRequest, measure: str, at: datetime) -> None:
     seconds = (at - request.created_at).total_seconds()
-    _bump(session, InsightDuration, {"day": _day(request.created_at), "measure": measure,
-                                     "bucket": bucket(seconds)}, count=1)
+    _bump(
+        session,
+        InsightDuration,
+        {"day": _day(request.created_at), "measure": measure, "bucket": bucket(seconds)},
+        count=1,
+    )
 
 
 def order_refunded(session: Session, refund: Refund, first_for_order: bool) -> None:
     order = refund.order
     assert refund.completed_at is not None  # set as it succeeded
-    _bump(session, InsightRefundDay, {"day": _day(refund.completed_at), "currency": refund.currency},
-          count=1, amount_minor=refund.amount_minor)
+    _bump(
+        session,
+        InsightRefundDay,
+        {"day": _day(refund.completed_at), "currency": refund.currency},
+        count=1,
+        amount_minor=refund.amount_minor,
+    )
     if first_for_order:
-        _bump(session, InsightOrderDay, {"day": _day(order.purchased_at), "product": order.product,
-                                         "plan": order.plan}, orders=0, refunded=1)
+        _bump(
+            session,
+            InsightOrderDay,
+            {"day": _day(order.purchased_at), "product": order.product, "plan": order.plan},
+            orders=0,
+            refunded=1,
+        )
 
 
 def orders_changed(session: Session, days: set[date]) -> None:
@@ -134,21 +165,26 @@ def _rebuild_orders(session: Session, days: set[date] | None) -> None:
     dialect = session.get_bind().dialect.name
     day = func.date(Order.purchased_at)
     refunded_ids = (select(Refund.order_id).where(Refund.status == RefundStatus.SUCCEEDED).distinct()).subquery()
-    query = (select(day, Order.product, Order.plan, func.count(), func.count(refunded_ids.c.order_id))
-             .outerjoin(refunded_ids, refunded_ids.c.order_id == Order.id).group_by(day, Order.product, Order.plan))
+    query = (
+        select(day, Order.product, Order.plan, func.count(), func.count(refunded_ids.c.order_id))
+        .outerjoin(refunded_ids, refunded_ids.c.order_id == Order.id)
+        .group_by(day, Order.product, Order.plan)
+    )
     if days is not None:
         query = query.where(day.in_([d.isoformat() if dialect == "sqlite" else d for d in days]))
         session.execute(delete(InsightOrderDay).where(InsightOrderDay.day.in_(days)))
     else:
         session.execute(delete(InsightOrderDay))
-    rows = [{"day": _as_date(d), "product": product, "plan": plan, "orders": n, "refunded": r}
-            for d, product, plan, n, r in session.execute(query)]
+    rows = [
+        {"day": _as_date(d), "product": product, "plan": plan, "orders": n, "refunded": r}
+        for d, product, plan, n, r in session.execute(query)
+    ]
     _insert_all(session, InsightOrderDay, rows)
 
 
 def _insert_all(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
     for chunk in range(0, len(rows), 10_000):
-        session.execute(insert(model), rows[chunk:chunk + 10_000])
+        session.execute(insert(model), rows[chunk : chunk + 10_000])
 
 
 def _as_date(value: object) -> date:
@@ -160,26 +196,34 @@ def rebuild(session: Session) -> None:
     they record what was true when each request was filed). An offline job: the durations are
     bucketed while streaming the rows, which the page itself never does."""
     day = func.date(RefundRequest.created_at)
-    state_outcome = case((RefundRequest.state.in_(APPROVED_STATES), literal("approved")),
-                         (RefundRequest.state == RequestState.DECLINED, literal("declined")),
-                         (RefundRequest.state == RequestState.RESOLVED_WITH_OFFER, literal("saved")),
-                         (RefundRequest.state.in_((RequestState.WITHDRAWN, RequestState.CLOSED_UNANSWERED)),
-                          literal("withdrawn")),
-                         else_=literal("open"))
+    state_outcome = case(
+        (RefundRequest.state.in_(APPROVED_STATES), literal("approved")),
+        (RefundRequest.state == RequestState.DECLINED, literal("declined")),
+        (RefundRequest.state == RequestState.RESOLVED_WITH_OFFER, literal("saved")),
+        (RefundRequest.state.in_((RequestState.WITHDRAWN, RequestState.CLOSED_UNANSWERED)), literal("withdrawn")),
+        else_=literal("open"),
+    )
     session.execute(delete(InsightDay))
-    rows = [{"day": _as_date(d), "reason": reason, "outcome": o, "review": bool(review), "count": n}
-            for d, reason, o, review, n in session.execute(
-                select(day, RefundRequest.reason, state_outcome, RefundRequest.review_requested, func.count())
-                .group_by(day, RefundRequest.reason, state_outcome, RefundRequest.review_requested))]
+    rows = [
+        {"day": _as_date(d), "reason": reason, "outcome": o, "review": bool(review), "count": n}
+        for d, reason, o, review, n in session.execute(
+            select(day, RefundRequest.reason, state_outcome, RefundRequest.review_requested, func.count()).group_by(
+                day, RefundRequest.reason, state_outcome, RefundRequest.review_requested
+            )
+        )
+    ]
     _insert_all(session, InsightDay, rows)
 
     session.execute(delete(InsightDuration))
     histogram: dict[tuple[date, str, int], int] = {}
-    for measure, column in (("acknowledge", RefundRequest.acknowledged_at),
-                            ("first_action", RefundRequest.first_staff_action_at),
-                            ("resolution", RefundRequest.resolved_at)):
-        for created, at in session.execute(select(RefundRequest.created_at, column).where(column.is_not(None))
-                                           .execution_options(yield_per=50_000)):
+    for measure, column in (
+        ("acknowledge", RefundRequest.acknowledged_at),
+        ("first_action", RefundRequest.first_staff_action_at),
+        ("resolution", RefundRequest.resolved_at),
+    ):
+        for created, at in session.execute(
+            select(RefundRequest.created_at, column).where(column.is_not(None)).execution_options(yield_per=50_000)
+        ):
             assert at is not None  # the query asks for rows where it is set
             key = (created.date(), measure, bucket((at - created).total_seconds()))
             histogram[key] = histogram.get(key, 0) + 1
@@ -188,10 +232,14 @@ def rebuild(session: Session) -> None:
 
     session.execute(delete(InsightRefundDay))
     refund_day = func.date(Refund.completed_at)
-    rows = [{"day": _as_date(d), "currency": c, "count": n, "amount_minor": total}
-            for d, c, n, total in session.execute(
-                select(refund_day, Refund.currency, func.count(), func.sum(Refund.amount_minor))
-                .where(Refund.status == RefundStatus.SUCCEEDED).group_by(refund_day, Refund.currency))]
+    rows = [
+        {"day": _as_date(d), "currency": c, "count": n, "amount_minor": total}
+        for d, c, n, total in session.execute(
+            select(refund_day, Refund.currency, func.count(), func.sum(Refund.amount_minor))
+            .where(Refund.status == RefundStatus.SUCCEEDED)
+            .group_by(refund_day, Refund.currency)
+        )
+    ]
     _insert_all(session, InsightRefundDay, rows)
     _rebuild_orders(session, None)
 
@@ -200,8 +248,15 @@ def rebuild(session: Session) -> None:
 
 
 @lifecycle.state_changed.connect
-def _on_state_changed(session: Session, *, request: RefundRequest, before: RequestState | None,
-                      after: RequestState, signals: Sequence[str] = (), **_: Any) -> None:
+def _on_state_changed(
+    session: Session,
+    *,
+    request: RefundRequest,
+    before: RequestState | None,
+    after: RequestState,
+    signals: Sequence[str] = (),
+    **_: Any,
+) -> None:
     if before is None:
         request_filed(session, request, signals)
     else:

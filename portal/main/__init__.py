@@ -1,4 +1,5 @@
 """Pages for everyone: home, language switch, health."""
+
 from flask import Blueprint
 
 bp = Blueprint("main", __name__)

@@ -2,6 +2,7 @@
 
 Takes a plain SQLAlchemy session; the CLI and the API wrap it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -77,11 +78,13 @@ def read_orders(stream: TextIO) -> tuple[list[tuple[int, OrderData]], list[LineE
         return [], [LineError(long_line.line, FieldError("file", LINE_TOO_LONG, {"value": MAX_LINE}))]
     except (UnicodeDecodeError, csv.Error):
         return [], [LineError(1, FieldError("file", N_("the file is not UTF-8 encoded CSV"), {}))]
-    missing = [c for c in (*REQUIRED, "period_start", "period_end", "affiliate", "affiliate_commission")
-               if c not in header]
+    missing = [
+        c for c in (*REQUIRED, "period_start", "period_end", "affiliate", "affiliate_commission") if c not in header
+    ]
     if missing:
-        return [], [LineError(1, FieldError(c, N_("the header has no column “%(value)s”"), {"value": c}))
-                    for c in missing]
+        return [], [
+            LineError(1, FieldError(c, N_("the header has no column “%(value)s”"), {"value": c})) for c in missing
+        ]
 
     orders: list[tuple[int, OrderData]] = []
     errors: list[LineError] = []
@@ -97,19 +100,32 @@ def read_orders(stream: TextIO) -> tuple[list[tuple[int, OrderData]], list[LineE
     except LineTooLong as long_line:
         errors.append(LineError(long_line.line, FieldError("file", LINE_TOO_LONG, {"value": MAX_LINE})))
     except (UnicodeDecodeError, csv.Error) as exc:
-        errors.append(LineError(line + 1, FieldError("file", N_("the file cannot be read here: %(value)s"),
-                                                     {"value": str(exc)})))
+        errors.append(
+            LineError(line + 1, FieldError("file", N_("the file cannot be read here: %(value)s"), {"value": str(exc)}))
+        )
     return orders, errors
 
 
-def _check_row(row: dict[str, str], line: int, first_seen: dict[str, int], orders: list[tuple[int, OrderData]],
-               errors: list[LineError]) -> None:
+def _check_row(
+    row: dict[str, str],
+    line: int,
+    first_seen: dict[str, int],
+    orders: list[tuple[int, OrderData]],
+    errors: list[LineError],
+) -> None:
     """Validate one row into ``orders`` or ``errors``; a number seen before is an error too."""
     number = (row.get("order_number") or "").strip()
     if number and number in first_seen:
-        errors.append(LineError(line, FieldError(
-            "order_number", N_("order number “%(value)s” is repeated (first on line %(line)s)"),
-            {"value": number, "line": first_seen[number]})))
+        errors.append(
+            LineError(
+                line,
+                FieldError(
+                    "order_number",
+                    N_("order number “%(value)s” is repeated (first on line %(line)s)"),
+                    {"value": number, "line": first_seen[number]},
+                ),
+            )
+        )
         return
     if number:
         first_seen[number] = line
@@ -121,7 +137,7 @@ def _check_row(row: dict[str, str], line: int, first_seen: dict[str, int], order
 
 def _chunks(items: list[T], size: int = CHUNK) -> Iterable[list[T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _order_values(order: OrderData, customer_id: int) -> dict[str, Any]:
@@ -142,8 +158,20 @@ def _order_values(order: OrderData, customer_id: int) -> dict[str, Any]:
     }
 
 
-_COMPARED = ("customer_id", "product", "plan", "amount_minor", "currency", "purchased_at", "period_start",
-             "period_end", "payment_reference", "channel", "affiliate", "affiliate_commission_minor")
+_COMPARED = (
+    "customer_id",
+    "product",
+    "plan",
+    "amount_minor",
+    "currency",
+    "purchased_at",
+    "period_start",
+    "period_end",
+    "payment_reference",
+    "channel",
+    "affiliate",
+    "affiliate_commission_minor",
+)
 
 
 def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
@@ -162,11 +190,13 @@ def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
     emails = list(by_email)
     for some_emails in _chunks(emails):
         for cid, email in session.execute(
-                select(Customer.id, Customer.email_normalized).where(Customer.email_normalized.in_(some_emails))):
+            select(Customer.id, Customer.email_normalized).where(Customer.email_normalized.in_(some_emails))
+        ):
             customer_ids[email] = cid
     new_customers = [
         {"email": o.customer_email, "email_normalized": email, "name": o.customer_name, "locale": o.locale}
-        for email, o in by_email.items() if email not in customer_ids
+        for email, o in by_email.items()
+        if email not in customer_ids
     ]
     for some_customers in _chunks(new_customers):
         rows = session.execute(insert(Customer).returning(Customer.id, Customer.email_normalized), some_customers)
@@ -177,8 +207,9 @@ def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
     numbers = [o.order_number for o in orders]
     columns = [getattr(Order, c) for c in _COMPARED]
     for some_numbers in _chunks(numbers):
-        for row in session.execute(select(Order.id, Order.order_number, *columns)
-                                   .where(Order.order_number.in_(some_numbers))):
+        for row in session.execute(
+            select(Order.id, Order.order_number, *columns).where(Order.order_number.in_(some_numbers))
+        ):
             existing[row.order_number] = row._asdict()
 
     to_insert, to_update = [], []
@@ -202,8 +233,11 @@ def upsert_orders(session: Session, orders: list[OrderData]) -> ImportResult:
         session.execute(update(Order), chunk)
     result.created, result.updated = len(to_insert), len(to_update)
     changed_days = {v["purchased_at"].date() for v in to_insert + to_update}
-    changed_days |= {existing[v["order_number"]]["purchased_at"].date()
-                     for v in to_update if existing.get(v["order_number"], {}).get("purchased_at")}
+    changed_days |= {
+        existing[v["order_number"]]["purchased_at"].date()
+        for v in to_update
+        if existing.get(v["order_number"], {}).get("purchased_at")
+    }
     orders_changed.send(session, days=changed_days)
     return result
 

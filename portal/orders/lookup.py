@@ -3,6 +3,7 @@
 A wrong number and a wrong email take the same path: one indexed query, one constant-time
 comparison, one failure record. Nothing in the answer or its timing depends on which was wrong.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,6 +44,8 @@ def find_order(session: Session, order_number: str, email: str, client_hash: str
 
 def recent_failures(session: Session, order_number: str, since: datetime | None = None) -> int:
     since = since or utcnow() - timedelta(days=30)
-    return session.execute(select(func.count()).select_from(LookupFailure)
-                           .where(LookupFailure.order_number == order_number, LookupFailure.created_at >= since)
-                           ).scalar_one()
+    return session.execute(
+        select(func.count())
+        .select_from(LookupFailure)
+        .where(LookupFailure.order_number == order_number, LookupFailure.created_at >= since)
+    ).scalar_one()

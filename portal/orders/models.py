@@ -1,4 +1,5 @@
 """Customers and the orders they paid for. Amounts are whole numbers of the currency's minor unit."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -62,8 +63,9 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     customer: Mapped[Customer] = relationship(back_populates="orders")
-    refund_requests: Mapped[list[RefundRequest]] = relationship(back_populates="order",
-                                                                  order_by="RefundRequest.created_at")
+    refund_requests: Mapped[list[RefundRequest]] = relationship(
+        back_populates="order", order_by="RefundRequest.created_at"
+    )
 
     @property
     def amount(self) -> Money:
@@ -100,7 +102,6 @@ class MagicLink(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     customer: Mapped[Customer] = relationship()
-
 
 
 class MagicLinkRequest(Base):

@@ -4,6 +4,7 @@ Like Stripe's billing-portal sessions: the SaaS's backend asks for one with an A
 the ``portal_sessions`` permission and redirects its user's browser to the URL. The URL is valid
 for a few minutes and opens once; only its SHA-256 is stored. No Flask here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,17 @@ def safe_return_url(url: str, base_url: str) -> bool:
     return (parts.scheme, parts.netloc) == (own.scheme, own.netloc)
 
 
-def open_session(session: Session, order_number: str, *, api_token_id: int | None, locale: str | None,
-                 return_url: str | None, base_url: str, now: datetime, lifetime: timedelta) -> Opened:
+def open_session(
+    session: Session,
+    order_number: str,
+    *,
+    api_token_id: int | None,
+    locale: str | None,
+    return_url: str | None,
+    base_url: str,
+    now: datetime,
+    lifetime: timedelta,
+) -> Opened:
     order = session.scalar(select(Order).where(Order.order_number == order_number.strip()))
     if order is None:
         raise PortalSessionError("order_number", N_("There is no order with this number."))
@@ -54,8 +64,15 @@ def open_session(session: Session, order_number: str, *, api_token_id: int | Non
     if return_url is not None and not safe_return_url(return_url, base_url):
         raise PortalSessionError("return_url", N_("The return URL must be an https:// address."))
     token, token_hash = new_token()
-    record = PortalSession(order=order, token_hash=token_hash, api_token_id=api_token_id, locale=locale,
-                           return_url=return_url, created_at=now, expires_at=now + lifetime)
+    record = PortalSession(
+        order=order,
+        token_hash=token_hash,
+        api_token_id=api_token_id,
+        locale=locale,
+        return_url=return_url,
+        created_at=now,
+        expires_at=now + lifetime,
+    )
     session.add(record)
     session.flush()
     return Opened(record, token)
@@ -66,9 +83,12 @@ def redeem(session: Session, token: str, *, now: datetime, client: str) -> Porta
     record = session.scalar(select(PortalSession).where(PortalSession.token_hash == hash_token(token)))
     if record is None or record.used_at is not None or record.expires_at <= now:
         return None
-    used = session.execute(update(PortalSession).where(PortalSession.id == record.id, PortalSession.used_at.is_(None))
-                           .values(used_at=now, used_by_client=client[:64])
-                           .execution_options(synchronize_session=False))
+    used = session.execute(
+        update(PortalSession)
+        .where(PortalSession.id == record.id, PortalSession.used_at.is_(None))
+        .values(used_at=now, used_by_client=client[:64])
+        .execution_options(synchronize_session=False)
+    )
     assert isinstance(used, CursorResult)  # an UPDATE's result; typed as a plain Result
     if used.rowcount != 1:
         return None

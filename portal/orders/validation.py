@@ -3,6 +3,7 @@
 The CSV import and (later) the API use the same rules, so an order is accepted or refused
 the same way whichever door it comes through.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,12 +19,35 @@ from portal.core.money import Money, MoneyError, exponent, is_currency
 from portal.core.vocabulary import LOCALES, Channel, Plan
 
 COLUMNS = (
-    "order_number", "customer_email", "customer_name", "locale", "product", "plan", "amount", "currency",
-    "purchased_at", "period_start", "period_end", "payment_reference", "channel", "affiliate",
+    "order_number",
+    "customer_email",
+    "customer_name",
+    "locale",
+    "product",
+    "plan",
+    "amount",
+    "currency",
+    "purchased_at",
+    "period_start",
+    "period_end",
+    "payment_reference",
+    "channel",
+    "affiliate",
     "affiliate_commission",
 )
-REQUIRED = ("order_number", "customer_email", "customer_name", "locale", "product", "plan", "amount",
-            "currency", "purchased_at", "payment_reference", "channel")
+REQUIRED = (
+    "order_number",
+    "customer_email",
+    "customer_name",
+    "locale",
+    "product",
+    "plan",
+    "amount",
+    "currency",
+    "purchased_at",
+    "payment_reference",
+    "channel",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,34 +118,49 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
 
     email = get["customer_email"]
     if "customer_email" not in missing and not _is_email(email):
-        errors.append(FieldError("customer_email", N_("“%(value)s” is not a valid email address"),
-                                 {"value": email}))
+        errors.append(FieldError("customer_email", N_("“%(value)s” is not a valid email address"), {"value": email}))
 
     if "locale" not in missing and get["locale"] not in LOCALES:
-        errors.append(FieldError("locale", N_("unsupported language “%(value)s” (use %(choices)s)"),
-                                 {"value": get["locale"], "choices": ", ".join(LOCALES)}))
+        errors.append(
+            FieldError(
+                "locale",
+                N_("unsupported language “%(value)s” (use %(choices)s)"),
+                {"value": get["locale"], "choices": ", ".join(LOCALES)},
+            )
+        )
 
     plan = None
     if "plan" not in missing:
         try:
             plan = Plan(get["plan"])
         except ValueError:
-            errors.append(FieldError("plan", N_("unknown plan “%(value)s” (use %(choices)s)"),
-                                     {"value": get["plan"], "choices": ", ".join(p.value for p in Plan)}))
+            errors.append(
+                FieldError(
+                    "plan",
+                    N_("unknown plan “%(value)s” (use %(choices)s)"),
+                    {"value": get["plan"], "choices": ", ".join(p.value for p in Plan)},
+                )
+            )
 
     channel = None
     if "channel" not in missing:
         try:
             channel = Channel(get["channel"])
         except ValueError:
-            errors.append(FieldError("channel", N_("unknown sales channel “%(value)s” (use %(choices)s)"),
-                                     {"value": get["channel"], "choices": ", ".join(c.value for c in Channel)}))
+            errors.append(
+                FieldError(
+                    "channel",
+                    N_("unknown sales channel “%(value)s” (use %(choices)s)"),
+                    {"value": get["channel"], "choices": ", ".join(c.value for c in Channel)},
+                )
+            )
 
     currency = get["currency"]
     currency_ok = "currency" not in missing and is_currency(currency)
     if "currency" not in missing and not currency_ok:
-        errors.append(FieldError("currency", N_("unknown currency “%(value)s” (use an ISO 4217 code)"),
-                                 {"value": currency}))
+        errors.append(
+            FieldError("currency", N_("unknown currency “%(value)s” (use an ISO 4217 code)"), {"value": currency})
+        )
 
     amount = _parse_amount(get, "amount", currency, currency_ok, errors) if "amount" not in missing else None
 
@@ -139,8 +178,11 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
         try:
             purchased_at = _parse_timestamp(get["purchased_at"])
         except ValueError:
-            errors.append(FieldError("purchased_at", N_("“%(value)s” is not an ISO 8601 date and time"),
-                                     {"value": get["purchased_at"]}))
+            errors.append(
+                FieldError(
+                    "purchased_at", N_("“%(value)s” is not an ISO 8601 date and time"), {"value": get["purchased_at"]}
+                )
+            )
 
     period: dict[str, date | None] = {}
     for column in ("period_start", "period_end"):
@@ -165,15 +207,26 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
     # Each of these is set unless a fault was recorded for its column.
     assert plan is not None and amount is not None and purchased_at is not None and channel is not None
     return OrderData(
-        order_number=get["order_number"], customer_email=email, customer_name=get["customer_name"],
-        locale=get["locale"], product=get["product"], plan=plan, amount=amount, purchased_at=purchased_at,
-        period_start=start, period_end=end, payment_reference=get["payment_reference"], channel=channel,
-        affiliate=affiliate, affiliate_commission=commission,
+        order_number=get["order_number"],
+        customer_email=email,
+        customer_name=get["customer_name"],
+        locale=get["locale"],
+        product=get["product"],
+        plan=plan,
+        amount=amount,
+        purchased_at=purchased_at,
+        period_start=start,
+        period_end=end,
+        payment_reference=get["payment_reference"],
+        channel=channel,
+        affiliate=affiliate,
+        affiliate_commission=commission,
     ), []
 
 
-def _parse_amount(get: dict[str, str], column: str, currency: str, currency_ok: bool,
-                  errors: list[FieldError]) -> Money | None:
+def _parse_amount(
+    get: dict[str, str], column: str, currency: str, currency_ok: bool, errors: list[FieldError]
+) -> Money | None:
     text = get[column]
     try:
         number = Decimal(text)
@@ -191,6 +244,11 @@ def _parse_amount(get: dict[str, str], column: str, currency: str, currency_ok: 
     try:
         return Money.parse(text, currency)
     except MoneyError:
-        errors.append(FieldError(column, N_("%(currency)s amounts have at most %(decimals)s decimals"),
-                                 {"currency": currency, "decimals": exponent(currency)}))
+        errors.append(
+            FieldError(
+                column,
+                N_("%(currency)s amounts have at most %(decimals)s decimals"),
+                {"currency": currency, "decimals": exponent(currency)},
+            )
+        )
         return None

@@ -1,13 +1,14 @@
 """``portal emails export``: the kit as files marketing can take to another tool.
 
-    FOLDER/
-      index.json              every message × language: subject, preheader, files
-      variables.json          each message's variables with type, sample and description
-      brand.toml              the brand settings
-      source/                 the templates, stylesheet and declarations as we edit them
-      rendered/<locale>/      each message rendered with its sample values (.html, .txt)
-      <style>/<locale>/       with --merge-tags: the ESP's merge tags in place of our variables
+FOLDER/
+  index.json              every message × language: subject, preheader, files
+  variables.json          each message's variables with type, sample and description
+  brand.toml              the brand settings
+  source/                 the templates, stylesheet and declarations as we edit them
+  rendered/<locale>/      each message rendered with its sample values (.html, .txt)
+  <style>/<locale>/       with --merge-tags: the ESP's merge tags in place of our variables
 """
+
 from __future__ import annotations
 
 import json
@@ -44,10 +45,16 @@ def export_kit(kit: EmailKit, folder: Path, *, merge_tags: str | None = None) ->
     shutil.copyfile(kit.root / "brand.toml", folder / "brand.toml")
     written.append(folder / "brand.toml")
 
-    variables = {spec.name: {"description": spec.description,
-                             "variables": {v.name: {"type": v.type, "sample": v.sample, "description": v.description}
-                                           for v in spec.variables.values()}}
-                 for spec in kit.specs.values()}
+    variables = {
+        spec.name: {
+            "description": spec.description,
+            "variables": {
+                v.name: {"type": v.type, "sample": v.sample, "description": v.description}
+                for v in spec.variables.values()
+            },
+        }
+        for spec in kit.specs.values()
+    }
     write(folder / "variables.json", json.dumps(variables, ensure_ascii=False, indent=2))
 
     index = []
@@ -55,14 +62,22 @@ def export_kit(kit: EmailKit, folder: Path, *, merge_tags: str | None = None) ->
     for message in kit.messages:
         for locale in LOCALES:
             for directory, style in styles:
-                rendered = (kit.render_merge_tags(message, locale, style) if style
-                            else kit.render_sample(message, locale))
+                rendered = (
+                    kit.render_merge_tags(message, locale, style) if style else kit.render_sample(message, locale)
+                )
                 base = folder / directory / locale / message
                 write(base.with_suffix(".html"), rendered.html)
                 write(base.with_suffix(".txt"), rendered.text)
-                index.append({"message": message, "locale": locale, "kind": directory,
-                              "subject": rendered.subject, "preheader": rendered.preheader,
-                              "html": str(base.with_suffix(".html").relative_to(folder)),
-                              "text": str(base.with_suffix(".txt").relative_to(folder))})
+                index.append(
+                    {
+                        "message": message,
+                        "locale": locale,
+                        "kind": directory,
+                        "subject": rendered.subject,
+                        "preheader": rendered.preheader,
+                        "html": str(base.with_suffix(".html").relative_to(folder)),
+                        "text": str(base.with_suffix(".txt").relative_to(folder)),
+                    }
+                )
     write(folder / "index.json", json.dumps(index, ensure_ascii=False, indent=2))
     return written

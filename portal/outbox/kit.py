@@ -6,6 +6,7 @@ gettext, one shared layout, one stylesheet inlined by css-inline at render time)
 ``emails/messages.toml`` declares each message's variables with sample values. A variable
 that is missing or undeclared is an error, never a blank. Nothing here imports Flask.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,8 +31,17 @@ from portal.core.vocabulary import HTML_LANG, LOCALES
 
 TYPES = ("text", "bool", "int", "money", "date", "datetime", "url", "list")
 # The layout's own context; a message may not declare a variable by these names.
-GLOBALS = ("brand", "base_url", "support_url", "logo_url", "locale", "html_lang", "stylesheet", "email_subject",
-           "email_preheader")
+GLOBALS = (
+    "brand",
+    "base_url",
+    "support_url",
+    "logo_url",
+    "locale",
+    "html_lang",
+    "stylesheet",
+    "email_subject",
+    "email_preheader",
+)
 
 
 class KitError(ValueError):
@@ -96,8 +106,9 @@ def specs_in(root: Path) -> dict[str, MessageSpec]:
     return load_specs(root)
 
 
-def check_variables(specs: Mapping[str, MessageSpec], message: str, locale: str,
-                    variables: Mapping[str, object]) -> dict[str, object]:
+def check_variables(
+    specs: Mapping[str, MessageSpec], message: str, locale: str, variables: Mapping[str, object]
+) -> dict[str, object]:
     """The variables as the outbox stores them (JSON), or :class:`KitError` naming what is wrong.
 
     The same checks as rendering, made when the message is queued: a missing, undeclared or
@@ -164,8 +175,7 @@ class EmailKit:
         # @media rules (mobile, dark mode) stay in the <style> block; remote stylesheets are never fetched.
         self._environments: dict[str, Environment] = {}
         self._layout_globals: dict[str, dict[str, object]] = {}
-        self._inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True,
-                                              load_remote_stylesheets=False)
+        self._inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False)
 
     @property
     def messages(self) -> list[str]:
@@ -179,15 +189,17 @@ class EmailKit:
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def render(self, message: str, locale: str, *, attachments: Iterable[Attachment] = (),
-               **variables: object) -> Rendered:
+    def render(
+        self, message: str, locale: str, *, attachments: Iterable[Attachment] = (), **variables: object
+    ) -> Rendered:
         return self._render_checked(message, locale, variables, tuple(attachments))
 
     def render_sample(self, message: str, locale: str) -> Rendered:
         return self._render_checked(message, locale, self.spec(message).samples(), ())
 
-    def _render_checked(self, message: str, locale: str, variables: dict[str, object],
-                        attachments: tuple[Attachment, ...]) -> Rendered:
+    def _render_checked(
+        self, message: str, locale: str, variables: dict[str, object], attachments: tuple[Attachment, ...]
+    ) -> Rendered:
         spec = self.spec(message)
         stored = check_variables(self.specs, message, locale, variables)
         context = {name: self._format(spec.variables[name], value, locale) for name, value in stored.items()}
@@ -204,8 +216,9 @@ class EmailKit:
                 context[name] = [MergeTag(tag(name))]
         return self._render(message, locale, context, ())
 
-    def _render(self, message: str, locale: str, context: dict[str, object],
-                attachments: tuple[Attachment, ...]) -> Rendered:
+    def _render(
+        self, message: str, locale: str, context: dict[str, object], attachments: tuple[Attachment, ...]
+    ) -> Rendered:
         environment = self._environment(locale)
         context = {**self._globals(locale), **context}
         try:

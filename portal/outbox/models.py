@@ -1,4 +1,5 @@
 """What waits to go out: emails and webhook events, and the endpoints that receive the events."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -63,4 +64,3 @@ class OutboxMessage(Base):
 
     refund_request: Mapped[RefundRequest | None] = relationship()
     webhook_subscription: Mapped[WebhookSubscription | None] = relationship()
-

@@ -6,6 +6,7 @@ language, and a rolled-back change sends nothing. Each message keeps its Message
 retries, so a retry after a lost acknowledgement is recognisably the same email, never a second
 one. Nothing here imports Flask.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -21,8 +22,16 @@ from portal.outbox.kit import check_variables, specs_in
 from portal.outbox.models import OutboxMessage
 
 
-def queue_email(session: Session, message: str, recipient: str, locale: str, variables: Mapping[str, object], *,
-                refund_request_id: int | None = None, domain: str = "refunds.invalid") -> OutboxMessage:
+def queue_email(
+    session: Session,
+    message: str,
+    recipient: str,
+    locale: str,
+    variables: Mapping[str, object],
+    *,
+    refund_request_id: int | None = None,
+    domain: str = "refunds.invalid",
+) -> OutboxMessage:
     """Queue ``message`` for ``recipient`` in the caller's transaction.
 
     The variables are checked against the kit's declarations now (:class:`~portal.outbox.kit.KitError`
@@ -34,12 +43,26 @@ def queue_email(session: Session, message: str, recipient: str, locale: str, var
     if refund_request_id is not None:
         # The request's first email is its thread's root; every later one answers it.
         session.flush()
-        root = session.scalar(select(OutboxMessage.message_id).where(
-            OutboxMessage.refund_request_id == refund_request_id, OutboxMessage.channel == "email")
-            .order_by(OutboxMessage.id).limit(1)) or ""
-    outbox = OutboxMessage(message=message, recipient=recipient, locale=locale, variables=stored,
-                           refund_request_id=refund_request_id, status=OutboxStatus.PENDING, attempts=0,
-                           message_id=f"<{uuid.uuid4().hex}@{domain}>", thread_root=root)
+        root = (
+            session.scalar(
+                select(OutboxMessage.message_id)
+                .where(OutboxMessage.refund_request_id == refund_request_id, OutboxMessage.channel == "email")
+                .order_by(OutboxMessage.id)
+                .limit(1)
+            )
+            or ""
+        )
+    outbox = OutboxMessage(
+        message=message,
+        recipient=recipient,
+        locale=locale,
+        variables=stored,
+        refund_request_id=refund_request_id,
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        message_id=f"<{uuid.uuid4().hex}@{domain}>",
+        thread_root=root,
+    )
     session.add(outbox)
     return outbox
 

@@ -12,6 +12,7 @@ Signatures: per the Standard Webhooks specification (``webhook-id``, ``webhook-t
 one deprecation period, the older ``Portal-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
 "<t>.<body>" with the secret>``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -48,17 +49,23 @@ class SubscriptionError(ValueError):
         self.message = message
 
 
-def subscribe(session: Session, url: str, description: str, *, created_by: int | None, now: datetime,
-              require_https: bool) -> WebhookSubscription:
+def subscribe(
+    session: Session, url: str, description: str, *, created_by: int | None, now: datetime, require_https: bool
+) -> WebhookSubscription:
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise SubscriptionError(N_("Enter the endpoint's full address, starting with https://."))
     if require_https and parts.scheme != "https":
         raise SubscriptionError(N_("Endpoints must use https://."))
-    subscription = WebhookSubscription(url=url, description=description.strip()[:200],
-                                       secret=new_secret(), active=True,
-                                       created_by_id=created_by, created_at=now)
+    subscription = WebhookSubscription(
+        url=url,
+        description=description.strip()[:200],
+        secret=new_secret(),
+        active=True,
+        created_by_id=created_by,
+        created_at=now,
+    )
     session.add(subscription)
     session.flush()
     return subscription
@@ -72,24 +79,37 @@ def new_secret() -> str:
 def deactivate(session: Session, subscription: WebhookSubscription) -> None:
     subscription.active = False
     # What was queued for it will not be wanted any more.
-    for message in session.scalars(select(OutboxMessage).where(
-            OutboxMessage.webhook_subscription_id == subscription.id, OutboxMessage.status == OutboxStatus.PENDING)):
+    for message in session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.webhook_subscription_id == subscription.id, OutboxMessage.status == OutboxStatus.PENDING
+        )
+    ):
         message.status = OutboxStatus.DEAD
         message.last_error = "endpoint deactivated"
     session.flush()
 
 
-def queue_event(session: Session, event_type: str, data: dict[str, Any], *, at: datetime,
-                refund_request_id: int | None = None) -> None:
+def queue_event(
+    session: Session, event_type: str, data: dict[str, Any], *, at: datetime, refund_request_id: int | None = None
+) -> None:
     """Queue the event for every active endpoint, in the caller's transaction."""
     subscriptions = session.scalars(select(WebhookSubscription).where(WebhookSubscription.active.is_(True))).all()
     for subscription in subscriptions:
         event_id = "evt_" + uuid.uuid4().hex
-        session.add(OutboxMessage(channel="webhook", webhook_subscription=subscription, message=event_type,
-                                  recipient=subscription.url, locale="en", refund_request_id=refund_request_id,
-                                  variables={"id": event_id, "type": event_type, "created": at.isoformat(),
-                                             "data": data},
-                                  status=OutboxStatus.PENDING, attempts=0, message_id=event_id))
+        session.add(
+            OutboxMessage(
+                channel="webhook",
+                webhook_subscription=subscription,
+                message=event_type,
+                recipient=subscription.url,
+                locale="en",
+                refund_request_id=refund_request_id,
+                variables={"id": event_id, "type": event_type, "created": at.isoformat(), "data": data},
+                status=OutboxStatus.PENDING,
+                attempts=0,
+                message_id=event_id,
+            )
+        )
 
 
 def body_of(message: OutboxMessage) -> bytes:
@@ -128,10 +148,14 @@ def deliver(message: OutboxMessage, *, timeout: float) -> None:
         raise PermanentFailure("the endpoint is no longer active")
     body = body_of(message)
     now = int(time.time())
-    headers = {"Content-Type": "application/json", "User-Agent": "refund-portal-webhooks/1",
-               **standard_headers(subscription.secret, message.message_id, now, body),
-               SIGNATURE_HEADER: signature(subscription.secret, now, body),
-               "Portal-Event-Id": message.message_id, "Portal-Event-Type": message.message}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "refund-portal-webhooks/1",
+        **standard_headers(subscription.secret, message.message_id, now, body),
+        SIGNATURE_HEADER: signature(subscription.secret, now, body),
+        "Portal-Event-Id": message.message_id,
+        "Portal-Event-Type": message.message,
+    }
     try:
         answer = requests.post(subscription.url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
     except requests.RequestException as error:

@@ -11,6 +11,7 @@ so the message can never be claimed first again and again; after the last attemp
 and the messages behind it go out meanwhile. Only the database failing stops a round (the
 caller's loop waits and reconnects).
 """
+
 from __future__ import annotations
 
 import time
@@ -87,52 +88,74 @@ def backoff(attempts: int) -> timedelta:
 
 
 def claim_next(session: Session, now: datetime) -> OutboxMessage | None:
-    query = (select(OutboxMessage)
-             .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now)
-             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-             .limit(1)
-             .with_for_update(skip_locked=True))
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
     return session.scalars(query).first()
 
 
-def _failed(message: OutboxMessage, error: str, *, permanent: bool, max_attempts: int, now: datetime,
-            report: DeliveryReport) -> None:
+def _failed(
+    message: OutboxMessage, error: str, *, permanent: bool, max_attempts: int, now: datetime, report: DeliveryReport
+) -> None:
     message.last_error = error[:2000]
     if permanent or message.attempts >= max_attempts:
         message.status = OutboxStatus.DEAD
         report.dead += 1
         metrics.OUTBOX_DELIVERIES.labels(message.channel, message.message, "dead").inc()
-        log.error("outbox dead letter", attempts=message.attempts, error=message.last_error,
-                  reason="refused for good" if permanent else "last attempt failed")
+        log.error(
+            "outbox dead letter",
+            attempts=message.attempts,
+            error=message.last_error,
+            reason="refused for good" if permanent else "last attempt failed",
+        )
     else:
         wait = backoff(message.attempts)
         message.next_attempt_at = now + wait
         report.retried += 1
         metrics.OUTBOX_DELIVERIES.labels(message.channel, message.message, "retry").inc()
-        log.warning("outbox backoff", attempts=message.attempts, retry_in_s=int(wait.total_seconds()),
-                    error=message.last_error)
+        log.warning(
+            "outbox backoff", attempts=message.attempts, retry_in_s=int(wait.total_seconds()), error=message.last_error
+        )
 
 
-def _count_crashed_attempt(session: Session, message_id: int, error: BaseException, *,
-                           clock: Callable[[], datetime], max_attempts: int,
-                           report: DeliveryReport) -> None:
+def _count_crashed_attempt(
+    session: Session,
+    message_id: int,
+    error: BaseException,
+    *,
+    clock: Callable[[], datetime],
+    max_attempts: int,
+    report: DeliveryReport,
+) -> None:
     """After an unexpected exception: roll the attempt's changes back, then count it on its own."""
     session.rollback()
-    message = session.scalars(select(OutboxMessage).where(OutboxMessage.id == message_id)
-                              .with_for_update(skip_locked=True)).first()
+    message = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.id == message_id).with_for_update(skip_locked=True)
+    ).first()
     if message is None or message.status is not OutboxStatus.PENDING:
         session.rollback()  # another worker holds it, or it was dealt with meanwhile
         return
     message.attempts += 1
     summary = "".join(traceback.format_exception_only(type(error), error)).strip()
-    _failed(message, f"unexpected error: {summary}", permanent=False, max_attempts=max_attempts, now=clock(),
-            report=report)
+    _failed(
+        message, f"unexpected error: {summary}", permanent=False, max_attempts=max_attempts, now=clock(), report=report
+    )
     session.commit()
 
 
-def deliver_due(session: Session, send: Callable[[OutboxMessage], None], *, clock: Callable[[], datetime],
-                max_attempts: int, limit: int | None = None,
-                should_stop: Callable[[], bool] = lambda: False) -> DeliveryReport:
+def deliver_due(
+    session: Session,
+    send: Callable[[OutboxMessage], None],
+    *,
+    clock: Callable[[], datetime],
+    max_attempts: int,
+    limit: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> DeliveryReport:
     """Send every due message once; each outcome is committed before the next message is claimed.
 
     ``should_stop`` is asked before each claim: a stop request lets the current message finish.
@@ -163,13 +186,15 @@ def deliver_due(session: Session, send: Callable[[OutboxMessage], None], *, cloc
                 if error.connection_invalidated:
                     raise
                 log.exception("outbox attempt crashed")
-                _count_crashed_attempt(session, message_id, error, clock=clock, max_attempts=max_attempts,
-                                       report=report)
+                _count_crashed_attempt(
+                    session, message_id, error, clock=clock, max_attempts=max_attempts, report=report
+                )
                 continue
             except Exception as error:
                 log.exception("outbox attempt crashed")
-                _count_crashed_attempt(session, message_id, error, clock=clock, max_attempts=max_attempts,
-                                       report=report)
+                _count_crashed_attempt(
+                    session, message_id, error, clock=clock, max_attempts=max_attempts, report=report
+                )
                 continue
             else:
                 message.status = OutboxStatus.SENT
@@ -177,8 +202,11 @@ def deliver_due(session: Session, send: Callable[[OutboxMessage], None], *, cloc
                 message.last_error = ""
                 report.sent += 1
                 metrics.OUTBOX_DELIVERIES.labels(message.channel, message.message, "sent").inc()
-                log.info("outbox delivered", attempt=message.attempts,
-                         duration_ms=round((time.perf_counter() - started) * 1000, 1))
+                log.info(
+                    "outbox delivered",
+                    attempt=message.attempts,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
             finally:
                 metrics.OUTBOX_DELIVERY_TIME.labels(channel).observe(time.perf_counter() - started)
             session.commit()

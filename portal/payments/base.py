@@ -15,6 +15,7 @@ refund (its reference, its status word and, when it failed, its reason code), or
 ``find_refund`` lists the refunds of a payment and returns the one whose metadata holds every
 given item, or None; it raises ``GatewayUnavailable`` when it cannot tell.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,12 +33,15 @@ UNSUCCESSFUL = ("failed", "canceled")
 
 # Stripe's ``failure_reason`` codes, each as a sentence the customer and staff read in their language.
 FAILURE_REASONS = {
-    "lost_or_stolen_card": N_("The card you paid with has been reported lost or stolen, so it cannot receive the "
-                              "refund."),
-    "expired_or_canceled_card": N_("The card you paid with has expired or been closed, so it cannot receive the "
-                                   "refund."),
-    "charge_for_pending_refund_disputed": N_("The payment is disputed with your bank, so it cannot be refunded "
-                                             "while the dispute is open."),
+    "lost_or_stolen_card": N_(
+        "The card you paid with has been reported lost or stolen, so it cannot receive the refund."
+    ),
+    "expired_or_canceled_card": N_(
+        "The card you paid with has expired or been closed, so it cannot receive the refund."
+    ),
+    "charge_for_pending_refund_disputed": N_(
+        "The payment is disputed with your bank, so it cannot be refunded while the dispute is open."
+    ),
     "insufficient_funds": N_("The refund could not be sent yet because of a balance problem on our side."),
     "declined": N_("Your bank or card issuer declined the refund."),
     "merchant_request": N_("The refund was stopped on our side."),
@@ -90,7 +94,14 @@ class GatewayRefund:
 class Gateway(Protocol):
     name: str
 
-    def refund(self, *, payment: str, amount: Money, idempotency_key: str, reference: str = "",
-               metadata: dict[str, str] | None = None) -> GatewayRefund: ...
+    def refund(
+        self,
+        *,
+        payment: str,
+        amount: Money,
+        idempotency_key: str,
+        reference: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> GatewayRefund: ...
 
     def find_refund(self, *, payment: str, metadata: dict[str, str]) -> GatewayRefund | None: ...

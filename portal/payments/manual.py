@@ -1,4 +1,5 @@
 """The default gateway: staff reverse the charge in the processor's dashboard and record it here."""
+
 from __future__ import annotations
 
 import structlog
@@ -13,8 +14,15 @@ log = structlog.get_logger(__name__)
 class ManualGateway:
     name = "manual"
 
-    def refund(self, *, payment: str, amount: Money, idempotency_key: str, reference: str = "",
-               metadata: dict[str, str] | None = None) -> GatewayRefund:
+    def refund(
+        self,
+        *,
+        payment: str,
+        amount: Money,
+        idempotency_key: str,
+        reference: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> GatewayRefund:
         reference = reference.strip()
         if not reference:
             # Nothing was sent anywhere: the staff member must say where the money went.
@@ -22,8 +30,15 @@ class ManualGateway:
         # Nothing is called: the staff member refunded in the processor's dashboard. Logged all the
         # same, so every refund has its line with its idempotency key.
         metrics.GATEWAY_REFUNDS.labels(self.name, "succeeded").inc()
-        log.info("gateway refund recorded", gateway=self.name, idempotency_key=idempotency_key, payment=payment,
-                 amount=str(amount), processor_reference=reference, outcome="succeeded")
+        log.info(
+            "gateway refund recorded",
+            gateway=self.name,
+            idempotency_key=idempotency_key,
+            payment=payment,
+            amount=str(amount),
+            processor_reference=reference,
+            outcome="succeeded",
+        )
         return GatewayRefund(reference=reference)
 
     def find_refund(self, *, payment: str, metadata: dict[str, str]) -> GatewayRefund | None:

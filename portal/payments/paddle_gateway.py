@@ -9,6 +9,7 @@ adjustments: a retry after a lost answer or a 5xx finds the adjustment it made a
 instead of refunding twice. Most refunds are created ``pending_approval`` and are approved or
 rejected later (``adjustment.updated``, ``portal/refunds/paddle_events.py``).
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,15 @@ class PaddleGateway:
         # its own retries are left to it and ours go through refund() again.
         self.client = Client(api_key, options=Options(environment=environment), timeout=timeout)
 
-    def refund(self, *, payment: str, amount: Money, idempotency_key: str, reference: str = "",
-               metadata: dict[str, str] | None = None) -> GatewayRefund:
+    def refund(
+        self,
+        *,
+        payment: str,
+        amount: Money,
+        idempotency_key: str,
+        reference: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> GatewayRefund:
         marker = key_marker(idempotency_key)
         request_reference = (metadata or {}).get("refund_request", "")
         try:
@@ -62,8 +70,9 @@ class PaddleGateway:
                 if adjustment.reason.endswith(marker):
                     return _answer(adjustment)  # made by this attempt before; its answer was lost
             transaction = self._transaction(payment)
-            operation = _operation(transaction, earlier, amount,
-                                   f"Refund request {request_reference} {marker}".strip(), payment)
+            operation = _operation(
+                transaction, earlier, amount, f"Refund request {request_reference} {marker}".strip(), payment
+            )
             return _answer(self.client.adjustments.create(operation))
         except ApiError as error:
             raise _sorted(error) from None
@@ -85,8 +94,9 @@ class PaddleGateway:
         return None
 
     def _refunds_of(self, transaction_id: str) -> list[Adjustment]:
-        return list(self.client.adjustments.list(ListAdjustments(transaction_ids=[transaction_id],
-                                                                 action=Action.Refund)))
+        return list(
+            self.client.adjustments.list(ListAdjustments(transaction_ids=[transaction_id], action=Action.Refund))
+        )
 
     def _transaction(self, transaction_id: str) -> dict[str, Any]:
         response = self.client.get_raw(f"/transactions/{transaction_id}")
@@ -112,10 +122,13 @@ def _sorted(error: ApiError) -> Exception:
     return GatewayMisconfigured(f"{error.detail} ({error.error_code})", error.error_code or str(status))
 
 
-def _operation(transaction: dict[str, Any], earlier: list[Adjustment], amount: Money, reason: str,
-               transaction_id: str) -> CreateAdjustment:
+def _operation(
+    transaction: dict[str, Any], earlier: list[Adjustment], amount: Money, reason: str, transaction_id: str
+) -> CreateAdjustment:
     details = transaction.get("details") or {}
-    grand_total = int((details.get("totals") or {}).get("grand_total") or (details.get("totals") or {}).get("total") or 0)
+    grand_total = int(
+        (details.get("totals") or {}).get("grand_total") or (details.get("totals") or {}).get("total") or 0
+    )
     live = [a for a in earlier if a.status not in (AdjustmentStatus.Rejected, AdjustmentStatus.Reversed)]
     if not live and amount.minor == grand_total:
         return CreateAdjustment.full(Action.Refund, reason, transaction_id)
@@ -133,6 +146,7 @@ def _operation(transaction: dict[str, Any], earlier: list[Adjustment], amount: M
             items.append(AdjustmentItem(item_id=line["id"], type=AdjustmentType.Partial, amount=str(share)))
             left -= share
     if left > 0 or not items:
-        raise GatewayMisconfigured(f"only {amount.minor - left} of the transaction is left to refund at Paddle",
-                                   "amount_too_large")
+        raise GatewayMisconfigured(
+            f"only {amount.minor - left} of the transaction is left to refund at Paddle", "amount_too_large"
+        )
     return CreateAdjustment.partial(Action.Refund, items, reason, transaction_id)

@@ -6,6 +6,7 @@ metadata (the request's reference and the attempt), so that a refund whose answe
 be found again by listing the payment's refunds. The library's own network retries are left on:
 they resend with the same key, which Stripe answers with the first result.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,32 +37,61 @@ def payment_field(payment: str) -> str:
 class StripeGateway:
     name = "stripe"
 
-    def __init__(self, api_key: str, *, api_base: str | None = None, timeout: float = 30.0,
-                 max_network_retries: int = 2, api_version: str = STRIPE_API_VERSION):
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        timeout: float = 30.0,
+        max_network_retries: int = 2,
+        api_version: str = STRIPE_API_VERSION,
+    ):
         base: BaseAddresses | None = {"api": api_base} if api_base else None
         self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
         self.client = stripe.StripeClient(
-            api_key, base_addresses=base, max_network_retries=max_network_retries, stripe_version=api_version,
+            api_key,
+            base_addresses=base,
+            max_network_retries=max_network_retries,
+            stripe_version=api_version,
             # The library waits 80 s by default; a staff member's click should not.
-            http_client=stripe.new_default_http_client(timeout=timeout))
+            http_client=stripe.new_default_http_client(timeout=timeout),
+        )
 
-    def refund(self, *, payment: str, amount: Money, idempotency_key: str, reference: str = "",
-               metadata: dict[str, str] | None = None) -> GatewayRefund:
+    def refund(
+        self,
+        *,
+        payment: str,
+        amount: Money,
+        idempotency_key: str,
+        reference: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> GatewayRefund:
         params: dict[str, Any] = {payment_field(payment): payment, "amount": amount.minor, "metadata": metadata or {}}
-        call = log.bind(gateway=self.name, idempotency_key=idempotency_key, payment=payment, amount=str(amount),
-                        reference=reference or None)
+        call = log.bind(
+            gateway=self.name,
+            idempotency_key=idempotency_key,
+            payment=payment,
+            amount=str(amount),
+            reference=reference or None,
+        )
         call.info("gateway refund call")
         started = time.perf_counter()
 
         def outcome(name: str, **fields: Any) -> None:
             metrics.GATEWAY_REFUNDS.labels(self.name, name).inc()
             line = call.info if name in ("succeeded", "pending", "requires_action") else call.warning
-            line("gateway refund answer", outcome=name, duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                 **fields)
+            line(
+                "gateway refund answer",
+                outcome=name,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                **fields,
+            )
 
         try:
-            refund = self.client.v1.refunds.create(params=params,  # type: ignore[arg-type]
-                                                   options={"idempotency_key": idempotency_key})
+            refund = self.client.v1.refunds.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": idempotency_key},
+            )
         except stripe.StripeError as error:
             problem = _sorted(error)
             outcome(_OUTCOMES.get(type(problem), "error"), error=str(problem))
@@ -85,13 +115,20 @@ class StripeGateway:
 
 
 def _answer(refund: Any) -> GatewayRefund:
-    return GatewayRefund(reference=refund.id, status=refund.status or "succeeded",
-                         failure_reason=getattr(refund, "failure_reason", None) or "",
-                         amount_minor=refund.amount, metadata=_plain(refund.metadata))
+    return GatewayRefund(
+        reference=refund.id,
+        status=refund.status or "succeeded",
+        failure_reason=getattr(refund, "failure_reason", None) or "",
+        amount_minor=refund.amount,
+        metadata=_plain(refund.metadata),
+    )
 
 
-_OUTCOMES: dict[type[Exception], str] = {GatewayUnavailable: "unavailable", RefundDeclined: "declined",
-                                         GatewayMisconfigured: "misconfigured"}
+_OUTCOMES: dict[type[Exception], str] = {
+    GatewayUnavailable: "unavailable",
+    RefundDeclined: "declined",
+    GatewayMisconfigured: "misconfigured",
+}
 
 
 def _sorted(error: stripe.StripeError) -> Exception:

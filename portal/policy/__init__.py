@@ -1,15 +1,16 @@
 """The refund policy as data and the engine that applies it. Nothing in this package imports Flask."""
+
 from portal.policy.engine import Basis, Decision, Outcome, evaluate
 from portal.policy.loading import DEFAULT_POLICY, Policy, PolicyError, load_policy, parse_policy
 
 __all__ = [
-           "DEFAULT_POLICY",
-           "Basis",
-           "Decision",
-           "Outcome",
-           "Policy",
-           "PolicyError",
-           "evaluate",
-           "load_policy",
-           "parse_policy",
+    "DEFAULT_POLICY",
+    "Basis",
+    "Decision",
+    "Outcome",
+    "Policy",
+    "PolicyError",
+    "evaluate",
+    "load_policy",
+    "parse_policy",
 ]

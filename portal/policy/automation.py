@@ -6,6 +6,7 @@ stable ids; a rule matches a request when every condition it sets holds (a condi
 does not constrain). Rules only ever approve: a decline always stays with people, and a review
 route of the policy is never automated. Pure: pydantic and the standard library only.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -160,8 +161,9 @@ def parse_automation(text: str, source: str = "<automation>") -> AutomationRules
         problems = []
         for error in exc.errors():
             where = _where(raw, tuple(error["loc"]))
-            message = "unknown setting" if error["type"] == "extra_forbidden" else \
-                error["msg"].removeprefix("Value error, ")
+            message = (
+                "unknown setting" if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, ")
+            )
             problems.append(f"{where}: {message}")
         raise PolicyError(source, problems) from None
     return AutomationRules(tuple(parsed.versions), source, text)

@@ -4,6 +4,7 @@ No Flask, no database: it takes plain values and returns a :class:`Decision` tha
 may be refunded, which clauses decided it, and the facts used, so any page, email or PDF can
 explain it in the reader's language.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class Decision:
 
     def to_snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy kept with a refund request, so later policy changes never rewrite it."""
+
         def plain(value: Any) -> Any:
             if isinstance(value, Money):
                 return {"amount": str(value.amount), "currency": value.currency}
@@ -116,11 +118,18 @@ class Decision:
                 return [plain(v) for v in value]
             return value
 
-        snapshot: dict[str, Any] = plain({
-            "outcome": self.outcome.value, "amount": self.amount, "documents_required": self.documents_required,
-            "clauses": list(self.clauses), "basis": self.basis.value, "policy_version": self.policy_version,
-            "as_of": self.as_of, "facts": _fields(self.facts),
-        })
+        snapshot: dict[str, Any] = plain(
+            {
+                "outcome": self.outcome.value,
+                "amount": self.amount,
+                "documents_required": self.documents_required,
+                "clauses": list(self.clauses),
+                "basis": self.basis.value,
+                "policy_version": self.policy_version,
+                "as_of": self.as_of,
+                "facts": _fields(self.facts),
+            }
+        )
         return snapshot
 
     @classmethod
@@ -134,10 +143,16 @@ class Decision:
             facts[key] = money(facts[key])
         for key in ("window_end", "prorated_until"):
             facts[key] = datetime.fromisoformat(facts[key]) if facts.get(key) else None
-        return cls(outcome=Outcome(data["outcome"]), amount=money(data["amount"]),
-                   documents_required=data["documents_required"], clauses=tuple(data["clauses"]),
-                   basis=Basis(data["basis"]), policy_version=data["policy_version"],
-                   as_of=datetime.fromisoformat(data["as_of"]), facts=Facts(**facts))
+        return cls(
+            outcome=Outcome(data["outcome"]),
+            amount=money(data["amount"]),
+            documents_required=data["documents_required"],
+            clauses=tuple(data["clauses"]),
+            basis=Basis(data["basis"]),
+            policy_version=data["policy_version"],
+            as_of=datetime.fromisoformat(data["as_of"]),
+            facts=Facts(**facts),
+        )
 
 
 def prorated_amount(paid: Money, period_start: date, period_end: date, filed_on: date) -> tuple[Money, int, int]:
@@ -153,8 +168,13 @@ def prorated_amount(paid: Money, period_start: date, period_end: date, filed_on:
     return Money.from_minor(minor, paid.currency), days_used, period_days
 
 
-def evaluate(order: OrderLike, policy: Policy | PolicyVersion, as_of: datetime, reason: Reason | None,
-             prior_refunds: Money | None = None) -> Decision:
+def evaluate(
+    order: OrderLike,
+    policy: Policy | PolicyVersion,
+    as_of: datetime,
+    reason: Reason | None,
+    prior_refunds: Money | None = None,
+) -> Decision:
     """Judge ``order`` as of ``as_of`` by the policy version in force when it was bought."""
     version = policy.version_for(order.purchased_at) if isinstance(policy, Policy) else policy
     paid = order.amount
@@ -162,13 +182,23 @@ def evaluate(order: OrderLike, policy: Policy | PolicyVersion, as_of: datetime, 
     refunded_before = prior_refunds if prior_refunds is not None else zero
     remaining = paid - refunded_before if refunded_before < paid else zero
     elapsed = as_of - order.purchased_at
-    facts = Facts(paid=paid, refunded_before=refunded_before, remaining=remaining,
-                  days_since_purchase=max(elapsed.days, 0))
+    facts = Facts(
+        paid=paid, refunded_before=refunded_before, remaining=remaining, days_since_purchase=max(elapsed.days, 0)
+    )
 
-    def decide(outcome: Outcome, amount: Money, clauses: list[str], basis: Basis, facts: Facts = facts,
-               documents: bool = False) -> Decision:
-        return Decision(outcome=outcome, amount=amount, documents_required=documents, clauses=tuple(clauses),
-                        basis=basis, policy_version=version.id, as_of=as_of, facts=facts)
+    def decide(
+        outcome: Outcome, amount: Money, clauses: list[str], basis: Basis, facts: Facts = facts, documents: bool = False
+    ) -> Decision:
+        return Decision(
+            outcome=outcome,
+            amount=amount,
+            documents_required=documents,
+            clauses=tuple(clauses),
+            basis=basis,
+            policy_version=version.id,
+            as_of=as_of,
+            facts=facts,
+        )
 
     eligibility = next(iter(version.of_kind("eligibility")), None)
     if eligibility is not None and order.payment_status in eligibility.refused_payment_statuses:
@@ -189,8 +219,9 @@ def evaluate(order: OrderLike, policy: Policy | PolicyVersion, as_of: datetime, 
 
     window = version.window_for(order.plan)
     if window is None:
-        return decide(Outcome.REVIEW, remaining, [*extra] or [version.clauses[0].id], Basis.NO_RULE,
-                      documents=documents)
+        return decide(
+            Outcome.REVIEW, remaining, [*extra] or [version.clauses[0].id], Basis.NO_RULE, documents=documents
+        )
 
     window_end = order.purchased_at + timedelta(days=window.full_refund_days)
     facts = _with(facts, window_days=window.full_refund_days, window_end=window_end)
@@ -208,8 +239,7 @@ def evaluate(order: OrderLike, policy: Policy | PolicyVersion, as_of: datetime, 
 
     outside = next((c for c in reviews if c.applies == "outside_window" and reason in c.reasons), None)
     if outside is not None:
-        return decide(Outcome.REVIEW, remaining, [outside.id, *extra], Basis.REVIEW_OUTSIDE_WINDOW, facts,
-                      documents)
+        return decide(Outcome.REVIEW, remaining, [outside.id, *extra], Basis.REVIEW_OUTSIDE_WINDOW, facts, documents)
     return decide(Outcome.REFUSED, zero, [window.id], Basis.AFTER_WINDOW, facts)
 
 

@@ -1,4 +1,5 @@
 """Reading a policy file: TOML → inherited versions → schema → :class:`Policy`, or named problems."""
+
 from __future__ import annotations
 
 import copy
@@ -76,8 +77,10 @@ def _inherit(raw: dict[str, Any]) -> list[str]:
         if base_id is not None:
             base = seen.get(base_id)
             if base is None:
-                problems.append(f"version {version.get('id', index + 1)}: based_on names {base_id!r}, "
-                                f"which is not an earlier version")
+                problems.append(
+                    f"version {version.get('id', index + 1)}: based_on names {base_id!r}, "
+                    f"which is not an earlier version"
+                )
             else:
                 clauses = {c["id"]: copy.deepcopy(c) for c in base.get("clauses", [])}
                 for change in version.get("clauses", []):

@@ -5,6 +5,7 @@ stable ids, a kind that says how the engine applies them, the kind's parameters,
 public title and text in every language. Texts name parameters as ``{full_refund_days}``,
 so the published wording is filled from the very numbers the engine applies.
 """
+
 from __future__ import annotations
 
 import string
@@ -65,8 +66,9 @@ class _Clause(BaseModel):
 
     def render(self, part: str, locale: str, number: Callable[[int], str] = str) -> str:
         """The title or text in ``locale`` with the parameters written in (``number`` formats ints)."""
-        values = {k: number(v) if isinstance(v, int) and not isinstance(v, bool) else v
-                  for k, v in self.parameters().items()}
+        values = {
+            k: number(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in self.parameters().items()
+        }
         localized: Localized = getattr(self, part)
         return localized.get(locale).format_map(values)
 

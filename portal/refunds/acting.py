@@ -1,4 +1,5 @@
 """Who acts on a refund request from the staff side, and how a staff action is refused."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

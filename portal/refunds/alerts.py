@@ -6,6 +6,7 @@ event arrives in a shape the portal does not read. Each is logged at WARNING for
 log monitoring, stored for the staff pages until resolved, and never emailed to a customer. The
 same open alert is not raised twice.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,18 +25,36 @@ OVER_REFUND = "over_refund"
 EVENT_REFUSED = "event_refused"
 
 
-def raise_alert(session: Session, kind: str, message: str, *, now: datetime, request: RefundRequest | None = None,
-                order: Order | None = None) -> StaffAlert:
+def raise_alert(
+    session: Session,
+    kind: str,
+    message: str,
+    *,
+    now: datetime,
+    request: RefundRequest | None = None,
+    order: Order | None = None,
+) -> StaffAlert:
     request_id = request.id if request is not None else None
-    existing = session.scalar(select(StaffAlert).where(
-        StaffAlert.kind == kind, StaffAlert.message == message, StaffAlert.resolved_at.is_(None),
-        StaffAlert.refund_request_id.is_(None) if request_id is None else StaffAlert.refund_request_id == request_id))
+    existing = session.scalar(
+        select(StaffAlert).where(
+            StaffAlert.kind == kind,
+            StaffAlert.message == message,
+            StaffAlert.resolved_at.is_(None),
+            StaffAlert.refund_request_id.is_(None)
+            if request_id is None
+            else StaffAlert.refund_request_id == request_id,
+        )
+    )
     if existing is not None:
         return existing
     log.warning("staff alert [%s]%s: %s", kind, f" {request.reference}" if request is not None else "", message)
-    alert = StaffAlert(kind=kind, message=message[:4000], refund_request_id=request_id,
-                       order_id=order.id if order is not None else (request.order_id if request is not None else None),
-                       created_at=now)
+    alert = StaffAlert(
+        kind=kind,
+        message=message[:4000],
+        refund_request_id=request_id,
+        order_id=order.id if order is not None else (request.order_id if request is not None else None),
+        created_at=now,
+    )
     session.add(alert)
     session.flush()
     return alert

@@ -5,6 +5,7 @@ event, and queues the customer's email (``notifications``) in the caller's trans
 caller commits once. Moving the money is ``payouts``. No Flask here; the web layer (and the
 API) pass in who acts, when, and how to build links.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -41,8 +42,16 @@ def policy_amount(session: Session, request: RefundRequest, policy: Policy, now:
 # -- actions --------------------------------------------------------------------------------------
 
 
-def ask_for_information(session: Session, request: RefundRequest, staff: Staff, *, questions: list[str],
-                        documents: list[str], custom: str = "", message: str = "") -> InformationRequest:
+def ask_for_information(
+    session: Session,
+    request: RefundRequest,
+    staff: Staff,
+    *,
+    questions: list[str],
+    documents: list[str],
+    custom: str = "",
+    message: str = "",
+) -> InformationRequest:
     require(staff, *ACTING_ROLES)
     items = [{"kind": "question", "key": key} for key in questions if key in QUESTIONS]
     if custom.strip():
@@ -50,14 +59,23 @@ def ask_for_information(session: Session, request: RefundRequest, staff: Staff, 
     items += [{"kind": "document", "key": key} for key in documents if key in DOCUMENTS]
     if not items and not message.strip():
         raise WorkflowError("questions", N_("Choose at least one question or document, or write a message."))
-    transition(session, request, Action.ASK_INFO, actor=Actor.STAFF, staff_user_id=staff.user.id,
-               note=message.strip(), now=staff.now)
-    info = InformationRequest(refund_request=request, items=items, message=message.strip(),
-                              staff_user_id=staff.user.id, created_at=staff.now)
+    transition(
+        session,
+        request,
+        Action.ASK_INFO,
+        actor=Actor.STAFF,
+        staff_user_id=staff.user.id,
+        note=message.strip(),
+        now=staff.now,
+    )
+    info = InformationRequest(
+        refund_request=request, items=items, message=message.strip(), staff_user_id=staff.user.id, created_at=staff.now
+    )
     session.add(info)
     session.flush()
-    notifications.information_request(session, request, info, links=staff.links,
-                                      closes_on=(staff.now + CLOSE_AFTER).date())
+    notifications.information_request(
+        session, request, info, links=staff.links, closes_on=(staff.now + CLOSE_AFTER).date()
+    )
     return info
 
 
@@ -66,8 +84,9 @@ def start_review(session: Session, request: RefundRequest, staff: Staff) -> None
     transition(session, request, Action.START_REVIEW, actor=Actor.STAFF, staff_user_id=staff.user.id, now=staff.now)
 
 
-def approve(session: Session, request: RefundRequest, staff: Staff, *, amount: Money, note: str = "",
-            override_reason: str = "") -> None:
+def approve(
+    session: Session, request: RefundRequest, staff: Staff, *, amount: Money, note: str = "", override_reason: str = ""
+) -> None:
     """Approve ``amount``: at most the policy amount, or up to what remains for an admin with a reason."""
     require(staff, *ACTING_ROLES)
     if amount.currency != request.currency:
@@ -80,22 +99,33 @@ def approve(session: Session, request: RefundRequest, staff: Staff, *, amount: M
     granted = policy_amount(session, request, staff.policy, staff.now)
     if granted < amount:
         if staff.user.role is not StaffRole.ADMIN:
-            raise WorkflowError("amount", N_("The policy allows at most %(amount)s; only an admin can approve more."),
-                                amount=granted)
+            raise WorkflowError(
+                "amount", N_("The policy allows at most %(amount)s; only an admin can approve more."), amount=granted
+            )
         if not override_reason.strip():
-            raise WorkflowError("override_reason",
-                                N_("Write why you approve more than the policy allows (%(amount)s)."), amount=granted)
+            raise WorkflowError(
+                "override_reason", N_("Write why you approve more than the policy allows (%(amount)s)."), amount=granted
+            )
     event_note = note.strip()
     if granted < amount:
         event_note = f"[override: {override_reason.strip()}] {event_note}".strip()
-    transition(session, request, Action.APPROVE, actor=Actor.STAFF, staff_user_id=staff.user.id,
-               note=event_note, amount_minor=amount.minor, now=staff.now)
+    transition(
+        session,
+        request,
+        Action.APPROVE,
+        actor=Actor.STAFF,
+        staff_user_id=staff.user.id,
+        note=event_note,
+        amount_minor=amount.minor,
+        now=staff.now,
+    )
     request.amount_approved_minor = amount.minor
     notifications.approval(session, request, amount, links=staff.links, note=note.strip())
 
 
-def decline(session: Session, request: RefundRequest, staff: Staff, *, clause_id: str, offer_id: str = "",
-            note: str = "") -> None:
+def decline(
+    session: Session, request: RefundRequest, staff: Staff, *, clause_id: str, offer_id: str = "", note: str = ""
+) -> None:
     require(staff, *ACTING_ROLES)
     version = staff.policy.version_for(request.order.purchased_at)
     try:
@@ -108,8 +138,15 @@ def decline(session: Session, request: RefundRequest, staff: Staff, *, clause_id
             offer = staff.policy.offer(offer_id)
         except KeyError:
             raise WorkflowError("offer", N_("Choose one of the offers in the policy.")) from None
-    transition(session, request, Action.DECLINE, actor=Actor.STAFF, staff_user_id=staff.user.id,
-               note=note.strip(), now=staff.now)
+    transition(
+        session,
+        request,
+        Action.DECLINE,
+        actor=Actor.STAFF,
+        staff_user_id=staff.user.id,
+        note=note.strip(),
+        now=staff.now,
+    )
     request.decline_clause = clause.id
     request.alternative_offer_id = offer.id if offer else None
     notifications.decline(session, request, clause, offer, links=staff.links, note=note.strip())
@@ -132,13 +169,19 @@ def send_reminders(session: Session, *, now: datetime, links: Links, close_after
     """Remind customers who have not answered an information request for three days (once), saying
     on which day the request closes without an answer."""
     due = session.scalars(
-        select(InformationRequest).join(RefundRequest)
-        .where(InformationRequest.answered_at.is_(None), InformationRequest.reminder_sent_at.is_(None),
-               InformationRequest.created_at <= now - REMINDER_AFTER,
-               RefundRequest.state == RequestState.AWAITING_CUSTOMER)).all()
+        select(InformationRequest)
+        .join(RefundRequest)
+        .where(
+            InformationRequest.answered_at.is_(None),
+            InformationRequest.reminder_sent_at.is_(None),
+            InformationRequest.created_at <= now - REMINDER_AFTER,
+            RefundRequest.state == RequestState.AWAITING_CUSTOMER,
+        )
+    ).all()
     for info in due:
         request = info.refund_request
         info.reminder_sent_at = now
-        notifications.information_request(session, request, info, links=links, reminder=True,
-                                          closes_on=(info.created_at + close_after).date())
+        notifications.information_request(
+            session, request, info, links=links, reminder=True, closes_on=(info.created_at + close_after).date()
+        )
     return len(due)

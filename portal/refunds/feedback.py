@@ -1,4 +1,5 @@
 """Feedback from refunded customers: one answer per refund request, through a signed link. No Flask."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -55,12 +56,19 @@ def existing_feedback(session: Session, request: RefundRequest) -> Feedback | No
     return session.scalar(select(Feedback).where(Feedback.refund_request_id == request.id))
 
 
-def leave_feedback(session: Session, request: RefundRequest, *, rating: int, comment: str, come_back: str,
-                   now: datetime) -> Feedback:
+def leave_feedback(
+    session: Session, request: RefundRequest, *, rating: int, comment: str, come_back: str, now: datetime
+) -> Feedback:
     if existing_feedback(session, request) is not None:
         raise AlreadyAnswered()
-    feedback = Feedback(refund_request_id=request.id, rating=rating, comment=comment.strip(), come_back=come_back,
-                        locale=request.locale, created_at=now)
+    feedback = Feedback(
+        refund_request_id=request.id,
+        rating=rating,
+        comment=comment.strip(),
+        come_back=come_back,
+        locale=request.locale,
+        created_at=now,
+    )
     session.add(feedback)
     try:
         session.flush()

@@ -5,6 +5,7 @@ a command) commits once, and the emails queued on the way are committed with it 
 so a change that fails sends nothing. No Flask here: the web layer passes in what it knows (the
 time, the policy, how to build links).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -67,11 +68,14 @@ def refunded_so_far(order: Order | OrderSummary) -> Money:
 
 
 def open_request(session: Session, order: Order) -> RefundRequest | None:
-    return session.scalar(select(RefundRequest).where(RefundRequest.order_id == order.id,
-                                                      RefundRequest.state.not_in(CLOSED_STATES)))
+    return session.scalar(
+        select(RefundRequest).where(RefundRequest.order_id == order.id, RefundRequest.state.not_in(CLOSED_STATES))
+    )
 
 
-def decide(session: Session, order: Order | OrderSummary, policy: Policy, now: datetime, reason: Reason | None) -> Decision:
+def decide(
+    session: Session, order: Order | OrderSummary, policy: Policy, now: datetime, reason: Reason | None
+) -> Decision:
     return evaluate(order, policy, now, reason, refunded_so_far(order))
 
 
@@ -88,11 +92,17 @@ def most_requestable(decision: Decision) -> Money:
 def _check(filing: Filing, decision: Decision) -> Money:
     if decision.outcome is Outcome.REFUSED:
         if decision.facts.remaining.minor == 0 or decision.basis.value == "charged_back":
-            raise FilingError("reason", N_("This order cannot be refunded: it has been charged back or "
-                                           "refunded in full already."))
+            raise FilingError(
+                "reason", N_("This order cannot be refunded: it has been charged back or refunded in full already.")
+            )
         if not filing.review_requested:
-            raise FilingError("review_requested", N_("Our policy does not grant a refund for this order. "
-                                                     "Tick “Ask for a review” to have our staff look at it."))
+            raise FilingError(
+                "review_requested",
+                N_(
+                    "Our policy does not grant a refund for this order. "
+                    "Tick “Ask for a review” to have our staff look at it."
+                ),
+            )
     maximum = most_requestable(decision)
     amount = filing.amount if filing.amount is not None else maximum
     if amount.currency != maximum.currency:
@@ -102,13 +112,18 @@ def _check(filing: Filing, decision: Decision) -> Money:
     if maximum < amount:
         raise FilingError("amount", N_("You can ask for at most %(maximum)s."), maximum=maximum)
     if decision.documents_required and not filing.documents:
-        raise FilingError("documents", N_("Please attach proof of purchase (an invoice or bank statement): "
-                                          "our policy requires it for this order."))
+        raise FilingError(
+            "documents",
+            N_(
+                "Please attach proof of purchase (an invoice or bank statement): our policy requires it for this order."
+            ),
+        )
     return amount
 
 
-def file_refund(session: Session, order: Order, filing: Filing, *, policy: Policy, now: datetime, links: Links,
-                storage: Storage) -> Filed:
+def file_refund(
+    session: Session, order: Order, filing: Filing, *, policy: Policy, now: datetime, links: Links, storage: Storage
+) -> Filed:
     """File a refund request for ``order``: state received, first event, acknowledgement queued."""
     earlier = _filed_with_key(session, order, filing.submission_key)
     if earlier is not None:
@@ -123,17 +138,34 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
     # where a concurrent twin's unique key must surface (not from an autoflush on the way).
     signals = filing_signals(session, order, [d.sha256 for d in filing.documents], now=now)
     request = RefundRequest(
-        reference=new_reference(), order=order, reason=filing.reason, details=filing.details.strip(),
-        currency=order.currency, amount_requested_minor=amount.minor, locale=filing.locale, channel=order.channel,
-        review_requested=not decision.refundable, submission_key=filing.submission_key or None,
-        created_at=now, updated_at=now,
+        reference=new_reference(),
+        order=order,
+        reason=filing.reason,
+        details=filing.details.strip(),
+        currency=order.currency,
+        amount_requested_minor=amount.minor,
+        locale=filing.locale,
+        channel=order.channel,
+        review_requested=not decision.refundable,
+        submission_key=filing.submission_key or None,
+        created_at=now,
+        updated_at=now,
     )
     request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
     request.record_decision(decision)
     for stored in filing.documents:
-        session.add(Document(refund_request=request, original_name=stored.original_name,
-                             stored_name=stored.stored_name, content_type=stored.content_type, size=stored.size,
-                             sha256=stored.sha256, uploaded_by=Actor.CUSTOMER, created_at=now))
+        session.add(
+            Document(
+                refund_request=request,
+                original_name=stored.original_name,
+                stored_name=stored.stored_name,
+                content_type=stored.content_type,
+                size=stored.size,
+                sha256=stored.sha256,
+                uploaded_by=Actor.CUSTOMER,
+                created_at=now,
+            )
+        )
     try:
         states.open(session, request, actor=Actor.CUSTOMER, now=now, amount_minor=amount.minor, signals=signals)
     except IntegrityError:
@@ -144,8 +176,11 @@ def file_refund(session: Session, order: Order, filing: Filing, *, policy: Polic
         earlier = _filed_with_key(session, order, filing.submission_key)
         if earlier is not None:
             return Filed(earlier, created=False)
-        raise FilingError("order", N_("There is already an open refund request for this order."),
-                          existing=open_request(session, order)) from None
+        raise FilingError(
+            "order",
+            N_("There is already an open refund request for this order."),
+            existing=open_request(session, order),
+        ) from None
     notifications.acknowledgement(session, request, links=links, decision_due=decision_due(policy, order, now))
     session.flush()
     for stored in filing.documents:
@@ -157,17 +192,36 @@ def _filed_with_key(session: Session, order: Order, key: str) -> RefundRequest |
     """The request this very form made already (a double submission), never another order's."""
     if not key:
         return None
-    return session.scalar(select(RefundRequest).where(RefundRequest.submission_key == key,
-                                                      RefundRequest.order_id == order.id))
+    return session.scalar(
+        select(RefundRequest).where(RefundRequest.submission_key == key, RefundRequest.order_id == order.id)
+    )
 
 
-def open_on_behalf(session: Session, order: Order, *, actor: Actor, locale: str, amount_minor: int, now: datetime,
-                   links: Links, decision: Decision | None = None) -> RefundRequest:
+def open_on_behalf(
+    session: Session,
+    order: Order,
+    *,
+    actor: Actor,
+    locale: str,
+    amount_minor: int,
+    now: datetime,
+    links: Links,
+    decision: Decision | None = None,
+) -> RefundRequest:
     """A request opened without the filing form: for an offer the customer took, or a refund made
     in the payment processor's dashboard, so the outcome has a request and a tracking page."""
-    request = RefundRequest(reference=new_reference(), order=order, reason=Reason.OTHER, details="",
-                            channel=order.channel, currency=order.currency, amount_requested_minor=amount_minor,
-                            locale=locale, created_at=now, updated_at=now)
+    request = RefundRequest(
+        reference=new_reference(),
+        order=order,
+        reason=Reason.OTHER,
+        details="",
+        channel=order.channel,
+        currency=order.currency,
+        amount_requested_minor=amount_minor,
+        locale=locale,
+        created_at=now,
+        updated_at=now,
+    )
     request.tracking_token_hash = hash_token(links.tracking_token(request.reference))
     if decision is not None:
         request.record_decision(decision)
@@ -175,30 +229,51 @@ def open_on_behalf(session: Session, order: Order, *, actor: Actor, locale: str,
     return request
 
 
-def accept_offer(session: Session, order: Order, offer_id: str, *, policy: Policy, locale: str, now: datetime,
-                 links: Links) -> RefundRequest:
+def accept_offer(
+    session: Session, order: Order, offer_id: str, *, policy: Policy, locale: str, now: datetime, links: Links
+) -> RefundRequest:
     """The customer takes an alternative instead of a refund: recorded as a request resolved with an offer."""
     offer = policy.offer(offer_id)
     if order.plan not in offer.plans:
         raise KeyError(offer_id)
     request = open_request(session, order)
     if request is None:
-        request = open_on_behalf(session, order, actor=Actor.CUSTOMER, locale=locale, amount_minor=0, now=now,
-                                 links=links, decision=decide(session, order, policy, now, None))
+        request = open_on_behalf(
+            session,
+            order,
+            actor=Actor.CUSTOMER,
+            locale=locale,
+            amount_minor=0,
+            now=now,
+            links=links,
+            decision=decide(session, order, policy, now, None),
+        )
     request.offer_id = offer.id
     transition(session, request, Action.ACCEPT_OFFER, actor=Actor.CUSTOMER, note=offer.id, now=now)
     return request
 
 
-def answer_information_request(session: Session, request: RefundRequest, answer: str,
-                               documents: list[StoredFile], *, now: datetime, links: Links,
-                               storage: Storage) -> None:
+def answer_information_request(
+    session: Session,
+    request: RefundRequest,
+    answer: str,
+    documents: list[StoredFile],
+    *,
+    now: datetime,
+    links: Links,
+    storage: Storage,
+) -> None:
     """The customer answers staff's questions with text and documents; the request goes back to review."""
-    info = session.scalar(select(InformationRequest).where(InformationRequest.refund_request_id == request.id,
-                                                           InformationRequest.answered_at.is_(None))
-                          .order_by(InformationRequest.id.desc()))
-    missing = [item["key"] for item in (info.items if info else []) if item.get("kind") == "document"
-               and item["key"] not in {stored.checklist_item for stored in documents}]
+    info = session.scalar(
+        select(InformationRequest)
+        .where(InformationRequest.refund_request_id == request.id, InformationRequest.answered_at.is_(None))
+        .order_by(InformationRequest.id.desc())
+    )
+    missing = [
+        item["key"]
+        for item in (info.items if info else [])
+        if item.get("kind") == "document" and item["key"] not in {stored.checklist_item for stored in documents}
+    ]
     if not answer.strip() and not documents:
         raise FilingError("answer", N_("Please write an answer or attach a document."))
     if missing:
@@ -208,10 +283,20 @@ def answer_information_request(session: Session, request: RefundRequest, answer:
         info.answered_at = now
         info.answer = answer.strip()
     for stored in documents:
-        session.add(Document(refund_request=request, information_request=info, checklist_item=stored.checklist_item,
-                             original_name=stored.original_name, stored_name=stored.stored_name,
-                             content_type=stored.content_type, size=stored.size, sha256=stored.sha256,
-                             uploaded_by=Actor.CUSTOMER, created_at=now))
+        session.add(
+            Document(
+                refund_request=request,
+                information_request=info,
+                checklist_item=stored.checklist_item,
+                original_name=stored.original_name,
+                stored_name=stored.stored_name,
+                content_type=stored.content_type,
+                size=stored.size,
+                sha256=stored.sha256,
+                uploaded_by=Actor.CUSTOMER,
+                created_at=now,
+            )
+        )
     notifications.reply_received(session, request, links=links)
     session.flush()
     for stored in documents:

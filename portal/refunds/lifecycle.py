@@ -16,6 +16,7 @@ Every signal is sent with the SQLAlchemy session as its sender, and keyword argu
   ``resolution``) and ``at``.
 - ``refund_settled``: ``refund`` and ``first_for_order`` (the order's first successful refund).
 """
+
 from __future__ import annotations
 
 from blinker import Namespace

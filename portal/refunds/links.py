@@ -1,4 +1,5 @@
 """Absolute links for emails, from the public base URL and the secret that signs tracking links."""
+
 from __future__ import annotations
 
 import base64

@@ -1,5 +1,6 @@
 """Refund requests and everything that happens to them: timeline, notes, questions, refunds,
 receipts, feedback and the payment processor's events. Times are UTC."""
+
 from __future__ import annotations
 
 import secrets
@@ -55,8 +56,13 @@ class RefundRequest(Base):
         Index("ix_refund_request_locale_created", "locale", "created_at", "id"),
         Index("ix_refund_request_channel_created", "channel", "created_at", "id"),
         # One open request per order, enforced by the database even when two submissions race.
-        Index("ux_refund_request_one_open_per_order", "order_id", unique=True,
-              sqlite_where=_OPEN_STATES_SQL, postgresql_where=_OPEN_STATES_SQL),
+        Index(
+            "ux_refund_request_one_open_per_order",
+            "order_id",
+            unique=True,
+            sqlite_where=_OPEN_STATES_SQL,
+            postgresql_where=_OPEN_STATES_SQL,
+        ),
         CheckConstraint("amount_requested_minor >= 0", name="requested_not_negative"),
     )
 
@@ -101,13 +107,11 @@ class RefundRequest(Base):
 
     order: Mapped[Order] = relationship(back_populates="refund_requests")
     information_requests: Mapped[list[InformationRequest]] = relationship(
-        back_populates="refund_request", order_by="InformationRequest.id")
-    documents: Mapped[list[Document]] = relationship(back_populates="refund_request",
-                                                       order_by="Document.created_at")
-    events: Mapped[list[StatusEvent]] = relationship(back_populates="refund_request",
-                                                       order_by="StatusEvent.id")
-    notes: Mapped[list[InternalNote]] = relationship(back_populates="refund_request",
-                                                       order_by="InternalNote.id")
+        back_populates="refund_request", order_by="InformationRequest.id"
+    )
+    documents: Mapped[list[Document]] = relationship(back_populates="refund_request", order_by="Document.created_at")
+    events: Mapped[list[StatusEvent]] = relationship(back_populates="refund_request", order_by="StatusEvent.id")
+    notes: Mapped[list[InternalNote]] = relationship(back_populates="refund_request", order_by="InternalNote.id")
     refunds: Mapped[list[Refund]] = relationship(back_populates="refund_request", order_by="Refund.id")
 
     @property
@@ -332,4 +336,3 @@ class ProcessorEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str] = mapped_column(Text, default="")
-

@@ -13,6 +13,7 @@ adjustment id, or by the attempt's key that ``PaddleGateway`` writes into the ad
 (an answer lost on the way back); a refund made in Paddle's dashboard is recorded on the order's
 open request (one is opened if there is none).
 """
+
 from __future__ import annotations
 
 import re
@@ -55,9 +56,15 @@ def transaction_of(event: dict[str, Any]) -> str:
 
 def record(session: Session, event: dict[str, Any], *, now: datetime) -> ProcessorEvent | None:
     """Store the event; None when it was stored before (a redelivery)."""
-    stored = ProcessorEvent(provider=PROVIDER, event_id=str(event["event_id"]),
-                            type=str(event.get("event_type", ""))[:64], charge=transaction_of(event)[:255],
-                            occurred_at=_when(event.get("occurred_at")), payload=event, received_at=now)
+    stored = ProcessorEvent(
+        provider=PROVIDER,
+        event_id=str(event["event_id"]),
+        type=str(event.get("event_type", ""))[:64],
+        charge=transaction_of(event)[:255],
+        occurred_at=_when(event.get("occurred_at")),
+        payload=event,
+        received_at=now,
+    )
     session.add(stored)
     try:
         session.flush()
@@ -91,12 +98,18 @@ def _act(session: Session, stored: ProcessorEvent, *, now: datetime, links: Link
     return outcome
 
 
-def _replay_waiting(session: Session, order_event: ProcessorEvent, *, now: datetime, links: Links,
-                    fees: Fees) -> str:
-    waiting = session.scalars(select(ProcessorEvent).where(
-        ProcessorEvent.provider == PROVIDER, ProcessorEvent.charge == order_event.charge,
-        ProcessorEvent.processed_at.is_(None), ProcessorEvent.id != order_event.id,
-        ProcessorEvent.type.not_in(ORDER_EVENTS)).order_by(ProcessorEvent.occurred_at, ProcessorEvent.id)).all()
+def _replay_waiting(session: Session, order_event: ProcessorEvent, *, now: datetime, links: Links, fees: Fees) -> str:
+    waiting = session.scalars(
+        select(ProcessorEvent)
+        .where(
+            ProcessorEvent.provider == PROVIDER,
+            ProcessorEvent.charge == order_event.charge,
+            ProcessorEvent.processed_at.is_(None),
+            ProcessorEvent.id != order_event.id,
+            ProcessorEvent.type.not_in(ORDER_EVENTS),
+        )
+        .order_by(ProcessorEvent.occurred_at, ProcessorEvent.id)
+    ).all()
     for event in waiting:
         _act(session, event, now=now, links=links, fees=fees)
     return f"; {len(waiting)} waiting event(s) handled" if waiting else ""
@@ -125,16 +138,25 @@ def order_row(transaction: dict[str, Any]) -> dict[str, str]:
     start = _when(period["starts_at"]).date().isoformat() if period.get("starts_at") and plan != "one-time" else ""
     end = _when(period["ends_at"]).date().isoformat() if period.get("ends_at") and plan != "one-time" else ""
     paid_at = transaction.get("billed_at") or transaction.get("created_at")
-    return {"order_number": str(custom.get("order_number") or transaction.get("invoice_number") or transaction.get("id")
-                                or ""),
-            "customer_email": str(email), "customer_name": str(custom.get("customer_name") or email.split("@")[0]),
-            "locale": str(custom.get("locale", "en")),
-            "product": str(custom.get("product") or (line.get("product") or {}).get("name") or ""), "plan": str(plan),
-            "amount": amount, "currency": currency, "purchased_at": _when(paid_at).isoformat() if paid_at else "",
-            "period_start": custom.get("period_start", start), "period_end": custom.get("period_end", end),
-            "payment_reference": str(transaction.get("id") or ""), "channel": str(custom.get("channel", "web")),
-            "affiliate": str(custom.get("affiliate", "")),
-            "affiliate_commission": str(custom.get("affiliate_commission", ""))}
+    return {
+        "order_number": str(
+            custom.get("order_number") or transaction.get("invoice_number") or transaction.get("id") or ""
+        ),
+        "customer_email": str(email),
+        "customer_name": str(custom.get("customer_name") or email.split("@")[0]),
+        "locale": str(custom.get("locale", "en")),
+        "product": str(custom.get("product") or (line.get("product") or {}).get("name") or ""),
+        "plan": str(plan),
+        "amount": amount,
+        "currency": currency,
+        "purchased_at": _when(paid_at).isoformat() if paid_at else "",
+        "period_start": custom.get("period_start", start),
+        "period_end": custom.get("period_end", end),
+        "payment_reference": str(transaction.get("id") or ""),
+        "channel": str(custom.get("channel", "web")),
+        "affiliate": str(custom.get("affiliate", "")),
+        "affiliate_commission": str(custom.get("affiliate_commission", "")),
+    }
 
 
 def _upsert_order(session: Session, transaction: dict[str, Any]) -> str:
@@ -157,8 +179,9 @@ def _order_for(session: Session, transaction_id: str) -> Order | None:
 
 
 def _ours(session: Session, adjustment: dict[str, Any]) -> Refund | None:
-    found = session.scalar(select(Refund).where(Refund.gateway == PROVIDER,
-                                                Refund.processor_reference == adjustment["id"]))
+    found = session.scalar(
+        select(Refund).where(Refund.gateway == PROVIDER, Refund.processor_reference == adjustment["id"])
+    )
     if found is not None:
         return found
     key = KEY_IN_REASON.search(str(adjustment.get("reason") or ""))
@@ -192,24 +215,41 @@ def _reconcile(session: Session, adjustment: dict[str, Any], *, now: datetime, l
             order.payment_status = PaymentStatus.REFUNDED
         return f"adjustment {adjustment['id']} approved; request {ours.refund_request.reference} refunded"
     if status in ("rejected", "reversed"):
-        payouts.failed(session, ours, f"Paddle {status} the refund (adjustment {adjustment['id']})",
-                       actor=Actor.SYSTEM, now=now, links=links)
+        payouts.failed(
+            session,
+            ours,
+            f"Paddle {status} the refund (adjustment {adjustment['id']})",
+            actor=Actor.SYSTEM,
+            now=now,
+            links=links,
+        )
         return f"adjustment {adjustment['id']} {status}"
     return f"adjustment {adjustment['id']} {status or 'pending_approval'}: waiting for Paddle's approval"
 
 
-def _dashboard_refund(session: Session, order: Order, adjustment: dict[str, Any], *, now: datetime,
-                      links: Links) -> Refund:
+def _dashboard_refund(
+    session: Session, order: Order, adjustment: dict[str, Any], *, now: datetime, links: Links
+) -> Refund:
     amount = int((adjustment.get("totals") or {}).get("total") or 0)
-    request = session.scalar(select(RefundRequest).where(RefundRequest.order_id == order.id,
-                                                         RefundRequest.state.not_in(CLOSED_STATES)))
+    request = session.scalar(
+        select(RefundRequest).where(RefundRequest.order_id == order.id, RefundRequest.state.not_in(CLOSED_STATES))
+    )
     if request is None:
-        request = open_on_behalf(session, order, actor=Actor.SYSTEM, locale=order.customer.locale,
-                                 amount_minor=amount, now=now, links=links)
-    found = Refund(refund_request=request, order=order, gateway=PROVIDER, status=RefundStatus.PENDING,
-                   amount_minor=amount, currency=order.currency, attempt=request.processing_attempt,
-                   idempotency_key=f"paddle-{adjustment['id']}", processor_reference=adjustment["id"],
-                   created_at=_when(adjustment.get("created_at")) if adjustment.get("created_at") else now)
+        request = open_on_behalf(
+            session, order, actor=Actor.SYSTEM, locale=order.customer.locale, amount_minor=amount, now=now, links=links
+        )
+    found = Refund(
+        refund_request=request,
+        order=order,
+        gateway=PROVIDER,
+        status=RefundStatus.PENDING,
+        amount_minor=amount,
+        currency=order.currency,
+        attempt=request.processing_attempt,
+        idempotency_key=f"paddle-{adjustment['id']}",
+        processor_reference=adjustment["id"],
+        created_at=_when(adjustment.get("created_at")) if adjustment.get("created_at") else now,
+    )
     session.add(found)
     session.flush()
     return found

@@ -6,6 +6,7 @@ one "succeeded", one "failed". Processing locks the order's row, checks that ref
 order never exceed what was paid, and calls the gateway exactly once per attempt with the
 attempt's idempotency key. Nothing here commits or imports Flask: the caller commits once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,19 +62,22 @@ def lock_order(session: Session, order_id: int) -> Order:
     (staff's processing and the processor's events alike)."""
     if session.get_bind().dialect.name == "sqlite":
         # SQLite has no row locks; a write takes the database's write lock for the transaction.
-        session.execute(update(Order).where(Order.id == order_id).values(id=Order.id)
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(Order).where(Order.id == order_id).values(id=Order.id).execution_options(synchronize_session=False)
+        )
         order = session.get(Order, order_id, populate_existing=True)
         assert order is not None
         return order
-    return session.scalars(select(Order).where(Order.id == order_id).with_for_update()
-                           .execution_options(populate_existing=True)).one()
+    return session.scalars(
+        select(Order).where(Order.id == order_id).with_for_update().execution_options(populate_existing=True)
+    ).one()
 
 
 def remaining(session: Session, order: Order, *, excluding_request: int | None = None) -> Money:
     """What is left of the payment once refunds made or under way are taken off."""
     query = select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-        Refund.order_id == order.id, Refund.status.in_((RefundStatus.SUCCEEDED, RefundStatus.PENDING)))
+        Refund.order_id == order.id, Refund.status.in_((RefundStatus.SUCCEEDED, RefundStatus.PENDING))
+    )
     if excluding_request is not None:
         query = query.where(Refund.refund_request_id != excluding_request)
     taken = session.scalar(query) or 0
@@ -98,16 +102,36 @@ class ProcessorRefused(Exception):
     reports it."""
 
 
-def process_refund(session: Session, request_id: int, staff: Staff, gateway: Gateway, *, reference: str = "",
-                   fees: Fees = NO_FEES) -> Refund:
+def process_refund(
+    session: Session, request_id: int, staff: Staff, gateway: Gateway, *, reference: str = "", fees: Fees = NO_FEES
+) -> Refund:
     """Send the approved amount back, exactly once, as a staff member (see :func:`send_refund`)."""
     require(staff, *ACTING_ROLES)
-    return send_refund(session, request_id, gateway, actor=Actor.STAFF, staff_user_id=staff.user.id, now=staff.now,
-                       links=staff.links, reference=reference, fees=fees)
+    return send_refund(
+        session,
+        request_id,
+        gateway,
+        actor=Actor.STAFF,
+        staff_user_id=staff.user.id,
+        now=staff.now,
+        links=staff.links,
+        reference=reference,
+        fees=fees,
+    )
 
 
-def send_refund(session: Session, request_id: int, gateway: Gateway, *, actor: Actor, now: datetime, links: Links,
-                staff_user_id: int | None = None, reference: str = "", fees: Fees = NO_FEES) -> Refund:
+def send_refund(
+    session: Session,
+    request_id: int,
+    gateway: Gateway,
+    *,
+    actor: Actor,
+    now: datetime,
+    links: Links,
+    staff_user_id: int | None = None,
+    reference: str = "",
+    fees: Fees = NO_FEES,
+) -> Refund:
     """Send the approved amount back, exactly once, for whoever acts: a staff member, or automation
     (``Actor.SYSTEM``).
 
@@ -130,8 +154,9 @@ def send_refund(session: Session, request_id: int, gateway: Gateway, *, actor: A
     if order_id is None:
         raise LookupError(request_id)
     order = lock_order(session, order_id)
-    request = session.scalars(select(RefundRequest).where(RefundRequest.id == request_id)
-                              .execution_options(populate_existing=True)).one()
+    request = session.scalars(
+        select(RefundRequest).where(RefundRequest.id == request_id).execution_options(populate_existing=True)
+    ).one()
     if request.state is not RequestState.APPROVED or request.amount_approved_minor is None:
         raise InvalidTransition(request.state, Action.MARK_REFUNDED)
     amount = Money.from_minor(request.amount_approved_minor, request.currency)
@@ -146,37 +171,53 @@ def send_refund(session: Session, request_id: int, gateway: Gateway, *, actor: A
             session.flush()
             raise GatewayProblem(str(error)) from None
         if found is not None:
-            _apply(session, refund, found, fees, actor=actor, staff_user_id=staff_user_id, now=now,
-                   links=links)
+            _apply(session, refund, found, fees, actor=actor, staff_user_id=staff_user_id, now=now, links=links)
             return refund
         if refund.processor_status == UNKNOWN_SERVER_ERROR or now - refund.created_at >= KEY_LIFETIME:
             refund.status = RefundStatus.FAILED
             refund.completed_at = now
-            refund.processor_message = (f"not found at the processor after an unknown outcome "
-                                        f"({refund.processor_message}); tried again as attempt "
-                                        f"{request.processing_attempt + 1} with a new key")[:2000]
+            refund.processor_message = (
+                f"not found at the processor after an unknown outcome "
+                f"({refund.processor_message}); tried again as attempt "
+                f"{request.processing_attempt + 1} with a new key"
+            )[:2000]
             request.processing_attempt += 1
             refund = None
     if refund is None:
         left = remaining(session, order)
         if left < amount:
             raise WorkflowError("amount", N_("Only %(remaining)s of this order is left to refund."), remaining=left)
-        refund = Refund(refund_request=request, order=order, staff_user_id=staff_user_id, gateway=gateway.name,
-                        status=RefundStatus.PENDING, amount_minor=amount.minor, currency=amount.currency,
-                        attempt=request.processing_attempt, idempotency_key=_key(request), created_at=now)
+        refund = Refund(
+            refund_request=request,
+            order=order,
+            staff_user_id=staff_user_id,
+            gateway=gateway.name,
+            status=RefundStatus.PENDING,
+            amount_minor=amount.minor,
+            currency=amount.currency,
+            attempt=request.processing_attempt,
+            idempotency_key=_key(request),
+            created_at=now,
+        )
         session.add(refund)
         session.flush()
     try:
-        answer = gateway.refund(payment=order.payment_reference, amount=amount, idempotency_key=refund.idempotency_key,
-                                reference=reference, metadata=_metadata(request))
+        answer = gateway.refund(
+            payment=order.payment_reference,
+            amount=amount,
+            idempotency_key=refund.idempotency_key,
+            reference=reference,
+            metadata=_metadata(request),
+        )
     except GatewayUnavailable as error:
         refund.processor_message = str(error)[:2000]
         refund.processor_status = UNKNOWN_SERVER_ERROR if error.server_error else UNKNOWN_NO_ANSWER
         session.flush()
         raise GatewayProblem(str(error)) from None
     except RefundDeclined as error:
-        failed(session, refund, str(error), code=error.code, actor=actor, staff_user_id=staff_user_id, now=now,
-               links=links)
+        failed(
+            session, refund, str(error), code=error.code, actor=actor, staff_user_id=staff_user_id, now=now, links=links
+        )
         return refund
     except GatewayMisconfigured as error:
         # Nothing was refunded and nothing the customer did caused it: the attempt ends (the next
@@ -186,9 +227,14 @@ def send_refund(session: Session, request_id: int, gateway: Gateway, *, actor: A
         refund.processor_message = str(error)[:2000]
         refund.failure_reason = error.code[:64]
         request.processing_attempt += 1
-        alerts.raise_alert(session, alerts.CREDENTIALS,
-                           f"{gateway.name} refused the refund of {amount.amount} {amount.currency} for "
-                           f"{request.reference} ({error.code}): {error}", now=now, request=request)
+        alerts.raise_alert(
+            session,
+            alerts.CREDENTIALS,
+            f"{gateway.name} refused the refund of {amount.amount} {amount.currency} for "
+            f"{request.reference} ({error.code}): {error}",
+            now=now,
+            request=request,
+        )
         session.flush()
         raise ProcessorRefused(str(error)) from None
     _apply(session, refund, answer, fees, actor=actor, staff_user_id=staff_user_id, now=now, links=links)
@@ -203,12 +249,30 @@ def _metadata(request: RefundRequest) -> dict[str, str]:
     return {"refund_request": request.reference, "attempt": str(request.processing_attempt)}
 
 
-def _apply(session: Session, refund: Refund, answer: GatewayRefund, fees: Fees, *, actor: Actor,
-           staff_user_id: int | None, now: datetime, links: Links) -> None:
+def _apply(
+    session: Session,
+    refund: Refund,
+    answer: GatewayRefund,
+    fees: Fees,
+    *,
+    actor: Actor,
+    staff_user_id: int | None,
+    now: datetime,
+    links: Links,
+) -> None:
     refund.processor_reference = answer.reference
     if answer.status in UNSUCCESSFUL:
-        failed(session, refund, answer.failure_reason or answer.status, code=answer.failure_reason,
-               status=answer.status, actor=actor, staff_user_id=staff_user_id, now=now, links=links)
+        failed(
+            session,
+            refund,
+            answer.failure_reason or answer.status,
+            code=answer.failure_reason,
+            status=answer.status,
+            actor=actor,
+            staff_user_id=staff_user_id,
+            now=now,
+            links=links,
+        )
     elif answer.status in IN_PROGRESS:
         # Accepted but not done (some payment methods take days, some need the customer's bank
         # details): the request stays approved and the processor's events complete it.
@@ -231,8 +295,14 @@ def progressed(session: Session, refund: Refund, status: str, *, now: datetime) 
 
 
 def refunded_minor(session: Session, order: Order) -> int:
-    return session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-        Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED)) or 0
+    return (
+        session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED
+            )
+        )
+        or 0
+    )
 
 
 def _settle_payment_status(session: Session, order: Order) -> None:
@@ -244,8 +314,16 @@ def _settle_payment_status(session: Session, order: Order) -> None:
     order.payment_status = PaymentStatus.REFUNDED if full else PaymentStatus.PAID
 
 
-def succeeded(session: Session, refund: Refund, fees: Fees, *, actor: Actor, now: datetime, links: Links,
-              staff_user_id: int | None = None) -> None:
+def succeeded(
+    session: Session,
+    refund: Refund,
+    fees: Fees,
+    *,
+    actor: Actor,
+    now: datetime,
+    links: Links,
+    staff_user_id: int | None = None,
+) -> None:
     """The refund went through, whichever door the news came through: record what it cost the
     business beyond its amount, move the request to refunded and tell the customer.
 
@@ -255,8 +333,9 @@ def succeeded(session: Session, refund: Refund, fees: Fees, *, actor: Actor, now
     """
     order = refund.order
     request = refund.refund_request
-    first_for_order = not session.scalar(select(Refund.id).where(
-        Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED).limit(1))
+    first_for_order = not session.scalar(
+        select(Refund.id).where(Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED).limit(1)
+    )
     refund.status = RefundStatus.SUCCEEDED
     refund.processor_status = SUCCEEDED
     refund.processor_message = ""  # an earlier network error is history, not the refund's state
@@ -272,13 +351,31 @@ def succeeded(session: Session, refund: Refund, fees: Fees, *, actor: Actor, now
         action = Action.RECORD_REFUND
     else:
         return
-    transition(session, request, action, actor=actor, staff_user_id=staff_user_id, amount_minor=refund.amount_minor,
-               now=now, processor_status=SUCCEEDED)
+    transition(
+        session,
+        request,
+        action,
+        actor=actor,
+        staff_user_id=staff_user_id,
+        amount_minor=refund.amount_minor,
+        now=now,
+        processor_status=SUCCEEDED,
+    )
     notifications.refunded(session, request, refund, links=links, on=now.date())
 
 
-def failed(session: Session, refund: Refund, reason: str, *, actor: Actor, now: datetime, links: Links,
-           staff_user_id: int | None = None, code: str = "", status: str = "failed") -> None:
+def failed(
+    session: Session,
+    refund: Refund,
+    reason: str,
+    *,
+    actor: Actor,
+    now: datetime,
+    links: Links,
+    staff_user_id: int | None = None,
+    code: str = "",
+    status: str = "failed",
+) -> None:
     """The processor refused or gave up on the refund (``failed``, ``canceled``, or a card that
     refused it): the next try is a new attempt with a new key.
 
@@ -296,14 +393,25 @@ def failed(session: Session, refund: Refund, reason: str, *, actor: Actor, now: 
     if was_succeeded:
         refund.fee_kept_minor = refund.commission_clawback_minor = 0
         _settle_payment_status(session, refund.order)
-    if request.state not in (RequestState.APPROVED, RequestState.REFUNDED) \
-            or refund.attempt != request.processing_attempt:
+    if (
+        request.state not in (RequestState.APPROVED, RequestState.REFUNDED)
+        or refund.attempt != request.processing_attempt
+    ):
         return
     if request.state is RequestState.REFUNDED and not was_succeeded:
         return
     request.processing_attempt += 1
-    transition(session, request, Action.MARK_FAILED, actor=actor, staff_user_id=staff_user_id,
-               amount_minor=refund.amount_minor, now=now, processor_status=status, failure_reason=code[:64])
+    transition(
+        session,
+        request,
+        Action.MARK_FAILED,
+        actor=actor,
+        staff_user_id=staff_user_id,
+        amount_minor=refund.amount_minor,
+        now=now,
+        processor_status=status,
+        failure_reason=code[:64],
+    )
     notifications.refund_failed(session, request, refund, links=links, reason=code)
 
 

@@ -12,6 +12,7 @@ Services flush; the caller commits. Files are deleted before their rows, so a fa
 leaves rows pointing at files already gone, which the next run deletes again (deleting a missing
 file is not an error), never a file nobody can find. No Flask here.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,18 +50,35 @@ class RetentionReport:
 
 def closed_at() -> Subquery:
     """When each request last reached a closed state (a subquery: refund_request_id, closed)."""
-    return (select(StatusEvent.refund_request_id, func.max(StatusEvent.created_at).label("closed"))
-            .where(StatusEvent.to_state.in_(CLOSED_STATES)).group_by(StatusEvent.refund_request_id).subquery())
+    return (
+        select(StatusEvent.refund_request_id, func.max(StatusEvent.created_at).label("closed"))
+        .where(StatusEvent.to_state.in_(CLOSED_STATES))
+        .group_by(StatusEvent.refund_request_id)
+        .subquery()
+    )
 
 
-def apply_retention(session: Session, storage: Storage, *, now: datetime, document_days: int,
-                    financial_years: int, dry_run: bool = False) -> RetentionReport:
+def apply_retention(
+    session: Session,
+    storage: Storage,
+    *,
+    now: datetime,
+    document_days: int,
+    financial_years: int,
+    dry_run: bool = False,
+) -> RetentionReport:
     report = RetentionReport()
     closed = closed_at()
-    due = (select(RefundRequest).join(closed, closed.c.refund_request_id == RefundRequest.id)
-           .where(RefundRequest.state.in_(CLOSED_STATES), closed.c.closed <= now - timedelta(days=document_days),
-                  RefundRequest.documents.any())
-           .order_by(RefundRequest.id))
+    due = (
+        select(RefundRequest)
+        .join(closed, closed.c.refund_request_id == RefundRequest.id)
+        .where(
+            RefundRequest.state.in_(CLOSED_STATES),
+            closed.c.closed <= now - timedelta(days=document_days),
+            RefundRequest.documents.any(),
+        )
+        .order_by(RefundRequest.id)
+    )
     if not dry_run:
         # Two workers applying retention at once take different requests (PostgreSQL; SQLite has one writer).
         due = due.with_for_update(skip_locked=True, of=RefundRequest)
@@ -70,10 +88,21 @@ def apply_retention(session: Session, storage: Storage, *, now: datetime, docume
         if dry_run:
             continue
         _delete_documents(session, storage, request)
-        session.add(StatusEvent(refund_request=request, actor=Actor.SYSTEM, from_state=request.state,
-                                to_state=request.state, note=RETENTION_NOTE, created_at=now))
-    expired = select(Receipt).join(Refund, Receipt.refund_id == Refund.id).where(
-        Refund.completed_at <= now - timedelta(days=365 * financial_years + financial_years // 4))
+        session.add(
+            StatusEvent(
+                refund_request=request,
+                actor=Actor.SYSTEM,
+                from_state=request.state,
+                to_state=request.state,
+                note=RETENTION_NOTE,
+                created_at=now,
+            )
+        )
+    expired = (
+        select(Receipt)
+        .join(Refund, Receipt.refund_id == Refund.id)
+        .where(Refund.completed_at <= now - timedelta(days=365 * financial_years + financial_years // 4))
+    )
     for receipt in session.scalars(expired).all():
         report.receipts.append(receipt.number)
         if not dry_run:
@@ -107,8 +136,15 @@ class ErasureReport:
     steps: list[str] = field(default_factory=list)
 
 
-def erase_customer(session: Session, storage: Storage, customer: Customer, *, now: datetime, actor: str,
-                   domain: str = "refunds.invalid") -> ErasureReport:
+def erase_customer(
+    session: Session,
+    storage: Storage,
+    customer: Customer,
+    *,
+    now: datetime,
+    actor: str,
+    domain: str = "refunds.invalid",
+) -> ErasureReport:
     """Erase a customer's personal data and documents; keep the financial records, anonymised."""
     report = ErasureReport(customer.id)
 
@@ -116,24 +152,42 @@ def erase_customer(session: Session, storage: Storage, customer: Customer, *, no
         report.steps.append(text)
         security_log.info("erasure of customer %s by %s: %s", customer.id, actor, text)
 
-    queue_email(session, "erasure_confirmed", customer.email, customer.locale or "en",
-                {"customer_name": customer.name}, domain=domain)
+    queue_email(
+        session,
+        "erasure_confirmed",
+        customer.email,
+        customer.locale or "en",
+        {"customer_name": customer.name},
+        domain=domain,
+    )
     step("confirmation queued to the customer's address")
     requests = list(session.scalars(select(RefundRequest).join(Order).where(Order.customer_id == customer.id)))
     for request in requests:
         report.documents += _delete_documents(session, storage, request)
         request.details = ""
-        session.add(StatusEvent(refund_request=request, actor=Actor.SYSTEM, from_state=request.state,
-                                to_state=request.state, note=ERASURE_NOTE, created_at=now))
+        session.add(
+            StatusEvent(
+                refund_request=request,
+                actor=Actor.SYSTEM,
+                from_state=request.state,
+                to_state=request.state,
+                note=ERASURE_NOTE,
+                created_at=now,
+            )
+        )
     step(f"{report.documents} document(s) deleted from storage")
     ids = [r.id for r in requests]
     if ids:
         # What the customer wrote: their answers, the notes of their own steps, their feedback.
         # The timeline is append-only for the ORM; erasure is the one edit the law requires.
-        session.execute(update(InformationRequest).where(InformationRequest.refund_request_id.in_(ids))
-                        .values(answer=""))
-        session.execute(update(StatusEvent).where(StatusEvent.refund_request_id.in_(ids),
-                                                  StatusEvent.actor == Actor.CUSTOMER).values(note=""))
+        session.execute(
+            update(InformationRequest).where(InformationRequest.refund_request_id.in_(ids)).values(answer="")
+        )
+        session.execute(
+            update(StatusEvent)
+            .where(StatusEvent.refund_request_id.in_(ids), StatusEvent.actor == Actor.CUSTOMER)
+            .values(note="")
+        )
         session.execute(update(Feedback).where(Feedback.refund_request_id.in_(ids)).values(comment=""))
     step(f"{len(requests)} request(s): details, answers, own notes and feedback comments cleared")
     session.execute(delete(MagicLink).where(MagicLink.customer_id == customer.id))
@@ -151,8 +205,9 @@ def _row(obj: Any, *names: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in names:
         value = getattr(obj, name)
-        out[name] = value.isoformat() if isinstance(value, datetime) else (
-            value.value if hasattr(value, "value") else value)
+        out[name] = (
+            value.isoformat() if isinstance(value, datetime) else (value.value if hasattr(value, "value") else value)
+        )
     return out
 
 
@@ -160,25 +215,40 @@ def customer_record(session: Session, customer: Customer) -> dict[str, Any]:
     """Everything held about the customer, as plain JSON-ready data."""
     orders = []
     for order in customer.orders:
-        requests = list(session.scalars(select(RefundRequest).where(RefundRequest.order_id == order.id)
-                                        .order_by(RefundRequest.id)))
+        requests = list(
+            session.scalars(select(RefundRequest).where(RefundRequest.order_id == order.id).order_by(RefundRequest.id))
+        )
         refunds = list(session.scalars(select(Refund).where(Refund.order_id == order.id).order_by(Refund.id)))
-        orders.append({
-            **_row(order, "order_number", "product", "currency", "purchased_at", "payment_reference"),
-            "amount": str(order.amount),
-            "plan": order.plan.value, "channel": order.channel.value,
-            "refund_requests": [{
-                **_row(r, "reference", "state", "reason", "details", "locale", "created_at", "updated_at"),
-                "amount_requested": str(r.amount_requested),
-                "timeline": [_row(e, "created_at", "actor", "from_state", "to_state", "note") for e in r.events],
-                "questions_and_answers": [_row(i, "created_at", "message", "answer", "answered_at") | {
-                    "items": i.items} for i in r.information_requests],
-                "documents": [_row(d, "id", "original_name", "content_type", "size", "sha256", "created_at")
-                              for d in r.documents],
-            } for r in requests],
-            "refunds": [{**_row(f, "status", "processor_reference", "created_at", "completed_at"),
-                         "amount": str(f.amount)} for f in refunds],
-        })
+        orders.append(
+            {
+                **_row(order, "order_number", "product", "currency", "purchased_at", "payment_reference"),
+                "amount": str(order.amount),
+                "plan": order.plan.value,
+                "channel": order.channel.value,
+                "refund_requests": [
+                    {
+                        **_row(r, "reference", "state", "reason", "details", "locale", "created_at", "updated_at"),
+                        "amount_requested": str(r.amount_requested),
+                        "timeline": [
+                            _row(e, "created_at", "actor", "from_state", "to_state", "note") for e in r.events
+                        ],
+                        "questions_and_answers": [
+                            _row(i, "created_at", "message", "answer", "answered_at") | {"items": i.items}
+                            for i in r.information_requests
+                        ],
+                        "documents": [
+                            _row(d, "id", "original_name", "content_type", "size", "sha256", "created_at")
+                            for d in r.documents
+                        ],
+                    }
+                    for r in requests
+                ],
+                "refunds": [
+                    {**_row(f, "status", "processor_reference", "created_at", "completed_at"), "amount": str(f.amount)}
+                    for f in refunds
+                ],
+            }
+        )
     return {"customer": _row(customer, "name", "email", "locale", "created_at"), "orders": orders}
 
 
@@ -187,15 +257,27 @@ def export_customer(session: Session, storage: Storage, customer: Customer, out:
     record = customer_record(session, customer)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("customer.json", json.dumps(record, indent=2, ensure_ascii=False, default=str))
-        documents = session.scalars(select(Document).join(RefundRequest).join(Order)
-                                    .where(Order.customer_id == customer.id).order_by(Document.id))
+        documents = session.scalars(
+            select(Document)
+            .join(RefundRequest)
+            .join(Order)
+            .where(Order.customer_id == customer.id)
+            .order_by(Document.id)
+        )
         for document in documents:
             with archive.open(f"documents/{document.id}-{document.original_name}", "w", force_zip64=True) as entry:
-                for chunk in verified_chunks(storage, document_key(document.stored_name), document.sha256,
-                                             document.size):
+                for chunk in verified_chunks(
+                    storage, document_key(document.stored_name), document.sha256, document.size
+                ):
                     entry.write(chunk)
-        receipts = session.scalars(select(Receipt).join(Refund, Receipt.refund_id == Refund.id).join(Order)
-                                   .where(Order.customer_id == customer.id).order_by(Receipt.id))
+        receipts = session.scalars(
+            select(Receipt)
+            .join(Refund, Receipt.refund_id == Refund.id)
+            .join(Order)
+            .where(Order.customer_id == customer.id)
+            .order_by(Receipt.id)
+        )
         for receipt in receipts:
-            archive.writestr(f"receipts/{receipt.filename}", read_verified(storage, receipt.storage_key,
-                                                                           receipt.sha256))
+            archive.writestr(
+                f"receipts/{receipt.filename}", read_verified(storage, receipt.storage_key, receipt.sha256)
+            )

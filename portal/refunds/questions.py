@@ -1,4 +1,5 @@
 """What staff can ask a customer: the standard questions and the documents, by stable key."""
+
 from portal.core.markers import N_
 
 QUESTIONS = {

@@ -4,6 +4,7 @@ Pages are cut by keyset (the last row's creation time and id), never by OFFSET, 
 walks an index in that order, so the first page and any later page cost the same with a million
 requests. Counts per state come from a counter table kept by every change of state. No Flask.
 """
+
 from __future__ import annotations
 
 import base64
@@ -90,14 +91,28 @@ def state_counts(session: Session) -> dict[RequestState, int]:
     return counts
 
 
-def queue_page(session: Session, f: QueueFilter, *, now: datetime, cursor: str | None = None,
-               size: int = PAGE_SIZE) -> QueuePage:
-    query = (select(RefundRequest.id, RefundRequest.reference, RefundRequest.state, RefundRequest.reason,
-                    RefundRequest.locale, RefundRequest.amount_requested_minor, RefundRequest.currency,
-                    RefundRequest.created_at, RefundRequest.awaiting_staff_since, Order.order_number,
-                    Order.channel, Customer.name, Customer.email)
-             .join(Order, RefundRequest.order_id == Order.id)
-             .join(Customer, Order.customer_id == Customer.id))
+def queue_page(
+    session: Session, f: QueueFilter, *, now: datetime, cursor: str | None = None, size: int = PAGE_SIZE
+) -> QueuePage:
+    query = (
+        select(
+            RefundRequest.id,
+            RefundRequest.reference,
+            RefundRequest.state,
+            RefundRequest.reason,
+            RefundRequest.locale,
+            RefundRequest.amount_requested_minor,
+            RefundRequest.currency,
+            RefundRequest.created_at,
+            RefundRequest.awaiting_staff_since,
+            Order.order_number,
+            Order.channel,
+            Customer.name,
+            Customer.email,
+        )
+        .join(Order, RefundRequest.order_id == Order.id)
+        .join(Customer, Order.customer_id == Customer.id)
+    )
     if f.state:
         query = query.where(RefundRequest.state == f.state)
     if f.reason:
@@ -129,9 +144,11 @@ def count_state(session: Session, state: RequestState, delta: int) -> None:
     """Keep the per-state counters in step, in the caller's transaction."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(RequestStateCount).values(state=state, count=delta)
-    session.execute(statement.on_conflict_do_update(
-        index_elements=[RequestStateCount.state],
-        set_={"count": RequestStateCount.count + statement.excluded.count}))
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[RequestStateCount.state], set_={"count": RequestStateCount.count + statement.excluded.count}
+        )
+    )
 
 
 @lifecycle.state_changed.connect

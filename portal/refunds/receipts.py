@@ -4,6 +4,7 @@
 ``issue_receipt`` stores the PDF of a succeeded refund the first time it is asked for and
 returns the stored one every later time. No Flask here: the outbox worker and the pages call in.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -79,9 +80,14 @@ class ReceiptRenderer:
     def _environment(self, locale: str) -> Environment:
         if locale in self._environments:
             return self._environments[locale]
-        environment = self._environments[locale] = Environment(loader=FileSystemLoader(self.templates), undefined=StrictUndefined,
-                                  autoescape=select_autoescape(["html"]), extensions=["jinja2.ext.i18n"],
-                                  trim_blocks=True, lstrip_blocks=True)
+        environment = self._environments[locale] = Environment(
+            loader=FileSystemLoader(self.templates),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(["html"]),
+            extensions=["jinja2.ext.i18n"],
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
         translations = load_catalog(self.translations_dir, locale)
         # The jinja2.ext.i18n extension adds this method, which Jinja's types cannot show.
         environment.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
@@ -93,14 +99,18 @@ class ReceiptRenderer:
 
     def html(self, data: ReceiptData) -> str:
         brand = localized(self.brand, data.locale)
-        return self._environment(data.locale).get_template("receipt.html").render(
-            r=data, brand=brand, html_lang=HTML_LANG.get(data.locale, data.locale), stylesheet=self.stylesheet)
+        return (
+            self._environment(data.locale)
+            .get_template("receipt.html")
+            .render(r=data, brand=brand, html_lang=HTML_LANG.get(data.locale, data.locale), stylesheet=self.stylesheet)
+        )
 
     def pdf(self, data: ReceiptData) -> bytes:
         from weasyprint import HTML  # imported when the first receipt is made, not at app start
 
         pdf: bytes = HTML(string=self.html(data), base_url=str(self.templates)).write_pdf(
-            pdf_variant=PDF_VARIANT, custom_metadata=True)
+            pdf_variant=PDF_VARIANT, custom_metadata=True
+        )
         return pdf
 
 
@@ -112,33 +122,60 @@ def _completed_on(refund: Refund) -> date:
 def receipt_data(refund: Refund, number: str, issued: date, clause_title: Callable[[str, str], str]) -> ReceiptData:
     request = refund.refund_request
     order = refund.order
-    earlier = [ReceiptLine(_completed_on(r), r.amount, r.processor_reference)
-               for r in order_refunds(refund) if r.id != refund.id and r.id < refund.id]
+    earlier = [
+        ReceiptLine(_completed_on(r), r.amount, r.processor_reference)
+        for r in order_refunds(refund)
+        if r.id != refund.id and r.id < refund.id
+    ]
     decision = request.decision_at_filing
     clause_id = decision.primary_clause if decision else ""
     return ReceiptData(
-        number=number, issued=issued, locale=request.locale, customer_name=order.customer.name,
-        customer_email=order.customer.email, order_number=order.order_number, product=order.product,
-        plan=order.plan.title, period=(order.period_start, order.period_end) if order.period_start and order.period_end else None,
-        paid=order.amount, payment_reference=order.payment_reference, purchased=order.purchased_at.date(),
-        amount=refund.amount, method=N_("Your original payment method"), processor_reference=refund.processor_reference,
-        refunded_on=_completed_on(refund), request_reference=request.reference,
-        clause=clause_title(clause_id, request.locale) if clause_id else "", clause_id=clause_id, earlier=earlier)
+        number=number,
+        issued=issued,
+        locale=request.locale,
+        customer_name=order.customer.name,
+        customer_email=order.customer.email,
+        order_number=order.order_number,
+        product=order.product,
+        plan=order.plan.title,
+        period=(order.period_start, order.period_end) if order.period_start and order.period_end else None,
+        paid=order.amount,
+        payment_reference=order.payment_reference,
+        purchased=order.purchased_at.date(),
+        amount=refund.amount,
+        method=N_("Your original payment method"),
+        processor_reference=refund.processor_reference,
+        refunded_on=_completed_on(refund),
+        request_reference=request.reference,
+        clause=clause_title(clause_id, request.locale) if clause_id else "",
+        clause_id=clause_id,
+        earlier=earlier,
+    )
 
 
 def order_refunds(refund: Refund) -> list[Refund]:
     session = Session.object_session(refund)
     assert session is not None  # the refund was read through a session
-    return list(session.scalars(select(Refund).where(Refund.order_id == refund.order_id,
-                                                     Refund.status == RefundStatus.SUCCEEDED).order_by(Refund.id)))
+    return list(
+        session.scalars(
+            select(Refund)
+            .where(Refund.order_id == refund.order_id, Refund.status == RefundStatus.SUCCEEDED)
+            .order_by(Refund.id)
+        )
+    )
 
 
 RECEIPTS = "receipts"
 
 
-def issue_receipt(session: Session, refund: Refund, renderer: ReceiptRenderer, clause_title: Callable[[str, str], str],
-                  storage: Storage,
-                  now: datetime | None = None) -> Receipt:
+def issue_receipt(
+    session: Session,
+    refund: Refund,
+    renderer: ReceiptRenderer,
+    clause_title: Callable[[str, str], str],
+    storage: Storage,
+    now: datetime | None = None,
+) -> Receipt:
     """The refund's receipt: made and stored the first time, the same bytes every time after."""
     existing = session.scalar(select(Receipt).where(Receipt.refund_id == refund.id))
     if existing is not None:
@@ -152,8 +189,15 @@ def issue_receipt(session: Session, refund: Refund, renderer: ReceiptRenderer, c
     # and the row that commits (the refund's one receipt) names the bytes it was made with.
     key = new_key(RECEIPTS, ".pdf")
     storage.put(key, io.BytesIO(pdf))
-    receipt = Receipt(refund_id=refund.id, number=number, locale=refund.refund_request.locale, storage_key=key,
-                      size=len(pdf), sha256=hashlib.sha256(pdf).hexdigest(), created_at=now)
+    receipt = Receipt(
+        refund_id=refund.id,
+        number=number,
+        locale=refund.refund_request.locale,
+        storage_key=key,
+        size=len(pdf),
+        sha256=hashlib.sha256(pdf).hexdigest(),
+        created_at=now,
+    )
     session.add(receipt)
     session.flush()
     return receipt

@@ -10,6 +10,7 @@ What the processor says is the truth about money: a refund made in Stripe's dash
 recorded on the order's request (one is opened for the customer if none was), and a pending
 refund becomes "refunded" only once Stripe says it succeeded.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -43,8 +44,10 @@ def event_problem(event: dict[str, Any], *, api_version: str, livemode: bool) ->
     shapes are the ones the code reads) and from the same mode (test or live) as the API key."""
     version = event.get("api_version")
     if version != api_version:
-        return (f"event {event.get('id')} ({event.get('type')}) is in Stripe API version {version}, the portal "
-                f"reads {api_version}: set the endpoint's API version in Stripe to {api_version}")
+        return (
+            f"event {event.get('id')} ({event.get('type')}) is in Stripe API version {version}, the portal "
+            f"reads {api_version}: set the endpoint's API version in Stripe to {api_version}"
+        )
     if bool(event.get("livemode")) != livemode:
         mode, key = ("live", "test") if event.get("livemode") else ("test", "live")
         return f"event {event.get('id')} comes from Stripe's {mode} mode but the portal's API key is a {key} key"
@@ -90,9 +93,15 @@ def invoice_payment_reference(invoice: dict[str, Any]) -> str:
 
 def record(session: Session, event: dict[str, Any], *, now: datetime) -> ProcessorEvent | None:
     """Store the event; None when it was stored before (a redelivery)."""
-    stored = ProcessorEvent(provider=PROVIDER, event_id=str(event["id"]), type=str(event.get("type", ""))[:64],
-                            charge=charge_of(event)[:255], occurred_at=_when(event.get("created")),
-                            payload=event, received_at=now)
+    stored = ProcessorEvent(
+        provider=PROVIDER,
+        event_id=str(event["id"]),
+        type=str(event.get("type", ""))[:64],
+        charge=charge_of(event)[:255],
+        occurred_at=_when(event.get("created")),
+        payload=event,
+        received_at=now,
+    )
     session.add(stored)
     try:
         session.flush()
@@ -104,8 +113,7 @@ def record(session: Session, event: dict[str, Any], *, now: datetime) -> Process
     return stored
 
 
-def receive(session: Session, event: dict[str, Any], *, now: datetime, links: Links,
-            fees: Fees = NO_FEES) -> str:
+def receive(session: Session, event: dict[str, Any], *, now: datetime, links: Links, fees: Fees = NO_FEES) -> str:
     """Store and act on one verified event in the caller's transaction; say what was done."""
     stored = record(session, event, now=now)
     if stored is None:
@@ -139,14 +147,19 @@ def _act(session: Session, stored: ProcessorEvent, *, now: datetime, links: Link
     return outcome
 
 
-def _replay_waiting(session: Session, order_event: ProcessorEvent, *, now: datetime, links: Links,
-                    fees: Fees) -> str:
+def _replay_waiting(session: Session, order_event: ProcessorEvent, *, now: datetime, links: Links, fees: Fees) -> str:
     """The events that came before their charge's order, handled now in the order Stripe made them."""
-    waiting = session.scalars(select(ProcessorEvent).where(
-        ProcessorEvent.provider == PROVIDER, ProcessorEvent.charge == order_event.charge,
-        ProcessorEvent.processed_at.is_(None), ProcessorEvent.id != order_event.id,
-        ProcessorEvent.type.not_in(ORDER_EVENTS))
-        .order_by(ProcessorEvent.occurred_at, ProcessorEvent.id)).all()
+    waiting = session.scalars(
+        select(ProcessorEvent)
+        .where(
+            ProcessorEvent.provider == PROVIDER,
+            ProcessorEvent.charge == order_event.charge,
+            ProcessorEvent.processed_at.is_(None),
+            ProcessorEvent.id != order_event.id,
+            ProcessorEvent.type.not_in(ORDER_EVENTS),
+        )
+        .order_by(ProcessorEvent.occurred_at, ProcessorEvent.id)
+    ).all()
     for event in waiting:
         _act(session, event, now=now, links=links, fees=fees)
     return f"; {len(waiting)} waiting event(s) handled" if waiting else ""
@@ -180,13 +193,23 @@ def _order_row(kind: str, obj: dict[str, Any]) -> dict[str, str]:
         amount = str(Money.from_minor(int(minor), currency).amount) if minor is not None else ""
     except (TypeError, ValueError):
         amount = ""
-    return {"order_number": str(number or ""), "customer_email": str(email or ""),
-            "customer_name": str(name or metadata.get("customer_name") or (email or "").split("@")[0]),
-            "locale": metadata.get("locale", "en"), "product": str(product), "plan": str(plan), "amount": amount,
-            "currency": currency, "purchased_at": _when(paid_at).isoformat() if paid_at else "",
-            "period_start": start, "period_end": end, "payment_reference": str(reference or ""),
-            "channel": metadata.get("channel", "web"), "affiliate": metadata.get("affiliate", ""),
-            "affiliate_commission": metadata.get("affiliate_commission", "")}
+    return {
+        "order_number": str(number or ""),
+        "customer_email": str(email or ""),
+        "customer_name": str(name or metadata.get("customer_name") or (email or "").split("@")[0]),
+        "locale": metadata.get("locale", "en"),
+        "product": str(product),
+        "plan": str(plan),
+        "amount": amount,
+        "currency": currency,
+        "purchased_at": _when(paid_at).isoformat() if paid_at else "",
+        "period_start": start,
+        "period_end": end,
+        "payment_reference": str(reference or ""),
+        "channel": metadata.get("channel", "web"),
+        "affiliate": metadata.get("affiliate", ""),
+        "affiliate_commission": metadata.get("affiliate_commission", ""),
+    }
 
 
 def _interval(line: dict[str, Any]) -> str | None:
@@ -257,11 +280,17 @@ def _charge_refunded(session: Session, charge: dict[str, Any], *, now: datetime,
         return "waiting: no order for this charge yet"
     refunded = int(charge.get("amount_refunded") or 0)
     if refunded > order.amount_minor:
-        alerts.raise_alert(session, alerts.OVER_REFUND,
-                           f"Stripe has refunded {refunded} of charge {charge.get('id')} ({order.order_number}), "
-                           f"more than the {order.amount_minor} paid", now=now, order=order)
-    if (charge.get("refunded") or refunded >= order.amount_minor) \
-            and order.payment_status is not PaymentStatus.CHARGED_BACK:
+        alerts.raise_alert(
+            session,
+            alerts.OVER_REFUND,
+            f"Stripe has refunded {refunded} of charge {charge.get('id')} ({order.order_number}), "
+            f"more than the {order.amount_minor} paid",
+            now=now,
+            order=order,
+        )
+    if (
+        charge.get("refunded") or refunded >= order.amount_minor
+    ) and order.payment_status is not PaymentStatus.CHARGED_BACK:
         order.payment_status = PaymentStatus.REFUNDED
         return f"order {order.order_number} fully refunded"
     return f"order {order.order_number}: {refunded} refunded at Stripe"
@@ -274,9 +303,15 @@ def _ours(session: Session, refund: dict[str, Any]) -> Refund | None:
     reference = (refund.get("metadata") or {}).get("refund_request")
     if reference:
         # Our own refund whose answer was lost on the way back: the attempt still pending.
-        query = select(Refund).join(RefundRequest).where(
-            RefundRequest.reference == reference, Refund.status == RefundStatus.PENDING,
-            Refund.amount_minor == int(refund.get("amount") or 0))
+        query = (
+            select(Refund)
+            .join(RefundRequest)
+            .where(
+                RefundRequest.reference == reference,
+                Refund.status == RefundStatus.PENDING,
+                Refund.amount_minor == int(refund.get("amount") or 0),
+            )
+        )
         attempt = (refund.get("metadata") or {}).get("attempt")
         if attempt and str(attempt).isdigit():
             query = query.where(Refund.attempt == int(attempt))
@@ -296,8 +331,10 @@ def _reconcile_refund(session: Session, refund: dict[str, Any], *, now: datetime
         ours, beyond = _refund_from_stripe(session, order, refund, now=now, links=links)
         if beyond:
             _settle(session, ours, status, refund, now=now, links=links, fees=fees, quiet=True)
-            return (f"refund {refund['id']} is beyond what was paid for order {order.order_number}: "
-                    f"recorded {ours.status.value}, staff alerted")
+            return (
+                f"refund {refund['id']} is beyond what was paid for order {order.order_number}: "
+                f"recorded {ours.status.value}, staff alerted"
+            )
     else:
         payouts.lock_order(session, ours.order_id)
         session.refresh(ours)  # as it is now that no one else is changing it
@@ -305,8 +342,17 @@ def _reconcile_refund(session: Session, refund: dict[str, Any], *, now: datetime
     return _settle(session, ours, status, refund, now=now, links=links, fees=fees)
 
 
-def _settle(session: Session, ours: Refund, status: str, refund: dict[str, Any], *, now: datetime, links: Links, fees: Fees,
-            quiet: bool = False) -> str:
+def _settle(
+    session: Session,
+    ours: Refund,
+    status: str,
+    refund: dict[str, Any],
+    *,
+    now: datetime,
+    links: Links,
+    fees: Fees,
+    quiet: bool = False,
+) -> str:
     """Move our refund (and its request) by Stripe's status; ``quiet`` records money without a word to anyone
     but staff (a refund beyond what was paid)."""
     if ours.status is RefundStatus.FAILED:
@@ -319,8 +365,16 @@ def _settle(session: Session, ours: Refund, status: str, refund: dict[str, Any],
         if quiet:
             ours.status, ours.processor_status, ours.failure_reason = RefundStatus.FAILED, status, reason
             return f"refund {refund['id']} {status}"
-        payouts.failed(session, ours, reason or status, code=reason or status, status=status, actor=Actor.SYSTEM,
-                       now=now, links=links)
+        payouts.failed(
+            session,
+            ours,
+            reason or status,
+            code=reason or status,
+            status=status,
+            actor=Actor.SYSTEM,
+            now=now,
+            links=links,
+        )
         return f"refund {refund['id']} {status}" + (f" ({reason})" if reason else "")
     if status == "succeeded":
         if quiet:
@@ -338,8 +392,9 @@ def _settle(session: Session, ours: Refund, status: str, refund: dict[str, Any],
     return f"refund {refund['id']} {status}: not a status the portal knows, left for staff"
 
 
-def _refund_from_stripe(session: Session, order: Order, refund: dict[str, Any], *, now: datetime,
-                        links: Links) -> tuple[Refund, bool]:
+def _refund_from_stripe(
+    session: Session, order: Order, refund: dict[str, Any], *, now: datetime, links: Links
+) -> tuple[Refund, bool]:
     """A refund the portal did not make (Stripe's dashboard, or a second refund after a lost answer).
 
     Within what was paid, it is recorded on the order's open request (one is opened for the customer
@@ -348,27 +403,46 @@ def _refund_from_stripe(session: Session, order: Order, refund: dict[str, Any], 
     amount = int(refund.get("amount") or 0)
     left = payouts.remaining(session, order)
     beyond = amount > left.minor
-    request = session.scalar(select(RefundRequest).where(RefundRequest.order_id == order.id,
-                                                         RefundRequest.state.not_in(CLOSED_STATES)))
+    request = session.scalar(
+        select(RefundRequest).where(RefundRequest.order_id == order.id, RefundRequest.state.not_in(CLOSED_STATES))
+    )
     if beyond:
-        request = request or session.scalar(select(RefundRequest).where(RefundRequest.order_id == order.id)
-                                            .order_by(RefundRequest.id.desc()))
+        request = request or session.scalar(
+            select(RefundRequest).where(RefundRequest.order_id == order.id).order_by(RefundRequest.id.desc())
+        )
     if request is None:
-        request = open_on_behalf(session, order, actor=Actor.SYSTEM, locale=order.customer.locale,
-                                 amount_minor=amount, now=now, links=links)
-    found = Refund(refund_request=request, order=order, gateway=PROVIDER, status=RefundStatus.PENDING,
-                   amount_minor=amount, currency=order.currency, attempt=request.processing_attempt,
-                   idempotency_key=f"stripe-{refund['id']}", processor_reference=refund["id"],
-                   created_at=_when(refund.get("created")) if refund.get("created") else now)
+        request = open_on_behalf(
+            session, order, actor=Actor.SYSTEM, locale=order.customer.locale, amount_minor=amount, now=now, links=links
+        )
+    found = Refund(
+        refund_request=request,
+        order=order,
+        gateway=PROVIDER,
+        status=RefundStatus.PENDING,
+        amount_minor=amount,
+        currency=order.currency,
+        attempt=request.processing_attempt,
+        idempotency_key=f"stripe-{refund['id']}",
+        processor_reference=refund["id"],
+        created_at=_when(refund.get("created")) if refund.get("created") else now,
+    )
     session.add(found)
     session.flush()
     if beyond:
         metadata = refund.get("metadata") or {}
         alerts.raise_alert(
-            session, alerts.OVER_REFUND,
+            session,
+            alerts.OVER_REFUND,
             f"Stripe reports refund {refund['id']} of {_text(Money.from_minor(amount, order.currency))} on order "
             f"{order.order_number}, but only {_text(left)} of {_text(order.amount)} was left to refund"
-            + (f" (its metadata names {metadata.get('refund_request')} attempt {metadata.get('attempt')})"
-               if metadata.get("refund_request") else "") + ": a duplicate refund or a refund made twice",
-            now=now, request=request, order=order)
+            + (
+                f" (its metadata names {metadata.get('refund_request')} attempt {metadata.get('attempt')})"
+                if metadata.get("refund_request")
+                else ""
+            )
+            + ": a duplicate refund or a refund made twice",
+            now=now,
+            request=request,
+            order=order,
+        )
     return found, beyond

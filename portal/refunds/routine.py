@@ -6,6 +6,7 @@ A request waiting on the customer is closed once its information request has gon
 transition of its own (``close_unanswered``) by the system, with its own email in the customer's
 language. Nothing here commits or imports Flask.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -24,17 +25,28 @@ from portal.refunds.states import Action, InvalidTransition, transition
 def close_unanswered(session: Session, *, now: datetime, links: Links, after: timedelta = CLOSE_AFTER) -> int:
     """Close every request whose information request is unanswered ``after`` asking, reminder sent."""
     due = session.scalars(
-        select(InformationRequest).join(RefundRequest)
-        .where(InformationRequest.answered_at.is_(None), InformationRequest.reminder_sent_at.is_not(None),
-               InformationRequest.created_at <= now - after,
-               RefundRequest.state == RequestState.AWAITING_CUSTOMER)
-        .order_by(InformationRequest.id)).all()
+        select(InformationRequest)
+        .join(RefundRequest)
+        .where(
+            InformationRequest.answered_at.is_(None),
+            InformationRequest.reminder_sent_at.is_not(None),
+            InformationRequest.created_at <= now - after,
+            RefundRequest.state == RequestState.AWAITING_CUSTOMER,
+        )
+        .order_by(InformationRequest.id)
+    ).all()
     closed = 0
     for info in due:
         request = info.refund_request
         try:
-            transition(session, request, Action.CLOSE_UNANSWERED, actor=Actor.SYSTEM, now=now,
-                       note=f"no answer since {info.created_at.date().isoformat()}")
+            transition(
+                session,
+                request,
+                Action.CLOSE_UNANSWERED,
+                actor=Actor.SYSTEM,
+                now=now,
+                note=f"no answer since {info.created_at.date().isoformat()}",
+            )
         except InvalidTransition:
             continue  # answered or closed meanwhile
         notifications.closed_unanswered(session, request, links=links, asked_on=info.created_at.date())

@@ -6,6 +6,7 @@ cannot both succeed; it appends a status event in the caller's transaction and a
 change (``portal.refunds.lifecycle``) to whatever subscribes. :func:`open` is the first state of
 a new request, announced the same way.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -74,10 +75,13 @@ REFUSALS: dict[Action, str] = {
     Action.RETRY: N_("This request is “%(state)s”: its refund cannot be retried now."),
     Action.WITHDRAW: N_("This request is “%(state)s”: it can no longer be withdrawn."),
     Action.ACCEPT_OFFER: N_("This request is “%(state)s”: an offer can no longer be accepted for it."),
-    Action.RECORD_REFUND: N_("This request is “%(state)s”: a refund made in the payment processor cannot be "
-                             "recorded on it."),
-    Action.CLOSE_UNANSWERED: N_("This request is “%(state)s”: it is not waiting for the customer's answer, so it "
-                                "cannot be closed for the lack of one."),
+    Action.RECORD_REFUND: N_(
+        "This request is “%(state)s”: a refund made in the payment processor cannot be recorded on it."
+    ),
+    Action.CLOSE_UNANSWERED: N_(
+        "This request is “%(state)s”: it is not waiting for the customer's answer, so it "
+        "cannot be closed for the lack of one."
+    ),
 }
 
 
@@ -113,9 +117,19 @@ def awaiting_staff_since(target: S, actor: Actor, before: datetime | None, now: 
     return now if actor is Actor.STAFF else before
 
 
-def transition(session: Session, request: RefundRequest, action: Action, *, actor: Actor,
-               staff_user_id: int | None = None, note: str = "", amount_minor: int | None = None,
-               now: datetime | None = None, processor_status: str = "", failure_reason: str = "") -> StatusEvent:
+def transition(
+    session: Session,
+    request: RefundRequest,
+    action: Action,
+    *,
+    actor: Actor,
+    staff_user_id: int | None = None,
+    note: str = "",
+    amount_minor: int | None = None,
+    now: datetime | None = None,
+    processor_status: str = "",
+    failure_reason: str = "",
+) -> StatusEvent:
     """Move ``request`` by ``action`` or raise :class:`InvalidTransition` having changed nothing."""
     sources, target = TRANSITIONS[action]
     current = request.state
@@ -140,9 +154,18 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
         session.refresh(request, ["state"])
         raise InvalidTransition(request.state, action)
     session.refresh(request, ["state", "updated_at", "awaiting_staff_since", "first_staff_action_at", "resolved_at"])
-    event = StatusEvent(refund_request=request, actor=actor, staff_user_id=staff_user_id, created_at=now,
-                        from_state=current, to_state=target, amount_minor=amount_minor, note=note,
-                        processor_status=processor_status, failure_reason=failure_reason)
+    event = StatusEvent(
+        refund_request=request,
+        actor=actor,
+        staff_user_id=staff_user_id,
+        created_at=now,
+        from_state=current,
+        to_state=target,
+        amount_minor=amount_minor,
+        note=note,
+        processor_status=processor_status,
+        failure_reason=failure_reason,
+    )
     session.add(event)
     lifecycle.state_changed.send(session, request=request, before=current, after=target, event=event)
     for measure, column in (("first_action", "first_staff_action_at"), ("resolution", "resolved_at")):
@@ -151,29 +174,51 @@ def transition(session: Session, request: RefundRequest, action: Action, *, acto
     return event
 
 
-def record_progress(session: Session, request: RefundRequest, *, processor_status: str, now: datetime,
-                    amount_minor: int | None = None) -> StatusEvent:
+def record_progress(
+    session: Session, request: RefundRequest, *, processor_status: str, now: datetime, amount_minor: int | None = None
+) -> StatusEvent:
     """The processor's news about a refund in progress (pending, requires_action): the request keeps its
     state, and the timeline shows the news as an event that does not change it."""
-    event = StatusEvent(refund_request=request, actor=Actor.SYSTEM, created_at=now, from_state=request.state,
-                        to_state=request.state, amount_minor=amount_minor, processor_status=processor_status)
+    event = StatusEvent(
+        refund_request=request,
+        actor=Actor.SYSTEM,
+        created_at=now,
+        from_state=request.state,
+        to_state=request.state,
+        amount_minor=amount_minor,
+        processor_status=processor_status,
+    )
     session.add(event)
     session.flush()
     return event
 
 
-def open(session: Session, request: RefundRequest, *, actor: Actor, now: datetime,
-         amount_minor: int | None = None, signals: Sequence[str] = ()) -> StatusEvent:
+def open(
+    session: Session,
+    request: RefundRequest,
+    *,
+    actor: Actor,
+    now: datetime,
+    amount_minor: int | None = None,
+    signals: Sequence[str] = (),
+) -> StatusEvent:
     """Give a new request its first state (received) and first status event, and announce it.
 
     ``request`` is new (not yet flushed); ``signals`` are the fraud signals its filing raised.
     """
     request.state = S.RECEIVED
     request.awaiting_staff_since = now
-    event = StatusEvent(refund_request=request, actor=actor, created_at=now, from_state=None, to_state=S.RECEIVED,
-                        amount_minor=amount_minor)
+    event = StatusEvent(
+        refund_request=request,
+        actor=actor,
+        created_at=now,
+        from_state=None,
+        to_state=S.RECEIVED,
+        amount_minor=amount_minor,
+    )
     session.add_all([request, event])
     session.flush()
-    lifecycle.state_changed.send(session, request=request, before=None, after=S.RECEIVED, event=event,
-                                 signals=tuple(signals))
+    lifecycle.state_changed.send(
+        session, request=request, before=None, after=S.RECEIVED, event=event, signals=tuple(signals)
+    )
     return event

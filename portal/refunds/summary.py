@@ -5,6 +5,7 @@ amounts, and the policy decision. Loading ORM objects for that cost as much as d
 rendering together (the identity map and the row loaders are rebuilt for every query), so the
 page reads rows into frozen dataclasses. Anything that changes an order loads the ORM model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,11 +59,15 @@ REQUEST_FIELDS = tuple(RequestSummary.__dataclass_fields__)
 @cache
 def _statement() -> Select[*tuple[Any, ...]]:
     orders, requests = Order.__table__, RefundRequest.__table__
-    return (select(*(orders.c[name] for name in ORDER_FIELDS),
-                   *(requests.c[name].label(f"request_{name}") for name in REQUEST_FIELDS))
-            .outerjoin(requests, requests.c.order_id == orders.c.id)
-            .where(orders.c.order_number == bindparam("number"))
-            .order_by(requests.c.created_at, requests.c.id))
+    return (
+        select(
+            *(orders.c[name] for name in ORDER_FIELDS),
+            *(requests.c[name].label(f"request_{name}") for name in REQUEST_FIELDS),
+        )
+        .outerjoin(requests, requests.c.order_id == orders.c.id)
+        .where(orders.c.order_number == bindparam("number"))
+        .order_by(requests.c.created_at, requests.c.id)
+    )
 
 
 def order_summary(session: Session, order_number: str) -> OrderSummary | None:
@@ -70,6 +75,5 @@ def order_summary(session: Session, order_number: str) -> OrderSummary | None:
     if not rows:
         return None
     first = rows[0]
-    requests = tuple(RequestSummary(*row[len(ORDER_FIELDS):]) for row in rows
-                     if row[len(ORDER_FIELDS)] is not None)
+    requests = tuple(RequestSummary(*row[len(ORDER_FIELDS) :]) for row in rows if row[len(ORDER_FIELDS)] is not None)
     return OrderSummary(**dict(zip(ORDER_FIELDS, first, strict=False)), refund_requests=requests)

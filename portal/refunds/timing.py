@@ -1,4 +1,5 @@
 """Business-day arithmetic for the promises we make ("we decide within 2 business days")."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta

@@ -1,4 +1,5 @@
 """The staff console: the queue, each request, the outbox, the email gallery, staff accounts."""
+
 from flask import Blueprint
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")

@@ -5,6 +5,7 @@ each staff request looks it up, so signing out, a password or role change, deact
 "sign out everywhere" end every copy of a cookie at once. A session ends after
 ``PORTAL_STAFF_IDLE_MINUTES`` without activity and 12 hours after sign-in whatever happens.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,9 +40,17 @@ PENDING_SECONDS = 300
 # Checked against when the email is unknown, so a wrong address costs the same time as a wrong password.
 _DUMMY_HASH = hash_password("not-a-real-password")
 # Pages a signed-in person without the second factor their role needs may still reach.
-ENROLMENT_ENDPOINTS = {"staff.security", "staff.totp_begin", "staff.totp_confirm", "staff.passkey_options",
-                       "staff.passkey_register", "staff.logout", "staff.login", "staff.sign_out_everywhere",
-                       "staff.password_change"}
+ENROLMENT_ENDPOINTS = {
+    "staff.security",
+    "staff.totp_begin",
+    "staff.totp_confirm",
+    "staff.passkey_options",
+    "staff.passkey_register",
+    "staff.logout",
+    "staff.login",
+    "staff.sign_out_everywhere",
+    "staff.password_change",
+}
 
 login_manager.login_view = "staff.login"
 login_manager.login_message = None
@@ -88,8 +97,13 @@ def guard_staff_session():
         return redirect(url_for("staff.login", next=request.full_path))
     session[SEEN_KEY] = time.time()
     live = g.get("staff_session")
-    if (live is not None and live.mfa_at is None and request.endpoint not in ENROLMENT_ENDPOINTS
-            and request.endpoint != "static" and mfa.mfa_required(current_user, mfa_setting())):
+    if (
+        live is not None
+        and live.mfa_at is None
+        and request.endpoint not in ENROLMENT_ENDPOINTS
+        and request.endpoint != "static"
+        and mfa.mfa_required(current_user, mfa_setting())
+    ):
         flash(_("Your role needs a second factor: add an authenticator app or a passkey to continue."), "info")
         return redirect(url_for("staff.security"))
     return None
@@ -104,7 +118,9 @@ def roles_required(*roles: StaffRole):
             if not current_user.may(*roles):
                 abort(403)
             return view(*args, **kwargs)
+
         return wrapped
+
     return decorator
 
 
@@ -140,8 +156,9 @@ def _begin_session(user: StaffUser, *, with_mfa: bool) -> None:
     keep = {k: session[k] for k in ("locale",) if k in session}
     session.clear()
     session.update(keep)
-    session[SID_KEY] = sessions.start_session(db.session(), user, now=utcnow(), ip=client_ip(),
-                                              user_agent=request.user_agent.string, mfa=with_mfa)
+    session[SID_KEY] = sessions.start_session(
+        db.session(), user, now=utcnow(), ip=client_ip(), user_agent=request.user_agent.string, mfa=with_mfa
+    )
     user.last_login_at = utcnow()
     log(Event.SIGN_IN, actor=user, detail="with second factor" if with_mfa else "password only")
     db.session.commit()
@@ -196,8 +213,11 @@ def _pending_user() -> StaffUser | None:
 def relying_party() -> mfa.RelyingParty:
     """The portal's public address names the relying party, never the Host header a client sends."""
     base = urlsplit(current_app.config["BASE_URL"])
-    return mfa.RelyingParty(id=base.hostname or "localhost", origin=f"{base.scheme}://{base.netloc}",
-                            name=str(load_brand().get("company_name") or "Refund portal"))
+    return mfa.RelyingParty(
+        id=base.hostname or "localhost",
+        origin=f"{base.scheme}://{base.netloc}",
+        name=str(load_brand().get("company_name") or "Refund portal"),
+    )
 
 
 @bp.route("/login/second-factor", methods=["GET", "POST"])
@@ -220,8 +240,12 @@ def mfa_step():
         log(Event.MFA_FAILED, actor=user)
         db.session.commit()
         form.code.errors.append(_("That code is not right, or it was used already."))
-    return render_template("staff/mfa.html", form=form, totp=mfa.confirmed_totp(db.session(), user) is not None,
-                           passkeys=bool(mfa.credentials(db.session(), user))), (422 if form.errors else 200)
+    return render_template(
+        "staff/mfa.html",
+        form=form,
+        totp=mfa.confirmed_totp(db.session(), user) is not None,
+        passkeys=bool(mfa.credentials(db.session(), user)),
+    ), (422 if form.errors else 200)
 
 
 def _second_factor_given(user: StaffUser, *, as_json: bool = False):
@@ -246,8 +270,9 @@ def passkey_signin_options():
 def passkey_signin():
     user = _pending_user() or abort(403)
     challenge = bytes.fromhex(session.pop(CHALLENGE_KEY, ""))
-    if challenge and mfa.check_credential(db.session(), user, request.get_data(as_text=True), challenge,
-                                          relying_party(), now=utcnow()):
+    if challenge and mfa.check_credential(
+        db.session(), user, request.get_data(as_text=True), challenge, relying_party(), now=utcnow()
+    ):
         return _second_factor_given(user, as_json=True)
     log(Event.MFA_FAILED, actor=user, detail="passkey")
     db.session.commit()
@@ -280,13 +305,23 @@ def home():
 def forgot_password():
     form = ResetRequestForm()
     if form.validate_on_submit():
-        user = request_password_reset(db.session(), form.email.data, base_url=current_app.config["BASE_URL"],
-                                      locale=current_locale(), now=utcnow())
+        user = request_password_reset(
+            db.session(),
+            form.email.data,
+            base_url=current_app.config["BASE_URL"],
+            locale=current_locale(),
+            now=utcnow(),
+        )
         if user is not None:
             log(Event.PASSWORD_RESET_REQUESTED, actor=user)
         db.session.commit()
-        flash(_("If that address belongs to an active staff account, we have sent it a link to choose a new "
-                "password. The link works once, for 30 minutes."), "success")
+        flash(
+            _(
+                "If that address belongs to an active staff account, we have sent it a link to choose a new "
+                "password. The link works once, for 30 minutes."
+            ),
+            "success",
+        )
         return redirect(url_for("staff.login"), code=303)
     return render_template("staff/forgot.html", form=form), (422 if form.errors else 200)
 
@@ -314,8 +349,13 @@ def reset():
             if user is not None:
                 log(Event.PASSWORD_CHANGED, actor=user, detail="reset by email")
                 db.session.commit()
-                flash(_("Your password has been changed and every session of your account was signed out. "
-                        "Sign in with the new password."), "success")
+                flash(
+                    _(
+                        "Your password has been changed and every session of your account was signed out. "
+                        "Sign in with the new password."
+                    ),
+                    "success",
+                )
                 return redirect(url_for("staff.login"), code=303)
             valid = False
     return render_template("staff/reset.html", form=form, valid=valid), (422 if form.errors else 200)

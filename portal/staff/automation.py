@@ -1,5 +1,6 @@
 """The automation page: the rules in force (staff only, never customers), the admins' pause switch,
 what automation did, and the simulation of the rules in force or of a changed file before it is saved."""
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
@@ -36,17 +37,23 @@ MAX_RULES_BYTES = 200_000
 
 class SimulationForm(FlaskForm):
     since = DateField(_l("Requests filed since"), validators=[Optional()])
-    rules = TextAreaField(_l("Rules to try (TOML; leave empty for the rules in force)"),
-                          validators=[Optional(), Length(max=MAX_RULES_BYTES)], render_kw={"rows": 12})
+    rules = TextAreaField(
+        _l("Rules to try (TOML; leave empty for the rules in force)"),
+        validators=[Optional(), Length(max=MAX_RULES_BYTES)],
+        render_kw={"rows": 12},
+    )
     rules_file = FileField(_l("Or upload a rules file"))
 
 
 def _decisions(since: datetime) -> dict[str, int]:
     """Approvals and declines since ``since``, by rules (the system) and by people."""
     rows = db.session.execute(
-        select(StatusEvent.actor, func.count()).where(
-            StatusEvent.created_at >= since, StatusEvent.to_state.in_((RequestState.APPROVED, RequestState.DECLINED)))
-        .group_by(StatusEvent.actor)).all()
+        select(StatusEvent.actor, func.count())
+        .where(
+            StatusEvent.created_at >= since, StatusEvent.to_state.in_((RequestState.APPROVED, RequestState.DECLINED))
+        )
+        .group_by(StatusEvent.actor)
+    ).all()
     counts = {actor: n for actor, n in rows}
     return {"rules": counts.get(Actor.SYSTEM, 0), "people": counts.get(Actor.STAFF, 0)}
 
@@ -54,16 +61,34 @@ def _decisions(since: datetime) -> dict[str, int]:
 def _page(form: SimulationForm, result=None, pasted: bool = False, status: int = 200):
     switch = db.session.get(AutomationSwitch, 1)
     changed_by = db.session.get(StaffUser, switch.staff_user_id) if switch and switch.staff_user_id else None
-    counts = {status.value: n for status, n in db.session.execute(
-        select(AutomationAction.status, func.count()).group_by(AutomationAction.status))}
+    counts = {
+        status.value: n
+        for status, n in db.session.execute(
+            select(AutomationAction.status, func.count()).group_by(AutomationAction.status)
+        )
+    }
     recent = db.session.execute(
-        select(AutomationAction, RefundRequest.reference).join(RefundRequest)
-        .order_by(AutomationAction.id.desc()).limit(25)).all()
-    return render_template("staff/automation.html", rules=current_rules(), switch=switch, changed_by=changed_by,
-                           counts=counts, recent=recent, form=form, result=result, pasted=pasted,
-                           delay_minutes=int(delay().total_seconds() // 60),
-                           decisions=_decisions(utcnow() - timedelta(days=90)), action_form=ActionForm(),
-                           moment=moment, money=money), status
+        select(AutomationAction, RefundRequest.reference)
+        .join(RefundRequest)
+        .order_by(AutomationAction.id.desc())
+        .limit(25)
+    ).all()
+    return render_template(
+        "staff/automation.html",
+        rules=current_rules(),
+        switch=switch,
+        changed_by=changed_by,
+        counts=counts,
+        recent=recent,
+        form=form,
+        result=result,
+        pasted=pasted,
+        delay_minutes=int(delay().total_seconds() // 60),
+        decisions=_decisions(utcnow() - timedelta(days=90)),
+        action_form=ActionForm(),
+        moment=moment,
+        money=money,
+    ), status
 
 
 @bp.get("/automation")

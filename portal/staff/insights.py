@@ -1,4 +1,5 @@
 """The insights page and its CSV downloads: the same tables, so a download matches the page."""
+
 from __future__ import annotations
 
 import io
@@ -21,15 +22,25 @@ from portal.staff.views import ACTING
 from portal.web.extensions import db
 from portal.web.i18n import day, moment, money, number, percent
 
-SIGNALS = {"failed_lookups": N_("Failed lookups of the order number"),
-           "repeat_refunds": N_("Customer refunded in the last 365 days"),
-           "shared_document": N_("A document shared with another customer"),
-           "payment_status": N_("Order charged back or already refunded"),
-           "above_refundable": N_("Asked outside the policy (review)")}
-OUTCOMES = {"approved": N_("Approved"), "declined": N_("Declined"), "saved": N_("Resolved with an offer"),
-            "withdrawn": N_("Withdrawn"), "open": N_("Still open")}
-TIMINGS = {"acknowledge": N_("Time to acknowledge"), "first_action": N_("Time to first staff action"),
-           "resolution": N_("Time to resolution")}
+SIGNALS = {
+    "failed_lookups": N_("Failed lookups of the order number"),
+    "repeat_refunds": N_("Customer refunded in the last 365 days"),
+    "shared_document": N_("A document shared with another customer"),
+    "payment_status": N_("Order charged back or already refunded"),
+    "above_refundable": N_("Asked outside the policy (review)"),
+}
+OUTCOMES = {
+    "approved": N_("Approved"),
+    "declined": N_("Declined"),
+    "saved": N_("Resolved with an offer"),
+    "withdrawn": N_("Withdrawn"),
+    "open": N_("Still open"),
+}
+TIMINGS = {
+    "acknowledge": N_("Time to acknowledge"),
+    "first_action": N_("Time to first staff action"),
+    "resolution": N_("Time to resolution"),
+}
 
 
 def _range() -> tuple[date, date]:
@@ -38,6 +49,7 @@ def _range() -> tuple[date, date]:
             return date.fromisoformat(request.args.get(name, ""))
         except ValueError:
             return default
+
     today = utcnow().date()
     end = day("to", today)
     start = day("from", end - timedelta(days=89))
@@ -71,32 +83,65 @@ def tables(ins) -> dict[str, tuple[str, list[str], list[list[str]]]]:
     by = {(w, r): n for w, r, n in ins.reasons_weekly}
     decided = sum(ins.decisions.values())
     return {
-        "reasons": (_("Requests per reason per week"), [_("Week")] + [_(r.title) for r in Reason],
-                    [[day(date.fromisoformat(w))] + [str(by.get((w, r), 0)) for r in Reason]
-                     for w in weeks]),
-        "decisions": (_("Outcomes"), [_("Outcome"), _("Requests"), _("Share")],
-                      [[_(label), str(ins.decisions.get(key, 0)), _rate(ins.decisions.get(key, 0), decided)]
-                       for key, label in OUTCOMES.items()]),
-        "refunded": (_("Amounts refunded"), [_("Currency"), _("Refunds"), _("Amount")],
-                     [[currency, str(count), money(total)] for currency, count, total in ins.refunded]),
-        "timings": (_("Median times"), [_("Measure"), _("Median")],
-                    [[_(label), _duration(ins.timings.get(key))] for key, label in TIMINGS.items()]),
-        "refund_rate": (_("Refund rate per product and plan"), [_("Product"), _("Plan"), _("Orders"), _("Refunded"),
-                                                                 _("Refund rate")],
-                        [[product, _(Plan(plan).title), str(orders), str(refunds or 0), _rate(refunds or 0, orders)]
-                         for product, plan, orders, refunds in ins.refund_rate]),
-        "saved": (_("Saved with an alternative, by reason"), [_("Reason"), _("Requests"), _("Saved"), _("Saved rate")],
-                  [[_(reason.title), str(total), str(kept), _rate(kept, total)] for reason, total, kept in ins.saved]),
-        "signals": (_("Fraud signals"), [_("Signal"), _("Requests")],
-                    [[_(label), str(ins.signals.get(key, 0))] for key, label in SIGNALS.items()]),
-        "billing_errors": (_("Billing errors"), [_("Reference"), _("Filed"), _("State"), _("Amount requested"),
-                                                 _("Order")],
-                           [[ref, moment(when), _(state.title), money(amount), number]
-                            for ref, when, state, amount, number in ins.billing_error_list]),
-        "feedback": (_("Latest feedback"), [_("Date"), _("Rating"), _("Comment"), _("Reference")],
-                     [[moment(when), str(rating), comment, ref] for when, rating, comment, ref in ins.comments]),
-        "overdue": (_("Overdue requests"), [_("Reference"), _("Waiting since")],
-                    [[ref, moment(since)] for ref, since in ins.overdue_oldest]),
+        "reasons": (
+            _("Requests per reason per week"),
+            [_("Week")] + [_(r.title) for r in Reason],
+            [[day(date.fromisoformat(w))] + [str(by.get((w, r), 0)) for r in Reason] for w in weeks],
+        ),
+        "decisions": (
+            _("Outcomes"),
+            [_("Outcome"), _("Requests"), _("Share")],
+            [
+                [_(label), str(ins.decisions.get(key, 0)), _rate(ins.decisions.get(key, 0), decided)]
+                for key, label in OUTCOMES.items()
+            ],
+        ),
+        "refunded": (
+            _("Amounts refunded"),
+            [_("Currency"), _("Refunds"), _("Amount")],
+            [[currency, str(count), money(total)] for currency, count, total in ins.refunded],
+        ),
+        "timings": (
+            _("Median times"),
+            [_("Measure"), _("Median")],
+            [[_(label), _duration(ins.timings.get(key))] for key, label in TIMINGS.items()],
+        ),
+        "refund_rate": (
+            _("Refund rate per product and plan"),
+            [_("Product"), _("Plan"), _("Orders"), _("Refunded"), _("Refund rate")],
+            [
+                [product, _(Plan(plan).title), str(orders), str(refunds or 0), _rate(refunds or 0, orders)]
+                for product, plan, orders, refunds in ins.refund_rate
+            ],
+        ),
+        "saved": (
+            _("Saved with an alternative, by reason"),
+            [_("Reason"), _("Requests"), _("Saved"), _("Saved rate")],
+            [[_(reason.title), str(total), str(kept), _rate(kept, total)] for reason, total, kept in ins.saved],
+        ),
+        "signals": (
+            _("Fraud signals"),
+            [_("Signal"), _("Requests")],
+            [[_(label), str(ins.signals.get(key, 0))] for key, label in SIGNALS.items()],
+        ),
+        "billing_errors": (
+            _("Billing errors"),
+            [_("Reference"), _("Filed"), _("State"), _("Amount requested"), _("Order")],
+            [
+                [ref, moment(when), _(state.title), money(amount), number]
+                for ref, when, state, amount, number in ins.billing_error_list
+            ],
+        ),
+        "feedback": (
+            _("Latest feedback"),
+            [_("Date"), _("Rating"), _("Comment"), _("Reference")],
+            [[moment(when), str(rating), comment, ref] for when, rating, comment, ref in ins.comments],
+        ),
+        "overdue": (
+            _("Overdue requests"),
+            [_("Reference"), _("Waiting since")],
+            [[ref, moment(since)] for ref, since in ins.overdue_oldest],
+        ),
     }
 
 
@@ -115,14 +160,23 @@ def insights():
     title, headers, rows = all_tables["reasons"]
     weeks = weeks_between(start, end)
     series = [(headers[i + 1], [int(row[i + 1]) for row in rows]) for i in range(len(Reason))]
-    chart = stacked_bars(title, _("A bar per week from %(start)s to %(end)s; each colour is a reason. The table "
-                                  "below holds the same numbers.", start=day(start), end=day(end)),
-                         weeks, series)
+    chart = stacked_bars(
+        title,
+        _(
+            "A bar per week from %(start)s to %(end)s; each colour is a reason. The table "
+            "below holds the same numbers.",
+            start=day(start),
+            end=day(end),
+        ),
+        weeks,
+        series,
+    )
     begin = datetime.combine(start, time.min, tzinfo=UTC)
     finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
     made = decision_rollups.decisions(db.session(), begin, finish)
-    return render_template("staff/insights.html", ins=ins, tables=all_tables, chart=chart, start=start, end=end,
-                           rate=_rate, made=made)
+    return render_template(
+        "staff/insights.html", ins=ins, tables=all_tables, chart=chart, start=start, end=end, rate=_rate, made=made
+    )
 
 
 @bp.get("/insights.csv")

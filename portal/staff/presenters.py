@@ -1,4 +1,5 @@
 """What the staff pages show, put into the reader's words and formats."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,8 +38,9 @@ TITLED = (Plan, Channel, PaymentStatus, Reason, RequestState)
 
 
 def _params(params: dict[str, object]) -> dict[str, object]:
-    return {k: money(v) if isinstance(v, Money) else (_(v.title) if isinstance(v, TITLED) else v)
-            for k, v in params.items()}
+    return {
+        k: money(v) if isinstance(v, Money) else (_(v.title) if isinstance(v, TITLED) else v) for k, v in params.items()
+    }
 
 
 @dataclass
@@ -133,54 +135,112 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
     now = utcnow()
     policy = current_policy()
     order = request.order
-    other_orders = list(session.scalars(select(Order).where(Order.customer_id == order.customer_id,
-                                                            Order.id != order.id)
-                                        .order_by(Order.purchased_at.desc())))
-    refunds = list(session.scalars(select(Refund).join(Order, Refund.order_id == Order.id)
-                                   .where(Order.customer_id == order.customer_id).order_by(Refund.id.desc())))
+    other_orders = list(
+        session.scalars(
+            select(Order)
+            .where(Order.customer_id == order.customer_id, Order.id != order.id)
+            .order_by(Order.purchased_at.desc())
+        )
+    )
+    refunds = list(
+        session.scalars(
+            select(Refund)
+            .join(Order, Refund.order_id == Order.id)
+            .where(Order.customer_id == order.customer_id)
+            .order_by(Refund.id.desc())
+        )
+    )
     current = filing.decide(session, order, policy, now, request.reason)
     staff_names: dict[int | None, str] = {u.id: u.name or u.email for u in session.scalars(select(StaffUser))}
-    timeline = [{"when": moment(e.created_at), "iso": e.created_at.isoformat(),
-                 "from": _(e.from_state.title) if e.from_state else "", "to": _(e.to_state.title),
-                 "who": staff_names.get(e.staff_user_id) or _(ACTORS[e.actor]),
-                 "amount": money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else "",
-                 "note": _staff_note(e)} for e in request.events]
+    timeline = [
+        {
+            "when": moment(e.created_at),
+            "iso": e.created_at.isoformat(),
+            "from": _(e.from_state.title) if e.from_state else "",
+            "to": _(e.to_state.title),
+            "who": staff_names.get(e.staff_user_id) or _(ACTORS[e.actor]),
+            "amount": money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else "",
+            "note": _staff_note(e),
+        }
+        for e in request.events
+    ]
     for entry, e in zip(timeline, request.events, strict=True):
         if e.processor_status in PROGRESS_TITLES and e.from_state is e.to_state:
             entry["to"] = _(PROGRESS_TITLES[e.processor_status])
-    emails = session.scalars(select(InboundMessage).where(InboundMessage.refund_request_id == request.id,
-                                                          InboundMessage.kind == "reply")).all()
-    timeline += [{"when": moment(m.received_at), "iso": m.received_at.isoformat(), "from": "",
-                  "to": _("Email from the customer"), "who": m.sender, "amount": "", "note": m.text,
-                  "refused": [_(a["problem"], name=a.get("name", ""), **{k: v for k, v in a.items()
-                                                                         if k not in ("problem", "name")})
-                              for a in m.refused_attachments]} for m in emails]
+    emails = session.scalars(
+        select(InboundMessage).where(InboundMessage.refund_request_id == request.id, InboundMessage.kind == "reply")
+    ).all()
+    timeline += [
+        {
+            "when": moment(m.received_at),
+            "iso": m.received_at.isoformat(),
+            "from": "",
+            "to": _("Email from the customer"),
+            "who": m.sender,
+            "amount": "",
+            "note": m.text,
+            "refused": [
+                _(a["problem"], name=a.get("name", ""), **{k: v for k, v in a.items() if k not in ("problem", "name")})
+                for a in m.refused_attachments
+            ],
+        }
+        for m in emails
+    ]
     timeline.sort(key=lambda entry: entry["iso"])
     customer = order.customer
-    undeliverable = ({"when": moment(customer.email_undeliverable_at), "reason": customer.email_undeliverable_reason}
-                     if customer.email_undeliverable_at else None)
-    notes = [{"when": moment(n.created_at), "who": staff_names.get(n.staff_user_id, ""), "text": n.text}
-             for n in request.notes]
-    infos = [{"when": moment(i.created_at), "items": [label(item) for item in i.items],
-              "message": i.message, "answer": i.answer, "answered": moment(i.answered_at) if i.answered_at else "",
-              "reminded": moment(i.reminder_sent_at) if i.reminder_sent_at else ""}
-             for i in request.information_requests]
+    undeliverable = (
+        {"when": moment(customer.email_undeliverable_at), "reason": customer.email_undeliverable_reason}
+        if customer.email_undeliverable_at
+        else None
+    )
+    notes = [
+        {"when": moment(n.created_at), "who": staff_names.get(n.staff_user_id, ""), "text": n.text}
+        for n in request.notes
+    ]
+    infos = [
+        {
+            "when": moment(i.created_at),
+            "items": [label(item) for item in i.items],
+            "message": i.message,
+            "answer": i.answer,
+            "answered": moment(i.answered_at) if i.answered_at else "",
+            "reminded": moment(i.reminder_sent_at) if i.reminder_sent_at else "",
+        }
+        for i in request.information_requests
+    ]
     signals = [translated(s.message, **_params(s.params)) for s in fraud_signals(session, request, now=now)]
     acting = user.may(StaffRole.AGENT, StaffRole.ADMIN)
-    actions = {a.value for a in Action if acting and allowed(request.state, a)
-               and a in (Action.ASK_INFO, Action.START_REVIEW, Action.APPROVE, Action.DECLINE, Action.RETRY)}
+    actions = {
+        a.value
+        for a in Action
+        if acting
+        and allowed(request.state, a)
+        and a in (Action.ASK_INFO, Action.START_REVIEW, Action.APPROVE, Action.DECLINE, Action.RETRY)
+    }
     if acting and request.state is RequestState.APPROVED:
         actions.add("process")
     if acting:
         actions.add("note")
     clause_choices, offer_choices = decline_choices(order, locale)
     return RequestPage(
-        request=request, order=order, other_orders=other_orders, refunds=refunds,
+        request=request,
+        order=order,
+        other_orders=other_orders,
+        refunds=refunds,
         at_filing=decision_view(request.decision_at_filing, _("When filed"), locale),
         now=decision_view(current, _("Today"), locale),
         policy_amount=decisions.policy_amount(session, request, policy, now),
-        remaining=payouts.remaining(session, order), signals=signals, timeline=timeline, notes=notes,
-        info_requests=infos, undeliverable=undeliverable, actions=actions, clause_choices=clause_choices,
+        remaining=payouts.remaining(session, order),
+        signals=signals,
+        timeline=timeline,
+        notes=notes,
+        info_requests=infos,
+        undeliverable=undeliverable,
+        actions=actions,
+        clause_choices=clause_choices,
         offer_choices=offer_choices,
-        alerts=[{"when": moment(a.created_at), "kind": a.kind, "message": a.message}
-                for a in alerts.open_alerts(session, request=request)])
+        alerts=[
+            {"when": moment(a.created_at), "kind": a.kind, "message": a.message}
+            for a in alerts.open_alerts(session, request=request)
+        ],
+    )

@@ -1,4 +1,5 @@
 """Each staff member's own security page (second factors, password, sessions) and the admins' security log."""
+
 from __future__ import annotations
 
 import io
@@ -66,13 +67,19 @@ def _page(status: int = 200, **forms):
     user = current_user._get_current_object()
     pending_totp = session.get("staff_totp_setup")
     return render_template(
-        "staff/security.html", totp=mfa.confirmed_totp(db.session(), user) is not None,
-        passkeys=mfa.credentials(db.session(), user), codes_left=mfa.recovery_codes_left(db.session(), user),
-        new_codes=session.pop(NEW_CODES_KEY, None), pending_totp=pending_totp,
+        "staff/security.html",
+        totp=mfa.confirmed_totp(db.session(), user) is not None,
+        passkeys=mfa.credentials(db.session(), user),
+        codes_left=mfa.recovery_codes_left(db.session(), user),
+        new_codes=session.pop(NEW_CODES_KEY, None),
+        pending_totp=pending_totp,
         live=sessions.live_sessions(db.session(), user, now=utcnow()),
         required=mfa.mfa_required(user, current_app.config["STAFF_MFA"]),
-        action_form=ActionForm(), code_form=forms.get("code_form") or CodeForm(),
-        password_form=forms.get("password_form") or PasswordChangeForm(), moment=moment), status
+        action_form=ActionForm(),
+        code_form=forms.get("code_form") or CodeForm(),
+        password_form=forms.get("password_form") or PasswordChangeForm(),
+        moment=moment,
+    ), status
 
 
 @bp.get("/security")
@@ -153,8 +160,15 @@ def passkey_register():
     try:
         if not challenge:
             raise mfa.PasskeyError("no challenge")
-        mfa.register_credential(db.session(), current_user, json.dumps(payload), challenge, relying_party(),
-                                name=name or _("Passkey"), now=utcnow())
+        mfa.register_credential(
+            db.session(),
+            current_user,
+            json.dumps(payload),
+            challenge,
+            relying_party(),
+            name=name or _("Passkey"),
+            now=utcnow(),
+        )
     except mfa.PasskeyError:
         return jsonify(error=_("The passkey could not be added. Try again.")), 422
     first = not session.get(NEW_CODES_KEY) and mfa.recovery_codes_left(db.session(), current_user) == 0
@@ -243,8 +257,16 @@ def security_log_csv():
     writer = csv_writer(out)
     writer.writerow(["time", "event", "email", "actor", "ip", "detail"])
     for event in events:
-        writer.writerow([event.created_at.isoformat(), event.kind, event.email,
-                         event.actor.email if event.actor else "", event.ip, event.detail])
+        writer.writerow(
+            [
+                event.created_at.isoformat(),
+                event.kind,
+                event.email,
+                event.actor.email if event.actor else "",
+                event.ip,
+                event.detail,
+            ]
+        )
     log(Event.EXPORT, detail="security log")
     db.session.commit()
     response = Response(out.getvalue(), mimetype="text/csv")

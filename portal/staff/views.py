@@ -1,4 +1,5 @@
 """Staff pages: each route parses its input, calls one domain function and renders."""
+
 from __future__ import annotations
 
 import tempfile
@@ -52,14 +53,19 @@ from portal.web.storage import download, storage
 ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
 KIT_READERS = (StaffRole.MARKETING, StaffRole.ADMIN)
 # Documents and email previews are shown in a frame of our own page, with nothing allowed to run.
-SANDBOXED = {"frame_options": "SAMEORIGIN",
-             "content_security_policy": {"default-src": "'none'", "img-src": "'self' data: https: http:",
-                                         "style-src": "'unsafe-inline'", "sandbox": ""}}
+SANDBOXED = {
+    "frame_options": "SAMEORIGIN",
+    "content_security_policy": {
+        "default-src": "'none'",
+        "img-src": "'self' data: https: http:",
+        "style-src": "'unsafe-inline'",
+        "sandbox": "",
+    },
+}
 
 
 def staff() -> acting.Staff:
-    return acting.Staff(user=current_user._get_current_object(), now=utcnow(), links=links(),
-                          policy=current_policy())
+    return acting.Staff(user=current_user._get_current_object(), now=utcnow(), links=links(), policy=current_policy())
 
 
 def owned(reference: str) -> RefundRequest:
@@ -83,16 +89,31 @@ def _enum(kind, value):
 @roles_required(*ACTING)
 def queue():
     args = request.args
-    f = QueueFilter(state=_enum(RequestState, args.get("state")), reason=_enum(Reason, args.get("reason")),
-                    locale=args.get("locale") if args.get("locale") in LOCALES else None,
-                    channel=_enum(Channel, args.get("channel")), overdue=args.get("overdue") == "1",
-                    search=args.get("q", "")[:320])
+    f = QueueFilter(
+        state=_enum(RequestState, args.get("state")),
+        reason=_enum(Reason, args.get("reason")),
+        locale=args.get("locale") if args.get("locale") in LOCALES else None,
+        channel=_enum(Channel, args.get("channel")),
+        overdue=args.get("overdue") == "1",
+        search=args.get("q", "")[:320],
+    )
     now = utcnow()
     page = queue_page(db.session(), f, now=now, cursor=args.get("after"))
     kept = {k: v for k, v in args.items() if k != "after"}
     next_url = url_for("staff.queue", after=page.next_cursor, **kept) if page.next_cursor else None
-    return render_template("staff/queue.html", page=page, f=f, now=now, money=money, moment=moment, next_url=next_url,
-                           states=list(RequestState), reasons=list(Reason), channels=list(Channel), locales=LOCALES)
+    return render_template(
+        "staff/queue.html",
+        page=page,
+        f=f,
+        now=now,
+        money=money,
+        moment=moment,
+        next_url=next_url,
+        states=list(RequestState),
+        reasons=list(Reason),
+        channels=list(Channel),
+        locales=LOCALES,
+    )
 
 
 # -- one request ----------------------------------------------------------------------------------
@@ -105,14 +126,23 @@ def _render_request(found: RefundRequest, status: int = 200, **forms):
     decline_form.offer.choices = [SelectChoice(v, label) for v, label in view.offer_choices]
     approve_form = forms.get("approve_form") or ApproveForm()
     if not approve_form.amount.data:
-        prefill = min(found.amount_requested, view.policy_amount) if view.policy_amount.minor else \
-            found.amount_requested
+        prefill = (
+            min(found.amount_requested, view.policy_amount) if view.policy_amount.minor else found.amount_requested
+        )
         approve_form.amount.data = str(prefill.amount)
-    return render_template("staff/request.html", view=view, r=found, approve_form=approve_form,
-                           decline_form=decline_form, ask_form=forms.get("ask_form") or AskForm(),
-                           process_form=forms.get("process_form") or ProcessForm(),
-                           note_form=forms.get("note_form") or NoteForm(), action_form=ActionForm(),
-                           gateway=current_app.config["PAYMENT_GATEWAY"], refund_line=refund_line), status
+    return render_template(
+        "staff/request.html",
+        view=view,
+        r=found,
+        approve_form=approve_form,
+        decline_form=decline_form,
+        ask_form=forms.get("ask_form") or AskForm(),
+        process_form=forms.get("process_form") or ProcessForm(),
+        note_form=forms.get("note_form") or NoteForm(),
+        action_form=ActionForm(),
+        gateway=current_app.config["PAYMENT_GATEWAY"],
+        refund_line=refund_line,
+    ), status
 
 
 def _refused(found: RefundRequest, form, error: acting.WorkflowError, form_name: str):
@@ -146,9 +176,15 @@ def request_ask(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, ask_form=form)
     try:
-        decisions.ask_for_information(db.session(), found, staff(), questions=form.questions.data or [],
-                                     documents=form.documents.data or [], custom=form.custom.data or "",
-                                     message=form.message.data or "")
+        decisions.ask_for_information(
+            db.session(),
+            found,
+            staff(),
+            questions=form.questions.data or [],
+            documents=form.documents.data or [],
+            custom=form.custom.data or "",
+            message=form.message.data or "",
+        )
     except acting.WorkflowError as error:
         return _refused(found, form, error, "ask_form")
     return _done(found, _("The customer has been asked; the request waits for their answer."))
@@ -176,8 +212,14 @@ def request_approve(reference: str):
         add_error(form.amount, _("Enter an amount such as 12.50."))
         return _render_request(found, 422, approve_form=form)
     try:
-        decisions.approve(db.session(), found, staff(), amount=amount, note=form.note.data or "",
-                         override_reason=form.override_reason.data or "")
+        decisions.approve(
+            db.session(),
+            found,
+            staff(),
+            amount=amount,
+            note=form.note.data or "",
+            override_reason=form.override_reason.data or "",
+        )
     except acting.WorkflowError as error:
         return _refused(found, form, error, "approve_form")
     return _done(found, _("Approved: %(amount)s. The customer has been told.", amount=money(amount)))
@@ -193,8 +235,14 @@ def request_decline(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, decline_form=form)
     try:
-        decisions.decline(db.session(), found, staff(), clause_id=form.clause.data, offer_id=form.offer.data or "",
-                         note=form.note.data or "")
+        decisions.decline(
+            db.session(),
+            found,
+            staff(),
+            clause_id=form.clause.data,
+            offer_id=form.offer.data or "",
+            note=form.note.data or "",
+        )
     except acting.WorkflowError as error:
         return _refused(found, form, error, "decline_form")
     return _done(found, _("Declined. The customer has been told, with the clause and the alternative."))
@@ -207,36 +255,60 @@ def request_process(reference: str):
     if not form.validate_on_submit():
         return _render_request(found, 422, process_form=form)
     try:
-        refund = payouts.process_refund(db.session(), found.id, staff(), current_gateway(),
-                                         reference=form.reference.data or "", fees=current_fees())
+        refund = payouts.process_refund(
+            db.session(), found.id, staff(), current_gateway(), reference=form.reference.data or "", fees=current_fees()
+        )
     except acting.WorkflowError as error:
         return _refused(found, form, error, "process_form")
     except payouts.GatewayProblem as error:
         db.session.commit()  # keep the pending attempt and its idempotency key for the retry
-        flash(_("The payment processor did not answer (%(problem)s). Nothing was refunded twice: try again "
-                "and the processor is asked first whether the refund exists.", problem=str(error)), "error")
+        flash(
+            _(
+                "The payment processor did not answer (%(problem)s). Nothing was refunded twice: try again "
+                "and the processor is asked first whether the refund exists.",
+                problem=str(error),
+            ),
+            "error",
+        )
         return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
     except payouts.ProcessorRefused as error:
         db.session.commit()  # the ended attempt and the staff alert
-        flash(_("The payment processor refused the portal's request (%(problem)s). Nothing was refunded and the "
+        flash(
+            _(
+                "The payment processor refused the portal's request (%(problem)s). Nothing was refunded and the "
                 "customer was not told; the request stays approved until the setup is fixed.",
-                problem=str(error)), "error")
+                problem=str(error),
+            ),
+            "error",
+        )
         return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
     db.session.commit()
     if refund.status.value == "pending" and refund.processor_status == "requires_action":
-        flash(_("The processor accepted the refund but needs the customer to act (for example, to give bank "
+        flash(
+            _(
+                "The processor accepted the refund but needs the customer to act (for example, to give bank "
                 "details); the customer has been shown what to do. The request becomes refunded once the "
-                "processor confirms."), "success")
+                "processor confirms."
+            ),
+            "success",
+        )
         return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
     if refund.status.value == "pending":
-        flash(_("The processor accepted the refund and is completing it. The request becomes refunded as soon as "
-                "the processor confirms."), "success")
+        flash(
+            _(
+                "The processor accepted the refund and is completing it. The request becomes refunded as soon as "
+                "the processor confirms."
+            ),
+            "success",
+        )
         return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
     if refund.status.value == "failed":
         flash(_("The processor refused the refund: %(problem)s", problem=refund.processor_message), "error")
         return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
-    return _done(found, _("Refunded: %(amount)s (reference %(ref)s).", amount=money(refund.amount),
-                          ref=refund.processor_reference))
+    return _done(
+        found,
+        _("Refunded: %(amount)s (reference %(ref)s).", amount=money(refund.amount), ref=refund.processor_reference),
+    )
 
 
 @bp.post("/requests/<reference>/retry")
@@ -272,8 +344,13 @@ def document_download(document_id: int):
     document = db.session.get(Document, document_id) or abort(404)
     log(Event.DOCUMENT_DOWNLOADED, detail=f"{document.refund_request.reference} {document.original_name}"[:500])
     db.session.commit()
-    return download(document_key(document.stored_name), sha256=document.sha256, size=document.size,
-                    filename=document.original_name, mimetype=document.content_type)
+    return download(
+        document_key(document.stored_name),
+        sha256=document.sha256,
+        size=document.size,
+        filename=document.original_name,
+        mimetype=document.content_type,
+    )
 
 
 @bp.get("/documents/<int:document_id>/view")
@@ -282,8 +359,14 @@ def document_view(document_id: int):
     document = db.session.get(Document, document_id) or abort(404)
     log(Event.DOCUMENT_DOWNLOADED, detail=f"viewed {document.refund_request.reference} {document.original_name}"[:500])
     db.session.commit()
-    return download(document_key(document.stored_name), sha256=document.sha256, size=document.size,
-                    filename=document.original_name, mimetype=document.content_type, as_attachment=False)
+    return download(
+        document_key(document.stored_name),
+        sha256=document.sha256,
+        size=document.size,
+        filename=document.original_name,
+        mimetype=document.content_type,
+        as_attachment=False,
+    )
 
 
 document_view.talisman_view_options = SANDBOXED
@@ -299,8 +382,14 @@ def outbox():
     query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200)
     if status:
         query = query.where(OutboxMessage.status == status)
-    return render_template("staff/outbox.html", messages=list(db.session.scalars(query)), status=status,
-                           statuses=list(OutboxStatus), form=ActionForm(), moment=moment)
+    return render_template(
+        "staff/outbox.html",
+        messages=list(db.session.scalars(query)),
+        status=status,
+        statuses=list(OutboxStatus),
+        form=ActionForm(),
+        moment=moment,
+    )
 
 
 @bp.post("/outbox/<int:message_id>/resend")
@@ -322,8 +411,10 @@ def outbox_resend(message_id: int):
 @roles_required(*KIT_READERS)
 def emails():
     kit = email_kit()
-    gallery = [(message, kit.spec(message), [(locale, kit.render_sample(message, locale)) for locale in LOCALES])
-               for message in kit.messages]
+    gallery = [
+        (message, kit.spec(message), [(locale, kit.render_sample(message, locale)) for locale in LOCALES])
+        for message in kit.messages
+    ]
     form = TestSendForm()
     form.message.choices = [SelectChoice(m, m) for m in kit.messages]
     return render_template("staff/emails.html", gallery=gallery, form=form)
@@ -350,11 +441,19 @@ def email_test_send():
     if not form.validate_on_submit():
         flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
         return redirect(url_for("staff.emails"), code=303)
-    queue_email(db.session(), form.message.data, form.email.data, form.locale.data,
-                kit.spec(form.message.data).samples(), domain=links().domain)
+    queue_email(
+        db.session(),
+        form.message.data,
+        form.email.data,
+        form.locale.data,
+        kit.spec(form.message.data).samples(),
+        domain=links().domain,
+    )
     db.session.commit()
-    flash(_("A test of “%(message)s” is on its way to %(email)s.", message=form.message.data, email=form.email.data),
-          "success")
+    flash(
+        _("A test of “%(message)s” is on its way to %(email)s.", message=form.message.data, email=form.email.data),
+        "success",
+    )
     return redirect(url_for("staff.emails"), code=303)
 
 
@@ -367,8 +466,9 @@ def users():
     form = StaffForm()
     if form.validate_on_submit():
         try:
-            created = create_staff(db.session(), form.email.data, StaffRole(form.role.data), form.password.data,
-                                   form.name.data or "")
+            created = create_staff(
+                db.session(), form.email.data, StaffRole(form.role.data), form.password.data, form.name.data or ""
+            )
         except AccountError as error:
             add_error(getattr(form, error.field), _(error.message))
         else:
@@ -377,8 +477,15 @@ def users():
             flash(_("Account created for %(email)s.", email=created.email), "success")
             return redirect(url_for("staff.users"), code=303)
     people = list(db.session.scalars(select(StaffUser).order_by(StaffUser.email)))
-    return render_template("staff/users.html", form=form, people=people, action_form=ActionForm(),
-                           role_form=RoleForm(), roles=[r.value for r in StaffRole], moment=moment), (422 if form.errors else 200)
+    return render_template(
+        "staff/users.html",
+        form=form,
+        people=people,
+        action_form=ActionForm(),
+        role_form=RoleForm(),
+        roles=[r.value for r in StaffRole],
+        moment=moment,
+    ), (422 if form.errors else 200)
 
 
 @bp.post("/users/<int:user_id>/active")
@@ -409,8 +516,10 @@ def user_role(user_id: int):
         log(Event.ROLE_CHANGED, subject=user, detail=f"{user.role.value} -> {form.role.data}")
         set_role(db.session(), user, StaffRole(form.role.data), now=utcnow())
         db.session.commit()
-        flash(_("%(email)s is now %(role)s; their sessions were signed out.", email=user.email,
-                role=form.role.data), "success")
+        flash(
+            _("%(email)s is now %(role)s; their sessions were signed out.", email=user.email, role=form.role.data),
+            "success",
+        )
     return redirect(url_for("staff.users"), code=303)
 
 
@@ -435,20 +544,22 @@ def customers():
         log(Event.EXPORT, detail=f"customer {customer.id}")
         db.session.commit()
         archive.seek(0)
-        return send_file(archive, mimetype="application/zip", as_attachment=True,
-                         download_name=f"customer-{customer.id}.zip")
+        return send_file(
+            archive, mimetype="application/zip", as_attachment=True, download_name=f"customer-{customer.id}.zip"
+        )
     if request.form.get("action") == "erase":
         if (form.confirm.data or "").strip().lower() != customer.email_normalized:
             form.confirm.errors.append(_("Type the customer's email address again to confirm the erasure."))
             return render_template("staff/customers.html", form=form), 422
-        report = privacy.erase_customer(db.session(), storage(), customer, now=utcnow(), actor=actor,
-                                        domain=request.host.split(":", 1)[0])
-        report.steps.append(f"{inbound_privacy.erase_replies(db.session(), customer)} email(s) from the customer "
-                            "cleared")
+        report = privacy.erase_customer(
+            db.session(), storage(), customer, now=utcnow(), actor=actor, domain=request.host.split(":", 1)[0]
+        )
+        report.steps.append(
+            f"{inbound_privacy.erase_replies(db.session(), customer)} email(s) from the customer cleared"
+        )
         log(Event.CUSTOMER_ERASED, detail=f"customer {report.customer_id}: " + "; ".join(report.steps))
         db.session.commit()
-        flash(_("The customer's personal data and documents were erased; their financial records are kept."),
-              "success")
+        flash(_("The customer's personal data and documents were erased; their financial records are kept."), "success")
         current_app.logger.info("erasure of customer %s: %s", report.customer_id, "; ".join(report.steps))
         return redirect(url_for("staff.customers"), code=303)
     abort(400)
@@ -464,17 +575,30 @@ def webhooks():
     created = None
     if form.validate_on_submit():
         try:
-            created = outgoing.subscribe(db.session(), form.url.data, form.description.data or "",
-                                         created_by=current_user.id, now=utcnow(),
-                                         require_https=current_app.config["ENV"] == "production")
+            created = outgoing.subscribe(
+                db.session(),
+                form.url.data,
+                form.description.data or "",
+                created_by=current_user.id,
+                now=utcnow(),
+                require_https=current_app.config["ENV"] == "production",
+            )
             db.session.commit()
         except outgoing.SubscriptionError as error:
             add_error(form.url, _(error.message))
     endpoints = list(db.session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id.desc())))
     events = list(db.session.scalars(select(ProcessorEvent).order_by(ProcessorEvent.id.desc()).limit(100)))
     # The secret is shown once, on the answer to the form that made it.
-    return render_template("staff/webhooks.html", alerts=alerts.open_alerts(db.session), form=form, endpoints=endpoints, created=created, events=events,
-                           action_form=ActionForm(), moment=moment), (422 if form.errors else 200)
+    return render_template(
+        "staff/webhooks.html",
+        alerts=alerts.open_alerts(db.session),
+        form=form,
+        endpoints=endpoints,
+        created=created,
+        events=events,
+        action_form=ActionForm(),
+        moment=moment,
+    ), (422 if form.errors else 200)
 
 
 @bp.post("/webhooks/<int:subscription_id>/deactivate")

@@ -6,6 +6,7 @@ its email) is committed before the gateway is called, so processing takes the or
 clean transaction exactly as a staff member's click does. Used by ``portal automation run`` and by
 the worker loop (``portal outbox send --watch``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,8 +54,10 @@ class Round:
     def describe(self) -> str:
         if self.paused:
             return "automation is paused"
-        text = (f"looked at {self.queued + self.left_for_staff} new request(s): {self.queued} queued, "
-                f"{self.left_for_staff} left for staff; approved {len(self.approved)}, refunded {len(self.refunded)}")
+        text = (
+            f"looked at {self.queued + self.left_for_staff} new request(s): {self.queued} queued, "
+            f"{self.left_for_staff} left for staff; approved {len(self.approved)}, refunded {len(self.refunded)}"
+        )
         return text + "".join(f"\n  {p}" for p in self.problems)
 
 
@@ -82,8 +85,9 @@ def run_round(now: datetime | None = None) -> Round:
         if gateway.name == "manual":
             continue  # nothing can be sent for a manual gateway: staff refund and record the reference
         try:
-            refund = payouts.send_refund(session(), request.id, gateway, actor=Actor.SYSTEM, now=now,
-                                         links=made, fees=current_fees())
+            refund = payouts.send_refund(
+                session(), request.id, gateway, actor=Actor.SYSTEM, now=now, links=made, fees=current_fees()
+            )
             session.commit()
             if refund.status.value == "succeeded":
                 result.refunded.append(request.reference)

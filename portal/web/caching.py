@@ -1,4 +1,5 @@
 """What caches may keep: pages in the reader's language vary with it, and nobody's private pages are kept."""
+
 from __future__ import annotations
 
 from flask import Flask, Response, request
@@ -15,7 +16,10 @@ def init_app(app: Flask) -> None:
             return response
         # The language is chosen from Accept-Language when the reader has not chosen one.
         response.vary.add("Accept-Language")
-        if (request.blueprint in PRIVATE_BLUEPRINTS and request.endpoint not in PUBLIC_ENDPOINTS
-                and "Cache-Control" not in response.headers):
+        if (
+            request.blueprint in PRIVATE_BLUEPRINTS
+            and request.endpoint not in PUBLIC_ENDPOINTS
+            and "Cache-Control" not in response.headers
+        ):
             response.headers["Cache-Control"] = "private, no-store"
         return response

@@ -1,5 +1,6 @@
 """The base of every form (Flask-WTF with CSRF, WTForms' messages translated from a cached catalog),
 and the two forms that more than one blueprint shows: the order lookup and "email me a link"."""
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm as _FlaskForm
 from wtforms import Field, StringField
@@ -24,17 +25,26 @@ def add_error(field: Field, message: str) -> None:
 
 
 class LookupForm(FlaskForm):
-    order_number = StringField(_l("Order number"), validators=[DataRequired(_l("Enter your order number.")),
-                                                              Length(max=64)],
-                               render_kw={"autocomplete": "off", "autocapitalize": "characters",
-                                          "spellcheck": "false"})
-    email = StringField(_l("Email address"), validators=[DataRequired(_l("Enter the email address you used to buy.")),
-                                                         Length(max=320)],
-                        render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"})
+    order_number = StringField(
+        _l("Order number"),
+        validators=[DataRequired(_l("Enter your order number.")), Length(max=64)],
+        render_kw={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"},
+    )
+    email = StringField(
+        _l("Email address"),
+        validators=[DataRequired(_l("Enter the email address you used to buy.")), Length(max=320)],
+        render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"},
+    )
 
 
 class MagicLinkForm(FlaskForm):
-    email = StringField(_l("Email address"), validators=[DataRequired(_l("Enter your email address.")),
-                                                         Email(_l("Enter a valid email address.")), Length(max=320)],
-                        filters=[strip],  # as the lookup does: spaces around an address are not part of it
-                        render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"})
+    email = StringField(
+        _l("Email address"),
+        validators=[
+            DataRequired(_l("Enter your email address.")),
+            Email(_l("Enter a valid email address.")),
+            Length(max=320),
+        ],
+        filters=[strip],  # as the lookup does: spaces around an address are not part of it
+        render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"},
+    )

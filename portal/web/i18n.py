@@ -5,6 +5,7 @@ URLs). Browsers send ``zh-CN``, ``zh-Hans-CN``, ``zh-SG`` or ``zh``; Werkzeug's 
 compares whole tags and would answer ``en`` to most of them, so we match on the primary
 language subtag ourselves.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -129,6 +130,7 @@ def translator(catalog):
     context calls. The translation is trusted markup, the variables are escaped, and the string is
     always %-formatted so a broken placeholder fails at once. ``catalog()`` gives the translations.
     """
+
     @pass_eval_context
     def translate(eval_ctx, string: str, **variables) -> str:
         text = catalog().ugettext(string)
@@ -146,7 +148,8 @@ def init_app(app) -> None:
     app.jinja_env.install_gettext_callables(
         lambda text: _translations().ugettext(text),
         lambda singular, plural, n: _translations().ungettext(singular, plural, n),
-        newstyle=True)
+        newstyle=True,
+    )
 
     translate = translator(_translations)
     app.jinja_env.globals.update(_=translate, gettext=translate)
@@ -159,8 +162,14 @@ def init_app(app) -> None:
     @app.context_processor
     def locale_context():
         code = current_locale()
-        return {"locale": code, "brand": brand_for(code), "html_lang": HTML_LANG.get(code, code),
-                "html_langs": HTML_LANG, "native_names": NATIVE_NAMES, "locales": LOCALES}
+        return {
+            "locale": code,
+            "brand": brand_for(code),
+            "html_lang": HTML_LANG.get(code, code),
+            "html_langs": HTML_LANG,
+            "native_names": NATIVE_NAMES,
+            "locales": LOCALES,
+        }
 
 
 def system_note(event) -> str:

@@ -1,5 +1,6 @@
 """Flask glue for inbound email: the settings, one message received and committed, and the
 LMTP/SMTP listener of ``portal mail serve`` (aiosmtpd)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,18 +29,22 @@ def inbound_settings() -> Settings:
     config = current_app.config
     sender = config.get("MAIL_DEFAULT_SENDER")
     own = parseaddr(sender if isinstance(sender, str) else f"{sender[0]} <{sender[1]}>")[1].lower() if sender else ""
-    return Settings(storage=storage(), max_bytes=int(config["INBOUND_MAX_BYTES"]),
-                    loop_limit=int(config["INBOUND_LOOP_LIMIT"]),
-                    loop_window=timedelta(minutes=float(config["INBOUND_LOOP_WINDOW_MINUTES"])),
-                    own_addresses=frozenset({own} - {""}))
+    return Settings(
+        storage=storage(),
+        max_bytes=int(config["INBOUND_MAX_BYTES"]),
+        loop_limit=int(config["INBOUND_LOOP_LIMIT"]),
+        loop_window=timedelta(minutes=float(config["INBOUND_LOOP_WINDOW_MINUTES"])),
+        own_addresses=frozenset({own} - {""}),
+    )
 
 
 def receive_message(raw: bytes, recipients: list[str] | tuple[str, ...] = ()) -> Received:
     """Receive one message and commit what it changed (or roll back when it is refused)."""
     settings = inbound_settings()
     try:
-        received = receive(db.session(), raw, links=links(), settings=settings, now=datetime.now(UTC),
-                           envelope_recipients=recipients)
+        received = receive(
+            db.session(), raw, links=links(), settings=settings, now=datetime.now(UTC), envelope_recipients=recipients
+        )
     except BaseException:
         db.session.rollback()
         raise
@@ -84,10 +89,12 @@ class InboundHandler:
                     return work(*args)
                 finally:
                     db.session.remove()
+
         return asyncio.get_running_loop().run_in_executor(None, run)
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
         for option in mail_options:
             name, _, value = option.partition("=")
             if name.upper() == "SIZE" and value.isdigit() and int(value) > self.max_bytes:
@@ -96,8 +103,9 @@ class InboundHandler:
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         def known() -> bool:
             return request_for_address(db.session(), address, links()) is not None
 
@@ -129,5 +137,6 @@ def listener(app: Flask, *, host: str, port: int, protocol: str = "lmtp") -> Con
     # aiosmtpd's own hard limit sits above ours, so our 552 5.3.4 is what an oversized message gets.
     limit = handler.max_bytes * 2 + 65536
     controller_class = _LMTPController if protocol == "lmtp" else Controller
-    return controller_class(handler, hostname=host, port=port, data_size_limit=limit, ident="refund-portal inbound",
-                            server_hostname=host)
+    return controller_class(
+        handler, hostname=host, port=port, data_size_limit=limit, ident="refund-portal inbound", server_hostname=host
+    )

@@ -1,4 +1,5 @@
 """Flask glue for the email kit and the outbox: one kit and one transport per app."""
+
 from __future__ import annotations
 
 import time
@@ -51,8 +52,9 @@ def init_app(app) -> None:
     if not app.config.get("MAIL_DEFAULT_SENDER"):
         app.config["MAIL_DEFAULT_SENDER"] = (brand["company_name"], brand["support_email"])
     state = mail.init_app(app)
-    app.extensions[KIT] = EmailKit(resource_dir("emails"), resource_dir("translations"),
-                                   base_url=app.config["BASE_URL"], brand=brand)
+    app.extensions[KIT] = EmailKit(
+        resource_dir("emails"), resource_dir("translations"), base_url=app.config["BASE_URL"], brand=brand
+    )
     sender = app.config["MAIL_DEFAULT_SENDER"]
     if app.config.get("MAIL_SERVER"):
         app.extensions[TRANSPORT] = SMTPTransport(state, sender=sender, timeout=float(app.config["MAIL_TIMEOUT"]))
@@ -77,8 +79,13 @@ class TimedReceiptRenderer(ReceiptRenderer):
         seconds = time.perf_counter() - started
         locale = getattr(data, "locale", "") or ""
         metrics.RECEIPT_RENDER.labels(locale).observe(seconds)
-        log.info("receipt rendered", number=getattr(data, "number", None), locale=locale,
-                 duration_ms=round(seconds * 1000, 1), size=len(pdf))
+        log.info(
+            "receipt rendered",
+            number=getattr(data, "number", None),
+            locale=locale,
+            duration_ms=round(seconds * 1000, 1),
+            size=len(pdf),
+        )
         return pdf
 
 
@@ -86,7 +93,8 @@ def receipt_renderer() -> ReceiptRenderer:
     renderer = current_app.extensions.get(RECEIPTS)
     if renderer is None:
         renderer = current_app.extensions[RECEIPTS] = TimedReceiptRenderer(
-            resource_dir("templates") / "receipts", resource_dir("translations"), dict(load_brand()))
+            resource_dir("templates") / "receipts", resource_dir("translations"), dict(load_brand())
+        )
     return renderer
 
 
@@ -101,9 +109,11 @@ def clause_title_for(clause_id: str, locale: str) -> str:
 
 def receipt_for(request) -> Receipt | None:
     """The request's receipt, issued now if the refund succeeded and none exists yet."""
-    refund = db.session.scalar(select(Refund).where(Refund.refund_request_id == request.id,
-                                                    Refund.status == RefundStatus.SUCCEEDED)
-                               .order_by(Refund.id.desc()))
+    refund = db.session.scalar(
+        select(Refund)
+        .where(Refund.refund_request_id == request.id, Refund.status == RefundStatus.SUCCEEDED)
+        .order_by(Refund.id.desc())
+    )
     if refund is None:
         return None
     existing = db.session.scalar(select(Receipt.id).where(Receipt.refund_id == refund.id))
@@ -115,14 +125,23 @@ def receipt_for(request) -> Receipt | None:
 
 def issued_receipt(request) -> Receipt | None:
     """The receipt if it has been issued already; pages never make one (that is the worker's job)."""
-    return db.session.scalar(select(Receipt).join(Refund, Receipt.refund_id == Refund.id)
-                             .where(Refund.refund_request_id == request.id).order_by(Receipt.id.desc()))
+    return db.session.scalar(
+        select(Receipt)
+        .join(Refund, Receipt.refund_id == Refund.id)
+        .where(Refund.refund_request_id == request.id)
+        .order_by(Receipt.id.desc())
+    )
 
 
 def receipt_response(receipt: Receipt):
     """The stored bytes, as a download: the same file every time it is asked for."""
-    return download(receipt.storage_key, sha256=receipt.sha256, size=receipt.size, filename=receipt.filename,
-                    mimetype="application/pdf")
+    return download(
+        receipt.storage_key,
+        sha256=receipt.sha256,
+        size=receipt.size,
+        filename=receipt.filename,
+        mimetype="application/pdf",
+    )
 
 
 def attachments_for(outbox: OutboxMessage) -> tuple:
@@ -137,8 +156,9 @@ def attachments_for(outbox: OutboxMessage) -> tuple:
 
 def render_outbox_message(outbox: OutboxMessage) -> Rendered:
     try:
-        return email_kit().render(outbox.message, outbox.locale, attachments=attachments_for(outbox),
-                                  **outbox.variables)
+        return email_kit().render(
+            outbox.message, outbox.locale, attachments=attachments_for(outbox), **outbox.variables
+        )
     except KitError as error:
         # A template or its declaration is wrong: retrying the same render cannot help. The message
         # waits, dead and visible to staff, until someone fixes the kit and sends it again.
@@ -156,18 +176,29 @@ def send_outbox_message(outbox: OutboxMessage) -> None:
     request = outbox.refund_request
     reply_to = links().reply_address(request.reference) if request is not None else None
     transport().send(outbox, render_outbox_message(outbox), reply_to=reply_to)
-    if outbox.message == "acknowledgement" and outbox.refund_request is not None \
-            and outbox.refund_request.acknowledged_at is None:
+    if (
+        outbox.message == "acknowledgement"
+        and outbox.refund_request is not None
+        and outbox.refund_request.acknowledged_at is None
+    ):
         # The insights' time to acknowledge runs until the email has really left.
         outbox.refund_request.acknowledged_at = datetime.now(UTC)
-        lifecycle.milestone_reached.send(db.session(), request=outbox.refund_request, measure="acknowledge",
-                                         at=outbox.refund_request.acknowledged_at)
+        lifecycle.milestone_reached.send(
+            db.session(), request=outbox.refund_request, measure="acknowledge", at=outbox.refund_request.acknowledged_at
+        )
 
 
-def deliver(session: Any, *, limit: int | None = None, should_stop: Callable[[], bool] = lambda: False) -> DeliveryReport:
-    return deliver_due(session, send_outbox_message, clock=lambda: datetime.now(UTC),
-                       max_attempts=int(current_app.config["OUTBOX_MAX_ATTEMPTS"]), limit=limit,
-                       should_stop=should_stop)
+def deliver(
+    session: Any, *, limit: int | None = None, should_stop: Callable[[], bool] = lambda: False
+) -> DeliveryReport:
+    return deliver_due(
+        session,
+        send_outbox_message,
+        clock=lambda: datetime.now(UTC),
+        max_attempts=int(current_app.config["OUTBOX_MAX_ATTEMPTS"]),
+        limit=limit,
+        should_stop=should_stop,
+    )
 
 
 def database_gone(error: BaseException) -> bool:
@@ -181,8 +212,9 @@ class DatabaseUnavailable(RuntimeError):
     pass
 
 
-def run_worker(*, watch: bool, interval: float, stop: StopFlag,
-               chores: Callable[[], None] | None = None) -> DeliveryReport:
+def run_worker(
+    *, watch: bool, interval: float, stop: StopFlag, chores: Callable[[], None] | None = None
+) -> DeliveryReport:
     """The outbox worker's loop, inside an app context: chores, then every due message, per round.
 
     With ``watch`` it runs until ``stop`` (a StopFlag) is set (SIGTERM: the current message is finished
@@ -203,8 +235,12 @@ def run_worker(*, watch: bool, interval: float, stop: StopFlag,
             failures += 1
             metrics.OUTBOX_DATABASE_ERRORS.inc()
             pause = min(interval * 2 ** min(failures, 6), 60.0)
-            log.error("outbox database unavailable", error=f"{type(error).__name__}: {str(error).splitlines()[0]}",
-                      failures=failures, retry_in_s=round(pause, 1))
+            log.error(
+                "outbox database unavailable",
+                error=f"{type(error).__name__}: {str(error).splitlines()[0]}",
+                failures=failures,
+                retry_in_s=round(pause, 1),
+            )
             _discard_session()
             if not watch:
                 raise DatabaseUnavailable(str(error).splitlines()[0]) from None
@@ -216,8 +252,11 @@ def run_worker(*, watch: bool, interval: float, stop: StopFlag,
             log.info("outbox database reachable again", after_failures=failures)
             failures = 0
         metrics.OUTBOX_ROUND.set(time.time())
-        total.sent, total.retried, total.dead = (total.sent + report.sent, total.retried + report.retried,
-                                                 total.dead + report.dead)
+        total.sent, total.retried, total.dead = (
+            total.sent + report.sent,
+            total.retried + report.retried,
+            total.dead + report.dead,
+        )
         if report.attempts:
             log.info("outbox round", sent=report.sent, retried=report.retried, dead=report.dead)
         if not watch:

@@ -1,4 +1,5 @@
 """Flask glue for the policy: load it once at start-up, and put decisions into the reader's words."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

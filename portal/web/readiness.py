@@ -8,6 +8,7 @@
 Each check answers ``{"ok": bool, "detail": str}``; details name the kind of failure, never a
 password or a URL.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,11 @@ def _database(db) -> dict:
     except Exception as error:  # any driver error means "not reachable" to a load balancer
         return {"ok": False, "detail": f"unreachable ({type(error).__name__})"}
     if current != migration_heads():
-        return {"ok": False, "detail": f"schema at {', '.join(sorted(current)) or 'nothing'}, "
-                                       f"code expects {', '.join(sorted(migration_heads()))}: run portal db upgrade"}
+        return {
+            "ok": False,
+            "detail": f"schema at {', '.join(sorted(current)) or 'nothing'}, "
+            f"code expects {', '.join(sorted(migration_heads()))}: run portal db upgrade",
+        }
     return {"ok": True, "detail": f"schema at {', '.join(sorted(current))}"}
 
 

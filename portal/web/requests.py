@@ -6,6 +6,7 @@ the limit: every field is read, and file bytes past the limit are dropped rather
 file marked ``truncated`` so the upload code refuses it with a message beside what was typed.
 Bodies past twice the limit are still refused unread.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -61,8 +62,9 @@ class PortalRequest(Request):
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         budget = self.__dict__.get("_file_budget")
         if budget is None:
-            budget = self.__dict__["_file_budget"] = _Budget(current_app.config["MAX_CONTENT_LENGTH"]
-                                                             if current_app else None)
+            budget = self.__dict__["_file_budget"] = _Budget(
+                current_app.config["MAX_CONTENT_LENGTH"] if current_app else None
+            )
         return CappedFile(budget)
 
     @property

@@ -4,6 +4,7 @@ Valid files are kept (staged) between attempts, so a form refused for one bad fi
 does not make the customer choose every document again. They wait in the file storage under
 ``staging/<session id>/`` until the form is filed (or the worker sweeps them).
 """
+
 from __future__ import annotations
 
 import secrets
@@ -32,8 +33,9 @@ from portal.web.storage import storage
 KEY = "staged_documents"
 ID_KEY = "staging_id"
 
-STORAGE_DOWN = N_("We could not store “%(name)s” just now. Please try again in a few minutes; "
-                  "what you typed has been kept.")
+STORAGE_DOWN = N_(
+    "We could not store “%(name)s” just now. Please try again in a few minutes; what you typed has been kept."
+)
 
 
 def session_prefix() -> str:
@@ -69,8 +71,9 @@ def _save(scope: str, files: list[StoredFile]) -> None:
     session[KEY] = all_scopes
 
 
-def stage(scope: str, uploads: list[FileStorage], slot_uploads: dict[str, FileStorage] | None = None
-          ) -> tuple[list[StoredFile], list[UploadRejected]]:
+def stage(
+    scope: str, uploads: list[FileStorage], slot_uploads: dict[str, FileStorage] | None = None
+) -> tuple[list[StoredFile], list[UploadRejected]]:
     """Store every acceptable upload, keep the ones staged earlier, and report each refusal."""
     kept = staged(scope)
     problems: list[UploadRejected] = []
@@ -85,8 +88,11 @@ def stage(scope: str, uploads: list[FileStorage], slot_uploads: dict[str, FileSt
         prefix = session_prefix()
         try:
             if getattr(upload.stream, "truncated", False):
-                raise UploadRejected(TOO_LARGE_TOGETHER, name=_clean_name(upload.filename),
-                                     limit=int(current_app.config["MAX_CONTENT_LENGTH"]) // (1024 * 1024))
+                raise UploadRejected(
+                    TOO_LARGE_TOGETHER,
+                    name=_clean_name(upload.filename),
+                    limit=int(current_app.config["MAX_CONTENT_LENGTH"]) // (1024 * 1024),
+                )
             used = staging_usage(files, prefix)
             if used >= quota:
                 raise UploadRejected(OVER_QUOTA, limit=quota // (1024 * 1024))

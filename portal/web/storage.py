@@ -1,4 +1,5 @@
 """Flask glue for file storage: one backend per app, chosen by PORTAL_STORAGE_URL, and streamed downloads."""
+
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -19,12 +20,15 @@ STORAGE = "storage"
 
 
 def storage_from_config(config) -> Storage:
-    return open_storage(config["STORAGE_URL"], S3Settings(
-        endpoint_url=config.get("S3_ENDPOINT_URL") or None,
-        region=config.get("S3_REGION") or None,
-        server_side_encryption=config.get("STORAGE_SSE") or "",
-        kms_key_id=config.get("STORAGE_SSE_KMS_KEY_ID") or None,
-    ))
+    return open_storage(
+        config["STORAGE_URL"],
+        S3Settings(
+            endpoint_url=config.get("S3_ENDPOINT_URL") or None,
+            region=config.get("S3_REGION") or None,
+            server_side_encryption=config.get("STORAGE_SSE") or "",
+            kms_key_id=config.get("STORAGE_SSE_KMS_KEY_ID") or None,
+        ),
+    )
 
 
 def init_app(app) -> None:
@@ -66,8 +70,11 @@ def content_disposition(filename: str, *, as_attachment: bool) -> str:
 def download(key: str, *, sha256: str, size: int, filename: str, mimetype: str, as_attachment: bool = True):
     """A stored file streamed through the portal, its hash checked; ETag is the SHA-256."""
     etag = f'"{sha256}"'
-    headers = {"ETag": etag, "Cache-Control": "private, max-age=0",
-               "Content-Disposition": content_disposition(filename, as_attachment=as_attachment)}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "private, max-age=0",
+        "Content-Disposition": content_disposition(filename, as_attachment=as_attachment),
+    }
     if request.if_none_match.contains(sha256):
         return current_app.response_class(status=304, headers=headers)
     chunks = verified_chunks(storage(), key, sha256, size)

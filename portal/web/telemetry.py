@@ -8,6 +8,7 @@
 - ``/metrics`` answers Prometheus only when ``PORTAL_METRICS_TOKEN`` is set and the scraper sends
   it as ``Authorization: Bearer …``; otherwise it is not there (404).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -78,8 +79,12 @@ def _finish(response):
     metrics.HTTP_LATENCY.labels(request.method, route).observe(duration)
     if response.status_code == 429:
         metrics.RATE_LIMIT_REFUSALS.labels(route).inc()
-    fields = {"method": request.method, "route": route, "status": response.status_code,
-              "duration_ms": round(duration * 1000, 1)}
+    fields = {
+        "method": request.method,
+        "route": route,
+        "status": response.status_code,
+        "duration_ms": round(duration * 1000, 1),
+    }
     staff_id = _staff_id()
     if staff_id is not None:
         fields["staff_id"] = staff_id
@@ -108,12 +113,21 @@ def _stamp_outbox_messages(session, _flush_context, _instances) -> None:
 
 def outbox_rows(session: Session):
     """(channel, kind, status, count, oldest created_at) of the pending and dead messages."""
-    query = (select(OutboxMessage.channel, OutboxMessage.message, OutboxMessage.status, func.count(),
-                    func.min(OutboxMessage.created_at))
-             .where(OutboxMessage.status.in_((OutboxStatus.PENDING, OutboxStatus.DEAD)))
-             .group_by(OutboxMessage.channel, OutboxMessage.message, OutboxMessage.status))
-    return [(channel, kind, getattr(status, "value", status), count, _aware(first))
-            for channel, kind, status, count, first in session.execute(query)]
+    query = (
+        select(
+            OutboxMessage.channel,
+            OutboxMessage.message,
+            OutboxMessage.status,
+            func.count(),
+            func.min(OutboxMessage.created_at),
+        )
+        .where(OutboxMessage.status.in_((OutboxStatus.PENDING, OutboxStatus.DEAD)))
+        .group_by(OutboxMessage.channel, OutboxMessage.message, OutboxMessage.status)
+    )
+    return [
+        (channel, kind, getattr(status, "value", status), count, _aware(first))
+        for channel, kind, status, count, first in session.execute(query)
+    ]
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -145,8 +159,9 @@ def prometheus_metrics():
     if not token:
         abort(404)  # not configured: there is nothing to scrape
     if not _authorized(str(token)):
-        response = current_app.response_class("Send the metrics token as Authorization: Bearer …\n", 401,
-                                              mimetype="text/plain")
+        response = current_app.response_class(
+            "Send the metrics token as Authorization: Bearer …\n", 401, mimetype="text/plain"
+        )
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     from portal.web.extensions import db

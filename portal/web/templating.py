@@ -5,6 +5,7 @@ Pages are compiled by Flask's standard Jinja environment with the i18n extension
 at compile time, saved only 3–8% of a worker's CPU per order page on ``bench/order_page.py``: under
 the 10% the project set for keeping machinery of its own, so the standard mechanism stays.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,6 +22,7 @@ def relative_url_builder() -> Callable[..., str]:
     One cache per app: the portal registers no url_defaults and no host or subdomain rules, so a
     relative address is a function of the script root, the endpoint and its values alone.
     """
+
     @lru_cache(maxsize=4096)
     def relative(script_root: str, endpoint: str, values: tuple[tuple[str, Any], ...]) -> str:
         return flask_url_for(endpoint, **dict(values))

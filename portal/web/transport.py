@@ -4,6 +4,7 @@ Flask-Mail opens its SMTP connection without a timeout and has no retry of its o
 connection is opened here with a timeout, and SMTP answers are sorted into "try again later"
 (4xx, connection problems) and "give up" (5xx).
 """
+
 from __future__ import annotations
 
 import smtplib
@@ -36,8 +37,9 @@ class KitMessage(Message):
         msg = super()._message()
         # The From name is encoded only when it needs to be (Flask-Mail encodes even plain ASCII).
         del msg["From"]
-        msg["From"] = formataddr(self.sender if isinstance(self.sender, tuple) else parseaddr(self.sender),
-                                 charset="utf-8")
+        msg["From"] = formataddr(
+            self.sender if isinstance(self.sender, tuple) else parseaddr(self.sender), charset="utf-8"
+        )
         if self.attachments or msg.get_content_type() != "multipart/mixed":
             return msg
         # Nothing attached: a plain multipart/alternative, not one wrapped in an empty multipart/mixed.
@@ -51,15 +53,23 @@ class KitMessage(Message):
 
 def build_message(outbox: OutboxMessage, rendered: Rendered, sender, reply_to: str | None = None) -> Message:
     """``reply_to``: the request's reply address (replies land on the request), when inbound mail is set up."""
-    message = KitMessage(subject=rendered.subject, recipients=[outbox.recipient], body=rendered.text,
-                      html=rendered.html, sender=sender, reply_to=reply_to,
-                      extra_headers={"Content-Language": outbox.locale,
-                                     # Transactional mail: out-of-office replies should not answer it
-                                     # (RFC 3834, and Exchange's own header).
-                                     "Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All",
-                                     # Every later email of a request answers its first one: one thread.
-                                     **({"In-Reply-To": outbox.thread_root, "References": outbox.thread_root}
-                                        if outbox.thread_root else {})})
+    message = KitMessage(
+        subject=rendered.subject,
+        recipients=[outbox.recipient],
+        body=rendered.text,
+        html=rendered.html,
+        sender=sender,
+        reply_to=reply_to,
+        extra_headers={
+            "Content-Language": outbox.locale,
+            # Transactional mail: out-of-office replies should not answer it
+            # (RFC 3834, and Exchange's own header).
+            "Auto-Submitted": "auto-generated",
+            "X-Auto-Response-Suppress": "All",
+            # Every later email of a request answers its first one: one thread.
+            **({"In-Reply-To": outbox.thread_root, "References": outbox.thread_root} if outbox.thread_root else {}),
+        },
+    )
     message.msgId = outbox.message_id
     for attachment in rendered.attachments:
         message.attach(attachment.filename, attachment.content_type, attachment.data)

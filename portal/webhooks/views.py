@@ -1,4 +1,5 @@
 """The Stripe and Paddle endpoints: verify the signature against the raw body, then store and act once."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def stripe_webhook():
     payload = request.get_data()  # the raw bytes: the signature is over exactly these
     try:
         text = payload.decode("utf-8")
-        stripe.WebhookSignature.verify_header(text, request.headers.get("Stripe-Signature"), secret,
-                                              int(current_app.config["STRIPE_WEBHOOK_TOLERANCE"]))
+        stripe.WebhookSignature.verify_header(
+            text, request.headers.get("Stripe-Signature"), secret, int(current_app.config["STRIPE_WEBHOOK_TOLERANCE"])
+        )
         event = json.loads(text)
     except (UnicodeDecodeError, ValueError, stripe.SignatureVerificationError):
         metrics.PROCESSOR_EVENTS.labels("stripe", "unknown", "refused").inc()
@@ -38,8 +40,9 @@ def stripe_webhook():
         metrics.PROCESSOR_EVENTS.labels("stripe", "unknown", "refused").inc()
         log.warning("processor event refused", provider="stripe", reason="not an event")
         return jsonify(error="Not a Stripe event."), 400
-    problem = reconciliation.event_problem(event, api_version=str(current_app.config["STRIPE_API_VERSION"]),
-                                           livemode=stripe_livemode())
+    problem = reconciliation.event_problem(
+        event, api_version=str(current_app.config["STRIPE_API_VERSION"]), livemode=stripe_livemode()
+    )
     if problem is not None:
         # Not stored and not acted on: an event in another version's shapes would be misread. Staff are
         # alerted; Stripe retries for days, so once the endpoint is fixed the event still arrives.
@@ -61,8 +64,15 @@ def _outcome_class(outcome: str) -> str:
 
 
 # Event types named in the figures; any other is counted as "other" (Stripe has hundreds).
-KNOWN_TYPES = ("charge.succeeded", "invoice.paid", "refund.created", "refund.updated", "refund.failed",
-               "charge.refunded", "charge.dispute.created")
+KNOWN_TYPES = (
+    "charge.succeeded",
+    "invoice.paid",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.refunded",
+    "charge.dispute.created",
+)
 
 
 @bp.post("/paddle")
@@ -73,7 +83,8 @@ def paddle_webhook():
         abort(404)
     try:
         verified = Verifier(maximum_variance=int(current_app.config["PADDLE_WEBHOOK_TOLERANCE"])).verify(
-            request, Secret(secret))
+            request, Secret(secret)
+        )
         event = json.loads(request.get_data().decode("utf-8")) if verified else None
     except (UnicodeDecodeError, ValueError, ConnectionRefusedError):
         event = None

@@ -1,4 +1,5 @@
 """What automation keeps: one row per request it looked at, and the admins' pause switch."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -5,6 +5,7 @@ rules in force, and answers with the first rule that approves it, or with why no
 runner (``runner.py``), the simulation (``simulation.py``) and the benchmark all feed it the same
 way, so what is simulated is what would run.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,8 +16,9 @@ from portal.policy.automation import AutomationRule, RulesVersion
 
 # The fraud signals (portal/refunds/fraud.py) that stop a rule with no_fraud_signals. Refunds in
 # the last year have a condition of their own (max_refunds_last_365_days).
-BLOCKING_SIGNALS = frozenset({"failed_lookups", "shared_document", "above_refundable", "end_of_window",
-                              "payment_status"})
+BLOCKING_SIGNALS = frozenset(
+    {"failed_lookups", "shared_document", "above_refundable", "end_of_window", "payment_status"}
+)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def parse_note(note: str) -> tuple[str, str] | None:
     prefix = "approved by rule "
     if not note.startswith(prefix) or " (policy version " not in note or not note.endswith(")"):
         return None
-    rule, version = note[len(prefix):-1].split(" (policy version ", 1)
+    rule, version = note[len(prefix) : -1].split(" (policy version ", 1)
     return rule, version
 
 

@@ -11,6 +11,7 @@ again: the lock and the idempotency key of processing stay the one path money ta
 
 Nothing here commits or imports Flask.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -84,11 +85,24 @@ class Row:
 
 def _columns() -> tuple[Any, ...]:
     snapshot = RefundRequest.decision_snapshot
-    return (RefundRequest.id, RefundRequest.reason, RefundRequest.currency, RefundRequest.amount_requested_minor,
-            RefundRequest.review_requested, snapshot["outcome"].as_string(),
-            snapshot[("amount", "amount")].as_string(), snapshot["documents_required"].as_boolean(),
-            snapshot[("facts", "window_end")].as_string(), RefundRequest.policy_version, RefundRequest.created_at,
-            Order.plan, Order.channel, Order.customer_id, Order.order_number, Order.payment_status)
+    return (
+        RefundRequest.id,
+        RefundRequest.reason,
+        RefundRequest.currency,
+        RefundRequest.amount_requested_minor,
+        RefundRequest.review_requested,
+        snapshot["outcome"].as_string(),
+        snapshot[("amount", "amount")].as_string(),
+        snapshot["documents_required"].as_boolean(),
+        snapshot[("facts", "window_end")].as_string(),
+        RefundRequest.policy_version,
+        RefundRequest.created_at,
+        Order.plan,
+        Order.channel,
+        Order.customer_id,
+        Order.order_number,
+        Order.payment_status,
+    )
 
 
 ROW_WIDTH = len(Row.__dataclass_fields__)
@@ -109,30 +123,47 @@ def candidates(session: Session, rows: Sequence[Row], *, as_of: datetime | None 
         return {}
     first, last = rows[0].id, rows[-1].id
     in_range = RefundRequest.id.between(first, last)
-    failed = set(session.scalars(
-        select(LookupFailure.order_number).join(Order, Order.order_number == LookupFailure.order_number)
-        .join(RefundRequest, RefundRequest.order_id == Order.id).where(in_range).distinct()))
-    documents: dict[int, int] = {request_id: count for request_id, count in session.execute(
-        select(Document.refund_request_id, func.count()).where(Document.refund_request_id.between(first, last))
-        .group_by(Document.refund_request_id))}
+    failed = set(
+        session.scalars(
+            select(LookupFailure.order_number)
+            .join(Order, Order.order_number == LookupFailure.order_number)
+            .join(RefundRequest, RefundRequest.order_id == Order.id)
+            .where(in_range)
+            .distinct()
+        )
+    )
+    documents: dict[int, int] = {
+        request_id: count
+        for request_id, count in session.execute(
+            select(Document.refund_request_id, func.count())
+            .where(Document.refund_request_id.between(first, last))
+            .group_by(Document.refund_request_id)
+        )
+    }
     mine, theirs = aliased(Document), aliased(Document)
     my_request, their_request = aliased(RefundRequest), aliased(RefundRequest)
     my_order, their_order = aliased(Order), aliased(Order)
-    shared = set(session.scalars(
-        select(mine.refund_request_id).join(theirs, and_(theirs.sha256 == mine.sha256,
-                                                         theirs.refund_request_id != mine.refund_request_id))
-        .join(my_request, my_request.id == mine.refund_request_id).join(my_order, my_order.id == my_request.order_id)
-        .join(their_request, their_request.id == theirs.refund_request_id)
-        .join(their_order, their_order.id == their_request.order_id)
-        .where(mine.refund_request_id.between(first, last), their_order.customer_id != my_order.customer_id)
-        .distinct()))
+    shared = set(
+        session.scalars(
+            select(mine.refund_request_id)
+            .join(theirs, and_(theirs.sha256 == mine.sha256, theirs.refund_request_id != mine.refund_request_id))
+            .join(my_request, my_request.id == mine.refund_request_id)
+            .join(my_order, my_order.id == my_request.order_id)
+            .join(their_request, their_request.id == theirs.refund_request_id)
+            .join(their_order, their_order.id == their_request.order_id)
+            .where(mine.refund_request_id.between(first, last), their_order.customer_id != my_order.customer_id)
+            .distinct()
+        )
+    )
     # The batch's customers' refunds, found through their orders (no date condition in SQL: given one
     # over a year, a planner may scan every refund of the year for each batch).
     customers = select(Order.customer_id).join(RefundRequest, RefundRequest.order_id == Order.id).where(in_range)
     refunds: dict[int, list[datetime]] = defaultdict(list)
     for customer, completed in session.execute(
-            select(Order.customer_id, Refund.completed_at).join(Refund, Refund.order_id == Order.id)
-            .where(Order.customer_id.in_(customers), Refund.status == RefundStatus.SUCCEEDED)):
+        select(Order.customer_id, Refund.completed_at)
+        .join(Refund, Refund.order_id == Order.id)
+        .where(Order.customer_id.in_(customers), Refund.status == RefundStatus.SUCCEEDED)
+    ):
         if completed is not None:
             refunds[customer].append(completed)
     out = {}
@@ -140,8 +171,12 @@ def candidates(session: Session, rows: Sequence[Row], *, as_of: datetime | None 
         moment = as_of or r.created_at
         dates = refunds.get(r.customer_id)
         year = sum(1 for at in dates if moment - YEAR <= at < moment) if dates else 0
-        out[r.id] = candidate(r, signals=_signals(r, r.order_number in failed, r.id in shared),
-                              refunds_last_365_days=year, documents=documents.get(r.id, 0))
+        out[r.id] = candidate(
+            r,
+            signals=_signals(r, r.order_number in failed, r.id in shared),
+            refunds_last_365_days=year,
+            documents=documents.get(r.id, 0),
+        )
     return out
 
 
@@ -162,36 +197,55 @@ def _signals(r: Row, failed_lookups: bool, shared_document: bool) -> frozenset[s
     return frozenset(raised)
 
 
-def candidate(r: Row, *, signals: frozenset[str] = frozenset(), refunds_last_365_days: int = 0,
-              documents: int = 0) -> Candidate:
+def candidate(
+    r: Row, *, signals: frozenset[str] = frozenset(), refunds_last_365_days: int = 0, documents: int = 0
+) -> Candidate:
     refundable = Money.parse(r.refundable, r.currency) if r.refundable else Money.from_minor(0, r.currency)
-    return Candidate(reason=Reason(r.reason), plan=Plan(r.plan), channel=Channel(r.channel),
-                     outcome=r.outcome or Outcome.REVIEW.value,
-                     amount=Money.from_minor(r.amount_requested_minor, r.currency), refundable=refundable,
-                     review_requested=bool(r.review_requested), signals=signals,
-                     refunds_last_365_days=refunds_last_365_days,
-                     documents_required=bool(r.documents_required), documents=documents)
+    return Candidate(
+        reason=Reason(r.reason),
+        plan=Plan(r.plan),
+        channel=Channel(r.channel),
+        outcome=r.outcome or Outcome.REVIEW.value,
+        amount=Money.from_minor(r.amount_requested_minor, r.currency),
+        refundable=refundable,
+        review_requested=bool(r.review_requested),
+        signals=signals,
+        refunds_last_365_days=refunds_last_365_days,
+        documents_required=bool(r.documents_required),
+        documents=documents,
+    )
 
 
 # -- looking at new requests ----------------------------------------------------------------------
 
 
 def _unseen_ids(session: Session) -> list[int]:
-    return list(session.scalars(
-        select(RefundRequest.id).outerjoin(AutomationAction, AutomationAction.refund_request_id == RefundRequest.id)
-        .where(RefundRequest.state == RequestState.RECEIVED, AutomationAction.id.is_(None))
-        .order_by(RefundRequest.id)))
+    return list(
+        session.scalars(
+            select(RefundRequest.id)
+            .outerjoin(AutomationAction, AutomationAction.refund_request_id == RefundRequest.id)
+            .where(RefundRequest.state == RequestState.RECEIVED, AutomationAction.id.is_(None))
+            .order_by(RefundRequest.id)
+        )
+    )
 
 
 def _unseen(session: Session, first: int, last: int) -> list[Row]:
     """The unseen requests with ids from ``first`` to ``last``: a range of the primary key, so each
     batch costs the same however many came before it."""
-    return _rows(session.execute(
-        select(*_columns()).join(Order, RefundRequest.order_id == Order.id)
-        .outerjoin(AutomationAction, AutomationAction.refund_request_id == RefundRequest.id)
-        .where(RefundRequest.id.between(first, last), RefundRequest.state == RequestState.RECEIVED,
-               AutomationAction.id.is_(None))
-        .order_by(RefundRequest.id)))
+    return _rows(
+        session.execute(
+            select(*_columns())
+            .join(Order, RefundRequest.order_id == Order.id)
+            .outerjoin(AutomationAction, AutomationAction.refund_request_id == RefundRequest.id)
+            .where(
+                RefundRequest.id.between(first, last),
+                RefundRequest.state == RequestState.RECEIVED,
+                AutomationAction.id.is_(None),
+            )
+            .order_by(RefundRequest.id)
+        )
+    )
 
 
 @dataclass
@@ -200,8 +254,9 @@ class Queued:
     left_for_staff: int = 0
 
 
-def queue_new(session: Session, rules: AutomationRules, *, now: datetime, delay: timedelta,
-              batch: int = BATCH) -> Queued:
+def queue_new(
+    session: Session, rules: AutomationRules, *, now: datetime, delay: timedelta, batch: int = BATCH
+) -> Queued:
     """Give every request not yet looked at its automation action (queued or left for staff)."""
     counts = Queued()
     ids = _unseen_ids(session)
@@ -228,27 +283,50 @@ def _action_values(r: Row, found: Match, *, now: datetime, delay: timedelta) -> 
     policy_version = r.policy_version
     if found.rule is None:
         misses = ", ".join(f"{rule}: {why}" for rule, why in found.misses) or "no rules in force"
-        return {"refund_request_id": r.id, "status": ActionStatus.LEFT_FOR_STAFF, "rule_id": None,
-                "rules_version": found.version, "policy_version": policy_version, "amount_minor": None,
-                "currency": r.currency, "due_at": None, "outcome": f"no rule matched ({misses})"[:2000],
-                "created_at": now, "done_at": now}
-    return {"refund_request_id": r.id, "status": ActionStatus.QUEUED, "rule_id": found.rule.id,
-            "rules_version": found.version, "policy_version": policy_version, "amount_minor": r.amount_requested_minor,
-            "currency": r.currency, "due_at": max(now, r.created_at + delay), "outcome": "", "created_at": now,
-            "done_at": None}
+        return {
+            "refund_request_id": r.id,
+            "status": ActionStatus.LEFT_FOR_STAFF,
+            "rule_id": None,
+            "rules_version": found.version,
+            "policy_version": policy_version,
+            "amount_minor": None,
+            "currency": r.currency,
+            "due_at": None,
+            "outcome": f"no rule matched ({misses})"[:2000],
+            "created_at": now,
+            "done_at": now,
+        }
+    return {
+        "refund_request_id": r.id,
+        "status": ActionStatus.QUEUED,
+        "rule_id": found.rule.id,
+        "rules_version": found.version,
+        "policy_version": policy_version,
+        "amount_minor": r.amount_requested_minor,
+        "currency": r.currency,
+        "due_at": max(now, r.created_at + delay),
+        "outcome": "",
+        "created_at": now,
+        "done_at": None,
+    }
 
 
 # -- acting when due ------------------------------------------------------------------------------
 
 
 def due(session: Session, *, now: datetime) -> list[int]:
-    return list(session.scalars(select(AutomationAction.id).where(
-        AutomationAction.status == ActionStatus.QUEUED, AutomationAction.due_at <= now).order_by(AutomationAction.due_at,
-                                                                                               AutomationAction.id)))
+    return list(
+        session.scalars(
+            select(AutomationAction.id)
+            .where(AutomationAction.status == ActionStatus.QUEUED, AutomationAction.due_at <= now)
+            .order_by(AutomationAction.due_at, AutomationAction.id)
+        )
+    )
 
 
-def approve_due(session: Session, action_id: int, rules: AutomationRules, policy: Policy, *, now: datetime,
-                links: Links) -> RefundRequest | None:
+def approve_due(
+    session: Session, action_id: int, rules: AutomationRules, policy: Policy, *, now: datetime, links: Links
+) -> RefundRequest | None:
     """Approve the action's request by its rule when everything still holds; None otherwise.
 
     The request must still be ``received`` (the customer may have withdrawn or taken an offer,
@@ -266,8 +344,11 @@ def approve_due(session: Session, action_id: int, rules: AutomationRules, policy
         action.outcome = f"not approved: the request is {request.state.value}"
         session.flush()
         return None
-    [row] = _rows(session.execute(select(*_columns()).join(Order, RefundRequest.order_id == Order.id)
-                                  .where(RefundRequest.id == request.id)))
+    [row] = _rows(
+        session.execute(
+            select(*_columns()).join(Order, RefundRequest.order_id == Order.id).where(RefundRequest.id == request.id)
+        )
+    )
     facts = candidates(session, [row], as_of=now)[row.id]
     version = rules.version_for(row.created_at)
     rule = next((r for r in version.rules if r.id == action.rule_id), None) if version else None
@@ -282,9 +363,15 @@ def approve_due(session: Session, action_id: int, rules: AutomationRules, policy
         session.flush()
         return None
     try:
-        transition(session, request, Action.APPROVE, actor=Actor.SYSTEM,
-                   note=approval_note(str(action.rule_id), request.policy_version or str(action.policy_version)),
-                   amount_minor=amount.minor, now=now)
+        transition(
+            session,
+            request,
+            Action.APPROVE,
+            actor=Actor.SYSTEM,
+            note=approval_note(str(action.rule_id), request.policy_version or str(action.policy_version)),
+            amount_minor=amount.minor,
+            now=now,
+        )
     except InvalidTransition as error:  # someone acted between our read and our write
         action.status = ActionStatus.CANCELLED
         action.outcome = f"not approved: the request is {error.state.value}"
@@ -299,4 +386,6 @@ def approve_due(session: Session, action_id: int, rules: AutomationRules, policy
 
 
 def actions_of(session: Session, request_ids: Iterable[int]) -> Iterator[AutomationAction]:
-    yield from session.scalars(select(AutomationAction).where(AutomationAction.refund_request_id.in_(list(request_ids))))
+    yield from session.scalars(
+        select(AutomationAction).where(AutomationAction.refund_request_id.in_(list(request_ids)))
+    )

@@ -7,6 +7,7 @@ rule would have approved that staff declined, or approved for less than was aske
 positive of that rule. The newest version in the rules file is the one judged, so a change can be
 simulated before it is saved or comes into force. Reads only; nothing here writes or imports Flask.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -75,10 +76,15 @@ def simulate(session: Session, rules: AutomationRules, *, since: datetime, batch
     for rule in version.rules if version else ():
         result.by_rule[rule.id] = RuleFigures(rule.id)
     extra = (RefundRequest.reference, RefundRequest.state, RefundRequest.amount_approved_minor)
-    query = (select(*_columns(), *extra).join(Order, RefundRequest.order_id == Order.id)
-             .where(RefundRequest.created_at >= since).order_by(RefundRequest.id))
-    first, last = session.execute(select(func.min(RefundRequest.id), func.max(RefundRequest.id))
-                                  .where(RefundRequest.created_at >= since)).one()
+    query = (
+        select(*_columns(), *extra)
+        .join(Order, RefundRequest.order_id == Order.id)
+        .where(RefundRequest.created_at >= since)
+        .order_by(RefundRequest.id)
+    )
+    first, last = session.execute(
+        select(func.min(RefundRequest.id), func.max(RefundRequest.id)).where(RefundRequest.created_at >= since)
+    ).one()
     # Batches are ranges of the primary key, so each costs the same however many came before (an
     # OFFSET, or "id > last LIMIT n" planned on the date's index, re-reads the year for every batch).
     for low in range(first or 0, (last or -1) + 1, batch):
@@ -105,5 +111,3 @@ def simulate(session: Session, rules: AutomationRules, *, since: datetime, batch
                 if len(figures.reduced_examples) < EXAMPLES:
                     figures.reduced_examples.append(reference)
     return result
-
-
