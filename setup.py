@@ -6,6 +6,7 @@ looks when they are not beside it. The translation catalogs are compiled to ``.m
 build time, so compiled files are never committed; a fuzzy or broken catalog fails the build.
 Everything else (metadata, dependencies, package data) is in pyproject.toml.
 """
+
 from __future__ import annotations
 
 import shutil
