@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.core.money import Money
@@ -29,7 +28,7 @@ from portal.core.vocabulary import CLOSED_STATES, Actor, PaymentStatus, RefundSt
 from portal.orders.importing import upsert_orders
 from portal.orders.models import Order
 from portal.orders.validation import validate_order
-from portal.refunds import payouts
+from portal.refunds import payouts, processor_events
 from portal.refunds.filing import open_on_behalf
 from portal.refunds.links import Links
 from portal.refunds.models import ProcessorEvent, Refund, RefundRequest
@@ -56,22 +55,16 @@ def transaction_of(event: dict[str, Any]) -> str:
 
 def record(session: Session, event: dict[str, Any], *, now: datetime) -> ProcessorEvent | None:
     """Store the event; None when it was stored before (a redelivery)."""
-    stored = ProcessorEvent(
+    return processor_events.store_once(
+        session,
         provider=PROVIDER,
         event_id=str(event["event_id"]),
-        type=str(event.get("event_type", ""))[:64],
-        charge=transaction_of(event)[:255],
+        kind=str(event.get("event_type", "")),
+        charge=transaction_of(event),
         occurred_at=_when(event.get("occurred_at")),
         payload=event,
-        received_at=now,
+        now=now,
     )
-    session.add(stored)
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()  # stored before; this event was all the transaction held
-        return None
-    return stored
 
 
 def receive(session: Session, event: dict[str, Any], *, now: datetime, links: Links, fees: Fees = NO_FEES) -> str:
@@ -92,27 +85,16 @@ def _act(session: Session, stored: ProcessorEvent, *, now: datetime, links: Link
         outcome = _reconcile(session, data, now=now, links=links, fees=fees)
     else:
         outcome = "ignored: not an event the portal acts on"
-    if not outcome.startswith("waiting"):
-        stored.processed_at = now
-    stored.outcome = outcome[:2000]
-    return outcome
+    return processor_events.finish(stored, outcome, now=now)
 
 
 def _replay_waiting(session: Session, order_event: ProcessorEvent, *, now: datetime, links: Links, fees: Fees) -> str:
-    waiting = session.scalars(
-        select(ProcessorEvent)
-        .where(
-            ProcessorEvent.provider == PROVIDER,
-            ProcessorEvent.charge == order_event.charge,
-            ProcessorEvent.processed_at.is_(None),
-            ProcessorEvent.id != order_event.id,
-            ProcessorEvent.type.not_in(ORDER_EVENTS),
-        )
-        .order_by(ProcessorEvent.occurred_at, ProcessorEvent.id)
-    ).all()
-    for event in waiting:
-        _act(session, event, now=now, links=links, fees=fees)
-    return f"; {len(waiting)} waiting event(s) handled" if waiting else ""
+    return processor_events.replay_waiting(
+        session,
+        order_event,
+        order_events=ORDER_EVENTS,
+        act=lambda event: _act(session, event, now=now, links=links, fees=fees),
+    )
 
 
 # -- orders ---------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.core.money import Money
@@ -26,7 +25,7 @@ from portal.orders.importing import upsert_orders
 from portal.orders.models import Order
 from portal.orders.validation import validate_order
 from portal.payments.base import IN_PROGRESS, UNSUCCESSFUL
-from portal.refunds import alerts, payouts
+from portal.refunds import alerts, payouts, processor_events
 from portal.refunds.filing import open_on_behalf
 from portal.refunds.links import Links
 from portal.refunds.models import ProcessorEvent, Refund, RefundRequest
@@ -93,24 +92,16 @@ def invoice_payment_reference(invoice: dict[str, Any]) -> str:
 
 def record(session: Session, event: dict[str, Any], *, now: datetime) -> ProcessorEvent | None:
     """Store the event; None when it was stored before (a redelivery)."""
-    stored = ProcessorEvent(
+    return processor_events.store_once(
+        session,
         provider=PROVIDER,
         event_id=str(event["id"]),
-        type=str(event.get("type", ""))[:64],
-        charge=charge_of(event)[:255],
+        kind=str(event.get("type", "")),
+        charge=charge_of(event),
         occurred_at=_when(event.get("created")),
         payload=event,
-        received_at=now,
+        now=now,
     )
-    session.add(stored)
-    try:
-        session.flush()
-    except IntegrityError:
-        # Stored before (a redelivery, or the same event racing itself). A failed flush leaves the
-        # transaction unusable, and this event is all it held, so it is rolled back.
-        session.rollback()
-        return None
-    return stored
 
 
 def receive(session: Session, event: dict[str, Any], *, now: datetime, links: Links, fees: Fees = NO_FEES) -> str:
@@ -141,28 +132,16 @@ def _act(session: Session, stored: ProcessorEvent, *, now: datetime, links: Link
             outcome += _replay_waiting(session, stored, now=now, links=links, fees=fees)
     else:
         outcome = "ignored: not an event the portal acts on"
-    if not outcome.startswith("waiting"):
-        stored.processed_at = now
-    stored.outcome = outcome[:2000]
-    return outcome
+    return processor_events.finish(stored, outcome, now=now)
 
 
 def _replay_waiting(session: Session, order_event: ProcessorEvent, *, now: datetime, links: Links, fees: Fees) -> str:
-    """The events that came before their charge's order, handled now in the order Stripe made them."""
-    waiting = session.scalars(
-        select(ProcessorEvent)
-        .where(
-            ProcessorEvent.provider == PROVIDER,
-            ProcessorEvent.charge == order_event.charge,
-            ProcessorEvent.processed_at.is_(None),
-            ProcessorEvent.id != order_event.id,
-            ProcessorEvent.type.not_in(ORDER_EVENTS),
-        )
-        .order_by(ProcessorEvent.occurred_at, ProcessorEvent.id)
-    ).all()
-    for event in waiting:
-        _act(session, event, now=now, links=links, fees=fees)
-    return f"; {len(waiting)} waiting event(s) handled" if waiting else ""
+    return processor_events.replay_waiting(
+        session,
+        order_event,
+        order_events=ORDER_EVENTS,
+        act=lambda event: _act(session, event, now=now, links=links, fees=fees),
+    )
 
 
 # -- orders ---------------------------------------------------------------------------------------
