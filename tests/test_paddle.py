@@ -2,26 +2,16 @@
 local Paddle (tests/paddle_stub.py), and its signed notifications reconciled once, only forward."""
 
 import json
-import threading
-from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
-from portal.accounts.models import StaffUser
-from portal.config import engine_options
 from portal.core.vocabulary import Actor, PaymentStatus, RefundStatus, RequestState
 from portal.orders.models import Order
 from portal.payments.paddle_gateway import PaddleGateway
-from portal.policy import load_policy
-from portal.refunds import acting, payouts
-from portal.refunds.links import Links
-from portal.refunds.models import ProcessorEvent, Refund, RefundRequest, StatusEvent
-from portal.refunds.states import InvalidTransition
-from portal.web.extensions import db
+from portal.refunds.models import ProcessorEvent, Refund, StatusEvent
 from tests.journey_helpers import latest_request, outbox
-from tests.staff_helpers import approved_in_full, staff_post
+from tests.staff_helpers import approved_in_full, process_at_once, staff_post
 
 pytestmark = pytest.mark.usefixtures("frozen")
 
@@ -245,39 +235,14 @@ def test_signatures_are_checked_by_the_sdk(paddle_app, paddle_stub, sold, make_a
 
 def test_twenty_concurrent_process_calls_make_exactly_one_adjustment(paddle_app, approved, paddle_stub, db_session):
     _agent, reference = approved
-    with paddle_app.app_context():
-        url = db.engine.url
-    engine = create_engine(url, pool_size=20, max_overflow=5, **engine_options(url.render_as_string(False)))
-    request_id = db_session.scalar(select(RefundRequest.id).where(RefundRequest.reference == reference))
-    user_id = db_session.scalar(select(StaffUser.id))
     paddle_stub.delay = 0.1
     gateway = PaddleGateway("pdl_sdbx_apikey_portal", api_base=paddle_stub.url, timeout=10)
-    links, policy = Links("http://portal.test", "secret"), load_policy(None)
-    start = threading.Barrier(20)
-    outcomes = []
-
-    def worker():
-        with Session(engine) as session:
-            staff = acting.Staff(session.get(StaffUser, user_id), datetime.now(UTC), links, policy)
-            start.wait()
-            try:
-                payouts.process_refund(session, request_id, staff, gateway)
-                session.commit()
-                outcomes.append("sent")
-            except InvalidTransition:
-                outcomes.append("409")
-
-    threads = [threading.Thread(target=worker) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    outcomes = process_at_once(paddle_app, db_session, reference, gateway)
     # Paddle keeps the refund pending, so the request stays approved: every caller reaches the
     # gateway in turn, and every one after the first finds the adjustment by the attempt's key.
-    assert len(outcomes) == 20 and set(outcomes) <= {"sent", "409"}
+    assert len(outcomes) == 20 and set(outcomes) <= {"processed", "409"}
     assert paddle_stub.calls == 1 and len(paddle_stub.adjustments) == 1
     assert db_session.scalar(select(func.count()).select_from(Refund)) == 1
-    engine.dispose()
 
 
 def test_events_are_stored_once_under_paddles_event_id(paddle_app, sold, db_session):

@@ -1,27 +1,18 @@
 """Moving money: the Stripe gateway against a stateful local stub, retries, and concurrency."""
 
 import logging
-import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
-from portal.accounts.models import StaffUser
-from portal.config import engine_options
 from portal.core.money import Money
 from portal.core.vocabulary import PaymentStatus, RefundStatus, RequestState
 from portal.orders.models import Order
 from portal.payments import STRIPE_API_VERSION, GatewayMisconfigured, GatewayUnavailable, StripeGateway
-from portal.policy import load_policy
-from portal.refunds import acting, payouts
-from portal.refunds.links import Links
 from portal.refunds.models import Refund, RefundRequest, StatusEvent
-from portal.refunds.states import InvalidTransition
-from portal.web.extensions import db
 from tests.journey_helpers import import_samples, latest_request, outbox, page_text
-from tests.staff_helpers import approved_in_full, staff_post
+from tests.staff_helpers import approved_in_full, process_at_once, staff_post
 from tests.test_stripe_webhooks import SECRET, send
 
 pytestmark = pytest.mark.usefixtures("frozen")  # the clock stands at conftest.NOW
@@ -243,36 +234,11 @@ def test_the_stub_is_stripe_like_about_keys(stripe_stub):
 
 def test_twenty_concurrent_process_calls_make_one_gateway_call(approved, stripe_stub, stripe_app, db_session):
     _agent, reference = approved
-    with stripe_app.app_context():
-        url = db.engine.url
-    # One connection per caller, as twenty web workers would have: the app's pool holds fifteen.
-    engine = create_engine(url, pool_size=20, max_overflow=5, **engine_options(url.render_as_string(False)))
     request_id = db_session.scalar(select(RefundRequest.id).where(RefundRequest.reference == reference))
-    user_id = db_session.scalar(select(StaffUser.id))
     stripe_stub.delay = 0.2  # a slow processor widens the window for a double refund
     gateway = StripeGateway("sk_test_portal", api_base=stripe_stub.url, max_network_retries=0)
-    links = Links("http://portal.test", "secret")
-    policy = load_policy(None)
-    start = threading.Barrier(20)
-    outcomes = []
-
-    def worker():
-        with Session(engine) as session:
-            staff = acting.Staff(session.get(StaffUser, user_id), datetime.now(UTC), links, policy)
-            start.wait()
-            try:
-                payouts.process_refund(session, request_id, staff, gateway)
-                session.commit()
-                outcomes.append("refunded")
-            except InvalidTransition:
-                outcomes.append("409")
-
-    threads = [threading.Thread(target=worker) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert sorted(outcomes) == ["409"] * 19 + ["refunded"]
+    outcomes = process_at_once(stripe_app, db_session, reference, gateway)
+    assert sorted(outcomes) == ["409"] * 19 + ["processed"]
     assert stripe_stub.calls == 1 and stripe_stub.refunded("ch_3QaB10001") == 2900
     db_session.expire_all()
     refunded_events = db_session.scalar(
@@ -282,4 +248,3 @@ def test_twenty_concurrent_process_calls_make_one_gateway_call(approved, stripe_
     )
     assert refunded_events == 1
     assert db_session.scalar(select(func.count()).select_from(Refund)) == 1
-    engine.dispose()
