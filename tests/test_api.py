@@ -304,7 +304,7 @@ def test_a_processor_outage_answers_503_and_the_retry_refunds_once(make_app, str
     assert sorted((r["attempt"], r["status"]) for r in again.json["refunds"]) == [(1, "failed"), (2, "succeeded")]
 
 
-def test_nul_characters_are_refused_at_the_door(app, api, db_session):
+def test_nul_characters_are_refused_with_a_reason(app, api, db_session):
     # PostgreSQL cannot store NUL in text; the portal answers before any query is made.
     reference = filed(app)
     assert api.get("/requests/RF-AB\x00CD").status_code == 404
@@ -312,8 +312,12 @@ def test_nul_characters_are_refused_at_the_door(app, api, db_session):
     note = api.post(f"/requests/{reference}/notes", {"text": "fine\u0000not"})
     assert note.status_code == 422 and note.json["errors"][0]["field"] == "text"
     make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+    # A page's form gives the text back without the NUL and says why, instead of a bare 400.
     customer = app.test_client()
-    assert lookup(customer, "ORD-10001\x00", "alice.m@example.com").status_code == 400
+    page = lookup(customer, "ORD-10001\x00", "alice.m@example.com")
+    assert page.status_code == 200
+    assert "invisible control character (NUL)" in page.text
+    assert 'value="ORD-10001"' in page.text and 'value="alice.m@example.com"' in page.text
 
 
 def test_ask_and_decline_through_the_api(app, api, db_session):

@@ -1,6 +1,7 @@
 """The base of every form (Flask-WTF with CSRF, WTForms' messages translated from a cached catalog),
 and the two forms that more than one blueprint shows: the order lookup and "email me a link"."""
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm as _FlaskForm
 from wtforms import Field, StringField
@@ -17,6 +18,23 @@ class FlaskForm(_FlaskForm):
     class Meta:
         def get_translations(self, form):
             return wtforms_translations(current_locale())
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        for field in self:
+            # PostgreSQL cannot store NUL in text and nobody means to type one (it arrives pasted
+            # from a corrupt file): the form comes back with the character removed, the rest of
+            # what was typed kept, and a message under the field instead of a bare 400.
+            if isinstance(field.data, str) and "\x00" in field.data:
+                field.data = field.data.replace("\x00", "")
+                add_error(
+                    field,
+                    _(
+                        "This text contained an invisible control character (NUL). It was removed: check the text and send it again."
+                    ),
+                )
+                valid = False
+        return valid
 
 
 def add_error(field: Field, message: str) -> None:
