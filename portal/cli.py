@@ -40,6 +40,7 @@ from portal.outbox.queue import resend
 from portal.outbox.worker import StopFlag
 from portal.policy import PolicyError, load_policy
 from portal.policy.automation import load_automation
+from portal.policy.loading import DEFAULT_POLICY
 from portal.refunds import privacy
 from portal.refunds.automation.runner import set_paused
 from portal.refunds.automation.simulation import simulate
@@ -131,9 +132,13 @@ policy_cli = click.Group("policy", help="The refund policy file.")
 
 
 @policy_cli.command("check")
-@click.argument("file", type=click.Path(dir_okay=False))
-def policy_check(file: str) -> None:
-    """Validate a policy file and name each problem."""
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@with_appcontext
+def policy_check(file: str | None) -> None:
+    """Validate a policy file and name each problem (without FILE: the one this portal serves)."""
+    # Checking the policy in force is the common case, so it needs no path; PORTAL_POLICY_FILE
+    # or the bundled sample, as the portal itself loads it.
+    file = file or current_app.config.get("POLICY_FILE") or str(DEFAULT_POLICY)
     try:
         policy = load_policy(file)
     except PolicyError as exc:
@@ -282,7 +287,11 @@ def outbox_list(status: str | None) -> None:
     query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200)
     if status:
         query = query.where(OutboxMessage.status == OutboxStatus(status))
-    for m in db.session.scalars(query):
+    messages = list(db.session.scalars(query))
+    if not messages:
+        # An empty answer reads like a hang or a crash; say what was looked for.
+        click.echo(f"No {status} messages in the outbox." if status else "The outbox is empty.")
+    for m in messages:
         click.echo(
             f"{m.id:>6} {m.status.value:<7} {m.message:<20} {m.locale} {m.recipient} "
             f"attempts={m.attempts} {m.last_error[:80]}"

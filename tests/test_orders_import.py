@@ -110,6 +110,19 @@ def test_cli_import_reports_and_exits_nonzero_on_bad_file(runner, data_dir):
     assert "nothing was imported" in bad.output and "line 5, currency" in bad.output
 
 
+def test_an_empty_file_is_named_as_such(runner, tmp_path):
+    empty = tmp_path / "orders.csv"
+    empty.write_text("", encoding="utf-8")
+    result = runner.invoke(args=["orders", "import", str(empty)])
+    assert result.exit_code == 1
+    assert "line 1, file: the file is empty: its first line must name the columns" in result.output
+
+
+def test_an_empty_outbox_says_so(runner):
+    assert runner.invoke(args=["outbox", "list"]).output == "The outbox is empty.\n"
+    assert runner.invoke(args=["outbox", "list", "--status", "dead"]).output == "No dead messages in the outbox.\n"
+
+
 def test_a_nul_character_is_refused_with_its_line_and_column(db_session, data_dir):
     text = (data_dir / "orders.csv").read_text(encoding="utf-8").replace("Alice Moreau", "Alice\x00Moreau", 1)
     result = import_orders_text(db_session, text)

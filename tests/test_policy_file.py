@@ -103,6 +103,9 @@ def test_cli_check_names_problems_and_fails(runner, tmp_path):
     assert "clause monthly › full_refund_days" in result.output
     good = runner.invoke(args=["policy", "check", str(DEFAULT_POLICY)])
     assert good.exit_code == 0 and "valid; 2 version(s)" in good.output
+    # Without a path it checks the policy the portal serves.
+    served = runner.invoke(args=["policy", "check"])
+    assert served.exit_code == 0 and served.output.startswith(f"{DEFAULT_POLICY}: valid")
 
 
 def test_the_app_refuses_to_start_on_a_broken_policy(tmp_path):

@@ -78,6 +78,8 @@ def read_orders(stream: TextIO) -> tuple[list[tuple[int, OrderData]], list[LineE
         return [], [LineError(long_line.line, FieldError("file", LINE_TOO_LONG, {"value": MAX_LINE}))]
     except (UnicodeDecodeError, csv.Error):
         return [], [LineError(1, FieldError("file", N_("the file is not UTF-8 encoded CSV"), {}))]
+    if not header:
+        return [], [LineError(1, FieldError("file", N_("the file is empty: its first line must name the columns"), {}))]
     missing = [
         c for c in (*REQUIRED, "period_start", "period_end", "affiliate", "affiliate_commission") if c not in header
     ]
