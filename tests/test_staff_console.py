@@ -182,7 +182,16 @@ def test_decline_cites_the_clause_and_offers_an_alternative_in_the_customers_lan
     reference = filed(app, "ORD-20001", "zhang.wei@example.cn", locale="zh")
     html = page(agent, reference).get_data(as_text=True)
     assert 'value="monthly"' in html and 'value="extended-trial"' in html
-    response = act(agent, reference, "decline", clause="monthly", offer="extended-trial", note="Outside the window")
+    # The policy grants this one (filed within the month), so the agent says why it is declined anyway.
+    response = act(
+        agent,
+        reference,
+        "decline",
+        clause="monthly",
+        offer="extended-trial",
+        note="Outside the window",
+        override_reason="Used the workspace all month",
+    )
     assert response.status_code == 303
     request = latest_request(orders)
     assert (request.state, request.decline_clause, request.alternative_offer_id) == (
