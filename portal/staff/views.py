@@ -145,9 +145,12 @@ def _render_request(found: RefundRequest, status: int = 200, **forms):
         )
         approve_form.amount.data = str(prefill.amount)
     ask_form, note_form = forms.get("ask_form") or AskForm(), forms.get("note_form") or NoteForm()
-    for form in (ask_form, approve_form, decline_form):
-        form.saved_reply.choices = [SelectChoice(v, label) for v, label in reply_choices(found.locale)]
-    note_form.saved_reply.choices = [SelectChoice(v, label) for v, label in reply_choices(current_locale())]
+    for name, form in (("ask", ask_form), ("approve", approve_form), ("decline", decline_form), ("note", note_form)):
+        form.saved_reply.choices = [
+            SelectChoice(v, label) for v, label in reply_choices(None if name == "note" else found.locale)
+        ]
+        # Four of these selects share the page: each needs an id (and a label pointing to it) of its own.
+        form.saved_reply.id = form.saved_reply.label.field_id = f"{name}-saved-reply"
     return render_template(
         "staff/request.html",
         view=view,
