@@ -97,7 +97,7 @@ def test_a_bulk_decline_reports_what_was_declined_and_what_could_not_be(desk, de
         deliver(db.session)
     # One email per declined request, in its customer's language; none for the one not declined.
     assert len(smtp.inbox.find("alice.m@example.com")) == 2  # the acknowledgement and the decline
-    [ack, declined] = smtp.inbox.find("chen.jie@example.cn")
+    [_acknowledgement, declined] = smtp.inbox.find("chen.jie@example.cn")
     assert "Outside the refund window." in body(declined, "plain") and declined["Content-Language"] == "zh"
     assert len(smtp.inbox.find("emma.visser@example.be")) == 2  # the acknowledgement and the earlier decline
 

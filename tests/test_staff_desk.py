@@ -64,9 +64,7 @@ def request_of(session, reference) -> RefundRequest:
 
 def test_a_saved_reply_refuses_unknown_variables_and_an_empty_text(orders):
     with pytest.raises(replies.ReplyError) as unknown:
-        replies.save(
-            orders, None, title="x", bodies={"en": "Hi {custmer_name}"}, staff_user_id=None, now=utcnow()
-        )
+        replies.save(orders, None, title="x", bodies={"en": "Hi {custmer_name}"}, staff_user_id=None, now=utcnow())
     assert unknown.value.field == "body_en" and unknown.value.params["name"] == "custmer_name"
     with pytest.raises(replies.ReplyError) as empty:
         replies.save(orders, None, title="x", bodies={"en": " "}, staff_user_id=None, now=utcnow())
@@ -115,12 +113,16 @@ def test_admins_and_marketing_keep_saved_replies_agents_only_use_them(app, order
     assert "Welcome" in listing and listing.count("⚠ Translation missing") == 2
     assert "/edit" not in listing and f"/staff/saved-replies/{reply.id}/delete" not in listing
     token = csrf_token(agent, "/staff/saved-replies")
-    assert agent.post("/staff/saved-replies", data={"csrf_token": token, "title": "x", "body_en": "y"}).status_code == 403
+    assert (
+        agent.post("/staff/saved-replies", data={"csrf_token": token, "title": "x", "body_en": "y"}).status_code == 403
+    )
     assert agent.get(f"/staff/saved-replies/{reply.id}").status_code == 403
     edit = f"/staff/saved-replies/{reply.id}"
     form = admin.get(edit).get_data(as_text=True)
     assert "No 中文 text yet: customers who read 中文 get another language." in form
-    changed = staff_post(admin, edit, edit, title="Welcome", body_en="Hi {customer_name}", body_zh="{customer_name}您好")
+    changed = staff_post(
+        admin, edit, edit, title="Welcome", body_en="Hi {customer_name}", body_zh="{customer_name}您好"
+    )
     assert changed.status_code == 303
     orders.expire_all()
     assert reply.missing == ["nl"]

@@ -337,9 +337,7 @@ def saved_replies(user):
     """The text modules staff insert in questions, decisions and notes, by title, with their bodies per language."""
     return s.SavedReplyList(
         replies=[
-            s.SavedReplyOut(
-                id=r.id, title=r.title, bodies={code: r.body(code) for code in LOCALES}, missing=r.missing
-            )
+            s.SavedReplyOut(id=r.id, title=r.title, bodies={code: r.body(code) for code in LOCALES}, missing=r.missing)
             for r in replies.listed(db.session())
         ],
         variables=list(replies.VARIABLES),

@@ -34,7 +34,7 @@ class BulkAction(StrEnum):
     DECLINE = "decline"
 
     @property
-    def title(self) -> str:
+    def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
         return BULK_TITLES[self]
 
 
