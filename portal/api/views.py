@@ -330,7 +330,7 @@ def insights(user, query: s.InsightsQuery):
     "/saved-replies",
     summary="List the saved replies",
     tag="Saved replies",
-    roles=(StaffRole.AGENT, StaffRole.ADMIN, StaffRole.MARKETING),
+    roles=READERS,
     response=s.SavedReplyList,
 )
 def saved_replies(user):
