@@ -142,6 +142,17 @@ def decline(
     """Decline, citing a clause. A request the policy grants is declined only by an admin or with a
     written reason (the mirror of approving above the policy), which the timeline keeps."""
     require(staff, *ACTING_ROLES)
+    version = staff.policy.version_for(request.order.purchased_at)
+    try:
+        clause = version.clause(clause_id)
+    except KeyError:
+        raise WorkflowError("clause", N_("Choose the policy clause the decision rests on.")) from None
+    offer = None
+    if offer_id:
+        try:
+            offer = staff.policy.offer(offer_id)
+        except KeyError:
+            raise WorkflowError("offer", N_("Choose one of the offers in the policy.")) from None
     granted = policy_grants(session, request, staff.policy, staff.now)
     # A request that cannot be declined any more gets the state machine's 409, not this question.
     if (
@@ -155,17 +166,6 @@ def decline(
             N_("The policy grants this request %(amount)s; write why you decline it anyway."),
             amount=granted,
         )
-    version = staff.policy.version_for(request.order.purchased_at)
-    try:
-        clause = version.clause(clause_id)
-    except KeyError:
-        raise WorkflowError("clause", N_("Choose the policy clause the decision rests on.")) from None
-    offer = None
-    if offer_id:
-        try:
-            offer = staff.policy.offer(offer_id)
-        except KeyError:
-            raise WorkflowError("offer", N_("Choose one of the offers in the policy.")) from None
     event_note = note.strip()
     if granted is not None and override_reason.strip():
         event_note = f"[override: {override_reason.strip()}] {event_note}".strip()
