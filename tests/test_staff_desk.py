@@ -143,6 +143,18 @@ def test_a_saved_reply_reaches_a_chinese_customer_in_chinese_and_the_timeline_na
     assert "Saved reply used" in timeline and "“Need details” in a question to the customer, in 中文" in timeline
 
 
+def test_a_saved_reply_in_an_approval_reaches_a_dutch_customer_in_dutch(app, orders, agent):
+    reply = saved(orders)
+    reference = filed(app, "ORD-30001", "sanne.devries@example.nl", locale="nl")
+    assert act(agent, reference, "approve", amount="27.00", saved_reply=str(reply.id)).status_code == 303
+    [approval] = outbox(orders, "approval")
+    assert approval.locale == "nl"
+    assert approval.variables["note"].startswith(f"Beste Sanne de Vries, over {reference} (€\xa027,00)")
+    assert "“Need details” in the approval, in Nederlands" in agent.get(f"/staff/requests/{reference}").get_data(
+        as_text=True
+    )
+
+
 def test_a_saved_reply_in_an_internal_note_uses_the_agents_language(app, orders, agent):
     reply = saved(orders)
     reference = filed(app, "ORD-20001", "zhang.wei@example.cn", locale="zh")
