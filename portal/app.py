@@ -19,7 +19,8 @@ import portal.insights.models
 import portal.orders.models
 import portal.outbox.models
 import portal.refunds.automation.models
-import portal.refunds.models  # noqa: F401
+import portal.refunds.models
+import portal.refunds.replies  # noqa: F401
 from portal import cli
 from portal import config as settings
 from portal.api import bp as api_bp

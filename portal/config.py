@@ -102,6 +102,8 @@ DEFAULTS: dict[str, object] = {
     "API_RATE_LIMIT": "600 per minute",
     # Outgoing webhooks: how long a subscriber may take to answer.
     "WEBHOOK_TIMEOUT": 10,
+    # After an endpoint's secret is rotated, the old one still signs (a second signature) this long.
+    "WEBHOOK_SECRET_OVERLAP_HOURS": 24,
     # What the processor keeps of a charge on a refund, for the business-cost figures.
     "PROCESSOR_FEE_PERCENT": "2.9",
     "PROCESSOR_FEE_FIXED_MINOR": 30,

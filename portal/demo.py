@@ -21,7 +21,7 @@ from portal.orders.models import Order
 from portal.orders.validation import OrderData
 from portal.payments import ManualGateway
 from portal.policy import Policy
-from portal.refunds import acting, decisions, filing, payouts
+from portal.refunds import acting, decisions, filing, payouts, replies
 from portal.refunds.links import Links
 
 DEMO_ADMIN_EMAIL = "admin@demo.example"
@@ -308,6 +308,19 @@ def seed_demo(
         session.commit()
         if policy is not None and links is not None:
             requests = _seed_requests(session, now, policy, links, storage or LocalStorage(Path(".")))
+        # One saved reply to try in the console, in two of the three languages (the Dutch one missing shows the warning).
+        replies.save(
+            session,
+            None,
+            title="Ask for the invoice",
+            bodies={
+                "en": "Dear {customer_name}, could you send us the invoice for order {order_number} ({amount})? "
+                "Please answer by {deadline}.",
+                "zh": "{customer_name}您好，请发送订单 {order_number}（{amount}）的发票，并在 {deadline} 前回复。",
+            },
+            staff_user_id=None,
+            now=now,
+        )
         seeded = True
     session.commit()
     count = session.execute(select(func.count()).select_from(Order)).scalar_one()
@@ -364,6 +377,8 @@ def _seed_requests(session: Session, now: datetime, policy: Policy, links: Links
         clause_id=clause,
         offer_id="extended-trial",
         note="The team plan was used throughout the month.",
+        # The policy grants a prorated refund here: declining it anyway takes a written reason.
+        override_reason="Used throughout the month; the prorated refund was waived at signup.",
     )
     session.commit()
     file("DEMO-3004", Reason.OTHER, 0.1, "Per ongeluk besteld.", "nl")

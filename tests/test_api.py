@@ -333,7 +333,12 @@ def test_ask_and_decline_through_the_api(app, api, db_session):
     assert api.post(f"/requests/{first}/information-requests", {"questions": ["favourite_colour"]}).status_code == 422
 
     second = filed(app, "ORD-10003", "bob.tanaka@example.org")
-    declined = api.post(f"/requests/{second}/decline", {"clause_id": "annual", "offer_id": "extended-trial"})
+    granted = api.post(f"/requests/{second}/decline", {"clause_id": "annual", "offer_id": "extended-trial"})
+    assert granted.status_code == 422 and granted.json["errors"][0]["field"] == "override_reason"
+    declined = api.post(
+        f"/requests/{second}/decline",
+        {"clause_id": "annual", "offer_id": "extended-trial", "override_reason": "Used all year"},
+    )
     assert declined.status_code == 200, declined.json
     assert (declined.json["state"], declined.json["decline_clause"], declined.json["alternative_offer_id"]) == (
         "declined",

@@ -145,7 +145,8 @@ def test_a_decline_with_its_clause_and_alternative_arrives_in_the_customers_lang
         agent, customer = agent_and_customer(app, db_session)
         lookup(customer, number, email)
         reference = file_request(customer, number, locale=locale).headers["Location"].rsplit("/", 1)[1]
-        act(agent, reference, "decline", clause="monthly", offer="personal-support", note="")
+        # The policy grants these orders a refund: the agent declines with a written reason (not emailed).
+        act(agent, reference, "decline", clause="monthly", offer="personal-support", note="", override_reason="Misuse")
         with app.app_context():
             assert deliver(db.session).sent == 2
     decline = next(m for m in smtp.inbox.find(email) if SUBJECT_WORDS[locale]["decline"] in m["Subject"])

@@ -120,7 +120,7 @@ def test_the_insights_show_every_figure_and_the_csv_matches_the_page(app, agent,
     frozen.shift(timedelta(hours=2))
     sign_in(agent, "agent@example.com")  # each shift of the clock outlasts the idle limit of a staff session
     declined = file(app, "ORD-20001", "zhang.wei@example.cn", locale="zh", reason="not_as_expected")
-    act(agent, declined, "decline", clause="monthly", offer="")
+    act(agent, declined, "decline", clause="monthly", offer="", override_reason="Misuse")  # the policy grants it
     done = file(app, "ORD-30001", "sanne.devries@example.nl", locale="nl")
     act(agent, done, "approve", amount="27.00")
     frozen.shift(timedelta(hours=3))

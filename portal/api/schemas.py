@@ -164,6 +164,18 @@ class NoteOut(BaseModel):
     text: str
 
 
+class SavedReplyOut(BaseModel):
+    id: int
+    title: str
+    bodies: dict[str, str] = Field(description="The text per language (en, zh, nl); empty where not yet written.")
+    missing: list[str] = Field(description="The languages without a text yet.")
+
+
+class SavedReplyList(BaseModel):
+    replies: list[SavedReplyOut]
+    variables: list[str] = Field(description="The variables a body may name in braces, such as {customer_name}.")
+
+
 class DocumentOut(BaseModel):
     name: str
     content_type: str
@@ -214,6 +226,9 @@ class DeclineInput(Input):
     clause_id: Annotated[str, Field(min_length=1, max_length=64)]
     offer_id: Annotated[str, Field(max_length=64)] = ""
     note: Annotated[str, Field(max_length=2000)] = ""
+    override_reason: Annotated[str, Field(max_length=2000)] = Field(
+        "", description="Required of agents (not admins) to decline a request the policy grants."
+    )
 
 
 class ProcessInput(Input):

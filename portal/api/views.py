@@ -16,11 +16,11 @@ from portal.api import schemas as s
 from portal.api.spec import describe, document
 from portal.core.database import utcnow
 from portal.core.money import Money, MoneyError
-from portal.core.vocabulary import StaffRole
+from portal.core.vocabulary import LOCALES, StaffRole
 from portal.insights.figures import compute
 from portal.orders import portal_sessions
 from portal.orders.importing import upsert_order_rows
-from portal.refunds import acting, decisions, payouts
+from portal.refunds import acting, decisions, payouts, replies
 from portal.refunds.models import RefundRequest
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.web.extensions import db
@@ -167,7 +167,13 @@ def decline(user, reference: str, body: s.DeclineInput):
     """Cite the policy clause and, where one fits, offer an alternative."""
     found = _request(reference)
     decisions.decline(
-        db.session(), found, _staff(user), clause_id=body.clause_id, offer_id=body.offer_id, note=body.note
+        db.session(),
+        found,
+        _staff(user),
+        clause_id=body.clause_id,
+        offer_id=body.offer_id,
+        note=body.note,
+        override_reason=body.override_reason,
     )
     return _detail(found)
 
@@ -317,6 +323,25 @@ def insights(user, query: s.InsightsQuery):
         else datetime.max.replace(tzinfo=UTC)
     )
     return presenters.insights(compute(db.session(), begin, finish, now=utcnow()), start, end)
+
+
+@operation(
+    "GET",
+    "/saved-replies",
+    summary="List the saved replies",
+    tag="Saved replies",
+    roles=READERS,
+    response=s.SavedReplyList,
+)
+def saved_replies(user):
+    """The text modules staff insert in questions, decisions and notes, by title, with their bodies per language."""
+    return s.SavedReplyList(
+        replies=[
+            s.SavedReplyOut(id=r.id, title=r.title, bodies={code: r.body(code) for code in LOCALES}, missing=r.missing)
+            for r in replies.listed(db.session())
+        ],
+        variables=list(replies.VARIABLES),
+    )
 
 
 # -- portal sessions (a SaaS's own app) -----------------------------------------------------------

@@ -25,6 +25,10 @@ class WebhookSubscription(Base):
     description: Mapped[str] = mapped_column(String(200), default="")
     # The shared secret the signature is made with; the subscriber keeps a copy to check it.
     secret: Mapped[str] = mapped_column(String(100))
+    # After a rotation the old secret still signs (a second signature) until this time, so the
+    # receiver can switch without losing an event.
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(default=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -64,3 +68,21 @@ class OutboxMessage(Base):
 
     refund_request: Mapped[RefundRequest | None] = relationship()
     webhook_subscription: Mapped[WebhookSubscription | None] = relationship()
+
+
+class WebhookDelivery(Base):
+    """One attempt to post an event (or a test event) to an endpoint: what it answered and how fast."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_delivery_endpoint", "webhook_subscription_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscription.id"))
+    outbox_message_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_message.id"))
+    event_id: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(64))
+    # None when no answer came (a timeout, a refused connection): ``error`` says what happened.
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -73,3 +73,13 @@ def resend(session: Session, message: OutboxMessage, *, now: datetime) -> None:
     message.attempts = 0
     message.next_attempt_at = now
     message.last_error = ""
+
+
+def failed(message: OutboxMessage) -> bool:
+    """Waiting for another attempt after one that failed (the worker retries it with backoff)."""
+    return message.status is OutboxStatus.PENDING and message.attempts > 0 and bool(message.last_error)
+
+
+def resendable(message: OutboxMessage) -> bool:
+    """Staff send again only what gave up (dead) or failed; sent or waiting mail is left alone."""
+    return message.status is OutboxStatus.DEAD or failed(message)

@@ -10,7 +10,9 @@ Signatures: per the Standard Webhooks specification (``webhook-id``, ``webhook-t
 ``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``, made with the
 ``standardwebhooks`` library), so receivers verify with a stock library in any language; and, for
 one deprecation period, the older ``Portal-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
-"<t>.<body>" with the secret>``.
+"<t>.<body>" with the secret>``. After a secret is rotated, both headers carry a second signature
+made with the old secret until the overlap ends, so a receiver that still has the old one accepts
+the event; every attempt is logged (``WebhookDelivery``) with its status code and time taken.
 """
 
 from __future__ import annotations
@@ -22,24 +24,25 @@ import json
 import secrets
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import structlog
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 from standardwebhooks import Webhook
 
 from portal.core.markers import N_
 from portal.core.vocabulary import OutboxStatus
-from portal.outbox.models import OutboxMessage, WebhookSubscription
+from portal.outbox.models import OutboxMessage, WebhookDelivery, WebhookSubscription
 from portal.outbox.worker import PermanentFailure, TemporaryFailure
 
 log = structlog.get_logger(__name__)
 
 STATE_CHANGED = "refund_request.state_changed"
+TEST_EVENT = "portal.test"
 SIGNATURE_HEADER = "Portal-Signature"  # deprecated: kept while receivers move to the standard headers
 
 
@@ -117,28 +120,99 @@ def body_of(message: OutboxMessage) -> bytes:
     return json.dumps(message.variables, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode("ascii") + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+def signing_secrets(subscription: WebhookSubscription, now: datetime) -> list[str]:
+    """The current secret, then the previous one while a rotation's overlap lasts."""
+    keys = [subscription.secret]
+    until = subscription.previous_secret_until
+    if subscription.previous_secret and until is not None and now < until:
+        keys.append(subscription.previous_secret)
+    return keys
 
 
-def standard_headers(secret: str, event_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The Standard Webhooks headers of one delivery."""
-    signed = Webhook(secret).sign(event_id, datetime.fromtimestamp(timestamp, UTC), body.decode("utf-8"))
+def rotate_secret(
+    session: Session, subscription: WebhookSubscription, *, now: datetime, overlap: timedelta
+) -> WebhookSubscription:
+    """A new secret at once; the old one keeps signing beside it (a second signature) for ``overlap``."""
+    subscription.previous_secret = subscription.secret
+    subscription.previous_secret_until = now + overlap
+    subscription.secret = new_secret()
+    session.flush()
+    return subscription
+
+
+def signature(secret: str | list[str], timestamp: int, body: bytes) -> str:
+    """``t=<time>,v1=<hex>``, with one ``v1`` per secret (two during a rotation's overlap)."""
+    keys = [secret] if isinstance(secret, str) else secret
+    macs = [
+        hmac.new(k.encode("utf-8"), f"{timestamp}.".encode("ascii") + body, hashlib.sha256).hexdigest() for k in keys
+    ]
+    return f"t={timestamp}," + ",".join(f"v1={mac}" for mac in macs)
+
+
+def standard_headers(secret: str | list[str], event_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers of one delivery: ``webhook-signature`` lists one ``v1,…`` per
+    secret, separated by spaces, as the specification allows for rotations."""
+    keys = [secret] if isinstance(secret, str) else secret
+    when = datetime.fromtimestamp(timestamp, UTC)
+    signed = " ".join(Webhook(k).sign(event_id, when, body.decode("utf-8")) for k in keys)
     return {"webhook-id": event_id, "webhook-timestamp": str(timestamp), "webhook-signature": signed}
 
 
 def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300, now: float | None = None) -> bool:
-    """What a subscriber does with the header (and what the tests do)."""
-    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    """What a subscriber does with the header (and what the tests do): any ``v1`` made with its secret."""
+    pairs = [p.split("=", 1) for p in header.split(",") if "=" in p]
     try:
-        timestamp = int(parts.get("t", ""))
+        timestamp = int(next((v for k, v in pairs if k == "t"), ""))
     except ValueError:
         return False
     if abs((now or time.time()) - timestamp) > tolerance:
         return False
     expected = signature(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    return any(hmac.compare_digest(expected, v) for k, v in pairs if k == "v1")
+
+
+def post(
+    subscription: WebhookSubscription,
+    event_id: str,
+    event_type: str,
+    body: bytes,
+    *,
+    timeout: float,
+    outbox_message_id: int | None = None,
+) -> tuple[WebhookDelivery, requests.Response | None]:
+    """POST one signed event and record the delivery (status code, time taken, error) in the
+    endpoint's log, in the session the endpoint belongs to."""
+    now = int(time.time())
+    keys = signing_secrets(subscription, datetime.fromtimestamp(now, UTC))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "refund-portal-webhooks/1",
+        **standard_headers(keys, event_id, now, body),
+        SIGNATURE_HEADER: signature(keys, now, body),
+        "Portal-Event-Id": event_id,
+        "Portal-Event-Type": event_type,
+    }
+    started = time.perf_counter()
+    answer: requests.Response | None = None
+    error = ""
+    try:
+        answer = requests.post(subscription.url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as problem:
+        error = f"{type(problem).__name__}: {problem}"
+    delivery = WebhookDelivery(
+        webhook_subscription_id=subscription.id,
+        outbox_message_id=outbox_message_id,
+        event_id=event_id,
+        event_type=event_type,
+        status_code=answer.status_code if answer is not None else None,
+        duration_ms=round((time.perf_counter() - started) * 1000),
+        error=error[:2000] if error else ("" if answer is None or answer.ok else answer.text[:500]),
+        created_at=datetime.now(UTC),
+    )
+    session = object_session(subscription)
+    if session is not None:
+        session.add(delivery)
+    return delivery, answer
 
 
 def deliver(message: OutboxMessage, *, timeout: float) -> None:
@@ -146,20 +220,16 @@ def deliver(message: OutboxMessage, *, timeout: float) -> None:
     subscription = message.webhook_subscription
     if subscription is None or not subscription.active:
         raise PermanentFailure("the endpoint is no longer active")
-    body = body_of(message)
-    now = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "refund-portal-webhooks/1",
-        **standard_headers(subscription.secret, message.message_id, now, body),
-        SIGNATURE_HEADER: signature(subscription.secret, now, body),
-        "Portal-Event-Id": message.message_id,
-        "Portal-Event-Type": message.message,
-    }
-    try:
-        answer = requests.post(subscription.url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-    except requests.RequestException as error:
-        raise TemporaryFailure(f"{type(error).__name__}: {error}") from None
+    delivery, answer = post(
+        subscription,
+        message.message_id,
+        message.message,
+        body_of(message),
+        timeout=timeout,
+        outbox_message_id=message.id,
+    )
+    if answer is None:
+        raise TemporaryFailure(delivery.error)
     if 200 <= answer.status_code < 300:
         log.info("webhook delivered", url=subscription.url, status=answer.status_code, event_id=message.message_id)
         return
@@ -167,3 +237,30 @@ def deliver(message: OutboxMessage, *, timeout: float) -> None:
     if answer.status_code == 410:  # the subscriber says the endpoint is gone for good
         raise PermanentFailure("410 Gone")
     raise TemporaryFailure(f"HTTP {answer.status_code}: {answer.text[:200]}")
+
+
+def send_test(session: Session, subscription: WebhookSubscription, *, now: datetime, timeout: float) -> WebhookDelivery:
+    """Post a ``portal.test`` event at once (not through the outbox, so the admin sees the answer),
+    signed like every event; the delivery is logged with the others."""
+    event_id = "evt_" + uuid.uuid4().hex
+    event = {
+        "id": event_id,
+        "type": TEST_EVENT,
+        "created": now.isoformat(),
+        "data": {"message": "A test event from the refund portal: your endpoint receives and can verify events."},
+    }
+    body = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    delivery, _ = post(subscription, event_id, TEST_EVENT, body, timeout=timeout)
+    session.flush()
+    return delivery
+
+
+def deliveries(session: Session, subscription: WebhookSubscription, limit: int = 20) -> list[WebhookDelivery]:
+    return list(
+        session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.webhook_subscription_id == subscription.id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+    )

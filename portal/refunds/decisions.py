@@ -23,7 +23,7 @@ from portal.refunds.filing import decide
 from portal.refunds.links import Links
 from portal.refunds.models import InformationRequest, InternalNote, RefundRequest
 from portal.refunds.questions import DOCUMENTS, QUESTIONS
-from portal.refunds.states import Action, transition
+from portal.refunds.states import Action, allowed, transition
 
 REMINDER_AFTER = timedelta(days=3)
 # An information request unanswered this long closes the request (PORTAL_AWAITING_CLOSE_DAYS; portal/refunds/routine.py).
@@ -123,9 +123,24 @@ def approve(
     notifications.approval(session, request, amount, links=staff.links, note=note.strip())
 
 
+def policy_grants(session: Session, request: RefundRequest, policy: Policy, now: datetime) -> Money | None:
+    """The refund the policy grants this request today (a full or prorated one), or None."""
+    decision = decide(session, request.order, policy, now, request.reason)
+    return decision.amount if decision.outcome in (Outcome.FULL, Outcome.PRORATED) else None
+
+
 def decline(
-    session: Session, request: RefundRequest, staff: Staff, *, clause_id: str, offer_id: str = "", note: str = ""
+    session: Session,
+    request: RefundRequest,
+    staff: Staff,
+    *,
+    clause_id: str,
+    offer_id: str = "",
+    note: str = "",
+    override_reason: str = "",
 ) -> None:
+    """Decline, citing a clause. A request the policy grants is declined only by an admin or with a
+    written reason (the mirror of approving above the policy), which the timeline keeps."""
     require(staff, *ACTING_ROLES)
     version = staff.policy.version_for(request.order.purchased_at)
     try:
@@ -138,13 +153,29 @@ def decline(
             offer = staff.policy.offer(offer_id)
         except KeyError:
             raise WorkflowError("offer", N_("Choose one of the offers in the policy.")) from None
+    granted = policy_grants(session, request, staff.policy, staff.now)
+    # A request that cannot be declined any more gets the state machine's 409, not this question.
+    if (
+        granted is not None
+        and allowed(request.state, Action.DECLINE)
+        and staff.user.role is not StaffRole.ADMIN
+        and not override_reason.strip()
+    ):
+        raise WorkflowError(
+            "override_reason",
+            N_("The policy grants this request %(amount)s; write why you decline it anyway."),
+            amount=granted,
+        )
+    event_note = note.strip()
+    if granted is not None and override_reason.strip():
+        event_note = f"[override: {override_reason.strip()}] {event_note}".strip()
     transition(
         session,
         request,
         Action.DECLINE,
         actor=Actor.STAFF,
         staff_user_id=staff.user.id,
-        note=note.strip(),
+        note=event_note,
         now=staff.now,
     )
     request.decline_clause = clause.id

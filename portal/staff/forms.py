@@ -2,6 +2,7 @@
 
 from flask_babel import lazy_gettext as _l
 from wtforms import (  # type: ignore[attr-defined]  # SelectChoice is new in WTForms 3.3; types-WTForms 3.2 lacks it
+    BooleanField,
     EmailField,
     PasswordField,
     SelectChoice,
@@ -37,8 +38,20 @@ class LoginForm(FlaskForm):
     )
 
 
+def saved_reply_field() -> SelectField:
+    # Choices are the live saved replies, set per request by the view (portal.staff.presenters.reply_choices).
+    return SelectField(_l("Insert a saved reply"), choices=[], validators=[Optional()], validate_choice=False)
+
+
 class ActionForm(FlaskForm):
     """A button that only needs its CSRF token (start the review, retry, resend)."""
+
+
+class ResendForm(FlaskForm):
+    confirm = BooleanField(
+        _l("Yes, send this message again (the recipient may get it twice)"),
+        validators=[DataRequired(_l("Tick the box to confirm."))],
+    )
 
 
 class AskForm(FlaskForm):
@@ -54,6 +67,7 @@ class AskForm(FlaskForm):
     )
     custom = StringField(_l("Your own question (optional)"), validators=[Optional(), Length(max=500)])
     message = TextAreaField(_l("Message to the customer (optional)"), validators=[Optional(), Length(max=5000)])
+    saved_reply = saved_reply_field()
 
 
 class ApproveForm(FlaskForm):
@@ -66,6 +80,7 @@ class ApproveForm(FlaskForm):
     override_reason = TextAreaField(
         _l("Reason for going above the policy (admins only)"), validators=[Optional(), Length(max=2000)]
     )
+    saved_reply = saved_reply_field()
 
 
 class DeclineForm(FlaskForm):
@@ -76,6 +91,11 @@ class DeclineForm(FlaskForm):
     )
     offer = SelectField(_l("Alternative to offer"), choices=[], validators=[Optional()])
     note = TextAreaField(_l("Explanation for the customer (optional)"), validators=[Optional(), Length(max=5000)])
+    override_reason = TextAreaField(
+        _l("Reason for declining what the policy grants (required of agents when it does)"),
+        validators=[Optional(), Length(max=2000)],
+    )
+    saved_reply = saved_reply_field()
 
 
 class ProcessForm(FlaskForm):
@@ -83,7 +103,9 @@ class ProcessForm(FlaskForm):
 
 
 class NoteForm(FlaskForm):
-    text = TextAreaField(_l("Internal note"), validators=[DataRequired(_l("The note is empty.")), Length(max=5000)])
+    # Empty is fine when a saved reply is chosen; the service refuses a note with neither.
+    text = TextAreaField(_l("Internal note"), validators=[Optional(), Length(max=5000)])
+    saved_reply = saved_reply_field()
 
 
 class TestSendForm(FlaskForm):

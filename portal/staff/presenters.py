@@ -14,16 +14,26 @@ from portal.core.money import Money
 from portal.core.vocabulary import Actor, Channel, PaymentStatus, Plan, Reason, RequestState, StaffRole
 from portal.inbound.models import InboundMessage
 from portal.orders.models import Order
+from portal.outbox.models import OutboxMessage
+from portal.outbox.queue import failed as outbox_failed
 from portal.payments.base import PROGRESS_TITLES, failure_sentence
 from portal.policy import Decision
-from portal.refunds import alerts, decisions, filing, payouts
+from portal.refunds import alerts, decisions, filing, payouts, replies
 from portal.refunds.fraud import fraud_signals
 from portal.refunds.models import Refund, RefundRequest
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.web.extensions import db
-from portal.web.i18n import moment, money, system_note, translated
+from portal.web.i18n import NATIVE_NAMES, moment, money, system_note, translated
 from portal.web.policy import clause_title, current_policy, explain_decision, rendered
+
+# The outbox's states as staff read them (a failed message is one still pending after an attempt).
+OUTBOX_STATES = {
+    "sent": N_("Sent"),
+    "pending": N_("Waiting to send"),
+    "failed": N_("Failed, will retry"),
+    "dead": N_("Gave up"),
+}
 
 ACTORS = {Actor.CUSTOMER: N_("Customer"), Actor.STAFF: N_("Staff"), Actor.SYSTEM: N_("Refund portal")}
 
@@ -186,6 +196,23 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
         }
         for m in emails
     ]
+    timeline += [
+        {
+            "when": moment(u.created_at),
+            "iso": u.created_at.isoformat(),
+            "from": "",
+            "to": _("Saved reply used"),
+            "who": staff_names.get(u.staff_user_id, ""),
+            "amount": "",
+            "note": _(
+                "“%(title)s” %(where)s, in %(language)s",
+                title=u.saved_reply.title,
+                where=_(replies.USES.get(u.used_in, u.used_in)),
+                language=NATIVE_NAMES.get(u.locale, u.locale),
+            ),
+        }
+        for u in replies.uses(session, request)
+    ]
     timeline.sort(key=lambda entry: entry["iso"])
     customer = order.customer
     undeliverable = (
@@ -244,3 +271,36 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
             for a in alerts.open_alerts(session, request=request)
         ],
     )
+
+
+def reply_choices(for_locale: str | None = None) -> list[tuple[str, str]]:
+    """The saved replies for a form's select, each flagged where a translation is missing: for a
+    customer's language (``for_locale``), what is sent instead; otherwise which languages lack one."""
+    choices = [("", _("No saved reply"))]
+    for reply in replies.listed(db.session()):
+        missing = reply.missing
+        label = reply.title
+        if for_locale and for_locale in missing:
+            label += " — " + _(
+                "⚠ no %(language)s text yet: another language is sent", language=NATIVE_NAMES[for_locale]
+            )
+        elif not for_locale and missing:
+            label += " — " + _("⚠ missing: %(languages)s", languages=", ".join(NATIVE_NAMES[m] for m in missing))
+        choices.append((str(reply.id), label))
+    return choices
+
+
+def preselected_clause(request: RefundRequest, clause_choices: list[tuple[str, str]]) -> str:
+    """The clause today's decision rests on, when a decline may cite it; else the first choice."""
+    current = filing.decide(db.session(), request.order, current_policy(), utcnow(), request.reason)
+    citable = [value for value, _label in clause_choices]
+    for clause_id in current.clauses:
+        if clause_id in citable:
+            return clause_id
+    return citable[0] if citable else ""
+
+
+def outbox_state(message: OutboxMessage) -> str:
+    """The message's state in words (marked for translation; the template translates it)."""
+    key = "failed" if outbox_failed(message) else message.status.value
+    return OUTBOX_STATES[key]

@@ -14,6 +14,7 @@ from portal.accounts.models import StaffUser
 from portal.accounts.sessions import Event
 from portal.accounts.staff import AccountError, create_staff, set_active, set_role
 from portal.core.database import utcnow
+from portal.core.markers import N_
 from portal.core.money import Money, MoneyError
 from portal.core.vocabulary import LOCALES, Channel, OutboxStatus, Reason, RequestState, StaffRole
 from portal.documents.models import Document
@@ -21,8 +22,9 @@ from portal.documents.uploads import document_key
 from portal.inbound import privacy as inbound_privacy
 from portal.outbox import webhooks as outgoing
 from portal.outbox.models import OutboxMessage, WebhookSubscription
-from portal.outbox.queue import queue_email, resend
-from portal.refunds import acting, alerts, decisions, payouts, privacy
+from portal.outbox.queue import queue_email, resend, resendable
+from portal.refunds import acting, alerts, decisions, payouts, privacy, replies
+from portal.refunds.bulk import BulkAction
 from portal.refunds.models import ProcessorEvent, RefundRequest
 from portal.refunds.queue import QueueFilter, queue_page
 from portal.staff import bp
@@ -35,12 +37,21 @@ from portal.staff.forms import (
     DeclineForm,
     NoteForm,
     ProcessForm,
+    ResendForm,
     RoleForm,
     StaffForm,
     TestSendForm,
     WebhookForm,
 )
-from portal.staff.presenters import decline_choices, refund_line, request_page
+from portal.staff.presenters import (
+    OUTBOX_STATES,
+    decline_choices,
+    outbox_state,
+    preselected_clause,
+    refund_line,
+    reply_choices,
+    request_page,
+)
 from portal.web.extensions import db
 from portal.web.forms import add_error
 from portal.web.i18n import current_locale, moment, money
@@ -113,6 +124,7 @@ def queue():
         reasons=list(Reason),
         channels=list(Channel),
         locales=LOCALES,
+        bulk_actions=list(BulkAction),
     )
 
 
@@ -124,21 +136,30 @@ def _render_request(found: RefundRequest, status: int = 200, **forms):
     decline_form = forms.get("decline_form") or DeclineForm()
     decline_form.clause.choices = [SelectChoice(v, label) for v, label in view.clause_choices]
     decline_form.offer.choices = [SelectChoice(v, label) for v, label in view.offer_choices]
+    if not decline_form.clause.data:
+        decline_form.clause.data = preselected_clause(found, view.clause_choices)
     approve_form = forms.get("approve_form") or ApproveForm()
     if not approve_form.amount.data:
         prefill = (
             min(found.amount_requested, view.policy_amount) if view.policy_amount.minor else found.amount_requested
         )
         approve_form.amount.data = str(prefill.amount)
+    ask_form, note_form = forms.get("ask_form") or AskForm(), forms.get("note_form") or NoteForm()
+    for name, form in (("ask", ask_form), ("approve", approve_form), ("decline", decline_form), ("note", note_form)):
+        form.saved_reply.choices = [
+            SelectChoice(v, label) for v, label in reply_choices(None if name == "note" else found.locale)
+        ]
+        # Four of these selects share the page: each needs an id (and a label pointing to it) of its own.
+        form.saved_reply.id = form.saved_reply.label.field_id = f"{name}-saved-reply"
     return render_template(
         "staff/request.html",
         view=view,
         r=found,
         approve_form=approve_form,
         decline_form=decline_form,
-        ask_form=forms.get("ask_form") or AskForm(),
+        ask_form=ask_form,
         process_form=forms.get("process_form") or ProcessForm(),
-        note_form=forms.get("note_form") or NoteForm(),
+        note_form=note_form,
         action_form=ActionForm(),
         gateway=current_app.config["PAYMENT_GATEWAY"],
         refund_line=refund_line,
@@ -154,6 +175,25 @@ def _refused(found: RefundRequest, form, error: acting.WorkflowError, form_name:
         flash(_(error.message, **params), "error")
     db.session.rollback()
     return _render_request(found, 422, **{form_name: form})
+
+
+def _with_reply(found: RefundRequest, form, typed: str, used_in: str, locale: str) -> str:
+    """``typed`` followed by the chosen saved reply in ``locale`` (the customer's, for what they read),
+    its use recorded for the timeline; :class:`acting.WorkflowError` when the reply is gone."""
+    chosen = form.saved_reply.data or ""
+    reply = replies.find(db.session(), chosen)
+    if chosen and reply is None:
+        raise acting.WorkflowError("saved_reply", N_("Choose one of the saved replies."))
+    return replies.insert(
+        db.session(),
+        typed,
+        reply,
+        found,
+        used_in=used_in,
+        locale=locale,
+        staff_user_id=current_user.id,
+        now=utcnow(),
+    )
 
 
 def _done(found: RefundRequest, message: str):
@@ -183,7 +223,7 @@ def request_ask(reference: str):
             questions=form.questions.data or [],
             documents=form.documents.data or [],
             custom=form.custom.data or "",
-            message=form.message.data or "",
+            message=_with_reply(found, form, form.message.data or "", "ask", found.locale),
         )
     except acting.WorkflowError as error:
         return _refused(found, form, error, "ask_form")
@@ -217,7 +257,7 @@ def request_approve(reference: str):
             found,
             staff(),
             amount=amount,
-            note=form.note.data or "",
+            note=_with_reply(found, form, form.note.data or "", "approve", found.locale),
             override_reason=form.override_reason.data or "",
         )
     except acting.WorkflowError as error:
@@ -241,7 +281,8 @@ def request_decline(reference: str):
             staff(),
             clause_id=form.clause.data,
             offer_id=form.offer.data or "",
-            note=form.note.data or "",
+            note=_with_reply(found, form, form.note.data or "", "decline", found.locale),
+            override_reason=form.override_reason.data or "",
         )
     except acting.WorkflowError as error:
         return _refused(found, form, error, "decline_form")
@@ -327,7 +368,11 @@ def request_note(reference: str):
     found, form = owned(reference), NoteForm()
     if not form.validate_on_submit():
         return _render_request(found, 422, note_form=form)
-    decisions.add_note(db.session(), found, staff(), form.text.data or "")
+    try:
+        text = _with_reply(found, form, form.text.data or "", "note", current_locale())
+        decisions.add_note(db.session(), found, staff(), text)
+    except acting.WorkflowError as error:
+        return _refused(found, form, error, "note_form")
     return _done(found, _("Note added."))
 
 
@@ -387,17 +432,36 @@ def outbox():
         messages=list(db.session.scalars(query)),
         status=status,
         statuses=list(OutboxStatus),
-        form=ActionForm(),
+        state_word=outbox_state,
+        outbox_words=OUTBOX_STATES,
+        resendable=resendable,
         moment=moment,
     )
 
 
-@bp.post("/outbox/<int:message_id>/resend")
+@bp.route("/outbox/<int:message_id>/resend", methods=["GET", "POST"])
 @roles_required(*ACTING)
 def outbox_resend(message_id: int):
+    """A confirmation step (no script needed): the page says what will go out again, and a box must
+    be ticked. Only a message that gave up or failed can be sent again; anything else is a 409."""
     message = db.session.get(OutboxMessage, message_id) or abort(404)
-    if not ActionForm().validate_on_submit():
-        abort(400)
+    if not resendable(message):
+        return render_template(
+            "errors/http.html",
+            error=None,
+            code=409,
+            message=_(
+                "Message %(id)s is “%(state)s”: only a message that failed or gave up can be sent again.",
+                id=message_id,
+                state=_(outbox_state(message)),
+            ),
+        ), 409
+    form = ResendForm()
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_template(
+            "staff/outbox_resend.html", m=message, form=form, state=_(outbox_state(message)), moment=moment
+        ), status
     resend(db.session(), message, now=utcnow())
     db.session.commit()
     flash(_("Message %(id)s is queued again.", id=message_id), "success")
