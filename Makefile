@@ -21,7 +21,7 @@ setup: $(STAMP) $(COMPILED)
 # subsetting (without it a Chinese receipt takes seconds); poppler-utils: pdftoppm, to look at
 # receipts in the tests; wrk: the load generator of the page benchmark; spamassassin: the test that
 # scores every email as sent with Debian's rules (local tests only, no network) and fails above 1.0.
-SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-core libpango-1.0-0 libpangoft2-1.0-0 \
+SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-cjk-extra fonts-noto-core libpango-1.0-0 libpangoft2-1.0-0 \
 	libharfbuzz-subset0 poppler-utils wrk spamassassin
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
