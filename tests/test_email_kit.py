@@ -161,3 +161,43 @@ def test_export_writes_every_message_in_every_language_with_merge_tags(runner, t
 def test_the_sender_is_the_brand(app):
     name, address = parseaddr(f"{app.config['MAIL_DEFAULT_SENDER'][0]} <{app.config['MAIL_DEFAULT_SENDER'][1]}>")
     assert (name, address) == ("Northwind Cloud", "support@northwind.example")
+
+
+def test_the_colours_come_from_brand_toml(tmp_path):
+    brand = {
+        **load_brand(),
+        "primary_color": "#7a1f5c",
+        "dark_primary_color": "#f2b8dc",
+        "button_text_color": "#fffff0",
+    }
+    kit = EmailKit(resource_dir("emails"), resource_dir("translations"), base_url="https://x.example", brand=brand)
+    html = kit.render_sample("acknowledgement", "en").html
+    assert re.search(r"<h1 style=\"[^\"]*color: #7a1f5c", html), "the heading is not in the brand's colour"
+    assert re.search(r"class=\"button\"[^>]*color: #fffff0", html) and "background-color: #7a1f5c" in html
+    dark = html.split("@media (prefers-color-scheme: dark)")[1]
+    assert "#f2b8dc" in dark
+    assert "#1f4e79" not in html and "#8cc4ff" not in html  # nothing left of the default colours
+    with pytest.raises(KitError, match="primary_color"):
+        EmailKit(
+            resource_dir("emails"),
+            resource_dir("translations"),
+            base_url="https://x.example",
+            brand={**load_brand(), "primary_color": "red; background: url(x)"},
+        )
+
+
+def test_the_logo_stays_readable_when_the_mail_program_is_dark(kit):
+    """The logo carries its own light plate: its whole outer edge is opaque and light, so on a dark
+    background (#16191d, the dark-mode body) the navy lettering still sits on white."""
+    from PIL import Image
+
+    logo = Image.open(ROOT / "portal" / "static" / "email-logo.png").convert("RGBA")
+    width, height = logo.size
+    ring = [logo.getpixel((x, y)) for x in range(12, width - 12) for y in (4, height - 5)]
+    ring += [logo.getpixel((x, y)) for y in range(12, height - 12) for x in (4, width - 5)]
+    assert all(a == 255 and min(r, g, b) >= 200 for r, g, b, a in ring), "the logo's edge is not a light plate"
+    lettering = [p for p in logo.get_flattened_data() if p[3] == 255 and max(p[:3]) < 140]
+    assert len(lettering) > 1000, "no dark lettering on the plate"
+    html = kit.render_sample("acknowledgement", "en").html
+    assert re.search(r'<img src="https://refunds.example.com/static/email-logo.png" width="176"', html)
+    assert width == 2 * 176  # twice the width shown, for sharp screens

@@ -171,7 +171,7 @@ class EmailKit:
         self.base_url = base_url.rstrip("/")
         self.brand = brand
         self.specs = load_specs(self.root)
-        self.stylesheet = (self.root / "styles.css").read_text(encoding="utf-8")
+        self.stylesheet = brand_stylesheet((self.root / "styles.css").read_text(encoding="utf-8"), brand)
         # @media rules (mobile, dark mode) stay in the <style> block; remote stylesheets are never fetched.
         self._environments: dict[str, Environment] = {}
         self._layout_globals: dict[str, dict[str, object]] = {}
@@ -304,6 +304,21 @@ class EmailKit:
         if kind == "url":
             return self.absolute(str(value))
         return value
+
+
+COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+def brand_stylesheet(css: str, brand: Mapping[str, Any]) -> str:
+    """The stylesheet with the brand's colours filled in; a colour that is not a CSS hex value is an
+    error (it would end up inside a style attribute of every message)."""
+    for key, value in brand.items():
+        if key.endswith("_color") and not (isinstance(value, str) and COLOR.fullmatch(value)):
+            raise KitError(f"brand.toml: {key} = {value!r} is not a CSS hex colour such as #1f4e79")
+    try:
+        return Environment(undefined=StrictUndefined).from_string(css).render(brand=brand)
+    except UndefinedError as error:
+        raise KitError(f"styles.css uses a brand value that brand.toml does not set: {error.message}") from None
 
 
 def load_catalog(translations_dir: Path, locale: str) -> NullTranslations:
