@@ -16,7 +16,8 @@ setup: $(STAMP) $(COMPILED)
 
 # Debian packages the portal needs at run and test time; installed only when missing.
 # chromium: the browser tests (Playwright drives Debian's build); fonts-noto-cjk and fonts-noto-core:
-# Chinese, Latin and Greek text in pages, screenshots and PDF receipts; libpango-1.0-0,
+# Chinese, Latin and Greek text in pages, screenshots and PDF receipts; fonts-noto-cjk-extra: the
+# Bold weight of Chinese (the receipt's title, headings and total); libpango-1.0-0,
 # libpangoft2-1.0-0: WeasyPrint's text layout; libharfbuzz-subset0: WeasyPrint's fast font
 # subsetting (without it a Chinese receipt takes seconds); poppler-utils: pdftoppm, to look at
 # receipts in the tests; wrk: the load generator of the page benchmark; spamassassin: the test that
