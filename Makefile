@@ -16,12 +16,13 @@ setup: $(STAMP) $(COMPILED)
 
 # Debian packages the portal needs at run and test time; installed only when missing.
 # chromium: the browser tests (Playwright drives Debian's build); fonts-noto-cjk and fonts-noto-core:
-# Chinese, Latin and Greek text in pages, screenshots and PDF receipts; libpango-1.0-0,
+# Chinese, Latin and Greek text in pages, screenshots and PDF receipts; fonts-noto-cjk-extra: the
+# Bold weight of Chinese (the receipt's title, headings and total); libpango-1.0-0,
 # libpangoft2-1.0-0: WeasyPrint's text layout; libharfbuzz-subset0: WeasyPrint's fast font
 # subsetting (without it a Chinese receipt takes seconds); poppler-utils: pdftoppm, to look at
 # receipts in the tests; wrk: the load generator of the page benchmark; spamassassin: the test that
 # scores every email as sent with Debian's rules (local tests only, no network) and fails above 1.0.
-SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-core libpango-1.0-0 libpangoft2-1.0-0 \
+SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-cjk-extra fonts-noto-core libpango-1.0-0 libpangoft2-1.0-0 \
 	libharfbuzz-subset0 poppler-utils wrk spamassassin
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -1,5 +1,6 @@
 """PDF receipt speed and size per language (targets: median under 250 ms warm, under 2 s cold,
-Chinese within 2x English, every PDF under 300 KB).
+Chinese within 2x English, every PDF under 300 KB). The sample has everything a receipt can show:
+the logo, an earlier refund, the original invoice and its tax, and Chinese in two weights.
 
 Warm: the median of 15 receipts per language in one process, after one render to warm up.
 Cold: a new Python process per language, timing its first receipt (imports and font loading
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +60,9 @@ def sample(locale: str):
         clause=CLAUSES[locale],
         clause_id="monthly",
         earlier=[ReceiptLine(bought + timedelta(days=3), Money.parse("5.00", currency), "re_3QaB09999")],
+        invoice_number="INV-2026-0042",
+        tax=Money.parse("5.03", currency),
+        tax_rate=Decimal("21"),
     )
 
 
@@ -66,7 +71,12 @@ def renderer():
     from portal.core.paths import resource_dir
     from portal.refunds.receipts import ReceiptRenderer
 
-    return ReceiptRenderer(resource_dir("templates") / "receipts", resource_dir("translations"), dict(load_brand()))
+    return ReceiptRenderer(
+        resource_dir("templates") / "receipts",
+        resource_dir("translations"),
+        dict(load_brand()),
+        logo=resource_dir("static") / "logo.png",
+    )
 
 
 def cold(locale: str) -> dict:

@@ -154,3 +154,53 @@ def test_a_decline_with_its_clause_and_alternative_arrives_in_the_customers_lang
     assert 'href="http://portal.test/policy#monthly"' in html
     offer_title = outbox(db_session, "decline")[0].variables["alternative_title"]
     assert offer_title and offer_title in html
+
+
+def test_long_subjects_arrive_with_every_space_in_every_language(make_app, smtp):
+    """Sent through the real transport and read back as the SMTP server received them: a folded
+    subject decodes to exactly the subject written, spaces beside the reference included."""
+    from portal.outbox.kit import Attachment, Rendered
+    from portal.outbox.models import OutboxMessage
+    from portal.web.mail import email_kit, transport
+
+    app = make_app(**smtp.settings)
+    subjects = []
+    with app.app_context():
+        kit = email_kit()
+        for locale in ("zh", "nl", "en"):
+            for message in kit.messages:
+                variables = kit.spec(message).samples()
+                if "reference" in variables:
+                    variables["reference"] = "RF-HG9BC9VW"
+                subjects.append((locale, kit.render(message, locale, **variables)))
+        # Spaces at every position a fold could fall on, in Chinese, Dutch with accents and ASCII.
+        base = subjects[0][1]
+        for pad in range(12):
+            for text in (
+                "测" * pad + "[RF-ABCDEFGHJKLMN] 我们需要您为退款申请 RF-ABCDEFGHJKLMN 的一些信息",
+                "é" * pad + "Wij hebben enkele gegevens nodig voor uw terugbetalingsaanvraag RF-ABCDEFGH",
+            ):
+                subjects.append(("zh", Rendered(text, base.preheader, base.html, base.text)))
+        receipt = Attachment("RC-2026-000001.pdf", "application/pdf", b"%PDF-1.7\n")
+        subjects.append(
+            (
+                "zh",
+                Rendered("[RF-HG9BC9VW] 您的 ¥199.00 退款已发出，退款凭证已附上", "", base.html, base.text, (receipt,)),
+            )
+        )
+        for number, (locale, rendered) in enumerate(subjects):
+            outbox = OutboxMessage(
+                message="test",
+                recipient=f"r{number}@example.com",
+                locale=locale,
+                variables={},
+                message_id=f"<fold-{number}@example.com>",
+                thread_root="",
+            )
+            transport().send(outbox, rendered)
+    for number, (locale, rendered) in enumerate(subjects):
+        [received] = smtp.inbox.find(f"r{number}@example.com")
+        assert str(received["Subject"]) == rendered.subject, (locale, rendered.subject)
+    assert "[RF-HG9BC9VW] 我们需要" in next(
+        str(m["Subject"]) for m in smtp.inbox.messages if "我们需要" in str(m["Subject"])
+    )

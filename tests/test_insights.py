@@ -220,3 +220,68 @@ def test_median_of_a_histogram():
     assert median_of({}) is None
     assert median_of({bucket(30): 3}) == bucket_middle(bucket(30))
     assert median_of({bucket(10): 1, bucket(7200): 1}) == (bucket_middle(bucket(10)) + bucket_middle(bucket(7200))) / 2
+
+
+@pytest.mark.parametrize(
+    "locale,promise",
+    [
+        ("en", "Three short questions, about a minute"),
+        ("zh", "三个简短的问题，约需一分钟"),
+        ("nl", "Drie korte vragen, ongeveer een minuut"),
+    ],
+)
+def test_the_feedback_page_and_its_email_promise_the_same_time(app, agent, db_session, locale, promise):
+    number, email, *_ = FEEDBACK[locale]
+    refunded(app, agent, number, email, locale)
+    link = outbox(db_session, "refunded")[0].variables["feedback_url"].removeprefix("http://portal.test")
+    page = app.test_client().get(link).get_data(as_text=True)
+    assert promise in page
+    # Three questions, as promised: the rating, what could be better, and whether they would come back.
+    assert len(set(re.findall(r'name="(rating|comment|come_back)"', page))) == 3
+    from portal.web.mail import email_kit
+
+    with app.app_context():
+        rendered = email_kit().render_sample("refunded", locale)
+    assert promise in rendered.text and promise in rendered.html
+
+
+@pytest.mark.parametrize(
+    "locale,week_label",
+    [("en", r"Nov 2\b"), ("zh", r"11月2日"), ("nl", r"2 nov\.?")],
+)
+def test_the_reasons_chart_names_every_reason_inside_it_with_dates_in_the_readers_language(
+    app, agent, locale, week_label
+):
+    from portal.insights.charts import text_width
+
+    agent.get(f"/language/{locale}?next=/staff/queue")
+    page = agent.get("/staff/insights").get_data(as_text=True)
+    svg = re.search(r"<svg .*?</svg>", page, re.S).group(0)
+    width, height = map(float, re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', svg).groups())
+    legend = re.findall(r'<text x="([\d.]+)" y="([\d.]+)" font-size="12" fill="currentColor">([^<]+)</text>', svg)
+    assert len(legend) == 5, legend  # one per reason, the fifth included
+    for x, y, name in legend:
+        # Each name ends inside the picture (widths estimated generously) and above its bottom.
+        assert float(x) + text_width(name) <= width and float(y) <= height - 4, (name, x, y)
+    axis = re.findall(r'font-size="11" fill="currentColor">([^<]+)</text>', svg)
+    dates = [label for label in axis if not label.isdigit()]
+    assert dates and not [d for d in dates if re.fullmatch(r"\d\d-\d\d", d)], dates
+    assert any(re.search(week_label, d) for d in dates), dates
+
+
+def test_a_long_legend_wraps_into_rows_instead_of_running_off_the_chart():
+    from portal.insights.charts import stacked_bars, text_width
+
+    names = [
+        "Facturatiefout of dubbele afschrijving",
+        "Niet wat ik verwachtte",
+        "Een technisch probleem",
+        "Niet meer nodig",
+        "Iets anders, met een heel lange omschrijving",
+    ]
+    svg = str(stacked_bars("t", "d", ["2026-11-02"], [(n, [1]) for n in names], width=420))
+    height = float(re.search(r'viewBox="0 0 420 ([\d.]+)"', svg).group(1))
+    legend = re.findall(r'<text x="([\d.]+)" y="([\d.]+)" font-size="12" fill="currentColor">([^<]+)</text>', svg)
+    assert [n for _, _, n in legend] == names
+    assert all(float(x) + text_width(n) <= 420 and float(y) <= height for x, y, n in legend)
+    assert len({y for _, y, _ in legend}) >= 3 and height > 300  # rows added, and room made for them

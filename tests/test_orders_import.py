@@ -128,3 +128,82 @@ def test_a_nul_character_is_refused_with_its_line_and_column(db_session, data_di
     result = import_orders_text(db_session, text)
     assert [(e.line, e.error.column) for e in result.errors] == [(2, "customer_name")]
     assert db_session.scalar(select(func.count(Order.id))) == 0
+
+
+TAX_HEADER = (
+    "order_number,customer_email,customer_name,locale,product,plan,amount,currency,purchased_at,period_start,"
+    "period_end,payment_reference,channel,affiliate,affiliate_commission,invoice_number,tax_amount,tax_rate"
+)
+
+
+def _tax_row(number: str, invoice: str, tax: str, rate: str, amount: str = "121.00", currency: str = "EUR") -> str:
+    return (
+        f"{number},t@example.com,T,nl,P,one-time,{amount},{currency},2026-11-01T00:00:00Z,,,ch_{number},web,,,"
+        f"{invoice},{tax},{rate}"
+    )
+
+
+def test_the_invoice_number_and_tax_are_imported_when_the_export_has_them(db_session, data_dir):
+    rows = [
+        _tax_row("T-1", "INV-2026-0001", "21.00", "21"),
+        _tax_row("T-2", "", "", ""),  # the columns are optional per row
+        _tax_row("T-3", "F/2026/77", "645", "10", amount="7095", currency="JPY"),
+        _tax_row("T-4", "INV-4", "5.57", "5.5%"),
+    ]
+    result = import_orders_text(db_session, "\n".join([TAX_HEADER, *rows]) + "\n")
+    assert result.ok and result.created == 4, [e.render() for e in result.errors]
+    orders = {o.order_number: o for o in db_session.scalars(select(Order))}
+    assert orders["T-1"].invoice_number == "INV-2026-0001" and str(orders["T-1"].tax) == "21.00 EUR"
+    assert orders["T-1"].tax_rate == Decimal("21")
+    assert (orders["T-2"].invoice_number, orders["T-2"].tax, orders["T-2"].tax_rate) == (None, None, None)
+    assert orders["T-3"].tax_minor == 645 and orders["T-3"].tax_rate == Decimal("10")
+    assert orders["T-4"].tax_rate == Decimal("5.5")
+    # The same file again changes nothing; a corrected tax updates the order.
+    again = import_orders_text(db_session, "\n".join([TAX_HEADER, *rows]) + "\n")
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 4)
+    rows[0] = _tax_row("T-1", "INV-2026-0001", "21.00", "21.5")
+    corrected = import_orders_text(db_session, "\n".join([TAX_HEADER, *rows]) + "\n")
+    assert corrected.updated == 1 and orders["T-1"].tax_rate == Decimal("21.5")
+
+
+def test_an_export_without_the_invoice_columns_still_imports(db_session, data_dir):
+    header = (data_dir / "orders.csv").read_text().splitlines()[0]
+    assert "tax_amount" not in header
+    result = _import(db_session, data_dir / "orders.csv")
+    assert result.ok and all(o.tax is None and o.invoice_number is None for o in db_session.scalars(select(Order)))
+
+
+def test_a_bad_tax_value_is_named_by_line_and_column_and_changes_nothing(db_session, data_dir):
+    _import(db_session, data_dir / "orders.csv")
+    rows = [
+        _tax_row("T-1", "INV-1", "21.00", "21"),  # fine, and still not imported
+        _tax_row("T-2", "INV-2", "twenty", "21"),
+        _tax_row("T-3", "INV-3", "21.001", "21"),
+        _tax_row("T-4", "INV-4", "-1.00", "21"),
+        _tax_row("T-5", "INV-5", "200.00", "21"),  # more than the 121.00 charged
+        _tax_row("T-6", "INV-6", "21.00", "abc"),
+        _tax_row("T-7", "INV-7", "21.00", "121"),
+        _tax_row("T-8", "INV-8", "21.00", "21.125"),
+        _tax_row("T-9", "INV-9", "", "21"),  # a rate without the amount it comes to
+        _tax_row("T-10", "X" * 65, "", ""),
+    ]
+    result = import_orders_text(db_session, "\n".join([TAX_HEADER, *rows]) + "\n")
+    assert not result.ok
+    assert [(e.line, e.error.column) for e in result.errors] == [
+        (3, "tax_amount"),
+        (4, "tax_amount"),
+        (5, "tax_amount"),
+        (6, "tax_amount"),
+        (7, "tax_rate"),
+        (8, "tax_rate"),
+        (9, "tax_rate"),
+        (10, "tax_amount"),
+        (11, "invoice_number"),
+    ]
+    rendered = [e.render() for e in result.errors]
+    assert "line 3, tax_amount: “twenty” is not an amount" in rendered
+    assert "line 4, tax_amount: EUR amounts have at most 2 decimals" in rendered
+    assert "line 6, tax_amount: the tax is more than the amount charged" in rendered
+    assert any(r.startswith("line 7, tax_rate: “abc” is not a tax rate") for r in rendered)
+    assert _count(db_session, Order) == 18
+    assert db_session.scalar(select(Order).where(Order.order_number == "T-1")) is None

@@ -1,5 +1,6 @@
 """PDF receipts: issued once by the worker, attached to the refunded email, exact in every language."""
 
+import csv
 import hashlib
 import io
 import logging
@@ -14,12 +15,13 @@ from sqlalchemy import func, select
 
 from portal.core.formatting import money as format_money
 from portal.core.money import Money
+from portal.orders.importing import import_orders_text
 from portal.orders.models import Order
 from portal.outbox.models import OutboxMessage
 from portal.refunds.models import Receipt
 from portal.web.extensions import db
 from portal.web.mail import deliver
-from tests.journey_helpers import file_request, import_samples, latest_request, lookup, stored_pdf
+from tests.journey_helpers import DATA, file_request, import_samples, latest_request, lookup, stored_pdf
 from tests.staff_helpers import make_staff, sign_in, staff_post
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -42,9 +44,23 @@ def no_slow_font_path(caplog):
     assert not [r for r in caplog.records if "fontTools" in r.getMessage()], "the slow subsetting path was taken"
 
 
-def refund(app, session, locale, *, name=None, product=None, amount=None):
+def refund(app, session, locale, *, name=None, product=None, amount=None, invoice=None):
     number, email, approved, _ = CASES[locale]
     import_samples(session)
+    if invoice:
+        # The billing export again, now with the invoice columns filled for this order.
+        rows = list(csv.DictReader(io.StringIO((DATA / "orders.csv").read_text(encoding="utf-8"))))
+        for row in rows:
+            row.update(dict.fromkeys(("invoice_number", "tax_amount", "tax_rate"), ""))
+            if row["order_number"] == number:
+                row.update(invoice)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        result = import_orders_text(session, out.getvalue())
+        assert result.ok and result.updated == 1, [e.render() for e in result.errors]
+        session.commit()
     if name or product:
         order = session.scalar(select(Order).where(Order.order_number == number))
         if name:
@@ -111,7 +127,7 @@ def test_the_refunded_email_carries_a_correct_one_page_receipt(make_app, smtp, d
     assert "Noto-Sans" in fonts or "NotoSans-Regular" in fonts or any("Noto" in f for f in fonts)
     if locale == "zh":
         assert any("CJK-SC" in f or "CJKsc" in f for f in fonts), fonts
-        assert "退款收据" in text
+        assert "退款凭证" in text
     # The customer downloads the same bytes from the tracking page, every time.
     first = customer.get(f"/requests/{reference}/receipt")
     second = customer.get(f"/requests/{reference}/receipt")
@@ -179,3 +195,86 @@ def test_every_name_renders_within_the_page(make_app, db_session, locale, name, 
     # The right margin (the last 12 mm of 210) stays blank: nothing overflows the text block.
     margin = image.crop((int(image.width * (1 - 12 / 210)), 0, image.width, image.height))
     assert margin.getextrema()[0] > 240, "something is drawn in the right margin"
+
+
+DOCUMENT = {"en": "Credit note", "zh": "退款凭证", "nl": "Creditnota"}
+# Words for the same document that must not appear beside the chosen one.
+OTHER_WORDS = {"en": ["Refund receipt"], "zh": ["收据", "贷记单"], "nl": ["Betalingsbewijs", "betalingsbewijs"]}
+
+
+@pytest.mark.parametrize("locale", ["en", "zh", "nl"])
+def test_the_receipt_names_the_original_invoice_and_its_tax(make_app, db_session, locale):
+    """An order imported with invoice_number, tax_amount and tax_rate: the credit note names the invoice,
+    the tax in the original charge and the tax share of the refund, in one word for the document."""
+    app = make_app()
+    number = CASES[locale][0]
+    # The refund carries the tax in proportion, rounded half to even: 13.50 of 27.00 with 4.69 tax is 2.345, so 2.34.
+    tax = {
+        "en": ("102.05", "21", "200.00", "34.71"),
+        "zh": ("22.89", "13", "199.00", "22.89"),
+        "nl": ("4.69", "21", "13.50", "2.34"),
+    }
+    tax_amount, rate, refunded, refunded_tax = tax[locale]
+    invoice = {"invoice_number": f"INV-2026-{locale.upper()}7", "tax_amount": tax_amount, "tax_rate": rate}
+    with time_machine.travel("2026-11-22T12:00:00Z", tick=True):
+        refund(app, db_session, locale, amount=refunded, invoice=invoice)
+        with app.app_context():
+            deliver(db.session)
+    receipt = db_session.scalar(select(Receipt))
+    data = stored_pdf(app, receipt)
+    reader, text = pdf_text(data)
+    order = db_session.scalar(select(Order).where(Order.order_number == number))
+    assert order.invoice_number == invoice["invoice_number"] and str(order.tax_rate) == f"{rate}.00"
+    assert invoice["invoice_number"] in text
+    assert format_money(Money.parse(tax_amount, order.currency), locale) in text
+    assert format_money(Money.parse(refunded_tax, order.currency), locale) in text
+    assert f"{rate}%" in text
+    assert DOCUMENT[locale] in text and reader.metadata.title == f"{DOCUMENT[locale]} {receipt.number}"
+    assert not [word for word in OTHER_WORDS[locale] if word in text]
+    assert "(monthly)" not in text and "(annual)" not in text, "the clause's internal id is printed"
+    # The brand's logo is drawn at the head of the page.
+    images = [x for x in reader.pages[0]["/Resources"]["/XObject"].values() if x.get_object()["/Subtype"] == "/Image"]
+    assert images, "no logo"
+    if locale == "zh":
+        fonts = fonts_of(reader)
+        # Bold Chinese (fonts-noto-cjk-extra) for the title and the total, Regular for the rest.
+        assert "Noto-Sans-CJK-SC-Bold" in fonts and "Noto-Sans-CJK-SC" in fonts, fonts
+        assert len(data) < 300_000
+
+
+def test_a_receipt_without_invoice_columns_shows_no_empty_tax_lines(make_app, db_session):
+    app = make_app()
+    with time_machine.travel("2026-11-22T12:00:00Z", tick=True):
+        refund(app, db_session, "nl")
+        with app.app_context():
+            deliver(db.session)
+    _, text = pdf_text(stored_pdf(app, db_session.scalar(select(Receipt))))
+    assert "Creditnota" in text and "btw" not in text.replace("Btw-nummer", "") and "factuur" not in text
+
+
+@pytest.mark.parametrize("locale", ["en", "zh", "nl"])
+def test_the_title_and_the_seller_never_touch(locale):
+    """Looked at as a picture: in the header, a band of blank paper at least 6 mm wide runs between the
+    title block (logo, title, number) and the seller's block, in every language."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import receipts as bench_receipts
+
+    pdf = bench_receipts.renderer().pdf(bench_receipts.sample(locale))
+    ARTIFACTS.mkdir(exist_ok=True)
+    pdf_path = ARTIFACTS / f"receipt-header-{locale}.pdf"
+    pdf_path.write_bytes(pdf)
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "100", "-singlefile", str(pdf_path), str(pdf_path.with_suffix(""))], check=True
+    )
+    image = Image.open(pdf_path.with_suffix(".png")).convert("L")
+    mm = image.width / 210
+    # The header: from the top margin (18 mm) to just above its rule (the title block is about 35 mm tall).
+    header = image.crop((0, int(18 * mm), image.width, int(50 * mm)))
+    blank = [header.crop((x, 0, x + 1, header.height)).getextrema()[0] > 200 for x in range(header.width)]
+    longest = run = 0
+    for x in range(int(16 * mm), int((210 - 16) * mm)):
+        run = run + 1 if blank[x] else 0
+        longest = max(longest, run)
+    assert longest >= 6 * mm, f"only {longest / mm:.1f} mm between the title and the seller"

@@ -538,3 +538,39 @@ def test_admins_read_and_export_the_security_log(app, orders):
     agent = app.test_client()
     sign_in(agent, "agent@example.com")
     assert agent.get("/staff/security-log").status_code == 403
+
+
+def _wait_page(response) -> tuple[int, str]:
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)))
+    return int(response.headers["Retry-After"]), text
+
+
+@pytest.mark.parametrize(
+    "language,limit,says",
+    [
+        ("en", "2 per minute", "Please try again in {n} seconds."),
+        ("nl", "2 per minute", "Probeer het over {n} seconden opnieuw."),
+        ("zh", "2 per minute", "请在 {n} 秒后重试。"),
+        ("en", "2 per hour", "Please try again in about {minutes} minutes."),
+        ("nl", "2 per hour", "Probeer het over ongeveer {minutes} minuten opnieuw."),
+        ("en", "2 per day", "Please try again in about {hours} hours."),
+    ],
+)
+def test_the_429_page_says_the_wait_the_retry_after_header_gives(make_app, db_session, language, limit, says):
+    import math
+
+    app = make_app(LOOKUP_RATE_LIMIT=limit)
+    client = app.test_client()
+    client.get(f"/language/{language}?next=/")
+    # A still clock: the page and the header count from the same instant. Two tries, then a third
+    # 4 s later: a minute's limit frees up 57 s later.
+    with time_machine.travel("2026-11-22T12:00:03Z", tick=False) as clock:
+        answers = [lookup(client, "ORD-10001", f"guess{n}@example.com") for n in range(2)]
+        clock.shift(4)
+        answers.append(lookup(client, "ORD-10001", "guess2@example.com"))
+    assert answers[2].status_code == 429
+    seconds, text = _wait_page(answers[2])
+    assert seconds == {"2 per minute": 57, "2 per hour": 3597, "2 per day": 86397}[limit]
+    expected = says.format(n=seconds, minutes=math.ceil(seconds / 60), hours=math.ceil(seconds / 3600))
+    assert expected in text, text
+    assert "a few minutes" not in text and "enkele minuten" not in text

@@ -268,6 +268,9 @@ class OrderInput(Input):
     channel: Text
     affiliate: Text = ""
     affiliate_commission: Text = ""
+    invoice_number: Text = Field("", description="The billing system's invoice number; the credit note names it.")
+    tax_amount: Text = Field("", description="The tax included in amount, in the same currency.")
+    tax_rate: Text = Field("", description="The tax rate as a percentage, such as 21; needs tax_amount.")
 
 
 class OrdersInput(Input):

@@ -48,6 +48,12 @@ def day(value: date, locale: str, fmt: str = "medium") -> str:
     return dates.format_date(value, fmt, locale=babel_locale(locale))
 
 
+@lru_cache(maxsize=8192)
+def month_day(value: date, locale: str) -> str:
+    """A day of the month without the year, as the language writes it: "Nov 23", "11月23日", "23 nov."."""
+    return dates.format_skeleton("MMMd", value, locale=babel_locale(locale))
+
+
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)  # stored times are UTC
 

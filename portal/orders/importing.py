@@ -157,6 +157,9 @@ def _order_values(order: OrderData, customer_id: int) -> dict[str, Any]:
         "channel": order.channel,
         "affiliate": order.affiliate,
         "affiliate_commission_minor": order.affiliate_commission.minor if order.affiliate_commission else None,
+        "invoice_number": order.invoice_number,
+        "tax_minor": order.tax.minor if order.tax else None,
+        "tax_rate_basis_points": int(order.tax_rate.scaleb(2)) if order.tax_rate is not None else None,
     }
 
 
@@ -173,6 +176,9 @@ _COMPARED = (
     "channel",
     "affiliate",
     "affiliate_commission_minor",
+    "invoice_number",
+    "tax_minor",
+    "tax_rate_basis_points",
 )
 
 

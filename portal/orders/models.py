@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.database import Base, UTCDateTime, enum_column, utcnow
@@ -42,6 +43,7 @@ class Order(Base):
     __table_args__ = (
         CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
         CheckConstraint("affiliate_commission_minor >= 0", name="commission_not_negative"),
+        CheckConstraint("tax_minor >= 0", name="tax_not_negative"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -58,6 +60,12 @@ class Order(Base):
     channel: Mapped[Channel] = mapped_column(enum_column(Channel))
     affiliate: Mapped[str | None] = mapped_column(String(128))
     affiliate_commission_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # From the billing system's invoice, when its export has them: the credit note names the invoice
+    # it corrects and the tax share of what it refunds. The tax is included in amount_minor.
+    invoice_number: Mapped[str | None] = mapped_column(String(64))
+    tax_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # Hundredths of a percent (2100 for 21 %): a whole number, exact on SQLite as on PostgreSQL.
+    tax_rate_basis_points: Mapped[int | None] = mapped_column(Integer)
     payment_status: Mapped[PaymentStatus] = mapped_column(enum_column(PaymentStatus), default=PaymentStatus.PAID)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -76,6 +84,19 @@ class Order(Base):
         if self.affiliate_commission_minor is None:
             return None
         return Money.from_minor(self.affiliate_commission_minor, self.currency)
+
+    @property
+    def tax(self) -> Money | None:
+        if self.tax_minor is None:
+            return None
+        return Money.from_minor(self.tax_minor, self.currency)
+
+    @property
+    def tax_rate(self) -> Decimal | None:
+        """The tax rate as a percentage (Decimal("21.00") for 21 %)."""
+        if self.tax_rate_basis_points is None:
+            return None
+        return Decimal(self.tax_rate_basis_points).scaleb(-2)
 
 
 class LookupFailure(Base):

@@ -34,7 +34,13 @@ COLUMNS = (
     "channel",
     "affiliate",
     "affiliate_commission",
+    "invoice_number",
+    "tax_amount",
+    "tax_rate",
 )
+# Optional in the header too: exports made before these columns existed still import.
+OPTIONAL_COLUMNS = ("invoice_number", "tax_amount", "tax_rate")
+MAX_INVOICE_NUMBER = 64
 REQUIRED = (
     "order_number",
     "customer_email",
@@ -78,6 +84,9 @@ class OrderData:
     channel: Channel
     affiliate: str | None
     affiliate_commission: Money | None
+    invoice_number: str | None = None
+    tax: Money | None = None
+    tax_rate: Decimal | None = None  # a percentage: 21 for 21 %
 
     @property
     def email_normalized(self) -> str:
@@ -173,6 +182,8 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
     elif affiliate is not None:
         errors.append(FieldError("affiliate_commission", N_("the affiliate's commission is missing"), {}))
 
+    invoice_number, tax, tax_rate = _invoice(get, amount, currency, currency_ok, errors)
+
     purchased_at = None
     if "purchased_at" not in missing:
         try:
@@ -221,7 +232,50 @@ def validate_order(row: dict[str, str]) -> tuple[OrderData | None, list[FieldErr
         channel=channel,
         affiliate=affiliate,
         affiliate_commission=commission,
+        invoice_number=invoice_number,
+        tax=tax,
+        tax_rate=tax_rate,
     ), []
+
+
+def _invoice(
+    get: dict[str, str], amount: Money | None, currency: str, currency_ok: bool, errors: list[FieldError]
+) -> tuple[str | None, Money | None, Decimal | None]:
+    """The optional invoice columns: the invoice's number, the tax included in the amount and its rate."""
+    invoice_number = get["invoice_number"] or None
+    if invoice_number is not None and len(invoice_number) > MAX_INVOICE_NUMBER:
+        errors.append(
+            FieldError(
+                "invoice_number",
+                N_("the invoice number is longer than %(value)s characters"),
+                {"value": MAX_INVOICE_NUMBER},
+            )
+        )
+    tax = _parse_amount(get, "tax_amount", currency, currency_ok, errors) if get["tax_amount"] else None
+    if tax is not None and amount is not None and amount < tax:
+        errors.append(FieldError("tax_amount", N_("the tax is more than the amount charged"), {}))
+    rate = None
+    if get["tax_rate"]:
+        text = get["tax_rate"].removesuffix("%").strip()
+        try:
+            rate = Decimal(text)
+        except InvalidOperation:
+            rate = None
+        # Kept in hundredths of a percent; a percentage from 0 to 100 with at most two decimals.
+        if rate is None or not rate.is_finite() or not 0 <= rate <= 100 or rate != rate.quantize(Decimal("0.01")):
+            errors.append(
+                FieldError(
+                    "tax_rate",
+                    N_(
+                        "“%(value)s” is not a tax rate (a percentage from 0 to 100 with at most two decimals, such as 21)"
+                    ),
+                    {"value": get["tax_rate"]},
+                )
+            )
+            rate = None
+        elif not get["tax_amount"]:
+            errors.append(FieldError("tax_amount", N_("a tax rate needs the tax amount it comes to"), {}))
+    return invoice_number, tax, rate
 
 
 def _parse_amount(

@@ -41,6 +41,7 @@ GLOBALS = (
     "stylesheet",
     "email_subject",
     "email_preheader",
+    "esp",
 )
 
 
@@ -171,7 +172,7 @@ class EmailKit:
         self.base_url = base_url.rstrip("/")
         self.brand = brand
         self.specs = load_specs(self.root)
-        self.stylesheet = (self.root / "styles.css").read_text(encoding="utf-8")
+        self.stylesheet = brand_stylesheet((self.root / "styles.css").read_text(encoding="utf-8"), brand)
         # @media rules (mobile, dark mode) stay in the <style> block; remote stylesheets are never fetched.
         self._environments: dict[str, Environment] = {}
         self._layout_globals: dict[str, dict[str, object]] = {}
@@ -206,21 +207,35 @@ class EmailKit:
         return self._render(message, locale, context, attachments)
 
     def render_merge_tags(self, message: str, locale: str, style: str) -> Rendered:
-        """The message with an ESP's merge tags (``*|AMOUNT|*``, ``{{amount}}``) where our values go."""
+        """The message with an ESP's merge tags (``*|AMOUNT|*``, ``{{amount}}``) where our values go.
+
+        Conditions on a variable become the ESP's own (``*|IF:NOTE|*…*|ELSE:|*…*|END:IF|*``,
+        ``{{#if note}}…{{else}}…{{/if}}``), so both branches travel; a list becomes
+        ``{{#each questions}}`` in Handlebars and, as Mailchimp has no loops, one merge field per
+        item (``*|QUESTIONS_1|*`` … ``*|QUESTIONS_5|*``), each in its own ``*|IF:…|*``.
+        """
+        if style not in MERGE_TAGS:
+            raise KitError(f"unknown merge-tag style {style!r} (use {', '.join(MERGE_TAGS)})")
+        spec = self.spec(message)
         tag = MERGE_TAGS[style]
-        context: dict[str, object] = {name: MergeTag(tag(name)) for name in self.spec(message).variables}
-        for name, variable in self.spec(message).variables.items():
-            if variable.type == "bool":
-                context[name] = bool(variable.sample)  # a condition cannot be a tag; keep the sample's branch
-            elif variable.type == "list":
-                context[name] = [MergeTag(tag(name))]
-        return self._render(message, locale, context, ())
+        context: dict[str, object] = {}
+        for name, variable in spec.variables.items():
+            if variable.type == "list":
+                context[name] = _list_tags(style, name)
+            else:
+                context[name] = MergeTag(tag(name))
+        return self._render(message, locale, context, (), style=style)
 
     def _render(
-        self, message: str, locale: str, context: dict[str, object], attachments: tuple[Attachment, ...]
+        self,
+        message: str,
+        locale: str,
+        context: dict[str, object],
+        attachments: tuple[Attachment, ...],
+        style: str = "",
     ) -> Rendered:
-        environment = self._environment(locale)
-        context = {**self._globals(locale), **context}
+        environment = self._environment(locale, style)
+        context = {**self._globals(locale), "esp": style, **context}
         try:
             html_template = environment.get_template(f"messages/{message}.html")
             text_template = environment.get_template(f"messages/{message}.txt")
@@ -239,13 +254,15 @@ class EmailKit:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _environment(self, locale: str) -> Environment:
-        # One environment per language for the kit's life (a method-level lru_cache would keep
-        # every kit ever made alive).
-        if locale in self._environments:
-            return self._environments[locale]
-        environment = self._environments[locale] = Environment(
-            loader=FileSystemLoader(self.root),
+    def _environment(self, locale: str, style: str = "") -> Environment:
+        # One environment per language (and merge-tag style) for the kit's life (a method-level
+        # lru_cache would keep every kit ever made alive).
+        key = f"{locale}:{style}"
+        if key in self._environments:
+            return self._environments[key]
+        loader = MergeTagLoader(self.root, self.specs, style) if style else FileSystemLoader(self.root)
+        environment = self._environments[key] = Environment(
+            loader=loader,
             autoescape=lambda name: bool(name and name.endswith(".html")),
             undefined=StrictUndefined,
             extensions=["jinja2.ext.i18n"],
@@ -306,6 +323,21 @@ class EmailKit:
         return value
 
 
+COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+def brand_stylesheet(css: str, brand: Mapping[str, Any]) -> str:
+    """The stylesheet with the brand's colours filled in; a colour that is not a CSS hex value is an
+    error (it would end up inside a style attribute of every message)."""
+    for key, value in brand.items():
+        if key.endswith("_color") and not (isinstance(value, str) and COLOR.fullmatch(value)):
+            raise KitError(f"brand.toml: {key} = {value!r} is not a CSS hex colour such as #1f4e79")
+    try:
+        return Environment(undefined=StrictUndefined).from_string(css).render(brand=brand)
+    except UndefinedError as error:
+        raise KitError(f"styles.css uses a brand value that brand.toml does not set: {error.message}") from None
+
+
 def load_catalog(translations_dir: Path, locale: str) -> NullTranslations:
     """The compiled catalog of ``locale`` (English, the source language, needs none)."""
     if locale == "en":
@@ -361,3 +393,112 @@ MERGE_TAGS: dict[str, Callable[[str], str]] = {
     "mailchimp": lambda name: f"*|{name.upper()}|*",
     "handlebars": lambda name: "{{" + name + "}}",
 }
+# Mailchimp has no loops: a list travels as this many merge fields (QUESTIONS_1 … QUESTIONS_5).
+MAILCHIMP_LIST_ITEMS = 5
+
+
+class ListItemTag(MergeTag):
+    """One item of a list in an ESP's terms: prints as its tag; ``open``/``close`` wrap each item
+    (Mailchimp: *|IF:QUESTIONS_1|* … *|END:IF|*) and ``number`` replaces ``{{ loop.index }}.``."""
+
+    open: str
+    close: str
+    number: str
+
+    @classmethod
+    def make(cls, text: str, open: str, close: str, number: str) -> ListItemTag:
+        item = cls(text)
+        item.open, item.close, item.number = open, close, number
+        return item
+
+
+def _list_tags(style: str, name: str) -> list[ListItemTag]:
+    if style == "mailchimp":
+        return [
+            ListItemTag.make(f"*|{name.upper()}_{n}|*", f"*|IF:{name.upper()}_{n}|*", "*|END:IF|*", f"{n}.")
+            for n in range(1, MAILCHIMP_LIST_ITEMS + 1)
+        ]
+    # Handlebars numbers from 0 (@index); the plain-text list shows a dash instead of a number.
+    return [ListItemTag.make("{{this}}", "{{#each " + name + "}}", "{{/each}}", "-")]
+
+
+CONDITIONS: dict[str, tuple[Callable[[str, str], str], str, str]] = {
+    # style: (the opening tag for a variable of a type, else, end)
+    "mailchimp": (
+        lambda name, kind: f"*|IF:{name.upper()}{'_1' if kind == 'list' else ''}|*",
+        "*|ELSE:|*",
+        "*|END:IF|*",
+    ),
+    "handlebars": (lambda name, kind: "{{#if " + name + "}}", "{{else}}", "{{/if}}"),
+}
+_BLOCK_TAG = re.compile(r"{%-?\s*(if|elif|else|endif|for|endfor)\b\s*(.*?)\s*-?%}")
+_LOOP_INDEX = re.compile(r"{{\s*loop\.index\s*}}\.?")  # "1." in a numbered plain-text list
+
+
+def _raw(text: str) -> str:
+    # A raw block is a block tag: trim_blocks and lstrip_blocks treat it like the tag it replaces.
+    return "{% raw %}" + text + "{% endraw %}"
+
+
+def merge_tag_source(source: str, variables: Mapping[str, Variable], style: str) -> str:
+    """A message template with its conditions and loops over declared variables turned into the
+    ESP's own: each ``{% if name %}``/``{% else %}``/``{% endif %}`` on a variable becomes the ESP's
+    condition, each ``{% for item in name %}`` wraps every item in the ESP's item tags."""
+    opening, otherwise, end = CONDITIONS[style]
+    out: list[str] = []
+    stack: list[tuple[str, str]] = []  # (kind of block, "" or the converted variable / loop name)
+    position = 0
+    for match in _BLOCK_TAG.finditer(source):
+        keyword, rest = match.group(1), match.group(2)
+        replacement = match.group(0)
+        segment = source[position : match.start()]
+        loop_item = next((name for kind, name in reversed(stack) if kind == "for" and name), "")
+        if loop_item:
+            segment = _LOOP_INDEX.sub("{{ " + loop_item + ".number }}", segment)
+        if keyword == "if":
+            name = rest if rest in variables else ""
+            stack.append(("if", name))
+            if name:
+                replacement = _raw(opening(name, variables[name].type))
+        elif keyword == "elif":
+            if stack and stack[-1][1]:
+                raise KitError(f"{{% elif %}} on the variable {stack[-1][1]!r} has no merge-tag form; use else and if")
+        elif keyword == "else":
+            if stack and stack[-1][0] == "if" and stack[-1][1]:
+                replacement = _raw(otherwise)
+        elif keyword == "endif":
+            name = stack.pop()[1] if stack else ""
+            if name:
+                replacement = _raw(end)
+        elif keyword == "for":
+            item, _, iterable = rest.partition(" in ")
+            converted = iterable.strip() in variables and variables[iterable.strip()].type == "list"
+            stack.append(("for", item.strip() if converted else ""))
+            if converted:
+                replacement = match.group(0) + "{{ " + item.strip() + ".open }}"
+        elif keyword == "endfor":
+            item = stack.pop()[1] if stack else ""
+            if item:
+                replacement = "{{ " + item + ".close }}" + match.group(0)
+        out.append(segment)
+        out.append(replacement)
+        position = match.end()
+    out.append(source[position:])
+    return "".join(out)
+
+
+class MergeTagLoader(FileSystemLoader):
+    """The kit's templates, each message's turned into the ESP's conditions and loops as it loads."""
+
+    def __init__(self, root: Path, specs: Mapping[str, MessageSpec], style: str):
+        super().__init__(root)
+        self.specs = specs
+        self.style = style
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if template.startswith("messages/"):
+            message = template.removeprefix("messages/").rsplit(".", 1)[0]
+            if message in self.specs:
+                source = merge_tag_source(source, self.specs[message].variables, self.style)
+        return source, filename, uptodate

@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,18 @@ class ReceiptData:
     clause: str  # the clause's title in the customer's language
     clause_id: str
     earlier: list[ReceiptLine] = field(default_factory=list)
+    # From the order's invoice when the billing export had them (empty otherwise).
+    invoice_number: str = ""
+    tax: Money | None = None  # the tax included in ``paid``
+    tax_rate: Decimal | None = None  # a percentage: 21 for 21 %
+
+    @property
+    def refunded_tax(self) -> Money | None:
+        """The tax share of this refund: the invoice's tax in proportion, to the minor unit (half to even)."""
+        if self.tax is None or self.paid.minor == 0:
+            return None
+        share = Decimal(self.amount.minor) * self.tax.minor / self.paid.minor
+        return Money.from_minor(int(share.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)), self.amount.currency)
 
     @property
     def remaining(self) -> Money:
@@ -70,8 +83,12 @@ class ReceiptData:
 
 
 class ReceiptRenderer:
-    def __init__(self, templates: Path, translations_dir: Path, brand: Mapping[str, Any]):
+    def __init__(
+        self, templates: Path, translations_dir: Path, brand: Mapping[str, Any], logo: Path | None = None
+    ) -> None:
         self.templates = Path(templates)
+        # A file (PNG or SVG) printed at the head of every receipt; none leaves the company name alone.
+        self.logo = Path(logo).resolve().as_uri() if logo else ""
         self.translations_dir = Path(translations_dir)
         self.brand = brand
         self.stylesheet = (self.templates / "receipt.css").read_text(encoding="utf-8")
@@ -95,6 +112,7 @@ class ReceiptRenderer:
         environment.filters["day"] = lambda day: formatting.day(day, locale, "long")
         environment.filters["translated"] = lambda text: translations.gettext(text)
         environment.filters["number"] = lambda n: formatting.number(n, locale)
+        environment.filters["rate"] = lambda rate: formatting.percent(rate / 100, locale, "#,##0.##%")
         return environment
 
     def html(self, data: ReceiptData) -> str:
@@ -102,7 +120,13 @@ class ReceiptRenderer:
         return (
             self._environment(data.locale)
             .get_template("receipt.html")
-            .render(r=data, brand=brand, html_lang=HTML_LANG.get(data.locale, data.locale), stylesheet=self.stylesheet)
+            .render(
+                r=data,
+                brand=brand,
+                logo=self.logo,
+                html_lang=HTML_LANG.get(data.locale, data.locale),
+                stylesheet=self.stylesheet,
+            )
         )
 
     def pdf(self, data: ReceiptData) -> bytes:
@@ -150,6 +174,9 @@ def receipt_data(refund: Refund, number: str, issued: date, clause_title: Callab
         clause=clause_title(clause_id, request.locale) if clause_id else "",
         clause_id=clause_id,
         earlier=earlier,
+        invoice_number=order.invoice_number or "",
+        tax=order.tax,
+        tax_rate=order.tax_rate,
     )
 
 

@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 
 from portal.accounts.sessions import Event
 from portal.core.database import utcnow
+from portal.core.formatting import month_day
 from portal.core.markers import N_
 from portal.core.spreadsheet import csv_writer
 from portal.core.vocabulary import Plan, Reason
@@ -20,7 +21,7 @@ from portal.staff import bp
 from portal.staff.auth import log, roles_required
 from portal.staff.views import ACTING
 from portal.web.extensions import db
-from portal.web.i18n import day, moment, money, number, percent
+from portal.web.i18n import current_locale, day, moment, money, number, percent
 
 SIGNALS = {
     "failed_lookups": N_("Failed lookups of the order number"),
@@ -170,6 +171,7 @@ def insights():
         ),
         weeks,
         series,
+        labels=[month_day(date.fromisoformat(week), current_locale()) for week in weeks],
     )
     begin = datetime.combine(start, time.min, tzinfo=UTC)
     finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)

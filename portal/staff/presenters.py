@@ -304,3 +304,26 @@ def outbox_state(message: OutboxMessage) -> str:
     """The message's state in words (marked for translation; the template translates it)."""
     key = "failed" if outbox_failed(message) else message.status.value
     return OUTBOX_STATES[key]
+
+
+# What each message of the email kit is, for the kit page (the ids are for the code).
+EMAIL_TITLES = {
+    "acknowledgement": N_("Request received"),
+    "information_request": N_("Questions for the customer, and the reminder"),
+    "reply_received": N_("Answer received"),
+    "approval": N_("Refund approved"),
+    "decline": N_("Refund declined"),
+    "refunded": N_("Refund sent, with the credit note"),
+    "refund_failed": N_("Refund failed or delayed"),
+    "magic_link": N_("Link to all orders"),
+    "staff_password_reset": N_("Staff password reset"),
+    "closed_unanswered": N_("Request closed without an answer"),
+    "erasure_confirmed": N_("Personal data erased"),
+}
+
+
+def email_title(message: str) -> str:
+    """The message's title in the reader's language; a message added to the kit later shows its
+    name in words until it has a title here."""
+    title = EMAIL_TITLES.get(message)
+    return _(title) if title else message.replace("_", " ").capitalize()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tempfile
 
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
@@ -21,6 +22,7 @@ from portal.documents.models import Document
 from portal.documents.uploads import document_key
 from portal.inbound import privacy as inbound_privacy
 from portal.outbox import webhooks as outgoing
+from portal.outbox.export import export_zip
 from portal.outbox.models import OutboxMessage, WebhookSubscription
 from portal.outbox.queue import queue_email, resend, resendable
 from portal.refunds import acting, alerts, decisions, payouts, privacy, replies
@@ -46,6 +48,7 @@ from portal.staff.forms import (
 from portal.staff.presenters import (
     OUTBOX_STATES,
     decline_choices,
+    email_title,
     outbox_state,
     preselected_clause,
     refund_line,
@@ -474,14 +477,37 @@ def outbox_resend(message_id: int):
 @bp.get("/emails")
 @roles_required(*KIT_READERS)
 def emails():
+    """The kit: the list of messages and one of them previewed, in one language at a time."""
     kit = email_kit()
-    gallery = [
-        (message, kit.spec(message), [(locale, kit.render_sample(message, locale)) for locale in LOCALES])
-        for message in kit.messages
-    ]
-    form = TestSendForm()
-    form.message.choices = [SelectChoice(m, m) for m in kit.messages]
-    return render_template("staff/emails.html", gallery=gallery, form=form)
+    message = request.args.get("message") or kit.messages[0]
+    locale = request.args.get("locale") or current_locale()
+    if message not in kit.messages or locale not in LOCALES:
+        abort(404)
+    form = TestSendForm(message=message, locale=locale)
+    form.message.choices = [SelectChoice(m, email_title(m)) for m in kit.messages]
+    return render_template(
+        "staff/emails.html",
+        messages=[(m, email_title(m)) for m in kit.messages],
+        message=message,
+        title=email_title(message),
+        spec=kit.spec(message),
+        preview_locale=locale,
+        rendered=kit.render_sample(message, locale),
+        form=form,
+    )
+
+
+@bp.get("/emails/kit.zip")
+@roles_required(*KIT_READERS)
+def email_kit_zip():
+    """Everything `portal emails export` writes, with the Mailchimp and the Handlebars versions."""
+    return send_file(
+        io.BytesIO(export_zip(email_kit())),
+        mimetype="application/zip",
+        as_attachment=True,
+        download_name="email-kit.zip",
+        max_age=0,
+    )
 
 
 @bp.get("/emails/<message>/<locale>/preview")
@@ -501,7 +527,7 @@ email_preview.talisman_view_options = SANDBOXED
 def email_test_send():
     kit = email_kit()
     form = TestSendForm()
-    form.message.choices = [SelectChoice(m, m) for m in kit.messages]
+    form.message.choices = [SelectChoice(m, email_title(m)) for m in kit.messages]
     if not form.validate_on_submit():
         flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
         return redirect(url_for("staff.emails"), code=303)
@@ -515,10 +541,14 @@ def email_test_send():
     )
     db.session.commit()
     flash(
-        _("A test of “%(message)s” is on its way to %(email)s.", message=form.message.data, email=form.email.data),
+        _(
+            "A test of “%(message)s” is on its way to %(email)s.",
+            message=email_title(form.message.data),
+            email=form.email.data,
+        ),
         "success",
     )
-    return redirect(url_for("staff.emails"), code=303)
+    return redirect(url_for("staff.emails", message=form.message.data, locale=form.locale.data), code=303)
 
 
 # -- staff accounts (admins) ----------------------------------------------------------------------

@@ -1,15 +1,18 @@
 import contextlib
+import math
+import time
 
 import structlog
 from flask import abort, render_template, request
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from portal.refunds.states import InvalidTransition
-from portal.web.extensions import db
+from portal.web.extensions import db, limiter
 
 PREFIX_RESPONDERS = "error_responders"
 # How long a client should wait before trying again after the database failed to answer.
@@ -57,6 +60,8 @@ def init_app(app):
                 # Addresses no route of that part matched, answered in its own format (the API's
                 # problem documents, not a customer page).
                 return respond(error.code, headers={k: v for k, v in error.get_headers() if k.lower() == "allow"})
+        if error.code == 429:
+            return render_template("errors/http.html", error=error, message=wait_sentence()), 429
         return render_template("errors/http.html", error=error), error.code
 
     @app.errorhandler(OperationalError)
@@ -78,3 +83,39 @@ def init_app(app):
     def internal_error(error):
         db.session.rollback()
         return render_template("errors/http.html", error=None), 500
+
+
+def retry_after_seconds() -> int | None:
+    """The wait Flask-Limiter puts in the Retry-After header of this 429: the breached limit's
+    reset, counted the way the header counts it (whole seconds left)."""
+    current = limiter.current_limit
+    if current is None or not current.breached:
+        return None
+    return max(1, int(current.reset_at - time.time()))
+
+
+def wait_sentence() -> str:
+    """The 429 page's sentence with the real wait: exact seconds under a minute, then whole minutes
+    and hours rounded up ("about 2 minutes" for 100 s), so the page never promises less than the wait."""
+    seconds = retry_after_seconds()
+    if seconds is None:
+        return _("For your security we limit how often this can be tried. Please wait a few minutes and try again.")
+    if seconds < 60:
+        return ngettext(
+            "For your security we limit how often this can be tried. Please try again in %(num)s second.",
+            "For your security we limit how often this can be tried. Please try again in %(num)s seconds.",
+            seconds,
+        )
+    if seconds < 90 * 60:
+        minutes = math.ceil(seconds / 60)
+        return ngettext(
+            "For your security we limit how often this can be tried. Please try again in about %(num)s minute.",
+            "For your security we limit how often this can be tried. Please try again in about %(num)s minutes.",
+            minutes,
+        )
+    hours = math.ceil(seconds / 3600)
+    return ngettext(
+        "For your security we limit how often this can be tried. Please try again in about %(num)s hour.",
+        "For your security we limit how often this can be tried. Please try again in about %(num)s hours.",
+        hours,
+    )

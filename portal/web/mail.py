@@ -93,7 +93,10 @@ def receipt_renderer() -> ReceiptRenderer:
     renderer = current_app.extensions.get(RECEIPTS)
     if renderer is None:
         renderer = current_app.extensions[RECEIPTS] = TimedReceiptRenderer(
-            resource_dir("templates") / "receipts", resource_dir("translations"), dict(load_brand())
+            resource_dir("templates") / "receipts",
+            resource_dir("translations"),
+            dict(load_brand()),
+            logo=resource_dir("static") / "logo.png",
         )
     return renderer
 
