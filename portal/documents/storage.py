@@ -110,6 +110,12 @@ class Storage(ABC):
     def prune_empty(self, prefix: str) -> None:  # noqa: B027 (a no-op but for backends with folders)
         """Remove folders left empty under ``prefix`` (only a folder has them; keys need none)."""
 
+    @abstractmethod
+    def check(self) -> str:
+        """Whether files can be stored now, for a readiness probe: a short answer when they can,
+        StorageError (StorageUnavailable when it did not answer) with the reason when not; quickly
+        either way, and naming no URL or credential."""
+
     def exists(self, key: str) -> bool:
         try:
             self.size(key)
@@ -152,6 +158,15 @@ class LocalStorage(Storage):
             Path(temporary).unlink(missing_ok=True)
             raise
         return size
+
+    def check(self) -> str:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"folder cannot be created ({error.strerror})") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageError("folder not writable")
+        return "folder writable"
 
     def chunks(self, key: str) -> Iterator[bytes]:
         try:
@@ -228,6 +243,7 @@ class S3Storage(Storage):
         self.settings = settings
         self.url = f"s3://{bucket}/{self.prefix}"
         self._client: Any = None
+        self._probe: Any = None
 
     @property
     def client(self) -> Any:
@@ -248,6 +264,38 @@ class S3Storage(Storage):
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
+
+    def check(self) -> str:
+        # A client of its own with short timeouts and no retries: a probe must answer within the
+        # load balancer's timeout even when the service hangs, where uploads are patient.
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if self._probe is None:
+            self._probe = boto3.session.Session().client(
+                "s3",
+                endpoint_url=self.settings.endpoint_url,
+                region_name=self.settings.region,
+                config=Config(
+                    connect_timeout=2,
+                    read_timeout=2,
+                    retries={"max_attempts": 1, "mode": "standard"},
+                    s3={"addressing_style": "path"} if self.settings.endpoint_url else {},
+                ),
+            )
+        try:
+            self._probe.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageError("S3 bucket missing") from None
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise StorageError("S3 bucket not accessible with these credentials") from None
+            raise StorageUnavailable(f"S3 answered {code or 'an error'}") from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"S3 unreachable ({type(error).__name__})") from None
+        return "S3 bucket answers"
 
     def _transfer_config(self) -> Any:
         from boto3.s3.transfer import TransferConfig
@@ -489,6 +537,59 @@ def _held_back(storage: Storage, key: str, sha256: str, chunks: Iterator[bytes])
             raise _corrupted(storage, key, sha256, digest.hexdigest())
         if previous is not None:
             yield previous
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def verified_range(storage: Storage, key: str, sha256: str, size: int, start: int, stop: int) -> Iterator[bytes]:
+    """Bytes ``start`` to ``stop`` (exclusive) of the file, under the same promise as ``verified_chunks``:
+    the whole file's hash is checked, before the first byte up to ``VERIFY_FIRST_BYTES``, above that
+    before the last chunk of the range leaves (the rest of the file is read to check it)."""
+    if not 0 <= start < stop <= size:
+        raise ValueError(f"not a range of a file of {size} bytes: {start}-{stop}")
+    if size <= VERIFY_FIRST_BYTES:
+        return _sliced(verified_chunks(storage, key, sha256, size), start, stop)
+    return _held_back_range(storage, key, sha256, storage.chunks(key), start, stop)
+
+
+def _sliced(chunks: Iterator[bytes], start: int, stop: int) -> Iterator[bytes]:
+    offset = 0
+    try:
+        for chunk in chunks:
+            end = offset + len(chunk)
+            if end > start and offset < stop:
+                yield chunk[max(start - offset, 0) : min(stop - offset, len(chunk))]
+            offset = end
+            if offset >= stop:
+                break
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _held_back_range(
+    storage: Storage, key: str, sha256: str, chunks: Iterator[bytes], start: int, stop: int
+) -> Iterator[bytes]:
+    """The range's bytes of a file read whole for its hash, the last of them held back until it matches."""
+    digest = hashlib.sha256()
+    pending: bytes | None = None
+    offset = 0
+    try:
+        for chunk in chunks:
+            digest.update(chunk)
+            part = chunk[max(start - offset, 0) : max(min(stop - offset, len(chunk)), 0)]
+            offset += len(chunk)
+            if part:
+                if pending is not None:
+                    yield pending
+                pending = part
+        if digest.hexdigest() != sha256:
+            raise _corrupted(storage, key, sha256, digest.hexdigest())
+        if pending is not None:
+            yield pending
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
