@@ -186,7 +186,7 @@ def deliver_due(
         for message_id, sent_at in unrecorded.items():
             session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(sent_at=sent_at))
         session.commit()
-        log.info("outbox sent messages recorded after the database came back", count=len(unrecorded))
+        log.warning("outbox sent messages recorded after the database came back", count=len(unrecorded))
         unrecorded.clear()
     while (limit is None or report.attempts < limit) and not should_stop():
         message = claim_next(session, clock())
