@@ -112,6 +112,19 @@ def test_a_file_larger_than_a_part_goes_up_in_parts_and_comes_back_identical(bac
         assert "-" in etag, "a 20 MB upload should have been multipart (8 MB parts)"
 
 
+def test_a_file_on_disk_goes_up_in_parts_read_from_the_disk_and_comes_back_identical(backend, tmp_path):
+    size = 12 * 1024 * 1024 + 5
+    path = tmp_path / "judged"
+    with open(path, "wb") as out, io.BufferedReader(Pattern(size)) as source:
+        while chunk := source.read(1 << 20):
+            out.write(chunk)
+    assert backend.put_file("from-disk", path) == size
+    assert b"".join(verified_chunks(backend, "from-disk", pattern_sha256(size), size)) != b""
+    if isinstance(backend, S3Storage):
+        etag = backend.client.head_object(Bucket=backend.bucket, Key=backend._key("from-disk"))["ETag"]
+        assert "-" in etag, "a 12 MB file should have gone up in parts"
+
+
 def test_bytes_that_differ_from_their_hash_are_refused_before_a_byte_or_before_the_last(backend, caplog):
     backend.put("small", io.BytesIO(b"original"))
     wrong = hashlib.sha256(b"something else").hexdigest()
@@ -368,3 +381,23 @@ def test_readiness_answers_503_when_the_storage_folder_cannot_be_written(make_ap
         pytest.skip("root writes anywhere: the folder's permissions cannot refuse it")
     assert response.status_code == 503
     assert response.json["checks"]["storage"] == {"ok": False, "detail": "folder not writable"}
+
+
+@pytest.mark.s3
+def test_with_server_side_encryption_every_file_is_stored_encrypted_and_read_back_alike(
+    make_app, db_session, s3_settings, frozen
+):
+    """SeaweedFS encrypts with SSE-S3 (AES256) when it has a key-encryption key (tests/seaweed_helpers.py)."""
+    app = make_app(**s3_settings, STORAGE_SSE="AES256")
+    import_samples(db_session)
+    customer = filed_with_document(app)
+    document = latest_request(db_session).documents[0]
+    storage = app.extensions["storage"]
+    staged = storage.put("staging/x/streamed", io.BytesIO(b"a stream"))
+    assert staged == 8
+    for key in (document.stored_name, "staging/x/streamed"):
+        head = storage.client.head_object(Bucket=storage.bucket, Key=storage._key(key))
+        assert head["ServerSideEncryption"] == "AES256", key
+    response = customer.get(f"/documents/{document.id}")
+    assert hashlib.sha256(response.data).hexdigest() == document.sha256
+    assert customer.get(f"/documents/{document.id}", headers={"Range": "bytes=0-7"}).data == response.data[:8]

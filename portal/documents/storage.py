@@ -4,9 +4,10 @@
 the embedded default) or ``s3://bucket/prefix`` (any S3-compatible service through boto3; the
 endpoint, region and credentials come from the caller and the standard AWS variables).
 
-Files are written from a file object and read as chunks, so no backend ever holds a whole file
-in memory (S3 uploads go multipart above ``MULTIPART_BYTES``, with a bounded number of parts in
-memory at once). Every file the portal stores has its SHA-256 recorded beside it; ``verified_chunks``
+Files are written from a file object or a file on disk and read as chunks, so no backend ever
+holds a whole file in memory (S3 uploads go multipart above ``MULTIPART_BYTES``). A file on disk
+(``put_file``: every accepted upload, judged in a temporary file first) is sent part by part
+straight from the disk; a stream (``put``) has a bounded number of parts read into memory. Every file the portal stores has its SHA-256 recorded beside it; ``verified_chunks``
 and ``read_verified`` check it on the way out, and a mismatch is logged and raised, never served.
 
 Keys are relative paths with ``/`` between parts (``staging/ab12…``, ``receipts/RC-…pdf``). No Flask here.
@@ -31,8 +32,10 @@ from urllib.parse import unquote, urlsplit
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
-# S3 parts: 5 MiB each (S3's smallest), at most two in memory and two in flight, so an upload of any size holds
-# about 10 MiB of parts (boto3's defaults allow ten parts of 8 MiB in memory; bench/storage_s3.py).
+# S3 parts: 5 MiB each (S3's smallest), two in flight. From a stream, s3transfer reads each part into
+# memory (two ahead, two in flight: about 20 MiB at the peak; boto3's defaults allow ten parts of 8 MiB);
+# from a file named by its path it reads each part from the disk as it is sent (about 5 MiB at the peak
+# for 100 MB, bench/storage_s3.py).
 MULTIPART_BYTES = 5 * 1024 * 1024
 PARTS_IN_MEMORY = 2
 # Files up to this size are read whole (into a spooled temporary file, on disk past 1 MiB) and
@@ -79,6 +82,11 @@ class Storage(ABC):
     @abstractmethod
     def put(self, key: str, stream: BinaryIO) -> int:
         """Store what ``stream`` holds (read in chunks) under ``key``; return the number of bytes."""
+
+    def put_file(self, key: str, path: Path) -> int:
+        """Store the file at ``path`` under ``key``; return the number of bytes."""
+        with open(path, "rb") as source:
+            return self.put(key, source)
 
     @abstractmethod
     def chunks(self, key: str) -> Iterator[bytes]:
@@ -326,6 +334,15 @@ class S3Storage(Storage):
                 counted, self.bucket, self._key(key), ExtraArgs=self.extra_args(), Config=self._transfer_config()
             )
         return counted.count
+
+    def put_file(self, key: str, path: Path) -> int:
+        # By name, not as an open file: s3transfer then reads each part from the disk while it is
+        # sent, where from a file object it holds every part it has read ahead in memory.
+        with _errors(key):
+            self.client.upload_file(
+                str(path), self.bucket, self._key(key), ExtraArgs=self.extra_args(), Config=self._transfer_config()
+            )
+        return Path(path).stat().st_size
 
     def chunks(self, key: str) -> Iterator[bytes]:
         with _errors(key):
