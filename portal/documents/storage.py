@@ -31,7 +31,9 @@ from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
+# Reads of 1 MiB: a quarter of the Python work per byte of 256 KiB reads, which a download through the
+# portal (hashed on the way) needs to keep up with a direct GET (bench/storage_s3.py: 47% → 51–60%).
+CHUNK = 1024 * 1024
 # S3 parts: 5 MiB each (S3's smallest), two in flight. From a stream, s3transfer reads each part into
 # memory (two ahead, two in flight: about 20 MiB at the peak; boto3's defaults allow ten parts of 8 MiB);
 # from a file named by its path it reads each part from the disk as it is sent (about 5 MiB at the peak
