@@ -54,7 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PASSWORD = "cluster-password-long-enough-1"
 CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
-STORAGE_DOWN = "Please try again in a few minutes; what you typed has been kept."
+# Carol reads the portal in Dutch (her orders say so): the refusal is in her language.
+STORAGE_DOWN = "Probeert u het over een paar minuten opnieuw; wat u hebt ingevuld, is bewaard."
 BATCH = 30
 
 
@@ -227,7 +228,7 @@ def file_with_document(session: requests.Session, base: str, number: str, detail
         "details": details,
         "amount_choice": "full",
         "partial_amount": "",
-        "locale": "en",
+        "locale": "nl",
     }
     files = {"documents": ("invoice.pdf", pdf_bytes(f"Invoice {number}"), "application/pdf")}
     return session.post(f"{base}/orders/{number}/refund", data=data, files=files, timeout=60, allow_redirects=False)
@@ -278,7 +279,7 @@ def orders_csv(path: Path) -> Path:
                     number,
                     "carol@example.net",
                     "Carol Jones",
-                    "en",
+                    "nl",
                     "Team Workspace",
                     "monthly",
                     amount,
@@ -361,8 +362,13 @@ def _run(cluster: Cluster, admin, database_name: str, engine, seaweed: SeaweedFS
     attached = next(p for p in mail.iter_attachments() if p.get_filename().endswith(".pdf")).get_content()
     # Issued by whichever worker; downloaded through the node the customer did not file on, and
     # by the agent through the other one.
-    receipt = customer.get(f"{node_b}/requests/{reference}/receipt", timeout=30)
-    assert receipt.status_code == 200 and receipt.content == attached
+    # (The server has the email a moment before the worker commits the receipt with "sent".)
+    receipt = wait_for(
+        lambda: (r := customer.get(f"{node_b}/requests/{reference}/receipt", timeout=30)).ok and r,
+        30,
+        "the receipt to be committed",
+    )
+    assert receipt.content == attached
     assert agent.get(f"{node_a}{page}/receipt", timeout=30).content == attached
 
     # -- a worker killed in the middle of a batch -------------------------------------------------
@@ -404,7 +410,7 @@ def _run(cluster: Cluster, admin, database_name: str, engine, seaweed: SeaweedFS
     assert ready.status_code == 503 and ready.json()["checks"]["storage"]["ok"] is False
     assert agent.get(f"{node_b}/staff/documents/{document_id}", timeout=60).status_code == 503
     refused = file_with_document(customer, node_a, "CL-1002", "Charged twice this month.")
-    assert refused.status_code == 422 and STORAGE_DOWN in refused.text
+    assert refused.status_code == 422 and STORAGE_DOWN in refused.text, refused.text[-3000:]
     assert "Charged twice this month." in refused.text  # what they typed is kept
     seaweed.start()
     wait_for(lambda: requests.get(f"{node_a}/readyz", timeout=30).status_code == 200, 30, "storage back")
