@@ -401,3 +401,17 @@ def test_with_server_side_encryption_every_file_is_stored_encrypted_and_read_bac
     response = customer.get(f"/documents/{document.id}")
     assert hashlib.sha256(response.data).hexdigest() == document.sha256
     assert customer.get(f"/documents/{document.id}", headers={"Range": "bytes=0-7"}).data == response.data[:8]
+
+
+@pytest.mark.s3
+def test_a_download_given_up_half_way_stops_reading_from_s3(s3_settings):
+    import threading
+
+    storage = open_storage(s3_settings["STORAGE_URL"], S3Settings(endpoint_url=s3_settings["S3_ENDPOINT_URL"]))
+    size = 12 * 1024 * 1024
+    storage.put("long", io.BufferedReader(Pattern(size)))
+    chunks = storage.chunks("long")
+    assert len(next(chunks)) > 0  # the client reads a little, then goes away
+    chunks.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("storage-read")]
+    assert len(b"".join(storage.chunks("long"))) == size  # and a whole read still comes back whole

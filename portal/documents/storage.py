@@ -20,8 +20,10 @@ import hashlib
 import io
 import logging
 import os
+import queue
 import secrets
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 # Reads of 1 MiB: a quarter of the Python work per byte of 256 KiB reads, which a download through the
 # portal (hashed on the way) needs to keep up with a direct GET (bench/storage_s3.py: 47% → 51–60%).
 CHUNK = 1024 * 1024
+# Chunks an S3 read may hold ready ahead of the one being used.
+READ_AHEAD = 4
 # S3 parts: 5 MiB each (S3's smallest), two in flight. From a stream, s3transfer reads each part into
 # memory (two ahead, two in flight: about 20 MiB at the peak; boto3's defaults allow ten parts of 8 MiB);
 # from a file named by its path it reads each part from the disk as it is sent (about 5 MiB at the peak
@@ -352,11 +356,41 @@ class S3Storage(Storage):
         return self._body_chunks(key, body)
 
     def _body_chunks(self, key: str, body: Any) -> Iterator[bytes]:
+        # A thread reads ahead (at most READ_AHEAD chunks): the next chunk comes over the network
+        # while this one is hashed and sent on, where one thread would do each in turn.
+        ready: queue.Queue[bytes | BaseException | None] = queue.Queue(READ_AHEAD)
+        stop = threading.Event()
+
+        def offer(item: bytes | BaseException | None) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                with _errors(key):
+                    for chunk in body.iter_chunks(CHUNK):
+                        if not offer(chunk):
+                            return
+                offer(None)
+            except BaseException as error:  # raised again where the chunks are taken
+                offer(error)
+
+        reader = threading.Thread(target=read, name=f"storage-read {key}", daemon=True)
+        reader.start()
         try:
-            with _errors(key):
-                yield from body.iter_chunks(CHUNK)
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
+            stop.set()
             body.close()
+            reader.join(timeout=5)
 
     def size(self, key: str) -> int:
         with _errors(key):
