@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -247,6 +248,7 @@ def main() -> None:
             gunicorn.terminate()
             gunicorn.wait(10)
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)  # the 100 MB file and SeaweedFS's copies of it
 
 
 if __name__ == "__main__":
