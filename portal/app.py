@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from flask import Flask
@@ -43,6 +44,8 @@ def create_app(config: dict | None = None) -> Flask:
     app = PortalFlask(
         __name__,
         instance_relative_config=True,
+        # One per node when several run from one installation (None: Flask's own choice).
+        instance_path=os.environ.get("PORTAL_INSTANCE_PATH") or None,
         template_folder=str(resource_dir("templates")),
         static_folder=str(PACKAGE_DIR / "static"),
     )

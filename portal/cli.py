@@ -526,7 +526,9 @@ def customers_export(email: str, output: str | None) -> None:
     customer = _customer(email)
     path = Path(output or f"customer-{customer.id}.zip")
     with open(path, "wb") as out:
-        privacy.export_customer(db.session(), storage(), customer, out)
+        privacy.export_customer(
+            db.session(), storage(), customer, out, more=inbound_privacy.export_sections(db.session(), customer)
+        )
     privacy.security_log.info("export of customer %s by the command line", customer.id)
     record(db.session(), Event.EXPORT, now=utcnow(), ip="command line", detail=f"customer {customer.id}")
     db.session.commit()

@@ -74,6 +74,9 @@ DEFAULTS: dict[str, object] = {
     "OUTBOX_DIR": None,
     "OUTBOX_MAX_ATTEMPTS": 8,
     "OUTBOX_POLL_SECONDS": 2,
+    # How long a claimed message is left to the worker sending it; a worker that died mid-send
+    # leaves its message to be tried again after this.
+    "OUTBOX_LEASE_SECONDS": 300,
     # Staff sign-in.
     "LOGIN_RATE_LIMIT": "5 per minute;30 per hour",
     "STAFF_IDLE_MINUTES": 30,

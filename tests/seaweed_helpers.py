@@ -3,6 +3,10 @@
 ``weed server -s3`` runs a master, a volume server, a filer and the S3 gateway in one process on
 127.0.0.1, every port chosen free by the OS. It takes about ten seconds before it accepts writes,
 and it ignores SIGTERM for a long while, so ``stop`` sends SIGKILL after a short grace.
+
+Server-side encryption (SSE-S3, ``ServerSideEncryption: AES256``) works only with a key-encryption
+key configured; without one SeaweedFS answers such a write with a 500. Every server started here
+has one (``WEED_S3_SSE_KEK``, 256 bits in hex), so the suite can store files encrypted.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 ACCESS_KEY = "portal-test"
 SECRET_KEY = "portal-test-secret-key"
 REGION = "us-east-1"
+SSE_KEK = "5e" * 32  # a test key: 256 bits, hex
 PORT_FLAGS = (
     "master.port",
     "master.port.grpc",
@@ -91,7 +96,13 @@ class SeaweedFS:
             *(f"-{flag}={port}" for flag, port in self.ports.items()),
         ]
         self.log = open(self.folder / "weed.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            env={**os.environ, "WEED_S3_SSE_KEK": SSE_KEK},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self._wait_writable(timeout)
         return self
 

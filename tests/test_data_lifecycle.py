@@ -18,7 +18,7 @@ from portal.documents.models import Document
 from portal.inbound.models import InboundMessage
 from portal.orders.models import Customer, Order
 from portal.outbox.models import OutboxMessage
-from portal.refunds.models import Receipt, Refund, RefundRequest
+from portal.refunds.models import Feedback, Receipt, Refund, RefundRequest
 from portal.web.extensions import db
 from portal.web.mail import deliver
 from tests.journey_helpers import file_request, import_samples, lookup, png_bytes
@@ -87,9 +87,24 @@ def test_documents_go_after_the_retention_period_and_receipts_after_the_financia
 
 def test_export_holds_everything_about_the_customer_with_their_files(make_app, db_session, tmp_path):
     app = make_app()
-    refunded_with_document(app, db_session)
+    _, reference = refunded_with_document(app, db_session)
     [document] = db_session.scalars(select(Document)).all()
     receipt = db_session.scalar(select(Receipt))
+    refund_request = db_session.scalar(select(RefundRequest).where(RefundRequest.reference == reference))
+    db_session.add_all(
+        [
+            InboundMessage(
+                refund_request=refund_request,
+                kind="reply",
+                matched_by="token",
+                sender="zhang.wei@example.cn",
+                subject="Re: 退款",
+                text="收据收到了，谢谢。",
+            ),
+            Feedback(refund_request=refund_request, rating=4, comment="很快。", come_back="maybe", locale="zh"),
+        ]
+    )
+    db_session.commit()
     result = app.test_cli_runner().invoke(
         args=["customers", "export", "ZHANG.WEI@example.cn", "-o", str(tmp_path / "export.zip")]
     )
@@ -104,6 +119,12 @@ def test_export_holds_everything_about_the_customer_with_their_files(make_app, d
         data = archive.read(f"documents/{document.id}-截图.png")
         assert hashlib.sha256(data).hexdigest() == document.sha256
         assert hashlib.sha256(archive.read(f"receipts/{receipt.number}.pdf")).hexdigest() == receipt.sha256
+        # What they wrote by email, their feedback, and every email the portal sent them.
+        assert [(r["request"], r["text"]) for r in record["email_replies"]] == [(reference, "收据收到了，谢谢。")]
+        assert request["feedback"][0]["comment"] == "很快。"
+        sent = {m["message"] for m in record["emails"]}
+        assert {"acknowledgement", "approval", "refunded"} <= sent, sent
+        assert all(m["recipient"] == "zhang.wei@example.cn" for m in record["emails"])
 
 
 def test_erasure_anonymises_deletes_documents_keeps_the_accounts_and_tells_the_customer_in_their_language(

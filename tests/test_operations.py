@@ -79,7 +79,7 @@ def test_readiness_is_ok_at_the_migrations_head(client):
     response = client.get("/readyz")
     assert response.status_code == 200 and response.json["status"] == "ok"
     assert response.json["checks"]["database"] == {"ok": True, "detail": f"schema at {HEAD}"}
-    assert response.json["checks"]["uploads"]["ok"] is True
+    assert response.json["checks"]["storage"] == {"ok": True, "detail": "folder writable"}
 
 
 def test_readiness_waits_for_portal_db_upgrade(tmp_path):

@@ -20,11 +20,12 @@ from sqlalchemy import select
 
 from portal import create_app
 from portal.core.brand import load_brand
+from portal.core.database import utcnow
 from portal.core.paths import resource_dir
 from portal.core.vocabulary import OutboxStatus
 from portal.outbox.models import OutboxMessage
 from portal.outbox.queue import queue_email
-from portal.outbox.worker import StopFlag, backoff
+from portal.outbox.worker import StopFlag, backoff, deliver_due
 from portal.web.extensions import db
 from portal.web.mail import RECEIPTS, TimedReceiptRenderer, deliver, run_worker
 from tests.journey_helpers import import_samples, outbox
@@ -215,3 +216,35 @@ def test_sigterm_lets_the_message_in_flight_finish_then_the_worker_exits(app, db
     db_session.expire_all()
     statuses = [(m.status, m.attempts) for m in db_session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
     assert statuses == [(OutboxStatus.SENT, 1), (OutboxStatus.PENDING, 0), (OutboxStatus.PENDING, 0)]
+
+
+class WorkerDied(BaseException):
+    """What the rest of a worker's round sees when its process is killed mid-send: nothing at all."""
+
+
+def test_a_message_whose_worker_died_mid_send_is_left_alone_for_the_lease_then_goes_out_once(
+    make_app, smtp, db_session, frozen
+):
+    app = make_app(OUTBOX_LEASE_SECONDS=60, **smtp.settings)
+    queue_email(db_session, "magic_link", "leased@example.com", "en", SAMPLE)
+    db_session.commit()
+
+    def dies(message):
+        raise WorkerDied
+
+    with app.app_context():
+        with pytest.raises(WorkerDied):
+            deliver_due(db.session, dies, clock=utcnow, max_attempts=8, lease=timedelta(seconds=60))
+        db.session.remove()
+    [message] = outbox(db_session)
+    assert message.status is OutboxStatus.PENDING and message.attempts == 1
+    with app.app_context():
+        assert deliver(db.session).attempts == 0  # leased: another worker leaves it alone
+        db.session.remove()
+    frozen.shift(timedelta(seconds=61))
+    with app.app_context():
+        assert deliver(db.session).sent == 1
+        db.session.remove()
+    assert len(smtp.inbox.find("leased@example.com")) == 1
+    [message] = outbox(db_session)
+    assert message.status is OutboxStatus.SENT and message.attempts == 2

@@ -24,6 +24,7 @@ from portal.documents.storage import (
     StorageUnavailable,
     open_storage,
     verified_chunks,
+    verified_range,
 )
 from portal.web.extensions import db
 from tests.journey_helpers import file_request, import_samples, latest_request, lookup, pdf_bytes
@@ -111,6 +112,19 @@ def test_a_file_larger_than_a_part_goes_up_in_parts_and_comes_back_identical(bac
         assert "-" in etag, "a 20 MB upload should have been multipart (8 MB parts)"
 
 
+def test_a_file_on_disk_goes_up_in_parts_read_from_the_disk_and_comes_back_identical(backend, tmp_path):
+    size = 12 * 1024 * 1024 + 5
+    path = tmp_path / "judged"
+    with open(path, "wb") as out, io.BufferedReader(Pattern(size)) as source:
+        while chunk := source.read(1 << 20):
+            out.write(chunk)
+    assert backend.put_file("from-disk", path) == size
+    assert b"".join(verified_chunks(backend, "from-disk", pattern_sha256(size), size)) != b""
+    if isinstance(backend, S3Storage):
+        etag = backend.client.head_object(Bucket=backend.bucket, Key=backend._key("from-disk"))["ETag"]
+        assert "-" in etag, "a 12 MB file should have gone up in parts"
+
+
 def test_bytes_that_differ_from_their_hash_are_refused_before_a_byte_or_before_the_last(backend, caplog):
     backend.put("small", io.BytesIO(b"original"))
     wrong = hashlib.sha256(b"something else").hexdigest()
@@ -125,6 +139,24 @@ def test_bytes_that_differ_from_their_hash_are_refused_before_a_byte_or_before_t
         for chunk in verified_chunks(backend, "large", wrong, size):
             received += len(chunk)
     assert received < size
+
+
+def test_a_range_is_read_with_the_whole_file_checked_in_both_ways_of_reading(backend, monkeypatch):
+    import portal.documents.storage as storage_module
+
+    size = 3 * 256 * 1024 + 17  # four chunks, the last one short
+    backend.put("file", io.BufferedReader(Pattern(size)))
+    whole = b"".join(backend.chunks("file"))
+    sha = pattern_sha256(size)
+    for threshold in (VERIFY_FIRST_BYTES, 1024):  # checked first; streamed with the last piece held back
+        monkeypatch.setattr(storage_module, "VERIFY_FIRST_BYTES", threshold)
+        for start, stop in ((0, 1), (10, 300_000), (262_144, 524_288), (size - 5, size), (0, size)):
+            assert b"".join(verified_range(backend, "file", sha, size, start, stop)) == whole[start:stop]
+        received = b""
+        with pytest.raises(FileCorrupted):
+            for chunk in verified_range(backend, "file", "0" * 64, size, 0, 300_000):
+                received += chunk
+        assert len(received) < 300_000  # never all of a range of a file whose hash differs
 
 
 def filed_with_document(app, data=None):
@@ -164,6 +196,43 @@ def test_downloads_stream_from_storage_with_the_same_headers_and_a_corrupted_fil
         for response in (customer.get(f"/documents/{document.id}"), agent.get(f"/staff/documents/{document.id}")):
             assert response.status_code == 500 and b"Tampered" not in response.data
     assert f"stored file {document.stored_name}" in caplog.text and "not served" in caplog.text
+
+
+@pytest.mark.parametrize("where", ["file", pytest.param("s3", marks=pytest.mark.s3)])
+def test_a_range_request_gets_206_with_those_bytes_and_the_same_authorization_and_headers(
+    where, request, make_app, db_session, frozen, tmp_path
+):
+    settings = request.getfixturevalue("s3_settings") if where == "s3" else {"STORAGE_URL": tmp_path.as_uri()}
+    app = make_app(**settings)
+    import_samples(db_session)
+    customer = filed_with_document(app, pdf_bytes("A longer invoice " * 50))
+    document = latest_request(db_session).documents[0]
+    url, size = f"/documents/{document.id}", document.size
+    whole = customer.get(url)
+    assert whole.status_code == 200 and whole.headers["Accept-Ranges"] == "bytes"
+    data = whole.data
+    for header, start, stop in (("bytes=10-99", 10, 100), ("bytes=-20", size - 20, size), ("bytes=100-", 100, size)):
+        part = customer.get(url, headers={"Range": header})
+        assert part.status_code == 206, header
+        assert part.data == data[start:stop] and part.content_length == stop - start
+        assert part.headers["Content-Range"] == f"bytes {start}-{stop - 1}/{size}"
+        assert part.headers["Content-Disposition"] == 'attachment; filename="invoice.pdf"'
+        assert part.headers["ETag"] == f'"{document.sha256}"' and part.headers["X-Content-Type-Options"] == "nosniff"
+    past = customer.get(url, headers={"Range": f"bytes={size}-"})
+    assert past.status_code == 416 and past.headers["Content-Range"] == f"bytes */{size}"
+    # Another version named by If-Range, or several ranges at once: the whole file.
+    assert customer.get(url, headers={"Range": "bytes=0-9", "If-Range": '"other"'}).data == data
+    assert customer.get(url, headers={"Range": "bytes=0-9,20-29"}).data == data
+    resumed = customer.get(url, headers={"Range": "bytes=0-9", "If-Range": f'"{document.sha256}"'})
+    assert resumed.status_code == 206 and resumed.data == data[:10]
+    # A range asks for part of a file, never for the right to read it.
+    stranger = app.test_client().get(url, headers={"Range": "bytes=0-9"})
+    assert stranger.status_code != 206 and data[:10] not in stranger.data
+    agent = app.test_client()
+    make_staff(db_session, "agent@example.com")
+    sign_in(agent, "agent@example.com")
+    staff_part = agent.get(f"/staff/documents/{document.id}", headers={"Range": "bytes=5-14"})
+    assert staff_part.status_code == 206 and staff_part.data == data[5:15]
 
 
 def test_when_storage_is_down_the_customer_is_asked_to_try_again_with_the_form_kept(make_app, db_session, frozen):
@@ -283,3 +352,66 @@ def test_the_s3_backend_uses_the_standard_aws_variables(seaweedfs, s3_settings):
         assert not isinstance(refused.value, StorageUnavailable)
     finally:
         os.environ["AWS_SECRET_ACCESS_KEY"] = saved
+
+
+@pytest.mark.s3
+def test_readiness_reports_the_s3_bucket_and_answers_503_when_it_is_missing_or_unreachable(make_app, s3_settings):
+    ready = make_app(**s3_settings).test_client().get("/readyz")
+    assert ready.status_code == 200 and ready.json["checks"]["storage"] == {"ok": True, "detail": "S3 bucket answers"}
+    missing = make_app(STORAGE_URL="s3://no-such-bucket-here/x", S3_ENDPOINT_URL=s3_settings["S3_ENDPOINT_URL"])
+    response = missing.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["checks"]["storage"] == {"ok": False, "detail": "S3 bucket missing"}
+    away = make_app(STORAGE_URL="s3://portal/x", S3_ENDPOINT_URL="http://127.0.0.1:9")
+    response = away.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["checks"]["storage"] == {"ok": False, "detail": "S3 unreachable (EndpointConnectionError)"}
+    assert "127.0.0.1" not in response.get_data(as_text=True)
+
+
+def test_readiness_answers_503_when_the_storage_folder_cannot_be_written(make_app, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        response = make_app(STORAGE_URL=locked.as_uri()).test_client().get("/readyz")
+    finally:
+        locked.chmod(0o700)
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere: the folder's permissions cannot refuse it")
+    assert response.status_code == 503
+    assert response.json["checks"]["storage"] == {"ok": False, "detail": "folder not writable"}
+
+
+@pytest.mark.s3
+def test_with_server_side_encryption_every_file_is_stored_encrypted_and_read_back_alike(
+    make_app, db_session, s3_settings, frozen
+):
+    """SeaweedFS encrypts with SSE-S3 (AES256) when it has a key-encryption key (tests/seaweed_helpers.py)."""
+    app = make_app(**s3_settings, STORAGE_SSE="AES256")
+    import_samples(db_session)
+    customer = filed_with_document(app)
+    document = latest_request(db_session).documents[0]
+    storage = app.extensions["storage"]
+    staged = storage.put("staging/x/streamed", io.BytesIO(b"a stream"))
+    assert staged == 8
+    for key in (document.stored_name, "staging/x/streamed"):
+        head = storage.client.head_object(Bucket=storage.bucket, Key=storage._key(key))
+        assert head["ServerSideEncryption"] == "AES256", key
+    response = customer.get(f"/documents/{document.id}")
+    assert hashlib.sha256(response.data).hexdigest() == document.sha256
+    assert customer.get(f"/documents/{document.id}", headers={"Range": "bytes=0-7"}).data == response.data[:8]
+
+
+@pytest.mark.s3
+def test_a_download_given_up_half_way_stops_reading_from_s3(s3_settings):
+    import threading
+
+    storage = open_storage(s3_settings["STORAGE_URL"], S3Settings(endpoint_url=s3_settings["S3_ENDPOINT_URL"]))
+    size = 12 * 1024 * 1024
+    storage.put("long", io.BufferedReader(Pattern(size)))
+    chunks = storage.chunks("long")
+    assert len(next(chunks)) > 0  # the client reads a little, then goes away
+    chunks.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("storage-read")]
+    assert len(b"".join(storage.chunks("long"))) == size  # and a whole read still comes back whole

@@ -4,9 +4,10 @@
 the embedded default) or ``s3://bucket/prefix`` (any S3-compatible service through boto3; the
 endpoint, region and credentials come from the caller and the standard AWS variables).
 
-Files are written from a file object and read as chunks, so no backend ever holds a whole file
-in memory (S3 uploads go multipart above ``MULTIPART_BYTES``, with a bounded number of parts in
-memory at once). Every file the portal stores has its SHA-256 recorded beside it; ``verified_chunks``
+Files are written from a file object or a file on disk and read as chunks, so no backend ever
+holds a whole file in memory (S3 uploads go multipart above ``MULTIPART_BYTES``). A file on disk
+(``put_file``: every accepted upload, judged in a temporary file first) is sent part by part
+straight from the disk; a stream (``put``) has a bounded number of parts read into memory. Every file the portal stores has its SHA-256 recorded beside it; ``verified_chunks``
 and ``read_verified`` check it on the way out, and a mismatch is logged and raised, never served.
 
 Keys are relative paths with ``/`` between parts (``staging/ab12…``, ``receipts/RC-…pdf``). No Flask here.
@@ -19,8 +20,10 @@ import hashlib
 import io
 import logging
 import os
+import queue
 import secrets
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -30,9 +33,15 @@ from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
-# S3 parts: 5 MiB each (S3's smallest), at most two in memory and two in flight, so an upload of any size holds
-# about 10 MiB of parts (boto3's defaults allow ten parts of 8 MiB in memory; bench/storage_s3.py).
+# Reads of 1 MiB: a quarter of the Python work per byte of 256 KiB reads, which a download through the
+# portal (hashed on the way) needs to keep up with a direct GET (bench/storage_s3.py: 47% → 51–60%).
+CHUNK = 1024 * 1024
+# Chunks an S3 read may hold ready ahead of the one being used.
+READ_AHEAD = 4
+# S3 parts: 5 MiB each (S3's smallest), two in flight. From a stream, s3transfer reads each part into
+# memory (two ahead, two in flight: about 20 MiB at the peak; boto3's defaults allow ten parts of 8 MiB);
+# from a file named by its path it reads each part from the disk as it is sent (about 5 MiB at the peak
+# for 100 MB, bench/storage_s3.py).
 MULTIPART_BYTES = 5 * 1024 * 1024
 PARTS_IN_MEMORY = 2
 # Files up to this size are read whole (into a spooled temporary file, on disk past 1 MiB) and
@@ -80,6 +89,11 @@ class Storage(ABC):
     def put(self, key: str, stream: BinaryIO) -> int:
         """Store what ``stream`` holds (read in chunks) under ``key``; return the number of bytes."""
 
+    def put_file(self, key: str, path: Path) -> int:
+        """Store the file at ``path`` under ``key``; return the number of bytes."""
+        with open(path, "rb") as source:
+            return self.put(key, source)
+
     @abstractmethod
     def chunks(self, key: str) -> Iterator[bytes]:
         """The file's bytes, in chunks of at most ``CHUNK``; raises FileMissing before the first."""
@@ -109,6 +123,12 @@ class Storage(ABC):
 
     def prune_empty(self, prefix: str) -> None:  # noqa: B027 (a no-op but for backends with folders)
         """Remove folders left empty under ``prefix`` (only a folder has them; keys need none)."""
+
+    @abstractmethod
+    def check(self) -> str:
+        """Whether files can be stored now, for a readiness probe: a short answer when they can,
+        StorageError (StorageUnavailable when it did not answer) with the reason when not; quickly
+        either way, and naming no URL or credential."""
 
     def exists(self, key: str) -> bool:
         try:
@@ -152,6 +172,15 @@ class LocalStorage(Storage):
             Path(temporary).unlink(missing_ok=True)
             raise
         return size
+
+    def check(self) -> str:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(f"folder cannot be created ({error.strerror})") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageError("folder not writable")
+        return "folder writable"
 
     def chunks(self, key: str) -> Iterator[bytes]:
         try:
@@ -228,6 +257,7 @@ class S3Storage(Storage):
         self.settings = settings
         self.url = f"s3://{bucket}/{self.prefix}"
         self._client: Any = None
+        self._probe: Any = None
 
     @property
     def client(self) -> Any:
@@ -248,6 +278,38 @@ class S3Storage(Storage):
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
+
+    def check(self) -> str:
+        # A client of its own with short timeouts and no retries: a probe must answer within the
+        # load balancer's timeout even when the service hangs, where uploads are patient.
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if self._probe is None:
+            self._probe = boto3.session.Session().client(
+                "s3",
+                endpoint_url=self.settings.endpoint_url,
+                region_name=self.settings.region,
+                config=Config(
+                    connect_timeout=2,
+                    read_timeout=2,
+                    retries={"max_attempts": 1, "mode": "standard"},
+                    s3={"addressing_style": "path"} if self.settings.endpoint_url else {},
+                ),
+            )
+        try:
+            self._probe.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageError("S3 bucket missing") from None
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise StorageError("S3 bucket not accessible with these credentials") from None
+            raise StorageUnavailable(f"S3 answered {code or 'an error'}") from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"S3 unreachable ({type(error).__name__})") from None
+        return "S3 bucket answers"
 
     def _transfer_config(self) -> Any:
         from boto3.s3.transfer import TransferConfig
@@ -279,17 +341,56 @@ class S3Storage(Storage):
             )
         return counted.count
 
+    def put_file(self, key: str, path: Path) -> int:
+        # By name, not as an open file: s3transfer then reads each part from the disk while it is
+        # sent, where from a file object it holds every part it has read ahead in memory.
+        with _errors(key):
+            self.client.upload_file(
+                str(path), self.bucket, self._key(key), ExtraArgs=self.extra_args(), Config=self._transfer_config()
+            )
+        return Path(path).stat().st_size
+
     def chunks(self, key: str) -> Iterator[bytes]:
         with _errors(key):
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         return self._body_chunks(key, body)
 
     def _body_chunks(self, key: str, body: Any) -> Iterator[bytes]:
+        # A thread reads ahead (at most READ_AHEAD chunks): the next chunk comes over the network
+        # while this one is hashed and sent on, where one thread would do each in turn.
+        ready: queue.Queue[bytes | BaseException | None] = queue.Queue(READ_AHEAD)
+        stop = threading.Event()
+
+        def offer(item: bytes | BaseException | None) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                with _errors(key):
+                    for chunk in body.iter_chunks(CHUNK):
+                        if not offer(chunk):
+                            return
+                offer(None)
+            except BaseException as error:  # raised again where the chunks are taken
+                offer(error)
+
+        reader = threading.Thread(target=read, name=f"storage-read {key}", daemon=True)
+        reader.start()
         try:
-            with _errors(key):
-                yield from body.iter_chunks(CHUNK)
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
+            stop.set()
             body.close()
+            reader.join(timeout=5)
 
     def size(self, key: str) -> int:
         with _errors(key):
@@ -489,6 +590,59 @@ def _held_back(storage: Storage, key: str, sha256: str, chunks: Iterator[bytes])
             raise _corrupted(storage, key, sha256, digest.hexdigest())
         if previous is not None:
             yield previous
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def verified_range(storage: Storage, key: str, sha256: str, size: int, start: int, stop: int) -> Iterator[bytes]:
+    """Bytes ``start`` to ``stop`` (exclusive) of the file, under the same promise as ``verified_chunks``:
+    the whole file's hash is checked, before the first byte up to ``VERIFY_FIRST_BYTES``, above that
+    before the last chunk of the range leaves (the rest of the file is read to check it)."""
+    if not 0 <= start < stop <= size:
+        raise ValueError(f"not a range of a file of {size} bytes: {start}-{stop}")
+    if size <= VERIFY_FIRST_BYTES:
+        return _sliced(verified_chunks(storage, key, sha256, size), start, stop)
+    return _held_back_range(storage, key, sha256, storage.chunks(key), start, stop)
+
+
+def _sliced(chunks: Iterator[bytes], start: int, stop: int) -> Iterator[bytes]:
+    offset = 0
+    try:
+        for chunk in chunks:
+            end = offset + len(chunk)
+            if end > start and offset < stop:
+                yield chunk[max(start - offset, 0) : min(stop - offset, len(chunk))]
+            offset = end
+            if offset >= stop:
+                break
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _held_back_range(
+    storage: Storage, key: str, sha256: str, chunks: Iterator[bytes], start: int, stop: int
+) -> Iterator[bytes]:
+    """The range's bytes of a file read whole for its hash, the last of them held back until it matches."""
+    digest = hashlib.sha256()
+    pending: bytes | None = None
+    offset = 0
+    try:
+        for chunk in chunks:
+            digest.update(chunk)
+            part = chunk[max(start - offset, 0) : max(min(stop - offset, len(chunk)), 0)]
+            offset += len(chunk)
+            if part:
+                if pending is not None:
+                    yield pending
+                pending = part
+        if digest.hexdigest() != sha256:
+            raise _corrupted(storage, key, sha256, digest.hexdigest())
+        if pending is not None:
+            yield pending
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:

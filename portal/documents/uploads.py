@@ -327,8 +327,7 @@ def stage_upload(
     with tempfile.TemporaryDirectory(prefix="portal-upload-") as folder:
         stored = store_upload(stream, original_name, Path(folder), max_bytes=max_bytes)
         key = prefix + stored.stored_name
-        with open(Path(folder) / stored.stored_name, "rb") as judged:
-            storage.put(key, judged)
+        storage.put_file(key, Path(folder) / stored.stored_name)
     return replace(stored, staging_key=key)
 
 

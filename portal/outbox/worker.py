@@ -4,6 +4,14 @@ Delivery claims one message at a time with ``FOR UPDATE SKIP LOCKED`` (PostgreSQ
 workers can run at once and never take the same message; SQLite ignores the clause and is
 meant for a single worker. Nothing here imports Flask.
 
+A claimed message is leased before it is sent: its attempt and a ``next_attempt_at`` of now plus
+the lease are committed first, so no other worker takes it while it is on its way, even when this
+worker's connection to the database is cut meanwhile (PostgreSQL restarting). An email the SMTP
+server accepted whose "sent" could not then be recorded is remembered by the worker and recorded
+before it claims anything else; the lease keeps the others off it until then. A worker killed
+mid-send leaves its message to be tried again when the lease ends: delivered twice only if it
+died in the moment between the server's "250 OK" and the commit (SMTP offers nothing better).
+
 Whatever goes wrong while one message is delivered stays with that message: an unexpected
 exception (a receipt that will not render, a bug) rolls back what the attempt changed, and the
 attempt is then counted, logged with its traceback and backed off in a transaction of its own,
@@ -21,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -31,6 +39,8 @@ from portal.core.vocabulary import OutboxStatus
 from portal.outbox.models import OutboxMessage
 
 FIRST_RETRY = timedelta(seconds=30)
+# How long a claimed message is left to the worker sending it (the SMTP timeout, a receipt to render).
+LEASE = timedelta(minutes=5)
 LONGEST_WAIT = timedelta(hours=1)
 # Errors that mean the database itself is gone (down, restarting, connection cut), not the message.
 DATABASE_GONE = (OperationalError, InterfaceError)
@@ -131,7 +141,8 @@ def _count_crashed_attempt(
     max_attempts: int,
     report: DeliveryReport,
 ) -> None:
-    """After an unexpected exception: roll the attempt's changes back, then count it on its own."""
+    """After an unexpected exception: roll the attempt's changes back (the attempt itself was
+    counted with the lease), then back the message off on its own."""
     session.rollback()
     message = session.scalars(
         select(OutboxMessage).where(OutboxMessage.id == message_id).with_for_update(skip_locked=True)
@@ -139,7 +150,6 @@ def _count_crashed_attempt(
     if message is None or message.status is not OutboxStatus.PENDING:
         session.rollback()  # another worker holds it, or it was dealt with meanwhile
         return
-    message.attempts += 1
     summary = "".join(traceback.format_exception_only(type(error), error)).strip()
     _failed(
         message, f"unexpected error: {summary}", permanent=False, max_attempts=max_attempts, now=clock(), report=report
@@ -155,13 +165,29 @@ def deliver_due(
     max_attempts: int,
     limit: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    lease: timedelta = LEASE,
+    unrecorded: dict[int, datetime] | None = None,
 ) -> DeliveryReport:
     """Send every due message once; each outcome is committed before the next message is claimed.
 
     ``should_stop`` is asked before each claim: a stop request lets the current message finish.
     Database errors (the connection is gone) are raised to the caller, whose loop reconnects.
+    ``unrecorded`` (kept by the caller across rounds): messages sent whose "sent" the database did
+    not take; they are recorded first.
     """
     report = DeliveryReport()
+    unrecorded = {} if unrecorded is None else unrecorded
+    if unrecorded:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(list(unrecorded)), OutboxMessage.status == OutboxStatus.PENDING)
+            .values(status=OutboxStatus.SENT, last_error="")
+        )
+        for message_id, sent_at in unrecorded.items():
+            session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(sent_at=sent_at))
+        session.commit()
+        log.warning("outbox sent messages recorded after the database came back", count=len(unrecorded))
+        unrecorded.clear()
     while (limit is None or report.attempts < limit) and not should_stop():
         message = claim_next(session, clock())
         if message is None:
@@ -171,7 +197,9 @@ def deliver_due(
             context["request_id"] = message.request_id  # the request that queued it
         with bound_contextvars(**context):
             message.attempts += 1
+            message.next_attempt_at = clock() + lease
             message_id, channel = message.id, message.channel
+            session.commit()  # the lease: others leave it alone from here, whatever becomes of this connection
             log.info("outbox attempt", attempt=message.attempts, recipient=message.recipient)
             started = time.perf_counter()
             try:
@@ -207,6 +235,16 @@ def deliver_due(
                     attempt=message.attempts,
                     duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 )
+                try:
+                    session.commit()
+                except DATABASE_GONE:
+                    unrecorded[message_id] = clock()
+                    raise
+                except DBAPIError as error:
+                    if error.connection_invalidated:
+                        unrecorded[message_id] = clock()
+                    raise
+                continue
             finally:
                 metrics.OUTBOX_DELIVERY_TIME.labels(channel).observe(time.perf_counter() - started)
             session.commit()

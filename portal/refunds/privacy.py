@@ -6,7 +6,10 @@
 - **Erasure**: the customer's documents are deleted and their personal data (name, email, what
   they wrote) anonymised; orders, refunds and receipts are kept as the law allows, under the
   anonymised customer. The confirmation is queued to the address before it is erased.
-- **Export**: everything held about the customer as JSON, with their files, in one zip.
+- **Export**: everything held about the customer as JSON, with their files, in one zip: orders,
+  requests with their timelines, questions, documents and feedback, refunds, the emails queued or
+  sent to them, their sign-in links and the one-time portal sessions opened for their orders (the
+  callers add what packages above this one hold: replies by email, ``portal.inbound.privacy``).
 
 Services flush; the caller commits. Files are deleted before their rows, so a failure part way
 leaves rows pointing at files already gone, which the next run deletes again (deleting a missing
@@ -30,7 +33,8 @@ from portal.core.vocabulary import CLOSED_STATES, Actor
 from portal.documents.models import Document
 from portal.documents.storage import Storage, read_verified, verified_chunks
 from portal.documents.uploads import document_key
-from portal.orders.models import Customer, MagicLink, Order
+from portal.orders.models import Customer, MagicLink, MagicLinkRequest, Order, PortalSession
+from portal.outbox.models import OutboxMessage
 from portal.outbox.queue import queue_email
 from portal.refunds.models import Feedback, InformationRequest, Receipt, Refund, RefundRequest, StatusEvent
 
@@ -240,6 +244,10 @@ def customer_record(session: Session, customer: Customer) -> dict[str, Any]:
                             _row(d, "id", "original_name", "content_type", "size", "sha256", "created_at")
                             for d in r.documents
                         ],
+                        "feedback": [
+                            _row(f, "rating", "comment", "come_back", "locale", "created_at")
+                            for f in session.scalars(select(Feedback).where(Feedback.refund_request_id == r.id))
+                        ],
                     }
                     for r in requests
                 ],
@@ -249,12 +257,61 @@ def customer_record(session: Session, customer: Customer) -> dict[str, Any]:
                 ],
             }
         )
-    return {"customer": _row(customer, "name", "email", "locale", "created_at"), "orders": orders}
+    return {
+        "customer": _row(
+            customer, "name", "email", "locale", "created_at", "email_undeliverable_at", "email_undeliverable_reason"
+        ),
+        "orders": orders,
+        **_contact_record(session, customer),
+    }
 
 
-def export_customer(session: Session, storage: Storage, customer: Customer, out: IO[bytes]) -> None:
-    """A zip: customer.json, then documents/ and receipts/ with the files as stored (hashes checked)."""
-    record = customer_record(session, customer)
+def _contact_record(session: Session, customer: Customer) -> dict[str, Any]:
+    """What the portal holds about its contact with the customer besides their requests."""
+    requests = select(RefundRequest.id).join(Order).where(Order.customer_id == customer.id)
+    addresses = {customer.email, customer.email_normalized}
+    emails = session.scalars(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.channel == "email",
+            OutboxMessage.recipient.in_(addresses) | OutboxMessage.refund_request_id.in_(requests),
+        )
+        .order_by(OutboxMessage.id)
+    )
+    links = session.scalars(select(MagicLink).where(MagicLink.customer_id == customer.id).order_by(MagicLink.id))
+    link_requests = session.scalars(
+        select(MagicLinkRequest)
+        .where(MagicLinkRequest.email_normalized == customer.email_normalized)
+        .order_by(MagicLinkRequest.id)
+    )
+    portal_sessions = session.scalars(
+        select(PortalSession).join(Order).where(Order.customer_id == customer.id).order_by(PortalSession.id)
+    )
+    return {
+        # The variables are what the email said (names, amounts, links); the text is rendered from them.
+        "emails": [
+            _row(m, "message", "recipient", "locale", "status", "created_at", "sent_at", "message_id")
+            | {"variables": m.variables}
+            for m in emails
+        ],
+        "sign_in_links": [_row(link, "created_at", "expires_at", "used_at") for link in links],
+        "sign_in_link_requests": [_row(r, "locale", "created_at", "processed_at") for r in link_requests],
+        "portal_sessions": [
+            _row(p, "locale", "return_url", "created_at", "expires_at", "used_at", "used_by_client")
+            | {"order_number": p.order.order_number}
+            for p in portal_sessions
+        ],
+    }
+
+
+def export_customer(
+    session: Session, storage: Storage, customer: Customer, out: IO[bytes], *, more: dict[str, Any] | None = None
+) -> None:
+    """A zip: customer.json, then documents/ and receipts/ with the files as stored (hashes checked).
+
+    ``more``: further sections of customer.json from packages above this one (replies by email).
+    """
+    record = customer_record(session, customer) | (more or {})
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("customer.json", json.dumps(record, indent=2, ensure_ascii=False, default=str))
         documents = session.scalars(

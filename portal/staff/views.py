@@ -633,7 +633,9 @@ def customers():
     actor = f"staff {current_user.id} ({current_user.email})"
     if request.form.get("action") == "export":
         archive = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the response)
-        privacy.export_customer(db.session(), storage(), customer, archive)
+        privacy.export_customer(
+            db.session(), storage(), customer, archive, more=inbound_privacy.export_sections(db.session(), customer)
+        )
         privacy.security_log.info("export of customer %s by %s", customer.id, actor)
         log(Event.EXPORT, detail=f"customer {customer.id}")
         db.session.commit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -192,7 +192,11 @@ def send_outbox_message(outbox: OutboxMessage) -> None:
 
 
 def deliver(
-    session: Any, *, limit: int | None = None, should_stop: Callable[[], bool] = lambda: False
+    session: Any,
+    *,
+    limit: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    unrecorded: dict | None = None,
 ) -> DeliveryReport:
     return deliver_due(
         session,
@@ -201,6 +205,8 @@ def deliver(
         max_attempts=int(current_app.config["OUTBOX_MAX_ATTEMPTS"]),
         limit=limit,
         should_stop=should_stop,
+        lease=timedelta(seconds=float(current_app.config["OUTBOX_LEASE_SECONDS"])),
+        unrecorded=unrecorded,
     )
 
 
@@ -227,11 +233,12 @@ def run_worker(
     """
     total = DeliveryReport()
     failures = 0
+    unrecorded: dict = {}  # sent while the database went away: recorded as soon as it answers
     while not stop.is_set():
         try:
             if chores is not None:
                 chores()
-            report = deliver(db.session(), should_stop=stop.is_set)
+            report = deliver(db.session(), should_stop=stop.is_set, unrecorded=unrecorded)
         except Exception as error:
             if not database_gone(error):
                 raise

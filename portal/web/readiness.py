@@ -3,7 +3,9 @@
 - the database answers, and its schema is at the migrations' head (a new release whose
   ``portal db upgrade`` has not run yet is not ready);
 - Redis answers, when rate-limit counters live there;
-- the upload folder (and the outbox folder, when mail is written to files) can be written.
+- the file storage takes files: its folder can be written, or its S3 bucket answers (a HEAD of
+  the bucket with a two-second timeout);
+- the outbox folder can be written, when mail is written to files.
 
 Each check answers ``{"ok": bool, "detail": str}``; details name the kind of failure, never a
 password or a URL.
@@ -64,11 +66,21 @@ def _writable(folder: str) -> dict:
     return {"ok": True, "detail": "writable"}
 
 
+def _storage(app) -> dict:
+    from portal.documents.storage import StorageError
+    from portal.web.storage import STORAGE
+
+    try:
+        return {"ok": True, "detail": app.extensions[STORAGE].check()}
+    except StorageError as error:
+        return {"ok": False, "detail": str(error)}
+
+
 def checks(app, db) -> dict[str, dict]:
     results = {"database": _database(db)}
     if str(app.config.get("RATELIMIT_STORAGE_URI", "")).startswith(("redis", "rediss")):
         results["redis"] = _redis(app)
-    results["uploads"] = _writable(app.config["UPLOAD_DIR"])
+    results["storage"] = _storage(app)
     if not app.config.get("MAIL_SERVER"):
         results["outbox_files"] = _writable(app.config["OUTBOX_DIR"])
     return results
