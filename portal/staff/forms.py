@@ -41,6 +41,16 @@ class ActionForm(FlaskForm):
     """A button that only needs its CSRF token (start the review, retry, resend)."""
 
 
+class AssignForm(FlaskForm):
+    # Choices (the active agents and admins, "" for nobody) are set per request by the view.
+    assignee = SelectField(_l("Assignee"), validators=[Optional()], validate_choice=False)
+
+
+class SavedViewForm(FlaskForm):
+    name = StringField(_l("Name of this view"), validators=[DataRequired(_l("Give the view a name.")), Length(max=60)])
+    query = StringField(validators=[Optional(), Length(max=1000)])
+
+
 class AskForm(FlaskForm):
     questions = Checkboxes(
         _l("Standard questions"),
