@@ -110,13 +110,14 @@ def due_text(due: datetime | None, now: datetime) -> str:
         return ""
     seconds = int((due - now).total_seconds())
     late, seconds = seconds < 0, abs(seconds)
-    if seconds < 3600:
-        n = max(1, seconds // 60)
+    # Rounded to the nearest unit: 2 h 59 min reads "3 h", as a person would say it.
+    if seconds < 3600 - 30:
+        n = max(1, round(seconds / 60))
         return _("overdue by %(n)s min", n=n) if late else _("due in %(n)s min", n=n)
     if seconds < 48 * 3600:
-        n = seconds // 3600
+        n = round(seconds / 3600)
         return _("overdue by %(n)s h", n=n) if late else _("due in %(n)s h", n=n)
-    n = seconds // 86400
+    n = round(seconds / 86400)
     return _("overdue by %(n)s d", n=n) if late else _("due in %(n)s d", n=n)
 
 
