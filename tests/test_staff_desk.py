@@ -361,3 +361,21 @@ def test_the_api_assigns_filters_by_assignee_and_searches(app, orders, api):
     assert marketing.status_code == 422
     assert api("GET", "/api/v1/requests", query_string={"assignee": "who@example.com"}).status_code == 422
     assert request_of(orders, first).assignee_id is None
+
+
+def test_a_view_in_due_order_pages_by_its_own_keyset(app, agent, orders):
+    from portal.refunds.queue import QueueFilter, View, queue_page
+
+    references = [
+        filed_hours_ago(app, orders, hours, number, email)
+        for hours, number, email in (
+            (5, "ORD-10001", "alice.m@example.com"),
+            (20, "ORD-10005", "dave@example.com"),
+            (10, "ORD-10003", "bob.tanaka@example.org"),
+        )
+    ]
+    now = datetime.now(UTC)
+    first = queue_page(orders, QueueFilter(view=View.NEEDS_ACTION), now=now, size=2)
+    rest = queue_page(orders, QueueFilter(view=View.NEEDS_ACTION), now=now, cursor=first.next_cursor, size=2)
+    assert [r.reference for r in first.rows + rest.rows] == [references[1], references[2], references[0]]
+    assert rest.next_cursor is None
