@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Integer, Select, Text, column, func, literal_column, select, table, text, tuple_
+from sqlalchemy import Integer, Select, Text, column, false, func, literal_column, select, table, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -215,7 +215,8 @@ SAMPLE_CAP = 400
 
 
 def _sqlite_matching_ids(session: Session, term: str) -> list[int] | None:
-    grams = sorted({term[i : i + 3] for i in range(len(term) - 2)})
+    # Every third trigram (and the last) covers the term; counting all of them costs more than it saves.
+    grams = sorted({term[i : i + 3] for i in [*range(0, len(term) - 2, 3), len(term) - 3]})
     newest = session.scalar(text("SELECT max(rowid) FROM request_search")) or 0
     seen = {}
     for gram in grams:
@@ -244,6 +245,8 @@ def _search(session: Session, query: Select[Any], term: str) -> tuple[Select[Any
     """The query narrowed to the term, and whether it now holds a short list of ids (to be sorted,
     not walked in index order)."""
     ids = _matching_ids(session, term)
+    if ids == []:
+        return query.where(false()), True
     if ids is not None:
         return query.where(RefundRequest.id.in_(ids)), True
     # Many matches (or a term too short for trigrams): walk the view in its own order and test each
@@ -254,11 +257,9 @@ def _search(session: Session, query: Select[Any], term: str) -> tuple[Select[Any
 
 
 def _filtered(session: Session, f: QueueFilter, now: datetime, columns: Sequence[Any]) -> tuple[Select[Any], bool]:
-    query = (
-        select(*columns)
-        .join(Order, RefundRequest.order_id == Order.id)
-        .join(Customer, Order.customer_id == Customer.id)
-    )
+    # Every filter is on the request's own columns (search through its id), so the joins for the
+    # page's order and customer are made by the caller, for the page's rows only.
+    query = select(*columns).select_from(RefundRequest)
     if f.view is View.NEEDS_ACTION:
         query = query.where(RefundRequest.awaiting_staff_since.is_not(None))
     elif f.view is View.WAITING:
@@ -292,11 +293,8 @@ def queue_page(
 ) -> QueuePage:
     assignee = aliased(StaffUser)
     sort = RefundRequest.sla_clock_at if f.view.by_due else RefundRequest.created_at
-    query, listed = _filtered(
-        session,
-        f,
-        now,
-        [
+    query = (
+        select(
             RefundRequest.id,
             RefundRequest.reference,
             RefundRequest.state,
@@ -315,18 +313,22 @@ def queue_page(
             func.coalesce(assignee.email, ""),
             RefundRequest.sla_clock_at,
             RefundRequest.sla_paused_at,
-        ],
+        )
+        .join(Order, RefundRequest.order_id == Order.id)
+        .join(Customer, Order.customer_id == Customer.id)
+        .outerjoin(assignee, RefundRequest.assignee_id == assignee.id)
     )
-    query = query.outerjoin(assignee, RefundRequest.assignee_id == assignee.id)
+    found, listed = _filtered(session, f, now, [RefundRequest.id])
     after = decode_cursor(cursor) if cursor else None
     if after:
-        query = query.where(tuple_(sort, RefundRequest.id) > tuple_(*after))
+        found = found.where(tuple_(sort, RefundRequest.id) > tuple_(*after))
     ordering: Any = sort
     if listed and session.get_bind().dialect.name == "sqlite":
         # A few hundred ids found by the index: sort them. Walking the view's index in order and
         # testing each row against the list is what SQLite would pick otherwise, over every row.
         ordering = literal_column(f"+refund_request.{sort.key}")
-    query = query.order_by(ordering, RefundRequest.id).limit(size + 1)
+    page_ids = found.order_by(ordering, RefundRequest.id).limit(size + 1)
+    query = query.where(RefundRequest.id.in_(page_ids.scalar_subquery())).order_by(sort, RefundRequest.id)
     rows = [QueueRow(*tuple(row)) for row in session.execute(query)]
     next_cursor = None
     if len(rows) > size:
