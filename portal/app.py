@@ -29,7 +29,7 @@ from portal.core.paths import PACKAGE_DIR, resource_dir
 from portal.customer import bp as customer_bp
 from portal.main import bp as main_bp
 from portal.staff import bp as staff_bp
-from portal.web import automation, caching, errors, i18n, mail, policy, storage, telemetry, templating
+from portal.web import automation, caching, desk, errors, i18n, mail, policy, storage, telemetry, templating
 from portal.web.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.web.requests import PortalRequest
 from portal.webhooks.views import bp as webhooks_bp
@@ -92,6 +92,7 @@ def register_extensions(app: Flask) -> None:
     caching.init_app(app)
     policy.init_app(app)
     automation.init_app(app)
+    desk.init_app(app)
     storage.init_app(app)
     mail.init_app(app)
     app.extensions["talisman"] = Talisman(

@@ -141,6 +141,10 @@ DEFAULTS: dict[str, object] = {
     "AUTOMATION_FILE": None,
     "AUTOMATION_DELAY_MINUTES": 60,
     "AWAITING_CLOSE_DAYS": 14,
+    # The staff desk: hours after filing (not counting waits on the customer) a request is due, and
+    # whether new requests are given to the active agents in turn.
+    "SLA_HOURS": 24,
+    "ROUND_ROBIN": False,
 }
 
 MIN_SECRET_LENGTH = 32

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import overload
 
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from portal.orders.models import Order
 from portal.policy import Decision, Policy
 from portal.refunds import filing
 from portal.refunds.models import RefundRequest
-from portal.refunds.queue import OVERDUE_AFTER, QueuePage
+from portal.refunds.queue import OVERDUE_AFTER, QueuePage, due_at
 from portal.refunds.states import Action, allowed
 
 
@@ -29,7 +29,7 @@ def amount(minor: int | None, currency: str) -> str | None:
     return None if minor is None else str(Money.from_minor(minor, currency).amount)
 
 
-def request_page(page: QueuePage, now: datetime) -> s.RequestPage:
+def request_page(page: QueuePage, now: datetime, sla: timedelta) -> s.RequestPage:
     return s.RequestPage(
         items=[
             s.RequestSummary(
@@ -45,6 +45,8 @@ def request_page(page: QueuePage, now: datetime) -> s.RequestPage:
                 currency=row.currency,
                 created_at=row.created_at,
                 overdue=row.overdue(now),
+                assignee=row.assignee_email or None,
+                due_at=row.due_at(sla, now),
             )
             for row in page.rows
         ],
@@ -102,7 +104,9 @@ def _actions(state: RequestState) -> list[str]:
     return [*actions, "note"]
 
 
-def request_detail(session: Session, r: RefundRequest, policy: Policy, now: datetime) -> s.RequestDetail:
+def request_detail(
+    session: Session, r: RefundRequest, policy: Policy, now: datetime, sla: timedelta
+) -> s.RequestDetail:
     names: dict[int | None, str] = {u.id: u.name or u.email for u in session.scalars(select(StaffUser))}
     at_filing = r.decision_at_filing
     return s.RequestDetail(
@@ -118,6 +122,8 @@ def request_detail(session: Session, r: RefundRequest, policy: Policy, now: date
         currency=r.currency,
         created_at=r.created_at,
         overdue=bool(r.awaiting_staff_since and r.awaiting_staff_since <= now - OVERDUE_AFTER),
+        assignee=r.assignee.email if r.assignee else None,
+        due_at=due_at(r.state, r.sla_clock_at, r.sla_paused_at, sla, now),
         details=r.details,
         review_requested=r.review_requested,
         amount_approved=amount(r.amount_approved_minor, r.currency),

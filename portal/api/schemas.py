@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason, RefundStatus, RequestState
 from portal.refunds.questions import DOCUMENTS, QUESTIONS
+from portal.refunds.queue import View
 
 Amount = Annotated[
     str,
@@ -70,7 +71,19 @@ class RequestListQuery(Query):
     channel: Channel | None = None
     overdue: bool = Field(False, description="Only requests nobody on staff has acted on for 24 hours.")
     q: Annotated[str, Field(max_length=320)] = Field(
-        "", description="A reference (RF-…), an order number or the customer's email address."
+        "",
+        description="Part of a reference, order number, product, customer name or email address; "
+        "case-insensitive (`liu.yang`, `Liu`, `10001`).",
+    )
+    assignee: Annotated[str, Field(max_length=320)] | None = Field(
+        None,
+        description="Only the requests of this staff member (their email address), `me` (the token's "
+        "owner) or `none` (unassigned).",
+    )
+    view: View | None = Field(
+        None,
+        description="One of the console's views: `needs_action` (open and waiting on staff, by due "
+        "time), `mine`, `unassigned`, `waiting`, `open`, `closed` or `all` (the default, oldest first).",
     )
     cursor: Annotated[str, Field(max_length=200)] | None = Field(
         None, description="The `next_cursor` of the previous page."
@@ -91,6 +104,11 @@ class RequestSummary(BaseModel):
     currency: Currency
     created_at: datetime
     overdue: bool
+    assignee: str | None = Field(description="The email address of the staff member who owns it; null: nobody.")
+    due_at: datetime | None = Field(
+        description="When staff owe the next step (PORTAL_SLA_HOURS after filing, not counting waits on "
+        "the customer); null once closed."
+    )
 
 
 class RequestPage(BaseModel):
@@ -243,6 +261,12 @@ class NoteInput(Input):
 
 class Empty(Input):
     pass
+
+
+class AssignInput(Input):
+    assignee: Annotated[str, Field(max_length=320)] | None = Field(
+        description="The email address of an active agent or admin, or null to unassign."
+    )
 
 
 # -- orders ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from sqlalchemy import select
 
-from portal.accounts.models import PORTAL_SESSIONS
+from portal.accounts.models import PORTAL_SESSIONS, StaffUser
 from portal.api import OPERATIONS, ApiProblem, bp, operation, presenters
 from portal.api import schemas as s
 from portal.api.spec import describe, document
@@ -20,9 +20,10 @@ from portal.core.vocabulary import LOCALES, StaffRole
 from portal.insights.figures import compute
 from portal.orders import portal_sessions
 from portal.orders.importing import upsert_order_rows
-from portal.refunds import acting, decisions, payouts, replies
+from portal.refunds import acting, assignment, decisions, payouts, replies
 from portal.refunds.models import RefundRequest
-from portal.refunds.queue import QueueFilter, queue_page
+from portal.refunds.queue import QueueFilter, View, queue_page
+from portal.web import desk
 from portal.web.extensions import db
 from portal.web.links import links
 from portal.web.payments import current_fees, current_gateway
@@ -48,7 +49,7 @@ def _request(reference: str) -> RefundRequest:
 def _detail(found: RefundRequest) -> s.RequestDetail:
     db.session.expire_all()  # read what the workflow wrote (Core updates bypass the loaded objects)
     return presenters.request_detail(
-        db.session(), db.session.get_one(RefundRequest, found.id), current_policy(), utcnow()
+        db.session(), db.session.get_one(RefundRequest, found.id), current_policy(), utcnow(), desk.sla()
     )
 
 
@@ -59,7 +60,13 @@ def _detail(found: RefundRequest) -> s.RequestDetail:
     "GET", "/requests", summary="List refund requests", tag=REQUESTS, query=s.RequestListQuery, response=s.RequestPage
 )
 def list_requests(user, query: s.RequestListQuery):
-    """Oldest first, with the staff queue's filters. Follow `next_cursor` for the next page."""
+    """Oldest first (open views by due time), with the staff queue's views and filters. Follow
+    `next_cursor` for the next page."""
+    view = query.view or View.ALL
+    wanted = (query.assignee or "").strip().lower()
+    assignee_id = user.id if wanted == "me" or view is View.MINE else None
+    if wanted not in ("", "me", "none"):
+        assignee_id = _staff_member(wanted, "assignee").id
     f = QueueFilter(
         state=query.state,
         reason=query.reason,
@@ -67,9 +74,21 @@ def list_requests(user, query: s.RequestListQuery):
         channel=query.channel,
         overdue=query.overdue,
         search=query.q,
+        view=view,
+        assignee_id=assignee_id,
+        unassigned=wanted == "none",
     )
     now = utcnow()
-    return presenters.request_page(queue_page(db.session(), f, now=now, cursor=query.cursor, size=query.limit), now)
+    page = queue_page(db.session(), f, now=now, cursor=query.cursor, size=query.limit)
+    return presenters.request_page(page, now, desk.sla())
+
+
+def _staff_member(email: str, field: str) -> StaffUser:
+    found = db.session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
+    if found is None:
+        message = _("There is no staff account with this email address.")
+        raise ApiProblem(422, message, errors=[s.FieldProblem(field=field, message=message)])
+    return found
 
 
 @operation(
@@ -82,10 +101,27 @@ def list_requests(user, query: s.RequestListQuery):
 )
 def read_request(user, reference: str):
     """The request with its order, the decision at filing and today, timeline, questions, refunds and notes."""
-    return presenters.request_detail(db.session(), _request(reference), current_policy(), utcnow())
+    return presenters.request_detail(db.session(), _request(reference), current_policy(), utcnow(), desk.sla())
 
 
 # -- staff actions (the same workflow as the console) ---------------------------------------------
+
+
+@operation(
+    "POST",
+    "/requests/<reference>/assign",
+    summary="Assign a refund request",
+    tag=REQUESTS,
+    body=s.AssignInput,
+    response=s.RequestDetail,
+    errors=(404,),
+)
+def assign(user, reference: str, body: s.AssignInput):
+    """Give the request to an active agent or admin (by email address), or to nobody with null."""
+    found = _request(reference)
+    assignee = _staff_member(body.assignee, "assignee") if body.assignee else None
+    assignment.assign(db.session(), found, assignee, by=user, now=utcnow())
+    return _detail(found)
 
 
 @operation(

@@ -25,6 +25,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def in_models(name: str | None, type_: str, parent_names: object = None) -> bool:
+    """Whether Alembic's comparison should look at a table: the staff search's index tables
+    (``request_search`` and SQLite's FTS5 shadow tables) are made by the migrations and kept by
+    triggers, outside the models."""
+    return not (type_ == "table" and (name or "").startswith("request_search"))
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -42,6 +42,7 @@ def new_reference() -> str:
     return "RF-" + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
 
 
+_WAITING_ON_STAFF_SQL = text("awaiting_staff_since IS NOT NULL")
 _OPEN_STATES_SQL = text("state NOT IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(CLOSED_STATES))))
 
 
@@ -64,6 +65,31 @@ class RefundRequest(Base):
             postgresql_where=_OPEN_STATES_SQL,
         ),
         CheckConstraint("amount_requested_minor >= 0", name="requested_not_negative"),
+        # The desk's views, each walked in due order: "needs action" (waiting on staff), one agent's
+        # or nobody's open requests, all open ones, and those waiting on the customer.
+        Index(
+            "ix_refund_request_needs_action",
+            "sla_clock_at",
+            "id",
+            sqlite_where=_WAITING_ON_STAFF_SQL,
+            postgresql_where=_WAITING_ON_STAFF_SQL,
+        ),
+        Index(
+            "ix_refund_request_open_assignee",
+            "assignee_id",
+            "sla_clock_at",
+            "id",
+            sqlite_where=_OPEN_STATES_SQL,
+            postgresql_where=_OPEN_STATES_SQL,
+        ),
+        Index(
+            "ix_refund_request_open_due",
+            "sla_clock_at",
+            "id",
+            sqlite_where=_OPEN_STATES_SQL,
+            postgresql_where=_OPEN_STATES_SQL,
+        ),
+        Index("ix_refund_request_state_due", "state", "sla_clock_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -102,10 +128,18 @@ class RefundRequest(Base):
     # Which attempt at moving the money this is: a processor's refusal starts a new attempt (and
     # a new idempotency key); a network error retries the same one.
     processing_attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The staff member who owns the request (None: unassigned).
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    # The service-level clock (portal.refunds.queue): the filing time moved later by every pause
+    # while we waited on the customer, so the due time is this plus PORTAL_SLA_HOURS whatever the
+    # setting; and since when the clock stands still (None while it runs).
+    sla_clock_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sla_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     order: Mapped[Order] = relationship(back_populates="refund_requests")
+    assignee: Mapped[StaffUser | None] = relationship(foreign_keys=[assignee_id])
     information_requests: Mapped[list[InformationRequest]] = relationship(
         back_populates="refund_request", order_by="InformationRequest.id"
     )
@@ -336,3 +370,55 @@ class ProcessorEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str] = mapped_column(Text, default="")
+
+
+class AssignmentEvent(Base):
+    """Who was given a request, by whom and when: the staff timeline's "assigned to X by Y".
+
+    Kept apart from the status events, which the customer reads and the insights count.
+    Append-only.
+    """
+
+    __tablename__ = "assignment_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), index=True)
+    # Who had it before (None: nobody) and who has it now (None: back to unassigned).
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    # None: the portal did it (round-robin assignment of a new request).
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    # "" for a person's choice; "round_robin" or "deactivated" when the portal assigned or released it.
+    cause: Mapped[str] = mapped_column(String(16), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+@event.listens_for(AssignmentEvent, "before_update")
+@event.listens_for(AssignmentEvent, "before_delete")
+def _refuse_assignment_edits(
+    mapper: Mapper[AssignmentEvent], connection: Connection, target: AssignmentEvent
+) -> NoReturn:
+    raise AppendOnlyError("assignment events are append-only")
+
+
+class SavedView(Base):
+    """A staff member's saved filter of the queue: a name and the query string it stands for."""
+
+    __tablename__ = "saved_view"
+    __table_args__ = (UniqueConstraint("staff_user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(60))
+    query: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RequestPresence(Base):
+    """Which staff member had a request's page open, and when last: one row each, touched on every view."""
+
+    __tablename__ = "request_presence"
+
+    refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

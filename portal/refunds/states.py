@@ -20,7 +20,7 @@ from portal.core.database import utcnow
 from portal.core.markers import N_
 from portal.core.vocabulary import CLOSED_STATES, Actor
 from portal.core.vocabulary import RequestState as S
-from portal.refunds import lifecycle
+from portal.refunds import lifecycle, queue
 from portal.refunds.models import RefundRequest, StatusEvent
 
 
@@ -137,6 +137,7 @@ def transition(
         raise InvalidTransition(current, action)
     now = now or utcnow()
     since = awaiting_staff_since(target, actor, request.awaiting_staff_since, now)
+    clock_at, paused_at = queue.sla_clock(target, request.sla_clock_at, request.sla_paused_at, now)
     milestones = {}
     if actor is Actor.STAFF and request.first_staff_action_at is None:
         milestones["first_staff_action_at"] = now
@@ -145,7 +146,14 @@ def transition(
     result = session.execute(
         update(RefundRequest)
         .where(RefundRequest.id == request.id, RefundRequest.state == current)
-        .values(state=target, updated_at=now, awaiting_staff_since=since, **milestones)
+        .values(
+            state=target,
+            updated_at=now,
+            awaiting_staff_since=since,
+            sla_clock_at=clock_at,
+            sla_paused_at=paused_at,
+            **milestones,
+        )
         .execution_options(synchronize_session=False)
     )
     assert isinstance(result, CursorResult)  # an UPDATE's result; typed as a plain Result
@@ -153,7 +161,18 @@ def transition(
         # Someone else moved it first; report the state it is really in.
         session.refresh(request, ["state"])
         raise InvalidTransition(request.state, action)
-    session.refresh(request, ["state", "updated_at", "awaiting_staff_since", "first_staff_action_at", "resolved_at"])
+    session.refresh(
+        request,
+        [
+            "state",
+            "updated_at",
+            "awaiting_staff_since",
+            "sla_clock_at",
+            "sla_paused_at",
+            "first_staff_action_at",
+            "resolved_at",
+        ],
+    )
     event = StatusEvent(
         refund_request=request,
         actor=actor,
@@ -208,6 +227,7 @@ def open(
     """
     request.state = S.RECEIVED
     request.awaiting_staff_since = now
+    request.sla_clock_at = now
     event = StatusEvent(
         refund_request=request,
         actor=actor,

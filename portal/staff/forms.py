@@ -52,6 +52,14 @@ class ResendForm(FlaskForm):
         _l("Yes, send this message again (the recipient may get it twice)"),
         validators=[DataRequired(_l("Tick the box to confirm."))],
     )
+class AssignForm(FlaskForm):
+    # Choices (the active agents and admins, "" for nobody) are set per request by the view.
+    assignee = SelectField(_l("Assignee"), validators=[Optional()], validate_choice=False)
+
+
+class SavedViewForm(FlaskForm):
+    name = StringField(_l("Name of this view"), validators=[DataRequired(_l("Give the view a name.")), Length(max=60)])
+    query = StringField(validators=[Optional(), Length(max=1000)])
 
 
 class AskForm(FlaskForm):

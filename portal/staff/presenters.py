@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -18,9 +19,9 @@ from portal.outbox.models import OutboxMessage
 from portal.outbox.queue import failed as outbox_failed
 from portal.payments.base import PROGRESS_TITLES, failure_sentence
 from portal.policy import Decision
-from portal.refunds import alerts, decisions, filing, payouts, replies
+from portal.refunds import alerts, assignment, decisions, filing, payouts, replies
 from portal.refunds.fraud import fraud_signals
-from portal.refunds.models import Refund, RefundRequest
+from portal.refunds.models import AssignmentEvent, Refund, RefundRequest
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.web.extensions import db
@@ -111,6 +112,39 @@ class RequestPage:
     @property
     def remaining_text(self) -> str:
         return money(self.remaining)
+
+
+def due_text(due: datetime | None, now: datetime) -> str:
+    """A due time relative to now, in the reader's words: "due in 3 h", "overdue by 2 h"."""
+    if due is None:
+        return ""
+    seconds = int((due - now).total_seconds())
+    late, seconds = seconds < 0, abs(seconds)
+    # Rounded to the nearest unit: 2 h 59 min reads "3 h", as a person would say it.
+    if seconds < 3600 - 30:
+        n = max(1, round(seconds / 60))
+        return _("overdue by %(n)s min", n=n) if late else _("due in %(n)s min", n=n)
+    if seconds < 48 * 3600:
+        n = round(seconds / 3600)
+        return _("overdue by %(n)s h", n=n) if late else _("due in %(n)s h", n=n)
+    n = round(seconds / 86400)
+    return _("overdue by %(n)s d", n=n) if late else _("due in %(n)s d", n=n)
+
+
+def assignment_line(a: AssignmentEvent, names: dict[int | None, str]) -> str:
+    """One change of owner as the timeline says it."""
+    to, by, was = names.get(a.assignee_id, ""), names.get(a.by_id, ""), names.get(a.previous_id, "")
+    if a.cause == assignment.DEACTIVATED:
+        return _("Returned to unassigned: the account of %(name)s was deactivated", name=was)
+    if a.cause == assignment.ROUND_ROBIN:
+        return _("Assigned to %(name)s in turn (round-robin)", name=to)
+    if a.assignee_id is None:
+        return _("Unassigned by %(by)s", by=by)
+    return _("Assigned to %(name)s by %(by)s", name=to, by=by)
+
+
+def staff_name(user: StaffUser | None) -> str:
+    return (user.name or user.email) if user else ""
 
 
 def decline_choices(order: Order, locale: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -213,6 +247,18 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
         }
         for u in replies.uses(session, request)
     ]
+    for a in session.scalars(select(AssignmentEvent).where(AssignmentEvent.refund_request_id == request.id)):
+        timeline.append(
+            {
+                "when": moment(a.created_at),
+                "iso": a.created_at.isoformat(),
+                "from": "",
+                "to": assignment_line(a, staff_names),
+                "who": "",
+                "amount": "",
+                "note": "",
+            }
+        )
     timeline.sort(key=lambda entry: entry["iso"])
     customer = order.customer
     undeliverable = (

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import tempfile
+from urllib.parse import parse_qsl, urlencode
 
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 from wtforms import SelectChoice  # type: ignore[attr-defined]  # SelectChoice is new in WTForms 3.3; types-WTForms 3.2 lacks it
 
 from portal.accounts.models import StaffUser
@@ -25,22 +28,33 @@ from portal.outbox import webhooks as outgoing
 from portal.outbox.export import export_zip
 from portal.outbox.models import OutboxMessage, WebhookSubscription
 from portal.outbox.queue import queue_email, resend, resendable
-from portal.refunds import acting, alerts, decisions, payouts, privacy, replies
+from portal.refunds import acting, alerts, assignment, decisions, payouts, presence, privacy, replies
 from portal.refunds.bulk import BulkAction
-from portal.refunds.models import ProcessorEvent, RefundRequest
-from portal.refunds.queue import QueueFilter, queue_page
+from portal.refunds.models import ProcessorEvent, RefundRequest, SavedView
+from portal.refunds.queue import (
+    SEARCH_CAP,
+    QueueFilter,
+    View,
+    count_matching,
+    due_at,
+    neighbours,
+    queue_page,
+    view_counts,
+)
 from portal.staff import bp
 from portal.staff.auth import log, roles_required
 from portal.staff.forms import (
     ActionForm,
     ApproveForm,
     AskForm,
+    AssignForm,
     CustomerDataForm,
     DeclineForm,
     NoteForm,
     ProcessForm,
     ResendForm,
     RoleForm,
+    SavedViewForm,
     StaffForm,
     TestSendForm,
     WebhookForm,
@@ -48,13 +62,16 @@ from portal.staff.forms import (
 from portal.staff.presenters import (
     OUTBOX_STATES,
     decline_choices,
+    due_text,
     email_title,
     outbox_state,
     preselected_clause,
     refund_line,
     reply_choices,
     request_page,
+    staff_name,
 )
+from portal.web import desk
 from portal.web.extensions import db
 from portal.web.forms import add_error
 from portal.web.i18n import current_locale, moment, money
@@ -99,30 +116,60 @@ def _enum(kind, value):
 # -- the queue ------------------------------------------------------------------------------------
 
 
-@bp.get("/queue")
-@roles_required(*ACTING)
-def queue():
-    args = request.args
-    f = QueueFilter(
+FILTERS = ("state", "reason", "locale", "channel", "overdue", "q")
+
+
+def _queue_filter(args) -> QueueFilter:
+    # The desk opens on "needs action"; a search or filter without a chosen view looks at everything.
+    view = _enum(View, args.get("view")) or (View.ALL if any(args.get(k) for k in FILTERS) else View.NEEDS_ACTION)
+    return QueueFilter(
         state=_enum(RequestState, args.get("state")),
         reason=_enum(Reason, args.get("reason")),
         locale=args.get("locale") if args.get("locale") in LOCALES else None,
         channel=_enum(Channel, args.get("channel")),
         overdue=args.get("overdue") == "1",
         search=args.get("q", "")[:320],
+        view=view,
+        assignee_id=current_user.id if view is View.MINE else None,
     )
+
+
+def _saved_views():
+    return list(
+        db.session.scalars(select(SavedView).where(SavedView.staff_user_id == current_user.id).order_by(SavedView.name))
+    )
+
+
+@bp.get("/queue")
+@roles_required(*ACTING)
+def queue():
+    args = request.args
+    f = _queue_filter(args)
     now = utcnow()
-    page = queue_page(db.session(), f, now=now, cursor=args.get("after"))
+    session = db.session()
+    page = queue_page(session, f, now=now, cursor=args.get("after"))
     kept = {k: v for k, v in args.items() if k != "after"}
     next_url = url_for("staff.queue", after=page.next_cursor, **kept) if page.next_cursor else None
+    saved = [
+        (v, count_matching(session, _queue_filter(MultiDict(parse_qsl(v.query))), now=now)) for v in _saved_views()
+    ]
+    query_string = urlencode([(k, v) for k, v in args.items(multi=True) if k != "after" and v])
     return render_template(
         "staff/queue.html",
         page=page,
         f=f,
         now=now,
+        sla=desk.sla(),
+        due_text=due_text,
         money=money,
         moment=moment,
         next_url=next_url,
+        views=list(View),
+        view_counts=view_counts(session, current_user.id),
+        saved=saved,
+        saved_form=SavedViewForm(query=query_string),
+        action_form=ActionForm(),
+        search_cap=SEARCH_CAP,
         states=list(RequestState),
         reasons=list(Reason),
         channels=list(Channel),
@@ -131,7 +178,67 @@ def queue():
     )
 
 
+@bp.post("/queue/views")
+@roles_required(*ACTING)
+def saved_view_create():
+    form = SavedViewForm()
+    if not form.validate_on_submit():
+        flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
+        return redirect(url_for("staff.queue"), code=303)
+    name, query = form.name.data.strip(), (form.query.data or "").lstrip("?")
+    existing = db.session.scalar(
+        select(SavedView).where(SavedView.staff_user_id == current_user.id, SavedView.name == name)
+    )
+    if existing:
+        existing.query = query
+    else:
+        db.session.add(SavedView(staff_user_id=current_user.id, name=name, query=query, created_at=utcnow()))
+    db.session.commit()
+    flash(_("The view “%(name)s” is saved.", name=name), "success")
+    return redirect(url_for("staff.queue") + ("?" + query if query else ""), code=303)
+
+
+@bp.post("/queue/views/<int:view_id>/delete")
+@roles_required(*ACTING)
+def saved_view_delete(view_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    found = db.session.get(SavedView, view_id)
+    if found is None or found.staff_user_id != current_user.id:
+        abort(404)
+    db.session.delete(found)
+    db.session.commit()
+    flash(_("The view “%(name)s” is deleted.", name=found.name), "success")
+    return redirect(url_for("staff.queue"), code=303)
+
+
 # -- one request ----------------------------------------------------------------------------------
+
+
+def _desk(found: RefundRequest) -> dict:
+    """The action bar's parts: owner and choices, neighbours in the view, who else has it open."""
+    session, now = db.session(), utcnow()
+    f = _queue_filter(request.args if request.method == "GET" else MultiDict())
+    previous_ref, next_ref = neighbours(session, f, found, now=now)
+    assign_form = AssignForm()
+    assign_form.assignee.choices = [SelectChoice("", _("Nobody"))] + [
+        SelectChoice(str(u.id), staff_name(u)) for u in assignment.assignable(session)
+    ]
+    assign_form.assignee.data = str(found.assignee_id or "")
+    due = due_at(found.state, found.sla_clock_at, found.sla_paused_at, desk.sla(), now)
+    return {
+        "assign_form": assign_form,
+        "assignee": staff_name(found.assignee),
+        "due": due_text(due, now),
+        "overdue": due is not None and due < now,
+        "previous_ref": previous_ref,
+        "next_ref": next_ref,
+        "view_args": {"view": f.view.value} if request.args.get("view") else {},
+        "others": [
+            (staff_name(u), moment(seen)) for u, seen in presence.others_present(session, found, current_user, now=now)
+        ],
+        "version": presence.version(found),
+    }
 
 
 def _render_request(found: RefundRequest, status: int = 200, **forms):
@@ -166,7 +273,23 @@ def _render_request(found: RefundRequest, status: int = 200, **forms):
         action_form=ActionForm(),
         gateway=current_app.config["PAYMENT_GATEWAY"],
         refund_line=refund_line,
+        desk=_desk(found),
     ), status
+
+
+def _stale(found: RefundRequest):
+    """A decision sent from a page older than the request's last change: refused, nothing done."""
+    if not presence.changed_since(found, request.form.get("version", "")):
+        return None
+    db.session.rollback()
+    flash(
+        _(
+            "Someone changed this request after you opened it, so nothing was done. Read it again as it "
+            "is now, then decide."
+        ),
+        "error",
+    )
+    return _render_request(found, 409)
 
 
 def _refused(found: RefundRequest, form, error: acting.WorkflowError, form_name: str):
@@ -209,13 +332,52 @@ def _done(found: RefundRequest, message: str):
 @bp.get("/requests/<reference>")
 @roles_required(*ACTING)
 def request_detail(reference: str):
-    return _render_request(owned(reference))
+    found = owned(reference)
+    presence.touch(db.session(), found, current_user, now=utcnow())
+    db.session.commit()
+    return _render_request(found)
+
+
+@bp.get("/requests/<reference>/presence")
+@roles_required(*ACTING)
+def request_presence(reference: str):
+    """What the page's script asks every half minute: who else has it open, and whether it changed."""
+    found, now = owned(reference), utcnow()
+    presence.touch(db.session(), found, current_user, now=now)
+    db.session.commit()
+    others = [staff_name(u) for u, _seen in presence.others_present(db.session(), found, current_user, now=now)]
+    changed = presence.changed_since(found, request.args.get("version", ""))
+    notices = []
+    if others:
+        notices.append(_("Also open by %(names)s.", names=", ".join(others)))
+    if changed:
+        notices.append(_("This request changed since you opened it: reload the page before you decide."))
+    return {"others": others, "changed": changed, "notices": notices}
+
+
+@bp.post("/requests/<reference>/assign")
+@roles_required(*ACTING)
+def request_assign(reference: str):
+    found, form = owned(reference), AssignForm()
+    if not form.validate_on_submit():
+        abort(400)
+    wanted = str(current_user.id) if request.form.get("me") else (form.assignee.data or "")
+    chosen = next((u for u in assignment.assignable(db.session()) if str(u.id) == wanted), None)
+    if wanted and chosen is None:
+        abort(400)
+    assignment.assign(db.session(), found, chosen, by=current_user, now=utcnow())
+    message = _("Assigned to %(name)s.", name=staff_name(chosen)) if chosen else _("The request is unassigned.")
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for("staff.request_detail", reference=found.reference), code=303)
 
 
 @bp.post("/requests/<reference>/ask")
 @roles_required(*ACTING)
 def request_ask(reference: str):
     found, form = owned(reference), AskForm()
+    if stale := _stale(found):
+        return stale
     if not form.validate_on_submit():
         return _render_request(found, 422, ask_form=form)
     try:
@@ -239,6 +401,8 @@ def request_review(reference: str):
     found = owned(reference)
     if not ActionForm().validate_on_submit():
         abort(400)
+    if stale := _stale(found):
+        return stale
     decisions.start_review(db.session(), found, staff())
     return _done(found, _("The review has started."))
 
@@ -247,6 +411,8 @@ def request_review(reference: str):
 @roles_required(*ACTING)
 def request_approve(reference: str):
     found, form = owned(reference), ApproveForm()
+    if stale := _stale(found):
+        return stale
     if not form.validate_on_submit():
         return _render_request(found, 422, approve_form=form)
     try:
@@ -275,6 +441,8 @@ def request_decline(reference: str):
     clauses, offers = decline_choices(found.order, current_locale())
     form.clause.choices = [SelectChoice(v, label) for v, label in clauses]
     form.offer.choices = [SelectChoice(v, label) for v, label in offers]
+    if stale := _stale(found):
+        return stale
     if not form.validate_on_submit():
         return _render_request(found, 422, decline_form=form)
     try:
@@ -296,6 +464,8 @@ def request_decline(reference: str):
 @roles_required(*ACTING)
 def request_process(reference: str):
     found, form = owned(reference), ProcessForm()
+    if stale := _stale(found):
+        return stale
     if not form.validate_on_submit():
         return _render_request(found, 422, process_form=form)
     try:
@@ -593,7 +763,18 @@ def user_toggle(user_id: int):
     else:
         log(Event.ACCOUNT_ACTIVATED if not user.active else Event.ACCOUNT_DEACTIVATED, subject=user)
         set_active(db.session(), user, not user.active, now=utcnow())
+        released = 0 if user.active else assignment.release_all(db.session(), user, by=current_user, now=utcnow())
         db.session.commit()
+        if released:
+            flash(
+                ngettext(
+                    "%(num)d open request of %(email)s is unassigned again.",
+                    "%(num)d open requests of %(email)s are unassigned again.",
+                    released,
+                    email=user.email,
+                ),
+                "success",
+            )
     return redirect(url_for("staff.users"), code=303)
 
 
