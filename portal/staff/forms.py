@@ -52,6 +52,8 @@ class ResendForm(FlaskForm):
         _l("Yes, send this message again (the recipient may get it twice)"),
         validators=[DataRequired(_l("Tick the box to confirm."))],
     )
+
+
 class AssignForm(FlaskForm):
     # Choices (the active agents and admins, "" for nobody) are set per request by the view.
     assignee = SelectField(_l("Assignee"), validators=[Optional()], validate_choice=False)
