@@ -156,8 +156,8 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
         {
             "when": moment(e.created_at),
             "iso": e.created_at.isoformat(),
-            "from": _(e.from_state.title) if e.from_state else "",
-            "to": _(e.to_state.title),
+            "from": _(e.from_state.staff_title) if e.from_state else "",
+            "to": _(e.to_state.staff_title),
             "who": staff_names.get(e.staff_user_id) or _(ACTORS[e.actor]),
             "amount": money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else "",
             "note": _staff_note(e),
