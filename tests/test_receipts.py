@@ -111,7 +111,7 @@ def test_the_refunded_email_carries_a_correct_one_page_receipt(make_app, smtp, d
     assert "Noto-Sans" in fonts or "NotoSans-Regular" in fonts or any("Noto" in f for f in fonts)
     if locale == "zh":
         assert any("CJK-SC" in f or "CJKsc" in f for f in fonts), fonts
-        assert "退款收据" in text
+        assert "退款凭证" in text
     # The customer downloads the same bytes from the tracking page, every time.
     first = customer.get(f"/requests/{reference}/receipt")
     second = customer.get(f"/requests/{reference}/receipt")

@@ -42,6 +42,13 @@ def percent(value: float, locale: str, fmt: str = "#,##0.0%") -> str:
     return format_percent(value, fmt, locale=babel_locale(locale))
 
 
+def colon(label: str, locale: str) -> str:
+    """A label before its value: "Reference: " in English and Dutch, "编号：" in Chinese, where the
+    full-width colon carries its own space (an ASCII colon or a space after "：" looks foreign)."""
+    base = label.rstrip(":： ")
+    return base + ("：" if locale == "zh" else ": ")
+
+
 @lru_cache(maxsize=8192)
 def day(value: date, locale: str, fmt: str = "medium") -> str:
     """A calendar date (no time, no time zone)."""

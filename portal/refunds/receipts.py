@@ -95,6 +95,7 @@ class ReceiptRenderer:
         environment.filters["day"] = lambda day: formatting.day(day, locale, "long")
         environment.filters["translated"] = lambda text: translations.gettext(text)
         environment.filters["number"] = lambda n: formatting.number(n, locale)
+        environment.filters["colon"] = lambda label: formatting.colon(label, locale)
         return environment
 
     def html(self, data: ReceiptData) -> str:

@@ -157,6 +157,7 @@ def init_app(app) -> None:
     app.jinja_env.filters["date"] = lambda value, fmt="long": day(value, fmt)
     app.jinja_env.filters["datetime"] = lambda value, fmt="medium": instant(value, fmt)
     app.jinja_env.filters["moment"] = moment
+    app.jinja_env.filters["colon"] = lambda label: formatting.colon(label, current_locale())
     app.jinja_env.globals.update(money=money, moment=moment)
 
     @app.context_processor
