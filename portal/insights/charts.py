@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
+from portal.core.formatting import colon
+
 PALETTE = ("#1f4e79", "#2e7d32", "#b26a00", "#8e24aa", "#c62828", "#00838f")
 
 
@@ -14,6 +16,7 @@ def stacked_bars(
     series: list[tuple[str, list[int]]],
     width: int = 760,
     height: int = 300,
+    locale: str = "en",
 ) -> Markup:
     """One bar per column, stacked by series; a legend below names each colour."""
     left, bottom, top = 44, 56, 16
@@ -45,7 +48,7 @@ def stacked_bars(
             y -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                f'fill="{PALETTE[s % len(PALETTE)]}"><title>{escape(column)} · {escape(name)}: '
+                f'fill="{PALETTE[s % len(PALETTE)]}"><title>{escape(column)} · {escape(colon(name, locale))}'
                 f"{values[i]}</title></rect>"
             )
         if i % label_every == 0:

@@ -20,7 +20,7 @@ from portal.staff import bp
 from portal.staff.auth import log, roles_required
 from portal.staff.views import ACTING
 from portal.web.extensions import db
-from portal.web.i18n import day, moment, money, number, percent
+from portal.web.i18n import current_locale, day, moment, money, number, percent
 
 SIGNALS = {
     "failed_lookups": N_("Failed lookups of the order number"),
@@ -170,6 +170,7 @@ def insights():
         ),
         weeks,
         series,
+        locale=current_locale(),
     )
     begin = datetime.combine(start, time.min, tzinfo=UTC)
     finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
