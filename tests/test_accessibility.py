@@ -14,10 +14,12 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from portal.core.vocabulary import LOCALES, StaffRole
-from tests.journey_helpers import outbox
+from tests.conftest import csrf_token
+from tests.journey_helpers import outbox, process_link_requests
 from tests.staff_console_helpers import act, filed
 from tests.staff_helpers import PASSWORD, make_staff, sign_in
 from tests.test_browser_journey import ARTIFACTS, PHONE
+from tests.test_catalogs import chinese_punctuation_problems
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("frozen")]
 
@@ -31,6 +33,24 @@ AXE_OPTIONS = {
 }
 DESKTOP = {"width": 1280, "height": 900}
 AXE = Axe()
+# The runs of text a reader reads as one: each element's text with its inline children (links,
+# emphasis), line by line; buttons, badges and blocks are runs of their own, the gap between them
+# being layout, not a space in a sentence.
+TEXT_RUNS = """() => {
+    const runs = [];
+    const inline = node => node.nodeType === 3 ||
+        (node.nodeType === 1 && !(node instanceof SVGElement) && getComputedStyle(node).display === 'inline');
+    for (const el of document.body.querySelectorAll('*')) {
+        if (['SCRIPT', 'STYLE', 'TEMPLATE'].includes(el.tagName) || inline(el) || !el.checkVisibility()) continue;
+        let run = '';
+        const flush = () => { runs.push(...run.split('\\n')); run = ''; };
+        for (const child of el.childNodes) {
+            if (inline(child)) run += child.textContent; else flush();
+        }
+        flush();
+    }
+    return runs.map(r => r.replace(/[ \\t]+/g, ' ').trim()).filter(Boolean);
+}"""
 
 
 def violations(page) -> list[str]:
@@ -42,7 +62,16 @@ def violations(page) -> list[str]:
         for (const el of document.querySelectorAll('[id]')) seen.set(el.id, (seen.get(el.id) || 0) + 1);
         return [...seen].filter(([, n]) => n > 1).map(([id]) => id);
     }""")
-    return [f"repeated ids: {repeated}"] * bool(repeated) + [
+    problems = [f"repeated ids: {repeated}"] * bool(repeated)
+    if page.evaluate("document.documentElement.lang") == "zh-Hans":
+        # What the catalog test checks in each message, checked here in the page as assembled.
+        lines = page.evaluate(TEXT_RUNS)
+        problems += [
+            f"Chinese typography: {line!r} ({', '.join(found)})"
+            for line in lines
+            if (found := chinese_punctuation_problems(line))
+        ]
+    return problems + [
         f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(str(t) for node in v['nodes'][:4] for t in node['target'])}"
         + (f" — {v['nodes'][0].get('failureSummary', '')}" if v["nodes"] else "")
         for v in found
@@ -73,6 +102,10 @@ def portal_data(app, orders):
     act(agent, refunded, "approve", amount="10.00")
     act(agent, refunded, "process", reference="re_a11y")
     feedback = outbox(orders, "refunded")[0].variables["feedback_url"]
+    asker = app.test_client()
+    asker.post("/access-link", data={"csrf_token": csrf_token(asker, "/"), "email": "alice.m@example.com"})
+    process_link_requests(orders)
+    magic = outbox(orders, "magic_link")[0].variables["link"]
     tracking = outbox(orders, "acknowledgement")[0].variables["tracking_url"]
     return {
         "received": received,
@@ -80,6 +113,7 @@ def portal_data(app, orders):
         "refunded": refunded,
         "feedback": feedback.split("://", 1)[1].split("/", 1)[1],
         "tracking": tracking.split("://", 1)[1].split("/", 1)[1],
+        "magic": magic.split("://", 1)[1].split("/", 1)[1],
     }
 
 
@@ -92,6 +126,7 @@ def customer_paths(data) -> list[str]:
         f"/requests/{data['received']}",
         "/orders",
         "/no-such-page",
+        "/portal-session/a-token-that-expired",
     ]
 
 
@@ -124,12 +159,24 @@ def test_every_customer_page_passes_axe(browser, live_server, portal_data, local
         other = browser.new_context(viewport=PHONE, base_url=live_server)
         try:
             visitor = other.new_page()
+            data_magic = portal_data["magic"]
             visitor.goto(f"/language/{locale}?next=/")
             problems |= audit(visitor, ["/" + portal_data["feedback"]], f"{locale} feedback")
             with visitor.expect_navigation():
                 visitor.locator("form button[type=submit]").last.click()
             if found := violations(visitor):
                 problems[f"{locale} feedback with errors"] = found
+            visitor.check("input[name=rating][value='4']")
+            visitor.check("input[name=come_back][value=yes]")
+            with visitor.expect_navigation():
+                visitor.locator("form button[type=submit]").last.click()
+            if found := violations(visitor):
+                problems[f"{locale} feedback thanks"] = found
+            # The emailed link to all orders: a page asking to confirm, then the list.
+            visitor.goto("/" + data_magic)
+            visitor.wait_for_url("**/access")
+            if found := violations(visitor):
+                problems[f"{locale} magic link"] = found
         finally:
             other.close()
     finally:
