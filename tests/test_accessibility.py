@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pyotp
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from sqlalchemy import select
 
+from portal.accounts.models import TotpFactor
 from portal.core.vocabulary import LOCALES, StaffRole
 from tests.conftest import csrf_token
 from tests.journey_helpers import outbox, process_link_requests
 from tests.staff_console_helpers import act, filed
-from tests.staff_helpers import PASSWORD, make_staff, sign_in
+from tests.staff_helpers import PASSWORD, make_staff, sign_in, staff_post
 from tests.test_browser_journey import ARTIFACTS, PHONE
 from tests.test_catalogs import chinese_punctuation_problems
 
@@ -87,6 +90,20 @@ def audit(page, paths: list[str], label: str) -> dict[str, list[str]]:
         if found:
             problems[f"{label} {path}"] = found
     return problems
+
+
+@pytest.fixture
+def staff_data(app, orders):
+    """An agent with an authenticator app (the second-factor page) and a password-reset link."""
+    make_staff(orders, "agent@example.com", StaffRole.AGENT, name="Tom Agent")
+    agent = app.test_client()
+    sign_in(agent, "agent@example.com")
+    staff_post(agent, "/staff/security/totp", "/staff/security")
+    totp = pyotp.TOTP(orders.scalar(select(TotpFactor.secret)))
+    assert staff_post(agent, "/staff/security/totp/confirm", "/staff/security", code=totp.now()).status_code == 303
+    asker = app.test_client()
+    asker.post("/staff/forgot", data={"csrf_token": csrf_token(asker, "/staff/forgot"), "email": "agent@example.com"})
+    return {"reset": outbox(orders, "staff_password_reset")[0].variables["link"].split("://", 1)[1].split("/", 1)[1]}
 
 
 @pytest.fixture
@@ -196,7 +213,7 @@ def test_every_customer_page_passes_axe(browser, live_server, portal_data, local
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-def test_every_staff_page_passes_axe(browser, live_server, portal_data, frozen, locale):
+def test_every_staff_page_passes_axe(browser, live_server, portal_data, staff_data, frozen, locale):
     frozen.shift(timedelta(days=2))  # the received request has waited on staff long enough to be overdue
     context = browser.new_context(viewport=DESKTOP, base_url=live_server)
     page = context.new_page()
@@ -204,6 +221,23 @@ def test_every_staff_page_passes_axe(browser, live_server, portal_data, frozen, 
     try:
         page.goto(f"/language/{locale}?next=/staff/login")
         problems |= audit(page, ["/staff/forgot", "/staff/login"], locale)
+        # The agent's way in: the second factor after the password, and the emailed reset link.
+        other = browser.new_context(viewport=DESKTOP, base_url=live_server)
+        try:
+            agent = other.new_page()
+            agent.goto(f"/language/{locale}?next=/staff/login")
+            agent.fill("#email", "agent@example.com")
+            agent.fill("#password", PASSWORD)
+            agent.click("form button[type=submit]")
+            agent.wait_for_url("**/staff/login/second-factor")
+            if found := violations(agent):
+                problems[f"{locale} second factor"] = found
+            agent.goto("/" + staff_data["reset"])
+            agent.wait_for_url("**/staff/reset")
+            if found := violations(agent):
+                problems[f"{locale} password reset"] = found
+        finally:
+            other.close()
         page.fill("#email", "admin@example.com")
         page.fill("#password", PASSWORD)
         page.click("form button[type=submit]")
