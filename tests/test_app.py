@@ -70,7 +70,7 @@ def test_page_assets_are_served_locally(client):
 def test_error_pages_are_localized(client):
     response = client.get("/no-such-page", headers={"Accept-Language": "nl"})
     assert response.status_code == 404
-    assert "We konden die pagina niet vinden" in response.get_data(as_text=True)
+    assert "Wij konden die pagina niet vinden" in response.get_data(as_text=True)
 
 
 def test_readiness_answers_200_with_the_database_up_at_the_migrations_head(client):

@@ -8,13 +8,10 @@ tracking page, answer an information request. Every page is checked for horizont
 
 from __future__ import annotations
 
-import logging
-import threading
 from pathlib import Path
 
 import pytest
 from babel.support import Translations
-from werkzeug.serving import make_server
 
 from portal.core.vocabulary import Actor, RequestState
 from portal.refunds.models import InformationRequest
@@ -25,46 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("frozen")]  # the clo
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-# Debian's Chromium without the services a headless test has no use for (and no network for).
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's Chromium is missing: `make test` installs it (package chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def live_server(app):
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns a failure
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    base_url = f"http://127.0.0.1:{server.server_port}"
-    app.config["BASE_URL"] = base_url
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield base_url
-    server.shutdown()
-    thread.join(5)
-    server.server_close()
 
 
 @pytest.fixture
@@ -131,8 +89,9 @@ def test_the_whole_journey_in_a_real_browser(page, orders, locale):
     page.fill("input[name=order_number]", number)
     page.fill("#lookup-title ~ form input[name=email]", "someone@example.com")
     page.get_by_role("button", name=_("Find my order")).click()
-    assert page.get_by_text(
-        _("We could not find an order with that number and email address. Check both and try again.")
+    assert page.locator(
+        ".field-error",
+        has_text=_("We could not find an order with that number and email address. Check both and try again."),
     ).is_visible()
     page.fill("#lookup-title ~ form input[name=email]", email)
     page.get_by_role("button", name=_("Find my order")).click()
@@ -153,8 +112,11 @@ def test_the_whole_journey_in_a_real_browser(page, orders, locale):
     if needs_proof:
         page.get_by_role("button", name=_("Send my request")).click()
         # Bought through a reseller: the proof of purchase is required, and what was typed stays.
-        assert page.get_by_text(
-            _("Please attach proof of purchase (an invoice or bank statement): our policy requires it for this order.")
+        assert page.locator(
+            ".field-error",
+            has_text=_(
+                "Please attach proof of purchase (an invoice or bank statement): our policy requires it for this order."
+            ),
         ).is_visible()
         assert page.input_value("textarea[name=details]") == "Exports fail <b>every</b> time — 导出失败"
         assert page.is_checked("input[name=reason][value=technical_problem]")
@@ -223,7 +185,7 @@ def test_a_disguised_upload_is_refused_in_the_browser_with_the_form_kept(page, o
         files=[{"name": "receipt.pdf", "mimeType": "application/pdf", "buffer": b"MZ\x90\x00" + b"\x00" * 200}],
     )
     page.get_by_role("button", name="Send my request").click()
-    assert page.get_by_text("“receipt.pdf” is not a PDF, PNG, JPEG or WebP file.").is_visible()
+    assert page.locator(".field-error", has_text="“receipt.pdf” is not a PDF, PNG, JPEG or WebP file.").is_visible()
     assert page.input_value("textarea[name=details]") == "Keep this text"
     assert latest_request(orders) is None
     check_page(page, "en-upload-refused")

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from portal.accounts.models import SecurityEvent, WebAuthnCredential
 from portal.core.vocabulary import StaffRole
 from tests.staff_helpers import PASSWORD, make_staff
-from tests.test_browser_journey import ARTIFACTS, browser, live_server  # noqa: F401  (fixtures)
+from tests.test_browser_journey import ARTIFACTS
 
 pytestmark = [pytest.mark.browser]
 
@@ -21,7 +21,7 @@ def _sign_in_with_password(page, base: str) -> None:
     page.click("button[type=submit]")
 
 
-def test_an_admin_registers_a_passkey_and_signs_in_with_it(app, db_session, browser, live_server):  # noqa: F811
+def test_an_admin_registers_a_passkey_and_signs_in_with_it(app, db_session, browser, live_server):
     make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
     app.config["STAFF_MFA"] = "admins"  # the default: admins need a second factor
     # WebAuthn needs a secure context and a domain for the relying party: localhost is both.

@@ -15,7 +15,6 @@ import pytest
 
 from portal.core.vocabulary import LOCALES
 from portal.web.mail import email_kit
-from tests.test_browser_journey import browser  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -41,7 +40,7 @@ def without_style_block(html: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def phone(browser):  # noqa: F811  (the imported fixture)
+def phone(browser):
     # One page for every render: a plain 375 px viewport, no network (the logo is not fetched;
     # its width="160" attribute holds its place).
     context = browser.new_context(viewport={"width": WIDTH, "height": 800})

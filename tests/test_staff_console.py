@@ -330,6 +330,37 @@ def test_the_queue_filters_searches_counts_and_flags_overdue(app, agent, orders,
     assert {s: c for s, c in counts.items() if c} == actual == {RequestState.RECEIVED: 1, RequestState.IN_REVIEW: 1}
 
 
+STAFF_WORDS = {
+    # locale: the staff's name for a request waiting on the customer, and the customer's own
+    "en": ("Waiting on customer", "Waiting for your reply"),
+    "zh": ("等待客户回复", "等待您的回复"),
+    "nl": ("Wacht op de klant", "Wacht op uw antwoord"),
+}
+
+
+@pytest.mark.parametrize("locale", STAFF_WORDS)
+def test_staff_read_their_own_words_and_no_amount_or_address_breaks(app, agent, orders, locale):
+    staff_words, customer_words = STAFF_WORDS[locale]
+    reference = filed(app, "ORD-20001", "zhang.wei@example.cn", locale="zh")
+    assert (
+        act(agent, reference, "ask", message="Could you show us the error?", documents="screenshot").status_code == 303
+    )
+    agent.get(f"/language/{locale}")
+    for url in ("/staff/queue", f"/staff/requests/{reference}"):
+        html = agent.get(url).get_data(as_text=True)
+        assert staff_words in html and customer_words not in html, url
+    # The customer still reads their own words on the tracking page.
+    customer = app.test_client()
+    lookup(customer, "ORD-20001", "zhang.wei@example.cn")
+    customer.get(f"/language/{locale}")
+    tracking = customer.get(f"/requests/{reference}").get_data(as_text=True)
+    assert customer_words in tracking and staff_words not in tracking
+    queue = agent.get("/staff/queue").get_data(as_text=True)
+    assert re.search(r'<td class="nowrap">[^<]*199.00</td>', queue)  # the amount in one piece
+    assert '<span class="muted nowrap">zhang.wei@example.cn</span>' in queue
+    assert re.search(rf'<a class="nowrap" [^>]*>{reference}</a>', queue)
+
+
 def test_the_queue_pages_by_keyset(app, agent, orders):
     from portal.refunds import queue as queue_module
 

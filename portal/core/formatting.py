@@ -42,6 +42,27 @@ def percent(value: float, locale: str, fmt: str = "#,##0.0%") -> str:
     return format_percent(value, fmt, locale=babel_locale(locale))
 
 
+def colon(label: str, locale: str) -> str:
+    """A label before its value: "Reference: " in English and Dutch, "编号：" in Chinese, where the
+    full-width colon carries its own space (an ASCII colon or a space after "：" looks foreign)."""
+    base = label.rstrip(":： ")
+    return base + ("：" if locale == "zh" else ": ")
+
+
+def gap(sentence: str, locale: str) -> str:
+    """A sentence followed by more text: a space, except after Chinese full-width punctuation,
+    which carries its own ("重试。API 参考", not "重试。 API 参考")."""
+    return sentence if locale == "zh" and sentence.endswith(FULL_WIDTH_MARKS) else sentence + " "
+
+
+def aside(text: str, note: str, locale: str) -> str:
+    """A note in brackets after a text: "Annual plan (annual)", "年度套餐（annual）"."""
+    return f"{text}（{note}）" if locale == "zh" else f"{text} ({note})"
+
+
+FULL_WIDTH_MARKS = ("。", "，", "：", "；", "！", "？", "）")
+
+
 @lru_cache(maxsize=8192)
 def day(value: date, locale: str, fmt: str = "medium") -> str:
     """A calendar date (no time, no time zone)."""

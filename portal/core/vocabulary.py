@@ -69,6 +69,11 @@ class Reason(StrEnum):
             Reason.OTHER: N_("Something else"),
         }[self]
 
+    @property
+    def staff_title(self) -> str:
+        """The reason as staff name it: the customer's own words ("Not what I expected") are in the first person."""
+        return {Reason.NOT_AS_EXPECTED: N_("Not as expected")}.get(self, self.title)
+
 
 class RequestState(StrEnum):
     RECEIVED = "received"
@@ -96,6 +101,15 @@ class RequestState(StrEnum):
             RequestState.RESOLVED_WITH_OFFER: N_("Resolved with an offer"),
             RequestState.CLOSED_UNANSWERED: N_("Closed without an answer"),
         }[self]
+
+    @property
+    def staff_title(self) -> str:
+        """The state as the staff console names it: the customer's titles speak to the customer
+        ("Waiting for your reply") or soften what staff must act on ("Refund delayed")."""
+        return {
+            RequestState.AWAITING_CUSTOMER: N_("Waiting on customer"),
+            RequestState.REFUND_FAILED: N_("Refund failed"),
+        }.get(self, self.title)
 
     @property
     def is_open(self) -> bool:

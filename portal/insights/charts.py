@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
+from portal.core.formatting import colon
+
 PALETTE = ("#1f4e79", "#2e7d32", "#b26a00", "#8e24aa", "#c62828", "#00838f")
 
 
@@ -37,6 +39,7 @@ def stacked_bars(
     width: int = 760,
     height: int = 300,
     labels: list[str] | None = None,
+    locale: str = "en",
 ) -> Markup:
     """One bar per column, stacked by series; a legend below names each colour, in as many rows as
     its names need. ``labels`` are the columns as the reader reads them (localized dates)."""
@@ -72,7 +75,7 @@ def stacked_bars(
             y -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                f'fill="{PALETTE[s % len(PALETTE)]}"><title>{escape(column)} · {escape(name)}: '
+                f'fill="{PALETTE[s % len(PALETTE)]}"><title>{escape(column)} · {escape(colon(name, locale))}'
                 f"{values[i]}</title></rect>"
             )
         if i % label_every == 0:

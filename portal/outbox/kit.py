@@ -276,6 +276,7 @@ class EmailKit:
         # For values that may be standard texts (a standard question): translated when the catalog
         # knows them, kept as written otherwise, and escaped like any value, never trusted as markup.
         environment.filters["translated"] = lambda text: translations.gettext(str(text)) if text else ""
+        environment.filters["colon"] = lambda label: formatting.colon(label, locale)
         return environment
 
     def _translations(self, locale: str) -> NullTranslations:

@@ -113,6 +113,7 @@ class ReceiptRenderer:
         environment.filters["translated"] = lambda text: translations.gettext(text)
         environment.filters["number"] = lambda n: formatting.number(n, locale)
         environment.filters["rate"] = lambda rate: formatting.percent(rate / 100, locale, "#,##0.##%")
+        environment.filters["colon"] = lambda label: formatting.colon(label, locale)
         return environment
 
     def html(self, data: ReceiptData) -> str:

@@ -86,7 +86,9 @@ class ApproveForm(FlaskForm):
         validators=[DataRequired(_l("Enter the amount.")), Length(max=32)],
         render_kw={"inputmode": "decimal"},
     )
-    note = TextAreaField(_l("Message to the customer (optional)"), validators=[Optional(), Length(max=5000)])
+    note = TextAreaField(
+        _l("Message to the customer (optional)"), id="approve-note", validators=[Optional(), Length(max=5000)]
+    )
     override_reason = TextAreaField(
         _l("Reason for going above the policy (admins only)"), validators=[Optional(), Length(max=2000)]
     )
@@ -100,7 +102,9 @@ class DeclineForm(FlaskForm):
         validators=[DataRequired(_l("Choose the policy clause the decision rests on."))],
     )
     offer = SelectField(_l("Alternative to offer"), choices=[], validators=[Optional()])
-    note = TextAreaField(_l("Explanation for the customer (optional)"), validators=[Optional(), Length(max=5000)])
+    note = TextAreaField(
+        _l("Explanation for the customer (optional)"), id="decline-note", validators=[Optional(), Length(max=5000)]
+    )
     override_reason = TextAreaField(
         _l("Reason for declining what the policy grants (required of agents when it does)"),
         validators=[Optional(), Length(max=2000)],

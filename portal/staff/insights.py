@@ -86,7 +86,7 @@ def tables(ins) -> dict[str, tuple[str, list[str], list[list[str]]]]:
     return {
         "reasons": (
             _("Requests per reason per week"),
-            [_("Week")] + [_(r.title) for r in Reason],
+            [_("Week")] + [_(r.staff_title) for r in Reason],
             [[day(date.fromisoformat(w))] + [str(by.get((w, r), 0)) for r in Reason] for w in weeks],
         ),
         "decisions": (
@@ -118,7 +118,7 @@ def tables(ins) -> dict[str, tuple[str, list[str], list[list[str]]]]:
         "saved": (
             _("Saved with an alternative, by reason"),
             [_("Reason"), _("Requests"), _("Saved"), _("Saved rate")],
-            [[_(reason.title), str(total), str(kept), _rate(kept, total)] for reason, total, kept in ins.saved],
+            [[_(reason.staff_title), str(total), str(kept), _rate(kept, total)] for reason, total, kept in ins.saved],
         ),
         "signals": (
             _("Fraud signals"),
@@ -129,7 +129,7 @@ def tables(ins) -> dict[str, tuple[str, list[str], list[list[str]]]]:
             _("Billing errors"),
             [_("Reference"), _("Filed"), _("State"), _("Amount requested"), _("Order")],
             [
-                [ref, moment(when), _(state.title), money(amount), number]
+                [ref, moment(when), _(state.staff_title), money(amount), number]
                 for ref, when, state, amount, number in ins.billing_error_list
             ],
         ),
@@ -172,6 +172,7 @@ def insights():
         weeks,
         series,
         labels=[month_day(date.fromisoformat(week), current_locale()) for week in weeks],
+        locale=current_locale(),
     )
     begin = datetime.combine(start, time.min, tzinfo=UTC)
     finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)

@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal.accounts.models import StaffUser
+from portal.core import formatting
 from portal.core.database import utcnow
 from portal.core.markers import N_
 from portal.core.money import Money
@@ -25,7 +26,7 @@ from portal.refunds.models import AssignmentEvent, Refund, RefundRequest
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.web.extensions import db
-from portal.web.i18n import NATIVE_NAMES, moment, money, system_note, translated
+from portal.web.i18n import NATIVE_NAMES, current_locale, moment, money, system_note, translated
 from portal.web.policy import clause_title, current_policy, explain_decision, rendered
 
 # The outbox's states as staff read them (a failed message is one still pending after an attempt).
@@ -151,7 +152,9 @@ def decline_choices(order: Order, locale: str) -> tuple[list[tuple[str, str]], l
     """The clauses a decline may cite (all but the process) and the offers it may make."""
     policy = current_policy()
     version = policy.version_for(order.purchased_at)
-    clauses = [(c.id, f"{clause_title(c, locale)} ({c.id})") for c in version.clauses if c.kind != "process"]
+    clauses = [
+        (c.id, formatting.aside(clause_title(c, locale), c.id, locale)) for c in version.clauses if c.kind != "process"
+    ]
     offers = [("", _("No alternative"))] + [(o.id, rendered(o, "title", locale)) for o in policy.offers_for(order.plan)]
     return clauses, offers
 
@@ -160,7 +163,7 @@ def _staff_note(event) -> str:
     if event.to_state is RequestState.REFUND_FAILED and event.processor_status:
         words = _(failure_sentence(event.failure_reason or event.processor_status))
         code = event.failure_reason or event.processor_status
-        return f"{words} ({code})" + (f" · {event.note}" if event.note else "")
+        return formatting.aside(words, code, current_locale()) + (f" · {event.note}" if event.note else "")
     return system_note(event)
 
 
@@ -168,7 +171,9 @@ def refund_line(refund: Refund) -> str:
     """One refund as staff read it: the processor's status word, its reason in words, its last message."""
     parts = [refund.processor_status or refund.status.value]
     if refund.failure_reason:
-        parts.append(f"{_(failure_sentence(refund.failure_reason))} ({refund.failure_reason})")
+        parts.append(
+            formatting.aside(_(failure_sentence(refund.failure_reason)), refund.failure_reason, current_locale())
+        )
     if refund.processor_message:
         parts.append(refund.processor_message)
     return " · ".join(parts)
@@ -200,8 +205,8 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
         {
             "when": moment(e.created_at),
             "iso": e.created_at.isoformat(),
-            "from": _(e.from_state.title) if e.from_state else "",
-            "to": _(e.to_state.title),
+            "from": _(e.from_state.staff_title) if e.from_state else "",
+            "to": _(e.to_state.staff_title),
             "who": staff_names.get(e.staff_user_id) or _(ACTORS[e.actor]),
             "amount": money(Money.from_minor(e.amount_minor, request.currency)) if e.amount_minor else "",
             "note": _staff_note(e),

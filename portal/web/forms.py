@@ -4,8 +4,10 @@ and the two forms that more than one blueprint shows: the order lookup and "emai
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm as _FlaskForm
+from markupsafe import Markup
 from wtforms import Field, StringField
 from wtforms.validators import DataRequired, Email, Length
+from wtforms.widgets import HiddenInput
 
 from portal.web.i18n import current_locale, wtforms_translations
 
@@ -36,6 +38,13 @@ class FlaskForm(_FlaskForm):
                 valid = False
         return valid
 
+    def hidden_tag(self, *fields):
+        """The hidden fields without ids: a page with several forms would repeat "csrf_token" (ids must be unique)."""
+        chosen = [getattr(self, f, None) if isinstance(f, str) else f for f in (fields or self)]
+        return Markup(
+            "\n".join(str(f(id=False)) for f in chosen if f is not None and isinstance(f.widget, HiddenInput))
+        )
+
 
 def add_error(field: Field, message: str) -> None:
     """Show ``message`` under ``field`` beside the errors its validation found."""
@@ -58,6 +67,8 @@ class LookupForm(FlaskForm):
 class MagicLinkForm(FlaskForm):
     email = StringField(
         _l("Email address"),
+        # The home page shows this form under the lookup form, whose field is "email" too: one id per page.
+        id="link-email",
         validators=[
             DataRequired(_l("Enter your email address.")),
             Email(_l("Enter a valid email address.")),

@@ -157,6 +157,9 @@ def init_app(app) -> None:
     app.jinja_env.filters["date"] = lambda value, fmt="long": day(value, fmt)
     app.jinja_env.filters["datetime"] = lambda value, fmt="medium": instant(value, fmt)
     app.jinja_env.filters["moment"] = moment
+    app.jinja_env.filters["colon"] = lambda label: formatting.colon(label, current_locale())
+    app.jinja_env.filters["gap"] = lambda sentence: formatting.gap(sentence, current_locale())
+    app.jinja_env.filters["aside"] = lambda text, note: formatting.aside(text, note, current_locale())
     app.jinja_env.globals.update(money=money, moment=moment)
 
     @app.context_processor
@@ -169,6 +172,8 @@ def init_app(app) -> None:
             "html_langs": HTML_LANG,
             "native_names": NATIVE_NAMES,
             "locales": LOCALES,
+            # Between the items of a list written out: Chinese uses the enumeration comma.
+            "list_separator": "、" if code == "zh" else ", ",
         }
 
 
