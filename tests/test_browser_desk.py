@@ -21,7 +21,7 @@ from tests.journey_helpers import import_samples
 from tests.mail_helpers import body
 from tests.staff_console_helpers import act, filed
 from tests.staff_helpers import PASSWORD, make_staff, sign_in
-from tests.test_browser_journey import ARTIFACTS, browser  # noqa: F401  (the module's Chromium fixture)
+from tests.test_browser_journey import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("frozen")]
 
@@ -37,7 +37,7 @@ def desk_app(make_app, smtp, db_session):
 
 
 @pytest.fixture
-def desk(browser, desk_app):  # noqa: F811
+def desk(browser, desk_app):
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server("127.0.0.1", 0, desk_app, threaded=True)
     base_url = f"http://127.0.0.1:{server.server_port}"
@@ -74,7 +74,8 @@ def test_a_bulk_decline_reports_what_was_declined_and_what_could_not_be(desk, de
     sign_in(agent, "agent@example.com")
     assert act(agent, done, "decline", clause="annual").status_code == 303
 
-    desk.goto("/staff/queue")
+    # The declined one is closed, so not in the default "needs action" view: the agent picks "all".
+    desk.goto("/staff/queue?view=all")
     for reference in (outside, chinese, done):
         desk.get_by_label(f"Select {reference}").check()
     desk.get_by_label("With the selected requests").select_option(label="Decline, citing a clause")

@@ -7,13 +7,13 @@ import pytest
 
 from portal.core.vocabulary import StaffRole
 from tests.staff_helpers import PASSWORD, make_staff
-from tests.test_browser_journey import ARTIFACTS, browser, live_server  # noqa: F401  (fixtures)
+from tests.test_browser_journey import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.mark.parametrize("width,locale", [(1280, "en"), (390, "zh"), (1280, "nl")])
-def test_the_kit_page_previews_one_message_and_fits_the_screen(app, db_session, browser, live_server, width, locale):  # noqa: F811
+def test_the_kit_page_previews_one_message_and_fits_the_screen(app, db_session, browser, live_server, width, locale):
     make_staff(db_session, "m@example.com", StaffRole.MARKETING)
     context = browser.new_context(viewport={"width": width, "height": 900}, base_url=live_server)
     page = context.new_page()

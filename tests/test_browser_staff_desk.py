@@ -14,7 +14,7 @@ import pytest
 from portal.core.vocabulary import StaffRole
 from tests.staff_console_helpers import filed
 from tests.staff_helpers import PASSWORD, make_staff
-from tests.test_browser_journey import ARTIFACTS, browser, live_server  # noqa: F401  (fixtures)
+from tests.test_browser_journey import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("frozen")]  # the clock stands at conftest.NOW
 
@@ -22,7 +22,7 @@ DESK = {"width": 1280, "height": 800}
 
 
 @pytest.fixture
-def desk(browser, live_server):  # noqa: F811  (the fixtures imported above)
+def desk(browser, live_server):
     context = browser.new_context(viewport=DESK, base_url=live_server)
     page = context.new_page()
     errors: list[str] = []
@@ -84,8 +84,8 @@ def test_an_agent_works_the_needs_action_view_with_the_keyboard_and_the_action_b
     page.evaluate("window.scrollTo(0, 0)")
 
     # a: assign to me.
-    page.keyboard.press("a")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.keyboard.press("a")
     assert page.locator("#assignee-name").inner_text() == "Ada Agent"
     assert "Assigned to Ada Agent by Ada Agent" in page.locator(".timeline").inner_text()
 

@@ -90,7 +90,9 @@ class ApproveForm(FlaskForm):
         _l("Message to the customer (optional)"), id="approve-note", validators=[Optional(), Length(max=5000)]
     )
     override_reason = TextAreaField(
-        _l("Reason for going above the policy (admins only)"), validators=[Optional(), Length(max=2000)]
+        _l("Reason for going above the policy (admins only)"),
+        id="approve-override-reason",
+        validators=[Optional(), Length(max=2000)],
     )
     saved_reply = saved_reply_field()
 
@@ -107,6 +109,7 @@ class DeclineForm(FlaskForm):
     )
     override_reason = TextAreaField(
         _l("Reason for declining what the policy grants (required of agents when it does)"),
+        id="decline-override-reason",
         validators=[Optional(), Length(max=2000)],
     )
     saved_reply = saved_reply_field()
