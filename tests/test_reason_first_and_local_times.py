@@ -215,7 +215,7 @@ def test_the_tracking_page_shows_progress_what_was_written_and_a_reference_that_
     html = client.get(f"/requests/{reference}").get_data(as_text=True)
     assert f'<h1>Refund request <span class="nowrap">{reference}</span></h1>' in html
     page = text_of(html)
-    assert "Filed Nov 22, 2026, 12:00 PM UTC" in page
+    assert "Request filed Nov 22, 2026, 12:00 PM UTC" in page
     assert "Decided expected by Tuesday, November 24, 2026" in page
     assert "Refunded expected by Thursday, December 3, 2026" in page  # + 7 business days at most
     assert "What you wrote Reason No longer needed Details It never synced my calendar." in page

@@ -398,7 +398,7 @@ def request_view(request: RefundRequest) -> RequestView:
     )
 
 
-STEP_TITLES = (N_("Filed"), N_("Under review"), N_("Decided"), N_("Refunded"))
+STEP_TITLES = (N_("Request filed"), N_("Under review"), N_("Decided"), N_("Refunded"))
 REVIEWING = frozenset({RequestState.IN_REVIEW, RequestState.AWAITING_CUSTOMER})
 DECIDED = frozenset(
     {RequestState.APPROVED, RequestState.REFUND_FAILED, RequestState.REFUNDED, RequestState.DECLINED}
