@@ -9,10 +9,11 @@
   } catch (e) {
     return;
   }
-  if (!zone || zone.length > 64) {
+  // IANA names ("America/Argentina/Buenos_Aires") need no escaping in a cookie; anything else is not sent.
+  if (!zone || zone.length > 64 || !/^[A-Za-z0-9_\/+-]+$/.test(zone)) {
     return;
   }
-  var value = encodeURIComponent(zone);
+  var value = zone;
   if (document.cookie.split("; ").indexOf("tz=" + value) !== -1) {
     return;
   }
