@@ -130,7 +130,17 @@ class OrderView:
 
 
 def reasons_label(reasons: tuple[Reason, ...], locale: str) -> str:
-    """ "No longer needed, not what I expected or something else" in the reader's language."""
+    """The reasons as a reader lists them: "No longer needed, not what I expected, or something else"."""
+    label = _REASON_LABELS.get((reasons, locale))
+    if label is None:  # a handful per language: worded once, not on every order page
+        label = _REASON_LABELS[(reasons, locale)] = _reasons_label(reasons, locale)
+    return label
+
+
+_REASON_LABELS: dict[tuple[tuple[Reason, ...], str], str] = {}
+
+
+def _reasons_label(reasons: tuple[Reason, ...], locale: str) -> str:
     titles = [_(r.title) for r in reasons]
     if locale != "zh":  # titles are sentence-cased; inside a list only the first keeps its capital
         titles = [titles[0], *(t[:1].lower() + t[1:] for t in titles[1:])]

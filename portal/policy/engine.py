@@ -285,9 +285,14 @@ def verdicts_by_reason(
     The group holding a change of mind comes first: it is the verdict the order page leads with;
     a reason the policy treats differently (a billing error, an unresolved problem) follows with its own.
     """
+    version = policy.version_for(order.purchased_at) if isinstance(policy, Policy) else policy
+    # A reason changes a decision only through the review clauses that name it: every other
+    # reason gets the change-of-mind decision, which is judged once.
+    named = {r for clause in version.of_kind("review") for r in clause.reasons}
+    general = evaluate(order, version, as_of, GENERAL_REASON, prior_refunds)
     groups: list[ReasonVerdict] = []
     for reason in (GENERAL_REASON, *(r for r in Reason if r is not GENERAL_REASON)):
-        decision = evaluate(order, policy, as_of, reason, prior_refunds)
+        decision = evaluate(order, version, as_of, reason, prior_refunds) if reason in named else general
         for i, group in enumerate(groups):
             if _same(group.decision, decision):
                 groups[i] = ReasonVerdict((*group.reasons, reason), group.decision)

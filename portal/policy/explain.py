@@ -120,7 +120,10 @@ def _params(decision: Decision) -> dict[str, Money | datetime | int | timedelta]
         "amount": decision.amount if decision.amount.minor else decision.facts.remaining,
         "days": days,
         "end": end,
-        "left": end - decision.as_of if end is not None and end > decision.as_of else None,
+        # To the minute: the words are the same ("4 days") and pages can reuse them.
+        "left": timedelta(minutes=(end - decision.as_of) // timedelta(minutes=1))
+        if end is not None and end > decision.as_of
+        else None,
         "daily": daily,
     }
     return {k: v for k, v in params.items() if v is not None}
