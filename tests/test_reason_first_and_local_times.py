@@ -248,3 +248,22 @@ def test_a_lapsed_session_is_offered_a_way_back_in(app, client, orders):
         assert "Open your order again" in html and 'action="/lookup"' in html
         pages.append(re.sub(r"next=[^\"]+", "", html))
     assert pages[0] == pages[2]  # the same page whether or not the request exists
+
+
+def test_a_refunded_request_labels_the_processor_reference_and_says_refunded_once(app, client, orders):
+    from tests.staff_helpers import make_staff, sign_in, staff_post
+
+    lookup(client, "ORD-10001", "alice.m@example.com")
+    reference = file_request(client, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
+    make_staff(orders, "agent@example.com")
+    agent = app.test_client()
+    sign_in(agent, "agent@example.com")
+    for action, fields in (("approve", {"amount": "29.00"}), ("process", {"reference": "re_3QaB10001"})):
+        response = staff_post(agent, f"/staff/requests/{reference}/{action}", f"/staff/requests/{reference}", **fields)
+        assert response.status_code == 303
+    page = text(client.get(f"/requests/{reference}"))
+    assert "Payment processor's reference re_3QaB10001" in page
+    assert "Refunded Nov 22, 2026" in page  # the last step, done, with its time
+    client.get("/language/zh")
+    page = text(client.get(f"/requests/{reference}"))
+    assert "US$29.00 已退回至您的原支付方式。" in page and "已退款：" not in page
