@@ -267,3 +267,12 @@ def test_a_refunded_request_labels_the_processor_reference_and_says_refunded_onc
     client.get("/language/zh")
     page = text(client.get(f"/requests/{reference}"))
     assert "US$29.00 已退回至您的原支付方式。" in page and "已退款：" not in page
+
+
+def test_an_offer_that_no_longer_fits_cannot_be_taken_by_posting_it(client, orders):
+    lookup(client, "ORD-10002", "alice.m@example.com")  # its monthly period ended on 2026-11-12
+    token = csrf_token(client, "/orders/ORD-10002")
+    taken = client.post("/orders/ORD-10002/offer", data={"csrf_token": token, "offer_id": "extended-trial"})
+    assert taken.status_code == 404 and latest_request(orders) is None
+    support = client.post("/orders/ORD-10002/offer", data={"csrf_token": token, "offer_id": "personal-support"})
+    assert support.status_code == 303 and latest_request(orders).offer_id == "personal-support"

@@ -25,6 +25,7 @@ from portal.documents.storage import Storage
 from portal.documents.uploads import StoredFile, move_into
 from portal.orders.models import Order
 from portal.policy import Decision, Outcome, Policy, evaluate
+from portal.policy.offers import offers_that_fit
 from portal.refunds import notifications, states
 from portal.refunds.fraud import filing_signals
 from portal.refunds.links import Links
@@ -240,7 +241,7 @@ def accept_offer(
 ) -> RefundRequest:
     """The customer takes an alternative instead of a refund: recorded as a request resolved with an offer."""
     offer = policy.offer(offer_id)
-    if order.plan not in offer.plans:
+    if offer not in offers_that_fit(policy, order, now):  # another plan's, or one for a plan that has ended
         raise KeyError(offer_id)
     request = open_request(session, order)
     if request is None:
