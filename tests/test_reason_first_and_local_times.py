@@ -276,3 +276,11 @@ def test_an_offer_that_no_longer_fits_cannot_be_taken_by_posting_it(client, orde
     assert taken.status_code == 404 and latest_request(orders) is None
     support = client.post("/orders/ORD-10002/offer", data={"csrf_token": token, "offer_id": "personal-support"})
     assert support.status_code == 303 and latest_request(orders).offer_id == "personal-support"
+
+
+def test_no_clause_ids_in_what_customers_read(client, orders):
+    policy = text(client.get("/policy"))
+    assert "Clause monthly" not in policy and "Link to this section" in policy
+    lookup(client, "ORD-10003", "bob.tanaka@example.org")
+    page = text(client.get("/orders/ORD-10003"))
+    assert "(annual)" not in page and "Annual plans" in page
