@@ -218,7 +218,7 @@ def test_the_tracking_link_opens_the_request_in_a_new_browser(app, client, order
 def test_withdrawing_twice_answers_409_and_changes_nothing(client, orders):
     lookup(client, "ORD-10001", "alice.m@example.com")
     reference = file_request(client, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
-    token = csrf_token(client, f"/requests/{reference}")
+    token = csrf_token(client, f"/requests/{reference}/withdraw")
     assert client.post(f"/requests/{reference}/withdraw", data={"csrf_token": token}).status_code == 303
     again = client.post(f"/requests/{reference}/withdraw", data={"csrf_token": token})
     assert again.status_code == 409
@@ -361,10 +361,10 @@ def test_the_order_page_follows_the_order_s_requests(client, orders, app):
     page = visible_text(client.get("/orders/ORD-10001"))
     assert f"Follow your request {first}" in page and "Ask for a refund" not in page
 
-    client.post(f"/requests/{first}/withdraw", data={"csrf_token": csrf_token(client, f"/requests/{first}")})
+    client.post(f"/requests/{first}/withdraw", data={"csrf_token": csrf_token(client, f"/requests/{first}/withdraw")})
     page = visible_text(client.get("/orders/ORD-10001"))
     assert "Earlier requests for this order" in page and f"{first} · Withdrawn" in page
-    assert "Refundable now: $29.00" in page
+    assert "Full refund of $29.00" in page
 
     second = file_request(client, "ORD-10001", amount_choice="partial", partial_amount="10.50")
     second = second.headers["Location"].rsplit("/", 1)[1]
@@ -377,7 +377,7 @@ def test_the_order_page_follows_the_order_s_requests(client, orders, app):
     page = visible_text(client.get("/orders/ORD-10001"))
     assert f"{first} · Withdrawn" in page and f"{second} · Refunded" in page
     assert page.index(f"{first} · Withdrawn") < page.index(f"{second} · Refunded")  # oldest first
-    assert "Refundable now: $18.50" in page  # what was paid less what was refunded
+    assert "Full refund of $18.50" in page  # what was paid less what was refunded
 
 
 def visible_text(response) -> str:

@@ -174,3 +174,76 @@ def test_amount_never_rises_as_time_passes(case, minutes, later_by, reason):
     earlier = evaluate(order, POLICY, order.purchased_at + timedelta(minutes=minutes), reason, prior)
     later = evaluate(order, POLICY, order.purchased_at + timedelta(minutes=minutes + later_by), reason, prior)
     assert later.amount.minor <= earlier.amount.minor
+
+
+def test_outside_the_window_each_reason_gets_its_own_verdict():
+    """ORD-10002's window has closed: a change of mind is refused, a billing error or an unresolved
+    problem is reviewed. The order page says so before the customer files."""
+    from portal.policy import verdicts_by_reason
+
+    order = ORDERS["ORD-10002"]
+    verdicts = verdicts_by_reason(order, POLICY, AS_OF)
+    by_reason = {reason: v.decision for v in verdicts for reason in v.reasons}
+    assert verdicts[0].general and Reason.NO_LONGER_NEEDED in verdicts[0].reasons
+    for reason in (Reason.NO_LONGER_NEEDED, Reason.NOT_AS_EXPECTED, Reason.OTHER):
+        assert by_reason[reason].outcome is Outcome.REFUSED and by_reason[reason].basis is Basis.AFTER_WINDOW
+    assert by_reason[Reason.BILLING_ERROR].basis is Basis.REVIEW_ALWAYS
+    assert by_reason[Reason.TECHNICAL_PROBLEM].basis is Basis.REVIEW_OUTSIDE_WINDOW
+    assert by_reason[Reason.BILLING_ERROR].amount == Money.parse("29.00", "USD")
+    assert len(verdicts) == 3  # each verdict once, with every reason it holds for
+    # The same decisions the engine gives one reason at a time (the filing and the published policy).
+    for reason, decision in by_reason.items():
+        assert decision == evaluate(order, POLICY, AS_OF, reason)
+
+
+def test_inside_the_window_only_a_billing_error_is_judged_differently():
+    from portal.policy import verdicts_by_reason
+
+    verdicts = verdicts_by_reason(ORDERS["ORD-10001"], POLICY, AS_OF)
+    assert [v.decision.outcome for v in verdicts] == [Outcome.FULL, Outcome.REVIEW]
+    assert verdicts[1].reasons == (Reason.BILLING_ERROR,)
+    assert set(verdicts[0].reasons) == set(Reason) - {Reason.BILLING_ERROR}
+
+
+def test_under_the_2025_policy_a_technical_problem_after_the_window_is_refused():
+    """The technical-problem review came with the 2026 version: an order bought before it keeps its rules."""
+    from portal.policy import verdicts_by_reason
+
+    old = ORDERS["ORD-10002"].but(
+        purchased_at=datetime(2025, 6, 1, 9, 0, tzinfo=UTC), period_start=None, period_end=None
+    )
+    verdicts = verdicts_by_reason(old, POLICY, AS_OF)
+    refused = next(v for v in verdicts if v.general)
+    assert Reason.TECHNICAL_PROBLEM in refused.reasons and refused.decision.policy_version == "2025-01"
+
+
+def test_a_prorated_refund_says_how_much_it_falls_each_day_and_when_it_ends():
+    from portal.policy.engine import closes_at, daily_decrease
+
+    order = ORDERS["ORD-10003"]  # $588.00 for 365 days
+    today = evaluate(order, POLICY, AS_OF, Reason.NO_LONGER_NEEDED)
+    tomorrow = evaluate(order, POLICY, AS_OF + timedelta(days=1), Reason.NO_LONGER_NEEDED)
+    assert daily_decrease(today) == Money.parse("1.61", "USD")
+    assert (today.amount - tomorrow.amount) in (Money.parse("1.61", "USD"), Money.parse("1.62", "USD"))
+    assert closes_at(today) == order.purchased_at + timedelta(days=90)
+    full = evaluate(ORDERS["ORD-10001"], POLICY, AS_OF, Reason.NO_LONGER_NEEDED)
+    assert daily_decrease(full) is None and closes_at(full) == datetime(2026, 11, 26, 9, 14, tzinfo=UTC)
+
+
+def test_offers_that_keep_a_plan_are_not_made_once_its_period_has_ended():
+    from portal.policy.offers import offers_that_fit
+
+    expired = ORDERS["ORD-10002"]  # a monthly plan that ended on 2026-11-12
+    running = ORDERS["ORD-10001"]  # until 2026-12-12
+    one_time = ORDERS["ORD-10005"]
+    assert [o.kind for o in offers_that_fit(POLICY, expired, AS_OF)] == ["personal_support"]
+    assert [o.kind for o in offers_that_fit(POLICY, running, AS_OF)] == [
+        "extended_trial",
+        "upgrade_discount",
+        "personal_support",
+    ]
+    assert [o.kind for o in offers_that_fit(POLICY, one_time, AS_OF)] == ["personal_support"]
+    # On the period's last day it is still running; the day after, it is not.
+    last_day = datetime(2026, 12, 11, 23, 0, tzinfo=UTC)
+    assert len(offers_that_fit(POLICY, running, last_day)) == 3
+    assert len(offers_that_fit(POLICY, running, last_day + timedelta(hours=2))) == 1

@@ -254,7 +254,7 @@ def test_the_customer_withdraws_and_staff_can_no_longer_act(app, agent, orders):
     customer = app.test_client()
     lookup(customer, "ORD-10001", "alice.m@example.com")
     customer.post(
-        f"/requests/{reference}/withdraw", data={"csrf_token": csrf_token(customer, f"/requests/{reference}")}
+        f"/requests/{reference}/withdraw", data={"csrf_token": csrf_token(customer, f"/requests/{reference}/withdraw")}
     )
     assert latest_request(orders).state is RequestState.WITHDRAWN
     assert act(agent, reference, "approve", amount="1.00").status_code == 409

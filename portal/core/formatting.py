@@ -8,9 +8,10 @@ text in a language never changes, so Babel's pattern parsing is done once per va
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache, lru_cache
+from zoneinfo import available_timezones
 
 from babel import Locale, dates
 from babel.numbers import format_currency, format_decimal, format_percent
@@ -79,20 +80,62 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)  # stored times are UTC
 
 
-@lru_cache(maxsize=8192)
-def moment(value: datetime, locale: str, zone: str = "UTC") -> str:
-    """A date with hours and minutes, no seconds: "Nov 1, 2026, 1:00 PM", "2026年11月1日 13:00".
+@cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
 
-    Babel's "medium" datetime shows seconds, which read as noise on a receipt or a timeline.
+
+def valid_zone(name: object) -> str | None:
+    """An IANA zone name as a browser reports it ("Europe/Amsterdam"), or None for anything else."""
+    return name if isinstance(name, str) and 0 < len(name) <= 64 and name in _known_zones() else None
+
+
+def local(value: datetime, zone: str = "UTC") -> datetime:
+    return _aware(value).astimezone(dates.get_timezone(zone))
+
+
+def local_day(value: datetime, zone: str = "UTC") -> date:
+    """The calendar day ``value`` falls on where the reader lives (a Beijing evening is the next day there)."""
+    return local(value, zone).date()
+
+
+@lru_cache(maxsize=1024)
+def zone_name(zone: str, locale: str, when: datetime) -> str:
+    """The zone as a reader names it: "CET", "EST", "UTC", else its long name ("中国标准时间"),
+    never a bare offset like "+0800" that names nothing."""
+    moment_there = local(when, zone)
+    short = dates.get_timezone_name(moment_there, "short", locale=babel_locale(locale))
+    if short.isalpha():
+        return short
+    return dates.get_timezone_name(moment_there, "long", locale=babel_locale(locale))
+
+
+@lru_cache(maxsize=8192)
+def moment(value: datetime, locale: str, zone: str = "UTC", fmt: str = "medium") -> str:
+    """A date with hours and minutes and the zone named, never seconds: "Nov 1, 2026, 1:00 PM UTC",
+    "2026年11月1日 21:00 中国标准时间".
+
+    Babel's datetime formats show seconds, which read as noise on a receipt or a timeline.
     """
-    local = _aware(value).astimezone(dates.get_timezone(zone))
-    date_part = dates.format_date(local, "medium", locale=babel_locale(locale))
-    time_part = dates.format_time(local, "short", locale=babel_locale(locale))
+    there = local(value, zone)
+    date_part = dates.format_date(there, fmt, locale=babel_locale(locale))
+    time_part = dates.format_time(there, "short", locale=babel_locale(locale))
+    # The medium pattern joins date and time plainly; the long one adds quoted words ("'at'").
     pattern = babel_locale(locale).datetime_formats["medium"]
-    return str(pattern).replace("{1}", date_part).replace("{0}", time_part)
+    joined = str(pattern).replace("{1}", date_part).replace("{0}", time_part)
+    return f"{joined} {zone_name(zone, locale, _hour(there))}"
 
 
-@lru_cache(maxsize=8192)
+def _hour(value: datetime) -> datetime:
+    # The zone's name depends on the date (summer time); the hour is precise enough and caches well.
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
 def instant(value: datetime, locale: str, zone: str = "UTC", fmt: str = "long") -> str:
     """A precise moment with its time zone named (a window that ends at a given minute)."""
-    return dates.format_datetime(_aware(value), fmt, tzinfo=dates.get_timezone(zone), locale=babel_locale(locale))
+    return moment(value, locale, zone, fmt)
+
+
+def time_left(delta: timedelta, locale: str) -> str:
+    """ "1 day", "20 hours", "1天", "20 uur": how long until something closes, rounded as people say it."""
+    return dates.format_timedelta(delta, threshold=0.85, locale=babel_locale(locale))

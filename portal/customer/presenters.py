@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from functools import cached_property
 
+from babel.lists import format_list
 from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal.core import formatting
 from portal.core.database import utcnow
+from portal.core.formatting import local_day
 from portal.core.markers import N_
 from portal.core.money import Money, MoneyError
 from portal.core.vocabulary import Actor, Reason, RefundStatus, RequestState
 from portal.inbound.models import InboundMessage
 from portal.orders.models import Order
 from portal.payments.base import IN_PROGRESS, PROGRESS_TITLES, failure_sentence
-from portal.policy import Decision, Outcome
+from portal.policy import Decision, Outcome, explain, verdicts_by_reason
+from portal.policy.engine import GENERAL_REASON
+from portal.policy.offers import offers_that_fit
 from portal.refunds import filing
 from portal.refunds.models import RefundRequest, StatusEvent
 from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.refunds.summary import OrderSummary, RequestSummary
+from portal.refunds.timing import add_business_days
 from portal.web.extensions import db
-from portal.web.i18n import current_locale, day, moment, money, number, system_note
-from portal.web.policy import clause_title, current_policy, explain_decision, rendered
+from portal.web.i18n import current_locale, day, moment, money, number, reader_zone, system_note
+from portal.web.policy import clause_title, current_policy, explain_decision, rendered, say
 
 
 @dataclass
@@ -35,15 +41,35 @@ class OfferView:
 
 
 @dataclass
+class ReasonLine:
+    """One verdict on the order page with the reasons it holds for ("No longer needed: …")."""
+
+    reasons: tuple[Reason, ...]
+    text: str
+    decision: Decision
+
+    @property
+    def first_reason(self) -> str:
+        return self.reasons[0].value
+
+    @property
+    def general(self) -> bool:
+        """The change-of-mind group, whose verdict the order page's headline already says."""
+        return GENERAL_REASON in self.reasons
+
+
+@dataclass
 class OrderView:
     order: Order | OrderSummary
-    decision: Decision
+    decision: Decision  # for a change of mind, or the open request's own when filed
+    headline: list[str]
     sentences: list[str]
     clause_links: list[tuple[str, str]]
     open_request: RefundRequest | RequestSummary | None
     past_requests: list[RefundRequest | RequestSummary]
     offers: list[OfferView] = field(default_factory=list)
     locale: str = "en"  # the reader's, asked for once
+    by_reason: list[ReasonLine] = field(default_factory=list)  # empty when every reason gets the same
 
     @cached_property
     def amount(self) -> str:
@@ -81,40 +107,103 @@ class OrderView:
             and self.decision.basis.value != "charged_back"
         )
 
+    @cached_property
+    def filed(self) -> str:
+        return moment(self.open_request.created_at, self.locale) if self.open_request is not None else ""
+
+    @cached_property
+    def asked_for(self) -> str:
+        r = self.open_request
+        return (
+            formatting.money(Money.from_minor(r.amount_requested_minor, self.order.currency), self.locale) if r else ""
+        )
+
+    def for_reason(self, reason: str | None) -> Decision:
+        """The decision for the reason the customer chose (the page's own when none or unknown)."""
+        for line in self.by_reason:
+            if any(r.value == reason for r in line.reasons):
+                return line.decision
+        return self.decision
+
     def format(self, params: dict) -> dict:
         return {k: formatting.money(v, self.locale) if isinstance(v, Money) else v for k, v in params.items()}
 
 
+def reasons_label(reasons: tuple[Reason, ...], locale: str) -> str:
+    """The reasons as a reader lists them: "No longer needed, not what I expected, or something else"."""
+    label = _REASON_LABELS.get((reasons, locale))
+    if label is None:  # a handful per language: worded once, not on every order page
+        label = _REASON_LABELS[(reasons, locale)] = _reasons_label(reasons, locale)
+    return label
+
+
+_REASON_LABELS: dict[tuple[tuple[Reason, ...], str], str] = {}
+
+
+def _reasons_label(reasons: tuple[Reason, ...], locale: str) -> str:
+    titles = [_(r.title) for r in reasons]
+    if locale != "zh":  # titles are sentence-cased; inside a list only the first keeps its capital
+        titles = [titles[0], *(t[:1].lower() + t[1:] for t in titles[1:])]
+    return format_list(titles, style="or", locale=formatting.babel_locale(locale))
+
+
 def order_view(order: Order | OrderSummary) -> OrderView:
     policy = current_policy()
-    decision = filing.decide(db.session(), order, policy, utcnow(), None)
-    version = policy.version_for(order.purchased_at)
+    now = utcnow()
     locale = current_locale()
+    version = policy.version_for(order.purchased_at)
+    requests: list[RefundRequest | RequestSummary] = list(order.refund_requests)
+    open_request = next((r for r in requests if r.state.is_open), None)
+    prior = filing.refunded_so_far(order)
+    filed_decision = open_request.decision_at_filing if open_request is not None else None
+    by_reason: list[ReasonLine] = []
+    if filed_decision is not None:
+        # While a request is open the page says what it was filed under, never a newer verdict
+        # (a window that has since closed would contradict the request being followed).
+        decision = filed_decision
+        headline: list[str] = []
+        sentences = explain_decision(decision, locale)
+    else:
+        verdicts = verdicts_by_reason(order, policy, now, prior)
+        decision = verdicts[0].decision
+        headline = [say(s, locale) for s in explain.headline(decision)]
+        sentences = [say(s, locale) for s in explain.details(decision)]
+        if len(verdicts) > 1:
+            for verdict in verdicts:
+                line = explain.by_reason(verdict.decision)
+                if line is not None:
+                    text = _(
+                        "%(reasons)s: %(verdict)s",
+                        reasons=reasons_label(verdict.reasons, locale),
+                        verdict=say(line, locale),
+                    )
+                    by_reason.append(ReasonLine(verdict.reasons, text, verdict.decision))
     links = []
-    for clause_id in decision.clauses:
+    clause_ids = dict.fromkeys(c for line in by_reason for c in line.decision.clauses) or decision.clauses
+    for clause_id in clause_ids:
         try:
             links.append((clause_id, clause_title(version.clause(clause_id), locale)))
         except KeyError:
             continue
     offers = [
         OfferView(o.id, rendered(o, "title", locale), rendered(o, "text", locale))
-        for o in policy.offers_for(order.plan)
+        for o in offers_that_fit(policy, order, now)
     ]
-    requests: list[RefundRequest | RequestSummary] = list(order.refund_requests)
-    open_request = next((r for r in requests if r.state.is_open), None)
     return OrderView(
         order,
         decision,
-        explain_decision(decision, locale),
+        headline,
+        sentences,
         links,
         open_request,
         [r for r in requests if r is not open_request],
         offers,
         locale,
+        by_reason,
     )
 
 
-def filing_input(form, order: Order, documents, submission_key: str = "") -> filing.Filing:
+def filing_input(form, order: Order, documents, submission_key: str = "", time_zone: str = "UTC") -> filing.Filing:
     amount = None
     if form.amount_choice.data == "partial":
         text = (form.partial_amount.data or "").strip().replace(",", ".")
@@ -133,6 +222,7 @@ def filing_input(form, order: Order, documents, submission_key: str = "") -> fil
         amount=amount,
         review_requested=bool(form.review_requested.data),
         documents=documents,
+        time_zone=time_zone,
     )
 
 
@@ -196,6 +286,21 @@ class TimelineEntry:
 
 
 @dataclass
+class Step:
+    title: str
+    status: str  # "done", "current" or "upcoming"
+    when: str  # when it happened, or when we expect it ("by Friday, 27 November 2026")
+
+
+@dataclass
+class Answer:
+    asked: list[str]
+    text: str
+    when: str
+    documents: list[str]
+
+
+@dataclass
 class RequestView:
     request: RefundRequest
     state_title: str
@@ -206,6 +311,9 @@ class RequestView:
     decision_sentences: list[str]
     can_withdraw: bool
     can_answer: bool
+    steps: list[Step] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+    processor_reference: str = ""
 
     @property
     def amount_requested(self) -> str:
@@ -226,7 +334,7 @@ def request_view(request: RefundRequest) -> RequestView:
     state_title = _(request.state.title)
     next_step = _(
         NEXT_STEPS[request.state],
-        due=day(filing.decision_due(policy, order, request.created_at), "full"),
+        due=day(filing.decision_due(policy, order, request.created_at, reader_zone()), "full"),
         amount=money(approved),
         min=number(payout_min),
         max=number(payout_max),
@@ -273,6 +381,17 @@ def request_view(request: RefundRequest) -> RequestView:
             label = _(standard) if standard else item.get("text", "")
             questions.append({"kind": item["kind"], "key": item.get("key", ""), "label": label})
     snapshot = request.decision_at_filing
+    answers = [
+        Answer(
+            [_(LABELS[i["key"]]) if i.get("key") in LABELS else i.get("text", "") for i in asked.items],
+            asked.answer,
+            moment(asked.answered_at),
+            [d.original_name for d in asked.documents],
+        )
+        for asked in request.information_requests
+        if asked.answered_at is not None
+    ]
+    succeeded = [r for r in request.refunds if r.status is RefundStatus.SUCCEEDED and r.processor_reference]
     return RequestView(
         request=request,
         state_title=state_title,
@@ -283,4 +402,61 @@ def request_view(request: RefundRequest) -> RequestView:
         decision_sentences=explain_decision(snapshot) if snapshot else [],
         can_withdraw=allowed(request.state, Action.WITHDRAW),
         can_answer=request.state is RequestState.AWAITING_CUSTOMER,
+        steps=steps(request, filing.decision_due(policy, order, request.created_at, reader_zone()), payout_max),
+        answers=answers,
+        processor_reference=succeeded[-1].processor_reference if succeeded else "",
     )
+
+
+STEP_TITLES = (N_("Request filed"), N_("Under review"), N_("Decided"), N_("Refunded"))
+REVIEWING = frozenset({RequestState.IN_REVIEW, RequestState.AWAITING_CUSTOMER})
+DECIDED = frozenset(
+    {RequestState.APPROVED, RequestState.REFUND_FAILED, RequestState.REFUNDED, RequestState.DECLINED}
+    | {RequestState.RESOLVED_WITH_OFFER, RequestState.WITHDRAWN, RequestState.CLOSED_UNANSWERED}
+)
+
+
+def steps(request: RefundRequest, due: date, payout_max: int) -> list[Step]:
+    """Filed → under review → decided → refunded, each with when it happened or when we expect it."""
+    reached: dict[str, datetime] = {}
+    for event in request.events:
+        to = event.to_state
+        for name, states in (("review", REVIEWING), ("decided", DECIDED), ("refunded", {RequestState.REFUNDED})):
+            if to in states or (name == "review" and to in DECIDED):
+                reached.setdefault(name, event.created_at)
+    state = request.state
+
+    def expected(day_: date) -> str:
+        return _("expected by %(day)s", day=day(day_, "full"))
+
+    decided_title = _(STEP_TITLES[2])
+    if state in DECIDED and state not in (RequestState.APPROVED, RequestState.REFUND_FAILED, RequestState.REFUNDED):
+        decided_title = _(state.title)  # declined, withdrawn, an offer, closed: where the request ended
+    result = [Step(_(STEP_TITLES[0]), "done", moment(request.created_at))]
+    review_at = reached.get("review")
+    result.append(
+        Step(
+            _(STEP_TITLES[1]),
+            "done" if "decided" in reached else ("current" if review_at else "upcoming"),
+            moment(review_at) if review_at else "",
+        )
+    )
+    decided_at = reached.get("decided")
+    result.append(
+        Step(
+            decided_title,
+            "done" if decided_at else "upcoming",
+            moment(decided_at) if decided_at else expected(due),
+        )
+    )
+    if decided_at is None or state in (RequestState.APPROVED, RequestState.REFUND_FAILED, RequestState.REFUNDED):
+        refunded_at = reached.get("refunded")
+        from_day = local_day(decided_at, reader_zone()) if decided_at else due
+        result.append(
+            Step(
+                _(STEP_TITLES[3]),
+                "done" if refunded_at else ("current" if decided_at else "upcoming"),
+                moment(refunded_at) if refunded_at else expected(add_business_days(from_day, payout_max)),
+            )
+        )
+    return result

@@ -30,11 +30,12 @@ from portal.orders.lookup import client_fingerprint, find_order, normalize_order
 from portal.refunds import feedback as feedback_domain
 from portal.refunds import filing
 from portal.refunds.models import RefundRequest
+from portal.refunds.states import Action, allowed
 from portal.web import staging
 from portal.web.extensions import db, limiter
 from portal.web.forms import add_error
-from portal.web.i18n import CUSTOMER_LOCALE_KEY, current_locale
 from portal.web.i18n import SESSION_KEY as LOCALE_SESSION_KEY
+from portal.web.i18n import current_locale, reader_zone, speak_owners_language
 from portal.web.links import links
 from portal.web.mail import issued_receipt, receipt_response
 from portal.web.policy import clause_paragraphs, clause_title, current_policy
@@ -96,9 +97,10 @@ def lookup():
             form.email.data,
             client_fingerprint(request.remote_addr, current_app.config["SECRET_KEY"]),
         )
+        if order is not None:
+            access.grant_order(order)  # remembers the browser's time zone on the customer's record
         db.session.commit()  # a miss is recorded for the staff's fraud signals
         if order is not None:
-            access.grant_order(order)
             return redirect(url_for("customer.order_page", order_number=order.order_number))
         add_error(
             form.order_number,
@@ -139,9 +141,10 @@ def access_confirm():
     if request.method == "POST" and form.validate_on_submit() and token:
         session.pop(magic.SESSION_KEY, None)
         customer = magic.redeem(db.session(), token, now=utcnow())
+        if customer is not None:
+            access.grant_customer(customer)
         db.session.commit()
         if customer is not None:
-            access.grant_customer(customer.id, customer.locale)
             return redirect(url_for("customer.orders"))
         token = None
     return render_template("customer/access.html", form=form, valid=bool(token))
@@ -164,8 +167,9 @@ def portal_session(token: str):
         log.warning("portal session refused: unknown, used or expired token")
         return render_template("customer/portal_session_expired.html"), 410
     access.grant_order(record.order)
+    db.session.commit()
     if record.locale:
-        session[CUSTOMER_LOCALE_KEY] = record.locale
+        # The customer's own app chose the language for them: an explicit choice, kept.
         session[LOCALE_SESSION_KEY] = record.locale
     if record.return_url:
         access.set_return_url(record.order_id, record.return_url)
@@ -175,12 +179,17 @@ def portal_session(token: str):
 
 @bp.get("/orders")
 def orders():
-    return render_template("customer/orders.html", orders=[order_view(o) for o in access.visible_orders()])
+    visible = access.visible_orders()
+    signed_in = next((o for o in visible if o.customer_id == session.get(access.CUSTOMER_KEY)), None)
+    if signed_in is not None:
+        speak_owners_language(signed_in.customer.locale)
+    return render_template("customer/orders.html", orders=[order_view(o) for o in visible])
 
 
 @bp.get("/orders/<order_number>")
 def order_page(order_number: str):
     order = access.owned_order_summary(order_number)
+    speak_owners_language(order.customer_locale)
     return render_template("customer/order.html", view=order_view(order), return_url=access.return_url(order.id))
 
 
@@ -212,14 +221,30 @@ def refund_new(order_number: str):
     existing = filing.open_request(db.session(), order)
     if existing is not None:
         return redirect(url_for("customer.request_page", reference=existing.reference))
+    speak_owners_language(order.customer.locale)
     view = order_view(order)
     form = RefundForm()
     scope = f"order:{order.id}"
+
+    def page(status: int = 200):
+        # The verdict, the review box and its wording follow the reason chosen (in the link from
+        # the order page, or sent with the form): a billing error is not a refusal to acknowledge.
+        chosen = view.for_reason(form.reason.data)
+        return render_template(
+            "customer/refund_new.html",
+            form=form,
+            view=view,
+            chosen=chosen,
+            requestable=view.format({"amount": filing.most_requestable(chosen)})["amount"],
+            staged=staging.staged(scope),
+        ), status
+
     if request.method == "GET":
         form.submission_key.data = _new_submission_key(order.id)
         form.locale.data = current_locale()
-        form.reason.data = Reason.NO_LONGER_NEEDED.value
-        return render_template("customer/refund_new.html", form=form, view=view, staged=staging.staged(scope))
+        asked = request.args.get("reason", "")
+        form.reason.data = asked if asked in {r.value for r in Reason} else Reason.NO_LONGER_NEEDED.value
+        return page()
 
     valid = form.validate_on_submit()
     documents, rejected = staging.stage(scope, request.files.getlist(form.documents.name))
@@ -230,7 +255,7 @@ def refund_new(order_number: str):
             filed = filing.file_refund(
                 db.session(),
                 order,
-                filing_input(form, order, documents, _checked_submission_key(order.id)),
+                filing_input(form, order, documents, _checked_submission_key(order.id), reader_zone()),
                 policy=current_policy(),
                 now=utcnow(),
                 links=links(),
@@ -258,7 +283,7 @@ def refund_new(order_number: str):
                     "success",
                 )
             return redirect(url_for("customer.request_page", reference=filed.request.reference), code=303)
-    return render_template("customer/refund_new.html", form=form, view=view, staged=staging.staged(scope)), 422
+    return page(422)
 
 
 @bp.post("/orders/<order_number>/offer")
@@ -290,14 +315,16 @@ def track(token: str):
         select(RefundRequest).where(RefundRequest.tracking_token_hash == hash_token(token))
     )
     if refund_request is None:
-        abort(404)
+        access.not_yours()
     access.grant_order(refund_request.order)
+    db.session.commit()
     return redirect(url_for("customer.request_page", reference=refund_request.reference), code=303)
 
 
 @bp.get("/requests/<reference>")
 def request_page(reference: str):
     refund_request = access.owned_request(reference)
+    speak_owners_language(refund_request.locale)
     return render_template(
         "customer/request.html",
         view=request_view(refund_request),
@@ -352,6 +379,16 @@ def request_answer(reference: str):
     ), 422
 
 
+@bp.get("/requests/<reference>/withdraw")
+def request_withdraw_confirm(reference: str):
+    """Withdrawing cannot be undone: it is asked once more on a page of its own (no script needed)."""
+    refund_request = access.owned_request(reference)
+    speak_owners_language(refund_request.locale)
+    if not allowed(refund_request.state, Action.WITHDRAW):
+        return redirect(url_for("customer.request_page", reference=reference), code=303)
+    return render_template("customer/withdraw.html", view=request_view(refund_request), withdraw_form=WithdrawForm())
+
+
 @bp.post("/requests/<reference>/withdraw")
 def request_withdraw(reference: str):
     refund_request = access.owned_request(reference)
@@ -385,12 +422,12 @@ def feedback(token: str):
         )
     except feedback_domain.LinkExpired as expired:
         if expired.request is not None:
-            session.setdefault(CUSTOMER_LOCALE_KEY, expired.request.locale)
+            speak_owners_language(expired.request.locale)
         return render_template("customer/feedback_expired.html"), 410
     if refund_request is None:
         abort(404)
     # The page speaks the language of the email that brought the customer, unless they chose another.
-    session.setdefault(CUSTOMER_LOCALE_KEY, refund_request.locale)
+    speak_owners_language(refund_request.locale)
     if feedback_domain.existing_feedback(db.session(), refund_request) is not None:
         return render_template("customer/feedback_thanks.html", already=True)
     form = FeedbackForm()

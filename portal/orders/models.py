@@ -26,6 +26,8 @@ class Customer(Base):
     email_normalized: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     locale: Mapped[str] = mapped_column(String(8), default="en")
+    # The IANA zone their browser reported ("Asia/Shanghai"); None until one has visited with JavaScript.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # A bounce said mail to this address cannot be delivered; staff see it on the request page.
     email_undeliverable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

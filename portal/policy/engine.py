@@ -255,3 +255,66 @@ def _fields(facts: Facts) -> dict[str, Any]:
 def _first_window_id(version: PolicyVersion) -> str:
     windows = version.of_kind("window")
     return windows[0].id if windows else version.clauses[0].id
+
+
+# The reason the customer is asked first on the order page: the one a change of mind files under.
+GENERAL_REASON = Reason.NO_LONGER_NEEDED
+
+
+@dataclass(frozen=True)
+class ReasonVerdict:
+    """Reasons that get the same decision, so a page can say each verdict once with its reasons."""
+
+    reasons: tuple[Reason, ...]
+    decision: Decision
+
+    @property
+    def general(self) -> bool:
+        return GENERAL_REASON in self.reasons
+
+
+def _same(a: Decision, b: Decision) -> bool:
+    return (a.outcome, a.basis, a.amount, a.documents_required) == (b.outcome, b.basis, b.amount, b.documents_required)
+
+
+def verdicts_by_reason(
+    order: OrderLike, policy: Policy | PolicyVersion, as_of: datetime, prior_refunds: Money | None = None
+) -> list[ReasonVerdict]:
+    """The decision for every reason a customer can give, reasons with the same decision together.
+
+    The group holding a change of mind comes first: it is the verdict the order page leads with;
+    a reason the policy treats differently (a billing error, an unresolved problem) follows with its own.
+    """
+    version = policy.version_for(order.purchased_at) if isinstance(policy, Policy) else policy
+    # A reason changes a decision only through the review clauses that name it: every other
+    # reason gets the change-of-mind decision, which is judged once.
+    named = {r for clause in version.of_kind("review") for r in clause.reasons}
+    general = evaluate(order, version, as_of, GENERAL_REASON, prior_refunds)
+    groups: list[ReasonVerdict] = []
+    for reason in (GENERAL_REASON, *(r for r in Reason if r is not GENERAL_REASON)):
+        decision = evaluate(order, version, as_of, reason, prior_refunds) if reason in named else general
+        for i, group in enumerate(groups):
+            if _same(group.decision, decision):
+                groups[i] = ReasonVerdict((*group.reasons, reason), group.decision)
+                break
+        else:
+            groups.append(ReasonVerdict((reason,), decision))
+    return groups
+
+
+def closes_at(decision: Decision) -> datetime | None:
+    """When what the decision grants ends: the full-refund window, or the last prorated day."""
+    if decision.outcome is Outcome.FULL:
+        return decision.facts.window_end
+    if decision.outcome is Outcome.PRORATED:
+        return decision.facts.prorated_until
+    return None
+
+
+def daily_decrease(decision: Decision) -> Money | None:
+    """How much a prorated refund falls each day (one day of the period), rounded to the minor unit."""
+    f = decision.facts
+    if decision.outcome is not Outcome.PRORATED or not f.period_days:
+        return None
+    minor = (f.paid.minor * 2 + f.period_days) // (2 * f.period_days)  # half up: "about" this much
+    return Money.from_minor(minor, f.paid.currency)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.core.formatting import local_day
 from portal.core.markers import N_
 from portal.core.money import Money
 from portal.core.vocabulary import Actor, RequestState, StaffRole
@@ -74,7 +75,7 @@ def ask_for_information(
     session.add(info)
     session.flush()
     notifications.information_request(
-        session, request, info, links=staff.links, closes_on=(staff.now + CLOSE_AFTER).date()
+        session, request, info, links=staff.links, closes_on=local_day(staff.now + CLOSE_AFTER, request.time_zone)
     )
     return info
 
@@ -213,6 +214,11 @@ def send_reminders(session: Session, *, now: datetime, links: Links, close_after
         request = info.refund_request
         info.reminder_sent_at = now
         notifications.information_request(
-            session, request, info, links=links, reminder=True, closes_on=(info.created_at + close_after).date()
+            session,
+            request,
+            info,
+            links=links,
+            reminder=True,
+            closes_on=local_day(info.created_at + close_after, request.time_zone),
         )
     return len(due)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from portal.core.formatting import local_day
 from portal.core.markers import N_
 from portal.core.money import Money
 from portal.core.tokens import hash_token
@@ -24,6 +25,7 @@ from portal.documents.storage import Storage
 from portal.documents.uploads import StoredFile, move_into
 from portal.orders.models import Order
 from portal.policy import Decision, Outcome, Policy, evaluate
+from portal.policy.offers import offers_that_fit
 from portal.refunds import notifications, states
 from portal.refunds.fraud import filing_signals
 from portal.refunds.links import Links
@@ -53,6 +55,7 @@ class Filing:
     amount: Money | None = None  # None: the most the customer can ask for
     review_requested: bool = False
     documents: list[StoredFile] = field(default_factory=list)
+    time_zone: str = "UTC"  # the customer's, for the times in the request's emails and receipts
 
 
 @dataclass
@@ -79,9 +82,10 @@ def decide(
     return evaluate(order, policy, now, reason, refunded_so_far(order))
 
 
-def decision_due(policy: Policy, order: Order, filed_at: datetime) -> date:
+def decision_due(policy: Policy, order: Order, filed_at: datetime, zone: str = "UTC") -> date:
+    """The day we promise a decision by, counted from the day of filing where the customer lives."""
     process = next(iter(policy.version_for(order.purchased_at).of_kind("process")), None)
-    return add_business_days(filed_at, process.decision_business_days if process else 2)
+    return add_business_days(local_day(filed_at, zone), process.decision_business_days if process else 2)
 
 
 def most_requestable(decision: Decision) -> Money:
@@ -145,6 +149,7 @@ def file_refund(
         currency=order.currency,
         amount_requested_minor=amount.minor,
         locale=filing.locale,
+        time_zone=filing.time_zone,
         channel=order.channel,
         review_requested=not decision.refundable,
         submission_key=filing.submission_key or None,
@@ -181,7 +186,9 @@ def file_refund(
             N_("There is already an open refund request for this order."),
             existing=open_request(session, order),
         ) from None
-    notifications.acknowledgement(session, request, links=links, decision_due=decision_due(policy, order, now))
+    notifications.acknowledgement(
+        session, request, links=links, decision_due=decision_due(policy, order, now, request.time_zone)
+    )
     session.flush()
     for stored in filing.documents:
         move_into(stored, storage)
@@ -234,7 +241,7 @@ def accept_offer(
 ) -> RefundRequest:
     """The customer takes an alternative instead of a refund: recorded as a request resolved with an offer."""
     offer = policy.offer(offer_id)
-    if order.plan not in offer.plans:
+    if offer not in offers_that_fit(policy, order, now):  # another plan's, or one for a plan that has ended
         raise KeyError(offer_id)
     request = open_request(session, order)
     if request is None:

@@ -102,6 +102,8 @@ class RefundRequest(Base):
     amount_requested_minor: Mapped[int] = mapped_column(BigInteger)
     amount_approved_minor: Mapped[int | None] = mapped_column(BigInteger)
     locale: Mapped[str] = mapped_column(String(8))
+    # The customer's time zone when filing: the times and days in its emails and receipts are theirs.
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     # The policy version and the decision as the customer was shown them when filing.
     policy_version: Mapped[str | None] = mapped_column(String(32))
     decision_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)

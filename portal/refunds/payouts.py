@@ -16,6 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from portal.core.formatting import local_day
 from portal.core.markers import N_
 from portal.core.money import Money
 from portal.core.vocabulary import Actor, PaymentStatus, RefundStatus, RequestState
@@ -361,7 +362,7 @@ def succeeded(
         now=now,
         processor_status=SUCCEEDED,
     )
-    notifications.refunded(session, request, refund, links=links, on=now.date())
+    notifications.refunded(session, request, refund, links=links, on=local_day(now, request.time_zone))
 
 
 def failed(

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from portal.core import formatting
 from portal.core.brand import localized
+from portal.core.formatting import local_day
 from portal.core.markers import N_
 from portal.core.money import Money
 from portal.core.vocabulary import HTML_LANG, RefundStatus
@@ -139,16 +140,17 @@ class ReceiptRenderer:
         return pdf
 
 
-def _completed_on(refund: Refund) -> date:
+def _completed_on(refund: Refund, zone: str = "UTC") -> date:
     assert refund.completed_at is not None  # a receipt lists succeeded refunds only, each completed
-    return refund.completed_at.date()
+    return local_day(refund.completed_at, zone)
 
 
 def receipt_data(refund: Refund, number: str, issued: date, clause_title: Callable[[str, str], str]) -> ReceiptData:
     request = refund.refund_request
     order = refund.order
+    zone = request.time_zone  # the days a customer reads are the days where they live
     earlier = [
-        ReceiptLine(_completed_on(r), r.amount, r.processor_reference)
+        ReceiptLine(_completed_on(r, zone), r.amount, r.processor_reference)
         for r in order_refunds(refund)
         if r.id != refund.id and r.id < refund.id
     ]
@@ -166,11 +168,11 @@ def receipt_data(refund: Refund, number: str, issued: date, clause_title: Callab
         period=(order.period_start, order.period_end) if order.period_start and order.period_end else None,
         paid=order.amount,
         payment_reference=order.payment_reference,
-        purchased=order.purchased_at.date(),
+        purchased=local_day(order.purchased_at, zone),
         amount=refund.amount,
         method=N_("Your original payment method"),
         processor_reference=refund.processor_reference,
-        refunded_on=_completed_on(refund),
+        refunded_on=_completed_on(refund, zone),
         request_reference=request.reference,
         clause=clause_title(clause_id, request.locale) if clause_id else "",
         clause_id=clause_id,
@@ -212,7 +214,8 @@ def issue_receipt(
         raise ValueError("a receipt is issued only for a refund that succeeded")
     now = now or datetime.now(UTC)
     number = f"RC-{_completed_on(refund).year}-{refund.id:06d}"
-    pdf = renderer.pdf(receipt_data(refund, number, now.date(), clause_title))
+    issued = local_day(now, refund.refund_request.time_zone)
+    pdf = renderer.pdf(receipt_data(refund, number, issued, clause_title))
     # A key of its own each time: two workers issuing at once never overwrite each other's file,
     # and the row that commits (the refund's one receipt) names the bytes it was made with.
     key = new_key(RECEIPTS, ".pdf")

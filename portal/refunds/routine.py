@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.core.formatting import local_day
 from portal.core.vocabulary import Actor, RequestState
 from portal.refunds import notifications
 from portal.refunds.decisions import CLOSE_AFTER
@@ -49,6 +50,8 @@ def close_unanswered(session: Session, *, now: datetime, links: Links, after: ti
             )
         except InvalidTransition:
             continue  # answered or closed meanwhile
-        notifications.closed_unanswered(session, request, links=links, asked_on=info.created_at.date())
+        notifications.closed_unanswered(
+            session, request, links=links, asked_on=local_day(info.created_at, request.time_zone)
+        )
         closed += 1
     return closed

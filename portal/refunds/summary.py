@@ -17,8 +17,9 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from portal.core.money import Money
-from portal.core.vocabulary import Channel, PaymentStatus, Plan, RequestState
-from portal.orders.models import Order
+from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason, RequestState
+from portal.orders.models import Customer, Order
+from portal.policy.engine import Decision
 from portal.refunds.models import RefundRequest
 
 
@@ -27,6 +28,15 @@ class RequestSummary:
     reference: str
     state: RequestState
     amount_approved_minor: int | None
+    # The open request's own decision is what the order page shows while it is open.
+    reason: Reason
+    amount_requested_minor: int
+    created_at: datetime
+    decision_snapshot: dict[str, Any] | None
+
+    @property
+    def decision_at_filing(self) -> Decision | None:
+        return Decision.from_snapshot(self.decision_snapshot) if self.decision_snapshot else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,7 @@ class OrderSummary:
     period_end: date | None
     channel: Channel
     payment_status: PaymentStatus
+    customer_locale: str  # their pages speak it unless the visitor chose a language
     refund_requests: tuple[RequestSummary, ...]  # oldest first, as on the model
 
     @property
@@ -52,18 +63,22 @@ class OrderSummary:
         return Money.from_minor(self.amount_minor, self.currency)
 
 
-ORDER_FIELDS = tuple(name for name in OrderSummary.__dataclass_fields__ if name != "refund_requests")
+ORDER_FIELDS = tuple(
+    name for name in OrderSummary.__dataclass_fields__ if name not in ("refund_requests", "customer_locale")
+)
 REQUEST_FIELDS = tuple(RequestSummary.__dataclass_fields__)
 
 
 @cache
 def _statement() -> Select[*tuple[Any, ...]]:
-    orders, requests = Order.__table__, RefundRequest.__table__
+    orders, requests, customers = Order.__table__, RefundRequest.__table__, Customer.__table__
     return (
         select(
             *(orders.c[name] for name in ORDER_FIELDS),
+            customers.c.locale,
             *(requests.c[name].label(f"request_{name}") for name in REQUEST_FIELDS),
         )
+        .join(customers, customers.c.id == orders.c.customer_id)
         .outerjoin(requests, requests.c.order_id == orders.c.id)
         .where(orders.c.order_number == bindparam("number"))
         .order_by(requests.c.created_at, requests.c.id)
@@ -75,5 +90,8 @@ def order_summary(session: Session, order_number: str) -> OrderSummary | None:
     if not rows:
         return None
     first = rows[0]
-    requests = tuple(RequestSummary(*row[len(ORDER_FIELDS) :]) for row in rows if row[len(ORDER_FIELDS)] is not None)
-    return OrderSummary(**dict(zip(ORDER_FIELDS, first, strict=False)), refund_requests=requests)
+    at = len(ORDER_FIELDS) + 1  # the request's columns follow the order's and the customer's language
+    requests = tuple(RequestSummary(*row[at:]) for row in rows if row[at] is not None)
+    return OrderSummary(
+        **dict(zip(ORDER_FIELDS, first, strict=False)), customer_locale=first[at - 1], refund_requests=requests
+    )

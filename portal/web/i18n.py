@@ -13,7 +13,7 @@ from functools import cache, lru_cache
 
 from babel import Locale, support
 from flask import current_app, g, request, session
-from flask_babel import get_locale, get_translations, gettext, ngettext
+from flask_babel import get_locale, get_translations, gettext, ngettext, refresh
 from jinja2 import pass_eval_context
 from markupsafe import Markup
 from wtforms.i18n import messages_path
@@ -25,7 +25,10 @@ from portal.core.money import Money
 from portal.core.vocabulary import HTML_LANG, LOCALES, Actor
 
 SESSION_KEY = "locale"
-CUSTOMER_LOCALE_KEY = "customer_locale"
+# The browser's time zone, as the first-party script (static/zone.js) reads it from the Intl API.
+ZONE_COOKIE = "tz"
+# The zone remembered for the customer whose orders this session opened (also on their record).
+ZONE_SESSION_KEY = "time_zone"
 
 NATIVE_NAMES = {"en": "English", "zh": "中文", "nl": "Nederlands"}
 
@@ -45,12 +48,24 @@ def locale_from_accept_language(values) -> str | None:
 
 
 def select_locale() -> str:
-    """Explicit switch (kept in the session) > the customer's own language > Accept-Language > en."""
-    for key in (SESSION_KEY, CUSTOMER_LOCALE_KEY):
-        chosen = session.get(key)
-        if chosen in LOCALES:
-            return chosen
+    """Explicit switch (kept in the session) > the customer's own language on their pages >
+    Accept-Language > en. Only the switch is remembered: opening someone's order never changes
+    the language of the pages that follow."""
+    chosen = session.get(SESSION_KEY)
+    if chosen in LOCALES:
+        return chosen
+    owner = g.get("_portal_owner_locale")
+    if owner in LOCALES:
+        return owner
     return locale_from_accept_language(request.accept_languages) or current_app.config["DEFAULT_LOCALE"]
+
+
+def speak_owners_language(locale: str | None) -> None:
+    """This page belongs to a customer: speak their language unless the visitor chose one."""
+    if locale in LOCALES and g.get("_portal_owner_locale") != locale:
+        g._portal_owner_locale = locale
+        g.pop("_portal_translations", None)
+        refresh()  # a form or a flash may have asked for the locale before the page knew its owner
 
 
 def current_locale() -> str:
@@ -63,8 +78,29 @@ def _code(locale: Locale | None) -> str:
     return str(locale or "en")
 
 
+def reader_zone() -> str:
+    """The reader's time zone: this browser's (the cookie), else the one remembered for the
+    customer, else the app's (UTC), which every time on the page then names."""
+    zone = g.get("_portal_zone")
+    if zone is None:
+        zone = g._portal_zone = (
+            formatting.valid_zone(request.cookies.get(ZONE_COOKIE))
+            or formatting.valid_zone(session.get(ZONE_SESSION_KEY))
+            or str(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+        )
+    return zone
+
+
+# Customer pages that show times: reached by GET without a zone, the script draws them once more.
+PAGES_WITH_TIMES = frozenset({"customer.order_page", "customer.request_page", "customer.orders"})
+
+
+def browser_zone() -> str | None:
+    return formatting.valid_zone(request.cookies.get(ZONE_COOKIE))
+
+
 def _zone() -> str:
-    return str(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+    return reader_zone()
 
 
 # The page's side of the one formatting stack (portal.core.formatting): the reader's locale and
@@ -74,7 +110,7 @@ def money(value: Money, locale: str | None = None) -> str:
 
 
 def moment(value: datetime, locale: str | None = None) -> str:
-    """A date with hours and minutes, no seconds: "Nov 1, 2026, 1:00 PM", "2026年11月1日 13:00"."""
+    """A date with hours and minutes in the reader's zone, named, no seconds: "Nov 1, 2026, 1:00 PM UTC"."""
     return formatting.moment(value, locale or current_locale(), _zone())
 
 
@@ -160,7 +196,7 @@ def init_app(app) -> None:
     app.jinja_env.filters["colon"] = lambda label: formatting.colon(label, current_locale())
     app.jinja_env.filters["gap"] = lambda sentence: formatting.gap(sentence, current_locale())
     app.jinja_env.filters["aside"] = lambda text, note: formatting.aside(text, note, current_locale())
-    app.jinja_env.globals.update(money=money, moment=moment)
+    app.jinja_env.globals.update(money=money, moment=moment, nowrap=nowrap)
 
     @app.context_processor
     def locale_context():
@@ -174,7 +210,13 @@ def init_app(app) -> None:
             "locales": LOCALES,
             # Between the items of a list written out: Chinese uses the enumeration comma.
             "list_separator": "、" if code == "zh" else ", ",
+            "zone_unknown": request.method == "GET" and request.endpoint in PAGES_WITH_TIMES and browser_zone() is None,
         }
+
+
+def nowrap(text: str) -> Markup:
+    """A reference, amount or name that must not break across lines ("RF-" | "J3BJBQMP")."""
+    return Markup('<span class="nowrap">%s</span>') % text
 
 
 def system_note(event) -> str:

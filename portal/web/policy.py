@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 
+from portal.core import formatting
 from portal.core.markers import Plural
 from portal.core.money import Money
 from portal.policy import Decision, Policy, load_policy
-from portal.policy.explain import explain
+from portal.policy.explain import Sentence, explain
 from portal.policy.schema import PolicyVersion
-from portal.web.i18n import current_locale, instant, money, number, translated
+from portal.web.i18n import current_locale, instant, money, number, reader_zone, translated
 
 EXTENSION = "refund_policy"
 RENDERED = "refund_policy.rendered"
@@ -43,29 +44,34 @@ def _format(value: object, locale: str) -> object:
         return money(value, locale)
     if isinstance(value, datetime):
         return instant(value, "long", locale)  # with the time zone: windows end at a precise minute
+    if isinstance(value, timedelta):
+        return formatting.time_left(value, locale)
     if isinstance(value, int):
         return number(value, locale)
     return value
 
 
-def explain_decision(decision: Decision, locale: str | None = None) -> list[str]:
+def say(sentence: Sentence, locale: str | None = None) -> str:
+    """One of the policy's marked sentences in the reader's language, zone and numbers."""
     locale = locale or current_locale()
     cache = current_app.extensions[SENTENCES]
-    sentences = []
-    for s in explain(decision):
-        # Orders share a handful of windows and amounts; each sentence is put into words once
-        # per language (the cache is bounded: a policy has few clauses, amounts repeat).
-        key = (locale, s.message, tuple(sorted(s.params.items())))
-        text = cache.get(key)
-        if text is None:
-            count = s.params.get(s.message.param) if isinstance(s.message, Plural) else None
-            count = count if isinstance(count, int) else None  # the number itself, before it is formatted
-            text = translated(s.message, count, **{k: _format(v, locale) for k, v in s.params.items()})
-            if len(cache) >= SENTENCE_CACHE_SIZE:
-                cache.clear()
-            cache[key] = text
-        sentences.append(text)
-    return sentences
+    # Orders share a handful of windows and amounts; each sentence is put into words once per
+    # language and zone (the cache is bounded: a policy has few clauses, amounts repeat).
+    key = (locale, reader_zone(), sentence.message, tuple(sorted(sentence.params.items())))
+    text = cache.get(key)
+    if text is None:
+        message = sentence.message
+        count = sentence.params.get(message.param) if isinstance(message, Plural) else None
+        count = count if isinstance(count, int) else None  # the number itself, before it is formatted
+        text = translated(message, count, **{k: _format(v, locale) for k, v in sentence.params.items()})
+        if len(cache) >= SENTENCE_CACHE_SIZE:
+            cache.clear()
+        cache[key] = text
+    return text
+
+
+def explain_decision(decision: Decision, locale: str | None = None) -> list[str]:
+    return [say(s, locale) for s in explain(decision)]
 
 
 def rendered(part_of, part: str, locale: str) -> str:
