@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.test_browser_journey import browser, check_page, live_server, translator  # noqa: F401  (fixtures)
+from tests.test_browser_journey import check_page, translator
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("frozen")]  # the clock stands at 2026-11-22T12:00Z
 
@@ -28,7 +28,7 @@ SECONDS = re.compile(r"\d{1,2}:\d{2}:\d{2}")
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("locale", CUSTOMERS)
-def test_reason_first_local_times_and_tracking_in_a_real_browser(browser, live_server, orders, locale, size):  # noqa: F811
+def test_reason_first_local_times_and_tracking_in_a_real_browser(browser, live_server, orders, locale, size):
     _ = translator(locale)
     language, zone, number, email, zone_name = CUSTOMERS[locale]
     phone = size == "phone"
