@@ -6,7 +6,6 @@ from pathlib import Path
 
 from flask import Flask
 from flask_login import current_user
-from flask_talisman import Talisman
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 # Every feature's models, so the metadata (and Alembic's comparison) knows every table.
@@ -30,6 +29,8 @@ from portal.staff import bp as staff_bp
 from portal.web import automation, caching, errors, i18n, mail, policy, storage, telemetry, templating
 from portal.web.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.web.requests import PortalRequest
+from portal.web.security import PortalTalisman
+from portal.web.sessions import PortalSessionInterface
 from portal.webhooks.views import bp as webhooks_bp
 
 
@@ -45,6 +46,7 @@ def create_app(config: dict | None = None) -> Flask:
         template_folder=str(resource_dir("templates")),
         static_folder=str(PACKAGE_DIR / "static"),
     )
+    app.session_interface = PortalSessionInterface()
     app.config.from_mapping(settings.DEFAULTS)
     app.config.from_prefixed_env("PORTAL")
     if config:
@@ -90,7 +92,7 @@ def register_extensions(app: Flask) -> None:
     automation.init_app(app)
     storage.init_app(app)
     mail.init_app(app)
-    app.extensions["talisman"] = Talisman(
+    app.extensions["talisman"] = PortalTalisman(
         app,
         force_https=app.config["FORCE_HTTPS"],
         frame_options="DENY",
