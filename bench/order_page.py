@@ -160,7 +160,7 @@ def gunicorn(target: str, port: int, env: dict, workers: int = 2):
 
 def stop(process) -> None:
     process.terminate()
-    process.wait(10)
+    process.wait(60)  # a loaded machine may take a while to stop both workers
 
 
 def opened_order_session(base: str) -> tuple[urllib.request.OpenerDirector, str]:

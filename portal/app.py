@@ -79,7 +79,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     limiter.init_app(app)
     migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"), render_as_batch=True, compare_type=True)
-    babel.init_app(app, locale_selector=i18n.select_locale)
+    babel.init_app(app, locale_selector=i18n.select_babel_locale)
     csrf.init_app(app)
     # current_user reaches templates as Flask-Login's lazy proxy, not through its context processor,
     # which would load the user for every page, customers' pages included.
