@@ -26,11 +26,10 @@ from portal.core.paths import PACKAGE_DIR, resource_dir
 from portal.customer import bp as customer_bp
 from portal.main import bp as main_bp
 from portal.staff import bp as staff_bp
-from portal.web import automation, caching, errors, i18n, mail, policy, storage, telemetry, templating
+from portal.web import automation, caching, errors, i18n, mail, policy, sessions, storage, telemetry, templating
 from portal.web.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.web.requests import PortalRequest
 from portal.web.security import PortalTalisman
-from portal.web.sessions import PortalSessionInterface
 from portal.webhooks.views import bp as webhooks_bp
 
 
@@ -46,7 +45,6 @@ def create_app(config: dict | None = None) -> Flask:
         template_folder=str(resource_dir("templates")),
         static_folder=str(PACKAGE_DIR / "static"),
     )
-    app.session_interface = PortalSessionInterface()
     app.config.from_mapping(settings.DEFAULTS)
     app.config.from_prefixed_env("PORTAL")
     if config:
@@ -81,6 +79,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"), render_as_batch=True, compare_type=True)
     babel.init_app(app, locale_selector=i18n.select_babel_locale)
     csrf.init_app(app)
+    sessions.init_app(app)  # after CSRFProtect: replaces its csrf_token() for templates
     # current_user reaches templates as Flask-Login's lazy proxy, not through its context processor,
     # which would load the user for every page, customers' pages included.
     login_manager.init_app(app, add_context_processor=False)
