@@ -14,7 +14,7 @@ from flask import request
 from flask_talisman import Talisman
 
 
-class PortalTalisman(Talisman):  # type: ignore[misc]  # flask-talisman ships no type hints
+class PortalTalisman(Talisman):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._view_options: dict[str | None, dict[str, Any]] = {}
         self._policies: dict[tuple[str | None, int], str] = {}
