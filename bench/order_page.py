@@ -147,7 +147,7 @@ def gunicorn(target: str, port: int, env: dict, workers: int = 2):
     if target == BARE_APP:
         command += ["--pythonpath", str(ROOT / "bench")]
     process = subprocess.Popen([*command, target], env=env, cwd=ROOT)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a loaded two-core machine takes its time to import the portal twice
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
@@ -160,7 +160,7 @@ def gunicorn(target: str, port: int, env: dict, workers: int = 2):
 
 def stop(process) -> None:
     process.terminate()
-    process.wait(10)
+    process.wait(60)  # a loaded machine may take a while to stop both workers
 
 
 def opened_order_session(base: str) -> tuple[urllib.request.OpenerDirector, str]:

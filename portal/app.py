@@ -7,7 +7,6 @@ from pathlib import Path
 
 from flask import Flask
 from flask_login import current_user
-from flask_talisman import Talisman
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 # Every feature's models, so the metadata (and Alembic's comparison) knows every table.
@@ -29,9 +28,10 @@ from portal.core.paths import PACKAGE_DIR, resource_dir
 from portal.customer import bp as customer_bp
 from portal.main import bp as main_bp
 from portal.staff import bp as staff_bp
-from portal.web import automation, caching, desk, errors, i18n, mail, policy, storage, telemetry, templating
+from portal.web import automation, caching, desk, errors, i18n, mail, policy, sessions, storage, telemetry, templating
 from portal.web.extensions import babel, csrf, db, limiter, login_manager, migrate
 from portal.web.requests import PortalRequest
+from portal.web.security import PortalTalisman
 from portal.webhooks.views import bp as webhooks_bp
 
 
@@ -81,8 +81,9 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     limiter.init_app(app)
     migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"), render_as_batch=True, compare_type=True)
-    babel.init_app(app, locale_selector=i18n.select_locale)
+    babel.init_app(app, locale_selector=i18n.select_babel_locale)
     csrf.init_app(app)
+    sessions.init_app(app)  # after CSRFProtect: replaces its csrf_token() for templates
     # current_user reaches templates as Flask-Login's lazy proxy, not through its context processor,
     # which would load the user for every page, customers' pages included.
     login_manager.init_app(app, add_context_processor=False)
@@ -95,7 +96,7 @@ def register_extensions(app: Flask) -> None:
     desk.init_app(app)
     storage.init_app(app)
     mail.init_app(app)
-    app.extensions["talisman"] = Talisman(
+    app.extensions["talisman"] = PortalTalisman(
         app,
         force_https=app.config["FORCE_HTTPS"],
         frame_options="DENY",

@@ -82,7 +82,7 @@ def owned_order(order_number: str) -> Order:
 
 def owned_order_summary(order_number: str) -> OrderSummary:
     """The order as read-only data for its page, under the same rule as :func:`owned_order`."""
-    order = order_summary(db.session(), order_number)
+    order = order_summary(db.engine, order_number)
     if order is None or not may_see(order):
         not_yours()
     return order

@@ -15,7 +15,10 @@ def init_app(app: Flask) -> None:
         if response.mimetype != "text/html":
             return response
         # The language is chosen from Accept-Language when the reader has not chosen one.
-        response.vary.add("Accept-Language")
+        if "Vary" in response.headers:
+            response.vary.add("Accept-Language")
+        else:  # the usual case; response.vary would parse and rewrite the header to say the same
+            response.headers["Vary"] = "Accept-Language"
         if (
             request.blueprint in PRIVATE_BLUEPRINTS
             and request.endpoint not in PUBLIC_ENDPOINTS

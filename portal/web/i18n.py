@@ -68,6 +68,13 @@ def speak_owners_language(locale: str | None) -> None:
         refresh()  # a form or a flash may have asked for the locale before the page knew its owner
 
 
+def select_babel_locale() -> Locale:
+    """Flask-Babel's locale selector: :func:`select_locale`'s answer as a parsed Locale, kept per
+    language. Flask-Babel parses a code afresh on every request (tens of microseconds, the locale's
+    data looked up again) but takes a Locale as it is."""
+    return formatting.babel_locale(select_locale())
+
+
 def current_locale() -> str:
     return _code(get_locale())
 
@@ -169,15 +176,41 @@ def translator(catalog):
 
     @pass_eval_context
     def translate(eval_ctx, string: str, **variables) -> str:
-        text = catalog().ugettext(string)
-        if not variables and "%" not in text:
-            # Most of a page's messages: nothing to format, so no trip through Markup's escaping formatter.
-            return Markup(text) if eval_ctx.autoescape else text
-        if eval_ctx.autoescape:
-            text = Markup(text)
-        return text % variables
+        return _translate(catalog(), eval_ctx.autoescape, string, variables)
 
     return translate
+
+
+def bound_translator(translations):
+    """The same ``_`` for one page's render, with the request's translations already found: a page
+    calls it a few dozen times, and finding them is most of the cost of a call."""
+
+    @pass_eval_context
+    def translate(eval_ctx, string: str, **variables) -> str:
+        return _translate(translations, eval_ctx.autoescape, string, variables)
+
+    return translate
+
+
+MARKUP_CACHE = "_portal_markup"
+
+
+def _translate(translations, autoescape: bool, string: str, variables: dict) -> str:
+    if not autoescape:
+        text = translations.ugettext(string)
+        return text % variables if variables or "%" in text else text
+    # A catalog is loaded once per process and never changes, so each message's trusted markup is
+    # made once per language rather than on every page.
+    cache = translations.__dict__.get(MARKUP_CACHE)
+    if cache is None:
+        cache = translations.__dict__[MARKUP_CACHE] = {}
+    text = cache.get(string)
+    if text is None:
+        text = cache[string] = Markup(translations.ugettext(string))
+    if not variables and "%" not in text:
+        # Most of a page's messages: nothing to format, so no trip through Markup's escaping formatter.
+        return text
+    return text % variables
 
 
 def init_app(app) -> None:
@@ -201,7 +234,10 @@ def init_app(app) -> None:
     @app.context_processor
     def locale_context():
         code = current_locale()
+        page_translate = bound_translator(_translations())
         return {
+            "_": page_translate,
+            "gettext": page_translate,
             "locale": code,
             "brand": brand_for(code),
             "html_lang": HTML_LANG.get(code, code),

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import time
 import uuid
@@ -33,6 +34,8 @@ VALID_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{7,127}")
 UNMATCHED = "<unmatched>"
 
 log = structlog.get_logger("portal.request")
+# The standard library logger behind ``log``: asked first whether the line would be written at all.
+_stdlib_log = logging.getLogger("portal.request")
 bp = Blueprint("telemetry", __name__)
 
 
@@ -79,6 +82,9 @@ def _finish(response):
     metrics.HTTP_LATENCY.labels(request.method, route).observe(duration)
     if response.status_code == 429:
         metrics.RATE_LIMIT_REFUSALS.labels(route).inc()
+    error = response.status_code >= 500
+    if not _stdlib_log.isEnabledFor(logging.WARNING if error else logging.INFO):
+        return response  # structlog would drop the line; skip building it (PORTAL_LOG_LEVEL=WARNING)
     fields = {
         "method": request.method,
         "route": route,
@@ -88,8 +94,7 @@ def _finish(response):
     staff_id = _staff_id()
     if staff_id is not None:
         fields["staff_id"] = staff_id
-    level = log.warning if response.status_code >= 500 else log.info
-    level("request", **fields)
+    (log.warning if error else log.info)("request", **fields)
     return response
 
 
