@@ -257,3 +257,67 @@ def test_insights_count_decisions_by_rules_and_by_people_and_rebuild_agrees(auto
     sign_in(agent, "agent@example.com")
     page = agent.get("/staff/insights").get_data(as_text=True)
     assert "Decisions by rules and by people" in page
+
+
+def _security_log(session):
+    from portal.accounts.models import SecurityEvent
+    from portal.accounts.sessions import actor_name
+
+    session.expire_all()
+    return [
+        (e.kind, actor_name(e), e.detail) for e in session.scalars(select(SecurityEvent).order_by(SecurityEvent.id))
+    ]
+
+
+def test_every_automated_action_is_in_the_security_log_with_the_rule_and_policy_version(
+    auto_app, filed, db_session, frozen, tmp_path, make_app, stripe_stub
+):
+    from portal.core.vocabulary import StaffRole
+    from tests.conftest import csrf_token
+
+    _customer, reference = filed
+    run(auto_app)
+    frozen.shift(timedelta(minutes=61))
+    run(auto_app)
+    version = latest_request(db_session).policy_version
+    log = _security_log(db_session)
+    assert [(kind, actor) for kind, actor, _ in log] == [
+        ("automation_rules_changed", "automation"),  # the first run names the rules file it uses
+        ("automation_approved", "automation"),
+        ("automation_processed", "automation"),
+    ]
+    assert "default_automation.toml: 1 version(s), newest 2026-11-01, in force 2026-11-01; sha256 " in log[0][2]
+    assert log[1][2] == (
+        f"{reference}: 29.00 USD approved by rule routine-monthly (rules version 2026-11-01, policy version {version})"
+    )
+    assert log[2][2] == (
+        f"{reference}: refund 29.00 USD through stripe, succeeded (rule routine-monthly, policy version {version})"
+    )
+    run(auto_app)
+    assert [k for k, *_ in _security_log(db_session)].count("automation_rules_changed") == 1  # same file: not again
+    # The admin's switch is logged under the admin's account, the command line's without one.
+    make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+    admin = auto_app.test_client()
+    sign_in(admin, "admin@example.com")
+    admin.post("/staff/automation/switch", data={"csrf_token": csrf_token(admin, "/staff/automation")})
+    assert auto_app.test_cli_runner().invoke(args=["automation", "resume"]).exit_code == 0
+    assert [e for e in _security_log(db_session) if e[0] != "sign_in"][-2:] == [
+        ("automation_paused", "admin@example.com", ""),
+        ("automation_resumed", "", "from the command line"),
+    ]
+    # A changed rules file is logged once, when automation first runs with it.
+    changed = tmp_path / "rules.toml"
+    changed.write_text(
+        'schema = 1\n[[versions]]\nid = "v2"\neffective_from = 2026-01-01T00:00:00Z\n'
+        '[[versions.rules]]\nid = "small"\nmax_amount = { USD = "10.00" }\n'
+    )
+    run(make_app(**stripe_stub.portal_settings(), AUTOMATION_FILE=str(changed)))
+    [new_rules] = [e for e in _security_log(db_session) if e[0] == "automation_rules_changed"][1:]
+    assert new_rules[1] == "automation" and "rules.toml: 1 version(s), newest v2, in force v2" in new_rules[2]
+    # The page shows it all to admins, with automation as the actor; the CSV too.
+    page = admin.get("/staff/security-log").get_data(as_text=True)
+    assert "Approved by an automation rule" in page and "Refund sent by automation" in page
+    assert "Automation rules changed" in page and "Automation paused" in page
+    assert f"{reference}: 29.00 USD approved by rule routine-monthly" in page
+    csv = admin.get("/staff/security-log.csv").get_data(as_text=True)
+    assert f',automation,,"{reference}: refund 29.00 USD through stripe, succeeded' in csv

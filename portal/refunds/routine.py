@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from portal.core.vocabulary import Actor, RequestState
 from portal.refunds import notifications
+from portal.refunds.automation import audit
 from portal.refunds.decisions import CLOSE_AFTER
 from portal.refunds.links import Links
 from portal.refunds.models import InformationRequest, RefundRequest
@@ -50,5 +51,6 @@ def close_unanswered(session: Session, *, now: datetime, links: Links, after: ti
         except InvalidTransition:
             continue  # answered or closed meanwhile
         notifications.closed_unanswered(session, request, links=links, asked_on=info.created_at.date())
+        audit.closed_unanswered(session, request, asked_on=info.created_at.date(), now=now)
         closed += 1
     return closed

@@ -33,6 +33,7 @@ from portal.orders.models import LookupFailure, Order
 from portal.policy import Outcome, Policy
 from portal.policy.automation import AutomationRules
 from portal.refunds import notifications
+from portal.refunds.automation import audit
 from portal.refunds.automation.models import ActionStatus, AutomationAction, AutomationSwitch
 from portal.refunds.automation.rules import Candidate, Match, approval_note, match, why_not
 from portal.refunds.decisions import policy_amount
@@ -57,6 +58,7 @@ def set_paused(session: Session, paused: bool, *, staff_user_id: int | None, now
         switch = AutomationSwitch(id=1)
         session.add(switch)
     switch.paused, switch.staff_user_id, switch.changed_at = paused, staff_user_id, now
+    audit.switched(session, paused, staff_user_id=staff_user_id, now=now)
     session.flush()
 
 
@@ -412,6 +414,14 @@ def approve_due(
         return None
     request.amount_approved_minor = amount.minor
     notifications.approval(session, request, amount, links=links, note="")
+    audit.approved(
+        session,
+        request,
+        rule_id=str(action.rule_id),
+        rules_version=action.rules_version,
+        policy_version=policy_version,
+        now=now,
+    )
     action.status = ActionStatus.DONE
     action.outcome = "approved"
     session.flush()
