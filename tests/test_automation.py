@@ -321,3 +321,86 @@ def test_every_automated_action_is_in_the_security_log_with_the_rule_and_policy_
     assert f"{reference}: 29.00 USD approved by rule routine-monthly" in page
     csv = admin.get("/staff/security-log.csv").get_data(as_text=True)
     assert f',automation,,"{reference}: refund 29.00 USD through stripe, succeeded' in csv
+
+
+def test_overdue_and_insights_count_automated_and_human_decisions_apart(make_app, stripe_stub, db_session, frozen):
+    """A rule's request waiting out a long cooling-off period is not overdue for people; the insights
+    show how long each kind of decision took (the time saved); the saved rate counts every request
+    however it was decided."""
+    from portal.core.database import utcnow
+    from portal.insights.figures import compute
+    from portal.policy import load_policy
+    from portal.refunds.filing import accept_offer
+    from portal.refunds.links import Links
+
+    app = make_app(**stripe_stub.portal_settings(), AUTOMATION_DELAY_MINUTES=48 * 60)
+    import_samples(db_session)
+    stripe_stub.add_charge("ch_3QaB10001", 2900, "USD")
+    customer = app.test_client()
+    lookup(customer, "ORD-10001", "alice.m@example.com")
+    ruled = file_request(customer, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
+    other = app.test_client()
+    lookup(other, "ORD-10003", "bob.tanaka@example.org")  # annual, prorated: no rule covers it
+    by_hand = file_request(other, "ORD-10003").headers["Location"].rsplit("/", 1)[1]
+    run(app)
+    frozen.shift(timedelta(hours=25))
+    make_staff(db_session, "agent@example.com")
+    agent = app.test_client()
+    sign_in(agent, "agent@example.com")
+    with app.app_context():
+        ins = compute(db_session, utcnow() - timedelta(days=7), utcnow() + timedelta(days=1), now=utcnow())
+    assert (ins.overdue, ins.overdue_automation) == (1, 1)
+    assert [ref for ref, _ in ins.overdue_oldest] == [by_hand]
+    queue = agent.get("/staff/queue").get_data(as_text=True)
+    assert "Queued for rule routine-monthly" in queue
+    page = agent.get("/staff/insights").get_data(as_text=True)
+    assert "Not counted: 1 more queued for an automation rule." in page
+    # A person approves the other request now (25 hours after filing); the rule acts at 48 hours.
+    _approve_by_hand(db_session, by_hand)
+    frozen.shift(timedelta(hours=24))
+    assert "approved 1" in run(app)
+    assert _state(db_session, ruled) is RequestState.REFUNDED
+    sign_in(agent, "agent@example.com")  # a day later: signed out meanwhile
+    page = agent.get("/staff/insights").get_data(as_text=True)
+    assert "Median wait for the decision" in page and "Time saved" not in page  # the rule waited longer here
+    from portal.insights.decisions import waits
+
+    with app.app_context():
+        made = waits(db_session, utcnow() - timedelta(days=7), utcnow() + timedelta(days=1))
+    assert made["rules"] > made["people"] and 24 * 3600 < made["people"] < 26 * 3600
+    # A rebuild from the status events agrees.
+    assert app.test_cli_runner().invoke(args=["insights", "rebuild"]).exit_code == 0
+    with app.app_context():
+        assert waits(db_session, utcnow() - timedelta(days=7), utcnow() + timedelta(days=1)) == made
+    # The saved rate counts every request, those the rules decided included: one saved of three.
+    from portal.orders.models import Order
+
+    with app.app_context():
+        accept_offer(
+            db_session,
+            db_session.scalar(select(Order).where(Order.order_number == "ORD-10002")),
+            "extended-trial",
+            policy=load_policy(),
+            locale="en",
+            now=utcnow(),
+            links=Links("http://portal.test", "s"),
+        )
+        db_session.commit()
+        ins = compute(db_session, utcnow() - timedelta(days=7), utcnow() + timedelta(days=1), now=utcnow())
+    assert sum(total for _, total, _ in ins.saved) == 3 and sum(kept for *_, kept in ins.saved) == 1
+
+
+def _state(session, reference):
+    from portal.refunds.models import RefundRequest
+
+    session.expire_all()
+    return session.scalar(select(RefundRequest.state).where(RefundRequest.reference == reference))
+
+
+def _approve_by_hand(session, reference):
+    from portal.refunds.models import RefundRequest
+    from portal.refunds.states import Action, transition
+
+    request = session.scalar(select(RefundRequest).where(RefundRequest.reference == reference))
+    transition(session, request, Action.APPROVE, actor=Actor.STAFF, amount_minor=request.amount_requested_minor)
+    session.commit()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import and_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -23,6 +23,7 @@ from portal.core.vocabulary import Channel, Reason, RequestState
 from portal.orders.lookup import normalize_order_number
 from portal.orders.models import Customer, Order
 from portal.refunds import lifecycle
+from portal.refunds.automation.models import ActionStatus, AutomationAction
 from portal.refunds.models import RefundRequest, RequestStateCount
 
 OVERDUE_AFTER = timedelta(hours=24)
@@ -54,6 +55,9 @@ class QueueRow:
     channel: Channel
     customer_name: str
     customer_email: str
+    # Set while an automation rule has the request queued: which rule, and when it acts.
+    automation_rule: str | None = None
+    automation_due: datetime | None = None
 
     @property
     def amount_requested(self) -> Money:
@@ -109,9 +113,17 @@ def queue_page(
             Order.channel,
             Customer.name,
             Customer.email,
+            AutomationAction.rule_id,
+            AutomationAction.due_at,
         )
         .join(Order, RefundRequest.order_id == Order.id)
         .join(Customer, Order.customer_id == Customer.id)
+        .outerjoin(
+            AutomationAction,
+            and_(
+                AutomationAction.refund_request_id == RefundRequest.id, AutomationAction.status == ActionStatus.QUEUED
+            ),
+        )
     )
     if f.state:
         query = query.where(RefundRequest.state == f.state)
