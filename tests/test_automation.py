@@ -404,3 +404,35 @@ def _approve_by_hand(session, reference):
     request = session.scalar(select(RefundRequest).where(RefundRequest.reference == reference))
     transition(session, request, Action.APPROVE, actor=Actor.STAFF, amount_minor=request.amount_requested_minor)
     session.commit()
+
+
+def test_the_customer_gets_the_usual_emails_and_a_pdf_receipt_from_an_automated_refund(
+    make_app, stripe_stub, smtp, db_session, frozen
+):
+    import io
+
+    from pypdf import PdfReader
+
+    from portal.refunds.models import Receipt
+    from portal.web.extensions import db
+    from portal.web.mail import deliver
+
+    app = make_app(**stripe_stub.portal_settings(), **smtp.settings)
+    import_samples(db_session)
+    stripe_stub.add_charge("ch_3QaB10001", 2900, "USD")
+    customer = app.test_client()
+    lookup(customer, "ORD-10001", "alice.m@example.com")
+    file_request(customer, "ORD-10001")
+    run(app)
+    frozen.shift(timedelta(minutes=61))
+    assert "refunded 1" in run(app)
+    with app.app_context():
+        assert deliver(db.session).sent == 3
+    subjects = [m["Subject"] for m in smtp.inbox.find("alice.m@example.com")]
+    assert len(subjects) == 3
+    [message] = [m for m in smtp.inbox.find("alice.m@example.com") if list(m.iter_attachments())]
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_content_type() == "application/pdf"
+    receipt = db_session.scalar(select(Receipt))
+    text = PdfReader(io.BytesIO(attachment.get_content())).pages[0].extract_text()
+    assert receipt.number in text and "29.00" in text

@@ -277,3 +277,34 @@ def test_a_rejected_dashboard_refund_shows_staff_the_reason_typed_in_paddle(padd
     sign_in(agent, "agent@example.com")
     page = agent.get(f"/staff/requests/{request.reference}").get_data(as_text=True)
     assert f"Paddle rejected adjustment {adjustment['id']}: Duplicate purchase, per phone call" in page
+
+
+def test_a_routine_paddle_order_is_refunded_by_a_rule_exactly_once_and_settled_by_its_webhook(
+    paddle_app, sold, paddle_stub, db_session, frozen
+):
+    from datetime import timedelta
+
+    from tests.journey_helpers import file_request, lookup
+
+    customer = paddle_app.test_client()
+    lookup(customer, "PDL-2001", "dana@example.com")
+    file_request(customer, "PDL-2001")
+    cli = paddle_app.test_cli_runner()
+    assert "1 queued" in cli.invoke(args=["automation", "run"]).output
+    frozen.shift(timedelta(minutes=61))
+    assert "approved 1, refunded 0" in cli.invoke(args=["automation", "run"]).output  # Paddle has to approve
+    cli.invoke(args=["automation", "run"])
+    [adjustment] = paddle_stub.adjustments  # one adjustment, however many rounds
+    assert paddle_stub.calls == 1 and adjustment["status"] == "pending_approval" and adjustment["type"] == "full"
+    request = latest_request(db_session)
+    assert request.state is RequestState.APPROVED and request.refunds[0].status is RefundStatus.PENDING
+    client = paddle_app.test_client()
+    approved_event = paddle_stub.review(adjustment["id"], "approved")
+    assert "refunded" in deliver(client, paddle_stub, approved_event).json["outcome"]
+    assert deliver(client, paddle_stub, approved_event).json["outcome"].startswith("duplicate")
+    request = latest_request(db_session)
+    assert request.state is RequestState.REFUNDED and request.refunds[0].status is RefundStatus.SUCCEEDED
+    approval = next(e for e in request.events if e.to_state is RequestState.APPROVED)
+    assert approval.note == f"approved by rule routine-monthly (policy version {request.policy_version})"
+    assert [m.message for m in outbox(db_session)] == ["acknowledgement", "approval", "refunded"]
+    assert paddle_stub.refunded(TXN) == 2900 and paddle_stub.calls == 1
