@@ -85,19 +85,19 @@ def rebuild(session: Session) -> None:
             [{"day": d, "decision": k, "made_by": b, "count": n} for (d, k, b), n in counted.items()],
         )
     session.execute(delete(InsightDuration).where(InsightDuration.measure.in_(list(WAIT_MEASURES.values()))))
-    waits: dict[tuple[date, str, int], int] = {}
+    waited: dict[tuple[date, str, int], int] = {}
     for filed, decided, actor in session.execute(
         select(RefundRequest.created_at, StatusEvent.created_at, StatusEvent.actor)
         .join(RefundRequest, StatusEvent.refund_request_id == RefundRequest.id)
         .where(StatusEvent.to_state.in_(list(DECISIONS)), StatusEvent.from_state.is_not(None))
         .execution_options(yield_per=50_000)
     ):
-        key = (filed.date(), WAIT_MEASURES[_by(actor)], bucket((decided - filed).total_seconds()))
-        waits[key] = waits.get(key, 0) + 1
-    if waits:
+        wait = (filed.date(), WAIT_MEASURES[_by(actor)], bucket((decided - filed).total_seconds()))
+        waited[wait] = waited.get(wait, 0) + 1
+    if waited:
         session.execute(
             insert(InsightDuration.__table__),  # type: ignore[arg-type]  # a Table at run time
-            [{"day": d, "measure": m, "bucket": b, "count": n} for (d, m, b), n in waits.items()],
+            [{"day": d, "measure": m, "bucket": b, "count": n} for (d, m, b), n in waited.items()],
         )
     session.flush()
 
