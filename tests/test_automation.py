@@ -257,3 +257,182 @@ def test_insights_count_decisions_by_rules_and_by_people_and_rebuild_agrees(auto
     sign_in(agent, "agent@example.com")
     page = agent.get("/staff/insights").get_data(as_text=True)
     assert "Decisions by rules and by people" in page
+
+
+def _security_log(session):
+    from portal.accounts.models import SecurityEvent
+    from portal.accounts.sessions import actor_name
+
+    session.expire_all()
+    return [
+        (e.kind, actor_name(e), e.detail) for e in session.scalars(select(SecurityEvent).order_by(SecurityEvent.id))
+    ]
+
+
+def test_every_automated_action_is_in_the_security_log_with_the_rule_and_policy_version(
+    auto_app, filed, db_session, frozen, tmp_path, make_app, stripe_stub
+):
+    from portal.core.vocabulary import StaffRole
+    from tests.conftest import csrf_token
+
+    _customer, reference = filed
+    run(auto_app)
+    frozen.shift(timedelta(minutes=61))
+    run(auto_app)
+    version = latest_request(db_session).policy_version
+    log = _security_log(db_session)
+    assert [(kind, actor) for kind, actor, _ in log] == [
+        ("automation_rules_changed", "automation"),  # the first run names the rules file it uses
+        ("automation_approved", "automation"),
+        ("automation_processed", "automation"),
+    ]
+    assert "default_automation.toml: 1 version(s), newest 2026-11-01, in force 2026-11-01; sha256 " in log[0][2]
+    assert log[1][2] == (
+        f"{reference}: 29.00 USD approved by rule routine-monthly (rules version 2026-11-01, policy version {version})"
+    )
+    assert log[2][2] == (
+        f"{reference}: refund 29.00 USD through stripe, succeeded (rule routine-monthly, policy version {version})"
+    )
+    run(auto_app)
+    assert [k for k, *_ in _security_log(db_session)].count("automation_rules_changed") == 1  # same file: not again
+    # The admin's switch is logged under the admin's account, the command line's without one.
+    make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+    admin = auto_app.test_client()
+    sign_in(admin, "admin@example.com")
+    admin.post("/staff/automation/switch", data={"csrf_token": csrf_token(admin, "/staff/automation")})
+    assert auto_app.test_cli_runner().invoke(args=["automation", "resume"]).exit_code == 0
+    assert [e for e in _security_log(db_session) if e[0] != "sign_in"][-2:] == [
+        ("automation_paused", "admin@example.com", ""),
+        ("automation_resumed", "", "from the command line"),
+    ]
+    # A changed rules file is logged once, when automation first runs with it.
+    changed = tmp_path / "rules.toml"
+    changed.write_text(
+        'schema = 1\n[[versions]]\nid = "v2"\neffective_from = 2026-01-01T00:00:00Z\n'
+        '[[versions.rules]]\nid = "small"\nmax_amount = { USD = "10.00" }\n'
+    )
+    run(make_app(**stripe_stub.portal_settings(), AUTOMATION_FILE=str(changed)))
+    [new_rules] = [e for e in _security_log(db_session) if e[0] == "automation_rules_changed"][1:]
+    assert new_rules[1] == "automation" and "rules.toml: 1 version(s), newest v2, in force v2" in new_rules[2]
+    # The page shows it all to admins, with automation as the actor; the CSV too.
+    page = admin.get("/staff/security-log").get_data(as_text=True)
+    assert "Approved by an automation rule" in page and "Refund sent by automation" in page
+    assert "Automation rules changed" in page and "Automation paused" in page
+    assert f"{reference}: 29.00 USD approved by rule routine-monthly" in page
+    csv = admin.get("/staff/security-log.csv").get_data(as_text=True)
+    assert f',automation,,"{reference}: refund 29.00 USD through stripe, succeeded' in csv
+
+
+def test_overdue_and_insights_count_automated_and_human_decisions_apart(make_app, stripe_stub, db_session, frozen):
+    """A rule's request waiting out a long cooling-off period is not overdue for people; the insights
+    show how long each kind of decision took (the time saved); the saved rate counts every request
+    however it was decided."""
+    from portal.core.database import utcnow
+    from portal.insights.figures import compute
+    from portal.policy import load_policy
+    from portal.refunds.filing import accept_offer
+    from portal.refunds.links import Links
+
+    app = make_app(**stripe_stub.portal_settings(), AUTOMATION_DELAY_MINUTES=48 * 60)
+    import_samples(db_session)
+    stripe_stub.add_charge("ch_3QaB10001", 2900, "USD")
+    customer = app.test_client()
+    lookup(customer, "ORD-10001", "alice.m@example.com")
+    ruled = file_request(customer, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
+    other = app.test_client()
+    lookup(other, "ORD-10003", "bob.tanaka@example.org")  # annual, prorated: no rule covers it
+    by_hand = file_request(other, "ORD-10003").headers["Location"].rsplit("/", 1)[1]
+    run(app)
+    frozen.shift(timedelta(hours=25))
+    make_staff(db_session, "agent@example.com")
+    agent = app.test_client()
+    sign_in(agent, "agent@example.com")
+    with app.app_context():
+        ins = compute(db_session, utcnow() - timedelta(days=7), utcnow() + timedelta(days=1), now=utcnow())
+    assert (ins.overdue, ins.overdue_automation) == (1, 1)
+    assert [ref for ref, _ in ins.overdue_oldest] == [by_hand]
+    queue = agent.get("/staff/queue").get_data(as_text=True)
+    assert "Queued for rule routine-monthly" in queue
+    page = agent.get("/staff/insights").get_data(as_text=True)
+    assert "Not counted: 1 more queued for an automation rule." in page
+    # A person approves the other request now (25 hours after filing); the rule acts at 48 hours.
+    _approve_by_hand(db_session, by_hand)
+    frozen.shift(timedelta(hours=24))
+    assert "approved 1" in run(app)
+    assert _state(db_session, ruled) is RequestState.REFUNDED
+    sign_in(agent, "agent@example.com")  # a day later: signed out meanwhile
+    page = agent.get("/staff/insights").get_data(as_text=True)
+    assert "Median wait for the decision" in page and "Time saved" not in page  # the rule waited longer here
+    from portal.insights.decisions import waits
+
+    with app.app_context():
+        made = waits(db_session, utcnow() - timedelta(days=7), utcnow() + timedelta(days=1))
+    assert made["rules"] > made["people"] and 24 * 3600 < made["people"] < 26 * 3600
+    # A rebuild from the status events agrees.
+    assert app.test_cli_runner().invoke(args=["insights", "rebuild"]).exit_code == 0
+    with app.app_context():
+        assert waits(db_session, utcnow() - timedelta(days=7), utcnow() + timedelta(days=1)) == made
+    # The saved rate counts every request, those the rules decided included: one saved of three.
+    from portal.orders.models import Order
+
+    with app.app_context():
+        accept_offer(
+            db_session,
+            db_session.scalar(select(Order).where(Order.order_number == "ORD-10002")),
+            "extended-trial",
+            policy=load_policy(),
+            locale="en",
+            now=utcnow(),
+            links=Links("http://portal.test", "s"),
+        )
+        db_session.commit()
+        ins = compute(db_session, utcnow() - timedelta(days=7), utcnow() + timedelta(days=1), now=utcnow())
+    assert sum(total for _, total, _ in ins.saved) == 3 and sum(kept for *_, kept in ins.saved) == 1
+
+
+def _state(session, reference):
+    from portal.refunds.models import RefundRequest
+
+    session.expire_all()
+    return session.scalar(select(RefundRequest.state).where(RefundRequest.reference == reference))
+
+
+def _approve_by_hand(session, reference):
+    from portal.refunds.models import RefundRequest
+    from portal.refunds.states import Action, transition
+
+    request = session.scalar(select(RefundRequest).where(RefundRequest.reference == reference))
+    transition(session, request, Action.APPROVE, actor=Actor.STAFF, amount_minor=request.amount_requested_minor)
+    session.commit()
+
+
+def test_the_customer_gets_the_usual_emails_and_a_pdf_receipt_from_an_automated_refund(
+    make_app, stripe_stub, smtp, db_session, frozen
+):
+    import io
+
+    from pypdf import PdfReader
+
+    from portal.refunds.models import Receipt
+    from portal.web.extensions import db
+    from portal.web.mail import deliver
+
+    app = make_app(**stripe_stub.portal_settings(), **smtp.settings)
+    import_samples(db_session)
+    stripe_stub.add_charge("ch_3QaB10001", 2900, "USD")
+    customer = app.test_client()
+    lookup(customer, "ORD-10001", "alice.m@example.com")
+    file_request(customer, "ORD-10001")
+    run(app)
+    frozen.shift(timedelta(minutes=61))
+    assert "refunded 1" in run(app)
+    with app.app_context():
+        assert deliver(db.session).sent == 3
+    subjects = [m["Subject"] for m in smtp.inbox.find("alice.m@example.com")]
+    assert len(subjects) == 3
+    [message] = [m for m in smtp.inbox.find("alice.m@example.com") if list(m.iter_attachments())]
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_content_type() == "application/pdf"
+    receipt = db_session.scalar(select(Receipt))
+    text = PdfReader(io.BytesIO(attachment.get_content())).pages[0].extract_text()
+    assert receipt.number in text and "29.00" in text

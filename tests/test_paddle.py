@@ -11,7 +11,7 @@ from portal.orders.models import Order
 from portal.payments.paddle_gateway import PaddleGateway
 from portal.refunds.models import ProcessorEvent, Refund, StatusEvent
 from tests.journey_helpers import latest_request, outbox
-from tests.staff_helpers import approved_in_full, process_at_once, staff_post
+from tests.staff_helpers import approved_in_full, make_staff, process_at_once, sign_in, staff_post
 
 pytestmark = pytest.mark.usefixtures("frozen")
 
@@ -129,10 +129,18 @@ def test_a_rejection_becomes_refund_failed_with_paddles_reason_and_a_retry_is_a_
     request = latest_request(db_session)
     assert request.state is RequestState.REFUND_FAILED
     failed = next(e for e in request.events if e.to_state is RequestState.REFUND_FAILED)
-    # Paddle's words are kept on the refund for staff; the timeline says it in the customer's language.
-    assert failed.actor is Actor.SYSTEM and "Paddle rejected the refund" in request.refunds[-1].processor_message
-    assert outbox(db_session, "refund_failed")
+    # Paddle's words as Paddle sent them (status, adjustment, the reason it carries) are kept on the
+    # refund and shown to staff in the timeline; the customer reads a sentence in their language.
+    adjustment_id = paddle_stub.adjustments[0]["id"]
+    words = f"Paddle rejected adjustment {adjustment_id}: Refund request {reference} [refund-{reference}-attempt-1]"
+    assert failed.actor is Actor.SYSTEM and (failed.processor_status, failed.note) == ("rejected", words)
+    assert request.refunds[-1].processor_message == words
     page = f"/staff/requests/{reference}"
+    timeline = agent.get(page).get_data(as_text=True)
+    assert "The payment processor reviewed the refund and did not approve it. (rejected)" in timeline
+    assert words in timeline and "gave no reason" not in timeline
+    [email] = outbox(db_session, "refund_failed")
+    assert email.variables["reason"] == "The payment processor reviewed the refund and did not approve it."
     assert staff_post(agent, f"{page}/retry", page).status_code == 303
     process(agent, reference)
     assert len(paddle_stub.adjustments) == 2
@@ -248,3 +256,55 @@ def test_twenty_concurrent_process_calls_make_exactly_one_adjustment(paddle_app,
 def test_events_are_stored_once_under_paddles_event_id(paddle_app, sold, db_session):
     stored = db_session.scalars(select(ProcessorEvent)).all()
     assert [(e.provider, e.type, e.charge) for e in stored] == [("paddle", "transaction.completed", TXN)]
+
+
+def test_a_rejected_dashboard_refund_shows_staff_the_reason_typed_in_paddle(paddle_app, sold, paddle_stub, db_session):
+    paddle_stub.post(
+        "/adjustments",
+        {"action": "refund", "type": "full", "transaction_id": TXN, "reason": "Duplicate purchase, per phone call"},
+        "Bearer pdl_dashboard",
+    )
+    [adjustment] = paddle_stub.adjustments
+    client = paddle_app.test_client()
+    deliver(client, paddle_stub, paddle_stub.event("adjustment.created", adjustment))
+    deliver(client, paddle_stub, paddle_stub.review(adjustment["id"], "rejected"))
+    request = latest_request(db_session)
+    # Opened on the order's behalf when the dashboard refund arrived, never approved here: it stays
+    # with staff, its refund marked rejected with Paddle's words.
+    assert request.state is RequestState.RECEIVED and request.refunds[0].status is RefundStatus.FAILED
+    make_staff(db_session, "agent@example.com")
+    agent = paddle_app.test_client()
+    sign_in(agent, "agent@example.com")
+    page = agent.get(f"/staff/requests/{request.reference}").get_data(as_text=True)
+    assert f"Paddle rejected adjustment {adjustment['id']}: Duplicate purchase, per phone call" in page
+
+
+def test_a_routine_paddle_order_is_refunded_by_a_rule_exactly_once_and_settled_by_its_webhook(
+    paddle_app, sold, paddle_stub, db_session, frozen
+):
+    from datetime import timedelta
+
+    from tests.journey_helpers import file_request, lookup
+
+    customer = paddle_app.test_client()
+    lookup(customer, "PDL-2001", "dana@example.com")
+    file_request(customer, "PDL-2001")
+    cli = paddle_app.test_cli_runner()
+    assert "1 queued" in cli.invoke(args=["automation", "run"]).output
+    frozen.shift(timedelta(minutes=61))
+    assert "approved 1, refunded 0" in cli.invoke(args=["automation", "run"]).output  # Paddle has to approve
+    cli.invoke(args=["automation", "run"])
+    [adjustment] = paddle_stub.adjustments  # one adjustment, however many rounds
+    assert paddle_stub.calls == 1 and adjustment["status"] == "pending_approval" and adjustment["type"] == "full"
+    request = latest_request(db_session)
+    assert request.state is RequestState.APPROVED and request.refunds[0].status is RefundStatus.PENDING
+    client = paddle_app.test_client()
+    approved_event = paddle_stub.review(adjustment["id"], "approved")
+    assert "refunded" in deliver(client, paddle_stub, approved_event).json["outcome"]
+    assert deliver(client, paddle_stub, approved_event).json["outcome"].startswith("duplicate")
+    request = latest_request(db_session)
+    assert request.state is RequestState.REFUNDED and request.refunds[0].status is RefundStatus.SUCCEEDED
+    approval = next(e for e in request.events if e.to_state is RequestState.APPROVED)
+    assert approval.note == f"approved by rule routine-monthly (policy version {request.policy_version})"
+    assert [m.message for m in outbox(db_session)] == ["acknowledgement", "approval", "refunded"]
+    assert paddle_stub.refunded(TXN) == 2900 and paddle_stub.calls == 1

@@ -40,6 +40,15 @@ def test_an_unanswered_request_is_closed_after_the_reminder_that_said_so(app, ag
     assert request.events[-1].actor is Actor.SYSTEM
     [closed] = outbox(orders, "closed_unanswered")
     assert closed.locale == "nl" and closed.variables["asked_on"] == "2026-11-22"
+    # The staff security log has it, by automation.
+    from sqlalchemy import select
+
+    from portal.accounts.models import SecurityEvent
+    from portal.accounts.sessions import actor_name
+
+    [logged] = orders.scalars(select(SecurityEvent).where(SecurityEvent.kind == "closed_unanswered")).all()
+    assert actor_name(logged) == "automation"
+    assert logged.detail == f"{reference}: closed, no answer to the question of 2026-11-22"
     # Once closed, nothing more happens to it.
     assert "closed" not in app.test_cli_runner().invoke(args=["automation", "run"]).output.split(";")[-1]
 

@@ -41,6 +41,27 @@ class Event:
     EXPORT = "export"
     CUSTOMER_ERASED = "customer_erased"
     DOCUMENT_DOWNLOADED = "document_downloaded"
+    # What automation did, with no person's account behind it (the log names the actor "automation").
+    AUTOMATION_APPROVED = "automation_approved"
+    AUTOMATION_PROCESSED = "automation_processed"
+    AUTOMATION_RULES_CHANGED = "automation_rules_changed"
+    CLOSED_UNANSWERED = "closed_unanswered"
+    # An admin's switch (or the command line's, with no account).
+    AUTOMATION_PAUSED = "automation_paused"
+    AUTOMATION_RESUMED = "automation_resumed"
+
+    AUTOMATED = frozenset({AUTOMATION_APPROVED, AUTOMATION_PROCESSED, AUTOMATION_RULES_CHANGED, CLOSED_UNANSWERED})
+
+
+# The actor the security log names for what automation did.
+AUTOMATION_ACTOR = "automation"
+
+
+def actor_name(event: SecurityEvent) -> str:
+    """Who did it, as the log and its CSV say: a staff member's address, or automation."""
+    if event.actor is not None:
+        return event.actor.email
+    return AUTOMATION_ACTOR if event.kind in Event.AUTOMATED else ""
 
 
 def record(

@@ -20,6 +20,7 @@ from portal.core.vocabulary import Reason, RequestState
 from portal.insights.models import InsightDay, InsightDuration, InsightOrderDay, InsightRefundDay, InsightSignalDay
 from portal.insights.rollups import MEASURES, median_of
 from portal.orders.models import Order
+from portal.refunds.automation.models import ActionStatus, AutomationAction
 from portal.refunds.models import Feedback, RefundRequest
 
 OVERDUE_AFTER = timedelta(hours=24)
@@ -35,7 +36,8 @@ class Insights:
     decisions: dict[str, int] = field(default_factory=dict)
     refunded: list[tuple[str, int, Money]] = field(default_factory=list)
     timings: dict[str, float | None] = field(default_factory=dict)
-    overdue: int = 0
+    overdue: int = 0  # waiting on people
+    overdue_automation: int = 0  # late too, but queued for an automation rule (the rules or their pause owe it)
     overdue_oldest: list[tuple[str, datetime]] = field(default_factory=list)
     refund_rate: list[tuple[str, str, int, int]] = field(default_factory=list)
     saved: list[tuple[Reason, int, int]] = field(default_factory=list)
@@ -112,12 +114,28 @@ def compute(session: Session, start: datetime, end: datetime, *, now: datetime) 
     }
 
     late = RefundRequest.awaiting_staff_since <= now - OVERDUE_AFTER
-    out.overdue = session.scalar(select(func.count()).select_from(RefundRequest).where(late)) or 0
+    # Counted apart: a request a rule has queued waits on automation, not on a person.
+    queued = and_(
+        AutomationAction.refund_request_id == RefundRequest.id, AutomationAction.status == ActionStatus.QUEUED
+    )
+    by_rules = AutomationAction.id.is_not(None)
+    for automated, count in session.execute(
+        select(by_rules, func.count())
+        .select_from(RefundRequest)
+        .outerjoin(AutomationAction, queued)
+        .where(late)
+        .group_by(by_rules)
+    ):
+        if automated:
+            out.overdue_automation = count
+        else:
+            out.overdue = count
     out.overdue_oldest = [
         (reference, since)
         for reference, since in session.execute(
             select(RefundRequest.reference, RefundRequest.awaiting_staff_since)
-            .where(late)
+            .outerjoin(AutomationAction, queued)
+            .where(late, AutomationAction.id.is_(None))
             .order_by(RefundRequest.awaiting_staff_since)
             .limit(10)
         )

@@ -214,7 +214,8 @@ def rebuild(session: Session) -> None:
     ]
     _insert_all(session, InsightDay, rows)
 
-    session.execute(delete(InsightDuration))
+    # Only its own measures: the decisions' waits (portal/insights/decisions.py) are rebuilt there.
+    session.execute(delete(InsightDuration).where(InsightDuration.measure.in_(MEASURES)))
     histogram: dict[tuple[date, str, int], int] = {}
     for measure, column in (
         ("acknowledge", RefundRequest.acknowledged_at),

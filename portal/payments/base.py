@@ -31,7 +31,7 @@ SUCCEEDED = "succeeded"
 UNSUCCESSFUL = ("failed", "canceled")
 
 
-# Stripe's ``failure_reason`` codes, each as a sentence the customer and staff read in their language.
+# Stripe's ``failure_reason`` codes (and Paddle's refusals), each as a sentence the customer and staff read in their language.
 FAILURE_REASONS = {
     "lost_or_stolen_card": N_(
         "The card you paid with has been reported lost or stolen, so it cannot receive the refund."
@@ -47,6 +47,9 @@ FAILURE_REASONS = {
     "merchant_request": N_("The refund was stopped on our side."),
     "canceled": N_("The refund was canceled before it was completed."),
     "unknown": N_("The payment processor could not complete the refund and gave no reason."),
+    # Paddle's adjustment statuses: a refund its reviewers turned down, or undid after approving it.
+    "rejected": N_("The payment processor reviewed the refund and did not approve it."),
+    "reversed": N_("The payment processor reversed the refund."),
 }
 
 

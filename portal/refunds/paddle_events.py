@@ -197,16 +197,20 @@ def _reconcile(session: Session, adjustment: dict[str, Any], *, now: datetime, l
             order.payment_status = PaymentStatus.REFUNDED
         return f"adjustment {adjustment['id']} approved; request {ours.refund_request.reference} refunded"
     if status in ("rejected", "reversed"):
-        payouts.failed(
-            session,
-            ours,
-            f"Paddle {status} the refund (adjustment {adjustment['id']})",
-            actor=Actor.SYSTEM,
-            now=now,
-            links=links,
-        )
+        words = paddles_words(adjustment)
+        payouts.failed(session, ours, words, actor=Actor.SYSTEM, now=now, links=links, status=status, note=words)
         return f"adjustment {adjustment['id']} {status}"
     return f"adjustment {adjustment['id']} {status or 'pending_approval'}: waiting for Paddle's approval"
+
+
+def paddles_words(adjustment: dict[str, Any]) -> str:
+    """What Paddle said about a refund it turned down, as it said it: the status, the adjustment and
+    the reason the adjustment carries. Paddle's adjustment has no field of its own for why it was
+    rejected; its ``reason`` is the one given when the refund was asked for (ours, with the attempt's
+    key, or the one typed in Paddle's dashboard)."""
+    said = f"Paddle {adjustment.get('status')} adjustment {adjustment.get('id')}"
+    reason = str(adjustment.get("reason") or "").strip()
+    return f"{said}: {reason}" if reason else said
 
 
 def _dashboard_refund(

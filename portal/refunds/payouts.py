@@ -376,9 +376,11 @@ def failed(
     staff_user_id: int | None = None,
     code: str = "",
     status: str = "failed",
+    note: str = "",
 ) -> None:
     """The processor refused or gave up on the refund (``failed``, ``canceled``, or a card that
-    refused it): the next try is a new attempt with a new key.
+    refused it): the next try is a new attempt with a new key. ``note``: the processor's own words,
+    for staff in the timeline (customers read the sentence for ``code`` or ``status``).
 
     Only the request's current attempt fails the request, from approved or (a card refund that
     Stripe reported succeeded and then failed) from refunded; an older attempt's news changes
@@ -412,6 +414,7 @@ def failed(
         now=now,
         processor_status=status,
         failure_reason=code[:64],
+        note=note,
     )
     notifications.refund_failed(session, request, refund, links=links, reason=code)
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Integer, Select, Text, column, false, func, literal_column, select, table, text, tuple_
+from sqlalchemy import Integer, Select, Text, and_, column, false, func, literal_column, select, table, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -32,6 +32,7 @@ from portal.core.money import Money
 from portal.core.vocabulary import CLOSED_STATES, Channel, Reason, RequestState
 from portal.orders.models import Customer, Order
 from portal.refunds import lifecycle
+from portal.refunds.automation.models import ActionStatus, AutomationAction
 from portal.refunds.models import RefundRequest, RequestStateCount
 
 OVERDUE_AFTER = timedelta(hours=24)
@@ -109,6 +110,9 @@ class QueueRow:
     assignee_email: str = ""
     sla_clock_at: datetime | None = None
     sla_paused_at: datetime | None = None
+    # Set while an automation rule has the request queued: which rule, and when it acts.
+    automation_rule: str | None = None
+    automation_due: datetime | None = None
 
     @property
     def amount_requested(self) -> Money:
@@ -313,10 +317,18 @@ def queue_page(
             func.coalesce(assignee.email, ""),
             RefundRequest.sla_clock_at,
             RefundRequest.sla_paused_at,
+            AutomationAction.rule_id,
+            AutomationAction.due_at,
         )
         .join(Order, RefundRequest.order_id == Order.id)
         .join(Customer, Order.customer_id == Customer.id)
         .outerjoin(assignee, RefundRequest.assignee_id == assignee.id)
+        .outerjoin(
+            AutomationAction,
+            and_(
+                AutomationAction.refund_request_id == RefundRequest.id, AutomationAction.status == ActionStatus.QUEUED
+            ),
+        )
     )
     found, listed = _filtered(session, f, now, [RefundRequest.id])
     after = decode_cursor(cursor) if cursor else None

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from portal.core.formatting import local_day
 from portal.core.vocabulary import Actor, RequestState
 from portal.refunds import notifications
+from portal.refunds.automation import audit
 from portal.refunds.decisions import CLOSE_AFTER
 from portal.refunds.links import Links
 from portal.refunds.models import InformationRequest, RefundRequest
@@ -50,8 +51,8 @@ def close_unanswered(session: Session, *, now: datetime, links: Links, after: ti
             )
         except InvalidTransition:
             continue  # answered or closed meanwhile
-        notifications.closed_unanswered(
-            session, request, links=links, asked_on=local_day(info.created_at, request.time_zone)
-        )
+        asked_on = local_day(info.created_at, request.time_zone)
+        notifications.closed_unanswered(session, request, links=links, asked_on=asked_on)
+        audit.closed_unanswered(session, request, asked_on=asked_on, now=now)
         closed += 1
     return closed

@@ -177,8 +177,23 @@ def insights():
     begin = datetime.combine(start, time.min, tzinfo=UTC)
     finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
     made = decision_rollups.decisions(db.session(), begin, finish)
+    waits = decision_rollups.waits(db.session(), begin, finish)
+    saved = (
+        waits["people"] - waits["rules"]
+        if waits["people"] is not None and waits["rules"] is not None and waits["people"] > waits["rules"]
+        else None
+    )
     return render_template(
-        "staff/insights.html", ins=ins, tables=all_tables, chart=chart, start=start, end=end, rate=_rate, made=made
+        "staff/insights.html",
+        ins=ins,
+        tables=all_tables,
+        chart=chart,
+        start=start,
+        end=end,
+        rate=_rate,
+        made=made,
+        waits={by: _duration(seconds) for by, seconds in waits.items()},
+        time_saved=_duration(saved) if saved is not None else None,
     )
 
 

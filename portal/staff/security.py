@@ -48,6 +48,12 @@ EVENT_TITLES = {
     Event.EXPORT: _l("Data exported"),
     Event.CUSTOMER_ERASED: _l("Customer's data erased"),
     Event.DOCUMENT_DOWNLOADED: _l("Document downloaded"),
+    Event.AUTOMATION_APPROVED: _l("Approved by an automation rule"),
+    Event.AUTOMATION_PROCESSED: _l("Refund sent by automation"),
+    Event.AUTOMATION_RULES_CHANGED: _l("Automation rules changed"),
+    Event.CLOSED_UNANSWERED: _l("Request closed without an answer"),
+    Event.AUTOMATION_PAUSED: _l("Automation paused"),
+    Event.AUTOMATION_RESUMED: _l("Automation resumed"),
 }
 
 
@@ -246,7 +252,14 @@ def _events(limit: int | None = 500):
 @bp.get("/security-log")
 @roles_required(StaffRole.ADMIN)
 def security_log():
-    return render_template("staff/security_log.html", events=_events(), titles=EVENT_TITLES, moment=moment)
+    return render_template(
+        "staff/security_log.html", events=_events(), titles=EVENT_TITLES, moment=moment, actor_name=_actor_name
+    )
+
+
+def _actor_name(event: SecurityEvent) -> str:
+    name = sessions.actor_name(event)
+    return _("automation") if name == sessions.AUTOMATION_ACTOR else name
 
 
 @bp.get("/security-log.csv")
@@ -262,7 +275,7 @@ def security_log_csv():
                 event.created_at.isoformat(),
                 event.kind,
                 event.email,
-                event.actor.email if event.actor else "",
+                sessions.actor_name(event),
                 event.ip,
                 event.detail,
             ]

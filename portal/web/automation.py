@@ -19,7 +19,7 @@ from portal.payments.base import RefundDeclined
 from portal.policy.automation import AutomationRules, load_automation
 from portal.refunds import payouts
 from portal.refunds.acting import WorkflowError
-from portal.refunds.automation import runner
+from portal.refunds.automation import audit, runner
 from portal.refunds.states import InvalidTransition
 from portal.web.extensions import db
 from portal.web.links import links
@@ -65,11 +65,14 @@ def run_round(now: datetime | None = None) -> Round:
     session = db.session
     now = now or datetime.now(UTC)
     result = Round()
+    rules = current_rules()
+    if audit.rules_in_use(session(), rules, now=now):  # a new rules file is in the security log before it acts
+        session.commit()
     if runner.is_paused(session()):
         result.paused = True
         session.rollback()
         return result
-    rules, policy, made = current_rules(), current_policy(), links()
+    policy, made = current_policy(), links()
     counts = runner.queue_new(session(), rules, now=now, delay=delay())
     session.commit()
     result.queued, result.left_for_staff = counts.queued, counts.left_for_staff
@@ -88,15 +91,19 @@ def run_round(now: datetime | None = None) -> Round:
             refund = payouts.send_refund(
                 session(), request.id, gateway, actor=Actor.SYSTEM, now=now, links=made, fees=current_fees()
             )
+            audit.processed(session(), request, refund, outcome=refund.status.value, now=now)
             session.commit()
             if refund.status.value == "succeeded":
                 result.refunded.append(request.reference)
             elif refund.status.value == "failed":
                 result.problems.append(f"{request.reference}: refund failed: {refund.processor_message}")
         except payouts.GatewayProblem as error:
+            audit.processed(session(), request, None, outcome=f"sent, no answer ({error}); left approved", now=now)
             session.commit()  # keep the pending attempt and its key for the retry
             result.problems.append(f"{request.reference}: the processor did not answer ({error}); left approved")
         except (InvalidTransition, WorkflowError, RefundDeclined) as error:
             session.rollback()
+            audit.processed(session(), request, None, outcome=f"not sent: {error}", now=now)
+            session.commit()
             result.problems.append(f"{request.reference}: {error}")
     return result

@@ -21,9 +21,10 @@ BLOCKING_SIGNALS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Candidate:
-    """One request as the rules see it."""
+    """One request as the rules see it (slots, not frozen: made for every request of a pass, and a
+    frozen dataclass's checked assignments cost more than judging it)."""
 
     reason: Reason
     plan: Plan

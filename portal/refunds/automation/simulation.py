@@ -22,7 +22,7 @@ from portal.core.vocabulary import RequestState
 from portal.orders.models import Order
 from portal.policy.automation import AutomationRules
 from portal.refunds.automation.rules import match
-from portal.refunds.automation.runner import ROW_WIDTH, Row, _columns, candidates
+from portal.refunds.automation.runner import ROW_WIDTH, Row, _columns, bulk_work, candidates
 from portal.refunds.models import RefundRequest
 
 BATCH = 5000
@@ -87,27 +87,28 @@ def simulate(session: Session, rules: AutomationRules, *, since: datetime, batch
     ).one()
     # Batches are ranges of the primary key, so each costs the same however many came before (an
     # OFFSET, or "id > last LIMIT n" planned on the date's index, re-reads the year for every batch).
-    for low in range(first or 0, (last or -1) + 1, batch):
-        chunk = session.execute(query.where(RefundRequest.id.between(low, low + batch - 1))).all()
-        if not chunk:
-            continue
-        rows = [Row(*r[:ROW_WIDTH]) for r in chunk]
-        facts = candidates(session, rows)
-        for r, (reference, state, approved) in zip(rows, (c[ROW_WIDTH:] for c in chunk), strict=True):
-            result.requests += 1
-            found = match(version, facts[r.id])
-            if found.rule is None:
-                result.misses[found.misses[0][1] if found.misses else "no rules"] += 1
+    with bulk_work():
+        for low in range(first or 0, (last or -1) + 1, batch):
+            chunk = session.execute(query.where(RefundRequest.id.between(low, low + batch - 1))).all()
+            if not chunk:
                 continue
-            figures = result.by_rule[found.rule.id]
-            figures.requests += 1
-            figures.money[r.currency] += r.amount_requested_minor
-            if state is RequestState.DECLINED:
-                figures.declined += 1
-                if len(figures.declined_examples) < EXAMPLES:
-                    figures.declined_examples.append(reference)
-            elif approved is not None and approved < r.amount_requested_minor:
-                figures.reduced += 1
-                if len(figures.reduced_examples) < EXAMPLES:
-                    figures.reduced_examples.append(reference)
+            rows = [Row._make(r[:ROW_WIDTH]) for r in chunk]
+            facts = candidates(session, rows)
+            for r, (reference, state, approved) in zip(rows, (c[ROW_WIDTH:] for c in chunk), strict=True):
+                result.requests += 1
+                found = match(version, facts[r.id])
+                if found.rule is None:
+                    result.misses[found.misses[0][1] if found.misses else "no rules"] += 1
+                    continue
+                figures = result.by_rule[found.rule.id]
+                figures.requests += 1
+                figures.money[r.currency] += r.amount_requested_minor
+                if state is RequestState.DECLINED:
+                    figures.declined += 1
+                    if len(figures.declined_examples) < EXAMPLES:
+                        figures.declined_examples.append(reference)
+                elif approved is not None and approved < r.amount_requested_minor:
+                    figures.reduced += 1
+                    if len(figures.reduced_examples) < EXAMPLES:
+                        figures.reduced_examples.append(reference)
     return result
