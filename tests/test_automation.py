@@ -374,13 +374,17 @@ def test_overdue_and_insights_count_automated_and_human_decisions_apart(make_app
         assert waits(db_session, utcnow() - timedelta(days=7), utcnow() + timedelta(days=1)) == made
     # The saved rate counts every request, those the rules decided included: one saved of three.
     from portal.orders.models import Order
+    from portal.policy.offers import offers_that_fit
 
     with app.app_context():
+        order = db_session.scalar(select(Order).where(Order.order_number == "ORD-10002"))
+        policy = load_policy()
         accept_offer(
             db_session,
-            db_session.scalar(select(Order).where(Order.order_number == "ORD-10002")),
-            "extended-trial",
-            policy=load_policy(),
+            order,
+            # An offer that still fits the order two days on (its monthly period may have ended).
+            offers_that_fit(policy, order, utcnow())[0].id,
+            policy=policy,
             locale="en",
             now=utcnow(),
             links=Links("http://portal.test", "s"),

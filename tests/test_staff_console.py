@@ -355,10 +355,11 @@ def test_staff_read_their_own_words_and_no_amount_or_address_breaks(app, agent, 
     customer.get(f"/language/{locale}")
     tracking = customer.get(f"/requests/{reference}").get_data(as_text=True)
     assert customer_words in tracking and staff_words not in tracking
-    queue = agent.get("/staff/queue").get_data(as_text=True)
+    # It waits on the customer, so it is in that view (not in "needs action").
+    queue = agent.get("/staff/queue?view=waiting").get_data(as_text=True)
     assert re.search(r'<td class="nowrap">[^<]*199.00</td>', queue)  # the amount in one piece
     assert '<span class="muted nowrap">zhang.wei@example.cn</span>' in queue
-    assert re.search(rf'<a class="nowrap" [^>]*>{reference}</a>', queue)
+    assert re.search(rf'<a class="queue-link nowrap" [^>]*>{reference}</a>', queue)
 
 
 def test_the_queue_pages_by_keyset(app, agent, orders):
