@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
+from types import CodeType, FunctionType, MethodType
+from typing import Any
 
 from flask import Flask
 from flask_login import current_user
@@ -37,6 +41,24 @@ from portal.webhooks.views import bp as webhooks_bp
 
 class PortalFlask(Flask):
     request_class = PortalRequest
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Flask's ``ensure_sync`` without asking ``inspect`` again for code already seen: Flask asks
+        whether each view and hook is a coroutine function on every call (about twenty times a
+        request). The answer for a function or bound method lies in its code object, which never
+        changes; code objects are as many as the functions written, so the set stays small."""
+        plain = type(func) in (FunctionType, MethodType)
+        code = getattr(getattr(func, "__func__", func), "__code__", None) if plain else None
+        if code is not None and code in self._sync_code:
+            return func
+        sync = super().ensure_sync(func)
+        if sync is func and code is not None:
+            self._sync_code.add(code)
+        return sync
+
+    @cached_property
+    def _sync_code(self) -> set[CodeType]:
+        return set()
 
 
 def create_app(config: dict | None = None) -> Flask:

@@ -29,8 +29,8 @@ from portal.refunds.states import Action, allowed
 from portal.refunds.summary import OrderSummary, RequestSummary
 from portal.refunds.timing import add_business_days
 from portal.web.extensions import db
-from portal.web.i18n import current_locale, day, moment, money, number, reader_zone, system_note
-from portal.web.policy import clause_title, current_policy, explain_decision, rendered, say
+from portal.web.i18n import day, moment, money, number, reader_zone, system_note
+from portal.web.policy import Wording, current_policy, explain_decision
 
 
 @dataclass
@@ -150,7 +150,8 @@ def _reasons_label(reasons: tuple[Reason, ...], locale: str) -> str:
 def order_view(order: Order | OrderSummary) -> OrderView:
     policy = current_policy()
     now = utcnow()
-    locale = current_locale()
+    wording = Wording()  # the reader's language and zone, asked for once
+    locale = wording.locale
     version = policy.version_for(order.purchased_at)
     requests: list[RefundRequest | RequestSummary] = list(order.refund_requests)
     open_request = next((r for r in requests if r.state.is_open), None)
@@ -162,12 +163,12 @@ def order_view(order: Order | OrderSummary) -> OrderView:
         # (a window that has since closed would contradict the request being followed).
         decision = filed_decision
         headline: list[str] = []
-        sentences = explain_decision(decision, locale)
+        sentences = [wording.say(s) for s in explain.explain(decision)]
     else:
         verdicts = verdicts_by_reason(order, policy, now, prior)
         decision = verdicts[0].decision
-        headline = [say(s, locale) for s in explain.headline(decision)]
-        sentences = [say(s, locale) for s in explain.details(decision)]
+        headline = [wording.say(s) for s in explain.headline(decision)]
+        sentences = [wording.say(s) for s in explain.details(decision)]
         if len(verdicts) > 1:
             for verdict in verdicts:
                 line = explain.by_reason(verdict.decision)
@@ -175,18 +176,18 @@ def order_view(order: Order | OrderSummary) -> OrderView:
                     text = _(
                         "%(reasons)s: %(verdict)s",
                         reasons=reasons_label(verdict.reasons, locale),
-                        verdict=say(line, locale),
+                        verdict=wording.say(line),
                     )
                     by_reason.append(ReasonLine(verdict.reasons, text, verdict.decision))
     links = []
     clause_ids = dict.fromkeys(c for line in by_reason for c in line.decision.clauses) or decision.clauses
     for clause_id in clause_ids:
         try:
-            links.append((clause_id, clause_title(version.clause(clause_id), locale)))
+            links.append((clause_id, wording.rendered(version.clause(clause_id), "title")))
         except KeyError:
             continue
     offers = [
-        OfferView(o.id, rendered(o, "title", locale), rendered(o, "text", locale))
+        OfferView(o.id, wording.rendered(o, "title"), wording.rendered(o, "text"))
         for o in offers_that_fit(policy, order, now)
     ]
     return OrderView(

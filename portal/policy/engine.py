@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from portal.core.money import Money
 from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
 from portal.policy.loading import Policy
-from portal.policy.schema import PolicyVersion
+from portal.policy.schema import PolicyVersion, ReviewClause
 
 
 class Outcome(StrEnum):
@@ -288,11 +288,24 @@ def verdicts_by_reason(
     version = policy.version_for(order.purchased_at) if isinstance(policy, Policy) else policy
     # A reason changes a decision only through the review clauses that name it: every other
     # reason gets the change-of-mind decision, which is judged once.
-    named = {r for clause in version.of_kind("review") for r in clause.reasons}
+    reviews = version.of_kind("review")
+    named = {r for clause in reviews for r in clause.reasons}
     general = evaluate(order, version, as_of, GENERAL_REASON, prior_refunds)
+    # The "outside the window" review clauses are the last thing ``evaluate`` looks at: a decision
+    # reached before them (a window still open, a prorated refund, a charge-back) is the same for a
+    # reason that differs from a change of mind only there, so it is not judged again.
+    decided_before_outside = general.basis not in (Basis.REVIEW_OUTSIDE_WINDOW, Basis.AFTER_WINDOW)
+
+    def always_clause(reason: Reason) -> ReviewClause | None:
+        return next((c for c in reviews if c.applies == "always" and reason in c.reasons), None)
+
+    general_always = always_clause(GENERAL_REASON)
     groups: list[ReasonVerdict] = []
     for reason in (GENERAL_REASON, *(r for r in Reason if r is not GENERAL_REASON)):
-        decision = evaluate(order, version, as_of, reason, prior_refunds) if reason in named else general
+        if reason not in named or (decided_before_outside and always_clause(reason) is general_always):
+            decision = general
+        else:
+            decision = evaluate(order, version, as_of, reason, prior_refunds)
         for i, group in enumerate(groups):
             if _same(group.decision, decision):
                 groups[i] = ReasonVerdict((*group.reasons, reason), group.decision)

@@ -51,36 +51,63 @@ def _format(value: object, locale: str) -> object:
     return value
 
 
+class Wording:
+    """The policy put into one reader's words: their language and zone, and the app's caches, looked
+    up once for a page that says several sentences and names several clauses and offers."""
+
+    __slots__ = ("_rendered", "_sentences", "locale", "zone")
+
+    def __init__(self, locale: str | None = None, zone: str | None = None) -> None:
+        self.locale = locale or current_locale()
+        self.zone = zone or reader_zone()
+        extensions = current_app.extensions
+        self._sentences: dict = extensions[SENTENCES]
+        self._rendered: dict = extensions[RENDERED]
+
+    def say(self, sentence: Sentence) -> str:
+        """One of the policy's marked sentences in the reader's language, zone and numbers."""
+        locale, cache = self.locale, self._sentences
+        # Orders share a handful of windows and amounts; each sentence is put into words once per
+        # language and zone (the cache is bounded: a policy has few clauses, amounts repeat).
+        key = (locale, self.zone, sentence.message, tuple(sorted(sentence.params.items())))
+        text = cache.get(key)
+        if text is None:
+            message = sentence.message
+            count = sentence.params.get(message.param) if isinstance(message, Plural) else None
+            count = count if isinstance(count, int) else None  # the number itself, before it is formatted
+            text = translated(message, count, **{k: _format(v, locale) for k, v in sentence.params.items()})
+            if len(cache) >= SENTENCE_CACHE_SIZE:
+                cache.clear()
+            cache[key] = text
+        return text
+
+    def rendered(self, part_of, part: str) -> str:
+        """The title or text of a clause or offer, its parameters written in."""
+        locale, cache = self.locale, self._rendered
+        key = (id(part_of), part, locale)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = (part_of, part_of.render(part, locale, lambda n: number(n, locale)))
+        return found[1]
+
+
 def say(sentence: Sentence, locale: str | None = None) -> str:
     """One of the policy's marked sentences in the reader's language, zone and numbers."""
-    locale = locale or current_locale()
-    cache = current_app.extensions[SENTENCES]
-    # Orders share a handful of windows and amounts; each sentence is put into words once per
-    # language and zone (the cache is bounded: a policy has few clauses, amounts repeat).
-    key = (locale, reader_zone(), sentence.message, tuple(sorted(sentence.params.items())))
-    text = cache.get(key)
-    if text is None:
-        message = sentence.message
-        count = sentence.params.get(message.param) if isinstance(message, Plural) else None
-        count = count if isinstance(count, int) else None  # the number itself, before it is formatted
-        text = translated(message, count, **{k: _format(v, locale) for k, v in sentence.params.items()})
-        if len(cache) >= SENTENCE_CACHE_SIZE:
-            cache.clear()
-        cache[key] = text
-    return text
+    return Wording(locale).say(sentence)
 
 
 def explain_decision(decision: Decision, locale: str | None = None) -> list[str]:
-    return [say(s, locale) for s in explain(decision)]
+    wording = Wording(locale)
+    return [wording.say(s) for s in explain(decision)]
 
 
 def rendered(part_of, part: str, locale: str) -> str:
     """The title or text of a clause or offer in ``locale``, its parameters written in."""
-    cache = current_app.extensions[RENDERED]
-    key = (id(part_of), part, locale)
-    if key not in cache:
-        cache[key] = (part_of, part_of.render(part, locale, lambda n: number(n, locale)))
-    return cache[key][1]
+    return Wording(locale, zone=UNUSED_ZONE).rendered(part_of, part)
+
+
+# A clause's or offer's text names no moment, so its wording needs no zone.
+UNUSED_ZONE = "UTC"
 
 
 def clause_paragraphs(clause, locale: str) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask, current_app, g, session
 from flask.sessions import SecureCookieSessionInterface
-from flask_wtf.csrf import generate_csrf
+from flask_wtf.csrf import csrf_meta_tag, generate_csrf
 from itsdangerous import Signer, TimestampSigner, URLSafeTimedSerializer
 
 CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's
@@ -95,3 +95,17 @@ def csrf_token() -> str:
 def init_app(app: Flask) -> None:
     app.session_interface = PortalSessionInterface()
     app.jinja_env.globals["csrf_token"] = csrf_token  # after CSRFProtect, which sets Flask-WTF's
+    # CSRFProtect also hands templates Flask-WTF's generate_csrf through a context processor, which
+    # outranks the global above: every page built a new serializer and signer for its token. Its
+    # processor is replaced by one that gives the kept one (the meta tag helper stays Flask-WTF's).
+    processors = app.template_context_processors[None]
+    for i, processor in enumerate(processors):
+        if getattr(processor, "__module__", None) == "flask_wtf.csrf":
+            processors[i] = _csrf_context
+            break
+    else:
+        processors.append(_csrf_context)
+
+
+def _csrf_context() -> dict[str, Any]:
+    return {"csrf_token": csrf_token, "csrf_meta_tag": csrf_meta_tag}

@@ -27,16 +27,37 @@ def relative_url_builder() -> Callable[..., str]:
     def relative(script_root: str, endpoint: str, values: tuple[tuple[str, Any], ...]) -> str:
         return flask_url_for(endpoint, **dict(values))
 
-    def url_for(endpoint: str, **values: Any) -> str:
-        if not has_request_context() or endpoint[:1] == "." or any(key[:1] == "_" for key in values):
-            return flask_url_for(endpoint, **values)
-        try:
-            return relative(request.script_root, endpoint, tuple(sorted(values.items())))
-        except TypeError:  # a value that cannot be a cache key, such as a list of query values
-            return flask_url_for(endpoint, **values)
+    def for_root(script_root: str) -> Callable[..., str]:
+        """The same ``url_for`` for one request whose script root is known: a page asks for a dozen
+        addresses, and finding the request again for each was most of the cost of a cached one."""
 
+        def url_for(endpoint: str, **values: Any) -> str:
+            if endpoint[:1] == "." or any(key[:1] == "_" for key in values):
+                return flask_url_for(endpoint, **values)
+            try:
+                return relative(script_root, endpoint, tuple(sorted(values.items())) if values else ())
+            except TypeError:  # a value that cannot be a cache key, such as a list of query values
+                return flask_url_for(endpoint, **values)
+
+        return url_for
+
+    def url_for(endpoint: str, **values: Any) -> str:
+        if not has_request_context():
+            return flask_url_for(endpoint, **values)
+        return for_root(request.script_root)(endpoint, **values)
+
+    url_for.for_root = for_root  # type: ignore[attr-defined]
     return url_for
 
 
 def init_app(app: Flask) -> None:
-    app.jinja_env.globals.update(url_for=relative_url_builder())
+    url_for = relative_url_builder()
+    app.jinja_env.globals.update(url_for=url_for)
+
+    @app.context_processor
+    def request_url_for() -> dict[str, Any]:
+        # Rendering a page always happens in a request here (e-mails are rendered by their own
+        # environment); outside one, the global above is used.
+        if not has_request_context():
+            return {}
+        return {"url_for": url_for.for_root(request.script_root)}  # type: ignore[attr-defined]
