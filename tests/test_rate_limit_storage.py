@@ -93,3 +93,21 @@ def test_sign_in_and_magic_link_limits_are_counted_across_workers(redis_url, mak
         for key in server.scan_iter("LIMITS:*"):
             server.delete(key)
         server.close()
+
+
+def test_a_default_limit_set_by_the_operator_applies_to_every_page(make_app):
+    # The portal's own limits sit on its views; PORTAL_RATELIMIT_DEFAULT adds one to every page.
+    from portal.web.extensions import limiter
+
+    try:
+        client = make_app(RATELIMIT_DEFAULT="3 per minute").test_client()
+        answers = [client.get("/policy").status_code for _ in range(4)]
+    finally:
+        limiter.limit_manager.set_default_limits([])  # one limiter per process: the next app's config sets its own
+    assert answers == [200, 200, 200, 429]
+
+
+def test_without_a_default_limit_pages_are_not_counted(make_app):
+    client = make_app().test_client()
+    answers = {client.get("/policy").status_code for _ in range(40)}
+    assert answers == {200}
