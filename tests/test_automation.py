@@ -46,6 +46,8 @@ def test_a_routine_request_is_refunded_by_its_rule_after_the_cooling_off_period(
     assert "1 queued" in run(auto_app)
     [action] = db_session.scalars(select(AutomationAction)).all()
     assert (action.status, action.rule_id, action.amount_minor) == (ActionStatus.QUEUED, "routine-monthly", 2900)
+    # Written in bulk (COPY on PostgreSQL): the due time reads back as the moment it was set for.
+    assert action.due_at == latest_request(db_session).created_at + timedelta(minutes=60)
     frozen.shift(timedelta(minutes=59))
     run(auto_app)
     assert latest_request(db_session).state is RequestState.RECEIVED and stripe_stub.calls == 0

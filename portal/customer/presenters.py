@@ -7,7 +7,6 @@ from datetime import date, datetime
 from functools import cached_property
 
 from babel.lists import format_list
-from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal.core import formatting
@@ -30,6 +29,7 @@ from portal.refunds.summary import OrderSummary, RequestSummary
 from portal.refunds.timing import add_business_days
 from portal.web.extensions import db
 from portal.web.i18n import day, moment, money, number, reader_zone, system_note
+from portal.web.i18n import gettext as _
 from portal.web.policy import Wording, current_policy, explain_decision
 
 

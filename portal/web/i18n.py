@@ -13,7 +13,7 @@ from functools import cache, lru_cache
 
 from babel import Locale, support
 from flask import current_app, g, request, session
-from flask_babel import get_locale, get_translations, gettext, ngettext, refresh
+from flask_babel import get_locale, get_translations, refresh
 from jinja2 import pass_eval_context
 from markupsafe import Markup
 from wtforms.i18n import messages_path
@@ -139,6 +139,18 @@ def percent(value: float, locale: str | None = None) -> str:
     return formatting.percent(value, locale or current_locale())
 
 
+def gettext(string: str, **variables: object) -> str:
+    """Flask-Babel's ``gettext`` with the request's translations found once (see ``_translations``)."""
+    text = _translations().ugettext(string)
+    return text % variables if variables else text
+
+
+def ngettext(singular: str, plural: str, num: int, **variables: object) -> str:
+    """Flask-Babel's ``ngettext`` (``num`` is a variable too) with the request's translations found once."""
+    variables.setdefault("num", num)
+    return _translations().ungettext(singular, plural, num) % variables
+
+
 def translated(message: str | Plural, count: int | None = None, /, **params: object) -> str:
     """A message marked in a domain module (``N_`` or ``Nn_``), in the reader's language.
 
@@ -146,7 +158,7 @@ def translated(message: str | Plural, count: int | None = None, /, **params: obj
     """
     if isinstance(message, Plural):
         n = count if count is not None else params[message.param]
-        return ngettext(message.singular, message.plural, n, **params)
+        return ngettext(message.singular, message.plural, int(n), **params)  # type: ignore[call-overload]
     return gettext(message, **params)
 
 
