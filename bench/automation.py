@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from sqlalchemy import create_engine, delete, func, insert, select, text  # noqa: E402
+from sqlalchemy import create_engine, delete, func, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 from staff_queue import databases, migrate  # noqa: E402
 
 from portal.config import engine_options  # noqa: E402
+from portal.core.database import bulk_insert  # noqa: E402
 from portal.orders.models import Customer, LookupFailure, Order  # noqa: E402
 from portal.policy.automation import load_automation  # noqa: E402
 from portal.refunds.automation.models import AutomationAction  # noqa: E402
@@ -158,7 +159,7 @@ def seed(engine, n: int, *, now: datetime, span: timedelta, settled: bool) -> No
             )
         if i % 50 == 0:
             failures.append({"order_number": f"ORD-{i + 1:08d}", "client_hash": "0" * 64, "created_at": filed})
-    with engine.begin() as conn:
+    with Session(engine) as session:  # COPY on PostgreSQL, as the runner writes its actions
         for table, data in (
             (Customer.__table__, customers),
             (Order.__table__, orders),
@@ -167,7 +168,9 @@ def seed(engine, n: int, *, now: datetime, span: timedelta, settled: bool) -> No
             (LookupFailure.__table__, failures),
         ):
             for chunk in range(0, len(data), 20_000):
-                conn.execute(insert(table), data[chunk : chunk + 20_000])
+                bulk_insert(session, table, data[chunk : chunk + 20_000])
+        session.commit()
+    with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
 
 

@@ -25,7 +25,11 @@ from portal.refunds.automation.rules import match
 from portal.refunds.automation.runner import ROW_WIDTH, Row, _columns, bulk_work, candidates
 from portal.refunds.models import RefundRequest
 
-BATCH = 5000
+# Large batches: PostgreSQL joins a batch to its orders by scanning the order table once (a hash
+# join; it judges that cheaper than thousands of index lookups), so the number of batches sets the
+# number of scans. 5,000 took 80 s over a million requests on PostgreSQL, 50,000 took 34 s; a batch
+# holds about 70 MB of rows at its peak.
+BATCH = 50_000
 EXAMPLES = 20  # references listed per rule and kind of false positive
 
 
