@@ -327,7 +327,10 @@ emails_cli = click.Group("emails", help="The email kit.")
 def emails_export(folder: str, merge_tags: str | None) -> None:
     """Write the kit: every message rendered per language, the sources, the brand file, the variables."""
 
-    written = export_kit(email_kit(), Path(folder), merge_tags=merge_tags)
+    try:
+        written = export_kit(email_kit(), Path(folder), merge_tags=merge_tags)
+    except OSError as error:
+        raise click.ClickException(f"cannot write the kit to {folder}: {error.strerror or error}") from None
     click.echo(f"Wrote {len(written)} files to {folder}.")
 
 
@@ -545,7 +548,10 @@ def storage_migrate(target_url: str) -> None:
     """Copy every stored file to another storage and verify each hash; then set PORTAL_STORAGE_URL to it."""
 
     source = storage()
-    target = storage_from_config({**current_app.config, "STORAGE_URL": target_url})
+    try:
+        target = storage_from_config({**current_app.config, "STORAGE_URL": target_url})
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--to") from None
     if target.url == source.url:
         raise click.ClickException(f"{target_url} is the storage in use already")
     recorded = {
@@ -630,7 +636,9 @@ def mail_receive(recipients: tuple[str, ...]) -> None:
 
 @mail_cli.command("serve")
 @click.option("--host", default=None, help="Address to listen on (PORTAL_INBOUND_LISTEN_HOST).")
-@click.option("--port", type=int, default=None, help="Port to listen on (PORTAL_INBOUND_LISTEN_PORT).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on (PORTAL_INBOUND_LISTEN_PORT)."
+)
 @click.option(
     "--protocol",
     type=click.Choice(["lmtp", "smtp"]),
@@ -712,11 +720,14 @@ def automation_simulate(since: str | None, rules_file: str | None) -> None:
         rules = load_automation(rules_file) if rules_file else automation.current_rules()
     except PolicyError as exc:
         raise click.ClickException("; ".join(exc.problems)) from None
-    start = (
-        datetime.combine(date.fromisoformat(since), datetime.min.time(), tzinfo=UTC)
-        if since
-        else utcnow() - timedelta(days=365)
-    )
+    try:
+        start = (
+            datetime.combine(date.fromisoformat(since), datetime.min.time(), tzinfo=UTC)
+            if since
+            else utcnow() - timedelta(days=365)
+        )
+    except ValueError:
+        raise click.BadParameter("use the form YYYY-MM-DD", param_hint="--since") from None
     result = simulate(db.session(), rules, since=start)
     db.session.rollback()
     click.echo(

@@ -1,6 +1,7 @@
 """The customer's journey through the pages: find the order, read the decision, file, track."""
 
 import re
+from datetime import timedelta
 
 import pytest
 import time_machine
@@ -315,6 +316,14 @@ def test_choosing_an_offer_resolves_the_request_without_a_refund(client, orders)
     request = latest_request(orders)
     assert request.state is RequestState.RESOLVED_WITH_OFFER and request.offer_id == "extended-trial"
     assert [e.to_state for e in request.events] == [RequestState.RECEIVED, RequestState.RESOLVED_WITH_OFFER]
+    # A second click, or the form posted again, is the same choice: no second request.
+    again = client.post(
+        "/orders/ORD-10001/offer", data={"csrf_token": csrf_token(client, "/"), "offer_id": "extended-trial"}
+    )
+    assert again.status_code == 303 and again.headers["Location"] == response.headers["Location"]
+    assert orders.scalar(select(func.count()).select_from(RefundRequest)) == 1
+    page = client.get("/orders/ORD-10001").get_data(as_text=True)
+    assert "30 more days, free" not in page  # the alternative is taken; the page no longer offers them
 
 
 def test_documents_are_downloaded_only_by_their_owner_as_attachments(app, client, orders):
@@ -382,3 +391,44 @@ def test_the_order_page_follows_the_order_s_requests(client, orders, app):
 
 def visible_text(response) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)).split())
+
+
+def test_the_promised_decision_day_moves_on_by_the_days_we_waited_for_an_answer(client, orders, frozen):
+    # Filed on Sunday 22 November: a decision within 2 business days, by Tuesday the 24th.
+    lookup(client, "ORD-10001", "alice.m@example.com")
+    reference = file_request(client, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
+    assert "will decide by Tuesday, November 24, 2026" in client.get(f"/requests/{reference}").get_data(as_text=True)
+    request = latest_request(orders)
+    orders.add(InformationRequest(refund_request=request, message="Which workspace?", items=[]))
+    transition(orders, request, Action.ASK_INFO, actor=Actor.STAFF, note="Which workspace?")
+    orders.commit()
+    frozen.shift(timedelta(days=3))  # the customer answers on Wednesday the 25th
+    token = csrf_token(client, f"/requests/{reference}")
+    answered = client.post(f"/requests/{reference}/answer", data={"csrf_token": token, "answer": "The blue one."})
+    assert answered.status_code == 303
+    page = client.get(f"/requests/{reference}").get_data(as_text=True)
+    # Three days waited on the customer move the promise three days on (Wednesday the 25th + 2
+    # business days), never to a day already past.
+    assert "will decide by Friday, November 27, 2026" in page and "November 24" not in page
+
+
+def test_an_answer_refused_comes_back_in_the_language_of_the_request(client, orders):
+    lookup(client, "ORD-10001", "alice.m@example.com")  # Alice's requests are in English
+    reference = file_request(client, "ORD-10001").headers["Location"].rsplit("/", 1)[1]
+    request = latest_request(orders)
+    orders.add(InformationRequest(refund_request=request, message="Which workspace?", items=[]))
+    transition(orders, request, Action.ASK_INFO, actor=Actor.STAFF, note="Which workspace?")
+    orders.commit()
+    dutch = {"Accept-Language": "nl-NL,nl;q=0.9"}
+    token = csrf_token(client, f"/requests/{reference}")
+    refused = client.post(f"/requests/{reference}/answer", data={"csrf_token": token, "answer": " "}, headers=dutch)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and '<html lang="en"' in page
+    assert "Please write an answer or attach a document." in page
+
+
+def test_a_dutch_customer_is_shown_an_amount_with_a_decimal_comma(client, orders):
+    lookup(client, "ORD-30001", "sanne.devries@example.nl")
+    refused = file_request(client, "ORD-30001", amount_choice="partial", partial_amount="1e3")
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "12,50" in page and "1e3" in page  # what was typed is kept

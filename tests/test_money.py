@@ -28,3 +28,13 @@ def test_amounts_are_formatted_for_the_locale():
 def test_different_currencies_do_not_mix():
     with pytest.raises(MoneyError):
         Money.parse("1.00", "USD") + Money.parse("1.00", "EUR")
+
+
+@pytest.mark.parametrize("text", ["1e3", "+5", "1_000", "0x10", "1,000.00"])
+def test_only_plain_amounts_are_parsed(text):
+    with pytest.raises(MoneyError):
+        Money.parse(text, "USD")
+
+
+def test_plain_amounts_are_parsed():
+    assert [Money.parse(t, "USD").minor for t in ("29", "29.5", ".50", " 29.00 ", "-1.25")] == [2900, 2950, 50, 2900, -125]

@@ -277,3 +277,18 @@ def test_a_misconfiguration_is_one_line_and_exit_status_2(tmp_path, env, says):
     )
     assert result.returncode == 2
     assert result.stderr.startswith(says) and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["automation", "simulate", "--since", "notadate"], "use the form YYYY-MM-DD"),
+        (["storage", "migrate", "--to", "ftp://x"], "storage URL must start with file:// or s3://"),
+        (["emails", "export", "/proc/nope"], "cannot write the kit to /proc/nope"),
+        (["mail", "serve", "--port", "99999"], "99999 is not in the range 1<=x<=65535"),
+    ],
+)
+def test_bad_command_line_input_is_named_not_a_traceback(app, args, message):
+    result = app.test_cli_runner().invoke(args=args)
+    assert isinstance(result.exception, SystemExit) and result.exit_code in (1, 2)
+    assert message in result.output and "Traceback" not in result.output

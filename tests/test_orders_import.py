@@ -207,3 +207,15 @@ def test_a_bad_tax_value_is_named_by_line_and_column_and_changes_nothing(db_sess
     assert any(r.startswith("line 7, tax_rate: “abc” is not a tax rate") for r in rendered)
     assert _count(db_session, Order) == 18
     assert db_session.scalar(select(Order).where(Order.order_number == "T-1")) is None
+
+
+def test_a_short_row_and_an_open_quote_are_named_and_change_nothing(db_session, data_dir):
+    lines = (data_dir / "orders.csv").read_text(encoding="utf-8").splitlines()
+    short = lines[1].rsplit(",", 1)[0]  # the last field left off
+    result = import_orders_text(db_session, "\n".join([lines[0], short, *lines[2:4]]) + "\n")
+    assert [(e.line, e.error.message) for e in result.errors] == [(2, "the row has fewer fields than the header")]
+    open_quote = lines[2].replace(",", ',"', 1)  # a quote opened in the second field and never closed
+    result = import_orders_text(db_session, "\n".join([lines[0], lines[1], open_quote, lines[3]]) + "\n")
+    assert len(result.errors) == 1 and result.errors[0].error.column == "file"
+    assert "cannot be read here" in result.errors[0].error.message
+    assert _count(db_session, Order) == 0

@@ -232,7 +232,9 @@ def test_only_an_admin_with_a_reason_approves_above_the_policy(app, agent, order
     assert no_reason.status_code == 422 and "Write why you approve more" in no_reason.get_data(as_text=True)
     assert act(admin, reference, "approve", amount="29.00", override_reason="Long-standing customer").status_code == 303
     request = latest_request(orders)
-    assert request.state is RequestState.APPROVED and "[override: Long-standing customer]" in request.events[-1].note
+    assert request.state is RequestState.APPROVED and "Long-standing customer" not in request.events[-1].note
+    # Why the admin went above the policy is for staff: an internal note, never the customer's timeline.
+    assert request.notes[-1].text == "Long-standing customer"
     too_much = filed(app, "ORD-10001", "alice.m@example.com")
     over = act(admin, too_much, "approve", amount="30.00", override_reason="x")
     assert "Only $29.00 of this order is left to refund." in over.get_data(as_text=True)
@@ -287,7 +289,9 @@ def test_the_request_page_shows_history_decisions_documents_and_fraud_signals(ap
     assert "1 failed lookup of this order number" in html
     assert f"A document is identical to one sent with request {other} by another customer." in html
     assert "When filed" in html and "Today" in html and 'href="/policy#monthly"' in html
-    assert "same.pdf" in html and 'sandbox src="/staff/documents/' in html
+    assert (
+        "same.pdf" in html and '<iframe class="doc-frame" src="/staff/documents/' in html
+    )  # Chromium shows no PDF in a sandboxed frame
     doc = latest_request(orders).documents[0]
     view = agent.get(f"/staff/documents/{doc.id}/view")
     assert view.status_code == 200 and "sandbox" in view.headers["Content-Security-Policy"]

@@ -6,11 +6,15 @@ handled as :class:`Money`, whose Decimal always carries exactly the currency's d
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from functools import cache
 
 from babel.numbers import get_currency_precision, list_currencies
+
+# Digits with at most one decimal point, optionally negative: what people and exports write.
+_PLAIN_AMOUNT = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
 class MoneyError(ValueError):
@@ -56,9 +60,12 @@ class Money:
     def parse(cls, text: str, currency: str) -> Money:
         """Parse a major-unit amount such as ``"29.00"``; refuse extra decimals rather than round."""
         try:
-            amount = Decimal(text.strip())
+            written = text.strip()
+            amount = Decimal(written)
         except (InvalidOperation, AttributeError):
             raise MoneyError("amount", f"{text!r} is not a number") from None
+        if not _PLAIN_AMOUNT.fullmatch(written):  # "1e3", "+5", "1_000": numbers to Python, not amounts to people
+            raise MoneyError("amount", f"{text!r} is not a plain amount")
         if not amount.is_finite():
             raise MoneyError("amount", f"{text!r} is not a number")
         quantum = _quantum(currency)

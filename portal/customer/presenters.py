@@ -7,6 +7,7 @@ from datetime import date, datetime
 from functools import cached_property
 
 from babel.lists import format_list
+from babel.numbers import get_decimal_symbol
 from sqlalchemy import select
 
 from portal.core import formatting
@@ -28,7 +29,7 @@ from portal.refunds.states import Action, allowed
 from portal.refunds.summary import OrderSummary, RequestSummary
 from portal.refunds.timing import add_business_days
 from portal.web.extensions import db
-from portal.web.i18n import day, moment, money, number, reader_zone, system_note
+from portal.web.i18n import current_locale, day, moment, money, number, reader_zone, system_note
 from portal.web.i18n import gettext as _
 from portal.web.policy import Wording, current_policy, explain_decision
 
@@ -186,10 +187,15 @@ def order_view(order: Order | OrderSummary) -> OrderView:
             links.append((clause_id, wording.rendered(version.clause(clause_id), "title")))
         except KeyError:
             continue
-    offers = [
-        OfferView(o.id, wording.rendered(o, "title"), wording.rendered(o, "text"))
-        for o in offers_that_fit(policy, order, now)
-    ]
+    taken = any(r.state is RequestState.RESOLVED_WITH_OFFER for r in requests)  # one alternative per order
+    offers = (
+        []
+        if taken
+        else [
+            OfferView(o.id, wording.rendered(o, "title"), wording.rendered(o, "text"))
+            for o in offers_that_fit(policy, order, now)
+        ]
+    )
     return OrderView(
         order,
         decision,
@@ -213,7 +219,10 @@ def filing_input(form, order: Order, documents, submission_key: str = "", time_z
         try:
             amount = Money.parse(text, order.currency)
         except MoneyError:
-            example = str(Money.from_minor(1250, order.currency).amount)
+            # Written with the reader's decimal sign ("12,50" in Dutch); both signs are accepted.
+            example = str(Money.from_minor(1250, order.currency).amount).replace(
+                ".", get_decimal_symbol(formatting.babel_locale(current_locale()))
+            )
             raise ValueError(_("Enter the amount as a number, such as %(example)s.", example=example)) from None
     return filing.Filing(
         reason=Reason(form.reason.data),
@@ -335,7 +344,7 @@ def request_view(request: RefundRequest) -> RequestView:
     state_title = _(request.state.title)
     next_step = _(
         NEXT_STEPS[request.state],
-        due=day(filing.decision_due(policy, order, request.created_at, reader_zone()), "full"),
+        due=day(filing.decision_due(policy, order, decision_clock(request), reader_zone()), "full"),
         amount=money(approved),
         min=number(payout_min),
         max=number(payout_max),
@@ -403,7 +412,7 @@ def request_view(request: RefundRequest) -> RequestView:
         decision_sentences=explain_decision(snapshot) if snapshot else [],
         can_withdraw=allowed(request.state, Action.WITHDRAW),
         can_answer=request.state is RequestState.AWAITING_CUSTOMER,
-        steps=steps(request, filing.decision_due(policy, order, request.created_at, reader_zone()), payout_max),
+        steps=steps(request, filing.decision_due(policy, order, decision_clock(request), reader_zone()), payout_max),
         answers=answers,
         processor_reference=succeeded[-1].processor_reference if succeeded else "",
     )
@@ -415,6 +424,15 @@ DECIDED = frozenset(
     {RequestState.APPROVED, RequestState.REFUND_FAILED, RequestState.REFUNDED, RequestState.DECLINED}
     | {RequestState.RESOLVED_WITH_OFFER, RequestState.WITHDRAWN, RequestState.CLOSED_UNANSWERED}
 )
+
+
+def decision_clock(request: RefundRequest) -> datetime:
+    """Where the promised decision day is counted from: the filing, moved later by the time we waited
+    on the customer (the clock staff's due times run on), so an answer never meets a date already past."""
+    clock = request.sla_clock_at or request.created_at
+    if request.sla_paused_at is not None:
+        clock += utcnow() - request.sla_paused_at
+    return clock
 
 
 def steps(request: RefundRequest, due: date, payout_max: int) -> list[Step]:

@@ -289,6 +289,7 @@ def refund_new(order_number: str):
 @bp.post("/orders/<order_number>/offer")
 def offer_accept(order_number: str):
     order = access.owned_order(order_number)
+    speak_owners_language(order.customer.locale)  # the thank-you note is read on the owner's pages
     form = OfferForm()
     if not form.validate_on_submit():
         abort(400)
@@ -345,6 +346,7 @@ def request_receipt(reference: str):
 @limiter.limit(lambda: current_app.config["FILING_RATE_LIMIT"], key_func=_client_key)
 def request_answer(reference: str):
     refund_request = access.owned_request(reference)
+    speak_owners_language(refund_request.locale)  # before the form: its messages are worded as it validates
     form = AnswerForm()
     scope = f"answer:{refund_request.id}"
     slots = {key[len("item_") :]: f for key, f in request.files.items() if key.startswith("item_")}
@@ -376,6 +378,7 @@ def request_answer(reference: str):
         answer_form=form,
         withdraw_form=WithdrawForm(),
         staged=staging.staged(scope),
+        receipt=issued_receipt(refund_request),
     ), 422
 
 
@@ -392,6 +395,7 @@ def request_withdraw_confirm(reference: str):
 @bp.post("/requests/<reference>/withdraw")
 def request_withdraw(reference: str):
     refund_request = access.owned_request(reference)
+    speak_owners_language(refund_request.locale)
     if not WithdrawForm().validate_on_submit():
         abort(400)
     filing.withdraw_refund(db.session(), refund_request, now=utcnow())

@@ -71,7 +71,9 @@ class ImportResult:
 
 def read_orders(stream: TextIO) -> tuple[list[tuple[int, OrderData]], list[LineError]]:
     """Parse and validate every row; errors carry the file's own line numbers (header is line 1)."""
-    reader = csv.DictReader(bounded_lines(stream))
+    # strict: a quote left open, or text after a closing quote, is named as such instead of being
+    # read as data that then fails every check of the row.
+    reader = csv.DictReader(bounded_lines(stream), strict=True)
     try:
         header = reader.fieldnames or []
     except LineTooLong as long_line:
@@ -97,6 +99,9 @@ def read_orders(stream: TextIO) -> tuple[list[tuple[int, OrderData]], list[LineE
             line = reader.line_num
             if None in row:
                 errors.append(LineError(line, FieldError("file", N_("the row has more fields than the header"), {})))
+                continue
+            if None in row.values():  # DictReader's filler for the columns a short row lacks
+                errors.append(LineError(line, FieldError("file", N_("the row has fewer fields than the header"), {})))
                 continue
             _check_row(row, line, first_seen, orders, errors)
     except LineTooLong as long_line:

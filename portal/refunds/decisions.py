@@ -107,21 +107,29 @@ def approve(
             raise WorkflowError(
                 "override_reason", N_("Write why you approve more than the policy allows (%(amount)s)."), amount=granted
             )
-    event_note = note.strip()
-    if granted < amount:
-        event_note = f"[override: {override_reason.strip()}] {event_note}".strip()
     transition(
         session,
         request,
         Action.APPROVE,
         actor=Actor.STAFF,
         staff_user_id=staff.user.id,
-        note=event_note,
+        note=note.strip(),
         amount_minor=amount.minor,
         now=staff.now,
     )
     request.amount_approved_minor = amount.minor
+    if granted < amount:
+        _keep_override_reason(session, request, staff, override_reason)
     notifications.approval(session, request, amount, links=staff.links, note=note.strip())
+
+
+def _keep_override_reason(session: Session, request: RefundRequest, staff: Staff, reason: str) -> None:
+    """Why staff went against the policy: an internal note beside the decision, for staff only. The
+    timeline's note is the customer's to read (their tracking page shows it)."""
+    if reason.strip():
+        session.add(
+            InternalNote(refund_request=request, staff_user_id=staff.user.id, text=reason.strip(), created_at=staff.now)
+        )
 
 
 def policy_grants(session: Session, request: RefundRequest, policy: Policy, now: datetime) -> Money | None:
@@ -165,22 +173,22 @@ def decline(
         raise WorkflowError(
             "override_reason",
             N_("The policy grants this request %(amount)s; write why you decline it anyway."),
-            amount=granted,
+            # What the customer asked for, when that is less than the policy would give.
+            amount=min(granted, request.amount_requested),
         )
-    event_note = note.strip()
-    if granted is not None and override_reason.strip():
-        event_note = f"[override: {override_reason.strip()}] {event_note}".strip()
     transition(
         session,
         request,
         Action.DECLINE,
         actor=Actor.STAFF,
         staff_user_id=staff.user.id,
-        note=event_note,
+        note=note.strip(),
         now=staff.now,
     )
     request.decline_clause = clause.id
     request.alternative_offer_id = offer.id if offer else None
+    if granted is not None:
+        _keep_override_reason(session, request, staff, override_reason)
     notifications.decline(session, request, clause, offer, links=staff.links, note=note.strip())
 
 

@@ -243,6 +243,13 @@ def accept_offer(
     offer = policy.offer(offer_id)
     if offer not in offers_that_fit(policy, order, now):  # another plan's, or one for a plan that has ended
         raise KeyError(offer_id)
+    taken = session.scalar(
+        select(RefundRequest)
+        .where(RefundRequest.order_id == order.id, RefundRequest.state == RequestState.RESOLVED_WITH_OFFER)
+        .order_by(RefundRequest.id.desc())
+    )
+    if taken is not None:  # a second click, a replayed form: the choice already made, not another one
+        return taken
     request = open_request(session, order)
     if request is None:
         request = open_on_behalf(
