@@ -10,6 +10,7 @@ from types import CodeType, FunctionType, MethodType
 from typing import Any
 
 from flask import Flask
+from flask.templating import _default_template_ctx_processor
 from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -163,6 +164,11 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(webhooks_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(webhooks_bp)
+    # Flask gives each blueprint a copy of its default context processor (g, request, session),
+    # which the app's own already supplies: every page ran it twice.
+    for name, processors in app.template_context_processors.items():
+        if name is not None:
+            processors[:] = [p for p in processors if p is not _default_template_ctx_processor]
 
 
 def register_errorhandlers(app: Flask) -> None:
