@@ -364,6 +364,8 @@ EMAIL_TITLES = {
     "reply_received": N_("Answer received"),
     "approval": N_("Refund approved"),
     "decline": N_("Refund declined"),
+    "offer_accepted": N_("Offer chosen instead of a refund"),
+    "offer_set_up": N_("Offer set up"),
     "refunded": N_("Refund sent, with the credit note"),
     "refund_failed": N_("Refund failed or delayed"),
     "magic_link": N_("Link to all orders"),
