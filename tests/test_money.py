@@ -37,4 +37,10 @@ def test_only_plain_amounts_are_parsed(text):
 
 
 def test_plain_amounts_are_parsed():
-    assert [Money.parse(t, "USD").minor for t in ("29", "29.5", ".50", " 29.00 ", "-1.25")] == [2900, 2950, 50, 2900, -125]
+    assert [Money.parse(t, "USD").minor for t in ("29", "29.5", ".50", " 29.00 ", "-1.25")] == [
+        2900,
+        2950,
+        50,
+        2900,
+        -125,
+    ]
