@@ -30,6 +30,8 @@ MESSAGES = [
     "reply_received",
     "approval",
     "decline",
+    "offer_accepted",
+    "offer_set_up",
     "refunded",
     "refund_failed",
     "magic_link",

@@ -210,6 +210,9 @@ class RequestDetail(RequestSummary):
     decline_clause: str | None
     alternative_offer_id: str | None
     offer_id: str | None
+    offer_set_up_at: datetime | None = Field(
+        description="When staff set up the offer the customer took (offer_id); null while it waits on them."
+    )
     updated_at: datetime
     order: OrderOut
     decision_at_filing: DecisionOut | None

@@ -31,7 +31,7 @@ from portal.refunds.timing import add_business_days
 from portal.web.extensions import db
 from portal.web.i18n import current_locale, day, moment, money, number, reader_zone, system_note
 from portal.web.i18n import gettext as _
-from portal.web.policy import Wording, current_policy, explain_decision
+from portal.web.policy import Wording, current_policy, explain_decision, offer_title
 
 
 @dataclass
@@ -349,6 +349,20 @@ def request_view(request: RefundRequest) -> RequestView:
         min=number(payout_min),
         max=number(payout_max),
     )
+    if request.state is RequestState.RESOLVED_WITH_OFFER and request.offer_id:
+        chosen = offer_title(request.offer_id, current_locale())
+        if request.offer_set_up_at is not None:
+            next_step = _(
+                "“%(offer)s” has been set up for you on %(date)s.",
+                offer=chosen,
+                date=day(local_day(request.offer_set_up_at, reader_zone()), "full"),
+            )
+        else:
+            next_step = _(
+                "You chose “%(offer)s” instead of a refund. Our team will set it up by %(date)s.",
+                offer=chosen,
+                date=day(filing.decision_due(policy, order, decision_clock(request), reader_zone()), "full"),
+            )
     latest = max(request.refunds, key=lambda r: r.id, default=None)
     if (
         request.state is RequestState.APPROVED
@@ -382,6 +396,17 @@ def request_view(request: RefundRequest) -> RequestView:
         )
         for m in emails
     ]
+    if request.offer_set_up_at is not None:
+        timeline.append(
+            TimelineEntry(
+                moment(request.offer_set_up_at),
+                request.offer_set_up_at.isoformat(),
+                _("Offer set up"),
+                _(ACTORS[Actor.STAFF]),
+                "",
+                None,
+            )
+        )
     timeline.sort(key=lambda entry: entry.iso)
     info = next((i for i in reversed(request.information_requests) if i.answered_at is None), None)
     questions = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from portal.core.formatting import local_day
@@ -24,7 +24,7 @@ from portal.refunds.filing import decide
 from portal.refunds.links import Links
 from portal.refunds.models import InformationRequest, InternalNote, RefundRequest
 from portal.refunds.questions import DOCUMENTS, QUESTIONS
-from portal.refunds.states import Action, allowed, transition
+from portal.refunds.states import Action, InvalidTransition, allowed, transition
 
 REMINDER_AFTER = timedelta(days=3)
 # An information request unanswered this long closes the request (PORTAL_AWAITING_CLOSE_DAYS; portal/refunds/routine.py).
@@ -190,6 +190,53 @@ def decline(
     if granted is not None:
         _keep_override_reason(session, request, staff, override_reason)
     notifications.decline(session, request, clause, offer, links=staff.links, note=note.strip())
+
+
+class OfferNotWaiting(InvalidTransition):
+    """Nothing to set up: the request has no offer taken, or its offer was set up already. Nothing
+    was changed (answered as a conflict, like every refused transition)."""
+
+    def __init__(self, state: RequestState, set_up_already: bool):
+        super().__init__(state, Action.ACCEPT_OFFER)
+        self.set_up_already = set_up_already
+
+    @property
+    def message(self) -> str:
+        if self.set_up_already:
+            return N_("The offer on this request has been set up already.")
+        return N_("This request is “%(state)s”: it has no offer waiting to be set up.")
+
+
+def mark_offer_set_up(session: Session, request: RefundRequest, staff: Staff) -> None:
+    """Record, once, that staff set up the offer the customer took: the request stops waiting on staff
+    (it leaves "needs action") and the customer is told. A compare-and-set like every transition, so
+    two agents pressing at once record it once; the other gets :class:`OfferNotWaiting`."""
+    require(staff, *ACTING_ROLES)
+    result = session.execute(
+        update(RefundRequest)
+        .where(
+            RefundRequest.id == request.id,
+            RefundRequest.state == RequestState.RESOLVED_WITH_OFFER,
+            RefundRequest.offer_id.is_not(None),
+            RefundRequest.offer_set_up_at.is_(None),
+        )
+        .values(
+            offer_set_up_at=staff.now,
+            offer_set_up_by_id=staff.user.id,
+            awaiting_staff_since=None,
+            updated_at=staff.now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)  # an UPDATE's result; typed as a plain Result
+    session.refresh(request, ["state", "offer_set_up_at", "offer_set_up_by_id", "awaiting_staff_since", "updated_at"])
+    if result.rowcount != 1:
+        raise OfferNotWaiting(request.state, set_up_already=request.offer_set_up_at is not None)
+    try:
+        offer = staff.policy.offer(request.offer_id or "")
+    except KeyError:
+        return  # an offer since taken out of the policy: recorded, but there are no words to email
+    notifications.offer_set_up(session, request, offer, links=staff.links, on=local_day(staff.now, request.time_zone))
 
 
 def add_note(session: Session, request: RefundRequest, staff: Staff, text: str) -> InternalNote:

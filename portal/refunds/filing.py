@@ -214,6 +214,7 @@ def open_on_behalf(
     now: datetime,
     links: Links,
     decision: Decision | None = None,
+    time_zone: str = "UTC",
 ) -> RefundRequest:
     """A request opened without the filing form: for an offer the customer took, or a refund made
     in the payment processor's dashboard, so the outcome has a request and a tracking page."""
@@ -226,6 +227,7 @@ def open_on_behalf(
         currency=order.currency,
         amount_requested_minor=amount_minor,
         locale=locale,
+        time_zone=time_zone,
         created_at=now,
         updated_at=now,
     )
@@ -239,7 +241,8 @@ def open_on_behalf(
 def accept_offer(
     session: Session, order: Order, offer_id: str, *, policy: Policy, locale: str, now: datetime, links: Links
 ) -> RefundRequest:
-    """The customer takes an alternative instead of a refund: recorded as a request resolved with an offer."""
+    """The customer takes an alternative instead of a refund: recorded as a request resolved with an
+    offer, which waits on staff until they set it up; the customer's confirmation is queued."""
     offer = policy.offer(offer_id)
     if offer not in offers_that_fit(policy, order, now):  # another plan's, or one for a plan that has ended
         raise KeyError(offer_id)
@@ -261,9 +264,13 @@ def accept_offer(
             now=now,
             links=links,
             decision=decide(session, order, policy, now, None),
+            time_zone=order.customer.time_zone or "UTC",
         )
     request.offer_id = offer.id
     transition(session, request, Action.ACCEPT_OFFER, actor=Actor.CUSTOMER, note=offer.id, now=now)
+    notifications.offer_accepted(
+        session, request, offer, links=links, set_up_by=decision_due(policy, order, now, request.time_zone)
+    )
     return request
 
 

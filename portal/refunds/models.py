@@ -43,6 +43,8 @@ def new_reference() -> str:
 
 
 _WAITING_ON_STAFF_SQL = text("awaiting_staff_since IS NOT NULL")
+# A customer took an offer and staff have not set it up yet: the one closed request staff still owe.
+_OFFER_TO_SET_UP_SQL = text("state = 'resolved_with_offer' AND awaiting_staff_since IS NOT NULL")
 _OPEN_STATES_SQL = text("state NOT IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(CLOSED_STATES))))
 
 
@@ -90,6 +92,14 @@ class RefundRequest(Base):
             postgresql_where=_OPEN_STATES_SQL,
         ),
         Index("ix_refund_request_state_due", "state", "sla_clock_at", "id"),
+        # The offers waiting to be set up, counted for the "needs action" view beside the open requests.
+        Index(
+            "ix_refund_request_offer_to_set_up",
+            "sla_clock_at",
+            "id",
+            sqlite_where=_OFFER_TO_SET_UP_SQL,
+            postgresql_where=_OFFER_TO_SET_UP_SQL,
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -113,7 +123,11 @@ class RefundRequest(Base):
     tracking_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # The form's one-time key: a resubmitted form finds the request it already made.
     submission_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The alternative the customer took instead of a refund, and when (and by whom) staff set it up:
+    # until then the request waits on staff although it is resolved.
     offer_id: Mapped[str | None] = mapped_column(String(64))
+    offer_set_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    offer_set_up_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     # Since when the customer has been waiting for staff (filed or answered, no staff action
     # since). None while nobody waits on staff: the overdue clock pauses while we wait on them.
     awaiting_staff_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
@@ -142,6 +156,7 @@ class RefundRequest(Base):
 
     order: Mapped[Order] = relationship(back_populates="refund_requests")
     assignee: Mapped[StaffUser | None] = relationship(foreign_keys=[assignee_id])
+    offer_set_up_by: Mapped[StaffUser | None] = relationship(foreign_keys=[offer_set_up_by_id])
     information_requests: Mapped[list[InformationRequest]] = relationship(
         back_populates="refund_request", order_by="InformationRequest.id"
     )
@@ -153,6 +168,15 @@ class RefundRequest(Base):
     @property
     def amount_requested(self) -> Money:
         return Money.from_minor(self.amount_requested_minor, self.currency)
+
+    @property
+    def offer_waiting(self) -> bool:
+        """The customer took an offer that staff have not set up yet."""
+        return (
+            self.state is RequestState.RESOLVED_WITH_OFFER
+            and self.offer_id is not None
+            and self.offer_set_up_at is None
+        )
 
     def record_decision(self, decision: Decision) -> None:
         """Keep the decision the customer was shown; a later policy change never rewrites it."""

@@ -128,6 +128,41 @@ def decline(
     )
 
 
+def _offer_words(offer: Offer, locale: str) -> dict[str, str]:
+    def number(n: int) -> str:
+        return formatting.number(n, locale)
+
+    return {"offer_title": offer.render("title", locale, number), "offer_text": offer.render("text", locale, number)}
+
+
+def offer_accepted(session: Session, request: RefundRequest, offer: Offer, *, links: Links, set_up_by: date) -> None:
+    """The customer took ``offer`` instead of a refund: what they chose, and the day our team sets it up by."""
+    _queue(
+        session,
+        request,
+        "offer_accepted",
+        links,
+        order_number=request.order.order_number,
+        product=request.order.product,
+        set_up_by=set_up_by,
+        **_offer_words(offer, request.locale),
+    )
+
+
+def offer_set_up(session: Session, request: RefundRequest, offer: Offer, *, links: Links, on: date) -> None:
+    """Staff set up the offer the customer took."""
+    _queue(
+        session,
+        request,
+        "offer_set_up",
+        links,
+        order_number=request.order.order_number,
+        product=request.order.product,
+        set_up_on=on,
+        **_offer_words(offer, request.locale),
+    )
+
+
 def refunded(session: Session, request: RefundRequest, refund: Refund, *, links: Links, on: date) -> None:
     _queue(
         session,

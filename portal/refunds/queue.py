@@ -44,6 +44,8 @@ SEARCH_CAP = 5000
 PAUSED_STATES = frozenset({RequestState.AWAITING_CUSTOMER})
 _OPEN = sorted(s for s in RequestState if s not in CLOSED_STATES)
 _OPEN_SQL = text("state NOT IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(CLOSED_STATES))))
+# Written as the partial index's own predicate (a bound state would keep SQLite off the index).
+_OFFER_TO_SET_UP_SQL = text(f"state = '{RequestState.RESOLVED_WITH_OFFER.value}' AND awaiting_staff_since IS NOT NULL")
 _SEARCH = table("request_search", column("rowid", Integer), column("request_id", Integer), column("body", Text))
 
 
@@ -113,6 +115,8 @@ class QueueRow:
     # Set while an automation rule has the request queued: which rule, and when it acts.
     automation_rule: str | None = None
     automation_due: datetime | None = None
+    # The offer the customer took instead of a refund (a resolved_with_offer request).
+    offer_id: str | None = None
 
     @property
     def amount_requested(self) -> Money:
@@ -122,7 +126,16 @@ class QueueRow:
         return self.awaiting_staff_since is not None and self.awaiting_staff_since <= now - OVERDUE_AFTER
 
     def due_at(self, sla: timedelta, now: datetime) -> datetime | None:
-        return due_at(self.state, self.sla_clock_at, self.sla_paused_at, sla, now)
+        return due_at(self.state, self.sla_clock_at, self.sla_paused_at, sla, now, self.awaiting_staff_since)
+
+    @property
+    def offer_waiting(self) -> bool:
+        """The customer took an offer (``offer_id``) that staff have not set up yet."""
+        return (
+            self.state is RequestState.RESOLVED_WITH_OFFER
+            and self.offer_id is not None
+            and self.awaiting_staff_since is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -139,17 +152,25 @@ def sla_clock(
     customer and, when they answer, starts again with the wait added (the due time moves by it)."""
     if target in PAUSED_STATES:
         return clock_at, paused_at or now
+    if target is RequestState.RESOLVED_WITH_OFFER:
+        return now, None  # the offer's set-up is a new task for staff, due from the moment it was taken
     if paused_at is not None and clock_at is not None:
         return clock_at + (now - paused_at), None
     return clock_at, None
 
 
 def due_at(
-    state: RequestState, clock_at: datetime | None, paused_at: datetime | None, sla: timedelta, now: datetime
+    state: RequestState,
+    clock_at: datetime | None,
+    paused_at: datetime | None,
+    sla: timedelta,
+    now: datetime,
+    awaiting_staff_since: datetime | None = None,
 ) -> datetime | None:
     """When staff owe the next step: ``sla`` after filing, later by every wait on the customer.
-    None for a closed request. While the clock stands still the due time moves on with it."""
-    if state in CLOSED_STATES or clock_at is None:
+    None for a closed request, unless staff still owe it something (an offer taken and not yet set
+    up: ``awaiting_staff_since`` is set). While the clock stands still the due time moves on with it."""
+    if clock_at is None or (state in CLOSED_STATES and awaiting_staff_since is None):
         return None
     return clock_at + sla + (now - paused_at if paused_at is not None else timedelta(0))
 
@@ -181,8 +202,10 @@ def view_counts(session: Session, viewer_id: int | None) -> dict[View, int]:
     by_state = state_counts(session)
     open_total = sum(by_state[s] for s in _OPEN)
     assigned = select(func.count()).select_from(RefundRequest).where(_OPEN_SQL)
+    # Closed, yet waiting on staff: the offers taken and not yet set up (a partial index of their own).
+    offers_to_set_up = session.scalar(select(func.count()).select_from(RefundRequest).where(_OFFER_TO_SET_UP_SQL)) or 0
     return {
-        View.NEEDS_ACTION: open_total - by_state[RequestState.AWAITING_CUSTOMER],
+        View.NEEDS_ACTION: open_total - by_state[RequestState.AWAITING_CUSTOMER] + offers_to_set_up,
         View.MINE: (session.scalar(assigned.where(RefundRequest.assignee_id == viewer_id)) or 0) if viewer_id else 0,
         View.UNASSIGNED: session.scalar(assigned.where(RefundRequest.assignee_id.is_(None))) or 0,
         View.WAITING: by_state[RequestState.AWAITING_CUSTOMER],
@@ -319,6 +342,7 @@ def queue_page(
             RefundRequest.sla_paused_at,
             AutomationAction.rule_id,
             AutomationAction.due_at,
+            RefundRequest.offer_id,
         )
         .join(Order, RefundRequest.order_id == Order.id)
         .join(Customer, Order.customer_id == Customer.id)

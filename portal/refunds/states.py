@@ -108,9 +108,12 @@ def awaiting_staff_since(target: S, actor: Actor, before: datetime | None, now: 
 
     A customer's message starts it; a staff action restarts it if staff still owe the next step
     (processing an approval, retrying a failed refund); it stops while we wait on the customer
-    and once the request is closed.
+    and once the request is closed. An offer the customer takes closes the request but starts the
+    clock: staff owe its set-up (``decisions.mark_offer_set_up`` stops it).
     """
-    if target in CLOSED_STATES or target in (S.AWAITING_CUSTOMER, S.RESOLVED_WITH_OFFER):
+    if target is S.RESOLVED_WITH_OFFER:
+        return now
+    if target in CLOSED_STATES or target is S.AWAITING_CUSTOMER:
         return None
     if actor is Actor.CUSTOMER or before is None:
         return now

@@ -27,7 +27,7 @@ from portal.refunds.questions import LABELS
 from portal.refunds.states import Action, allowed
 from portal.web.extensions import db
 from portal.web.i18n import NATIVE_NAMES, current_locale, moment, money, system_note, translated
-from portal.web.policy import clause_title, current_policy, explain_decision, rendered
+from portal.web.policy import clause_title, current_policy, explain_decision, offer_label, rendered
 
 # The outbox's states as staff read them (a failed message is one still pending after an attempt).
 OUTBOX_STATES = {
@@ -97,6 +97,10 @@ class RequestPage:
     clause_choices: list[tuple[str, str]] = field(default_factory=list)
     offer_choices: list[tuple[str, str]] = field(default_factory=list)
     alerts: list[dict] = field(default_factory=list)
+    # The offer the customer took ("Extended trial: 30 more days, free"), and whether staff still owe its set-up.
+    offer: str = ""
+    offer_waiting: bool = False
+    offer_set_up: str = ""  # "Set up by NAME on DATE" once done
 
     @property
     def amount_requested(self) -> str:
@@ -160,6 +164,8 @@ def decline_choices(order: Order, locale: str) -> tuple[list[tuple[str, str]], l
 
 
 def _staff_note(event) -> str:
+    if event.to_state is RequestState.RESOLVED_WITH_OFFER and event.actor is Actor.CUSTOMER:
+        return offer_label(event.note, current_locale())  # the note is the offer's id
     if event.to_state is RequestState.REFUND_FAILED and event.processor_status:
         words = _(failure_sentence(event.failure_reason or event.processor_status))
         code = event.failure_reason or event.processor_status
@@ -264,6 +270,18 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
                 "note": "",
             }
         )
+    if request.offer_set_up_at is not None:
+        timeline.append(
+            {
+                "when": moment(request.offer_set_up_at),
+                "iso": request.offer_set_up_at.isoformat(),
+                "from": "",
+                "to": _("Offer set up by %(name)s", name=staff_names.get(request.offer_set_up_by_id, "")),
+                "who": "",
+                "amount": "",
+                "note": offer_label(request.offer_id, locale),
+            }
+        )
     timeline.sort(key=lambda entry: entry["iso"])
     customer = order.customer
     undeliverable = (
@@ -297,6 +315,8 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
     }
     if acting and request.state is RequestState.APPROVED:
         actions.add("process")
+    if acting and request.offer_waiting:
+        actions.add("offer_set_up")
     if acting:
         actions.add("note")
     clause_choices, offer_choices = decline_choices(order, locale)
@@ -321,6 +341,17 @@ def request_page(request: RefundRequest, user: StaffUser, locale: str) -> Reques
             {"when": moment(a.created_at), "kind": a.kind, "message": a.message}
             for a in alerts.open_alerts(session, request=request)
         ],
+        offer=offer_label(request.offer_id, locale) if request.offer_id else "",
+        offer_waiting=request.offer_waiting,
+        offer_set_up=(
+            _(
+                "Set up by %(name)s on %(when)s",
+                name=staff_names.get(request.offer_set_up_by_id, ""),
+                when=moment(request.offer_set_up_at),
+            )
+            if request.offer_set_up_at
+            else ""
+        ),
     )
 
 
@@ -364,6 +395,8 @@ EMAIL_TITLES = {
     "reply_received": N_("Answer received"),
     "approval": N_("Refund approved"),
     "decline": N_("Refund declined"),
+    "offer_accepted": N_("Offer chosen instead of a refund"),
+    "offer_set_up": N_("Offer set up"),
     "refunded": N_("Refund sent, with the credit note"),
     "refund_failed": N_("Refund failed or delayed"),
     "magic_link": N_("Link to all orders"),

@@ -78,7 +78,7 @@ from portal.web.i18n import current_locale, moment, money
 from portal.web.links import links
 from portal.web.mail import email_kit, issued_receipt, receipt_response
 from portal.web.payments import current_fees, current_gateway
-from portal.web.policy import current_policy
+from portal.web.policy import current_policy, offer_label
 from portal.web.storage import download, storage
 
 ACTING = (StaffRole.AGENT, StaffRole.ADMIN)
@@ -175,6 +175,7 @@ def queue():
         channels=list(Channel),
         locales=LOCALES,
         bulk_actions=list(BulkAction),
+        offer_label=lambda offer_id: offer_label(offer_id, current_locale()),
     )
 
 
@@ -225,7 +226,7 @@ def _desk(found: RefundRequest) -> dict:
         SelectChoice(str(u.id), staff_name(u)) for u in assignment.assignable(session)
     ]
     assign_form.assignee.data = str(found.assignee_id or "")
-    due = due_at(found.state, found.sla_clock_at, found.sla_paused_at, desk.sla(), now)
+    due = due_at(found.state, found.sla_clock_at, found.sla_paused_at, desk.sla(), now, found.awaiting_staff_since)
     return {
         "assign_form": assign_form,
         "assignee": staff_name(found.assignee),
@@ -533,6 +534,18 @@ def request_retry(reference: str):
         abort(400)
     payouts.retry_refund(db.session(), found, staff())
     return _done(found, _("The refund is approved again and can be processed."))
+
+
+@bp.post("/requests/<reference>/offer-set-up")
+@roles_required(*ACTING)
+def request_offer_set_up(reference: str):
+    found = owned(reference)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if stale := _stale(found):
+        return stale
+    decisions.mark_offer_set_up(db.session(), found, staff())  # OfferNotWaiting: a 409, nothing changed
+    return _done(found, _("The offer is marked as set up. The customer has been told."))
 
 
 @bp.post("/requests/<reference>/note")

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from flask import current_app
 
 from portal.core import formatting
-from portal.core.markers import Plural
+from portal.core.markers import N_, Plural
 from portal.core.money import Money
 from portal.policy import Decision, Policy, load_policy
 from portal.policy.explain import Sentence, explain
 from portal.policy.schema import PolicyVersion
-from portal.web.i18n import current_locale, instant, money, number, reader_zone, translated
+from portal.web.i18n import current_locale, gettext, instant, money, number, reader_zone, translated
 
 EXTENSION = "refund_policy"
 RENDERED = "refund_policy.rendered"
@@ -121,3 +121,30 @@ def clause_title(clause, locale: str) -> str:
 
 def version_in_force(now: datetime) -> PolicyVersion:
     return current_policy().version_for(now)
+
+
+# What each kind of offer is, for staff (the policy's own title says what it gives).
+OFFER_KINDS = {
+    "extended_trial": N_("Extended trial"),
+    "upgrade_discount": N_("Upgrade discount"),
+    "account_credit": N_("Account credit"),
+    "personal_support": N_("One-to-one support"),
+}
+
+
+def offer_title(offer_id: str | None, locale: str) -> str:
+    """The policy's title of an offer in ``locale`` ("30 more days, free"); its id if the policy no
+    longer has it."""
+    try:
+        return rendered(current_policy().offer(offer_id or ""), "title", locale)
+    except KeyError:
+        return offer_id or ""
+
+
+def offer_label(offer_id: str | None, locale: str) -> str:
+    """An offer as staff name it, its kind and title: "Extended trial: 30 more days, free"."""
+    try:
+        offer = current_policy().offer(offer_id or "")
+    except KeyError:
+        return offer_id or ""
+    return gettext("%(kind)s: %(title)s", kind=gettext(OFFER_KINDS[offer.kind]), title=rendered(offer, "title", locale))
