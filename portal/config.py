@@ -183,6 +183,26 @@ def load_secret_key(instance_path: Path) -> str:
     return key
 
 
+# Settings below which the portal would do harm (retention of zero days deletes documents at once).
+MINIMUMS = {"DOCUMENT_RETENTION_DAYS": 1, "FINANCIAL_RETENTION_YEARS": 1}
+
+
+def _check_numbers(config: dict) -> None:
+    """Every setting whose default is a number must be one, not negative (at least its minimum): a
+    typo in PORTAL_DOCUMENT_RETENTION_DAYS is one line at start, not a traceback in the worker."""
+    for key, default in DEFAULTS.items():
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            continue
+        value = config.get(key, default)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = config[key] = int(value)
+        name = key if key.startswith("PORTAL_") else f"PORTAL_{key}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name} must be a number, not {value!r}.")
+        if value < MINIMUMS.get(key, 0):
+            raise ConfigError(f"{name} must be at least {MINIMUMS.get(key, 0)}, not {value!r}.")
+
+
 def finalize(config: dict, instance_path: Path) -> None:
     """Derive what was left unset and refuse what is unsafe for the environment."""
     env = config["ENV"]
@@ -242,6 +262,7 @@ def finalize(config: dict, instance_path: Path) -> None:
     if str(config.get("LOG_LEVEL", "INFO")).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"PORTAL_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {config['LOG_LEVEL']!r}.")
     _check_database_url(config["DATABASE_URL"])
+    _check_numbers(config)
 
 
 def _check_database_url(url: str) -> None:

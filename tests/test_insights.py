@@ -285,3 +285,20 @@ def test_a_long_legend_wraps_into_rows_instead_of_running_off_the_chart():
     assert [n for _, _, n in legend] == names
     assert all(float(x) + text_width(n) <= 420 and float(y) <= height for x, y, n in legend)
     assert len({y for _, y, _ in legend}) >= 3 and height > 300  # rows added, and room made for them
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "from=0001-01-01&to=9999-12-31",
+        "from=1900-01-01&to=2999-01-01",
+        "from=2026-11-30&to=2026-11-01",
+        "from=nonsense",
+    ],
+)
+def test_a_period_that_cannot_be_shown_is_refused_on_the_page_with_what_was_typed(agent, query):
+    response = agent.get(f"/staff/insights?{query}")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and "Choose a start on or before the end, at most ten years apart." in page
+    assert 'aria-invalid="true"' in page and len(page) < 200_000  # the last 90 days shown, not centuries
+    assert agent.get(f"/staff/insights.csv?table=reasons&{query}").status_code == 422

@@ -263,6 +263,14 @@ def test_a_scrape_counts_requests_refusals_the_outbox_deliveries_refunds_and_rec
             {"PORTAL_DATABASE_URL": "postgres//nowhere"},
             "portal: configuration error: PORTAL_DATABASE_URL is not a database URL",
         ),
+        (
+            {"PORTAL_DOCUMENT_RETENTION_DAYS": "abc"},
+            "portal: configuration error: PORTAL_DOCUMENT_RETENTION_DAYS must be a number, not 'abc'.",
+        ),
+        (
+            {"PORTAL_DOCUMENT_RETENTION_DAYS": "-5"},
+            "portal: configuration error: PORTAL_DOCUMENT_RETENTION_DAYS must be at least 1, not -5.",
+        ),
     ],
 )
 def test_a_misconfiguration_is_one_line_and_exit_status_2(tmp_path, env, says):

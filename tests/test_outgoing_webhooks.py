@@ -152,3 +152,27 @@ def test_a_receiver_verifies_a_delivery_with_the_standardwebhooks_library(app, d
             Webhook(subscription.secret).verify(tampered, headers)
     finally:
         receiver.stop()
+
+
+def test_an_endpoint_answering_410_is_deactivated_and_gets_nothing_more(app, db_session, frozen):
+    gone = Receiver(statuses=[410, 410, 410])
+    try:
+        import_samples(db_session)
+        make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+        admin = app.test_client()
+        sign_in(admin, "admin@example.com")
+        staff_post(admin, "/staff/webhooks", "/staff/webhooks", url=gone.url)
+        customer = app.test_client()
+        lookup(customer, "ORD-10001", "alice.m@example.com")
+        reference = file_request(customer, "ORD-10001", files=[("invoice.pdf", pdf_bytes())]).headers["Location"]
+        reference = reference.rsplit("/", 1)[1]
+        staff_post(admin, f"/staff/requests/{reference}/review", f"/staff/requests/{reference}")
+        deliver(app)
+        db_session.expire_all()
+        assert len(gone.received) == 1  # the first answer says gone: the second event is not sent
+        assert db_session.scalar(select(WebhookSubscription)).active is False
+        messages = db_session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "webhook")).all()
+        assert {m.status for m in messages} == {OutboxStatus.DEAD}
+        assert "Deactivated" in admin.get("/staff/webhooks").get_data(as_text=True)
+    finally:
+        gone.stop()

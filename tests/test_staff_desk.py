@@ -249,7 +249,7 @@ def test_bulk_work_from_the_queue_reports_what_was_done_and_why_not(app, orders,
     )
     html = report.get_data(as_text=True)
     assert report.status_code == 200 and "1 done, 1 not done." in html
-    assert "This request is “Waiting for your reply”: the customer cannot be asked for more information now." in html
+    assert "This request is “Waiting on customer”: the customer cannot be asked for more information now." in html
     [asked] = [m for m in outbox(orders, "information_request") if m.locale == "zh"]
     assert asked.variables["note"].startswith("陈杰您好")
     # Without the page's CSRF token nothing happens, and marketing may not do bulk work at all.

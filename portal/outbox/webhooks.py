@@ -235,7 +235,11 @@ def deliver(message: OutboxMessage, *, timeout: float) -> None:
         return
     log.warning("webhook refused", url=subscription.url, status=answer.status_code, event_id=message.message_id)
     if answer.status_code == 410:  # the subscriber says the endpoint is gone for good
-        raise PermanentFailure("410 Gone")
+        session = object_session(message)
+        if session is not None:  # stop sending it anything: the endpoint shows as inactive to admins
+            deactivate(session, subscription)
+        log.warning("webhook endpoint gone: deactivated", url=subscription.url)
+        raise PermanentFailure("410 Gone: the endpoint was deactivated")
     raise TemporaryFailure(f"HTTP {answer.status_code}: {answer.text[:200]}")
 
 

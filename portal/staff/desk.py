@@ -125,7 +125,7 @@ def bulk_work():
             "message": _(
                 r.message,
                 **{
-                    k: _(v.title) if isinstance(v, RequestState) else money(v) if isinstance(v, Money) else v
+                    k: _(v.staff_title) if isinstance(v, RequestState) else money(v) if isinstance(v, Money) else v
                     for k, v in r.params.items()
                 },
             ),

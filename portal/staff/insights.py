@@ -44,17 +44,25 @@ TIMINGS = {
 }
 
 
-def _range() -> tuple[date, date]:
-    def day(name: str, default: date) -> date:
-        try:
-            return date.fromisoformat(request.args.get(name, ""))
-        except ValueError:
-            return default
+RANGE_PROBLEM = N_("Choose a start on or before the end, at most ten years apart.")
 
+
+def _range() -> tuple[date, date, bool]:
+    """The days asked for, or the last 90 days and True when what was asked cannot be a period
+    (not a date, the start after the end, more than ten years: the API refuses the same)."""
     today = utcnow().date()
-    end = day("to", today)
-    start = day("from", end - timedelta(days=89))
-    return (start, end) if start <= end else (end, start)
+    default = (today - timedelta(days=89), today)
+    given = {name: request.args.get(name, "") for name in ("from", "to")}
+    if not any(given.values()):
+        return (*default, False)
+    try:
+        end = date.fromisoformat(given["to"]) if given["to"] else today
+        start = date.fromisoformat(given["from"]) if given["from"] else end - timedelta(days=89)
+    except (ValueError, OverflowError):
+        return (*default, True)
+    if start > end or (end - start).days > 3660 or end >= date.max - timedelta(days=7):
+        return (*default, True)
+    return start, end, False
 
 
 def _duration(seconds: float | None) -> str:
@@ -147,16 +155,16 @@ def tables(ins) -> dict[str, tuple[str, list[str], list[list[str]]]]:
 
 
 def _compute():
-    start, end = _range()
+    start, end, refused = _range()
     begin = datetime.combine(start, time.min, tzinfo=UTC)
     finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
-    return start, end, compute(db.session(), begin, finish, now=utcnow())
+    return start, end, refused, compute(db.session(), begin, finish, now=utcnow())
 
 
 @bp.get("/insights")
 @roles_required(*ACTING)
 def insights():
-    start, end, ins = _compute()
+    start, end, refused, ins = _compute()
     all_tables = tables(ins)
     title, headers, rows = all_tables["reasons"]
     weeks = weeks_between(start, end)
@@ -194,13 +202,17 @@ def insights():
         made=made,
         waits={by: _duration(seconds) for by, seconds in waits.items()},
         time_saved=_duration(saved) if saved is not None else None,
-    )
+        range_problem=_(RANGE_PROBLEM) if refused else "",
+        asked={name: request.args.get(name, "") for name in ("from", "to")},
+    ), (422 if refused else 200)
 
 
 @bp.get("/insights.csv")
 @roles_required(*ACTING)
 def insights_csv():
-    start, end, ins = _compute()
+    start, end, refused, ins = _compute()
+    if refused:
+        return Response(_(RANGE_PROBLEM), status=422, mimetype="text/plain")
     name = request.args.get("table", "")
     all_tables = tables(ins)
     if name not in all_tables:
