@@ -116,8 +116,11 @@ def demo() -> None:
         raise click.ClickException("demo data is not for production")
     links = web_links()
     result = seed_demo(db.session(), policy=current_policy(), links=links, storage=storage())
-    click.echo("Demo data seeded." if result.seeded else "Demo data already present; orders kept.")
-    click.echo(f"  orders: {result.orders}, refund requests filed: {result.requests}")
+    if result.seeded:
+        click.echo("Demo data seeded.")
+        click.echo(f"  orders: {result.orders}, refund requests filed: {result.requests}")
+    else:
+        click.echo(f"Demo data already present: {result.orders} orders kept; the staff logins get a new password.")
     for email, _, role in DEMO_STAFF:
         click.echo(f"  staff login ({role.value}): {email} / {result.admin_password}")
     click.echo(f"  staff console: {current_app.config['BASE_URL']}/staff/")

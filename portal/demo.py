@@ -316,7 +316,7 @@ def seed_demo(
             bodies={
                 "en": "Dear {customer_name}, could you send us the invoice for order {order_number} ({amount})? "
                 "Please answer by {deadline}.",
-                "zh": "{customer_name}您好，请发送订单 {order_number}（{amount}）的发票，并在 {deadline} 前回复。",
+                "zh": "{customer_name}您好，请发送订单 {order_number}（{amount}）的发票，并在{deadline}前回复。",
             },
             staff_user_id=None,
             now=now,

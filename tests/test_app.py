@@ -161,6 +161,7 @@ def test_running_the_demo_again_ends_the_sessions_of_the_old_logins(app, runner)
     assert agent.get("/staff/queue").status_code == 200
     again = runner.invoke(args=["demo"])  # every `make run` prints a new login
     assert again.exit_code == 0 and password not in again.output
+    assert "orders kept; the staff logins get a new password." in again.output and "filed: 0" not in again.output
     assert agent.get("/staff/queue").status_code == 302  # signed out: the old password's session ended
 
 
