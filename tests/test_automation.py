@@ -139,6 +139,57 @@ def test_a_request_outside_every_rule_is_left_for_staff_with_the_reasons(auto_ap
     assert "routine-monthly: plan" in action.outcome
 
 
+def test_the_console_says_outcomes_and_conditions_in_words_and_names_no_server_path(
+    auto_app, filed, db_session, frozen
+):
+    """Staff read what automation did and why in words, in their language; the rules file by its
+    name, never the folder it sits in on the server."""
+    from portal.refunds.automation.runner import explain
+    from tests.conftest import csrf_token
+
+    other = auto_app.test_client()
+    lookup(other, "ORD-10003", "bob.tanaka@example.org")  # annual: routine-monthly refuses it by its plan
+    file_request(other, "ORD-10003")
+    run(auto_app)
+    frozen.shift(timedelta(minutes=61))
+    run(auto_app)  # ORD-10001 approved by its rule
+    make_staff(db_session, "agent@example.com")
+    agent = auto_app.test_client()
+    sign_in(agent, "agent@example.com")
+    page = agent.get("/staff/automation").get_data(as_text=True)
+    recent = page[page.index('id="recent-title"') : page.index('id="simulate-title"')]
+    assert "Approved by a rule" in recent and "Left for staff" in recent
+    assert "<code>routine-monthly</code> Plan" in recent and "<code>billing-error-small</code> Policy outcome" in recent
+    for raw in ("left_for_staff", "done", "approved", "routine-monthly: plan", "no rule matched"):
+        assert raw not in recent, raw
+    rules = page[page.index('id="rules-title"') : page.index('id="recent-title"')]
+    assert "<code>default_automation.toml</code>" in rules and "/portal/policy/" not in page
+    assert "Full refund, Prorated refund" in rules
+    simulated = agent.post(
+        "/staff/automation/simulate",
+        data={"csrf_token": csrf_token(agent, "/staff/automation"), "since": "2026-11-01"},
+    ).get_data(as_text=True)
+    assert "Left for staff, by the first condition that failed:" in simulated and "Plan: 1" in simulated
+    assert "<code>plan</code>" not in simulated
+    # The same in Dutch and Chinese.
+    agent.get("/language/nl")
+    dutch = agent.get("/staff/automation").get_data(as_text=True)
+    assert "Goedgekeurd door een regel" in dutch and "Overgelaten aan medewerkers" in dutch
+    agent.get("/language/zh")
+    chinese = agent.get("/staff/automation").get_data(as_text=True)
+    assert "由规则批准" in chinese
+    # What the page reads back from the records, which keep their one line of English.
+    assert explain("no rule matched (no rules in force)").misses[0][1].value == "no rules"
+    assert explain("not approved: the request is withdrawn").state is RequestState.WITHDRAWN
+    assert explain("something new").text == "something new"
+
+
+def test_the_security_log_names_the_rules_file_without_its_folder(auto_app, filed, db_session):
+    run(auto_app)
+    [detail] = [d for kind, _actor, d in _security_log(db_session) if kind == "automation_rules_changed"]
+    assert detail.startswith("default_automation.toml: 1 version(s)") and "/" not in detail.split(";")[0]
+
+
 def test_automation_check_names_each_problem(runner, tmp_path):
     from portal.policy.automation import DEFAULT_AUTOMATION
 

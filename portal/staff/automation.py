@@ -17,7 +17,7 @@ from wtforms.validators import Length, Optional
 from portal.accounts.models import StaffUser
 from portal.core.database import utcnow
 from portal.core.vocabulary import Actor, RequestState, StaffRole
-from portal.policy import PolicyError
+from portal.policy import Outcome, PolicyError
 from portal.policy.automation import parse_automation
 from portal.refunds.automation import runner
 from portal.refunds.automation.models import AutomationAction, AutomationSwitch
@@ -88,6 +88,8 @@ def _page(form: SimulationForm, result=None, pasted: bool = False, status: int =
         action_form=ActionForm(),
         moment=moment,
         money=money,
+        explain=runner.explain,  # an action's outcome in words, not as recorded
+        Outcome=Outcome,
     ), status
 
 
