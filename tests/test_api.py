@@ -234,6 +234,23 @@ def test_the_api_is_rate_limited_per_token(make_app, runner, db_session):
     assert limited.mimetype == "application/problem+json" and limited.json["status"] == 429
 
 
+def test_one_rate_limit_budget_per_token_across_all_endpoints(make_app, db_session):
+    app = make_app(API_RATE_LIMIT="5 per minute")
+    make_staff(db_session, "agent@example.com", StaffRole.AGENT)
+    make_staff(db_session, "lead@example.com", StaffRole.AGENT)
+    runner = app.test_cli_runner()
+    api = Api(app.test_client(), new_token(runner, "agent@example.com"))
+    other = Api(app.test_client(), new_token(runner, "lead@example.com"))
+    answers = [api.get("/requests").status_code for _ in range(3)]
+    answers += [api.get("/saved-replies").status_code for _ in range(2)]
+    assert answers == [200] * 5
+    limited = api.get("/insights")  # a third endpoint: the token's budget is spent, not the route's
+    assert limited.status_code == 429
+    assert limited.mimetype == "application/problem+json" and limited.json["status"] == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert other.get("/insights").status_code == 200  # another token has a budget of its own
+
+
 def test_the_openapi_document_and_its_reference_page(client):
     spec = client.get("/api/v1/openapi.json").json
     assert spec["openapi"] == "3.1.0"

@@ -139,6 +139,57 @@ def test_a_request_outside_every_rule_is_left_for_staff_with_the_reasons(auto_ap
     assert "routine-monthly: plan" in action.outcome
 
 
+def test_the_console_says_outcomes_and_conditions_in_words_and_names_no_server_path(
+    auto_app, filed, db_session, frozen
+):
+    """Staff read what automation did and why in words, in their language; the rules file by its
+    name, never the folder it sits in on the server."""
+    from portal.refunds.automation.runner import explain
+    from tests.conftest import csrf_token
+
+    other = auto_app.test_client()
+    lookup(other, "ORD-10003", "bob.tanaka@example.org")  # annual: routine-monthly refuses it by its plan
+    file_request(other, "ORD-10003")
+    run(auto_app)
+    frozen.shift(timedelta(minutes=61))
+    run(auto_app)  # ORD-10001 approved by its rule
+    make_staff(db_session, "agent@example.com")
+    agent = auto_app.test_client()
+    sign_in(agent, "agent@example.com")
+    page = agent.get("/staff/automation").get_data(as_text=True)
+    recent = page[page.index('id="recent-title"') : page.index('id="simulate-title"')]
+    assert "Approved by a rule" in recent and "Left for staff" in recent
+    assert "<code>routine-monthly</code> Plan" in recent and "<code>billing-error-small</code> Policy outcome" in recent
+    for raw in ("left_for_staff", "done", "approved", "routine-monthly: plan", "no rule matched"):
+        assert raw not in recent, raw
+    rules = page[page.index('id="rules-title"') : page.index('id="recent-title"')]
+    assert "<code>default_automation.toml</code>" in rules and "/portal/policy/" not in page
+    assert "Full refund, Prorated refund" in rules
+    simulated = agent.post(
+        "/staff/automation/simulate",
+        data={"csrf_token": csrf_token(agent, "/staff/automation"), "since": "2026-11-01"},
+    ).get_data(as_text=True)
+    assert "Left for staff, by the first condition that failed:" in simulated and "Plan: 1" in simulated
+    assert "<code>plan</code>" not in simulated
+    # The same in Dutch and Chinese.
+    agent.get("/language/nl")
+    dutch = agent.get("/staff/automation").get_data(as_text=True)
+    assert "Goedgekeurd door een regel" in dutch and "Overgelaten aan medewerkers" in dutch
+    agent.get("/language/zh")
+    chinese = agent.get("/staff/automation").get_data(as_text=True)
+    assert "由规则批准" in chinese
+    # What the page reads back from the records, which keep their one line of English.
+    assert explain("no rule matched (no rules in force)").misses[0][1].value == "no rules"
+    assert explain("not approved: the request is withdrawn").state is RequestState.WITHDRAWN
+    assert explain("something new").text == "something new"
+
+
+def test_the_security_log_names_the_rules_file_without_its_folder(auto_app, filed, db_session):
+    run(auto_app)
+    [detail] = [d for kind, _actor, d in _security_log(db_session) if kind == "automation_rules_changed"]
+    assert detail.startswith("default_automation.toml: 1 version(s)") and "/" not in detail.split(";")[0]
+
+
 def test_automation_check_names_each_problem(runner, tmp_path):
     from portal.policy.automation import DEFAULT_AUTOMATION
 
@@ -216,14 +267,14 @@ def test_the_console_shows_the_rules_pauses_and_simulates_a_pasted_file(auto_app
     assert "routine-monthly" in page and "Pause all automation" not in page  # agents see, admins switch
     assert customer.get("/staff/automation").status_code in (302, 303)  # never shown to customers
     token = csrf_token(admin, "/staff/automation")
-    assert admin.post("/staff/automation/switch", data={"csrf_token": token}).status_code == 303
+    assert admin.post("/staff/automation/switch", data={"csrf_token": token, "paused": "1"}).status_code == 303
     assert "Start automation again" in admin.get("/staff/automation").get_data(as_text=True)
     from portal.refunds.automation.runner import is_paused
 
     db_session.expire_all()
     assert is_paused(db_session)
     mine = csrf_token(agent, "/staff/automation")
-    assert agent.post("/staff/automation/switch", data={"csrf_token": mine}).status_code == 403
+    assert agent.post("/staff/automation/switch", data={"csrf_token": mine, "paused": "0"}).status_code == 403
     rules = (
         'schema = 1\n[[versions]]\nid = "draft"\neffective_from = 2027-01-01T00:00:00Z\n'
         '[[versions.rules]]\nid = "draft-rule"\nmax_amount = { USD = "100.00" }\n'
@@ -239,6 +290,48 @@ def test_the_console_shows_the_rules_pauses_and_simulates_a_pasted_file(auto_app
         data={"csrf_token": csrf_token(agent, "/staff/automation"), "rules": "schema = 1\n[[versions]]\nid = 'x'\n"},
     )
     assert broken.status_code == 422 and "effective_from" in broken.get_data(as_text=True)
+
+
+def test_a_stale_pause_click_never_resumes_automation(auto_app, db_session):
+    """Two admins open the page while automation runs; one pauses it. The other's "Pause all
+    automation" click, from the page shown before, leaves it paused and says so, and logs nothing."""
+    from portal.core.vocabulary import StaffRole
+    from portal.refunds.automation.runner import is_paused
+    from tests.conftest import csrf_token
+
+    make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+    make_staff(db_session, "other@example.com", StaffRole.ADMIN)
+    first, second = auto_app.test_client(), auto_app.test_client()
+    sign_in(first, "admin@example.com")
+    sign_in(second, "other@example.com")
+    stale = second.get("/staff/automation").get_data(as_text=True)
+    assert "Pause all automation" in stale and 'name="paused" value="1"' in stale
+    stale_token = csrf_token(second, "/staff/automation")
+    first.post("/staff/automation/switch", data={"csrf_token": csrf_token(first, "/staff/automation"), "paused": "1"})
+    logged = [e for e in _security_log(db_session) if e[0].startswith("automation_")]
+    assert logged == [("automation_paused", "admin@example.com", "")]
+
+    answer = second.post(
+        "/staff/automation/switch", data={"csrf_token": stale_token, "paused": "1"}, follow_redirects=True
+    )
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and "Automation is already paused." in page
+    assert "Start automation again" in page
+    db_session.expire_all()
+    assert is_paused(db_session)
+    assert [e for e in _security_log(db_session) if e[0].startswith("automation_")] == logged  # a no-op: not logged
+
+    # Resuming is asked for by name too, and a second resume is again a no-op.
+    token = csrf_token(second, "/staff/automation")
+    second.post("/staff/automation/switch", data={"csrf_token": token, "paused": "0"})
+    db_session.expire_all()
+    assert not is_paused(db_session)
+    again = second.post("/staff/automation/switch", data={"csrf_token": token, "paused": "0"}, follow_redirects=True)
+    assert "Automation is already running." in again.get_data(as_text=True)
+    kinds = [e[0] for e in _security_log(db_session) if e[0].startswith("automation_")]
+    assert kinds == ["automation_paused", "automation_resumed"]
+    # A form that does not say what it wants is refused, not taken as "flip it".
+    assert second.post("/staff/automation/switch", data={"csrf_token": token}).status_code == 400
 
 
 def test_insights_count_decisions_by_rules_and_by_people_and_rebuild_agrees(auto_app, filed, db_session, frozen):
@@ -301,7 +394,7 @@ def test_every_automated_action_is_in_the_security_log_with_the_rule_and_policy_
     make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
     admin = auto_app.test_client()
     sign_in(admin, "admin@example.com")
-    admin.post("/staff/automation/switch", data={"csrf_token": csrf_token(admin, "/staff/automation")})
+    admin.post("/staff/automation/switch", data={"csrf_token": csrf_token(admin, "/staff/automation"), "paused": "1"})
     assert auto_app.test_cli_runner().invoke(args=["automation", "resume"]).exit_code == 0
     assert [e for e in _security_log(db_session) if e[0] != "sign_in"][-2:] == [
         ("automation_paused", "admin@example.com", ""),

@@ -13,7 +13,7 @@ import time_machine
 from pypdf import PdfWriter
 from sqlalchemy import func, select
 
-from portal.accounts.models import PasswordReset, SecurityEvent, StaffSession, TotpFactor
+from portal.accounts.models import PasswordReset, SecurityEvent, StaffSession, StaffUser, TotpFactor
 from portal.core.spreadsheet import neutralise
 from portal.core.vocabulary import StaffRole
 from portal.orders.models import MagicLinkRequest
@@ -538,6 +538,24 @@ def test_admins_read_and_export_the_security_log(app, orders):
     agent = app.test_client()
     sign_in(agent, "agent@example.com")
     assert agent.get("/staff/security-log").status_code == 403
+
+
+def test_a_token_made_on_the_command_line_is_in_the_security_log(app, orders, runner):
+    make_staff(orders, "admin@example.com", StaffRole.ADMIN)
+    make_staff(orders)
+    made = runner.invoke(args=["staff", "token", "agent@example.com", "--name", "helpdesk"])
+    assert made.exit_code == 0, made.output
+    token = made.stdout.strip().splitlines()[-1]
+    orders.expire_all()
+    [entry] = orders.scalars(select(SecurityEvent).where(SecurityEvent.kind == "token_created")).all()
+    agent = orders.scalar(select(StaffUser).where(StaffUser.email == "agent@example.com"))
+    assert (entry.subject_id, entry.email, entry.actor_id) == (agent.id, "agent@example.com", None)
+    assert entry.detail == f"helpdesk {token[:12]} (staff_api)" and token not in entry.detail
+    admin = app.test_client()
+    sign_in(admin, "admin@example.com")
+    page = admin.get("/staff/security-log").get_data(as_text=True)
+    assert "API token created" in page and "agent@example.com" in page and token not in page
+    assert token not in admin.get("/staff/security-log.csv").get_data(as_text=True)
 
 
 def _wait_page(response) -> tuple[int, str]:

@@ -140,7 +140,8 @@ def create_api_token(
 ) -> tuple[ApiToken, str]:
     """A new API token for a staff member: the token itself is returned once, only its hash is kept.
 
-    The token acts as its owner, with the owner's role, for as long as both are active.
+    The token acts as its owner, with the owner's role, for as long as both are active. Its creation
+    is recorded in the staff security log (from the command line: no staff actor).
     """
     user = session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
     if user is None:
@@ -159,6 +160,15 @@ def create_api_token(
         permissions=sorted(set(permissions)),
     )
     session.add(record)
+    # In the staff security log like its revocation: the owner, the token's name and first
+    # characters, never the token itself.
+    sessions.record(
+        session,
+        sessions.Event.TOKEN_CREATED,
+        now=now,
+        subject=user,
+        detail=f"{record.name} {record.prefix} ({', '.join(record.permissions)})",
+    )
     session.flush()
     return record, token
 

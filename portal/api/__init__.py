@@ -102,6 +102,11 @@ def client_key() -> str:
     return "api-ip:" + (request.remote_addr or "-")
 
 
+# One budget per token across every operation (the README's "per token" limit): a shared limit
+# counts all the routes it decorates under the one scope, where a plain limit counts each route apart.
+api_rate_limit = limiter.shared_limit(lambda: current_app.config["API_RATE_LIMIT"], scope="api", key_func=client_key)
+
+
 def authenticated_token():
     record = api_token_for(db.session(), _bearer(), now=utcnow()) if _bearer() else None
     if record is None:
@@ -271,7 +276,7 @@ def operation(
             db.session.commit()  # the write and the answer a repeat gets, in one transaction
             return _respond(*answer)
 
-        limited = limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=client_key)(handle)
+        limited = api_rate_limit(handle)
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=limited, methods=[method])
         return view
 

@@ -13,7 +13,7 @@ import tomllib
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -119,6 +119,12 @@ class AutomationRules:
         self.versions = versions
         self.source = source
         self.text = text
+
+    @property
+    def file_name(self) -> str:
+        """The rules file's name without its folder: what pages and the security log show (the
+        server's paths stay on the server)."""
+        return PurePath(self.source).name or self.source
 
     def version_for(self, when: datetime) -> RulesVersion | None:
         """The version in force at ``when``; None before the first one (nothing is automated)."""

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from portal.core.markers import N_
 from portal.core.money import Money
 from portal.core.vocabulary import Channel, PaymentStatus, Plan, Reason
 from portal.policy.loading import Policy
@@ -23,6 +24,15 @@ class Outcome(StrEnum):
     PRORATED = "prorated"
     REVIEW = "review"
     REFUSED = "refused"
+
+    @property
+    def title(self) -> str:  # type: ignore[override]  # a translatable title for staff pages
+        return {
+            Outcome.FULL: N_("Full refund"),
+            Outcome.PRORATED: N_("Prorated refund"),
+            Outcome.REVIEW: N_("Review by staff"),
+            Outcome.REFUSED: N_("Refused"),
+        }[self]
 
 
 class Basis(StrEnum):

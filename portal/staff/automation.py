@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -17,7 +17,7 @@ from wtforms.validators import Length, Optional
 from portal.accounts.models import StaffUser
 from portal.core.database import utcnow
 from portal.core.vocabulary import Actor, RequestState, StaffRole
-from portal.policy import PolicyError
+from portal.policy import Outcome, PolicyError
 from portal.policy.automation import parse_automation
 from portal.refunds.automation import runner
 from portal.refunds.automation.models import AutomationAction, AutomationSwitch
@@ -88,6 +88,8 @@ def _page(form: SimulationForm, result=None, pasted: bool = False, status: int =
         action_form=ActionForm(),
         moment=moment,
         money=money,
+        explain=runner.explain,  # an action's outcome in words, not as recorded
+        Outcome=Outcome,
     ), status
 
 
@@ -131,9 +133,15 @@ def automation_simulate():
 @bp.post("/automation/switch")
 @roles_required(StaffRole.ADMIN)
 def automation_switch():
-    if not ActionForm().validate_on_submit():
+    # The form says the state it wants (not "flip it"): a click on a page shown before someone else
+    # paused or resumed automation must not undo their change.
+    wanted = request.form.get("paused")
+    if not ActionForm().validate_on_submit() or wanted not in ("1", "0"):
         abort(400)
-    paused = not runner.is_paused(db.session())
+    paused = wanted == "1"
+    if runner.is_paused(db.session()) == paused:  # already so: nothing changes, nothing is logged
+        flash(_("Automation is already paused.") if paused else _("Automation is already running."), "info")
+        return redirect(url_for("staff.automation"), code=303)
     runner.set_paused(db.session(), paused, staff_user_id=current_user.id, now=utcnow())
     db.session.commit()
     flash(_("All automation is paused.") if paused else _("Automation is running again."), "success")

@@ -105,7 +105,7 @@ def rules_in_use(session: Session, rules: AutomationRules, *, now: datetime) -> 
         Event.AUTOMATION_RULES_CHANGED,
         now=now,
         detail=(
-            f"{rules.source}: {len(rules.versions)} version(s), newest {newest.id if newest else '-'}, "
+            f"{rules.file_name}: {len(rules.versions)} version(s), newest {newest.id if newest else '-'}, "
             f"in force {in_force.id if in_force else 'none'}; {mark}"
         )[-500:],
     )

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.database import Base, UTCDateTime, enum_column, utcnow
+from portal.core.markers import N_
 from portal.refunds.models import RefundRequest
 
 
@@ -17,6 +18,15 @@ class ActionStatus(StrEnum):
     DONE = "done"  # approved by the rule (and sent to the gateway)
     LEFT_FOR_STAFF = "left_for_staff"  # no rule matched, or one no longer does when due
     CANCELLED = "cancelled"  # the customer withdrew, took an offer, or staff acted first
+
+    @property
+    def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
+        return {
+            ActionStatus.QUEUED: N_("Waiting for the cooling-off period"),
+            ActionStatus.DONE: N_("Approved by a rule"),
+            ActionStatus.LEFT_FOR_STAFF: N_("Left for staff"),
+            ActionStatus.CANCELLED: N_("Cancelled"),
+        }[self]
 
 
 class AutomationAction(Base):

@@ -9,7 +9,9 @@ way, so what is simulated is what would run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
+from portal.core.markers import N_
 from portal.core.money import Money
 from portal.core.vocabulary import Channel, Plan, Reason
 from portal.policy.automation import AutomationRule, RulesVersion
@@ -19,6 +21,40 @@ from portal.policy.automation import AutomationRule, RulesVersion
 BLOCKING_SIGNALS = frozenset(
     {"failed_lookups", "shared_document", "above_refundable", "end_of_window", "payment_status"}
 )
+
+
+class Condition(StrEnum):
+    """Why a rule does not approve a request: the first of its conditions that failed. The values
+    are what the records and the command line say; pages show the titles."""
+
+    OUTCOME = "outcome"  # not a full or prorated refund within the policy, or a review was asked for
+    REASON = "reason"
+    PLAN = "plan"
+    CHANNEL = "channel"
+    AMOUNT = "amount"  # above the rule's ceiling for the currency, or nothing to refund
+    FRAUD_SIGNAL = "fraud_signal"
+    REFUNDS_LAST_365_DAYS = "refunds_last_365_days"
+    DOCUMENTS = "documents"
+    # When a queued action falls due (runner.approve_due), and in the simulation.
+    RULE_REMOVED = "rule removed"
+    POLICY_AMOUNT = "the policy no longer grants the amount"
+    NO_RULES = "no rules"
+
+    @property
+    def title(self) -> str:  # type: ignore[override]  # a translatable title for templates
+        return {
+            Condition.OUTCOME: N_("Policy outcome"),
+            Condition.REASON: N_("Reason"),
+            Condition.PLAN: N_("Plan"),
+            Condition.CHANNEL: N_("Channel"),
+            Condition.AMOUNT: N_("Amount"),
+            Condition.FRAUD_SIGNAL: N_("Fraud signal"),
+            Condition.REFUNDS_LAST_365_DAYS: N_("Earlier refunds in the last 365 days"),
+            Condition.DOCUMENTS: N_("Documents"),
+            Condition.RULE_REMOVED: N_("The rule was removed"),
+            Condition.POLICY_AMOUNT: N_("The policy no longer grants the amount"),
+            Condition.NO_RULES: N_("No rules in force"),
+        }[self]
 
 
 @dataclass(slots=True)
@@ -44,34 +80,34 @@ class Match:
     rule: AutomationRule | None
     version: str | None
     # Why each rule refused, in the rules' order (rule id → the first condition that failed).
-    misses: tuple[tuple[str, str], ...] = field(default=())
+    misses: tuple[tuple[str, Condition], ...] = field(default=())
 
     @property
     def matched(self) -> bool:
         return self.rule is not None
 
 
-def why_not(rule: AutomationRule, c: Candidate) -> str | None:
+def why_not(rule: AutomationRule, c: Candidate) -> Condition | None:
     """The first condition of ``rule`` that ``c`` fails, or None when the rule approves it."""
     if c.review_requested or c.outcome not in rule.outcomes:
-        return "outcome"
+        return Condition.OUTCOME
     if c.amount > c.refundable:
-        return "outcome"
+        return Condition.OUTCOME
     if rule.reasons is not None and c.reason not in rule.reasons:
-        return "reason"
+        return Condition.REASON
     if rule.plans is not None and c.plan not in rule.plans:
-        return "plan"
+        return Condition.PLAN
     if rule.channels is not None and c.channel not in rule.channels:
-        return "channel"
+        return Condition.CHANNEL
     ceiling = rule.ceiling(c.amount.currency)
     if ceiling is None or ceiling < c.amount or c.amount.minor <= 0:
-        return "amount"
+        return Condition.AMOUNT
     if rule.no_fraud_signals and c.signals & BLOCKING_SIGNALS:
-        return "fraud_signal"
+        return Condition.FRAUD_SIGNAL
     if c.refunds_last_365_days > rule.max_refunds_last_365_days:
-        return "refunds_last_365_days"
+        return Condition.REFUNDS_LAST_365_DAYS
     if rule.documents_when_required and c.documents_required and c.documents == 0:
-        return "documents"
+        return Condition.DOCUMENTS
     return None
 
 
@@ -79,7 +115,7 @@ def match(version: RulesVersion | None, c: Candidate) -> Match:
     """The first rule of ``version`` that approves ``c``; no version means no automation."""
     if version is None:
         return Match(None, None)
-    misses: list[tuple[str, str]] = []
+    misses: list[tuple[str, Condition]] = []
     for rule in version.rules:
         failed = why_not(rule, c)
         if failed is None:
@@ -102,4 +138,4 @@ def parse_note(note: str) -> tuple[str, str] | None:
     return rule, version
 
 
-__all__ = ["BLOCKING_SIGNALS", "Candidate", "Match", "approval_note", "match", "parse_note", "why_not"]
+__all__ = ["BLOCKING_SIGNALS", "Candidate", "Condition", "Match", "approval_note", "match", "parse_note", "why_not"]

@@ -36,7 +36,7 @@ from portal.policy.automation import AutomationRules
 from portal.refunds import notifications
 from portal.refunds.automation import audit
 from portal.refunds.automation.models import ActionStatus, AutomationAction, AutomationSwitch
-from portal.refunds.automation.rules import Candidate, Match, approval_note, match, why_not
+from portal.refunds.automation.rules import Candidate, Condition, Match, approval_note, match, why_not
 from portal.refunds.decisions import policy_amount
 from portal.refunds.fraud import LAST_STRETCH, YEAR
 from portal.refunds.links import Links
@@ -317,7 +317,6 @@ def queue_new(
 def _action_values(r: Row, found: Match, *, now: datetime, delay: timedelta) -> dict[str, Any]:
     policy_version = r.policy_version
     if found.rule is None:
-        misses = ", ".join(f"{rule}: {why}" for rule, why in found.misses) or "no rules in force"
         return {
             "refund_request_id": r.id,
             "status": ActionStatus.LEFT_FOR_STAFF,
@@ -327,7 +326,7 @@ def _action_values(r: Row, found: Match, *, now: datetime, delay: timedelta) -> 
             "amount_minor": None,
             "currency": r.currency,
             "due_at": None,
-            "outcome": f"no rule matched ({misses})"[:2000],
+            "outcome": _no_rule_matched(found),
             "created_at": now,
             "done_at": now,
         }
@@ -376,7 +375,7 @@ def approve_due(
     action.done_at = now
     if request.state is not RequestState.RECEIVED:
         action.status = ActionStatus.CANCELLED
-        action.outcome = f"not approved: the request is {request.state.value}"
+        action.outcome = _not_approved(request.state)
         session.flush()
         return None
     [row] = _rows(
@@ -388,13 +387,13 @@ def approve_due(
     version = rules.version_for(row.created_at)
     rule = next((r for r in version.rules if r.id == action.rule_id), None) if version else None
 
-    failed = "rule removed" if rule is None else why_not(rule, facts)
+    failed = Condition.RULE_REMOVED if rule is None else why_not(rule, facts)
     amount = request.amount_requested
     if failed is None and policy_amount(session, request, policy, now) < amount:
-        failed = "the policy no longer grants the amount"
+        failed = Condition.POLICY_AMOUNT
     if failed is not None:
         action.status = ActionStatus.LEFT_FOR_STAFF
-        action.outcome = f"left for staff when due: {failed}"
+        action.outcome = f"{LEFT_WHEN_DUE}{failed}"
         session.flush()
         return None
     policy_version = request.policy_version or str(action.policy_version)
@@ -410,7 +409,7 @@ def approve_due(
         )
     except InvalidTransition as error:  # someone acted between our read and our write
         action.status = ActionStatus.CANCELLED
-        action.outcome = f"not approved: the request is {error.state.value}"
+        action.outcome = _not_approved(error.state)
         session.flush()
         return None
     request.amount_approved_minor = amount.minor
@@ -424,9 +423,65 @@ def approve_due(
         now=now,
     )
     action.status = ActionStatus.DONE
-    action.outcome = "approved"
+    action.outcome = APPROVED
     session.flush()
     return request
+
+
+# -- what an action's outcome says -----------------------------------------------------------------
+# The outcome is one line of English for the records and the command line ("no rule matched
+# (routine-monthly: plan)"); the console reads it back with explain() to say it in the reader's words.
+
+NO_RULE_MATCHED = "no rule matched ("
+NO_RULES_IN_FORCE = "no rules in force"
+LEFT_WHEN_DUE = "left for staff when due: "
+NOT_APPROVED = "not approved: the request is "
+APPROVED = "approved"
+
+
+def _no_rule_matched(found: Match) -> str:
+    misses = ", ".join(f"{rule}: {why}" for rule, why in found.misses) or NO_RULES_IN_FORCE
+    return f"{NO_RULE_MATCHED}{misses})"[:2000]
+
+
+def _not_approved(state: RequestState) -> str:
+    return f"{NOT_APPROVED}{state.value}"
+
+
+@dataclass(frozen=True)
+class Explained:
+    """An action's outcome taken apart: the conditions that failed (with the rule each belongs to,
+    None for the action's own rule or for no rule at all), the state that stopped the approval, or
+    the text as written when it is in no known form."""
+
+    misses: tuple[tuple[str | None, Condition], ...] = ()
+    state: RequestState | None = None
+    text: str = ""
+
+
+_CONDITIONS = {c.value: c for c in Condition}
+_STATES = {s.value: s for s in RequestState}
+
+
+def explain(outcome: str) -> Explained:
+    if outcome in ("", APPROVED):
+        return Explained()  # the status says it all
+    if outcome.startswith(NO_RULE_MATCHED) and outcome.endswith(")"):
+        inner = outcome[len(NO_RULE_MATCHED) : -1]
+        if inner == NO_RULES_IN_FORCE:
+            return Explained(misses=((None, Condition.NO_RULES),))
+        misses: list[tuple[str | None, Condition]] = []
+        for part in inner.split(", "):
+            rule, sep, why = part.partition(": ")
+            if not sep or why not in _CONDITIONS:
+                return Explained(text=outcome)
+            misses.append((rule, _CONDITIONS[why]))
+        return Explained(misses=tuple(misses))
+    if outcome.startswith(LEFT_WHEN_DUE) and outcome[len(LEFT_WHEN_DUE) :] in _CONDITIONS:
+        return Explained(misses=((None, _CONDITIONS[outcome[len(LEFT_WHEN_DUE) :]]),))
+    if outcome.startswith(NOT_APPROVED) and outcome[len(NOT_APPROVED) :] in _STATES:
+        return Explained(state=_STATES[outcome[len(NOT_APPROVED) :]])
+    return Explained(text=outcome)
 
 
 def actions_of(session: Session, request_ids: Iterable[int]) -> Iterator[AutomationAction]:

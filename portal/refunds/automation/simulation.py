@@ -21,7 +21,7 @@ from portal.core.money import Money
 from portal.core.vocabulary import RequestState
 from portal.orders.models import Order
 from portal.policy.automation import AutomationRules
-from portal.refunds.automation.rules import match
+from portal.refunds.automation.rules import Condition, match
 from portal.refunds.automation.runner import ROW_WIDTH, Row, _columns, bulk_work, candidates
 from portal.refunds.models import RefundRequest
 
@@ -57,7 +57,7 @@ class Simulation:
     since: datetime
     requests: int = 0
     by_rule: dict[str, RuleFigures] = field(default_factory=dict)
-    misses: Counter[str] = field(default_factory=Counter)  # the first failed condition of requests left for staff
+    misses: Counter[Condition] = field(default_factory=Counter)  # the first failed condition of requests left for staff
 
     @property
     def automated(self) -> int:
@@ -102,7 +102,7 @@ def simulate(session: Session, rules: AutomationRules, *, since: datetime, batch
                 result.requests += 1
                 found = match(version, facts[r.id])
                 if found.rule is None:
-                    result.misses[found.misses[0][1] if found.misses else "no rules"] += 1
+                    result.misses[found.misses[0][1] if found.misses else Condition.NO_RULES] += 1
                     continue
                 figures = result.by_rule[found.rule.id]
                 figures.requests += 1
