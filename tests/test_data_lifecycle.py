@@ -9,15 +9,19 @@ import zipfile
 from email import message_from_bytes
 from email.policy import default
 
+import pytest
 import time_machine
 from sqlalchemy import select
 
 from portal.accounts.models import SecurityEvent
-from portal.core.vocabulary import RequestState, StaffRole
+from portal.core.database import utcnow
+from portal.core.vocabulary import OutboxStatus, RequestState, StaffRole
 from portal.documents.models import Document
 from portal.inbound.models import InboundMessage
 from portal.orders.models import Customer, Order
 from portal.outbox.models import OutboxMessage
+from portal.outbox.queue import queue_email
+from portal.outbox.worker import deliver_due
 from portal.refunds.models import Feedback, Receipt, Refund, RefundRequest
 from portal.web.extensions import db
 from portal.web.mail import deliver
@@ -216,3 +220,26 @@ def test_the_console_exports_and_erases_for_admins_only(make_app, db_session):
     agent = app.test_client()
     sign_in(agent, "agent@example.com")
     assert agent.get("/staff/customers").status_code == 403
+
+
+NAME, EMAIL = "张伟", "zhang.wei@example.cn"
+
+
+def test_a_confirmation_sent_while_the_database_was_away_is_anonymised_when_it_is_recorded(app, db_session):
+    """The worker remembers a message the SMTP server took whose "sent" the database did not; when it
+    records it, an erasure confirmation forgets its address there too, and the caller is told."""
+    message = queue_email(db_session, "erasure_confirmed", EMAIL, "zh", {"customer_name": NAME})
+    db_session.commit()
+    told = []
+    report = deliver_due(
+        db_session,
+        lambda m: pytest.fail("nothing is due: the message was sent already"),
+        clock=utcnow,
+        max_attempts=3,
+        unrecorded={message.id: utcnow()},
+        forgotten=told.append,
+    )
+    assert report.attempts == 0 and [m.id for m in told] == [message.id]
+    db_session.expire_all()
+    assert message.status is OutboxStatus.SENT and message.recipient == "erased@erased.invalid"
+    assert message.variables == {"customer_name": "[erased]"}
