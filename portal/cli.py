@@ -36,7 +36,7 @@ from portal.orders.importing import import_orders
 from portal.orders.magic import process_requests
 from portal.outbox.export import export_kit
 from portal.outbox.models import OutboxMessage
-from portal.outbox.queue import resend
+from portal.outbox.queue import resend, to_erased_address
 from portal.outbox.worker import StopFlag
 from portal.policy import PolicyError, load_policy
 from portal.policy.automation import load_automation
@@ -310,6 +310,8 @@ def outbox_resend(message_id: int) -> None:
     message = db.session.get(OutboxMessage, message_id)
     if message is None:
         raise click.ClickException(f"no outbox message {message_id}")
+    if to_erased_address(message):
+        raise click.ClickException(f"message {message_id} was to a customer whose data was erased")
     resend(db.session(), message, now=datetime.now(UTC))
     db.session.commit()
     click.echo(f"message {message_id} queued again")

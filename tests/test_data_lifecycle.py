@@ -9,15 +9,20 @@ import zipfile
 from email import message_from_bytes
 from email.policy import default
 
+import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from portal.accounts.models import SecurityEvent
-from portal.core.vocabulary import RequestState, StaffRole
+from portal.core.database import utcnow
+from portal.core.vocabulary import OutboxStatus, RequestState, StaffRole
 from portal.documents.models import Document
 from portal.inbound.models import InboundMessage
 from portal.orders.models import Customer, Order
-from portal.outbox.models import OutboxMessage
+from portal.outbox.models import OutboxMessage, WebhookSubscription
+from portal.outbox.queue import queue_email
+from portal.outbox.worker import deliver_due
+from portal.refunds import replies
 from portal.refunds.models import Feedback, Receipt, Refund, RefundRequest
 from portal.web.extensions import db
 from portal.web.mail import deliver
@@ -216,3 +221,117 @@ def test_the_console_exports_and_erases_for_admins_only(make_app, db_session):
     agent = app.test_client()
     sign_in(agent, "agent@example.com")
     assert agent.get("/staff/customers").status_code == 403
+
+
+NAME, EMAIL = "张伟", "zhang.wei@example.cn"
+
+
+def personal(session, table: str, *columns: str) -> list:
+    """Rows of ``table`` (read straight from the database) whose ``columns`` hold the name or the address
+    (JSON columns may come back as text with the name escaped, or parsed)."""
+    rows = session.execute(text(f"SELECT id, {', '.join(columns)} FROM {table}")).all()
+    needles = (NAME, json.dumps(NAME)[1:-1], EMAIL)
+    return [row for row in rows if any(n in " ".join(map(str, row)).lower() for n in needles)]
+
+
+def test_erasure_scrubs_the_name_and_address_from_notes_questions_and_the_outbox(make_app, db_session, smtp):
+    """Staff wrote 张伟's name and address in a question (a saved reply's {customer_name} filled in)
+    and an internal note; emails and a webhook event went out or wait. After the erasure neither is
+    anywhere in the database or on the staff pages, and the confirmation still reaches the customer,
+    whose address its row forgets once it is sent."""
+    app = make_app(**smtp.settings)
+    import_samples(db_session)
+    make_staff(db_session)
+    make_staff(db_session, "admin@example.com", StaffRole.ADMIN)
+    reply = replies.save(
+        db_session,
+        None,
+        title="Need details",
+        bodies={"en": "Dear {customer_name},", "zh": "{customer_name}您好，"},
+        staff_user_id=None,
+        now=utcnow(),
+    )
+    db_session.add(WebhookSubscription(url="http://127.0.0.1:9/hook", secret="s" * 32))
+    db_session.commit()
+    with time_machine.travel(FILED, tick=True):
+        customer = app.test_client()
+        lookup(customer, "ORD-20001", EMAIL)
+        reference = file_request(customer, "ORD-20001", locale="zh").headers["Location"].rsplit("/", 1)[1]
+        with app.app_context():
+            deliver(db.session)  # the acknowledgement is sent
+        agent = app.test_client()
+        sign_in(agent, "agent@example.com")
+        page = f"/staff/requests/{reference}"
+        asked = staff_post(
+            agent, f"{page}/ask", page, message=f"请把收据发到 {EMAIL.upper()}。", saved_reply=str(reply.id)
+        )
+        assert asked.status_code == 303
+        noted = staff_post(agent, f"{page}/note", page, text=f"{NAME} ({EMAIL}) called; Zhang.Wei@Example.CN")
+        assert noted.status_code == 303
+    assert personal(db_session, "status_event", "note") and personal(db_session, "internal_note", "text")
+    assert personal(db_session, "information_request", "message")
+    waiting = db_session.scalar(select(OutboxMessage).where(OutboxMessage.message == "information_request"))
+    assert waiting.status is OutboxStatus.PENDING and NAME in waiting.variables["note"]
+
+    admin = app.test_client()
+    sign_in(admin, "admin@example.com")
+    erased = staff_post(admin, "/staff/customers", "/staff/customers", email=EMAIL, action="erase", confirm=EMAIL)
+    assert erased.status_code == 303
+    db_session.expire_all()
+    assert personal(db_session, "status_event", "note") == []
+    assert personal(db_session, "internal_note", "text") == []
+    assert personal(db_session, "information_request", "message", "answer", "items") == []
+    note = db_session.execute(text("SELECT text FROM internal_note")).scalar_one()
+    assert note.startswith("Erased customer (erased-") and note.count("@erased.invalid") == 2
+    [confirmation] = db_session.scalars(select(OutboxMessage).where(OutboxMessage.message == "erasure_confirmed"))
+    # Only the confirmation still knows where to go: it has not been sent yet.
+    assert [row.id for row in personal(db_session, "outbox_message", "recipient", "variables")] == [confirmation.id]
+    waiting = db_session.get(OutboxMessage, waiting.id)
+    assert waiting.status is OutboxStatus.DEAD and "erased" in waiting.last_error
+    assert waiting.recipient.endswith("@erased.invalid")
+    assert db_session.scalar(select(OutboxMessage).where(OutboxMessage.message == "acknowledgement")).status is (
+        OutboxStatus.SENT
+    )
+    [event] = db_session.scalars(select(SecurityEvent).where(SecurityEvent.kind == "customer_erased"))
+    assert "name and address scrubbed from 3 note(s) and question(s)" in event.detail, event.detail
+    assert "outbox message(s) anonymised (1 waiting cancelled)" in event.detail
+
+    with app.app_context():
+        assert deliver(db.session).sent >= 1
+    [arrived] = smtp.inbox.find(EMAIL)[-1:]
+    assert arrived["Subject"] == "您的个人数据已被删除" and NAME in arrived.get_body(("plain",)).get_content()
+    db_session.expire_all()
+    confirmation = db_session.get(OutboxMessage, confirmation.id)
+    assert confirmation.status is OutboxStatus.SENT and confirmation.recipient.endswith("@erased.invalid")
+    assert personal(db_session, "outbox_message", "recipient", "variables") == []
+    logged = db_session.scalars(select(SecurityEvent).where(SecurityEvent.kind == "customer_erased")).all()
+    assert any(f"erasure confirmation (outbox message {confirmation.id}) sent" in e.detail for e in logged)
+
+    for url, shown in ((page, "Erased customer"), ("/staff/outbox", "@erased.invalid")):
+        response = admin.get(url)  # the agent's session of November has ended; the admin's is fresh
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200 and shown in html, url
+        assert NAME not in html and EMAIL not in html.lower(), url
+    listed = app.test_cli_runner().invoke(args=["outbox", "list"]).output
+    assert EMAIL not in listed.lower() and "erased" in listed
+    assert admin.get(f"/staff/outbox/{waiting.id}/resend").status_code == 409  # no one to send it to
+
+
+def test_a_confirmation_sent_while_the_database_was_away_is_anonymised_when_it_is_recorded(app, db_session):
+    """The worker remembers a message the SMTP server took whose "sent" the database did not; when it
+    records it, an erasure confirmation forgets its address there too, and the caller is told."""
+    message = queue_email(db_session, "erasure_confirmed", EMAIL, "zh", {"customer_name": NAME})
+    db_session.commit()
+    told = []
+    report = deliver_due(
+        db_session,
+        lambda m: pytest.fail("nothing is due: the message was sent already"),
+        clock=utcnow,
+        max_attempts=3,
+        unrecorded={message.id: utcnow()},
+        forgotten=told.append,
+    )
+    assert report.attempts == 0 and [m.id for m in told] == [message.id]
+    db_session.expire_all()
+    assert message.status is OutboxStatus.SENT and message.recipient == "erased@erased.invalid"
+    assert message.variables == {"customer_name": "[erased]"}

@@ -21,6 +21,13 @@ from portal.core.vocabulary import OutboxStatus
 from portal.outbox.kit import check_variables, specs_in
 from portal.outbox.models import OutboxMessage
 
+# Where an erased customer's addresses point (``portal.refunds.privacy``): nothing is ever sent there.
+ERASED_DOMAIN = "erased.invalid"
+ERASED_VALUE = "[erased]"
+# Messages to an address that is being erased (the erasure's own confirmation, queued before the
+# address goes): once the worker has sent one, the row keeps neither the address nor the variables.
+FORGOTTEN_ONCE_SENT = frozenset({"erasure_confirmed"})
+
 
 def queue_email(
     session: Session,
@@ -81,5 +88,17 @@ def failed(message: OutboxMessage) -> bool:
 
 
 def resendable(message: OutboxMessage) -> bool:
-    """Staff send again only what gave up (dead) or failed; sent or waiting mail is left alone."""
-    return message.status is OutboxStatus.DEAD or failed(message)
+    """Staff send again only what gave up (dead) or failed; sent or waiting mail is left alone, and so
+    is mail to an erased customer (its address is gone)."""
+    return not to_erased_address(message) and (message.status is OutboxStatus.DEAD or failed(message))
+
+
+def to_erased_address(message: OutboxMessage) -> bool:
+    """An email whose recipient was erased: there is no one to send it to any more."""
+    return message.channel == "email" and message.recipient.endswith("@" + ERASED_DOMAIN)
+
+
+def forget(message: OutboxMessage) -> None:
+    """Anonymise a message already sent to an address being erased: its recipient and every value."""
+    message.recipient = f"erased@{ERASED_DOMAIN}"
+    message.variables = dict.fromkeys(message.variables, ERASED_VALUE)

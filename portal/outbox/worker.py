@@ -18,10 +18,15 @@ attempt is then counted, logged with its traceback and backed off in a transacti
 so the message can never be claimed first again and again; after the last attempt it is dead,
 and the messages behind it go out meanwhile. Only the database failing stops a round (the
 caller's loop waits and reconnects).
+
+An erasure's confirmation (``queue.FORGOTTEN_ONCE_SENT``) goes to the address being erased; in
+the transaction that records it sent, its recipient and variables are anonymised too
+(``queue.forget``), the security log says so and ``forgotten`` (the caller's) is told.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from collections.abc import Callable
@@ -37,6 +42,7 @@ from portal.core import metrics
 from portal.core.logs import bound_contextvars
 from portal.core.vocabulary import OutboxStatus
 from portal.outbox.models import OutboxMessage
+from portal.outbox.queue import ERASED_DOMAIN, FORGOTTEN_ONCE_SENT, forget
 
 FIRST_RETRY = timedelta(seconds=30)
 # How long a claimed message is left to the worker sending it (the SMTP timeout, a receipt to render).
@@ -46,6 +52,7 @@ LONGEST_WAIT = timedelta(hours=1)
 DATABASE_GONE = (OperationalError, InterfaceError)
 
 log = structlog.get_logger(__name__)
+security_log = logging.getLogger("portal.security")
 
 
 class TemporaryFailure(Exception):
@@ -157,6 +164,16 @@ def _count_crashed_attempt(
     session.commit()
 
 
+def _forget_if_erased(message: OutboxMessage, forgotten: Callable[[OutboxMessage], None] | None) -> None:
+    """A message sent to an address being erased keeps neither the address nor the variables."""
+    if message.message not in FORGOTTEN_ONCE_SENT:
+        return
+    forget(message)
+    security_log.info("erasure: confirmation %s sent; its recipient and variables anonymised", message.id)
+    if forgotten is not None:
+        forgotten(message)
+
+
 def deliver_due(
     session: Session,
     send: Callable[[OutboxMessage], None],
@@ -167,6 +184,7 @@ def deliver_due(
     should_stop: Callable[[], bool] = lambda: False,
     lease: timedelta = LEASE,
     unrecorded: dict[int, datetime] | None = None,
+    forgotten: Callable[[OutboxMessage], None] | None = None,
 ) -> DeliveryReport:
     """Send every due message once; each outcome is committed before the next message is claimed.
 
@@ -174,6 +192,8 @@ def deliver_due(
     Database errors (the connection is gone) are raised to the caller, whose loop reconnects.
     ``unrecorded`` (kept by the caller across rounds): messages sent whose "sent" the database did
     not take; they are recorded first.
+    ``forgotten``: called, in the transaction that records it sent, for each erasure confirmation
+    whose recipient and variables were just anonymised (the caller's security log).
     """
     report = DeliveryReport()
     unrecorded = {} if unrecorded is None else unrecorded
@@ -185,6 +205,15 @@ def deliver_due(
         )
         for message_id, sent_at in unrecorded.items():
             session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(sent_at=sent_at))
+        for sent in session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.id.in_(list(unrecorded)),
+                OutboxMessage.status == OutboxStatus.SENT,
+                OutboxMessage.message.in_(FORGOTTEN_ONCE_SENT),
+                OutboxMessage.recipient.not_like(f"%@{ERASED_DOMAIN}"),
+            )
+        ):
+            _forget_if_erased(sent, forgotten)
         session.commit()
         log.warning("outbox sent messages recorded after the database came back", count=len(unrecorded))
         unrecorded.clear()
@@ -228,6 +257,7 @@ def deliver_due(
                 message.status = OutboxStatus.SENT
                 message.sent_at = clock()
                 message.last_error = ""
+                _forget_if_erased(message, forgotten)
                 report.sent += 1
                 metrics.OUTBOX_DELIVERIES.labels(message.channel, message.message, "sent").inc()
                 log.info(

@@ -5,7 +5,10 @@
   Refund records, orders and the timeline stay: they are the accounts.
 - **Erasure**: the customer's documents are deleted and their personal data (name, email, what
   they wrote) anonymised; orders, refunds and receipts are kept as the law allows, under the
-  anonymised customer. The confirmation is queued to the address before it is erased.
+  anonymised customer. Their name and address are replaced wherever staff wrote them on their
+  requests (timeline notes, internal notes, questions) and in the emails queued or sent to them
+  (the outbox: recipient and variables; waiting ones are cancelled). The confirmation is queued
+  to the address before it is erased; the outbox worker anonymises it once it is sent.
 - **Export**: everything held about the customer as JSON, with their files, in one zip: orders,
   requests with their timelines, questions, documents and feedback, refunds, the emails queued or
   sent to them, their sign-in links and the one-time portal sessions opened for their orders (the
@@ -20,29 +23,40 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from sqlalchemy import Subquery, delete, func, select, update
+from sqlalchemy import Subquery, Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.core.markers import N_
-from portal.core.vocabulary import CLOSED_STATES, Actor
+from portal.core.vocabulary import CLOSED_STATES, Actor, OutboxStatus
 from portal.documents.models import Document
 from portal.documents.storage import Storage, read_verified, verified_chunks
 from portal.documents.uploads import document_key
 from portal.orders.models import Customer, MagicLink, MagicLinkRequest, Order, PortalSession
 from portal.outbox.models import OutboxMessage
-from portal.outbox.queue import queue_email
-from portal.refunds.models import Feedback, InformationRequest, Receipt, Refund, RefundRequest, StatusEvent
+from portal.outbox.queue import ERASED_DOMAIN, queue_email
+from portal.refunds.models import (
+    Feedback,
+    InformationRequest,
+    InternalNote,
+    Receipt,
+    Refund,
+    RefundRequest,
+    StatusEvent,
+)
 
 security_log = logging.getLogger("portal.security")
 
 RETENTION_NOTE = N_("Documents deleted under the retention policy.")
 ERASURE_NOTE = N_("Personal data erased at the customer's request.")
 ERASED_NAME = "Erased customer"
+CANCELLED_BY_ERASURE = "cancelled: the customer's personal data was erased"
 
 
 @dataclass
@@ -151,12 +165,14 @@ def erase_customer(
 ) -> ErasureReport:
     """Erase a customer's personal data and documents; keep the financial records, anonymised."""
     report = ErasureReport(customer.id)
+    erased_email = f"erased-{customer.id}@{ERASED_DOMAIN}"
+    scrub = scrubber(customer.name, customer.email, name=ERASED_NAME, email=erased_email)
 
     def step(text: str) -> None:
         report.steps.append(text)
         security_log.info("erasure of customer %s by %s: %s", customer.id, actor, text)
 
-    queue_email(
+    confirmation = queue_email(
         session,
         "erasure_confirmed",
         customer.email,
@@ -164,6 +180,7 @@ def erase_customer(
         {"customer_name": customer.name},
         domain=domain,
     )
+    session.flush()
     step("confirmation queued to the customer's address")
     requests = list(session.scalars(select(RefundRequest).join(Order).where(Order.customer_id == customer.id)))
     for request in requests:
@@ -194,15 +211,115 @@ def erase_customer(
         )
         session.execute(update(Feedback).where(Feedback.refund_request_id.in_(ids)).values(comment=""))
     step(f"{len(requests)} request(s): details, answers, own notes and feedback comments cleared")
+    step(f"name and address scrubbed from {_scrub_request_texts(session, ids, scrub)} note(s) and question(s)")
+    anonymised, cancelled = _anonymise_outbox(
+        session, customer, ids, scrub, erased_email=erased_email, keep=confirmation.id
+    )
+    step(f"{anonymised} outbox message(s) anonymised ({cancelled} waiting cancelled)")
     session.execute(delete(MagicLink).where(MagicLink.customer_id == customer.id))
     customer.name = ERASED_NAME
-    customer.email = customer.email_normalized = f"erased-{customer.id}@erased.invalid"
+    customer.email = customer.email_normalized = erased_email
     step("name and email anonymised; sign-in links deleted")
     report.requests = len(requests)
     report.orders = len(customer.orders)
     step(f"{report.orders} order(s), their refunds and receipts kept for the accounts")
     session.flush()
     return report
+
+
+def scrubber(customer_name: str, customer_email: str, *, name: str, email: str) -> Callable[[str], str]:
+    """A function that replaces the customer's address (first) and name in a text, ignoring case,
+    with ``email`` and ``name``. A name shorter than two characters is left alone: replacing a
+    single letter everywhere would wreck the text and hide no one."""
+    patterns = [(re.compile(re.escape(customer_email.strip()), re.IGNORECASE), email)]
+    if len(customer_name.strip()) >= 2:
+        patterns.append((re.compile(re.escape(customer_name.strip()), re.IGNORECASE), name))
+
+    def scrub(text: str) -> str:
+        for pattern, replacement in patterns:
+            text = pattern.sub(replacement.replace("\\", "\\\\"), text)  # the placeholder, taken as written
+        return text
+
+    return scrub
+
+
+def scrub_values(value: Any, scrub: Callable[[str], str]) -> Any:
+    """``value`` (JSON: strings, lists, objects) with ``scrub`` applied to every string in it."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list):
+        return [scrub_values(item, scrub) for item in value]
+    if isinstance(value, dict):
+        return {key: scrub_values(item, scrub) for key, item in value.items()}
+    return value
+
+
+def _scrub_request_texts(session: Session, ids: list[int], scrub: Callable[[str], str]) -> int:
+    """Replace the customer's name and address in what staff wrote on their requests: timeline notes
+    (a saved reply's ``{customer_name}`` filled in), internal notes, questions. Returns how many rows.
+
+    Timeline events and internal notes are append-only for the ORM (``before_update`` raises), and
+    rightly so; erasure is the one edit the law requires, so these are Core UPDATEs on the tables,
+    which the ORM's guard does not see, and the guard stays as it is.
+    """
+    if not ids:
+        return 0
+    columns = [
+        (cast(Table, StatusEvent.__table__), ("note",)),
+        (cast(Table, InternalNote.__table__), ("text",)),
+        (cast(Table, InformationRequest.__table__), ("message", "answer", "items")),
+    ]
+    changed = 0
+    for table, names in columns:
+        rows = session.execute(
+            select(table.c.id, *(table.c[name] for name in names)).where(table.c.refund_request_id.in_(ids))
+        ).all()
+        for row in rows:
+            values = {name: scrub_values(row._mapping[name], scrub) for name in names}
+            values = {name: value for name, value in values.items() if value != row._mapping[name]}
+            if values:
+                session.execute(update(table).where(table.c.id == row.id).values(**values))
+                changed += 1
+    # What the session holds of these rows is stale now: read it again when next asked for.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, (StatusEvent, InternalNote, InformationRequest)) and obj.refund_request_id in ids:
+            session.expire(obj)
+    return changed
+
+
+def _anonymise_outbox(
+    session: Session,
+    customer: Customer,
+    ids: list[int],
+    scrub: Callable[[str], str],
+    *,
+    erased_email: str,
+    keep: int,
+) -> tuple[int, int]:
+    """The emails to the customer (by address, or about their requests) and the webhook events about
+    their requests: the recipient of an email becomes the erased address and the name and address
+    are replaced in the variables; an email still waiting is cancelled (dead, with the reason), as
+    there is no one to send it to. ``keep``: the erasure's own confirmation, which must still go out
+    (the worker anonymises it once sent). Returns (anonymised, cancelled)."""
+    addresses = {customer.email.lower(), customer.email_normalized}
+    by_address = (OutboxMessage.channel == "email") & func.lower(OutboxMessage.recipient).in_(addresses)
+    messages = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.id != keep, or_(by_address, OutboxMessage.refund_request_id.in_(ids)))
+        .order_by(OutboxMessage.id)
+    ).all()
+    cancelled = 0
+    for message in messages:
+        message.variables = scrub_values(message.variables, scrub)
+        if message.channel != "email":
+            continue  # a webhook's recipient is the subscriber's endpoint; its event is scrubbed above
+        message.recipient = erased_email
+        if message.status is OutboxStatus.PENDING:
+            message.status = OutboxStatus.DEAD
+            message.last_error = CANCELLED_BY_ERASURE
+            cancelled += 1
+    session.flush()
+    return len(messages), cancelled
 
 
 def _row(obj: Any, *names: str) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from portal.accounts.sessions import Event, record
 from portal.core import metrics
 from portal.core.brand import load_brand
+from portal.core.database import utcnow
 from portal.core.paths import resource_dir
 from portal.core.vocabulary import RefundStatus
 from portal.documents.storage import StorageError
@@ -191,6 +193,18 @@ def send_outbox_message(outbox: OutboxMessage) -> None:
         )
 
 
+def record_forgotten(outbox: OutboxMessage) -> None:
+    """The staff security log's step of an erasure that the worker takes: the confirmation, once sent,
+    keeps neither the address nor the name (``portal.outbox.worker``)."""
+    record(
+        db.session(),
+        Event.CUSTOMER_ERASED,
+        now=utcnow(),
+        ip="outbox worker",
+        detail=f"erasure confirmation (outbox message {outbox.id}) sent; its recipient and variables anonymised",
+    )
+
+
 def deliver(
     session: Any,
     *,
@@ -207,6 +221,7 @@ def deliver(
         should_stop=should_stop,
         lease=timedelta(seconds=float(current_app.config["OUTBOX_LEASE_SECONDS"])),
         unrecorded=unrecorded,
+        forgotten=record_forgotten,
     )
 
 
