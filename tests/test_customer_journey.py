@@ -323,7 +323,15 @@ def test_choosing_an_offer_resolves_the_request_without_a_refund(client, orders)
     assert again.status_code == 303 and again.headers["Location"] == response.headers["Location"]
     assert orders.scalar(select(func.count()).select_from(RefundRequest)) == 1
     page = client.get("/orders/ORD-10001").get_data(as_text=True)
-    assert "30 more days, free" not in page  # the alternative is taken; the page no longer offers them
+    assert "I'd like this instead of a refund" not in page  # the alternative is taken; no more are offered
+    # "Instead of a refund": the page says what was chosen, and no refund is asked for here.
+    assert "You chose an alternative instead of a refund: 30 more days, free." in page
+    assert "Ask for a refund" not in page and "Full refund" not in page
+    assert client.get("/orders/ORD-10001/refund").headers["Location"] == response.headers["Location"]
+    form = {"csrf_token": csrf_token(client, "/"), "reason": "no_longer_needed", "amount_choice": "full"}
+    refused = post_multipart(client, "/orders/ORD-10001/refund", form, {})
+    assert refused.status_code in (302, 303) and refused.headers["Location"] == response.headers["Location"]
+    assert orders.scalar(select(func.count()).select_from(RefundRequest)) == 1
 
 
 def test_documents_are_downloaded_only_by_their_owner_as_attachments(app, client, orders):

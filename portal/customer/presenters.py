@@ -71,6 +71,7 @@ class OrderView:
     offers: list[OfferView] = field(default_factory=list)
     locale: str = "en"  # the reader's, asked for once
     by_reason: list[ReasonLine] = field(default_factory=list)  # empty when every reason gets the same
+    offer_taken: bool = False  # an alternative was taken instead of a refund: no refund is asked for here
 
     @cached_property
     def amount(self) -> str:
@@ -104,6 +105,7 @@ class OrderView:
     def can_request(self) -> bool:
         return (
             self.open_request is None
+            and not self.offer_taken
             and self.decision.facts.remaining.minor > 0
             and self.decision.basis.value != "charged_back"
         )
@@ -187,7 +189,19 @@ def order_view(order: Order | OrderSummary) -> OrderView:
             links.append((clause_id, wording.rendered(version.clause(clause_id), "title")))
         except KeyError:
             continue
-    taken = any(r.state is RequestState.RESOLVED_WITH_OFFER for r in requests)  # one alternative per order
+    taken = next((r for r in requests if r.state is RequestState.RESOLVED_WITH_OFFER), None)  # one per order
+    if taken is not None and open_request is None:
+        # The customer chose an alternative "instead of a refund": the page says that, not a verdict.
+        try:
+            chosen = wording.rendered(policy.offer(taken.offer_id or ""), "title")
+        except KeyError:
+            chosen = ""
+        headline = [
+            _("You chose an alternative instead of a refund: %(offer)s.", offer=chosen)
+            if chosen
+            else _("You chose an alternative instead of a refund.")
+        ]
+        sentences, by_reason, links = [], [], []
     offers = (
         []
         if taken
@@ -207,6 +221,7 @@ def order_view(order: Order | OrderSummary) -> OrderView:
         offers,
         locale,
         by_reason,
+        offer_taken=taken is not None,
     )
 
 

@@ -218,8 +218,8 @@ def _checked_submission_key(order_id: int) -> str:
 @limiter.limit(lambda: current_app.config["FILING_RATE_LIMIT"], methods=["POST"], key_func=_client_key)
 def refund_new(order_number: str):
     order = access.owned_order(order_number)
-    existing = filing.open_request(db.session(), order)
-    if existing is not None:
+    existing = filing.open_request(db.session(), order) or filing.offer_taken(db.session(), order)
+    if existing is not None:  # an open request, or an alternative taken instead of a refund
         return redirect(url_for("customer.request_page", reference=existing.reference))
     speak_owners_language(order.customer.locale)
     view = order_view(order)

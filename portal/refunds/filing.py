@@ -76,6 +76,21 @@ def open_request(session: Session, order: Order) -> RefundRequest | None:
     )
 
 
+def offer_taken(session: Session, order: Order) -> RefundRequest | None:
+    """The request through which the customer took an alternative instead of a refund, if they did."""
+    return session.scalar(
+        select(RefundRequest)
+        .where(RefundRequest.order_id == order.id, RefundRequest.state == RequestState.RESOLVED_WITH_OFFER)
+        .order_by(RefundRequest.id.desc())
+    )
+
+
+OFFER_TAKEN = N_(
+    "You chose an alternative instead of a refund for this order, so a refund cannot be asked for here. "
+    "If it did not help, please contact our support team."
+)
+
+
 def decide(
     session: Session, order: Order | OrderSummary, policy: Policy, now: datetime, reason: Reason | None
 ) -> Decision:
@@ -135,6 +150,9 @@ def file_refund(
     existing = open_request(session, order)
     if existing is not None:
         raise FilingError("order", N_("There is already an open refund request for this order."), existing=existing)
+    taken = offer_taken(session, order)
+    if taken is not None:  # "instead of a refund": the matter was closed by the customer's choice
+        raise FilingError("order", OFFER_TAKEN, existing=taken)
 
     decision = decide(session, order, policy, now, filing.reason)
     amount = _check(filing, decision)
@@ -246,11 +264,7 @@ def accept_offer(
     offer = policy.offer(offer_id)
     if offer not in offers_that_fit(policy, order, now):  # another plan's, or one for a plan that has ended
         raise KeyError(offer_id)
-    taken = session.scalar(
-        select(RefundRequest)
-        .where(RefundRequest.order_id == order.id, RefundRequest.state == RequestState.RESOLVED_WITH_OFFER)
-        .order_by(RefundRequest.id.desc())
-    )
+    taken = offer_taken(session, order)
     if taken is not None:  # a second click, a replayed form: the choice already made, not another one
         return taken
     request = open_request(session, order)

@@ -37,6 +37,7 @@ class RequestSummary:
     amount_requested_minor: int
     created_at: datetime
     decision_snapshot: dict[str, Any] | None
+    offer_id: str | None  # the alternative taken instead of a refund, if any
 
     @property
     def decision_at_filing(self) -> Decision | None:
