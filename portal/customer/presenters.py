@@ -357,9 +357,10 @@ def request_view(request: RefundRequest) -> RequestView:
     approved = Money.from_minor(request.amount_approved_minor or request.amount_requested_minor, request.currency)
     payout_min, payout_max = (process.payout_business_days_min, process.payout_business_days_max) if process else (5, 7)
     state_title = _(request.state.title)
+    due = filing.decision_due(policy, order, decision_clock(request), reader_zone())  # one promised day per page
     next_step = _(
         NEXT_STEPS[request.state],
-        due=day(filing.decision_due(policy, order, decision_clock(request), reader_zone()), "full"),
+        due=day(due, "full"),
         amount=money(approved),
         min=number(payout_min),
         max=number(payout_max),
@@ -376,7 +377,7 @@ def request_view(request: RefundRequest) -> RequestView:
             next_step = _(
                 "You chose “%(offer)s” instead of a refund. Our team will set it up by %(date)s.",
                 offer=chosen,
-                date=day(filing.decision_due(policy, order, decision_clock(request), reader_zone()), "full"),
+                date=day(due, "full"),
             )
     latest = max(request.refunds, key=lambda r: r.id, default=None)
     if (
@@ -452,7 +453,7 @@ def request_view(request: RefundRequest) -> RequestView:
         decision_sentences=explain_decision(snapshot) if snapshot else [],
         can_withdraw=allowed(request.state, Action.WITHDRAW),
         can_answer=request.state is RequestState.AWAITING_CUSTOMER,
-        steps=steps(request, filing.decision_due(policy, order, decision_clock(request), reader_zone()), payout_max),
+        steps=steps(request, due, payout_max),
         answers=answers,
         processor_reference=succeeded[-1].processor_reference if succeeded else "",
     )
